@@ -1,0 +1,18 @@
+# The two set-up commands of the README: `make demo` (install + main job) and `make test` (install + tests).
+PYTHON ?= python
+
+.PHONY: install demo test lint
+
+install:
+	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install --no-deps matbench==0.6
+
+demo: install
+	matgl-hybrid demo
+
+lint:
+	ruff check .
+
+test: install lint
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,1 @@
+"""Hybrid descriptor + graph neural network models for crystals, as MatGL extensions."""

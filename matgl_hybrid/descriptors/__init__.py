@@ -1,0 +1,20 @@
+"""The descriptor bank: human-designed crystal descriptors (Gong et al. 2023, matminer), fast and cached."""
+
+from matgl_hybrid.descriptors.bank import featurize
+from matgl_hybrid.descriptors.cache import DescriptorCache, structure_key
+from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
+from matgl_hybrid.descriptors.sets import NAMED_SETS, DescriptorSet, UserDescriptors, get_descriptor_set
+from matgl_hybrid.descriptors.transform import DescriptorTransform
+
+__all__ = [
+    "GROUPS",
+    "NAMED_SETS",
+    "DescriptorCache",
+    "DescriptorSet",
+    "DescriptorTransform",
+    "FeatureGroup",
+    "UserDescriptors",
+    "featurize",
+    "get_descriptor_set",
+    "structure_key",
+]

@@ -1,0 +1,120 @@
+"""``featurize``: descriptor values for many structures, in parallel, through the disk cache."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from pymatgen.core import Structure
+from tqdm.auto import tqdm
+
+from matgl_hybrid.data import as_structure, validate_structure
+from matgl_hybrid.descriptors.cache import DescriptorCache, Entry, structure_key
+from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
+from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
+
+
+def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> dict[str, Entry]:
+    """Compute ``groups`` on one structure, sharing its analyses; a group that raises gives NaNs and the error."""
+    ctx = StructureContext(structure)
+    out: dict[str, Entry] = {}
+    for group in groups:
+        try:
+            values = [float(v) for v in group.compute(ctx)]
+            if len(values) != len(group.labels):
+                raise ValueError(f"{group.name} returned {len(values)} values for {len(group.labels)} labels")
+            out[group.key] = {"values": values, "error": None}
+        except Exception as exc:  # matminer raises anything: record it, NaN for this group only
+            out[group.key] = {"values": [float("nan")] * len(group.labels), "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def featurize(
+    structures: Sequence,
+    descriptor_set: DescriptorSpec = "gong28",
+    n_jobs: int = 1,
+    cache_dir: str | Path | None = None,
+    *,
+    ids: Sequence[str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Descriptor values of ``structures``, one row per structure in input order.
+
+    Args:
+        structures: pymatgen ``Structure`` or ASE ``Atoms`` objects (ordered, non-empty).
+        descriptor_set: a set name (``"gong28"``, ``"composition"``, ``"lattice"``, or ``+``-joined), a list of
+            matminer featurizers, :class:`~matgl_hybrid.descriptors.UserDescriptors`, or a mix.
+        n_jobs: parallel workers through joblib (``-1``: all cores). Wrap the call in
+            ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) to run on a cluster.
+        cache_dir: directory of the on-disk cache; ``None`` disables it.
+        ids: structure ids, used in error reports and to align user descriptors keyed by id.
+        progress: show a progress bar.
+
+    Returns:
+        DataFrame of shape (n_structures, n_descriptors), columns named as matminer labels them. A feature whose
+        featurizer raised for a structure is NaN; ``df.attrs["errors"]`` lists each such case as
+        ``{"row", "id", "group", "columns", "error"}``.
+    """
+    dset = get_descriptor_set(descriptor_set)
+    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
+    if len(ids) != len(structures):
+        raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
+    structures = [as_structure(s, i) for s, i in zip(structures, ids, strict=True)]
+    for s, i in zip(structures, ids, strict=True):
+        validate_structure(s, i)
+
+    cache = DescriptorCache(cache_dir) if cache_dir is not None else None
+    keys = [structure_key(s) for s in structures] if cache else [None] * len(structures)
+    entries: list[dict[str, Entry]] = [cache.get(k) if cache else {} for k in keys]
+    todo = [i for i, e in enumerate(entries) if any(g.key not in e for g in dset.groups)]
+
+    if todo:
+        jobs = (
+            delayed(compute_groups)(structures[i], [g for g in dset.groups if g.key not in entries[i]]) for i in todo
+        )
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        bar = tqdm(results, total=len(todo), desc=f"featurize {dset.name}", unit="structure", disable=not progress)
+        for i, new in zip(todo, bar, strict=True):
+            entries[i].update(new)
+            if cache:
+                cache.put(keys[i], new)
+
+    return _assemble(dset, entries, ids)
+
+
+def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str]) -> pd.DataFrame:
+    """Lay group entries out as the set's columns and collect the recorded errors."""
+    n = len(entries)
+    blocks, errors = [], []
+    for group in dset.groups:
+        values = np.array([e[group.key]["values"] for e in entries], dtype=float).reshape(n, len(group.labels))
+        blocks.append(pd.DataFrame(values, columns=list(group.labels)))
+        for row, e in enumerate(entries):
+            if e[group.key]["error"] is not None:
+                errors.append(
+                    {
+                        "row": row,
+                        "id": ids[row],
+                        "group": group.name,
+                        "columns": [c for c in group.labels if c in dset.columns],
+                        "error": e[group.key]["error"],
+                    }
+                )
+    blocks += [user.align(n, ids) for user in dset.user]
+    frame = pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=range(n))
+    frame = frame.loc[:, ~frame.columns.duplicated()][list(dset.columns)]
+    frame.attrs["errors"] = errors
+    frame.attrs["descriptor_set"] = dset.name
+    frame.attrs["descriptor_version"] = dset.version
+    if errors:
+        warnings.warn(
+            f"{len(errors)} featurizer failure(s) in {len({e['row'] for e in errors})} structure(s) gave NaN "
+            f"values; first: row {errors[0]['row']} (id {errors[0]['id']}), {errors[0]['group']}: "
+            f"{errors[0]['error']}. See df.attrs['errors'].",
+            stacklevel=3,
+        )
+    return frame

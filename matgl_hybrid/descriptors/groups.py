@@ -1,0 +1,213 @@
+"""Feature groups: the unit of computation, caching and error reporting of the descriptor bank.
+
+A group computes a fixed list of named features of one structure. Groups that wrap a matminer featurizer
+return exactly its values; the Voronoi groups return matminer's values from one shared tessellation
+(:mod:`matgl_hybrid.descriptors.voronoi`) instead of one tessellation per site and featurizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import matminer
+import numpy as np
+from matminer.featurizers.base import BaseFeaturizer
+from matminer.featurizers.composition import ElementProperty
+from matminer.featurizers.structure import (
+    DensityFeatures,
+    GlobalSymmetryFeatures,
+    StructuralComplexity,
+    StructuralHeterogeneity,
+)
+from matminer.featurizers.utils.stats import PropertyStats
+from pymatgen.core import Structure
+
+from matgl_hybrid.descriptors.voronoi import SiteFaces, analyse
+
+#: Bump when a group's definition changes: it is part of every cache key.
+GROUP_VERSION = "1"
+
+
+class StructureContext:
+    """One structure plus the analyses its groups share (computed lazily, at most once)."""
+
+    def __init__(self, structure: Structure):
+        self.structure = structure
+
+    @cached_property
+    def voronoi(self) -> list[SiteFaces]:
+        """Voronoi faces of every site (matminer's ``VoronoiNN()`` settings)."""
+        return analyse(self.structure)
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A named list of features computed together from one structure.
+
+    Attributes:
+        name: unique name, used in cache keys and error reports.
+        labels: feature names, exactly as matminer labels them.
+        compute: ``compute(context) -> sequence of len(labels) floats``.
+        version: changes whenever the computed values may change (cache key).
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    compute: Callable[[StructureContext], Sequence[float]] = field(repr=False, compare=False)
+    version: str = f"{GROUP_VERSION}-matminer{matminer.__version__}"
+
+    @property
+    def key(self) -> str:
+        """Cache key of this group's values."""
+        return f"{self.name}@{self.version}"
+
+
+def _site_stats(values: Sequence[float]) -> list[float]:
+    """``SiteStatsFingerprint(stats=("mean", "std_dev"))`` of per-site values."""
+    return [PropertyStats.mean(values), PropertyStats.std_dev(values)]
+
+
+def _bond_lengths(ctx: StructureContext) -> list[float]:
+    """SiteStatsFingerprint(AverageBondLength(VoronoiNN())): solid-angle weighted mean bond length (Å)."""
+    per_site = []
+    for faces in ctx.voronoi:
+        mask, weights = faces.neighbours("solid_angle")
+        if not mask.any():
+            raise IndexError("Input structure has no bonds.")
+        per_site.append(PropertyStats.mean(np.linalg.norm(faces.vectors[mask], axis=1), weights))
+    return _site_stats(per_site)
+
+
+def _bond_angles(ctx: StructureContext) -> list[float]:
+    """SiteStatsFingerprint(AverageBondAngle(VoronoiNN())): mean over neighbours of the smallest bond angle (rad)."""
+    per_site = []
+    for faces in ctx.voronoi:
+        mask, _ = faces.neighbours("solid_angle")
+        if not mask.any():
+            raise IndexError("Input structure has no bonds.")
+        v = faces.vectors[mask]
+        norms = np.linalg.norm(v, axis=1)
+        cos = (v @ v.T) / np.outer(norms, norms)
+        cos = np.where(np.abs(cos) > 1, np.round(cos, 5), cos)  # matminer rounds when arccos would be NaN
+        angles = np.arccos(cos)
+        np.fill_diagonal(angles, np.nan)
+        with warnings.catch_warnings():  # a site with one neighbour has no angle: NaN, as in matminer
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_site.append(PropertyStats.mean(np.nanmin(angles, axis=1)))
+    return _site_stats(per_site)
+
+
+def _coordination(ctx: StructureContext) -> list[float]:
+    """SiteStatsFingerprint(CoordinationNumber(VoronoiNN())): number of Voronoi faces with a positive solid angle."""
+    return _site_stats([int(faces.neighbours("solid_angle")[0].sum()) for faces in ctx.voronoi])
+
+
+HETEROGENEITY_STATS = ("maximum", "range", "mean", "avg_dev")
+
+
+def _heterogeneity(ctx: StructureContext) -> list[float]:
+    """StructuralHeterogeneity(weight="area", stats=HETEROGENEITY_STATS), from the shared tessellation.
+
+    matminer computes it from pymatgen's all-sites tessellation, which wraps each centre into the unit cell but
+    places neighbours relative to the unwrapped site; for a structure with a fractional coordinate outside
+    [0, 1) its cells then differ from the true ones. To return matminer's values there too, such structures
+    (rare: 0-5 % of the shared datasets) are computed by matminer itself.
+    """
+    s = ctx.structure
+    if any(not np.array_equal(site.to_unit_cell().frac_coords, site.frac_coords) for site in s):
+        return StructuralHeterogeneity(weight="area", stats=HETEROGENEITY_STATS).featurize(s)
+    n = len(ctx.voronoi)
+    mean_bond_lengths, bond_length_var, cell_volumes = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i, faces in enumerate(ctx.voronoi):
+        mask, weights = faces.neighbours("area")
+        lengths = faces.face_dist[mask] * 2
+        mean_bond_lengths[i] = PropertyStats.mean(lengths, weights)
+        bond_length_var[i] = PropertyStats.avg_dev(lengths, weights) / mean_bond_lengths[i]
+        cell_volumes[i] = sum(faces.volume[mask].tolist())
+    mean_bond_lengths /= mean_bond_lengths.mean()
+    features = [PropertyStats.avg_dev(mean_bond_lengths), mean_bond_lengths.max(), mean_bond_lengths.min()]
+    features += [PropertyStats.calc_stat(bond_length_var, stat) for stat in HETEROGENEITY_STATS]
+    features.append(PropertyStats.avg_dev(cell_volumes) / np.mean(cell_volumes))
+    return features
+
+
+def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str = "structure") -> FeatureGroup:
+    """Wrap a matminer featurizer as a group; its values are matminer's own.
+
+    Args:
+        featurizer: a matminer structure or composition featurizer.
+        name: group name; defaults to the class name plus a hash of its parameters.
+        on: "structure" or "composition" (what ``featurizer.featurize`` takes).
+    """
+    if on not in ("structure", "composition"):
+        raise ValueError(f"on must be 'structure' or 'composition', got {on!r}")
+    params = json.dumps(featurizer.get_params(deep=False), sort_keys=True, default=repr)
+    digest = hashlib.sha256(params.encode()).hexdigest()[:10]
+    if on == "structure":
+
+        def compute(ctx: StructureContext) -> Sequence[float]:
+            return featurizer.featurize(ctx.structure)
+    else:
+
+        def compute(ctx: StructureContext) -> Sequence[float]:
+            return featurizer.featurize(ctx.structure.composition)
+
+    return FeatureGroup(
+        name=name or f"{type(featurizer).__name__}-{digest}",
+        labels=tuple(featurizer.feature_labels()),
+        compute=compute,
+    )
+
+
+def group_for_featurizer(featurizer: BaseFeaturizer) -> FeatureGroup:
+    """A group for a user-given matminer featurizer (structure or composition featurizer)."""
+    module = type(featurizer).__module__
+    if ".composition" in module:
+        return matminer_group(featurizer, on="composition")
+    if ".site" in module:
+        raise TypeError(
+            f"{type(featurizer).__name__} is a site featurizer; wrap it in "
+            "matminer.featurizers.structure.SiteStatsFingerprint to get structure-level values"
+        )
+    return matminer_group(featurizer, on="structure")
+
+
+_SITE_STATS = ("mean", "std_dev")
+
+GROUPS: dict[str, FeatureGroup] = {
+    g.name: g
+    for g in (
+        matminer_group(
+            GlobalSymmetryFeatures(desired_features=["spacegroup_num", "crystal_system_int"]), name="symmetry"
+        ),
+        matminer_group(StructuralComplexity(), name="complexity"),
+        FeatureGroup(
+            "heterogeneity",
+            (
+                "mean absolute deviation in relative bond length",
+                "max relative bond length",
+                "min relative bond length",
+                *(f"{stat} neighbor distance variation" for stat in HETEROGENEITY_STATS),
+                "mean absolute deviation in relative cell size",
+            ),
+            _heterogeneity,
+        ),
+        FeatureGroup("bond_length", tuple(f"{s} Average bond length" for s in _SITE_STATS), _bond_lengths),
+        FeatureGroup("bond_angle", tuple(f"{s} Average bond angle" for s in _SITE_STATS), _bond_angles),
+        FeatureGroup("coordination", tuple(f"{s} CN_VoronoiNN" for s in _SITE_STATS), _coordination),
+        matminer_group(DensityFeatures(desired_features=["density", "vpa", "packing fraction"]), name="density"),
+        FeatureGroup(
+            "lattice",
+            ("a", "b", "c", "alpha", "beta", "gamma"),
+            lambda ctx: [*ctx.structure.lattice.abc, *ctx.structure.lattice.angles],
+        ),
+        FeatureGroup("volume", ("volume",), lambda ctx: [ctx.structure.volume]),
+        FeatureGroup("natoms", ("natoms",), lambda ctx: [len(ctx.structure)]),
+        matminer_group(ElementProperty.from_preset("magpie"), name="magpie", on="composition"),
+    )
+}

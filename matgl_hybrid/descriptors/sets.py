@@ -1,0 +1,177 @@
+"""Named descriptor sets (``gong28``, ``composition``, ``lattice``), user descriptors, and their combination."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matminer.featurizers.base import BaseFeaturizer
+
+from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup, group_for_featurizer
+
+
+@dataclass(frozen=True)
+class UserDescriptors:
+    """Descriptors the user already has, aligned with the structures by position or by id.
+
+    Build with :meth:`from_csv`, :meth:`from_frame` or :meth:`from_array` (chemprop's ``--features_path``).
+
+    Attributes:
+        frame: (n, k) numeric values; its index holds ids when ``by_id``.
+        by_id: align rows to structures by id (else by position).
+    """
+
+    frame: pd.DataFrame
+    by_id: bool = False
+
+    @classmethod
+    def from_csv(cls, path: str | Path, id_column: str | None = "id", columns: Sequence[str] | None = None):
+        """Read a CSV; rows align by ``id_column`` (or by position when it is None)."""
+        frame = pd.read_csv(path)
+        return cls.from_frame(frame, columns=columns, id_column=id_column)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, columns: Sequence[str] | None = None, id_column: str | None = None):
+        """Take ``columns`` (default: all but ``id_column``) of a DataFrame."""
+        if id_column is not None:
+            if id_column not in frame.columns:
+                raise KeyError(f"id column {id_column!r} not in {list(frame.columns)}")
+            frame = frame.set_index(frame[id_column].astype(str)).drop(columns=[id_column])
+        if columns is not None:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise KeyError(f"user descriptor columns {missing} not in {list(frame.columns)}")
+            frame = frame[list(columns)]
+        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            raise ValueError(f"user descriptor columns must be numeric; not numeric: {bad}")
+        return cls(frame.astype(float), by_id=id_column is not None)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, names: Sequence[str] | None = None):
+        """An (n, k) array aligned by position; columns named ``user_0`` … unless ``names`` are given."""
+        array = np.asarray(array, dtype=float)
+        if array.ndim != 2:
+            raise ValueError(f"user descriptors must be a 2-d array (n_structures, n_features), got {array.shape}")
+        names = list(names) if names is not None else [f"user_{i}" for i in range(array.shape[1])]
+        return cls(pd.DataFrame(array, columns=names), by_id=False)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Column names."""
+        return tuple(str(c) for c in self.frame.columns)
+
+    def align(self, n: int, ids: Sequence[str] | None) -> pd.DataFrame:
+        """Rows for ``n`` structures (by ``ids`` when aligned by id), with a 0..n-1 index."""
+        if self.by_id:
+            if ids is None:
+                raise ValueError("these user descriptors are keyed by id: pass ids= to featurize")
+            missing = [i for i in ids if i not in self.frame.index]
+            if missing:
+                raise KeyError(f"no user descriptors for ids {missing[:5]}{' …' if len(missing) > 5 else ''}")
+            rows = self.frame.loc[list(ids)]
+        else:
+            if len(self.frame) != n:
+                raise ValueError(f"user descriptors have {len(self.frame)} rows but there are {n} structures")
+            rows = self.frame
+        return rows.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DescriptorSet:
+    """An ordered list of descriptor columns and the groups that compute them.
+
+    Attributes:
+        name: e.g. ``"gong28+composition"``.
+        groups: feature groups to compute (each once).
+        columns: output columns in order; a subset of the groups' labels plus the user columns.
+        user: precomputed user descriptors appended after the computed columns.
+    """
+
+    name: str
+    groups: tuple[FeatureGroup, ...]
+    columns: tuple[str, ...]
+    user: tuple[UserDescriptors, ...] = ()
+
+    def __add__(self, other: DescriptorSet) -> DescriptorSet:
+        groups = {g.name: g for g in (*self.groups, *other.groups)}
+        columns = dict.fromkeys((*self.columns, *other.columns))
+        name = f"{self.name}+{other.name}"
+        return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + other.user)
+
+    @property
+    def version(self) -> str:
+        """Hash of what determines the values: groups, their versions and the column order."""
+        text = "|".join([*(g.key for g in self.groups), *self.columns])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+def _named(name: str, columns: dict[str, Sequence[str] | None]) -> DescriptorSet:
+    """A set from group names, each with the columns it contributes (None: all its labels)."""
+    groups = tuple(GROUPS[g] for g in columns)
+    cols = [c for g, sel in columns.items() for c in (GROUPS[g].labels if sel is None else sel)]
+    return DescriptorSet(name, groups, tuple(cols))
+
+
+#: The named sets. ``gong28`` is Gong et al. (Sci. Adv. 2023), in the paper's order.
+NAMED_SETS: dict[str, DescriptorSet] = {
+    "gong28": _named(
+        "gong28",
+        {
+            "symmetry": None,
+            "complexity": None,
+            "heterogeneity": None,
+            "bond_length": None,
+            "bond_angle": None,
+            "coordination": None,
+            "density": None,
+            "lattice": None,
+            "natoms": None,
+        },
+    ),
+    "composition": _named("composition", {"magpie": None}),
+    "lattice": _named(
+        "lattice", {"lattice": None, "volume": None, "natoms": None, "symmetry": ("crystal_system_int",)}
+    ),
+}
+
+DescriptorSpec = str | DescriptorSet | BaseFeaturizer | UserDescriptors | Sequence
+
+
+def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
+    """Resolve a descriptor set.
+
+    Args:
+        spec: a name or ``+``-joined names (``"gong28+composition"``), a :class:`DescriptorSet`, a matminer
+            featurizer, :class:`UserDescriptors`, or a list of any of these (combined in order).
+    """
+    if isinstance(spec, DescriptorSet):
+        return spec
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split("+")]
+        unknown = [p for p in parts if p not in NAMED_SETS]
+        if unknown:
+            raise KeyError(f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)}")
+        return _combine([NAMED_SETS[p] for p in parts])
+    if isinstance(spec, BaseFeaturizer):
+        group = group_for_featurizer(spec)
+        return DescriptorSet(group.name, (group,), group.labels)
+    if isinstance(spec, UserDescriptors):
+        return DescriptorSet("user", (), spec.labels, (spec,))
+    if isinstance(spec, Sequence) and spec:
+        return _combine([get_descriptor_set(s) for s in spec])
+    raise TypeError(f"cannot make a descriptor set from {spec!r}")
+
+
+def _combine(sets: list[DescriptorSet]) -> DescriptorSet:
+    result = sets[0]
+    for s in sets[1:]:
+        result = result + s
+    return result

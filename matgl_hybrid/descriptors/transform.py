@@ -1,0 +1,112 @@
+"""DescriptorTransform: impute missing values and standardize, fitted on training data, saved as JSON."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from matgl_hybrid.descriptors.cache import atomic_write_text
+
+FORMAT_VERSION = 1
+
+
+class DescriptorTransform:
+    """Median imputation then standardization, scikit-learn style (``fit`` / ``transform``).
+
+    Learned state (set by :meth:`fit`): ``feature_names_in_`` (D,), ``median_`` (D,), ``mean_`` (D,) and
+    ``scale_`` (D,), all computed after imputation on the training rows only. A column that is NaN in every
+    training row is imputed with 0; a constant column gets scale 1.
+    """
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> DescriptorTransform:
+        """Learn medians, means and scales from training descriptors ``X`` (n, D)."""
+        values, names = _as_array(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            median = np.nanmedian(values, axis=0)
+        empty = np.isnan(median)
+        if empty.any():
+            warnings.warn(
+                f"descriptor columns with no value in the training data, imputed with 0: "
+                f"{[names[i] for i in np.flatnonzero(empty)]}",
+                stacklevel=2,
+            )
+        self.median_ = np.where(empty, 0.0, median)
+        filled = np.where(np.isnan(values), self.median_, values)
+        self.mean_ = filled.mean(axis=0)
+        std = filled.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        self.feature_names_in_ = np.array(names, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Impute and standardize ``X`` (n, D) -> float32-safe float64 array (n, D), no NaN."""
+        self._check_fitted()
+        values, names = _as_array(X)
+        if isinstance(X, pd.DataFrame) and list(names) != list(self.feature_names_in_):
+            raise ValueError(
+                f"descriptor columns differ from those the transform was fitted on: expected "
+                f"{list(self.feature_names_in_)[:5]}… ({len(self.feature_names_in_)}), got {list(names)[:5]}… "
+                f"({len(names)})"
+            )
+        if values.shape[1] != len(self.median_):
+            raise ValueError(f"expected {len(self.median_)} descriptor columns, got {values.shape[1]}")
+        values = np.where(np.isfinite(values), values, self.median_)
+        return (values - self.mean_) / self.scale_
+
+    def fit_transform(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> np.ndarray:
+        """``fit(X).transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state; floats round-trip exactly."""
+        self._check_fitted()
+        return {
+            "format_version": FORMAT_VERSION,
+            "feature_names": [str(n) for n in self.feature_names_in_],
+            "median": self.median_.tolist(),
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> DescriptorTransform:
+        """Restore a transform saved with :meth:`to_dict`."""
+        version = state.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"DescriptorTransform format_version {version!r} not supported (expected {FORMAT_VERSION})"
+            )
+        t = cls()
+        t.feature_names_in_ = np.array(state["feature_names"], dtype=object)
+        t.median_, t.mean_, t.scale_ = (np.array(state[k], dtype=float) for k in ("median", "mean", "scale"))
+        if not len(t.feature_names_in_) == len(t.median_) == len(t.mean_) == len(t.scale_):
+            raise ValueError("corrupt DescriptorTransform state: arrays of different lengths")
+        return t
+
+    def save(self, path: str | Path) -> None:
+        """Write the state as JSON (atomically)."""
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DescriptorTransform:
+        """Read a transform written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "median_"):
+            raise RuntimeError("DescriptorTransform is not fitted: call fit() on training descriptors first")
+
+
+def _as_array(X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, list[str]]:
+    if isinstance(X, pd.DataFrame):
+        return X.to_numpy(dtype=float), [str(c) for c in X.columns]
+    values = np.asarray(X, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"descriptors must be 2-d (n_structures, n_descriptors), got shape {values.shape}")
+    return values, [f"x{i}" for i in range(values.shape[1])]

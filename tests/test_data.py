@@ -1,0 +1,351 @@
+"""Tests for matgl_hybrid.data: loaders, validation and the embedded demo dataset."""
+
+import gzip
+import json
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import DummySpecies, Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from matgl_hybrid.data import (
+    InvalidStructureError,
+    SkippedEntry,
+    StructureData,
+    from_dataframe,
+    from_structures,
+    load,
+    load_demo,
+    load_folder,
+    load_records,
+    validate_structure,
+    validate_target,
+)
+
+DE_JONG = "de_jong_2015_elasticity.json.gz"
+
+
+@pytest.fixture(scope="module")
+def records(shared_data: Path) -> list[dict]:
+    """The first 8 raw records of the shared de Jong 2015 file."""
+    with gzip.open(shared_data / DE_JONG, "rt") as fh:
+        return json.load(fh)[:8]
+
+
+def nacl(distance: float = 2.0, a: float = 4.0) -> Structure:
+    """Two-atom cell with Na at the origin and Cl ``distance`` Å away along x."""
+    return Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [distance / a, 0, 0]])
+
+
+def write_json(path: Path, data: list[dict]) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def assert_same_structure(a: Structure, b: Structure) -> None:
+    assert len(a) == len(b)
+    assert a.composition == b.composition
+    assert a.volume == pytest.approx(b.volume, rel=1e-4)
+
+
+# --- loaders -------------------------------------------------------------------------------------
+
+
+def test_load_records_limit(shared_data: Path, records: list[dict]) -> None:
+    data = load_records(shared_data / DE_JONG, "K_VRH", limit=5)
+    assert len(data) == 5
+    assert data.ids == [r["id"] for r in records[:5]]
+    assert data.target_name == "K_VRH"
+    assert data.targets.dtype == np.float64
+    np.testing.assert_array_equal(data.targets, [r["K_VRH"] for r in records[:5]])
+    assert data.structures[0] == Structure.from_dict(records[0]["structure"])
+    assert data.skipped == []
+
+
+def test_load_records_plain_json_without_target(tmp_path: Path, records: list[dict]) -> None:
+    path = write_json(tmp_path / "recs.json", records[:3])
+    data = load_records(path)
+    assert data.targets is None
+    assert data.target_name is None
+    assert data.ids == [r["id"] for r in records[:3]]
+    assert load(path, "G_VRH").targets.tolist() == [r["G_VRH"] for r in records[:3]]
+
+
+@pytest.mark.filterwarnings("ignore:Issues encountered while parsing CIF")
+def test_load_folder_with_targets_csv(tmp_path: Path, records: list[dict]) -> None:
+    structures = {r["id"]: Structure.from_dict(r["structure"]) for r in records[:4]}
+    ids = list(structures)
+    for i, (entry_id, structure) in enumerate(structures.items()):
+        suffix = ".vasp" if i == 0 else ".cif"
+        structure.to(filename=str(tmp_path / f"{entry_id}{suffix}"))
+    (tmp_path / "README.md").write_text("not a structure")
+    order = [ids[2], ids[0], ids[3]]  # the CSV defines which entries and their order
+    k_vrh = {r["id"]: r["K_VRH"] for r in records}
+    csv = tmp_path / "targets.csv"
+    pd.DataFrame({"id": order, "K_VRH": [k_vrh[i] for i in order]}).to_csv(csv, index=False)
+
+    data = load_folder(tmp_path, csv, "K_VRH")
+    assert data.ids == order
+    np.testing.assert_array_equal(data.targets, [k_vrh[i] for i in order])
+    for entry_id, structure in zip(data.ids, data.structures, strict=True):
+        assert_same_structure(structure, structures[entry_id])
+
+    no_csv = load_folder(tmp_path)
+    assert no_csv.ids == sorted(ids)
+    assert no_csv.targets is None
+
+    auto = load(tmp_path, "K_VRH")  # the folder's only CSV is picked up
+    assert auto.ids == order
+
+
+def test_load_folder_default_target_column_and_missing_file(tmp_path: Path, records: list[dict]) -> None:
+    Structure.from_dict(records[0]["structure"]).to(filename=str(tmp_path / "a.cif"))
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"id": ["a"], "target": [1.5]}).to_csv(csv, index=False)
+    data = load_folder(tmp_path, csv)
+    assert data.target_name == "target"
+    assert data.targets.tolist() == [1.5]
+
+    pd.DataFrame({"id": ["a", "ghost"], "target": [1.5, 2.0]}).to_csv(csv, index=False)
+    with pytest.raises(InvalidStructureError, match=r"'ghost'.*no structure file named ghost"):
+        load_folder(tmp_path, csv)
+    with pytest.raises(ValueError, match="lacks column"):
+        load_folder(tmp_path, csv, "K_VRH")
+
+
+@pytest.mark.parametrize("form", ["object", "dict", "json"])
+def test_from_dataframe(records: list[dict], form: str) -> None:
+    convert = {
+        "object": Structure.from_dict,
+        "dict": lambda d: d,
+        "json": json.dumps,
+    }[form]
+    df = pd.DataFrame(
+        {"structure": [convert(r["structure"]) for r in records[:4]], "G_VRH": [r["G_VRH"] for r in records[:4]]},
+        index=pd.Index([r["id"] for r in records[:4]], name="mbid"),
+    )
+    data = from_dataframe(df, "G_VRH")
+    assert data.ids == [r["id"] for r in records[:4]]
+    np.testing.assert_array_equal(data.targets, df["G_VRH"].to_numpy())
+    assert data.structures[3] == Structure.from_dict(records[3]["structure"])
+
+
+def test_from_dataframe_id_column_and_missing_column() -> None:
+    df = pd.DataFrame({"name": ["x", "y"], "structure": [nacl(), nacl(2.5)]})
+    assert from_dataframe(df, id_column="name").ids == ["x", "y"]
+    assert from_dataframe(df).ids == ["0", "1"]
+    with pytest.raises(ValueError, match="no target column 'y'"):
+        from_dataframe(df, "y")
+
+
+def test_from_structures_ase_atoms(records: list[dict]) -> None:
+    structures = [Structure.from_dict(r["structure"]) for r in records[:3]]
+    atoms = [AseAtomsAdaptor.get_atoms(s) for s in structures]
+    data = from_structures(atoms, targets=[1.0, 2.0, 3.0])
+    assert data.ids == ["0", "1", "2"]
+    assert data.target_name == "target"
+    assert data.targets.tolist() == [1.0, 2.0, 3.0]
+    for got, expected in zip(data.structures, structures, strict=True):
+        assert isinstance(got, Structure)
+        assert_same_structure(got, expected)
+        np.testing.assert_allclose(got.cart_coords, expected.cart_coords, atol=1e-8)
+
+
+def test_load_dispatch(tmp_path: Path) -> None:
+    data = from_structures([nacl()], ids=["a"])
+    assert load(data) is data
+    assert load([nacl(), nacl(2.5)], targets=[1, 2]).targets.tolist() == [1.0, 2.0]
+    assert load(pd.DataFrame({"structure": [nacl()]})).ids == ["0"]
+
+    csv = tmp_path / "structures.csv"
+    pd.DataFrame({"id": ["007"], "cif": [nacl().to(fmt="cif")], "y": [4.0]}).to_csv(csv, index=False)
+    from_csv = load(csv, "y")
+    assert from_csv.ids == ["007"]
+    assert from_csv.targets.tolist() == [4.0]
+    assert from_csv.structures[0].composition.reduced_formula == "NaCl"
+
+    with pytest.raises(TypeError, match="cannot load int"):
+        load(3)
+    odd = tmp_path / "x.xyz"
+    odd.write_text("")
+    with pytest.raises(ValueError, match="expected a folder"):
+        load(odd)
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.json")
+
+
+def test_subset_keeps_index_order() -> None:
+    data = from_structures([nacl(2.0), nacl(2.2), nacl(2.4)], targets=[0.0, 1.0, 2.0], ids=["a", "b", "c"])
+    sub = data.subset([2, 0])
+    assert sub.ids == ["c", "a"]
+    assert sub.targets.tolist() == [2.0, 0.0]
+    assert sub.structures[0] is data.structures[2]
+    with pytest.raises(TypeError, match="integers"):
+        data.subset(np.array([True, False, True]))
+
+
+def test_structure_data_checks_lengths() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        StructureData(structures=[nacl()], targets=np.array([1.0, 2.0]), ids=["a"])
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _disordered() -> Structure:
+    return Structure(Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _partial() -> Structure:
+    return Structure(Lattice.cubic(4), ["Fe", {"O": 0.75}], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _dummy() -> Structure:
+    return Structure(Lattice.cubic(4), ["Fe", DummySpecies("X")], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("structure", "reason"),
+    [
+        (Structure(Lattice.cubic(4), [], []), r"empty \(0 sites\)"),
+        (_disordered(), r"site 0 is disordered or partially occupied \(Fe:0.50*, Co:0.50*\)"),
+        (_partial(), r"site 1 is disordered or partially occupied \(O:0.750*\)"),
+        (_dummy(), "site 1 holds X0\\+, which is not a chemical element"),
+        (nacl(0.3), r"sites [01] and [01] are 0.300 Å apart"),
+        (nacl(0.0), r"sites [01] and [01] are 0.000 Å apart"),
+        (nacl(3.8), r"sites [01] and [01] \(periodic images\) are 0.200 Å apart"),
+        (Structure(Lattice.cubic(0.45), ["Na"], [[0, 0, 0]]), r"sites 0 and 0 \(periodic images\) are 0.450 Å"),
+    ],
+    ids=["empty", "disordered", "partial", "dummy", "overlap", "coincident", "overlap-pbc", "self-image"],
+)
+def test_validate_structure_rejects(structure: Structure, reason: str) -> None:
+    with pytest.raises(InvalidStructureError, match=reason) as info:
+        validate_structure(structure, "mp-bad")
+    assert info.value.id == "mp-bad"
+    assert str(info.value).startswith("entry 'mp-bad': ")
+
+
+def test_validate_structure_min_distance_threshold() -> None:
+    validate_structure(nacl(0.55), "ok")
+    validate_structure(nacl(0.3), "ok", min_distance=0.25)
+    with pytest.raises(InvalidStructureError, match=r"0\.450 Å apart"):
+        validate_structure(nacl(0.45), "close")
+
+
+def test_validate_structure_allowed_elements() -> None:
+    validate_structure(nacl(), "ok", allowed_elements={"Na", "Cl", "O"})
+    with pytest.raises(InvalidStructureError, match=r"'x'.*element\(s\) Cl unknown to the model"):
+        validate_structure(nacl(), "x", allowed_elements=["Na", "O"])
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (float("nan"), "is NaN"),
+        (math.inf, r"is infinite \(inf\)"),
+        (-np.inf, "is infinite"),
+        (None, "is missing"),
+        ("abc", "is not a number: 'abc'"),
+        (True, "is not a number: True"),
+    ],
+)
+def test_validate_target_rejects(value: object, reason: str) -> None:
+    with pytest.raises(InvalidStructureError, match=f"entry 'mp-1': target 'K_VRH' {reason}"):
+        validate_target(value, "mp-1", "K_VRH")
+
+
+def test_validate_target_accepts_numbers() -> None:
+    assert validate_target(np.float32(2.5), "a", "y") == 2.5
+    assert isinstance(validate_target(np.int64(3), "a", "y"), float)
+
+
+def test_invalid_structure_error_pickles() -> None:
+    err = pickle.loads(pickle.dumps(InvalidStructureError("mp-1", "bad")))
+    assert (err.id, err.reason, str(err)) == ("mp-1", "bad", "entry 'mp-1': bad")
+
+
+# --- invalid entries while loading ---------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_records(records: list[dict]) -> list[dict]:
+    """Records 0-4 of de Jong, with 1 (NaN target), 2 (overlapping atoms) and 3 (no K_VRH key) made invalid."""
+    mixed = [dict(r) for r in records[:5]]
+    mixed[1]["K_VRH"] = float("nan")
+    mixed[2]["structure"] = nacl(0.2).as_dict()
+    del mixed[3]["K_VRH"]
+    return mixed
+
+
+def test_invalid_entry_raises_naming_id(tmp_path: Path, mixed_records: list[dict]) -> None:
+    path = write_json(tmp_path / "mixed.json", mixed_records)
+    with pytest.raises(InvalidStructureError, match=f"'{mixed_records[1]['id']}': target 'K_VRH' is NaN"):
+        load_records(path, "K_VRH")
+    with pytest.raises(InvalidStructureError, match="overlapping atoms") as info:
+        load_records(path, "G_VRH")
+    assert info.value.id == mixed_records[2]["id"]
+
+
+def test_missing_target_key_names_id_and_keys(tmp_path: Path, mixed_records: list[dict]) -> None:
+    path = write_json(tmp_path / "mixed.json", mixed_records[3:4])
+    with pytest.raises(InvalidStructureError, match="no target 'K_VRH'; available keys: id, formula, structure, G_VRH"):
+        load_records(path, "K_VRH")
+
+
+def test_skip_invalid_records_and_warns(tmp_path: Path, mixed_records: list[dict]) -> None:
+    path = write_json(tmp_path / "mixed.json", mixed_records)
+    with pytest.warns(UserWarning, match="skipped 3 of 5 entries"):
+        data = load_records(path, "K_VRH", skip_invalid=True)
+    ids = [r["id"] for r in mixed_records]
+    assert data.ids == [ids[0], ids[4]]
+    np.testing.assert_array_equal(data.targets, [mixed_records[0]["K_VRH"], mixed_records[4]["K_VRH"]])
+    assert [s.id for s in data.skipped] == ids[1:4]
+    assert all(isinstance(s, SkippedEntry) for s in data.skipped)
+    assert "is NaN" in data.skipped[0].reason
+    assert "overlapping atoms" in data.skipped[1].reason
+    assert "no target 'K_VRH'" in data.skipped[2].reason
+
+
+def test_skip_invalid_with_allowed_elements(records: list[dict]) -> None:
+    structures = [Structure.from_dict(r["structure"]) for r in records[:4]]
+    allowed = {el.symbol for el in structures[0].composition.elements}
+    with pytest.warns(UserWarning, match="skipped"):
+        data = from_structures(structures, skip_invalid=True, allowed_elements=allowed)
+    assert data.ids[0] == "0"
+    kept = {i for i, s in enumerate(structures) if {e.symbol for e in s.composition.elements} <= allowed}
+    assert data.ids == [str(i) for i in sorted(kept)]
+    assert all("unknown to the model" in s.reason for s in data.skipped)
+
+
+def test_duplicate_ids_and_all_invalid() -> None:
+    with pytest.raises(ValueError, match="duplicate id 'a'"):
+        from_structures([nacl(), nacl()], ids=["a", "a"])
+    with pytest.raises(ValueError, match=r"no valid entries: 1 of 1 entries are invalid; first: '0': overlapping"):
+        from_structures([nacl(0.1)], skip_invalid=True)
+
+
+# --- embedded demo dataset -----------------------------------------------------------------------
+
+
+def test_load_demo() -> None:
+    data = load_demo()
+    assert len(data) == 1181
+    assert data.target_name == "K_VRH"
+    assert np.isfinite(data.targets).all()
+    assert (data.targets > 0).all()
+    assert len(set(data.ids)) == 1181
+    assert data.ids[0] == "mp-10003"
+    assert data.targets[0] == pytest.approx(194.268884359)
+    assert load_demo(None).targets is None
+
+
+def test_demo_matches_shared_file(shared_data: Path) -> None:
+    with gzip.open(shared_data / DE_JONG, "rt") as fh:
+        shared = json.load(fh)
+    demo = load_demo("G_VRH")
+    assert demo.ids == [r["id"] for r in shared]
+    np.testing.assert_array_equal(demo.targets, [r["G_VRH"] for r in shared])
