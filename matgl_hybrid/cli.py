@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 
 from matgl_hybrid import data
+from matgl_hybrid.checkpoint import load_model, save_model
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.models import HybridEnsemble
 from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.training import TrainSpec, fit, split_indices
 
 
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:
@@ -64,6 +67,86 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_SPEC_FLAGS = {
+    "backbone": str,
+    "readout": str,
+    "descriptors": str,
+    "fusion": str,
+    "cutoff": float,
+    "max_epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "loss": str,
+    "val_fraction": float,
+    "patience": int,
+    "seed": int,
+    "accelerator": str,
+    "n_jobs": int,
+}
+
+
+def train_spec(args: argparse.Namespace) -> TrainSpec:
+    """Defaults, then the ``--config`` JSON file, then the flags given on the command line."""
+    spec = TrainSpec.from_json(args.config) if args.config else TrainSpec()
+    for name in _SPEC_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            setattr(spec, name, value)
+    if args.devices is not None:
+        spec.devices = int(args.devices) if args.devices.isdigit() else args.devices
+    spec.__post_init__()
+    return spec
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it to ``--out``."""
+    spec = train_spec(args)
+    dataset = data.load(args.data, target=args.target)
+    cache = None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
+    results = []
+    for k in range(args.ensemble):
+        member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
+        # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
+        split = split_indices(len(dataset), spec.val_fraction, spec.seed)
+        train, val = dataset.subset(split[0]), dataset.subset(split[1])
+        result = fit(train, spec=member_spec, val_data=val, cache_dir=cache)
+        print(f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
+              f"at epoch {result.best_epoch} ({result.seconds:.0f} s)")
+        results.append(result)
+    model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
+    record = {
+        "data": str(args.data),
+        "target": args.target,
+        "n_structures": len(dataset),
+        "spec": spec.to_dict(),
+        "members": [
+            {"seed": spec.seed + k, "best_val_mae": r.best_val_mae, "best_epoch": r.best_epoch,
+             "epochs_run": r.epochs_run, "seconds": r.seconds, "history": r.history}
+            for k, r in enumerate(results)
+        ],
+        "val_ids": results[0].val_ids,
+    }
+    save_model(model, args.out, {"training": record})
+    print(f"saved {type(model).__name__} to {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict a dataset with a saved model; CSV columns ``id,prediction`` (+ ``std`` for an ensemble)."""
+    model = load_model(args.model)
+    dataset = data.load(args.data)
+    cache = None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
+    kwargs = {"cache_dir": cache, "n_jobs": args.n_jobs, "ids": dataset.ids, "batch_size": args.batch_size or 64}
+    frame = pd.DataFrame({"id": dataset.ids})
+    if isinstance(model, HybridEnsemble):
+        frame["prediction"], frame["std"] = model.predict(dataset.structures, return_std=True, **kwargs)
+    else:
+        frame["prediction"] = model.predict(dataset.structures, **kwargs)
+    atomic_write_text(args.out, frame.to_csv(index=False))
+    print(f"wrote {len(frame)} predictions to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
     parser = argparse.ArgumentParser(prog="matgl-hybrid", description=__doc__)
@@ -79,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     _add_featurize_options(p)
     p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("train", help="train a hybrid (or plain, --descriptors none) model")
+    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
+    p.add_argument("--target", required=True, help="target to learn")
+    p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
+    p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
+    p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
+    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
+    for name, kind in _SPEC_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict a dataset with a saved model")
+    p.add_argument("--model", required=True, type=Path, help="directory written by train")
+    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
+    p.add_argument("--out", required=True, type=Path, help="output CSV (id,prediction[,std])")
+    p.add_argument("--batch-size", type=int, default=None)
+    _add_featurize_options(p)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
@@ -31,6 +31,31 @@ def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> dict
         except Exception as exc:  # matminer raises anything: record it, NaN for this group only
             out[group.key] = {"values": [float("nan")] * len(group.labels), "error": f"{type(exc).__name__}: {exc}"}
     return out
+
+
+def compute_chunk(
+    structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]
+) -> list[dict[str, Entry]]:
+    """:func:`compute_groups` over a chunk of structures (one parallel task: amortizes dispatch)."""
+    return [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
+
+
+def _chunks(todo: list[int], n_jobs: int) -> list[list[int]]:
+    """Split ``todo`` into about four chunks per worker, at most 32 structures each (for progress)."""
+    workers = effective_n_jobs(n_jobs)
+    size = max(1, min(32, -(-len(todo) // (4 * workers))))
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
+
+
+def _run(structures, entries, groups, chunks, n_jobs):
+    """Compute the missing groups of the structures in ``chunks``, one task per chunk, results in order."""
+    tasks = (
+        delayed(compute_chunk)(
+            [structures[i] for i in chunk], [[g for g in groups if g.key not in entries[i]] for i in chunk]
+        )
+        for chunk in chunks
+    )
+    return Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
 
 
 def featurize(
@@ -73,15 +98,15 @@ def featurize(
     todo = [i for i, e in enumerate(entries) if any(g.key not in e for g in dset.groups)]
 
     if todo:
-        jobs = (
-            delayed(compute_groups)(structures[i], [g for g in dset.groups if g.key not in entries[i]]) for i in todo
-        )
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        bar = tqdm(results, total=len(todo), desc=f"featurize {dset.name}", unit="structure", disable=not progress)
-        for i, new in zip(todo, bar, strict=True):
-            entries[i].update(new)
-            if cache:
-                cache.put(keys[i], new)
+        chunks = _chunks(todo, n_jobs)
+        bar = tqdm(total=len(todo), desc=f"featurize {dset.name}", unit="structure", disable=not progress)
+        for chunk, computed in zip(chunks, _run(structures, entries, dset.groups, chunks, n_jobs), strict=True):
+            for i, new in zip(chunk, computed, strict=True):
+                entries[i].update(new)
+                if cache:
+                    cache.put(keys[i], new)
+            bar.update(len(chunk))
+        bar.close()
 
     return _assemble(dset, entries, ids)
 

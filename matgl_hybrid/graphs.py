@@ -1,0 +1,90 @@
+"""Graph datasets: MatGL graphs of the structures with each graph's descriptor vector attached as ``g.descriptor``."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matgl.ext.pymatgen import Structure2Graph
+from matgl.graph.data import MGLDataset, collate_fn_graph
+from pymatgen.core import Structure
+from torch.utils.data import DataLoader
+
+from matgl_hybrid.data import InvalidStructureError
+
+__all__ = ["attach_positions", "build_dataset", "collate_fn_graph", "make_loader"]
+
+
+def build_dataset(
+    structures: Sequence[Structure],
+    element_types: Sequence[str],
+    cutoff: float,
+    ids: Sequence[str],
+    descriptors: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
+) -> MGLDataset:
+    """An ``MGLDataset`` of the structures' graphs, each carrying ``descriptor`` (1, D) when descriptors are given.
+
+    Args:
+        structures: validated structures.
+        element_types: the model's element list (node type order).
+        cutoff: graph cutoff radius (Å).
+        ids: structure ids, named in errors.
+        descriptors: (n, D) transformed descriptors, or None.
+        targets: (n,) or (n, T) target values in their units; zeros when None (prediction).
+
+    Raises:
+        InvalidStructureError: an atom has no neighbour within ``cutoff`` (message passing cannot reach it).
+    """
+    targets = np.zeros(len(structures)) if targets is None else np.asarray(targets, dtype=float)
+    with tempfile.TemporaryDirectory() as root:  # MGLDataset makes a folder even when it caches nothing
+        dataset = MGLDataset(
+            structures=list(structures),
+            labels={"y": targets.tolist()},
+            converter=Structure2Graph(element_types=tuple(element_types), cutoff=cutoff),
+            save_cache=False,
+            root=root,
+        )
+    for graph, structure_id, structure in zip(dataset.graphs, ids, structures, strict=True):
+        isolated = torch.ones(graph.num_nodes, dtype=torch.bool)
+        isolated[graph.edge_index[0]] = False
+        if isolated.any():
+            site = int(isolated.nonzero()[0])
+            raise InvalidStructureError(
+                structure_id,
+                f"atom {site} ({structure[site].specie}) has no neighbour within the cutoff of {cutoff} Å",
+            )
+    if descriptors is not None:
+        values = torch.as_tensor(np.asarray(descriptors), dtype=torch.float32)
+        for graph, row in zip(dataset.graphs, values, strict=True):
+            graph.descriptor = row.unsqueeze(0)
+    return dataset
+
+
+def make_loader(
+    dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False
+) -> DataLoader:
+    """A DataLoader that batches with MatGL's ``collate_fn_graph`` -> ``(g, lattice, state_attr, labels)``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate_fn_graph,
+        generator=generator,
+        drop_last=drop_last,
+    )
+
+
+def attach_positions(g, lattice: torch.Tensor) -> None:
+    """Set ``g.pos`` (N, 3) and ``g.pbc_offshift`` (E, 3) in Å from fractional coordinates and lattices (B, 3, 3).
+
+    The same computation as MatGL's ``ModelLightningModule.forward``, for inference outside Lightning.
+    """
+    lat = lattice if lattice.dim() == 3 else lattice.unsqueeze(0)
+    batch = getattr(g, "batch", None)
+    if batch is None:
+        batch = torch.zeros(g.num_nodes, dtype=torch.long, device=g.frac_coords.device)
+    g.pos = (g.frac_coords.unsqueeze(-1) * lat[batch]).sum(dim=1)
+    g.pbc_offshift = (g.pbc_offset.unsqueeze(-1) * lat[batch[g.edge_index[0]]]).sum(dim=1)

@@ -1,0 +1,186 @@
+"""HybridModel: a MatGL backbone, a readout, descriptor fusion and an MLP head, saved with MatGL's IOMixIn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matgl.config import DEFAULT_ELEMENTS
+from matgl.layers import MLP
+from matgl.models._core import MatGLModel
+
+from matgl_hybrid.data import as_structure, validate_structure
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.layers import DescriptorEncoder, make_activation, make_fusion, make_readout
+from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.version import __version__ as PACKAGE_VERSION
+
+#: Version of the saved-model layout; a checkpoint with a larger one was written by a newer matgl-hybrid.
+FORMAT_VERSION = 1
+
+
+class HybridModel(MatGLModel):
+    """GNN + human-designed descriptors (Gong et al. 2023) on a MatGL backbone.
+
+    ``backbone`` (MEGNet, M3GNet or TensorNet) gives node features (N, F) [+ a state vector (B, Fs) for MEGNet];
+    ``readout`` pools them to (B, F'); when ``descriptor_set`` is given, the transformed descriptors (B, D) go
+    through a :class:`DescriptorEncoder` and are fused with the graph vector (``concat``, ``gate`` or ``film``);
+    an MLP head maps the result to ``n_targets`` values, de-standardized to the target's units. Without
+    descriptors it is the readout ablation of the plain backbone.
+
+    Everything needed to predict from a bare structure is a constructor argument, so ``save(dir)`` and
+    ``matgl.load_model(dir)`` round-trip it: element list, cutoff, descriptor set and version, the fitted
+    :class:`DescriptorTransform` (as a dict) and the target mean and standard deviation.
+    """
+
+    __version__ = 1
+
+    def __init__(
+        self,
+        backbone: str = "megnet",
+        element_types: Sequence[str] = DEFAULT_ELEMENTS,
+        cutoff: float = 5.0,
+        backbone_kwargs: dict[str, Any] | None = None,
+        readout: str = "extensive",
+        descriptor_set: str | None = None,
+        descriptor_version: str | None = None,
+        descriptor_transform: dict[str, Any] | None = None,
+        descriptor_dim: int = 64,
+        fusion: str = "concat",
+        head_hidden: Sequence[int] = (64, 64),
+        activation: str = "softplus2",
+        n_targets: int = 1,
+        target_names: Sequence[str] = ("target",),
+        target_units: str | None = None,
+        target_mean: Sequence[float] | None = None,
+        target_std: Sequence[float] | None = None,
+        format_version: int = FORMAT_VERSION,
+        package_version: str = PACKAGE_VERSION,
+        **kwargs,
+    ):
+        """Build the model; see the class docstring. ``descriptor_transform`` is required with ``descriptor_set``."""
+        if format_version > FORMAT_VERSION:
+            raise ValueError(
+                f"this checkpoint was written by matgl-hybrid {package_version} in format {format_version}; this "
+                f"installation ({PACKAGE_VERSION}) reads format {FORMAT_VERSION} or older: upgrade matgl-hybrid"
+            )
+        super().__init__()
+        self.save_args(locals(), kwargs)
+        self.element_types = tuple(element_types)
+        self.cutoff = cutoff
+        self.descriptor_set = descriptor_set
+        self.descriptor_version = descriptor_version
+        self.target_names = tuple(target_names)
+        self.target_units = target_units
+        if len(self.target_names) != n_targets:
+            raise ValueError(f"{n_targets} targets but {len(self.target_names)} target names")
+
+        self.backbone_name = backbone
+        adapter = get_backbone(backbone)
+        self.backbone = adapter.cls(element_types=self.element_types, cutoff=cutoff, **dict(backbone_kwargs or {}))
+        self.readout = make_readout(readout, adapter.node_dim(self.backbone))
+        graph_dim = self.readout.out_dim + adapter.state_dim(self.backbone)
+
+        if descriptor_set is not None:
+            if descriptor_transform is None:
+                raise ValueError("a model with descriptors needs the fitted descriptor_transform")
+            self.transform = DescriptorTransform.from_dict(descriptor_transform)
+            self.encoder = DescriptorEncoder(len(self.transform.feature_names_in_), descriptor_dim, activation)
+            self.fusion = make_fusion(fusion, graph_dim, descriptor_dim)
+            head_in = self.fusion.out_dim
+        else:
+            self.transform, self.encoder, self.fusion = None, None, None
+            head_in = graph_dim
+        self.head = MLP([head_in, *head_hidden, n_targets], activation=make_activation(activation), activate_last=False)
+        mean = torch.tensor(target_mean if target_mean is not None else [0.0] * n_targets, dtype=torch.float32)
+        std = torch.tensor(target_std if target_std is not None else [1.0] * n_targets, dtype=torch.float32)
+        self.register_buffer("target_mean", mean, persistent=False)
+        self.register_buffer("target_std", std, persistent=False)
+
+    def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Predict in target units: (B,) for one target, (B, T) for several.
+
+        Args:
+            g: a PyG batch from :func:`matgl_hybrid.graphs.build_dataset` with ``pos`` and ``pbc_offshift`` set,
+                and ``descriptor`` (B, D) when the model uses descriptors.
+            state_attr: (B, Ds) state attributes, as MatGL's collate gives them.
+        """
+        node_feat, state_feat = get_backbone(self.backbone_name).features(self.backbone, g, state_attr)
+        batch = getattr(g, "batch", None)
+        if batch is None:
+            batch = torch.zeros(node_feat.shape[0], dtype=torch.long, device=node_feat.device)
+        num_graphs = int(getattr(g, "num_graphs", None) or 1)
+        graph_vec = self.readout(node_feat, batch, num_graphs)
+        if state_feat is not None:
+            graph_vec = torch.cat([graph_vec, state_feat.reshape(num_graphs, -1)], dim=-1)
+        vec = graph_vec
+        if self.encoder is not None:
+            descriptors = getattr(g, "descriptor", None)
+            if descriptors is None:
+                raise ValueError("this model fuses descriptors: the graph batch has no 'descriptor' attribute")
+            vec = self.fusion(graph_vec, self.encoder(descriptors.reshape(num_graphs, -1)))
+        out = self.head(vec) * self.target_std + self.target_mean
+        self.feature_dict = {"graph": graph_vec, "fused": vec, "final": out}
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def transformed_descriptors(
+        self, structures: Sequence, ids: Sequence[str], cache_dir: str | Path | None, n_jobs: int = 1
+    ) -> np.ndarray | None:
+        """The model's descriptors of ``structures``, imputed and standardized by its saved transform: (n, D)."""
+        if self.descriptor_set is None:
+            return None
+        current = get_descriptor_set(self.descriptor_set).version
+        if current != self.descriptor_version:
+            raise ValueError(
+                f"the model was trained with descriptor set {self.descriptor_set!r} version "
+                f"{self.descriptor_version}, but this installation computes version {current} (a changed "
+                "descriptor definition or matminer version): its descriptors would not mean what the model learned"
+            )
+        frame = featurize(structures, self.descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
+        return self.transform.transform(frame)
+
+    def predict(
+        self,
+        structures: Sequence,
+        batch_size: int = 64,
+        cache_dir: str | Path | None = "default",
+        n_jobs: int = 1,
+        ids: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Predict from structures (pymatgen or ASE), computing descriptors on the fly through the cache.
+
+        Returns:
+            (n,) or (n, T) predictions in the target's units.
+
+        Raises:
+            InvalidStructureError: an element the model does not know, an atom with no neighbour within the
+                cutoff, or an invalid structure; the message names the structure.
+        """
+        ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
+        structures = [as_structure(s, i) for s, i in zip(structures, ids, strict=True)]
+        for s, i in zip(structures, ids, strict=True):
+            validate_structure(s, i, allowed_elements=self.element_types)
+        cache = descriptor_cache_dir() if cache_dir == "default" else cache_dir
+        descriptors = self.transformed_descriptors(structures, ids, cache, n_jobs)
+        dataset = build_dataset(structures, self.element_types, self.cutoff, ids, descriptors)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        outputs = []
+        with torch.no_grad():
+            for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
+                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
+                attach_positions(g, lattice)
+                outputs.append(self(g, state_attr=state_attr).reshape(g.num_graphs, -1).cpu())
+        self.train(was_training)
+        result = torch.cat(outputs).numpy().astype(np.float64)
+        return result[:, 0] if result.shape[1] == 1 else result
+
+    def predict_structure(self, structure, **kwargs) -> torch.Tensor:
+        """Predict one structure: a tensor of shape () for one target, (T,) for several."""
+        return torch.as_tensor(self.predict([structure], **kwargs)[0])

@@ -1,0 +1,136 @@
+"""The matgl-hybrid command line: featurize and demo end to end, errors as one line and exit status 2."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+
+from matgl_hybrid.cli import main
+
+
+def _small_records(shared_data, tmp_path, n=6):
+    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
+        records = json.load(f)[:n]
+    path = tmp_path / "small.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump(records, f)
+    return path, records
+
+
+def test_featurize_writes_id_descriptors_and_target(shared_data, tmp_path, capsys):
+    path, records = _small_records(shared_data, tmp_path)
+    out = tmp_path / "desc.csv"
+    args = [
+        "featurize",
+        "--data",
+        str(path),
+        "--target",
+        "heat_capacity",
+        "--descriptors",
+        "lattice",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--n-jobs", "1", "--cache-dir", str(tmp_path / "cache")]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == [
+        "id",
+        "a",
+        "b",
+        "c",
+        "alpha",
+        "beta",
+        "gamma",
+        "volume",
+        "natoms",
+        "crystal_system_int",
+        "heat_capacity",
+    ]
+    assert frame["id"].tolist() == [r["id"] for r in records]
+    assert frame["heat_capacity"].tolist() == [r["heat_capacity"] for r in records]
+    assert frame["natoms"].tolist() == [len(r["structure"]["sites"]) for r in records]
+    assert "wrote 6 rows" in capsys.readouterr().out
+
+
+def test_bad_input_prints_one_line_and_exits_2(shared_data, tmp_path, capsys):
+    path, _ = _small_records(shared_data, tmp_path)
+    code = main(["featurize", "--data", str(path), "--descriptors", "gong29", "--out", str(tmp_path / "x.csv")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown descriptor set" in err
+    assert "gong29" in err
+    assert not (tmp_path / "x.csv").exists()
+    code = main(["featurize", "--data", str(path), "--target", "band_gap", "--out", str(tmp_path / "x.csv")])
+    assert code == 2
+    assert "band_gap" in capsys.readouterr().err
+
+
+def test_demo_featurizes_the_embedded_dataset(tmp_path, capsys):
+    assert main(["demo", "--descriptors", "lattice", "--n-jobs", "1", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1181 structures" in out
+    assert "9 descriptors" in out
+    assert "spearman log10 K" in out
+    assert "vpa" not in out  # only the chosen set is summarised
+
+
+def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
+    import matgl
+
+    from matgl_hybrid.models import HybridEnsemble, HybridModel
+
+    path, records = _small_records(shared_data, tmp_path, n=40)
+    config = tmp_path / "spec.json"
+    small = {
+        "dim_node_embedding": 8,
+        "dim_edge_embedding": 16,
+        "hidden_layer_sizes_input": [16, 8],
+        "hidden_layer_sizes_conv": [16, 16, 8],
+        "nblocks": 1,
+    }
+    config.write_text(json.dumps({"backbone_kwargs": small, "head_hidden": [8], "progress": False}))
+    common = ["--data", str(path), "--target", "heat_capacity", "--config", str(config), "--max-epochs", "2"]
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    code = main(
+        [
+            "train",
+            *common,
+            "--backbone",
+            "megnet",
+            "--readout",
+            "extensive",
+            "--descriptors",
+            "gong28",
+            "--fusion",
+            "concat",
+            "--out",
+            str(tmp_path / "model"),
+            *cache,
+        ]
+    )
+    assert code == 0
+    model = matgl.load_model(tmp_path / "model")
+    assert type(model) is HybridModel
+    assert model.descriptor_set == "gong28"
+    training = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert training["spec"]["max_epochs"] == 2  # the flag overrides the config file's default
+    assert training["spec"]["backbone_kwargs"]["nblocks"] == 1  # the config file is applied
+
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(tmp_path / "model"), "--data", str(path), "--out", str(out), *cache]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["id", "prediction"]
+    assert frame["id"].tolist() == [r["id"] for r in records]
+    assert frame["prediction"].notna().all()
+
+    code = main(["train", *common, "--descriptors", "none", "--ensemble", "2", "--out", str(tmp_path / "ens"), *cache])
+    assert code == 0
+    ensemble = matgl.load_model(tmp_path / "ens")
+    assert type(ensemble) is HybridEnsemble
+    assert all(m.descriptor_set is None for m in ensemble.members)
+    assert main(["predict", "--model", str(tmp_path / "ens"), "--data", str(path), "--out", str(out), *cache]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["id", "prediction", "std"]
+    assert (frame["std"] > 0).all()

@@ -1,0 +1,236 @@
+"""Readouts, fusions and HybridModel: shapes, gradients, save/load through matgl.load_model, training, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import matgl
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from matgl_hybrid.checkpoint import load_model, save_model
+from matgl_hybrid.data import InvalidStructureError, load_records
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.layers import FUSIONS, READOUTS, DescriptorEncoder, make_fusion, make_readout
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training import TrainSpec, fit
+
+# Small backbones so that the tests stay fast on two cores.
+SMALL = {
+    "megnet": {
+        "dim_node_embedding": 8,
+        "dim_edge_embedding": 16,
+        "hidden_layer_sizes_input": (16, 8),
+        "hidden_layer_sizes_conv": (16, 16, 8),
+        "nblocks": 2,
+    },
+    "m3gnet": {"dim_node_embedding": 16, "dim_edge_embedding": 16, "units": 16, "nblocks": 2},
+    "tensornet": {"units": 16, "nblocks": 1, "num_rbf": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def heat_capacity(shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_records(shared_data / "alexandria_heat_capacity.json.gz", "heat_capacity", limit=200)
+
+
+def _batch(n_nodes=(3, 5), dim=6, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(sum(n_nodes), dim, requires_grad=True)
+    batch = torch.cat([torch.full((n,), i) for i, n in enumerate(n_nodes)])
+    return x, batch
+
+
+@pytest.mark.parametrize("name", sorted(READOUTS))
+def test_readout_shapes_and_gradients(name):
+    x, batch = _batch()
+    readout = make_readout(name, 6)
+    out = readout(x, batch, 2)
+    assert out.shape == (2, readout.out_dim)
+    out.sum().backward()
+    assert x.grad is not None
+    assert x.grad.abs().sum() > 0
+
+
+def test_mean_readout_cannot_count_atoms_but_sum_and_extensive_can():
+    # The same local environment repeated: a 1-atom and a 4-atom cell of one crystal, constant node features.
+    x = torch.ones(5, 4)
+    batch = torch.tensor([0, 1, 1, 1, 1])
+    mean = make_readout("mean", 4)(x, batch, 2)
+    assert torch.equal(mean[0], mean[1])  # mean pooling sees no difference
+    total = make_readout("sum", 4)(x, batch, 2)
+    assert torch.equal(total[1], 4 * total[0])
+    extensive = make_readout("extensive", 4)(x, batch, 2)
+    assert extensive[1, -1] == pytest.approx(np.log(4))
+    assert extensive[0, -1] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_fusion_shapes_and_gradient_reaches_descriptor_branch(name):
+    torch.manual_seed(0)
+    graph = torch.randn(4, 10, requires_grad=True)
+    encoder = DescriptorEncoder(7, 5)
+    fusion = make_fusion(name, 10, 5)
+    descriptors = torch.randn(4, 7)
+    out = fusion(graph, encoder(descriptors))
+    assert out.shape == (4, fusion.out_dim)
+    (out**2).sum().backward()
+    linear = encoder.net[1]
+    assert linear.weight.grad is not None
+    assert linear.weight.grad.abs().sum() > 0
+    assert graph.grad.abs().sum() > 0
+
+
+def _tiny_model(structures, backbone, descriptor_set="lattice", fusion="concat", readout="extensive"):
+    args = {}
+    if descriptor_set is not None:
+        frame = featurize(structures, descriptor_set, progress=False)
+        args = {
+            "descriptor_set": descriptor_set,
+            "descriptor_version": get_descriptor_set(descriptor_set).version,
+            "descriptor_transform": DescriptorTransform().fit(frame).to_dict(),
+            "descriptor_dim": 8,
+            "fusion": fusion,
+        }
+    elements = sorted({str(el) for s in structures for el in s.composition.elements})
+    torch.manual_seed(0)
+    return HybridModel(
+        backbone=backbone,
+        element_types=elements,
+        cutoff=4.0,
+        backbone_kwargs=SMALL[backbone],
+        readout=readout,
+        head_hidden=(8,),
+        target_mean=[100.0],
+        target_std=[50.0],
+        **args,
+    ).eval()
+
+
+@pytest.mark.parametrize("backbone", sorted(SMALL))
+def test_save_then_matgl_load_model_gives_identical_predictions(backbone, heat_capacity, tmp_path):
+    structures = heat_capacity.structures[:12]
+    model = _tiny_model(structures, backbone)
+    before = model.predict(structures, cache_dir=None)
+    assert before.shape == (12,)
+    assert np.isfinite(before).all()
+    save_model(model, tmp_path / "model")
+    loaded = matgl.load_model(tmp_path / "model")
+    assert type(loaded) is HybridModel
+    np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), before)
+    assert loaded.predict_structure(structures[0], cache_dir=None).item() == pytest.approx(before[0])
+
+
+def test_gradient_reaches_descriptors_through_the_whole_model(heat_capacity):
+    structures = heat_capacity.structures[:6]
+    model = _tiny_model(structures, "megnet", fusion="film").train()
+    frame = featurize(structures, "lattice", progress=False)
+    dataset = build_dataset(
+        structures, model.element_types, 4.0, [str(i) for i in range(6)], model.transform.transform(frame)
+    )
+    g, lattice, state_attr, _ = next(iter(make_loader(dataset, 6)))
+    attach_positions(g, lattice)
+    out = model(g, state_attr=state_attr)
+    assert out.shape == (6,)
+    out.sum().backward()
+    assert model.encoder.net[1].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def test_without_descriptors_it_is_the_plain_backbone_with_a_readout(heat_capacity):
+    model = _tiny_model(heat_capacity.structures[:4], "megnet", descriptor_set=None, readout="mean")
+    assert model.encoder is None
+    assert model.fusion is None
+    assert np.isfinite(model.predict(heat_capacity.structures[:4], cache_dir=None)).all()
+
+
+def test_training_on_200_real_structures_beats_the_mean_predictor(heat_capacity, tmp_path):
+    spec = TrainSpec(
+        backbone="megnet",
+        readout="extensive",
+        descriptors="gong28",
+        max_epochs=15,
+        lr=3e-3,
+        progress=False,
+        patience=15,
+    )
+    result = fit(heat_capacity, spec=spec, cache_dir=tmp_path)
+    val = heat_capacity.subset([heat_capacity.ids.index(i) for i in result.val_ids])
+    train = heat_capacity.subset([heat_capacity.ids.index(i) for i in result.train_ids])
+    mean_predictor = np.abs(val.targets - train.targets.mean()).mean()
+    predicted = result.model.predict(val.structures, cache_dir=tmp_path)
+    mae = np.abs(predicted - val.targets).mean()
+    assert mae == pytest.approx(result.best_val_mae, rel=1e-3)  # the returned model is the best one
+    assert mae < 0.25 * mean_predictor, (mae, mean_predictor)
+
+
+def test_unknown_element_and_isolated_atom_are_refused(heat_capacity):
+    model = _tiny_model(heat_capacity.structures[:4], "megnet", descriptor_set=None)
+    unknown = Structure(Lattice.cubic(3.0), ["Og"], [[0, 0, 0]])
+    with pytest.raises(InvalidStructureError, match="Og"):
+        model.predict([unknown], cache_dir=None, ids=["og-1"])
+    element = model.element_types[0]
+    lonely = Structure(Lattice.cubic(12.0), [element, element], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(InvalidStructureError, match="no neighbour within the cutoff"):
+        model.predict([lonely], cache_dir=None, ids=["far-apart"])
+
+
+def test_nan_descriptors_are_imputed_by_the_saved_transform():
+    # matminer has no atomic radius for Xe: the packing fraction of XeF2 is NaN, the transform imputes it.
+    xef2 = Structure(Lattice.tetragonal(4.3, 7.0), ["Xe", "F", "F"], [[0, 0, 0], [0, 0, 0.28], [0, 0, 0.72]])
+    naf = Structure(Lattice.cubic(4.6), ["Na", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = featurize([naf, naf], "gong28", progress=False)
+        model = HybridModel(
+            backbone="megnet",
+            element_types=("F", "Na", "Xe"),
+            cutoff=4.0,
+            backbone_kwargs=SMALL["megnet"],
+            descriptor_set="gong28",
+            descriptor_version=get_descriptor_set("gong28").version,
+            descriptor_transform=DescriptorTransform().fit(train).to_dict(),
+            descriptor_dim=4,
+            head_hidden=(4,),
+        ).eval()
+        prediction = model.predict([xef2], cache_dir=None)
+    assert np.isfinite(prediction).all()
+
+
+def test_incompatible_checkpoints_are_refused(heat_capacity, tmp_path):
+    structures = heat_capacity.structures[:4]
+    model = _tiny_model(structures, "megnet")
+    stale = HybridModel(**{**model._init_args, "descriptor_version": "0000"}).eval()
+    with pytest.raises(ValueError, match="descriptor set 'lattice' version 0000"):
+        stale.predict(structures, cache_dir=None)
+    save_model(model, tmp_path / "m")
+    args = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    args["format_version"] = 99
+    torch.save(args, tmp_path / "m" / "model.pt")
+    with pytest.raises(ValueError, match="upgrade matgl-hybrid"):
+        load_model(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="not a saved model"):
+        load_model(tmp_path)
+
+
+def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
+    structures = heat_capacity.structures[:5]
+    args = _tiny_model(structures, "megnet")._init_args
+    members = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        members.append(HybridModel(**args).eval())
+    ensemble = HybridEnsemble.from_models(members)
+    mean, std = ensemble.predict(structures, return_std=True, cache_dir=None)
+    expected = np.stack([m.predict(structures, cache_dir=None) for m in members])
+    np.testing.assert_allclose(mean, expected.mean(axis=0), rtol=1e-6)
+    assert (std > 0).all()
+    save_model(ensemble, tmp_path / "ens")
+    loaded = matgl.load_model(tmp_path / "ens")
+    assert type(loaded) is HybridEnsemble
+    np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
