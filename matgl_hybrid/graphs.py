@@ -36,7 +36,7 @@ def build_dataset(
         targets: (n,) or (n, T) target values in their units; zeros when None (prediction).
 
     Raises:
-        InvalidStructureError: an atom has no neighbour within ``cutoff`` (message passing cannot reach it).
+        InvalidStructureError: a structure has no neighbour pair within ``cutoff`` (an empty graph).
     """
     targets = np.zeros(len(structures)) if targets is None else np.asarray(targets, dtype=float)
     with tempfile.TemporaryDirectory() as root:  # MGLDataset makes a folder even when it caches nothing
@@ -47,14 +47,10 @@ def build_dataset(
             save_cache=False,
             root=root,
         )
-    for graph, structure_id, structure in zip(dataset.graphs, ids, structures, strict=True):
-        isolated = torch.ones(graph.num_nodes, dtype=torch.bool)
-        isolated[graph.edge_index[0]] = False
-        if isolated.any():
-            site = int(isolated.nonzero()[0])
+    for graph, structure_id in zip(dataset.graphs, ids, strict=True):
+        if graph.edge_index.shape[1] == 0:
             raise InvalidStructureError(
-                structure_id,
-                f"atom {site} ({structure[site].specie}) has no neighbour within the cutoff of {cutoff} Å",
+                structure_id, f"no atom has a neighbour within the cutoff of {cutoff} Å: the graph has no edges"
             )
     if descriptors is not None:
         values = torch.as_tensor(np.asarray(descriptors), dtype=torch.float32)

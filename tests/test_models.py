@@ -176,7 +176,7 @@ def test_unknown_element_and_isolated_atom_are_refused(heat_capacity):
         model.predict([unknown], cache_dir=None, ids=["og-1"])
     element = model.element_types[0]
     lonely = Structure(Lattice.cubic(12.0), [element, element], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    with pytest.raises(InvalidStructureError, match="no neighbour within the cutoff"):
+    with pytest.raises(InvalidStructureError, match="no atom has a neighbour within the cutoff"):
         model.predict([lonely], cache_dir=None, ids=["far-apart"])
 
 
