@@ -62,7 +62,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = frame[positive].describe().T[["mean", "std", "min", "max"]]
     summary["NaN"] = frame.isna().sum()
     summary["spearman log10 K"] = frame[positive].reset_index(drop=True).corrwith(log_k, method="spearman")
-    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
+    options = ("display.width", 200, "display.max_rows", 200, "display.max_columns", 20)
+    with pd.option_context(*options, "display.float_format", "{:.4g}".format):
         print(summary.sort_values("spearman log10 K", key=np.abs, ascending=False))
     return 0
 
@@ -109,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
         split = split_indices(len(dataset), spec.val_fraction, spec.seed)
         train, val = dataset.subset(split[0]), dataset.subset(split[1])
-        result = fit(train, spec=member_spec, val_data=val, cache_dir=cache)
+        ckpt = args.checkpoint_dir / f"member_{k}" if args.checkpoint_dir else None
+        result = fit(train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt)
         print(f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
               f"at epoch {result.best_epoch} ({result.seconds:.0f} s)")
         results.append(result)
@@ -170,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
+    p.add_argument(
+        "--checkpoint-dir", type=Path, default=None, help="Lightning checkpoints; rerunning resumes from them"
+    )
     for name, kind in _SPEC_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
     p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from matgl.ext.pymatgen import get_element_list
 from matgl.utils.training import ModelLightningModule
 
@@ -98,6 +98,12 @@ class KeepBestWeights(Callback):
         self.best, self.best_epoch = float(value), trainer.current_epoch
         self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state_dict["best"], state_dict["best_epoch"], state_dict["state"]
+
 
 @dataclass
 class FitResult:
@@ -130,6 +136,7 @@ def fit(
     val_data: StructureData | None = None,
     target_units: str | None = None,
     cache_dir: str | Path | None = "default",
+    checkpoint_dir: str | Path | None = None,
 ) -> FitResult:
     """Train a :class:`HybridModel` on structures and targets.
 
@@ -140,6 +147,8 @@ def fit(
         val_data: explicit validation data; otherwise ``spec.val_fraction`` of ``data`` (seeded).
         target_units: units of the target, stored with the model.
         cache_dir: descriptor cache ("default": ``$MATGL_HYBRID_CACHE/descriptors``; None: no cache).
+        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``); when
+            ``last.ckpt`` exists, training resumes from it.
 
     Returns:
         :class:`FitResult`; its model carries the best validation weights and everything needed to predict.
@@ -211,15 +220,21 @@ def fit(
     )
     best = KeepBestWeights()
     history = _History()
+    callbacks: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
+    resume_from = None
+    if checkpoint_dir is not None:
+        callbacks.append(ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE", save_last=True))
+        last = Path(checkpoint_dir) / "last.ckpt"
+        resume_from = str(last) if last.exists() else None
     multi_device = isinstance(spec.devices, int) and spec.devices > 1
     trainer = L.Trainer(
         max_epochs=spec.max_epochs,
         accelerator=spec.accelerator,
         devices=spec.devices,
         strategy="ddp_find_unused_parameters_true" if multi_device else "auto",
-        callbacks=[EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history],
+        callbacks=callbacks,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=spec.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -227,7 +242,7 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, train_loader, val_loader)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()

@@ -234,3 +234,15 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
     loaded = matgl.load_model(tmp_path / "ens")
     assert type(loaded) is HybridEnsemble
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
+
+
+def test_training_resumes_from_its_last_checkpoint(heat_capacity, tmp_path):
+    spec = TrainSpec(max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptors="lattice")
+    data = heat_capacity.subset(range(40))
+    first = fit(data, spec=spec, cache_dir=None, checkpoint_dir=tmp_path)
+    assert (tmp_path / "last.ckpt").exists()
+    assert [h["epoch"] for h in first.history] == [0, 1]
+    spec.max_epochs = 4
+    resumed = fit(data, spec=spec, cache_dir=None, checkpoint_dir=tmp_path)
+    assert [h["epoch"] for h in resumed.history] == [2, 3]  # epochs 0-1 are not redone
+    assert resumed.best_val_mae <= first.best_val_mae  # the best weights survive the restart
