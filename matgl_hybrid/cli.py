@@ -112,8 +112,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train, val = dataset.subset(split[0]), dataset.subset(split[1])
         ckpt = args.checkpoint_dir / f"member_{k}" if args.checkpoint_dir else None
         result = fit(train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt)
-        print(f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
-              f"at epoch {result.best_epoch} ({result.seconds:.0f} s)")
+        print(
+            f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
+            f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
+        )
         results.append(result)
     model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
     record = {
@@ -122,8 +124,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         "n_structures": len(dataset),
         "spec": spec.to_dict(),
         "members": [
-            {"seed": spec.seed + k, "best_val_mae": r.best_val_mae, "best_epoch": r.best_epoch,
-             "epochs_run": r.epochs_run, "seconds": r.seconds, "history": r.history}
+            {
+                "seed": spec.seed + k,
+                "best_val_mae": r.best_val_mae,
+                "best_epoch": r.best_epoch,
+                "epochs_run": r.epochs_run,
+                "seconds": r.seconds,
+                "history": r.history,
+            }
             for k, r in enumerate(results)
         ],
         "val_ids": results[0].val_ids,

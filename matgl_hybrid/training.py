@@ -30,8 +30,9 @@ class TrainSpec:
     """Everything that defines a training run: the model and how it is trained (the CLI's and config files' format).
 
     Model: ``backbone`` (megnet | m3gnet | tensornet), ``backbone_kwargs``, ``cutoff`` (Å), ``readout``
-    (mean | sum | max | extensive | attention | set2set), ``descriptors`` (a descriptor set name such as
-    ``gong28`` or ``gong28+composition``; None for the plain backbone), ``fusion`` (concat | gate | film),
+    (mean | sum | max | extensive | attention | set2set | native: the backbone's own, as MatGL ships it),
+    ``descriptors`` (a descriptor set name such as ``gong28`` or ``gong28+composition``; None for the plain
+    backbone), ``fusion`` (concat | gate | film),
     ``descriptor_dim``, ``head_hidden``, ``activation``.
 
     Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha),

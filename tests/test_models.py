@@ -246,3 +246,15 @@ def test_training_resumes_from_its_last_checkpoint(heat_capacity, tmp_path):
     resumed = fit(data, spec=spec, cache_dir=None, checkpoint_dir=tmp_path)
     assert [h["epoch"] for h in resumed.history] == [2, 3]  # epochs 0-1 are not redone
     assert resumed.best_val_mae <= first.best_val_mae  # the best weights survive the restart
+
+
+def test_native_readout_is_matgls_own_megnet(heat_capacity, tmp_path):
+    structures = heat_capacity.structures[:6]
+    model = _tiny_model(structures, "megnet", descriptor_set=None, readout="native")
+    assert model.head is None
+    prediction = model.predict(structures, cache_dir=None)
+    assert np.isfinite(prediction).all()
+    save_model(model, tmp_path / "native")
+    np.testing.assert_array_equal(matgl.load_model(tmp_path / "native").predict(structures, cache_dir=None), prediction)
+    with pytest.raises(ValueError, match="cannot fuse descriptors"):
+        _tiny_model(structures, "megnet", readout="native")

@@ -33,9 +33,7 @@ def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> dict
     return out
 
 
-def compute_chunk(
-    structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]
-) -> list[dict[str, Entry]]:
+def compute_chunk(structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]) -> list[dict[str, Entry]]:
     """:func:`compute_groups` over a chunk of structures (one parallel task: amortizes dispatch)."""
     return [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
 

@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 class HybridModel(MatGLModel):
     """GNN + human-designed descriptors (Gong et al. 2023) on a MatGL backbone.
 
+    ``readout="native"`` is the backbone exactly as MatGL ships it (its own readout and head, e.g. MEGNet's
+    Set2Set), with target standardization; it cannot fuse descriptors. Otherwise
     ``backbone`` (MEGNet, M3GNet or TensorNet) gives node features (N, F) [+ a state vector (B, Fs) for MEGNet];
     ``readout`` pools them to (B, F'); when ``descriptor_set`` is given, the transformed descriptors (B, D) go
     through a :class:`DescriptorEncoder` and are fused with the graph vector (``concat``, ``gate`` or ``film``);
@@ -82,10 +84,49 @@ class HybridModel(MatGLModel):
 
         self.backbone_name = backbone
         adapter = get_backbone(backbone)
-        self.backbone = adapter.cls(element_types=self.element_types, cutoff=cutoff, **dict(backbone_kwargs or {}))
+        backbone_kwargs = dict(backbone_kwargs or {})
+        self.native = readout == "native"  # the backbone's own readout and head, as MatGL ships it
+        if self.native and backbone == "megnet" and n_targets != 1:
+            raise ValueError("MatGL's MEGNet head predicts one target: use another readout for several")
+        if self.native and backbone != "megnet":
+            backbone_kwargs.setdefault("ntargets", n_targets)
+        self.backbone = adapter.cls(element_types=self.element_types, cutoff=cutoff, **backbone_kwargs)
+        if self.native:
+            if descriptor_set is not None:
+                raise ValueError("readout 'native' is the backbone's own readout and head: it cannot fuse descriptors")
+            self.readout = self.transform = self.encoder = self.fusion = self.head = None
+        else:
+            self._build_head(
+                adapter,
+                readout,
+                descriptor_set,
+                descriptor_transform,
+                descriptor_dim,
+                fusion,
+                head_hidden,
+                activation,
+                n_targets,
+            )
+        mean = torch.tensor(target_mean if target_mean is not None else [0.0] * n_targets, dtype=torch.float32)
+        std = torch.tensor(target_std if target_std is not None else [1.0] * n_targets, dtype=torch.float32)
+        self.register_buffer("target_mean", mean, persistent=False)
+        self.register_buffer("target_std", std, persistent=False)
+
+    def _build_head(
+        self,
+        adapter,
+        readout,
+        descriptor_set,
+        descriptor_transform,
+        descriptor_dim,
+        fusion,
+        head_hidden,
+        activation,
+        n_targets,
+    ) -> None:
+        """Readout, descriptor encoder and fusion (with descriptors), and the MLP head."""
         self.readout = make_readout(readout, adapter.node_dim(self.backbone))
         graph_dim = self.readout.out_dim + adapter.state_dim(self.backbone)
-
         if descriptor_set is not None:
             if descriptor_transform is None:
                 raise ValueError("a model with descriptors needs the fitted descriptor_transform")
@@ -97,10 +138,6 @@ class HybridModel(MatGLModel):
             self.transform, self.encoder, self.fusion = None, None, None
             head_in = graph_dim
         self.head = MLP([head_in, *head_hidden, n_targets], activation=make_activation(activation), activate_last=False)
-        mean = torch.tensor(target_mean if target_mean is not None else [0.0] * n_targets, dtype=torch.float32)
-        std = torch.tensor(target_std if target_std is not None else [1.0] * n_targets, dtype=torch.float32)
-        self.register_buffer("target_mean", mean, persistent=False)
-        self.register_buffer("target_std", std, persistent=False)
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Predict in target units: (B,) for one target, (B, T) for several.
@@ -110,11 +147,15 @@ class HybridModel(MatGLModel):
                 and ``descriptor`` (B, D) when the model uses descriptors.
             state_attr: (B, Ds) state attributes, as MatGL's collate gives them.
         """
+        num_graphs = int(getattr(g, "num_graphs", None) or 1)
+        if self.native:
+            out = self.backbone(g, state_attr=state_attr).reshape(num_graphs, -1) * self.target_std + self.target_mean
+            self.feature_dict = {"graph": self.backbone.feature_dict["readout"], "final": out}
+            return out.squeeze(-1) if out.shape[-1] == 1 else out
         node_feat, state_feat = get_backbone(self.backbone_name).features(self.backbone, g, state_attr)
         batch = getattr(g, "batch", None)
         if batch is None:
             batch = torch.zeros(node_feat.shape[0], dtype=torch.long, device=node_feat.device)
-        num_graphs = int(getattr(g, "num_graphs", None) or 1)
         graph_vec = self.readout(node_feat, batch, num_graphs)
         if state_feat is not None:
             graph_vec = torch.cat([graph_vec, state_feat.reshape(num_graphs, -1)], dim=-1)
