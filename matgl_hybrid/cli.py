@@ -15,6 +15,8 @@ from matgl_hybrid import data
 from matgl_hybrid.checkpoint import load_model, save_model
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.evaluation import run_cv
+from matgl_hybrid.matbench import MatbenchRun, validate_submission, validate_submissions
 from matgl_hybrid.models import HybridEnsemble
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, fit, split_indices
@@ -28,8 +30,7 @@ def _add_featurize_options(p: argparse.ArgumentParser) -> None:
 
 
 def _featurize(args: argparse.Namespace, dataset: data.StructureData) -> pd.DataFrame:
-    cache = None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
-    return featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=cache, ids=dataset.ids)
+    return featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=_cache(args), ids=dataset.ids)
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
@@ -103,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it to ``--out``."""
     spec = train_spec(args)
     dataset = data.load(args.data, target=args.target)
-    cache = None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
+    cache = _cache(args)
     results = []
     for k in range(args.ensemble):
         member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
@@ -145,7 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict a dataset with a saved model; CSV columns ``id,prediction`` (+ ``std`` for an ensemble)."""
     model = load_model(args.model)
     dataset = data.load(args.data)
-    cache = None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
+    cache = _cache(args)
     kwargs = {"cache_dir": cache, "n_jobs": args.n_jobs, "ids": dataset.ids, "batch_size": args.batch_size or 64}
     frame = pd.DataFrame({"id": dataset.ids})
     if isinstance(model, HybridEnsemble):
@@ -155,6 +156,56 @@ def cmd_predict(args: argparse.Namespace) -> int:
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {args.out}")
     return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    """Matbench protocol (5-fold KFold, seed 18012019) on any dataset, with a report."""
+    summary = run_cv(data.load(args.data, target=args.target), train_spec(args), args.out, _cache(args))
+    print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
+    return 0
+
+
+def cmd_matbench(args: argparse.Namespace) -> int:
+    """Run Matbench v0.1 tasks on the published folds and write a submission folder."""
+    out = args.out or Path("matbench_submissions") / f"matbench_v0.1_{args.algorithm}"
+    run = MatbenchRun(
+        tasks=args.tasks.split(","),
+        spec=train_spec(args),
+        out=out,
+        algorithm=args.algorithm,
+        authors=args.authors,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+    )
+    run.run()
+    problems = validate_submission(out)
+    print(f"wrote {out}; " + ("valid submission" if not problems else "not yet valid: " + "; ".join(problems)))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a submission folder, or every folder of a ``matbench_submissions/``; exit 1 when any fails."""
+    folder = args.folder
+    single = folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists()
+    found = {str(folder): validate_submission(folder)} if single else validate_submissions(folder)
+    for name, problems in found.items():
+        print(f"{name}: " + ("valid" if not problems else "; ".join(problems)))
+    if not found:
+        print(f"{folder}: no submission folders (matbench_v0.1_<algorithm>/) found")
+    return 0 if found and not any(found.values()) else 1
+
+
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
+    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
+    for name, kind in _SPEC_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
+def _cache(args: argparse.Namespace) -> Path | None:
+    return None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,17 +228,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--target", required=True, help="target to learn")
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
-    p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
-    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
     p.add_argument(
         "--checkpoint-dir", type=Path, default=None, help="Lightning checkpoints; rerunning resumes from them"
     )
-    for name, kind in _SPEC_FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    _add_spec_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("cv", help="Matbench protocol (5-fold, seed 18012019) on any dataset, with a report")
+    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
+    p.add_argument("--target", required=True, help="target to learn")
+    p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
+    _add_spec_options(p)
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("matbench", help="run Matbench v0.1 tasks and write a leaderboard submission folder")
+    p.add_argument("--tasks", required=True, help="comma-separated task names, e.g. matbench_jdft2d,matbench_phonons")
+    p.add_argument("--algorithm", default="MatGLHybrid", help="leaderboard name, 5-15 characters")
+    p.add_argument("--authors", default="matgl-hybrid developers")
+    p.add_argument("--out", type=Path, default=None, help="default: matbench_submissions/matbench_v0.1_<algorithm>")
+    p.add_argument("--data-dir", type=Path, default=None, help="folder of the dataset files (sets MATMINER_DATA)")
+    p.add_argument("--no-download", action="store_true", help="fail with instructions instead of downloading")
+    _add_spec_options(p)
+    p.set_defaults(func=cmd_matbench)
+
+    p = sub.add_parser("validate", help="check a submission folder (or a folder of them) like the leaderboard does")
+    p.add_argument("folder", type=Path)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("predict", help="predict a dataset with a saved model")
     p.add_argument("--model", required=True, type=Path, help="directory written by train")

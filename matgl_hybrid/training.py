@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from matgl.config import DEFAULT_ELEMENTS
 from matgl.ext.pymatgen import get_element_list
 from matgl.utils.training import ModelLightningModule
 
@@ -33,7 +34,10 @@ class TrainSpec:
     (mean | sum | max | extensive | attention | set2set | native: the backbone's own, as MatGL ships it),
     ``descriptors`` (a descriptor set name such as ``gong28`` or ``gong28+composition``; None for the plain
     backbone), ``fusion`` (concat | gate | film),
-    ``descriptor_dim``, ``head_hidden``, ``activation``.
+    ``descriptor_dim``, ``head_hidden``, ``activation``, ``task`` (regression | classification: 0/1 targets,
+    probabilities out, binary cross-entropy loss), ``elements`` (training: the elements of the training data, so
+    that any other element is refused at prediction; all: MatGL's 89 default elements, for test sets that may hold
+    elements the training data lack, as in Matbench).
 
     Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha),
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
@@ -50,6 +54,8 @@ class TrainSpec:
     descriptor_dim: int = 64
     head_hidden: tuple[int, ...] = (64, 64)
     activation: str = "softplus2"
+    task: str = "regression"
+    elements: str = "training"
     max_epochs: int = 200
     batch_size: int = 32
     lr: float = 1e-3
@@ -64,6 +70,8 @@ class TrainSpec:
     progress: bool = True
 
     def __post_init__(self):
+        if self.elements not in ("training", "all"):
+            raise ValueError(f"elements must be 'training' or 'all', got {self.elements!r}")
         if self.descriptors in ("none", "None", ""):
             self.descriptors = None
         self.head_hidden = tuple(self.head_hidden)
@@ -188,7 +196,9 @@ def fit(
     y_train = train.targets
     model = HybridModel(
         backbone=spec.backbone,
-        element_types=get_element_list(train.structures + val.structures),
+        element_types=DEFAULT_ELEMENTS
+        if spec.elements == "all"
+        else get_element_list(train.structures + val.structures),
         cutoff=spec.cutoff,
         backbone_kwargs=spec.backbone_kwargs,
         readout=spec.readout,
@@ -196,8 +206,9 @@ def fit(
         activation=spec.activation,
         target_names=(data.target_name or "target",),
         target_units=target_units,
-        target_mean=[float(np.mean(y_train))],
-        target_std=[float(np.std(y_train)) or 1.0],
+        task_type=spec.task,
+        target_mean=[float(np.mean(y_train))] if spec.task == "regression" else None,
+        target_std=[float(np.std(y_train)) or 1.0] if spec.task == "regression" else None,
         **model_args,
     )
     elements = model.element_types
@@ -219,6 +230,10 @@ def fit(
         decay_steps=spec.max_epochs * max(1, len(train_loader)),
         decay_alpha=spec.decay_alpha,
     )
+    if spec.task == "classification":
+        if not np.isin(data.targets, (0.0, 1.0)).all():
+            raise ValueError("classification targets must be 0 or 1")
+        module.loss = _binary_cross_entropy
     best = KeepBestWeights()
     history = _History()
     callbacks: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
@@ -257,6 +272,11 @@ def fit(
         seconds=time.perf_counter() - start,
         history=history.rows,
     )
+
+
+def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:
+    """BCE with MatGL's loss argument order ``loss(labels, predictions)``."""
+    return torch.nn.functional.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels)
 
 
 class _History(Callback):

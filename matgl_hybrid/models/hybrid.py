@@ -32,7 +32,8 @@ class HybridModel(MatGLModel):
     ``backbone`` (MEGNet, M3GNet or TensorNet) gives node features (N, F) [+ a state vector (B, Fs) for MEGNet];
     ``readout`` pools them to (B, F'); when ``descriptor_set`` is given, the transformed descriptors (B, D) go
     through a :class:`DescriptorEncoder` and are fused with the graph vector (``concat``, ``gate`` or ``film``);
-    an MLP head maps the result to ``n_targets`` values, de-standardized to the target's units. Without
+    an MLP head maps the result to ``n_targets`` values, de-standardized to the target's units (or, with
+    ``task_type="classification"``, passed through a sigmoid: probabilities). Without
     descriptors it is the readout ablation of the plain backbone.
 
     Everything needed to predict from a bare structure is a constructor argument, so ``save(dir)`` and
@@ -57,6 +58,7 @@ class HybridModel(MatGLModel):
         head_hidden: Sequence[int] = (64, 64),
         activation: str = "softplus2",
         n_targets: int = 1,
+        task_type: str = "regression",
         target_names: Sequence[str] = ("target",),
         target_units: str | None = None,
         target_mean: Sequence[float] | None = None,
@@ -85,6 +87,9 @@ class HybridModel(MatGLModel):
         self.backbone_name = backbone
         adapter = get_backbone(backbone)
         backbone_kwargs = dict(backbone_kwargs or {})
+        if task_type not in ("regression", "classification"):
+            raise ValueError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
+        self.task_type = task_type
         self.native = readout == "native"  # the backbone's own readout and head, as MatGL ships it
         if self.native and backbone == "megnet" and n_targets != 1:
             raise ValueError("MatGL's MEGNet head predicts one target: use another readout for several")
@@ -149,7 +154,7 @@ class HybridModel(MatGLModel):
         """
         num_graphs = int(getattr(g, "num_graphs", None) or 1)
         if self.native:
-            out = self.backbone(g, state_attr=state_attr).reshape(num_graphs, -1) * self.target_std + self.target_mean
+            out = self._to_target(self.backbone(g, state_attr=state_attr).reshape(num_graphs, -1))
             self.feature_dict = {"graph": self.backbone.feature_dict["readout"], "final": out}
             return out.squeeze(-1) if out.shape[-1] == 1 else out
         node_feat, state_feat = get_backbone(self.backbone_name).features(self.backbone, g, state_attr)
@@ -165,9 +170,15 @@ class HybridModel(MatGLModel):
             if descriptors is None:
                 raise ValueError("this model fuses descriptors: the graph batch has no 'descriptor' attribute")
             vec = self.fusion(graph_vec, self.encoder(descriptors.reshape(num_graphs, -1)))
-        out = self.head(vec) * self.target_std + self.target_mean
+        out = self._to_target(self.head(vec))
         self.feature_dict = {"graph": graph_vec, "fused": vec, "final": out}
         return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def _to_target(self, raw: torch.Tensor) -> torch.Tensor:
+        """Head output (B, T) -> target units, or probabilities (sigmoid) for classification."""
+        if self.task_type == "classification":
+            return torch.sigmoid(raw)
+        return raw * self.target_std + self.target_mean
 
     def transformed_descriptors(
         self, structures: Sequence, ids: Sequence[str], cache_dir: str | Path | None, n_jobs: int = 1

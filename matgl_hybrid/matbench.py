@@ -1,0 +1,395 @@
+"""Matbench v0.1 runner on the published folds, and leaderboard-ready submission folders.
+
+The folds, the recording and the scoring are matbench's own (``MatbenchBenchmark``, ``task.record``,
+``mb.to_file``); datasets load through matminer's ``load_dataset`` (``MATMINER_DATA``). Each finished fold is kept
+in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matbench.bench import MatbenchBenchmark
+from matminer.datasets.utils import _load_dataset_dict
+from tqdm.auto import tqdm
+
+from matgl_hybrid.data import StructureData, from_dataframe
+from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.evaluation import FoldStore, summarize, write_report
+from matgl_hybrid.training import TrainSpec, fit
+
+LEADERBOARD_FILE = Path(__file__).with_name("leaderboard.json")
+
+#: Packages whose exact versions go into info.json's ``requirements``.
+REQUIREMENTS = (
+    "matgl-hybrid",
+    "matgl",
+    "torch",
+    "torch-geometric",
+    "lightning",
+    "pymatgen",
+    "matminer",
+    "matbench",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+)
+
+CITATIONS = {
+    "gong2023": (
+        "@article{gong2023examining, title={Examining graph neural networks for crystal structures: limitations "
+        "and opportunities for capturing periodicity}, author={Gong, Sheng and Yan, Keqiang and Xie, Tian and "
+        "Shao-Horn, Yang and Gomez-Bombarelli, Rafael and Ji, Shuiwang and Grossman, Jeffrey C.}, "
+        "journal={Science Advances}, volume={9}, number={45}, pages={eadi3245}, year={2023}, "
+        "doi={10.1126/sciadv.adi3245}}"
+    ),
+    "matgl": (
+        "@article{ko2025materials, title={Materials Graph Library (MatGL), an open-source graph deep learning "
+        "library for materials science and chemistry}, author={Ko, Tsz Wai and Deng, Bowen and Nassar, Marcel and "
+        "Barroso-Luque, Luis and Liu, Runze and Qi, Ji and Thakur, Atul C. and Mishra, Aditya Ranganath and Liu, "
+        "Elliott and Ceder, Gerbrand and Miret, Santiago and Ong, Shyue Ping}, journal={npj Computational "
+        "Materials}, volume={11}, pages={253}, year={2025}, doi={10.1038/s41524-025-01742-y}}"
+    ),
+    "megnet": (
+        "@article{chen2019graph, title={Graph networks as a universal machine learning framework for molecules and "
+        "crystals}, author={Chen, Chi and Ye, Weike and Zuo, Yunxing and Zheng, Chen and Ong, Shyue Ping}, "
+        "journal={Chemistry of Materials}, volume={31}, number={9}, pages={3564--3572}, year={2019}, "
+        "doi={10.1021/acs.chemmater.9b01294}}"
+    ),
+    "matbench": (
+        "@article{dunn2020benchmarking, title={Benchmarking materials property prediction methods: the Matbench "
+        "test set and Automatminer reference algorithm}, author={Dunn, Alexander and Wang, Qi and Ganose, Alex and "
+        "Dopp, Daniel and Jain, Anubhav}, journal={npj Computational Materials}, volume={6}, pages={138}, "
+        "year={2020}, doi={10.1038/s41524-020-00406-3}}"
+    ),
+}
+
+
+class DatasetFileError(FileNotFoundError):
+    """A Matbench dataset file is missing or is not the official one."""
+
+
+def dataset_file(task: str, data_dir: str | Path | None = None) -> Path:
+    """Where matminer looks for ``task``'s file: ``data_dir``, else ``$MATMINER_DATA``, else matminer's folder."""
+    from matminer.datasets.utils import _get_data_home
+
+    meta = _load_dataset_dict()[task]
+    return Path(_get_data_home(str(data_dir) if data_dir else None)) / f"{task}.{meta['file_type']}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_dataset_file(task: str, data_dir: str | Path | None = None, download: bool = True) -> Path | None:
+    """Check ``task``'s file against matminer's sha256 before use.
+
+    Returns the path of a verified file, or None when it is absent and ``download`` lets matminer fetch it.
+
+    Raises:
+        DatasetFileError: absent with ``download=False`` (names the file, where to put it and its URL), or
+            present with the wrong sha256.
+    """
+    meta = _load_dataset_dict()[task]
+    path = dataset_file(task, data_dir)
+    if not path.exists():
+        if download:
+            return None
+        raise DatasetFileError(
+            f"{task}: {path} not found and downloading is off. Download {meta['url']} "
+            f"(sha256 {meta['hash']}) and put it at {path}, or pass --data-dir DIR holding {path.name}"
+        )
+    actual = sha256_file(path)
+    if actual != meta["hash"]:
+        raise DatasetFileError(
+            f"{task}: {path} has sha256 {actual}, but matminer's metadata says {meta['hash']}: the file is corrupt, "
+            f"truncated or not the official dataset; delete it and download {meta['url']} again"
+        )
+    return path
+
+
+def load_task(task, data_dir: str | Path | None = None, download: bool = True) -> None:
+    """Load a ``MatbenchTask``'s data through matminer (``MATMINER_DATA`` = ``data_dir``), verified first."""
+    verify_dataset_file(task.dataset_name, data_dir, download)
+    if data_dir is not None:
+        os.environ["MATMINER_DATA"] = str(Path(data_dir).resolve())
+    try:
+        task.load()
+    except OSError as exc:  # no network, refused download, …
+        meta = _load_dataset_dict()[task.dataset_name]
+        raise DatasetFileError(
+            f"{task.dataset_name}: could not download {meta['url']} ({exc}). Without internet, download it "
+            f"elsewhere and put it at {dataset_file(task.dataset_name, data_dir)} (or pass --data-dir)"
+        ) from exc
+
+
+def _structures(inputs) -> StructureData:
+    frame = inputs.to_frame(name="structure")
+    return from_dataframe(frame)
+
+
+@dataclass
+class MatbenchRun:
+    """A Matbench run: which tasks, which model, where the submission folder goes.
+
+    Attributes:
+        tasks: Matbench v0.1 task names (structure tasks; ``matbench_mp_is_metal`` records probabilities).
+        spec: model and training settings (the ``matgl-hybrid train`` format).
+        out: the submission folder, e.g. ``matbench_submissions/matbench_v0.1_MatGLHybrid``.
+        algorithm: 5–15 characters, the leaderboard name.
+        data_dir: folder of the dataset files (``MATMINER_DATA``); None: matminer's default.
+        download: let matminer download missing files.
+        folds: which folds to run (all five for a submission).
+    """
+
+    tasks: Sequence[str]
+    spec: TrainSpec = field(default_factory=TrainSpec)
+    out: Path = Path("matbench_submissions/matbench_v0.1_MatGLHybrid")
+    algorithm: str = "MatGLHybrid"
+    algorithm_long: str = ""
+    authors: str = "matgl-hybrid developers"
+    data_dir: Path | None = None
+    download: bool = True
+    folds: Sequence[int] = (0, 1, 2, 3, 4)
+    progress: bool = True
+
+    def run(self) -> MatbenchBenchmark:
+        """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
+        self.out = Path(self.out)
+        mb = MatbenchBenchmark(autoload=False, subset=list(self.tasks))
+        for task in mb.tasks:
+            if task.metadata.input_type != "structure":
+                raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
+        todo = [(t, f) for t in mb.tasks for f in self.folds]
+        bar = tqdm(todo, desc="matbench", unit="fold", disable=not self.progress)
+        for task, fold in bar:
+            bar.set_postfix(task=task.dataset_name, fold=fold)
+            store = FoldStore(self.out / "folds" / task.dataset_name)
+            if task.df is None:  # recording scores against the targets needs the data, resumed folds too
+                load_task(task, self.data_dir, self.download)
+            if not store.has(fold):
+                store.save(fold, self._train_and_predict(task, fold))
+            record = store.load(fold)
+            task.record(fold, record["y_pred"], params=record["params"])
+        self.write_submission(mb)
+        return mb
+
+    def _train_and_predict(self, task, fold: int) -> dict[str, Any]:
+        classification = task.metadata.task_type == "classification"
+        # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
+        task_type = "classification" if classification else "regression"
+        spec = TrainSpec(**{**self.spec.to_dict(), "task": task_type, "elements": "all"})
+        inputs, outputs = task.get_train_and_val_data(fold)
+        train = _structures(inputs)
+        train.targets = np.asarray(outputs, dtype=float)
+        train.target_name = task.metadata.target
+        test_inputs = task.get_test_data(fold, include_target=False)
+        test = _structures(test_inputs)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit(train, spec=spec)
+            predicted = result.model.predict(test.structures, ids=test.ids)
+        return {
+            "mae": None,
+            "train_seconds": time.perf_counter() - start,
+            "n_train": len(train),
+            "n_test": len(test),
+            "params": {"spec": spec.to_dict(), "best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch},
+            "ids": list(test.ids),
+            "y_true": None,
+            "y_pred": [float(p) for p in predicted],
+        }
+
+    def write_submission(self, mb: MatbenchBenchmark) -> None:
+        """``results.json.gz`` (matbench's ``to_file``), ``info.json``, the run script, and a report."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / ".results.json.gz.tmp"
+        mb.to_file(str(tmp))
+        os.replace(tmp, self.out / "results.json.gz")
+        atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
+        atomic_write_text(self.out / "run_matbench.py", self.script())
+        write_matbench_report(mb, self.out / "report")
+
+    def info(self) -> dict[str, Any]:
+        """The leaderboard's ``info.json``."""
+        spec = self.spec
+        return {
+            "authors": self.authors,
+            "algorithm": self.algorithm,
+            "algorithm_long": self.algorithm_long
+            or (
+                f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout"
+                + (
+                    f", fused ({spec.fusion}) with the {spec.descriptors} structure descriptors of Gong et al. (2023)"
+                    if spec.descriptors
+                    else ""
+                )
+                + f"; trained per fold with early stopping on 10 % of the training data (max {spec.max_epochs} "
+                "epochs). Produced by run_matbench.py in this folder."
+            ),
+            "bibtex_refs": [CITATIONS[k] for k in ("gong2023", "matgl", "megnet", "matbench")],
+            "notes": f"Run on {platform.platform()}; python {platform.python_version()}.",
+            "requirements": requirements(),
+        }
+
+    def script(self) -> str:
+        """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
+        spec = json.dumps(self.spec.to_dict(), indent=4)
+        return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR]."""
+
+import argparse
+from pathlib import Path
+
+from matgl_hybrid.matbench import MatbenchRun
+from matgl_hybrid.training import TrainSpec
+
+SPEC = {spec}
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=None, help="folder of the matminer dataset files")
+    args = parser.parse_args()
+    run = MatbenchRun(
+        tasks={list(self.tasks)!r},
+        spec=TrainSpec(**SPEC),
+        out=Path(__file__).resolve().parent,
+        algorithm={self.algorithm!r},
+        authors={self.authors!r},
+        data_dir=args.data_dir,
+    )
+    mb = run.run()
+    # matbench's own recording API, as the leaderboard expects:
+    # for task in mb.tasks: for fold in task.folds: task.record(fold, predictions, params=...)
+    mb.to_file(str(Path(__file__).resolve().parent / "results.json.gz"))
+'''
+
+
+def requirements() -> dict[str, list[str]]:
+    """Exact installed versions of the packages the run depends on, in the leaderboard's format."""
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={importlib_metadata.version(name)}")
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return {"python": pins}
+
+
+def load_leaderboard() -> dict[str, list[dict[str, Any]]]:
+    """Stored leaderboard figures per task: ``{task: [{"algorithm", "mae_mean", "mae_std", "source"}, …]}``."""
+    return json.loads(LEADERBOARD_FILE.read_text())["tasks"]
+
+
+def write_matbench_report(mb: MatbenchBenchmark, stem: Path) -> None:
+    """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG)."""
+    leaderboard = load_leaderboard()
+    tables, units, reference = {}, {}, {}
+    for task in mb.tasks:
+        metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
+        folds = {
+            f: {metric: float(task.results[task.folds_map[f]]["scores"][metric]), "train_seconds": 0.0}
+            for f in task.folds
+            if task.is_recorded[f]
+        }
+        if not folds:
+            continue
+        summary = summarize(folds, metric)
+        tables[task.dataset_name] = {
+            "matgl-hybrid": {
+                "fold_mae": summary[f"fold_{metric}"],
+                "mae_mean": summary[f"{metric}_mean"],
+                "mae_std": summary[f"{metric}_std"],
+                "train_seconds": float("nan"),
+                "folds_done": summary["folds_done"],
+                "mad": task.metadata.get("mad"),
+            }
+        }
+        units[task.dataset_name] = f"{metric.upper()}, {task.metadata.get('unit') or ''}"
+        reference[task.dataset_name] = leaderboard.get(task.dataset_name, [])
+    if tables:
+        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference)
+
+
+def validate_submission(folder: str | Path) -> list[str]:
+    """Problems that would fail the leaderboard's submission test (empty list: valid).
+
+    Re-implements ``scripts/test_submission.py`` of the matbench repository: ``info.json`` and
+    ``results.json.gz`` present; ``notes`` present and ``authors``, ``algorithm``, ``algorithm_long``,
+    ``bibtex_refs``, ``requirements`` non-empty; results readable by ``MatbenchBenchmark.from_file`` and valid
+    (``mb.is_valid``: every fold of every recorded task, the official test ids, the right score keys); a ``.py`` or
+    ``.ipynb`` at the top level; no ``.ipynb_checkpoints``; every other file at most 10 MB. Also checks the
+    documented recommendations this project follows: a ``matbench_v0.1_`` folder name and 5–15 characters of
+    ``algorithm``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} is not a directory"]
+    problems = []
+    if not folder.name.startswith("matbench_v0.1_"):
+        problems.append(f"folder name {folder.name!r} must start with 'matbench_v0.1_'")
+    results = folder / "results.json.gz"
+    if not results.is_file():
+        problems.append("results.json.gz is missing")
+    else:
+        try:
+            if not MatbenchBenchmark.from_file(str(results)).is_valid:
+                problems.append("results.json.gz is not valid (MatbenchBenchmark.is_valid is False)")
+        except Exception as exc:  # any failure to read is a problem to report, not to raise
+            problems.append(f"results.json.gz cannot be read by MatbenchBenchmark.from_file: {exc}")
+    info_path = folder / "info.json"
+    if not info_path.is_file():
+        problems.append("info.json is missing")
+    else:
+        try:
+            problems += _info_problems(json.loads(info_path.read_text()))
+        except ValueError as exc:
+            problems.append(f"info.json is not JSON: {exc}")
+    if not [p for p in folder.glob("*") if p.suffix in (".py", ".ipynb")]:
+        problems.append("no .py or .ipynb with the code that recorded the results")
+    if (folder / ".ipynb_checkpoints").exists():
+        problems.append(".ipynb_checkpoints must not be submitted")
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "results.json.gz" and path.stat().st_size > 10e6:
+            problems.append(f"{path.relative_to(folder)} is larger than 10 MB")
+    return problems
+
+
+def validate_submissions(root: str | Path) -> dict[str, list[str]]:
+    """:func:`validate_submission` for every folder of ``root``, plus the leaderboard's unique-algorithm check."""
+    root = Path(root)
+    found = {p.name: validate_submission(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    names: dict[str, str] = {}
+    for name in found:
+        info = root / name / "info.json"
+        algorithm = json.loads(info.read_text()).get("algorithm") if info.is_file() else None
+        if algorithm in names:
+            found[name].append(f"algorithm {algorithm!r} is already used by {names[algorithm]}")
+        names.setdefault(algorithm, name)
+    return found
+
+
+def _info_problems(info: dict[str, Any]) -> list[str]:
+    problems = [] if "notes" in info else ["info.json has no 'notes' (it may be empty, not absent)"]
+    for key in ("authors", "algorithm", "algorithm_long", "bibtex_refs", "requirements"):
+        if not info.get(key):
+            problems.append(f"info.json {key!r} is missing or empty")
+    algorithm = info.get("algorithm")
+    if isinstance(algorithm, str) and not 5 <= len(algorithm) <= 15:
+        problems.append(f"info.json 'algorithm' should have 5 to 15 characters, has {len(algorithm)}")
+    return problems

@@ -1,0 +1,173 @@
+"""Matbench runner end to end on a local stand-in for matbench_jdft2d (no internet), and submission validation.
+
+The stand-in is a file in matminer's exact format (``store_dataframe_as_json``, orient split, gzip) with 636 rows —
+the official row count, so matbench's ids and published folds apply — of REAL structures from ../shared/data and a
+clearly labelled STAND-IN target (heat capacity per atom, not exfoliation energy).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from matbench.bench import MatbenchBenchmark
+from matbench.constants import MBV01_KEY
+from matbench.metadata import mbv01_validation
+from matminer.datasets import dataset_retrieval
+from matminer.datasets.utils import _load_dataset_dict
+from matminer.utils.io import store_dataframe_as_json
+from pymatgen.core import Structure
+
+from matgl_hybrid import matbench as runner
+from matgl_hybrid.cli import main
+from matgl_hybrid.matbench import DatasetFileError, MatbenchRun, sha256_file, validate_submission, verify_dataset_file
+from matgl_hybrid.training import TrainSpec
+
+TASK = "matbench_jdft2d"
+TINY = TrainSpec(
+    backbone="megnet",
+    backbone_kwargs={
+        "dim_node_embedding": 8,
+        "dim_edge_embedding": 16,
+        "hidden_layer_sizes_input": (16, 8),
+        "hidden_layer_sizes_conv": (16, 16, 8),
+        "nblocks": 1,
+    },
+    descriptors="lattice",
+    head_hidden=(8,),
+    max_epochs=1,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def stand_in_dir(shared_data, tmp_path_factory):
+    """A MATMINER_DATA folder holding the stand-in matbench_jdft2d.json.gz."""
+    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
+        records = json.load(f)[:636]
+    structures = [Structure.from_dict(r["structure"]) for r in records]
+    stand_in_target = [r["heat_capacity"] / len(s) for r, s in zip(records, structures, strict=True)]
+    frame = pd.DataFrame({"structure": structures, "exfoliation_en": stand_in_target})
+    folder = tmp_path_factory.mktemp("matminer_data")
+    store_dataframe_as_json(frame, str(folder / f"{TASK}.json.gz"), compression="gz", pbar=False)
+    return folder
+
+
+@pytest.fixture
+def accept_stand_in(stand_in_dir, monkeypatch):
+    """Make matminer's metadata expect the stand-in's sha256 (the one thing a stand-in cannot match)."""
+    metadata = {**_load_dataset_dict()}
+    metadata[TASK] = {**metadata[TASK], "hash": sha256_file(stand_in_dir / f"{TASK}.json.gz")}
+    monkeypatch.setattr(runner, "_load_dataset_dict", lambda: metadata)
+    monkeypatch.setattr(dataset_retrieval, "_dataset_dict", metadata)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    return stand_in_dir
+
+
+def test_dataset_file_is_verified_against_matminers_sha256(stand_in_dir, tmp_path):
+    with pytest.raises(DatasetFileError, match="sha256") as error:
+        verify_dataset_file(TASK, stand_in_dir)
+    assert _load_dataset_dict()[TASK]["hash"] in str(error.value)
+    with pytest.raises(DatasetFileError) as error:
+        verify_dataset_file(TASK, tmp_path, download=False)
+    message = str(error.value)
+    assert str(tmp_path / f"{TASK}.json.gz") in message  # which file, and where to put it
+    assert _load_dataset_dict()[TASK]["url"] in message  # where to get it
+
+
+def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(accept_stand_in, tmp_path, monkeypatch):
+    out = tmp_path / "matbench_v0.1_HybridTest"
+    # A first run that is "interrupted" after two folds.
+    MatbenchRun([TASK], TINY, out, algorithm="HybridTest", data_dir=accept_stand_in, folds=(0, 1), progress=False).run()
+    assert sorted(p.name for p in (out / "folds" / TASK).iterdir()) == ["fold0.json", "fold1.json"]
+    assert validate_submission(out)  # incomplete: not yet valid
+
+    trained = []
+    original = MatbenchRun._train_and_predict
+
+    def counting(self, task, fold):
+        trained.append(fold)
+        return original(self, task, fold)
+
+    monkeypatch.setattr(MatbenchRun, "_train_and_predict", counting)
+    MatbenchRun([TASK], TINY, out, algorithm="HybridTest", data_dir=accept_stand_in, progress=False).run()
+    assert trained == [2, 3, 4]  # finished folds are not redone
+
+    splits = mbv01_validation.splits[TASK]
+    for fold in range(5):
+        record = json.loads((out / "folds" / TASK / f"fold{fold}.json").read_text())
+        assert record["ids"] == list(splits[f"fold_{fold}"].test)  # matbench's published test ids, in order
+        assert record["n_train"] == len(splits[f"fold_{fold}"].train)
+        assert np.isfinite(record["y_pred"]).all()
+
+    assert validate_submission(out) == []
+    loaded = MatbenchBenchmark.from_file(str(out / "results.json.gz"))
+    assert loaded.is_valid
+    assert loaded.benchmark_name == MBV01_KEY
+    task = loaded.tasks_map[TASK]
+    assert task.all_folds_recorded
+    assert 0 < task.scores["mae"]["mean"] < 100
+    info = json.loads((out / "info.json").read_text())
+    assert info["algorithm"] == "HybridTest"
+    assert any("Gong" in ref for ref in info["bibtex_refs"])
+    assert any(pin.startswith("matgl==") for pin in info["requirements"]["python"])
+    assert (out / "run_matbench.py").is_file()
+    report = (out / "report.md").read_text()
+    assert "matbench_jdft2d" in report
+    assert "MODNet v0.1.12 (leaderboard)" in report
+    assert (out / "report.png").stat().st_size > 0
+
+
+def test_validation_catches_broken_submissions(accept_stand_in, tmp_path):
+    out = tmp_path / "matbench_v0.1_Broken"
+    out.mkdir()
+    problems = validate_submission(out)
+    assert "results.json.gz is missing" in problems
+    assert "info.json is missing" in problems
+    (out / "info.json").write_text(json.dumps({"algorithm": "abc", "authors": ""}))
+    (out / "results.json.gz").write_text("{}")
+    problems = " | ".join(validate_submission(out))
+    assert "'notes'" in problems
+    assert "'authors' is missing or empty" in problems
+    assert "5 to 15 characters" in problems
+    assert "cannot be read" in problems
+    assert "no .py or .ipynb" in problems
+
+
+def test_composition_tasks_are_refused():
+    with pytest.raises(ValueError, match="composition task"):
+        MatbenchRun(["matbench_steels"], TINY, progress=False).run()
+
+
+def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 1  # not a submission folder
+    assert "matbench_v0.1_" in capsys.readouterr().out
+
+    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
+        records = json.load(f)[:60]
+    data = tmp_path / "small.json.gz"
+    with gzip.open(data, "wt") as f:
+        json.dump(records, f)
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps(TINY.to_dict()))
+    args = [
+        "cv",
+        "--data",
+        str(data),
+        "--target",
+        "heat_capacity",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "cv"),
+    ]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert len(summary["fold_mae"]) == 5
+    folds = [json.loads((tmp_path / "cv" / "folds" / f"fold{k}.json").read_text()) for k in range(5)]
+    test_ids = sorted(i for f in folds for i in f["ids"])
+    assert test_ids == sorted(r["id"] for r in records)  # every structure is tested exactly once
+    assert (tmp_path / "cv" / "cv.md").read_text().count("/5") == 1
