@@ -258,3 +258,17 @@ def test_native_readout_is_matgls_own_megnet(heat_capacity, tmp_path):
     np.testing.assert_array_equal(matgl.load_model(tmp_path / "native").predict(structures, cache_dir=None), prediction)
     with pytest.raises(ValueError, match="cannot fuse descriptors"):
         _tiny_model(structures, "megnet", readout="native")
+
+
+def test_classification_gives_probabilities(heat_capacity):
+    data = heat_capacity.subset(range(40))
+    data.targets = (data.targets > np.median(data.targets)).astype(float)
+    spec = TrainSpec(
+        max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptors="lattice", task="classification"
+    )
+    model = fit(data, spec=spec, cache_dir=None).model
+    probabilities = model.predict(data.structures, cache_dir=None)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+    data.targets[0] = 0.5
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        fit(data, spec=spec, cache_dir=None)
