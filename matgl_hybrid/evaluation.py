@@ -236,3 +236,13 @@ def run_cv(
         ],
     )
     return summary
+
+
+def markdown_table(frame, float_format: str = "{:.3f}") -> str:
+    """A DataFrame as a GitHub markdown table (index as the first column)."""
+    header = [frame.index.name or "", *map(str, frame.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in frame.iterrows():
+        cells = [float_format.format(v) if isinstance(v, float | np.floating) else str(v) for v in row]
+        lines.append("| " + " | ".join([str(index), *cells]) + " |")
+    return "\n".join(lines) + "\n"

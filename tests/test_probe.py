@@ -1,0 +1,103 @@
+"""Descriptor probes can succeed and fail: natoms from sum vs mean pooling; embeddings and importance of models."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from matgl_hybrid.data import load_records
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.layers import make_readout
+from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
+from matgl_hybrid.training import TrainSpec, fit
+
+SMALL = {
+    "dim_node_embedding": 8,
+    "dim_edge_embedding": 16,
+    "hidden_layer_sizes_input": (16, 8),
+    "hidden_layer_sizes_conv": (16, 16, 8),
+    "nblocks": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def binaries(shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_records(shared_data / "mp_binary_elasticity.json.gz", "bulk_modulus_vrh", limit=150)
+
+
+def test_natoms_is_recovered_from_sum_pooling_but_not_from_mean_pooling(binaries, tmp_path):
+    descriptors = featurize(binaries.structures, "lattice", progress=False)
+    natoms = descriptors["natoms"].to_numpy()
+    assert len(np.unique(natoms)) > 3  # the probe has something to find
+    # Constant node features: every atom looks the same, as far as the readout can tell.
+    sizes = [len(s) for s in binaries.structures]
+    x = torch.ones(sum(sizes), 4)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    embeddings = {name: make_readout(name, 4)(x, batch, len(sizes)).numpy() for name in ("sum", "mean", "extensive")}
+    table = probe(embeddings, descriptors[["natoms", "crystal_system_int"]], probes=("ridge",))
+    r2 = table[table.descriptor == "natoms"].set_index("embedding")["score"]
+    assert r2["sum"] > 0.999
+    assert r2["extensive"] > 0.999
+    assert r2["mean"] < 0.05  # mean pooling cannot see how many atoms a cell has
+    accuracy = table[table.descriptor == "crystal_system_int"].set_index("embedding")["score"]
+    assert set(table.metric[table.descriptor == "crystal_system_int"]) == {"accuracy"}
+    assert accuracy["mean"] <= accuracy["sum"] + 1e-9
+    matrix = probe_matrix(table)
+    assert list(matrix.columns) == ["sum", "mean", "extensive"]
+    plot_probe(table, tmp_path / "probe.png")
+    assert (tmp_path / "probe.png").stat().st_size > 0
+
+
+def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_path):
+    data = binaries.subset(range(120))
+    data.targets = np.log10(np.clip(data.targets, 1, None))
+    spec = TrainSpec(max_epochs=3, progress=False, backbone_kwargs=SMALL, descriptors="lattice", readout="sum")
+    model = fit(data, spec=spec, cache_dir=tmp_path).model
+    graph = embed(model, data.structures[:10], cache_dir=tmp_path)
+    fused = embed(model, data.structures[:10], tap="fused", cache_dir=tmp_path)
+    assert graph.shape == (10, model.readout.out_dim + 8)  # sum readout (8) + MEGNet state (8)
+    assert fused.shape[0] == 10
+    assert fused.shape[1] == model.fusion.out_dim
+    importance = descriptor_importance(model, data.structures[:40], data.targets[:40], cache_dir=tmp_path)
+    assert list(importance.columns) == ["descriptor", "mae_increase", "mae_increase_std"]
+    assert set(importance["descriptor"]) == set(model.transform.feature_names_in_)
+    assert importance["mae_increase"].abs().sum() > 0  # permuting inputs changes predictions
+    np.testing.assert_allclose(  # and the model is left as it was
+        model.predict(data.structures[:5], cache_dir=tmp_path), model.predict(data.structures[:5], cache_dir=tmp_path)
+    )
+    plot_importance(importance, tmp_path / "importance.png")
+    with pytest.raises(ValueError, match="tap"):
+        embed(model, data.structures[:2], tap="head")
+
+
+def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
+    import gzip
+    import json
+
+    from matgl_hybrid.cli import main
+
+    with gzip.open(shared_data / "mp_binary_elasticity.json.gz", "rt") as f:
+        records = json.load(f)[:60]
+    path = tmp_path / "small.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump(records, f)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    args = ["probe", "--backbone", "megnet", "--readouts", "mean,sum", "--data", str(path), "--descriptors", "lattice"]
+    assert main([*args, "--out", str(tmp_path / "probe"), "--n-jobs", "1", *cache]) == 0
+    table = (tmp_path / "probe" / "probe.md").read_text()
+    assert "megnet/mean (untrained)" in table
+    assert "natoms" in table
+    assert (tmp_path / "probe" / "probe.png").exists()
+
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"backbone_kwargs": SMALL, "descriptors": "lattice", "progress": False}))
+    train = ["train", "--data", str(path), "--target", "bulk_modulus_vrh", "--config", str(config), "--max-epochs", "1"]
+    assert main([*train, "--out", str(tmp_path / "model"), *cache]) == 0
+    explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]
+    assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 0
+    assert "MAE increase" in (tmp_path / "explain" / "importance.md").read_text()
