@@ -214,7 +214,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give --model DIR or --backbone NAME")
     embeddings = {name: embed(m, dataset.structures, dataset.ids, args.tap, _cache(args)) for name, m in models.items()}
-    table = probe(embeddings, descriptors)
+    table = probe(embeddings, descriptors, probes=args.probes.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "probe.csv", table.to_csv(index=False))
     matrix = probe_matrix(table)
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of the fresh backbone")
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--tap", default="graph", choices=["graph", "fused"], help="embedding after readout or fusion")
+    p.add_argument("--probes", default="ridge,mlp", help="probe models: ridge and/or mlp")
     p.add_argument("--out", required=True, type=Path)
     _add_featurize_options(p)
     p.set_defaults(func=cmd_probe)

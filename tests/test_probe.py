@@ -88,7 +88,7 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
         json.dump(records, f)
     cache = ["--cache-dir", str(tmp_path / "cache")]
     args = ["probe", "--backbone", "megnet", "--readouts", "mean,sum", "--data", str(path), "--descriptors", "lattice"]
-    assert main([*args, "--out", str(tmp_path / "probe"), "--n-jobs", "1", *cache]) == 0
+    assert main([*args, "--probes", "ridge", "--out", str(tmp_path / "probe"), "--n-jobs", "1", *cache]) == 0
     table = (tmp_path / "probe" / "probe.md").read_text()
     assert "megnet/mean (untrained)" in table
     assert "natoms" in table
