@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 
 import matgl
@@ -10,7 +12,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from matgl_hybrid.checkpoint import load_model, save_model
+from matgl_hybrid.checkpoint import CheckpointError, load_model, save_model, sha256_file
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
@@ -209,10 +211,14 @@ def test_incompatible_checkpoints_are_refused(heat_capacity, tmp_path):
     with pytest.raises(ValueError, match="descriptor set 'lattice' version 0000"):
         stale.predict(structures, cache_dir=None)
     save_model(model, tmp_path / "m")
-    args = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
-    args["format_version"] = 99
-    torch.save(args, tmp_path / "m" / "model.pt")
-    with pytest.raises(ValueError, match="upgrade matgl-hybrid"):
+    header = json.loads((tmp_path / "m" / "model.json").read_text())
+    header["metadata"]["format_version"] = 99
+    (tmp_path / "m" / "model.json").write_text(json.dumps(header))
+    manifest = "".join(
+        f"{sha256_file(p)}  {p.name}\n" for p in sorted((tmp_path / "m").iterdir()) if p.name != "SHA256SUMS"
+    )
+    (tmp_path / "m" / "SHA256SUMS").write_text(manifest)  # a genuine checkpoint from a newer version
+    with pytest.raises(CheckpointError, match="upgrade matgl-hybrid"):
         load_model(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="not a saved model"):
         load_model(tmp_path)
@@ -272,3 +278,34 @@ def test_classification_gives_probabilities(heat_capacity):
     data.targets[0] = 0.5
     with pytest.raises(ValueError, match="must be 0 or 1"):
         fit(data, spec=spec, cache_dir=None)
+
+
+def test_checkpoint_has_safe_files_and_refuses_any_flipped_byte(heat_capacity, tmp_path):
+    structures = heat_capacity.structures[:4]
+    model = _tiny_model(structures, "megnet")
+    save_model(model, tmp_path / "m", records={"training": {"note": "x"}}, texts={"model_card.md": "# card\n"})
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert {
+        "model.json",
+        "weights.safetensors",
+        "descriptor_transform.json",
+        "target_normalization.json",
+        "SHA256SUMS",
+        "model_card.md",
+        "training.json",
+    } <= set(names)
+    header = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert "descriptor_transform" not in header["kwargs"]  # stored once, in its own file
+    assert header["metadata"]["descriptor_set"] == "lattice"
+    expected = model.predict(structures, cache_dir=None)
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(structures, cache_dir=None), expected)
+    for name in names:
+        if name == "SHA256SUMS":
+            continue
+        copy = tmp_path / f"flip_{name}"
+        shutil.copytree(tmp_path / "m", copy)
+        data = bytearray((copy / name).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / name).write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match=name.replace(".", "\\.")):
+            load_model(copy)
