@@ -37,8 +37,10 @@ from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 FORMAT_VERSION = 1
 MANIFEST = "SHA256SUMS"
 #: Constructor arguments stored in their own JSON files rather than in model.json's kwargs.
-SEPARATE_STATE = {"descriptor_transform.json": ("descriptor_transform",),
-                  "target_normalization.json": ("target_names", "target_units", "target_mean", "target_std")}
+SEPARATE_STATE = {
+    "descriptor_transform.json": ("descriptor_transform",),
+    "target_normalization.json": ("target_names", "target_units", "target_mean", "target_std"),
+}
 #: Modules whose classes a checkpoint may name (no import of arbitrary modules).
 ALLOWED_MODULES = ("matgl_hybrid.models", "matgl.models")
 
@@ -134,9 +136,7 @@ def verify(path: str | Path) -> dict[str, str]:
             raise CheckpointError(f"{file} is listed in {MANIFEST} but missing")
         actual = sha256_file(file)
         if actual != digest:
-            raise CheckpointError(
-                f"{file} is corrupted or was modified: sha256 {actual}, {MANIFEST} says {digest}"
-            )
+            raise CheckpointError(f"{file} is corrupted or was modified: sha256 {actual}, {MANIFEST} says {digest}")
     return expected
 
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -57,9 +58,11 @@ def embed(
     descriptors = model.transformed_descriptors(structures, ids, cache_dir)
     dataset = build_dataset(structures, model.element_types, model.cutoff, ids, descriptors)
     model.eval()
+    device = next(model.parameters()).device
     vectors = []
     with torch.no_grad():
         for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
+            g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
             attach_positions(g, lattice)
             model(g, state_attr=state_attr)
             vectors.append(model.feature_dict[tap].reshape(g.num_graphs, -1).cpu())
@@ -89,6 +92,7 @@ def probe(
     n_splits: int = 5,
     seed: int = 0,
     probes: Sequence[str] = ("ridge", "mlp"),
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """How well each descriptor can be recovered from each embedding, on held-out folds.
 
@@ -97,37 +101,39 @@ def probe(
         descriptors: (n, D) descriptor values (NaN rows are left out per descriptor).
         n_splits: Matbench-protocol folds (seeded KFold); predictions on the held-out folds are pooled.
         probes: ``ridge`` (RidgeCV on standardized embeddings) and/or ``mlp`` (one hidden layer of 64).
+        n_jobs: parallel (embedding, descriptor, probe) fits through joblib.
 
     Returns:
         Long table with columns ``embedding, descriptor, probe, metric, score, mae``: metric ``r2`` for values
         (score = held-out R², MAE in the descriptor's units) and ``accuracy`` for :data:`CATEGORICAL` ones.
     """
-    rows = []
+    tasks = []
     for descriptor in descriptors.columns:
         y_all = descriptors[descriptor].to_numpy(dtype=float)
         keep = np.isfinite(y_all)
         y = y_all[keep]
-        categorical = descriptor in CATEGORICAL
         if len(np.unique(y)) < 2 or len(y) < 2 * n_splits:
             continue  # a constant descriptor has nothing to recover
         splits = kfold_splits(len(y), n_splits)
         for name, x_all in embeddings.items():
-            x = x_all[keep]
-            for probe_name, estimator in _estimators(categorical, seed).items():
-                if probe_name not in probes:
-                    continue
-                predicted = np.empty_like(y)
-                for train, test in splits:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        predicted[test] = estimator.fit(x[train], y[train]).predict(x[test])
-                if categorical:
-                    rows.append((name, descriptor, probe_name, "accuracy", accuracy_score(y, predicted), np.nan))
-                else:
-                    rows.append(
-                        (name, descriptor, probe_name, "r2", r2_score(y, predicted), mean_absolute_error(y, predicted))
-                    )
+            for probe_name in probes:
+                tasks.append(delayed(_probe_one)(name, descriptor, probe_name, x_all[keep], y, splits, seed))
+    rows = Parallel(n_jobs=n_jobs)(tasks)
     return pd.DataFrame(rows, columns=["embedding", "descriptor", "probe", "metric", "score", "mae"])
+
+
+def _probe_one(name: str, descriptor: str, probe_name: str, x: np.ndarray, y: np.ndarray, splits, seed: int):
+    """One (embedding, descriptor, probe) cell: pooled held-out predictions over the folds."""
+    categorical = descriptor in CATEGORICAL
+    estimator = _estimators(categorical, seed)[probe_name]
+    predicted = np.empty_like(y)
+    for train, test in splits:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predicted[test] = estimator.fit(x[train], y[train]).predict(x[test])
+    if categorical:
+        return (name, descriptor, probe_name, "accuracy", accuracy_score(y, predicted), np.nan)
+    return (name, descriptor, probe_name, "r2", r2_score(y, predicted), mean_absolute_error(y, predicted))
 
 
 def probe_matrix(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,9 +187,11 @@ def descriptor_importance(
         for graph, row in zip(dataset.graphs, torch.as_tensor(values, dtype=torch.float32), strict=True):
             graph.descriptor = row.unsqueeze(0)
         model.eval()
+        device = next(model.parameters()).device
         out = []
         with torch.no_grad():
             for g, lattice, state_attr, _ in make_loader(dataset, 64):
+                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
                 attach_positions(g, lattice)
                 out.append(model(g, state_attr=state_attr).reshape(g.num_graphs, -1)[:, 0].cpu())
         return float(np.mean(np.abs(torch.cat(out).numpy() - targets)))

@@ -1,0 +1,153 @@
+"""Probe study: what do MEGNet embeddings know about periodicity? (Gong et al. 2023, on mp_binary_elasticity)
+
+Trains MEGNet on log10 bulk modulus of ``mp_binary_elasticity`` (90 % of the structures, seeded) with several
+readouts and cutoffs and a hybrid, freezes them, and probes every ``gong28`` descriptor from each graph-level
+embedding (ridge and MLP, 5-fold held-out R², accuracy for the crystal system); an untrained MEGNet is the
+baseline. Then measures the hybrid's descriptor importance (permutation on the held-out 10 %). Writes
+``benchmarks/results/probe.{md,csv,png}`` and ``probe_importance.{csv,png}``.
+
+    python benchmarks/probe_study.py [--limit N] [--max-epochs 40] [--accelerator auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from matgl_hybrid.data import load_records
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.evaluation import markdown_table
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
+from matgl_hybrid.training import TrainSpec, fit, split_indices
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = ROOT.parent / "shared" / "data" / "mp_binary_elasticity.json.gz"
+
+#: name -> (readout, cutoff Å, descriptors); the embedding probed is the readout's vector (+ MEGNet's state).
+MODELS = {
+    "mean (5 Å)": ("mean", 5.0, None),
+    "sum (5 Å)": ("sum", 5.0, None),
+    "extensive (5 Å)": ("extensive", 5.0, None),
+    "native Set2Set (5 Å)": ("native", 5.0, None),
+    "mean (7 Å)": ("mean", 7.0, None),
+    "hybrid extensive+gong28 (5 Å)": ("extensive", 5.0, "gong28"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=None, help="first N structures only (a quick check)")
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: none)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    start = time.perf_counter()
+
+    data = load_records(args.data, "bulk_modulus_vrh", skip_invalid=True, limit=args.limit)
+    data = data.subset(np.flatnonzero(data.targets > 0))
+    data.targets = np.log10(data.targets)
+    data.target_name = "log10_bulk_modulus"
+    train_idx, test_idx = split_indices(len(data), 0.1, seed=0)
+    train, test = data.subset(train_idx), data.subset(test_idx)
+    descriptors = featurize(data.structures, "gong28", n_jobs=-1, cache_dir=args.cache_dir, ids=data.ids)
+    print(f"{len(data)} structures, {descriptors.shape[1]} descriptors ({time.perf_counter() - start:.0f} s)")
+
+    embeddings, trained, records = {}, {}, {}
+    torch.manual_seed(0)
+    untrained = HybridModel(backbone="megnet", readout="mean", cutoff=5.0)
+    embeddings["untrained mean (5 Å)"] = embed(untrained, data.structures, data.ids)
+    for name, (readout, cutoff, descriptor_set) in MODELS.items():
+        spec = TrainSpec(
+            readout=readout,
+            cutoff=cutoff,
+            descriptors=descriptor_set,
+            max_epochs=args.max_epochs,
+            batch_size=args.batch_size,
+            patience=10,
+            lr=2e-3,
+            elements="all",
+            accelerator=args.accelerator,
+            progress=False,
+            n_jobs=-1,
+        )
+        result = fit(train, spec=spec, cache_dir=args.cache_dir)
+        model = result.model
+        mae = float(np.mean(np.abs(model.predict(test.structures, cache_dir=args.cache_dir) - test.targets)))
+        records[name] = {"test_mae_log10_GPa": mae, "best_epoch": result.best_epoch, "seconds": result.seconds}
+        print(f"{name}: held-out MAE {mae:.4f} log10 GPa, {result.seconds:.0f} s", flush=True)
+        embeddings[name] = embed(model, data.structures, data.ids, cache_dir=args.cache_dir)
+        if descriptor_set:
+            embeddings[name.replace("hybrid", "hybrid fused")] = embed(
+                model, data.structures, data.ids, tap="fused", cache_dir=args.cache_dir
+            )
+        trained[name] = model
+
+    table = probe(embeddings, descriptors, n_jobs=-1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "probe.csv", table.to_csv(index=False))
+    plot_probe(table, args.out / "probe.png", "gong28 descriptors probed from MEGNet embeddings (mp_binary_elasticity)")
+    hybrid_name = "hybrid extensive+gong28 (5 Å)"
+    importance = descriptor_importance(trained[hybrid_name], test.structures, test.targets, test.ids, args.cache_dir)
+    atomic_write_text(args.out / "probe_importance.csv", importance.to_csv(index=False))
+    plot_importance(importance, args.out / "probe_importance.png", f"{hybrid_name}: descriptor importance")
+    summary = {
+        "n_structures": len(data),
+        "max_epochs": args.max_epochs,
+        "models": records,
+        "seconds": time.perf_counter() - start,
+    }
+    atomic_write_text(args.out / "probe_study.json", json.dumps(summary, indent=1) + "\n")
+
+    matrix = probe_matrix(table)
+    poor = [
+        d for d in matrix.index if matrix.loc[d].drop(labels=[c for c in matrix.columns if "hybrid" in c]).max() < 0.5
+    ]
+    lines = [
+        "# Probe study: what do MEGNet embeddings know about periodicity?",
+        "",
+        f"`{args.data.name}`: {len(data)} binaries; MEGNet trained on log10 bulk modulus (90 %, at most "
+        f"{args.max_epochs} epochs, early stopping), embeddings of all structures frozen and probed. "
+        "Command: `python benchmarks/probe_study.py`.",
+        "",
+        "## Models",
+        "",
+        markdown_table(_frame(records), "{:.4g}"),
+        "## Held-out R² of each descriptor (best of ridge / MLP; accuracy for crystal_system_int)",
+        "",
+        markdown_table(matrix, "{:.2f}"),
+        "![probe](probe.png)",
+        "",
+        f"Descriptors no plain GNN embedding recovers (R² < 0.5): {', '.join(poor) or 'none'}.",
+        "",
+        f"## Descriptor importance in the hybrid (held-out MAE {importance.attrs['baseline_mae']:.4f} log10 GPa)",
+        "",
+        markdown_table(importance.set_index("descriptor").head(12), "{:.4f}"),
+        "![importance](probe_importance.png)",
+        "",
+    ]
+    atomic_write_text(args.out / "probe.md", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def _frame(records: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(records).T
+    frame.index.name = "model"
+    return frame
+
+
+if __name__ == "__main__":
+    main()
