@@ -74,14 +74,14 @@ def _estimators(categorical: bool, seed: int):
         return {
             "ridge": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
             "mlp": make_pipeline(
-                StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=seed)
+                StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, random_state=seed)
             ),
         }
     return {
         "ridge": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 4, 17))),
         "mlp": make_pipeline(
             StandardScaler(),
-            MLPRegressor(hidden_layer_sizes=(64,), max_iter=1000, early_stopping=True, random_state=seed),
+            MLPRegressor(hidden_layer_sizes=(32,), max_iter=200, early_stopping=True, random_state=seed),
         ),
     }
 
@@ -100,7 +100,7 @@ def probe(
         embeddings: ``{name: (n, F) array}``, rows aligned with ``descriptors``.
         descriptors: (n, D) descriptor values (NaN rows are left out per descriptor).
         n_splits: Matbench-protocol folds (seeded KFold); predictions on the held-out folds are pooled.
-        probes: ``ridge`` (RidgeCV on standardized embeddings) and/or ``mlp`` (one hidden layer of 64).
+        probes: ``ridge`` (RidgeCV on standardized embeddings) and/or ``mlp`` (one hidden layer of 32).
         n_jobs: parallel (embedding, descriptor, probe) fits through joblib.
 
     Returns:
