@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -13,13 +14,14 @@ import pandas as pd
 import torch
 
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import load_model, save_model
+from matgl_hybrid.checkpoint import CheckpointError, load_model, read_header, save_model
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import markdown_table, run_cv
 from matgl_hybrid.matbench import MatbenchRun, validate_submission, validate_submissions
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.pretrained import list_pretrained, resolve
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
 from matgl_hybrid.training import TrainSpec, fit, split_indices
 
@@ -260,6 +262,34 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    """List, describe, download or use the registered checkpoints (or any path / URL)."""
+    if args.action == "list":
+        models = list_pretrained()
+        for name, entry in models.items():
+            print(f"{name}: {entry.get('description', '')}")
+        if not models:
+            print("no checkpoints are registered in this version; load_pretrained takes a path or URL too")
+        return 0
+    if args.source is None:
+        raise ValueError(f"pretrained {args.action} needs a checkpoint name, path or URL")
+    path = resolve(args.source)
+    if args.action == "info":
+        print(json.dumps(read_header(path)["metadata"], indent=1))
+        card = path / "model_card.md"
+        print(card.read_text() if card.exists() else f"(no model card in {path})")
+    elif args.action == "download":
+        print(path)
+    else:
+        if not (args.data and args.out):
+            raise ValueError("pretrained predict needs --data FILE and --out CSV")
+        dataset = data.load(args.data)
+        prediction = load_model(path).predict(dataset.structures, cache_dir=_cache(args), ids=dataset.ids)
+        atomic_write_text(args.out, pd.DataFrame({"id": dataset.ids, "prediction": prediction}).to_csv(index=False))
+        print(f"wrote {len(dataset)} predictions to {args.out}")
+    return 0
+
+
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
@@ -339,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("pretrained", help="registered checkpoints: list, info, download, predict")
+    p.add_argument("action", choices=["list", "info", "download", "predict"])
+    p.add_argument("source", nargs="?", default=None, help="a registered name, a checkpoint folder or a URL")
+    p.add_argument("--data", default=None, help="structures to predict (predict)")
+    p.add_argument("--out", type=Path, default=None, help="output CSV (predict)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    p.set_defaults(func=cmd_pretrained)
+
     p = sub.add_parser("validate", help="check a submission folder (or a folder of them) like the leaderboard does")
     p.add_argument("folder", type=Path)
     p.set_defaults(func=cmd_validate)
@@ -358,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (data.InvalidStructureError, KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (data.InvalidStructureError, CheckpointError, KeyError, ValueError, FileNotFoundError, TypeError) as exc:
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

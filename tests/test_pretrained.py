@@ -1,0 +1,82 @@
+"""Pretrained checkpoints: loading from a path or URL into the cache, verification, errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matgl_hybrid.checkpoint import CheckpointError, save_model
+from matgl_hybrid.data import load_records
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.pretrained import list_pretrained, load_pretrained, pretrained_cache_dir
+
+
+@pytest.fixture
+def saved(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path / "cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_records(shared_data / "alexandria_heat_capacity.json.gz", "heat_capacity", limit=5)
+    torch.manual_seed(0)
+    elements = sorted({str(e) for s in data.structures for e in s.composition.elements})
+    model = HybridModel(
+        element_types=elements,
+        readout="sum",
+        head_hidden=(8,),
+        target_mean=[100.0],
+        target_std=[20.0],
+        backbone_kwargs={"nblocks": 1},
+    ).eval()
+    save_model(model, tmp_path / "ckpt")
+    return tmp_path / "ckpt", data.structures, model.predict(data.structures, cache_dir=None)
+
+
+def test_load_from_path_and_from_url_into_the_cache(saved):
+    path, structures, expected = saved
+    np.testing.assert_array_equal(load_pretrained(path).predict(structures, cache_dir=None), expected)
+    model = load_pretrained(path.as_uri())  # file:// URL: downloaded into $MATGL_HYBRID_CACHE/pretrained
+    np.testing.assert_array_equal(model.predict(structures, cache_dir=None), expected)
+    (copy,) = list(pretrained_cache_dir().iterdir())
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in path.iterdir())
+    load_pretrained(path.as_uri())  # a verified copy is reused
+    assert len(list(pretrained_cache_dir().iterdir())) == 1
+
+
+def test_tampered_download_is_refused_and_leaves_nothing(saved):
+    path, _, _ = saved
+    weights = path / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors"):
+        load_pretrained(path.as_uri())
+    assert not [p for p in pretrained_cache_dir().iterdir() if not p.name.startswith(".")]
+
+
+def test_unknown_names_and_missing_sources_say_what_to_do(saved, tmp_path):
+    with pytest.raises(KeyError, match="unknown checkpoint 'no-such-model'"):
+        load_pretrained("no-such-model")
+    with pytest.raises(CheckpointError, match="cannot download"):
+        load_pretrained((tmp_path / "nowhere").as_uri())
+    assert isinstance(list_pretrained(), dict)
+
+
+def test_cli_pretrained(saved, tmp_path, capsys):
+    from matgl_hybrid.cli import main
+
+    path, structures, expected = saved
+    assert main(["pretrained", "list"]) == 0
+    assert main(["pretrained", "info", str(path)]) == 0
+    assert '"format_version": 1' in capsys.readouterr().out
+    assert main(["pretrained", "info", "no-such-model"]) == 2
+    assert "unknown checkpoint" in capsys.readouterr().err
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps([{"id": f"s{i}", "structure": s.as_dict()} for i, s in enumerate(structures)]))
+    out = tmp_path / "pred.csv"
+    assert main(["pretrained", "predict", str(path), "--data", str(records), "--out", str(out), "--no-cache"]) == 0
+    np.testing.assert_allclose(pd.read_csv(out)["prediction"], expected, rtol=1e-6)
