@@ -290,6 +290,11 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
+    p.add_argument("--target", required=True, help="target to learn")
+
+
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
@@ -320,8 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_featurize)
 
     p = sub.add_parser("train", help="train a hybrid (or plain, --descriptors none) model")
-    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
-    p.add_argument("--target", required=True, help="target to learn")
+    _add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
     p.add_argument(
@@ -331,8 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cv", help="Matbench protocol (5-fold, seed 18012019) on any dataset, with a report")
-    p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
-    p.add_argument("--target", required=True, help="target to learn")
+    _add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
     _add_spec_options(p)
     p.set_defaults(func=cmd_cv)

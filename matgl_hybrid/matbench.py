@@ -7,7 +7,6 @@ in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from matbench.bench import MatbenchBenchmark
 from matminer.datasets.utils import _load_dataset_dict
 from tqdm.auto import tqdm
 
+from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import FoldStore, summarize, write_report
@@ -86,14 +86,6 @@ def dataset_file(task: str, data_dir: str | Path | None = None) -> Path:
 
     meta = _load_dataset_dict()[task]
     return Path(_get_data_home(str(data_dir) if data_dir else None)) / f"{task}.{meta['file_type']}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_dataset_file(task: str, data_dir: str | Path | None = None, download: bool = True) -> Path | None:

@@ -1,5 +1,7 @@
 """Shared pytest fixtures."""
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def read_records(path: Path, n: int | None = None) -> list[dict]:
+    """The first ``n`` records of a record file."""
+    with gzip.open(path, "rt") as f:
+        return json.load(f)[:n]
+
+
+def write_small_records(shared: Path, name: str, n: int, out: Path) -> tuple[Path, list[dict]]:
+    """Copy the first ``n`` records of ``shared/name`` to ``out/small.json.gz``; returns (path, records)."""
+    records = read_records(shared / name, n)
+    path = out / "small.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump(records, f)
+    return path, records

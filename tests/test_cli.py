@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import pandas as pd
+from conftest import write_small_records
 
 from matgl_hybrid.cli import main
 
 
 def _small_records(shared_data, tmp_path, n=6):
-    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
-        records = json.load(f)[:n]
-    path = tmp_path / "small.json.gz"
-    with gzip.open(path, "wt") as f:
-        json.dump(records, f)
-    return path, records
+    return write_small_records(shared_data, "alexandria_heat_capacity.json.gz", n, tmp_path)
 
 
 def test_featurize_writes_id_descriptors_and_target(shared_data, tmp_path, capsys):

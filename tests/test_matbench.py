@@ -7,12 +7,12 @@ clearly labelled STAND-IN target (heat capacity per atom, not exfoliation energy
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import read_records, write_small_records
 from matbench.bench import MatbenchBenchmark
 from matbench.constants import MBV01_KEY
 from matbench.metadata import mbv01_validation
@@ -46,8 +46,7 @@ TINY = TrainSpec(
 @pytest.fixture(scope="module")
 def stand_in_dir(shared_data, tmp_path_factory):
     """A MATMINER_DATA folder holding the stand-in matbench_jdft2d.json.gz."""
-    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
-        records = json.load(f)[:636]
+    records = read_records(shared_data / "alexandria_heat_capacity.json.gz", 636)
     structures = [Structure.from_dict(r["structure"]) for r in records]
     stand_in_target = [r["heat_capacity"] / len(s) for r, s in zip(records, structures, strict=True)]
     frame = pd.DataFrame({"structure": structures, "exfoliation_en": stand_in_target})
@@ -146,11 +145,7 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 1  # not a submission folder
     assert "matbench_v0.1_" in capsys.readouterr().out
 
-    with gzip.open(shared_data / "alexandria_heat_capacity.json.gz", "rt") as f:
-        records = json.load(f)[:60]
-    data = tmp_path / "small.json.gz"
-    with gzip.open(data, "wt") as f:
-        json.dump(records, f)
+    data, records = write_small_records(shared_data, "alexandria_heat_capacity.json.gz", 60, tmp_path)
     config = tmp_path / "spec.json"
     config.write_text(json.dumps(TINY.to_dict()))
     args = [

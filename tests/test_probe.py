@@ -76,16 +76,13 @@ def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_
 
 
 def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
-    import gzip
     import json
+
+    from conftest import write_small_records
 
     from matgl_hybrid.cli import main
 
-    with gzip.open(shared_data / "mp_binary_elasticity.json.gz", "rt") as f:
-        records = json.load(f)[:60]
-    path = tmp_path / "small.json.gz"
-    with gzip.open(path, "wt") as f:
-        json.dump(records, f)
+    path, _ = write_small_records(shared_data, "mp_binary_elasticity.json.gz", 60, tmp_path)
     cache = ["--cache-dir", str(tmp_path / "cache")]
     args = ["probe", "--backbone", "megnet", "--readouts", "mean,sum", "--data", str(path), "--descriptors", "lattice"]
     assert main([*args, "--probes", "ridge", "--out", str(tmp_path / "probe"), "--n-jobs", "1", *cache]) == 0

@@ -96,53 +96,25 @@ class HybridModel(MatGLModel):
         if self.native and backbone != "megnet":
             backbone_kwargs.setdefault("ntargets", n_targets)
         self.backbone = adapter.cls(element_types=self.element_types, cutoff=cutoff, **backbone_kwargs)
+        self.readout = self.transform = self.encoder = self.fusion = self.head = None
         if self.native:
             if descriptor_set is not None:
                 raise ValueError("readout 'native' is the backbone's own readout and head: it cannot fuse descriptors")
-            self.readout = self.transform = self.encoder = self.fusion = self.head = None
         else:
-            self._build_head(
-                adapter,
-                readout,
-                descriptor_set,
-                descriptor_transform,
-                descriptor_dim,
-                fusion,
-                head_hidden,
-                activation,
-                n_targets,
-            )
+            self.readout = make_readout(readout, adapter.node_dim(self.backbone))
+            head_in = self.readout.out_dim + adapter.state_dim(self.backbone)
+            if descriptor_set is not None:
+                if descriptor_transform is None:
+                    raise ValueError("a model with descriptors needs the fitted descriptor_transform")
+                self.transform = DescriptorTransform.from_dict(descriptor_transform)
+                self.encoder = DescriptorEncoder(len(self.transform.feature_names_in_), descriptor_dim, activation)
+                self.fusion = make_fusion(fusion, head_in, descriptor_dim)
+                head_in = self.fusion.out_dim
+            self.head = MLP([head_in, *head_hidden, n_targets], activation=make_activation(activation))
         mean = torch.tensor(target_mean if target_mean is not None else [0.0] * n_targets, dtype=torch.float32)
         std = torch.tensor(target_std if target_std is not None else [1.0] * n_targets, dtype=torch.float32)
         self.register_buffer("target_mean", mean, persistent=False)
         self.register_buffer("target_std", std, persistent=False)
-
-    def _build_head(
-        self,
-        adapter,
-        readout,
-        descriptor_set,
-        descriptor_transform,
-        descriptor_dim,
-        fusion,
-        head_hidden,
-        activation,
-        n_targets,
-    ) -> None:
-        """Readout, descriptor encoder and fusion (with descriptors), and the MLP head."""
-        self.readout = make_readout(readout, adapter.node_dim(self.backbone))
-        graph_dim = self.readout.out_dim + adapter.state_dim(self.backbone)
-        if descriptor_set is not None:
-            if descriptor_transform is None:
-                raise ValueError("a model with descriptors needs the fitted descriptor_transform")
-            self.transform = DescriptorTransform.from_dict(descriptor_transform)
-            self.encoder = DescriptorEncoder(len(self.transform.feature_names_in_), descriptor_dim, activation)
-            self.fusion = make_fusion(fusion, graph_dim, descriptor_dim)
-            head_in = self.fusion.out_dim
-        else:
-            self.transform, self.encoder, self.fusion = None, None, None
-            head_in = graph_dim
-        self.head = MLP([head_in, *head_hidden, n_targets], activation=make_activation(activation), activate_last=False)
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Predict in target units: (B,) for one target, (B, T) for several.
