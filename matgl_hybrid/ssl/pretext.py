@@ -1,0 +1,81 @@
+"""Predictive pretext task (Kong et al. 2022): mask atoms, predict their group, period and edge-distance bins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from pymatgen.core import Element
+from torch import nn
+from torch.nn import functional as F
+
+#: Name of the extra node type that replaces a masked atom's element (the last embedding row).
+MASK_TOKEN = "Mask"
+N_GROUPS = 18
+N_PERIODS = 7
+
+
+def with_mask_token(element_types: Sequence[str]) -> tuple[str, ...]:
+    """The element list of an encoder that can mask atoms: the elements, then :data:`MASK_TOKEN`."""
+    return (*[e for e in element_types if e != MASK_TOKEN], MASK_TOKEN)
+
+
+def periodic_labels(element_types: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group (0–17) and period (0–6) class of every element type; the mask token gets -1 (ignored)."""
+    groups, periods = [], []
+    for symbol in element_types:
+        if symbol == MASK_TOKEN:
+            groups.append(-1)
+            periods.append(-1)
+            continue
+        element = Element(symbol)
+        groups.append(element.group - 1)  # f-block elements are in group 3, as pymatgen places them
+        periods.append(element.row - 1)
+    return torch.tensor(groups), torch.tensor(periods)
+
+
+def choose_masked(num_nodes: int, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of ``round(fraction × N)`` (at least one) randomly chosen atoms of a batch."""
+    count = max(1, round(fraction * num_nodes))
+    return torch.randperm(num_nodes, generator=generator)[:count]
+
+
+def distance_bins(distances: torch.Tensor, cutoff: float, n_bins: int = 40) -> torch.Tensor:
+    """Bin index (0 … n_bins-1) of each distance on a uniform grid from 0 to ``cutoff`` (Å)."""
+    return (distances / cutoff * n_bins).long().clamp(0, n_bins - 1)
+
+
+class PretextHeads(nn.Module):
+    """Classifiers on final node features: group, period, and the distance bin of an edge from its two atoms.
+
+    Shapes: node features (N, F) -> group logits (M, 18), period logits (M, 7) for the M masked atoms; edge
+    logits (E_m, n_bins) for the E_m edges that touch a masked atom.
+    """
+
+    def __init__(self, node_dim: int, n_bins: int = 40, hidden: int = 64):
+        super().__init__()
+        self.group = nn.Sequential(nn.Linear(node_dim, hidden), nn.SiLU(), nn.Linear(hidden, N_GROUPS))
+        self.period = nn.Sequential(nn.Linear(node_dim, hidden), nn.SiLU(), nn.Linear(hidden, N_PERIODS))
+        self.distance = nn.Sequential(nn.Linear(2 * node_dim, hidden), nn.SiLU(), nn.Linear(hidden, n_bins))
+        self.n_bins = n_bins
+
+    def losses(
+        self,
+        node_feat: torch.Tensor,
+        masked: torch.Tensor,
+        true_types: torch.Tensor,
+        edge_index: torch.Tensor,
+        bond_dist: torch.Tensor,
+        cutoff: float,
+        groups: torch.Tensor,
+        periods: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the three predictions; ``true_types`` are the masked atoms' real node types."""
+        group_loss = F.cross_entropy(self.group(node_feat[masked]), groups[true_types])
+        period_loss = F.cross_entropy(self.period(node_feat[masked]), periods[true_types])
+        is_masked = torch.zeros(node_feat.shape[0], dtype=torch.bool, device=node_feat.device)
+        is_masked[masked] = True
+        touching = is_masked[edge_index[0]] | is_masked[edge_index[1]]
+        pair = torch.cat([node_feat[edge_index[0, touching]], node_feat[edge_index[1, touching]]], dim=-1)
+        distance_loss = F.cross_entropy(self.distance(pair), distance_bins(bond_dist[touching], cutoff, self.n_bins))
+        return {"group": group_loss, "period": period_loss, "distance": distance_loss}

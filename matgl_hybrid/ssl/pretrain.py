@@ -1,0 +1,121 @@
+"""Label-free pretraining of a MatGL encoder on the masked-atom pretext task, with Lightning."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from matgl.config import DEFAULT_ELEMENTS
+from matgl.graph._compute import compute_pair_vector_and_distance
+from matgl.models._core import MatGLModel
+
+from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, choose_masked, periodic_labels, with_mask_token
+from matgl_hybrid.training import split_indices
+
+
+class MaskedPretraining(L.LightningModule):
+    """A MatGL backbone (the encoder) and :class:`PretextHeads`, trained to recover masked atoms.
+
+    Each step masks ``mask_fraction`` of the batch's atoms (their node type becomes the mask token), encodes the
+    batch and sums the cross-entropies of group, period and edge-distance-bin predictions.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "megnet",
+        element_types: Sequence[str] = DEFAULT_ELEMENTS,
+        cutoff: float = 5.0,
+        backbone_kwargs: dict[str, Any] | None = None,
+        mask_fraction: float = 0.15,
+        n_bins: int = 40,
+        lr: float = 1e-3,
+    ):
+        super().__init__()
+        self.backbone_name = backbone
+        adapter = get_backbone(backbone)
+        self.encoder: MatGLModel = adapter.cls(
+            element_types=with_mask_token(element_types), cutoff=cutoff, **dict(backbone_kwargs or {})
+        )
+        self.heads = PretextHeads(adapter.node_dim(self.encoder), n_bins)
+        groups, periods = periodic_labels(self.encoder.element_types)
+        self.register_buffer("groups", groups, persistent=False)
+        self.register_buffer("periods", periods, persistent=False)
+        self.mask_index = self.encoder.element_types.index(MASK_TOKEN)
+        self.cutoff, self.mask_fraction, self.lr = cutoff, mask_fraction, lr
+
+    def pretext_losses(self, batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Mask, encode and score one batch ``(g, lattice, state_attr, labels)``."""
+        g, lattice, state_attr, _ = batch
+        attach_positions(g, lattice)
+        masked = choose_masked(g.num_nodes, self.mask_fraction, generator).to(g.node_type.device)
+        original = g.node_type
+        true_types = original[masked]
+        g.node_type = original.index_fill(0, masked, self.mask_index)
+        try:
+            node_feat, _ = get_backbone(self.backbone_name).features(self.encoder, g, state_attr)
+        finally:
+            g.node_type = original  # the batch is left as it came
+        _, bond_dist = compute_pair_vector_and_distance(g.pos, g.edge_index, g.pbc_offshift)
+        losses = self.heads.losses(
+            node_feat, masked, true_types, g.edge_index, bond_dist, self.cutoff, self.groups, self.periods
+        )
+        losses["total"] = sum(losses.values())
+        return losses
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        losses = self.pretext_losses(batch)
+        self.log_dict({f"train_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=int(batch[0].num_graphs))
+        return losses["total"]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        generator = torch.Generator().manual_seed(batch_idx)  # the same masks every epoch: comparable losses
+        losses = self.pretext_losses(batch, generator)
+        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=int(batch[0].num_graphs))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def pretrain(
+    structures: Sequence,
+    backbone: str = "megnet",
+    backbone_kwargs: dict[str, Any] | None = None,
+    cutoff: float = 5.0,
+    max_epochs: int = 50,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    accelerator: str = "auto",
+    progress: bool = True,
+) -> MaskedPretraining:
+    """Pretrain an encoder on ``structures`` (no labels); returns the module (``.encoder`` is the MatGL model)."""
+    L.seed_everything(seed, verbose=False)
+    ids = [str(i) for i in range(len(structures))]
+    module = MaskedPretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
+    train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
+    elements = module.encoder.element_types
+    train = build_dataset([structures[i] for i in train_idx], elements, cutoff, [ids[i] for i in train_idx])
+    val = build_dataset([structures[i] for i in val_idx], elements, cutoff, [ids[i] for i in val_idx])
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(
+            module,
+            make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)),
+            make_loader(val, batch_size),
+        )
+    return module.eval()

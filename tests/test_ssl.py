@@ -1,0 +1,93 @@
+"""Self-supervised pretraining: masking rate, labels, decreasing pretext losses, per-layer embedding shapes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from matgl_hybrid.data import load_records
+from matgl_hybrid.graphs import build_dataset, make_loader
+from matgl_hybrid.ssl import (
+    MASK_TOKEN,
+    MaskedPretraining,
+    choose_masked,
+    distance_bins,
+    material_embeddings,
+    node_embeddings,
+    periodic_labels,
+)
+
+SMALL = {
+    "dim_node_embedding": 16,
+    "dim_edge_embedding": 16,
+    "hidden_layer_sizes_input": (32, 16),
+    "hidden_layer_sizes_conv": (32, 32, 16),
+    "nblocks": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def structures(shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_records(shared_data / "de_jong_2015_elasticity.json.gz", limit=48).structures
+
+
+def test_masking_picks_fifteen_percent_of_atoms():
+    masked = choose_masked(1000, 0.15, torch.Generator().manual_seed(0))
+    assert len(masked) == 150
+    assert len(set(masked.tolist())) == 150
+    assert len(choose_masked(3, 0.15)) == 1  # at least one atom per batch
+
+
+def test_periodic_labels_and_distance_bins():
+    groups, periods = periodic_labels(("H", "Fe", "La", "Pu", MASK_TOKEN))
+    assert groups.tolist() == [0, 7, 2, 2, -1]
+    assert periods.tolist() == [0, 3, 5, 6, -1]
+    bins = distance_bins(torch.tensor([0.0, 2.5, 4.99, 7.0]), cutoff=5.0, n_bins=40)
+    assert bins.tolist() == [0, 20, 39, 39]
+
+
+def test_pretext_losses_decrease_on_real_structures(structures):
+    torch.manual_seed(0)
+    module = MaskedPretraining(backbone_kwargs=SMALL, lr=3e-3)
+    elements = module.encoder.element_types
+    dataset = build_dataset(structures[:24], elements, 5.0, [str(i) for i in range(24)])
+    batch = next(iter(make_loader(dataset, 24)))
+    optimizer = module.configure_optimizers()
+
+    def loss() -> dict:
+        return module.pretext_losses(batch, torch.Generator().manual_seed(1))  # the same masked atoms each time
+
+    with torch.no_grad():
+        before = {k: float(v) for k, v in loss().items()}
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss()["total"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = {k: float(v) for k, v in loss().items()}
+    assert after["total"] < 0.85 * before["total"], (before, after)
+    assert after["group"] < before["group"]
+    assert after["period"] < before["period"]
+    assert after["distance"] < before["distance"]
+
+
+def test_per_layer_embeddings_have_the_right_shapes(structures):
+    torch.manual_seed(0)
+    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder
+    per_atom = node_embeddings(encoder, structures[:5], layers=[0, 2])
+    assert [a.shape for a in per_atom] == [(len(s), 16 + 16) for s in structures[:5]]
+    summed = material_embeddings(encoder, structures[:5], layers=[0, 1, 2])
+    assert summed.shape == (5, 16 * 3)
+    mean = material_embeddings(encoder, structures[:5], layers=[1], pool="mean")
+    np.testing.assert_allclose(mean[0], per_atom_mean(encoder, structures[0]), rtol=1e-5)
+    with pytest.raises(ValueError, match="do not exist"):
+        node_embeddings(encoder, structures[:2], layers=[5])
+
+
+def per_atom_mean(encoder, structure):
+    return node_embeddings(encoder, [structure], layers=[1])[0].mean(axis=0)
