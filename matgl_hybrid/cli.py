@@ -23,6 +23,7 @@ from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
+from matgl_hybrid.ssl import pretrain
 from matgl_hybrid.training import TrainSpec, fit, split_indices
 
 
@@ -290,6 +291,41 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Label-free masked-atom pretraining of an encoder on the union of the given datasets."""
+    structures, ids = [], set()
+    for source in args.data:
+        dataset = data.load(source)
+        new = [i for i, sid in enumerate(dataset.ids) if sid not in ids]  # the union: each structure id once
+        structures += [dataset.structures[i] for i in new]
+        ids.update(dataset.ids)
+    print(f"pretraining on {len(structures)} structures from {len(args.data)} file(s)")
+    module = pretrain(
+        structures,
+        backbone=args.backbone,
+        cutoff=args.cutoff,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        accelerator=args.accelerator,
+    )
+    save_model(
+        module.encoder,
+        args.out,
+        {
+            "pretraining": {
+                "data": [str(d) for d in args.data],
+                "n_structures": len(structures),
+                "task": "masked atoms",
+                "max_epochs": args.max_epochs,
+            }
+        },
+    )
+    print(f"saved the encoder to {args.out}")
+    return 0
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--target", required=True, help="target to learn")
@@ -380,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_pretrained)
+
+    p = sub.add_parser("pretrain", help="self-supervised masked-atom pretraining of an encoder (no labels)")
+    p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
+    p.add_argument("--backbone", default="megnet")
+    p.add_argument("--cutoff", type=float, default=5.0)
+    p.add_argument("--max-epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--out", required=True, type=Path, help="directory of the saved encoder")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("validate", help="check a submission folder (or a folder of them) like the leaderboard does")
     p.add_argument("folder", type=Path)

@@ -91,3 +91,16 @@ def test_per_layer_embeddings_have_the_right_shapes(structures):
 
 def per_atom_mean(encoder, structure):
     return node_embeddings(encoder, [structure], layers=[1])[0].mean(axis=0)
+
+
+def test_cli_pretrain_saves_a_loadable_encoder(shared_data, tmp_path):
+    import matgl
+    from conftest import write_small_records
+
+    from matgl_hybrid.cli import main
+
+    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 30, tmp_path)
+    assert main(["pretrain", "--data", str(path), str(path), "--max-epochs", "1", "--out", str(tmp_path / "enc")]) == 0
+    encoder = matgl.load_model(tmp_path / "enc")
+    assert encoder.element_types[-1] == MASK_TOKEN
+    assert material_embeddings(encoder, [s for s in load_records(path).structures[:3]], layers=[0, 1]).shape[0] == 3
