@@ -104,3 +104,21 @@ def test_cli_pretrain_saves_a_loadable_encoder(shared_data, tmp_path):
     encoder = matgl.load_model(tmp_path / "enc")
     assert encoder.element_types[-1] == MASK_TOKEN
     assert material_embeddings(encoder, [s for s in load_records(path).structures[:3]], layers=[0, 1]).shape[0] == 3
+
+
+def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
+    from matgl_hybrid.checkpoint import save_model
+    from matgl_hybrid.descriptors import featurize
+
+    torch.manual_seed(0)
+    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder.eval()
+    save_model(encoder, tmp_path / "enc")
+    spec = f"ssl:{tmp_path / 'enc'}:0,2"
+    frame = featurize(structures[:4], spec, cache_dir=tmp_path / "cache", progress=False)
+    assert frame.shape == (4, 32)
+    expected = material_embeddings(encoder, structures[:4], layers=[0, 2])
+    np.testing.assert_allclose(frame.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    again = featurize(structures[:4], f"lattice+{spec}", cache_dir=tmp_path / "cache", progress=False)
+    assert again.shape == (4, 9 + 32)
+    with pytest.raises(KeyError, match="ssl:<encoder checkpoint>:<layers>"):
+        featurize(structures[:1], "ssl:only-a-path", progress=False)

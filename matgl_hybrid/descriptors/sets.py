@@ -156,10 +156,12 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
         return spec
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split("+")]
-        unknown = [p for p in parts if p not in NAMED_SETS]
+        unknown = [p for p in parts if p not in NAMED_SETS and not p.startswith("ssl:")]
         if unknown:
-            raise KeyError(f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)}")
-        return _combine([NAMED_SETS[p] for p in parts])
+            raise KeyError(
+                f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and ssl:<encoder>:<layers>"
+            )
+        return _combine([NAMED_SETS[p] if p in NAMED_SETS else _ssl_set(p) for p in parts])
     if isinstance(spec, BaseFeaturizer):
         group = group_for_featurizer(spec)
         return DescriptorSet(group.name, (group,), group.labels)
@@ -168,6 +170,17 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
     if isinstance(spec, Sequence) and spec:
         return _combine([get_descriptor_set(s) for s in spec])
     raise TypeError(f"cannot make a descriptor set from {spec!r}")
+
+
+def _ssl_set(spec: str) -> DescriptorSet:
+    """``ssl:<encoder checkpoint>:<layers>`` (layers comma-separated, e.g. ``0,1,2``): summed NE vectors."""
+    from matgl_hybrid.descriptors.learned import ssl_group
+
+    _, path, layers = [*spec.split(":", 2), "", ""][:3]
+    if not path or not layers:
+        raise KeyError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
+    group = ssl_group(path, tuple(int(x) for x in layers.split(",")))
+    return DescriptorSet(spec, (group,), group.labels)
 
 
 def _combine(sets: list[DescriptorSet]) -> DescriptorSet:
