@@ -19,10 +19,12 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.ext.pymatgen import get_element_list
 from matgl.utils.training import ModelLightningModule
 
+from matgl_hybrid.checkpoint import load_model
 from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
+from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.paths import descriptor_cache_dir
 
 
@@ -56,6 +58,7 @@ class TrainSpec:
     activation: str = "softplus2"
     task: str = "regression"
     elements: str = "training"
+    node_embeddings: str | None = None
     max_epochs: int = 200
     batch_size: int = 32
     lr: float = 1e-3
@@ -194,6 +197,11 @@ def fit(
             "fusion": spec.fusion,
         }
     y_train = train.targets
+    encoder = None
+    if spec.node_embeddings:
+        path, _, layers = spec.node_embeddings.rpartition(":")
+        encoder = load_model(path)
+        model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
     model = HybridModel(
         backbone=spec.backbone,
         element_types=DEFAULT_ELEMENTS
@@ -211,6 +219,8 @@ def fit(
         target_std=[float(np.std(y_train)) or 1.0] if spec.task == "regression" else None,
         **model_args,
     )
+    if encoder is not None:
+        model.ne_encoder.encoder.load_state_dict(encoder.state_dict())
     elements = model.element_types
     train_set = build_dataset(train.structures, elements, spec.cutoff, train.ids, train_x, train.targets)
     val_set = build_dataset(val.structures, elements, spec.cutoff, val.ids, val_x, val.targets)

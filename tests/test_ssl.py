@@ -122,3 +122,32 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
     assert again.shape == (4, 9 + 32)
     with pytest.raises(KeyError, match="ssl:<encoder checkpoint>:<layers>"):
         featurize(structures[:1], "ssl:only-a-path", progress=False)
+
+
+def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_path):
+    import matgl
+
+    from matgl_hybrid.checkpoint import save_model
+    from matgl_hybrid.data import from_structures
+    from matgl_hybrid.training import TrainSpec, fit
+
+    torch.manual_seed(0)
+    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder.eval()
+    save_model(encoder, tmp_path / "enc")
+    data = from_structures(structures[:30], targets=np.linspace(0, 1, 30), target_name="y")
+    megnet = {k: v for k, v in SMALL.items() if k != "nblocks"} | {"nblocks": 1}
+    spec = TrainSpec(
+        max_epochs=2,
+        progress=False,
+        descriptors=None,
+        backbone_kwargs=megnet,
+        node_embeddings=f"{tmp_path / 'enc'}:0,1",
+    )
+    model = fit(data, spec=spec, cache_dir=None).model
+    assert model.ne_encoder.width == 32
+    for name, value in encoder.state_dict().items():  # frozen: still the pretrained weights after training
+        torch.testing.assert_close(model.ne_encoder.encoder.state_dict()[name], value)
+    assert not any(p.requires_grad for p in model.ne_encoder.parameters())
+    before = model.predict(structures[:5], cache_dir=None)
+    save_model(model, tmp_path / "negnn")
+    np.testing.assert_array_equal(matgl.load_model(tmp_path / "negnn").predict(structures[:5], cache_dir=None), before)

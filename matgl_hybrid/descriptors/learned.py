@@ -6,8 +6,6 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from pymatgen.core import Lattice, Structure
-
 from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
 
 
@@ -23,15 +21,14 @@ def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum"
 
     The group's version is the hash of the checkpoint's manifest, so a different encoder never reuses cached values.
     """
-    from matgl_hybrid.ssl.embeddings import material_embeddings
+    from matgl_hybrid.ssl.embeddings import embedding_width
 
     path = str(Path(checkpoint).expanduser().resolve())
     manifest = Path(path) / "SHA256SUMS"
     if not manifest.is_file():
         raise FileNotFoundError(f"ssl descriptors: {path} is not a saved encoder (no SHA256SUMS); see `pretrain`")
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
-    probe = Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
-    width = material_embeddings(_encoder(path), [probe], layers, pool).shape[1]
+    width = embedding_width(_encoder(path), layers)
     tag = "".join(map(str, layers))
     return FeatureGroup(
         name=f"ssl-{digest}-NE{tag}-{pool}",

@@ -17,6 +17,7 @@ from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descrip
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
 from matgl_hybrid.layers import DescriptorEncoder, make_activation, make_fusion, make_readout
 from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.models.negnn import FrozenEncoder, NodeEmbeddingInput
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 
@@ -35,6 +36,10 @@ class HybridModel(MatGLModel):
     an MLP head maps the result to ``n_targets`` values, de-standardized to the target's units (or, with
     ``task_type="classification"``, passed through a sigmoid: probabilities). Without
     descriptors it is the readout ablation of the plain backbone.
+
+    With ``node_embeddings`` (an encoder spec from :func:`~matgl_hybrid.models.negnn.encoder_spec`) it is a NEGNN
+    (Kong et al. 2022): MEGNet's node input becomes its element embedding ⊕ the frozen NE vectors of a pretrained
+    encoder, which lives inside the model (its weights are saved with it).
 
     Everything needed to predict from a bare structure is a constructor argument, so ``save(dir)`` and
     ``matgl.load_model(dir)`` round-trip it: element list, cutoff, descriptor set and version, the fitted
@@ -59,6 +64,7 @@ class HybridModel(MatGLModel):
         activation: str = "softplus2",
         n_targets: int = 1,
         task_type: str = "regression",
+        node_embeddings: dict[str, Any] | None = None,
         target_names: Sequence[str] = ("target",),
         target_units: str | None = None,
         target_mean: Sequence[float] | None = None,
@@ -96,6 +102,15 @@ class HybridModel(MatGLModel):
         if self.native and backbone != "megnet":
             backbone_kwargs.setdefault("ntargets", n_targets)
         self.backbone = adapter.cls(element_types=self.element_types, cutoff=cutoff, **backbone_kwargs)
+        self.ne_encoder = None
+        if node_embeddings is not None:  # NEGNN: element embedding ⊕ frozen pretrained NE vectors
+            if backbone != "megnet":
+                raise ValueError("node_embeddings (NEGNN) is implemented for the MEGNet backbone")
+            self.ne_encoder = FrozenEncoder(node_embeddings, self.element_types, cutoff)
+            embedding = self.backbone.embedding
+            embedding.layer_node_embedding = NodeEmbeddingInput(
+                len(self.element_types), embedding.dim_node_embedding, self.ne_encoder.width, embedding.activation
+            )
         self.readout = self.transform = self.encoder = self.fusion = self.head = None
         if self.native:
             if descriptor_set is not None:
@@ -124,6 +139,16 @@ class HybridModel(MatGLModel):
                 and ``descriptor`` (B, D) when the model uses descriptors.
             state_attr: (B, Ds) state attributes, as MatGL's collate gives them.
         """
+        if self.ne_encoder is not None:
+            original = g.node_type
+            g.node_type = torch.cat([original.unsqueeze(-1).float(), self.ne_encoder(g, state_attr)], dim=-1)
+            try:
+                return self._forward(g, state_attr)
+            finally:
+                g.node_type = original
+        return self._forward(g, state_attr)
+
+    def _forward(self, g: Any, state_attr: torch.Tensor | None) -> torch.Tensor:
         num_graphs = int(getattr(g, "num_graphs", None) or 1)
         if self.native:
             out = self._to_target(self.backbone(g, state_attr=state_attr).reshape(num_graphs, -1))

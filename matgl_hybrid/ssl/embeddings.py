@@ -9,6 +9,7 @@ import torch
 from matgl.models._core import MatGLModel
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.ssl.pretext import MASK_TOKEN
 
 
 def layer_keys(encoder: MatGLModel) -> list[str]:
@@ -51,3 +52,12 @@ def material_embeddings(
         raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
     per_atom = node_embeddings(encoder, structures, layers)
     return np.stack([a.sum(axis=0) if pool == "sum" else a.mean(axis=0) for a in per_atom])
+
+
+def embedding_width(encoder: MatGLModel, layers: Sequence[int]) -> int:
+    """Width D of the concatenated NE vectors of ``layers`` (measured on a one-atom crystal)."""
+    from pymatgen.core import Lattice, Structure
+
+    element = next(e for e in encoder.element_types if e != MASK_TOKEN)
+    probe = Structure(Lattice.cubic(3.0), [element], [[0, 0, 0]])
+    return node_embeddings(encoder, [probe], layers)[0].shape[1]

@@ -1,0 +1,70 @@
+"""NEGNN (Kong et al. 2022): a backbone whose node input is its element embedding ⊕ frozen pretrained NE vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from matgl.models._core import MatGLModel
+from torch import nn
+
+from matgl_hybrid.models.backbones import get_backbone
+
+
+class NodeEmbeddingInput(nn.Module):
+    """Replaces MEGNet's node-type embedding: ``[type, NE…]`` (N, 1 + D) -> Linear(emb(type) ⊕ NE) (N, F).
+
+    MEGNet passes ``g.node_type`` straight to its node embedding layer; NEGNN sets it to the node type (as a
+    float column) followed by the frozen NE vectors of the same atom.
+    """
+
+    def __init__(self, ntypes: int, dim: int, ne_dim: int, activation: nn.Module):
+        super().__init__()
+        self.types = nn.Embedding(ntypes, dim)
+        self.project = nn.Sequential(nn.Linear(dim + ne_dim, dim), activation)
+
+    def forward(self, node_attr: torch.Tensor) -> torch.Tensor:
+        own = self.types(node_attr[:, 0].long())
+        return self.project(torch.cat([own, node_attr[:, 1:].to(own.dtype)], dim=-1))
+
+
+class FrozenEncoder(nn.Module):
+    """A pretrained encoder kept frozen; gives the NE vectors (N, D) of the atoms of a batch."""
+
+    def __init__(self, spec: dict[str, Any], element_types: Sequence[str], cutoff: float):
+        super().__init__()
+        from matgl_hybrid.ssl.embeddings import embedding_width, layer_keys
+
+        self.spec = dict(spec)
+        self.encoder: MatGLModel = get_backbone(spec["backbone"]).cls(**spec["kwargs"])
+        if abs(self.encoder.cutoff - cutoff) > 1e-9:
+            raise ValueError(f"NEGNN needs the encoder's cutoff ({self.encoder.cutoff} Å) for its graphs, got {cutoff}")
+        self.encoder.requires_grad_(False)
+        self.layers = list(spec["layers"])
+        self._layer_keys = layer_keys
+        self.width = embedding_width(self.encoder, self.layers)
+        encoder_types = list(self.encoder.element_types)
+        missing = [e for e in element_types if e not in encoder_types]
+        if missing:
+            raise ValueError(f"the pretrained encoder does not know {missing}")
+        self.register_buffer(
+            "type_map", torch.tensor([encoder_types.index(e) for e in element_types]), persistent=False
+        )
+
+    def forward(self, g: Any, state_attr: torch.Tensor | None) -> torch.Tensor:
+        self.encoder.eval()
+        original = g.node_type
+        g.node_type = self.type_map[original]
+        try:
+            with torch.no_grad():
+                self.encoder(g, state_attr=state_attr)
+        finally:
+            g.node_type = original
+        keys = self._layer_keys(self.encoder)
+        return torch.cat([self.encoder.feature_dict[keys[i]]["node_feat"] for i in self.layers], dim=-1)
+
+
+def encoder_spec(encoder: MatGLModel, backbone: str, layers: Sequence[int]) -> dict[str, Any]:
+    """The ``node_embeddings`` argument of :class:`~matgl_hybrid.models.HybridModel` for a pretrained encoder."""
+    return {"backbone": backbone, "kwargs": dict(encoder._init_args), "layers": list(layers)}
