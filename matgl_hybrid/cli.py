@@ -309,6 +309,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         accelerator=args.accelerator,
+        task=args.task,
     )
     save_model(
         module.encoder,
@@ -317,7 +318,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             "pretraining": {
                 "data": [str(d) for d in args.data],
                 "n_structures": len(structures),
-                "task": "masked atoms",
+                "task": args.task,
                 "max_epochs": args.max_epochs,
             }
         },
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="self-supervised masked-atom pretraining of an encoder (no labels)")
     p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
     p.add_argument("--backbone", default="megnet")
+    p.add_argument("--task", default="masked", choices=["masked", "contrastive"], help="pretext task")
     p.add_argument("--cutoff", type=float, default=5.0)
     p.add_argument("--max-epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)

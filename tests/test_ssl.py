@@ -151,3 +151,37 @@ def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_pa
     before = model.predict(structures[:5], cache_dir=None)
     save_model(model, tmp_path / "negnn")
     np.testing.assert_array_equal(matgl.load_model(tmp_path / "negnn").predict(structures[:5], cache_dir=None), before)
+
+
+def test_contrastive_views_and_nt_xent(structures):
+    from matgl_hybrid.ssl.contrastive import (
+        ContrastivePretraining,
+        collate_pairs,
+        nt_xent,
+        paired_views,
+        random_supercell,
+    )
+
+    s = structures[0]
+    assert len(random_supercell(s, np.random.default_rng(0))) == 2 * len(s)
+    z = torch.randn(8, 16)
+    assert nt_xent(z, z) < nt_xent(z, torch.randn(8, 16))  # matching views score better than unrelated ones
+
+    torch.manual_seed(0)
+    module = ContrastivePretraining(backbone_kwargs=SMALL, lr=3e-3)
+    small = [s for s in structures if len(s) <= 6][:8]
+    views = paired_views(small, 5.0, module.encoder.element_types)
+    optimizer = module.configure_optimizers()
+
+    def loss():
+        pair = collate_pairs([views[i] for i in range(8)])  # fresh batches: the views are masked in place
+        return module.loss(pair, torch.Generator().manual_seed(3))
+
+    with torch.no_grad():
+        before = float(loss())
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert float(loss()) < before

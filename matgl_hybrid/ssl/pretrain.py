@@ -11,6 +11,7 @@ import torch
 from matgl.config import DEFAULT_ELEMENTS
 from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
+from torch.utils.data import DataLoader
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
 from matgl_hybrid.models.backbones import get_backbone
@@ -93,15 +94,35 @@ def pretrain(
     seed: int = 0,
     accelerator: str = "auto",
     progress: bool = True,
-) -> MaskedPretraining:
-    """Pretrain an encoder on ``structures`` (no labels); returns the module (``.encoder`` is the MatGL model)."""
+    task: str = "masked",
+) -> L.LightningModule:
+    """Pretrain an encoder on ``structures`` without labels; returns the module (``.encoder`` is the MatGL model).
+
+    Args:
+        task: ``masked`` (group, period and distance bins of masked atoms) or ``contrastive`` (NT-Xent between
+            an original and a random-supercell view, 10–20 % of nodes and edges masked in each).
+    """
+    from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
+
     L.seed_everything(seed, verbose=False)
-    ids = [str(i) for i in range(len(structures))]
-    module = MaskedPretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
-    train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
-    elements = module.encoder.element_types
-    train = build_dataset([structures[i] for i in train_idx], elements, cutoff, [ids[i] for i in train_idx])
-    val = build_dataset([structures[i] for i in val_idx], elements, cutoff, [ids[i] for i in val_idx])
+    generator = torch.Generator().manual_seed(seed)
+    if task == "masked":
+        module = MaskedPretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
+        ids = [str(i) for i in range(len(structures))]
+        train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
+        elements = module.encoder.element_types
+        train = build_dataset([structures[i] for i in train_idx], elements, cutoff, [ids[i] for i in train_idx])
+        val = build_dataset([structures[i] for i in val_idx], elements, cutoff, [ids[i] for i in val_idx])
+        loaders = make_loader(train, batch_size, shuffle=True, generator=generator), make_loader(val, batch_size)
+    elif task == "contrastive":
+        module = ContrastivePretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
+        train, val = split_views(structures, cutoff, module.encoder.element_types, val_fraction, seed)
+        loaders = (
+            DataLoader(train, batch_size, shuffle=True, collate_fn=collate_pairs, generator=generator, drop_last=True),
+            DataLoader(val, batch_size, collate_fn=collate_pairs),
+        )
+    else:
+        raise ValueError(f"task must be 'masked' or 'contrastive', got {task!r}")
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
@@ -113,9 +134,5 @@ def pretrain(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(
-            module,
-            make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)),
-            make_loader(val, batch_size),
-        )
+        trainer.fit(module, *loaders)
     return module.eval()
