@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, collate_fn_graph
 from matgl_hybrid.models.backbones import get_backbone
-from matgl_hybrid.ssl.pretext import MASK_TOKEN, with_mask_token
+from matgl_hybrid.ssl.pretext import MASK_TOKEN, build_encoder
 from matgl_hybrid.training import split_indices
 
 
@@ -74,11 +74,8 @@ class ContrastivePretraining(L.LightningModule):
     ):
         super().__init__()
         self.backbone_name = backbone
-        adapter = get_backbone(backbone)
-        self.encoder = adapter.cls(
-            element_types=with_mask_token(element_types), cutoff=cutoff, **dict(backbone_kwargs or {})
-        )
-        width = adapter.node_dim(self.encoder)
+        self.encoder = build_encoder(backbone, element_types, cutoff, backbone_kwargs)
+        width = get_backbone(backbone).node_dim(self.encoder)
         self.projection = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, projection_dim))
         self.mask_index = self.encoder.element_types.index(MASK_TOKEN)
         self.temperature, self.mask_range, self.lr = temperature, mask_range, lr

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
 from matgl_hybrid.models.backbones import get_backbone
-from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, choose_masked, periodic_labels, with_mask_token
+from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, build_encoder, choose_masked, periodic_labels
 from matgl_hybrid.training import split_indices
 
 
@@ -38,11 +38,8 @@ class MaskedPretraining(L.LightningModule):
     ):
         super().__init__()
         self.backbone_name = backbone
-        adapter = get_backbone(backbone)
-        self.encoder: MatGLModel = adapter.cls(
-            element_types=with_mask_token(element_types), cutoff=cutoff, **dict(backbone_kwargs or {})
-        )
-        self.heads = PretextHeads(adapter.node_dim(self.encoder), n_bins)
+        self.encoder: MatGLModel = build_encoder(backbone, element_types, cutoff, backbone_kwargs)
+        self.heads = PretextHeads(get_backbone(backbone).node_dim(self.encoder), n_bins)
         groups, periods = periodic_labels(self.encoder.element_types)
         self.register_buffer("groups", groups, persistent=False)
         self.register_buffer("periods", periods, persistent=False)
