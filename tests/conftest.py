@@ -31,3 +31,16 @@ def write_small_records(shared: Path, name: str, n: int, out: Path) -> tuple[Pat
     with gzip.open(path, "wt") as f:
         json.dump(records, f)
     return path, records
+
+
+#: A one-block MEGNet small enough for fast tests.
+TINY_MEGNET = {
+    "dim_node_embedding": 8,
+    "dim_edge_embedding": 16,
+    "hidden_layer_sizes_input": (16, 8),
+    "hidden_layer_sizes_conv": (16, 16, 8),
+    "nblocks": 1,
+}
+
+#: The columns of the ``lattice`` descriptor set, in order.
+LATTICE_COLUMNS = ["a", "b", "c", "alpha", "beta", "gamma", "volume", "natoms", "crystal_system_int"]

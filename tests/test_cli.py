@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from conftest import write_small_records
+from conftest import LATTICE_COLUMNS, write_small_records
 
 from matgl_hybrid.cli import main
 
@@ -30,19 +30,7 @@ def test_featurize_writes_id_descriptors_and_target(shared_data, tmp_path, capsy
     ]
     assert main([*args, "--n-jobs", "1", "--cache-dir", str(tmp_path / "cache")]) == 0
     frame = pd.read_csv(out)
-    assert list(frame.columns) == [
-        "id",
-        "a",
-        "b",
-        "c",
-        "alpha",
-        "beta",
-        "gamma",
-        "volume",
-        "natoms",
-        "crystal_system_int",
-        "heat_capacity",
-    ]
+    assert list(frame.columns) == ["id", *LATTICE_COLUMNS, "heat_capacity"]
     assert frame["id"].tolist() == [r["id"] for r in records]
     assert frame["heat_capacity"].tolist() == [r["heat_capacity"] for r in records]
     assert frame["natoms"].tolist() == [len(r["structure"]["sites"]) for r in records]

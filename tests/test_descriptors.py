@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import read_records
+from conftest import LATTICE_COLUMNS, read_records
 from matminer.featurizers.composition import ElementProperty, Stoichiometry
 from matminer.featurizers.site import AverageBondAngle, AverageBondLength, CoordinationNumber
 from matminer.featurizers.structure import (
@@ -172,17 +172,7 @@ def test_set_combination_and_composition_and_lattice():
     frame = featurize([s], "gong28+composition+lattice", progress=False)
     assert list(frame.columns) == [*GONG28, *composition_labels, "volume"]
     assert frame["volume"].iloc[0] == pytest.approx(s.volume)
-    assert list(get_descriptor_set("lattice").columns) == [
-        "a",
-        "b",
-        "c",
-        "alpha",
-        "beta",
-        "gamma",
-        "volume",
-        "natoms",
-        "crystal_system_int",
-    ]
+    assert list(get_descriptor_set("lattice").columns) == LATTICE_COLUMNS
     assert frame["crystal_system_int"].iloc[0] == GlobalSymmetryFeatures.crystal_idx["hexagonal"]
     mean_z = frame["MagpieData mean Number"].iloc[0]
     assert mean_z == pytest.approx((30 + 8) / 2)

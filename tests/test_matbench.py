@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import read_records, write_small_records
+from conftest import TINY_MEGNET, read_records, write_small_records
 from matbench.bench import MatbenchBenchmark
 from matbench.constants import MBV01_KEY
 from matbench.metadata import mbv01_validation
@@ -29,13 +29,7 @@ from matgl_hybrid.training import TrainSpec
 TASK = "matbench_jdft2d"
 TINY = TrainSpec(
     backbone="megnet",
-    backbone_kwargs={
-        "dim_node_embedding": 8,
-        "dim_edge_embedding": 16,
-        "hidden_layer_sizes_input": (16, 8),
-        "hidden_layer_sizes_conv": (16, 16, 8),
-        "nblocks": 1,
-    },
+    backbone_kwargs=TINY_MEGNET,
     descriptors="lattice",
     head_hidden=(8,),
     max_epochs=1,

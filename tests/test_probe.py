@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MEGNET
 
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import featurize
@@ -14,13 +15,7 @@ from matgl_hybrid.layers import make_readout
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
 from matgl_hybrid.training import TrainSpec, fit
 
-SMALL = {
-    "dim_node_embedding": 8,
-    "dim_edge_embedding": 16,
-    "hidden_layer_sizes_input": (16, 8),
-    "hidden_layer_sizes_conv": (16, 16, 8),
-    "nblocks": 1,
-}
+SMALL = TINY_MEGNET
 
 
 @pytest.fixture(scope="module")
