@@ -7,6 +7,10 @@ baseline. Then measures the hybrid's descriptor importance (permutation on the h
 ``benchmarks/results/probe.{md,csv,png}`` and ``probe_importance.{csv,png}``.
 
     python benchmarks/probe_study.py [--limit N] [--max-epochs 40] [--accelerator auto]
+
+The work is resumable per model (``benchmarks/results/probe_work/``) and splits in two stages:
+``--stage train --only mean5,sum5`` trains and embeds some models (several such processes can share one GPU),
+``--stage probe`` fits the probes on the stored embeddings and writes the report.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from matgl_hybrid.data import load_records
+from matgl_hybrid.data import load_records, log10_targets
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import markdown_table
@@ -33,110 +37,124 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data" / "mp_binary_elasticity.json.gz"
 
-#: name -> (readout, cutoff Å, descriptors); the embedding probed is the readout's vector (+ MEGNet's state).
+#: key -> (label, readout, cutoff Å, descriptors); the embedding probed is the readout's vector (+ MEGNet's state).
 MODELS = {
-    "mean (5 Å)": ("mean", 5.0, None),
-    "sum (5 Å)": ("sum", 5.0, None),
-    "extensive (5 Å)": ("extensive", 5.0, None),
-    "native Set2Set (5 Å)": ("native", 5.0, None),
-    "mean (7 Å)": ("mean", 7.0, None),
-    "hybrid extensive+gong28 (5 Å)": ("extensive", 5.0, "gong28"),
+    "mean5": ("mean (5 Å)", "mean", 5.0, None),
+    "sum5": ("sum (5 Å)", "sum", 5.0, None),
+    "extensive5": ("extensive (5 Å)", "extensive", 5.0, None),
+    "native5": ("native Set2Set (5 Å)", "native", 5.0, None),
+    "mean7": ("mean (7 Å)", "mean", 7.0, None),
+    "hybrid5": ("hybrid extensive+gong28 (5 Å)", "extensive", 5.0, "gong28"),
 }
+UNTRAINED = "untrained"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=None, help="first N structures only (a quick check)")
-    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--accelerator", default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: none)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--stage", choices=["train", "probe", "all"], default="all")
+    parser.add_argument("--only", default=",".join([UNTRAINED, *MODELS]), help="models of the train stage")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
 
     data = load_records(args.data, "bulk_modulus_vrh", skip_invalid=True, limit=args.limit)
-    data = data.subset(np.flatnonzero(data.targets > 0))
-    data.targets = np.log10(data.targets)
-    data.target_name = "log10_bulk_modulus"
-    train_idx, test_idx = split_indices(len(data), 0.1, seed=0)
-    train, test = data.subset(train_idx), data.subset(test_idx)
-    descriptors = featurize(data.structures, "gong28", n_jobs=-1, cache_dir=args.cache_dir, ids=data.ids)
-    print(f"{len(data)} structures, {descriptors.shape[1]} descriptors ({time.perf_counter() - start:.0f} s)")
-
+    data = log10_targets(data)
     work = args.out / "probe_work"  # per-model embeddings and records: a rerun skips finished models
     work.mkdir(parents=True, exist_ok=True)
-    embeddings, records = {}, {}
-    untrained_file = work / "untrained.npz"
-    if not untrained_file.exists():
+    if args.stage in ("train", "all"):
+        for key in args.only.split(","):
+            train_and_embed(key, data, work, args)
+    if args.stage in ("probe", "all"):
+        write_study(data, work, args, time.perf_counter() - start)
+
+
+def train_and_embed(key: str, data, work: Path, args: argparse.Namespace) -> None:
+    """Train model ``key`` on 90 % (seeded), store its held-out MAE and the embeddings of all structures."""
+    done = work / f"{key}.npz"
+    if done.exists():
+        return
+    if key == UNTRAINED:
         torch.manual_seed(0)
         untrained = HybridModel(backbone="megnet", readout="mean", cutoff=5.0)
-        np.savez(untrained_file, graph=embed(untrained, data.structures, data.ids).astype(np.float32))
-    embeddings["untrained mean (5 Å)"] = np.load(untrained_file)["graph"]
-    hybrid_name = "hybrid extensive+gong28 (5 Å)"
-    for i, (name, (readout, cutoff, descriptor_set)) in enumerate(MODELS.items()):
-        done = work / f"model{i}.npz"
-        if not done.exists():
-            spec = TrainSpec(
-                readout=readout,
-                cutoff=cutoff,
-                descriptors=descriptor_set,
-                max_epochs=args.max_epochs,
-                batch_size=args.batch_size,
-                patience=10,
-                lr=2e-3,
-                elements="all",
-                accelerator=args.accelerator,
-                progress=False,
-                n_jobs=-1,
-            )
-            result = fit(train, spec=spec, cache_dir=args.cache_dir)
-            model = result.model
-            predicted = model.predict(test.structures, cache_dir=args.cache_dir)
-            record = {
-                "test_mae_log10_GPa": float(np.mean(np.abs(predicted - test.targets))),
-                "best_epoch": result.best_epoch,
-                "seconds": result.seconds,
-            }
-            taps = {"graph": embed(model, data.structures, data.ids, cache_dir=args.cache_dir)}
-            if descriptor_set:
-                taps["fused"] = embed(model, data.structures, data.ids, tap="fused", cache_dir=args.cache_dir)
-                importance = descriptor_importance(model, test.structures, test.targets, test.ids, args.cache_dir)
-                atomic_write_text(args.out / "probe_importance.csv", importance.to_csv(index=False))
-                plot_importance(importance, args.out / "probe_importance.png", f"{name}: descriptor importance")
-            atomic_write_text(work / f"model{i}.json", json.dumps(record))
-            np.savez(done, **{k: v.astype(np.float32) for k, v in taps.items()})
-        records[name] = json.loads((work / f"model{i}.json").read_text())
-        print(f"{name}: held-out MAE {records[name]['test_mae_log10_GPa']:.4f} log10 GPa", flush=True)
-        taps = np.load(done)
-        embeddings[name] = taps["graph"]
+        np.savez(done, graph=embed(untrained, data.structures, data.ids).astype(np.float32))
+        return
+    label, readout, cutoff, descriptor_set = MODELS[key]
+    train_idx, test_idx = split_indices(len(data), 0.1, seed=0)
+    train, test = data.subset(train_idx), data.subset(test_idx)
+    spec = TrainSpec(
+        readout=readout,
+        cutoff=cutoff,
+        descriptors=descriptor_set,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        patience=10,
+        lr=2e-3,
+        elements="all",
+        accelerator=args.accelerator,
+        progress=False,
+        n_jobs=-1,
+    )
+    result = fit(train, spec=spec, cache_dir=args.cache_dir)
+    model = result.model
+    predicted = model.predict(test.structures, cache_dir=args.cache_dir)
+    record = {
+        "test_mae_log10_GPa": float(np.mean(np.abs(predicted - test.targets))),
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+    taps = {"graph": embed(model, data.structures, data.ids, cache_dir=args.cache_dir)}
+    if descriptor_set:
+        taps["fused"] = embed(model, data.structures, data.ids, tap="fused", cache_dir=args.cache_dir)
+        importance = descriptor_importance(model, test.structures, test.targets, test.ids, args.cache_dir)
+        atomic_write_text(work / f"{key}_importance.csv", importance.to_csv(index=False))
+    atomic_write_text(work / f"{key}.json", json.dumps(record))
+    np.savez(done, **{k: v.astype(np.float32) for k, v in taps.items()})
+    print(f"{label}: held-out MAE {record['test_mae_log10_GPa']:.4f} log10 GPa", flush=True)
+
+
+def write_study(data, work: Path, args: argparse.Namespace, seconds: float) -> None:
+    """Probe every stored embedding for every ``gong28`` descriptor; write probe.{md,csv,png} and the importance."""
+    missing = [k for k in [UNTRAINED, *MODELS] if not (work / f"{k}.npz").exists()]
+    if missing:
+        raise SystemExit(f"models not trained yet: {missing}; run --stage train first")
+    descriptors = featurize(data.structures, "gong28", n_jobs=-1, cache_dir=args.cache_dir, ids=data.ids)
+    embeddings = {"untrained mean (5 Å)": np.load(work / f"{UNTRAINED}.npz")["graph"]}
+    records = {}
+    for key, (label, *_) in MODELS.items():
+        records[label] = json.loads((work / f"{key}.json").read_text())
+        taps = np.load(work / f"{key}.npz")
+        embeddings[label] = taps["graph"]
         if "fused" in taps:
-            embeddings[name.replace("hybrid", "hybrid fused")] = taps["fused"]
+            embeddings[label.replace("hybrid", "hybrid fused")] = taps["fused"]
+    hybrid_key = next(k for k, m in MODELS.items() if m[3])
+    hybrid_label = MODELS[hybrid_key][0]
+    importance = pd.read_csv(work / f"{hybrid_key}_importance.csv")
+    atomic_write_text(args.out / "probe_importance.csv", importance.to_csv(index=False))
+    plot_importance(importance, args.out / "probe_importance.png", f"{hybrid_label}: descriptor importance")
 
     table = probe(embeddings, descriptors, n_jobs=-1)
     atomic_write_text(args.out / "probe.csv", table.to_csv(index=False))
     plot_probe(table, args.out / "probe.png", "gong28 descriptors probed from MEGNet embeddings (mp_binary_elasticity)")
-    importance = pd.read_csv(args.out / "probe_importance.csv")
-    summary = {
-        "n_structures": len(data),
-        "max_epochs": args.max_epochs,
-        "models": records,
-        "seconds": time.perf_counter() - start,
-    }
+    summary = {"n_structures": len(data), "max_epochs": args.max_epochs, "models": records, "seconds": seconds}
     atomic_write_text(args.out / "probe_study.json", json.dumps(summary, indent=1) + "\n")
 
     matrix = probe_matrix(table)
-    poor = [
-        d for d in matrix.index if matrix.loc[d].drop(labels=[c for c in matrix.columns if "hybrid" in c]).max() < 0.5
-    ]
+    plain = [c for c in matrix.columns if "hybrid" not in c]
+    poor = [d for d in matrix.index if matrix.loc[d, plain].max() < 0.5]
     lines = [
         "# Probe study: what do MEGNet embeddings know about periodicity?",
         "",
         f"`{args.data.name}`: {len(data)} binaries; MEGNet trained on log10 bulk modulus (90 %, at most "
-        f"{args.max_epochs} epochs, early stopping), embeddings of all structures frozen and probed. "
-        "Command: `python benchmarks/probe_study.py`.",
+        f"{args.max_epochs} epochs, batch {args.batch_size}, early stopping), embeddings of all structures frozen "
+        "and probed. Command: `python benchmarks/probe_study.py`.",
         "",
         "## Models",
         "",
@@ -148,7 +166,7 @@ def main() -> None:
         "",
         f"Descriptors no plain GNN embedding recovers (R² < 0.5): {', '.join(poor) or 'none'}.",
         "",
-        f"## Descriptor importance in the hybrid (held-out MAE {records[hybrid_name]['test_mae_log10_GPa']:.4f} "
+        f"## Descriptor importance in the hybrid (held-out MAE {records[hybrid_label]['test_mae_log10_GPa']:.4f} "
         "log10 GPa; MAE increase when one descriptor is permuted)",
         "",
         markdown_table(importance.set_index("descriptor").head(12), "{:.4f}"),

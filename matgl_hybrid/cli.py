@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from matgl_hybrid.checkpoint import CheckpointError, load_model, read_header, sa
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import markdown_table, run_cv
-from matgl_hybrid.matbench import MatbenchRun, validate_submission, validate_submissions
+from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
@@ -89,6 +90,7 @@ _SPEC_FLAGS = {
     "seed": int,
     "accelerator": str,
     "n_jobs": int,
+    "elements": str,
 }
 
 
@@ -106,9 +108,16 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it to ``--out``."""
+    """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it, with a model card, to ``--out``."""
     spec = train_spec(args)
     dataset = data.load(args.data, target=args.target)
+    if args.log10_target:
+        dataset = data.log10_targets(dataset)
+    test = None
+    if args.test_fraction:
+        # The held-out test split is drawn first and never reaches training or early stopping.
+        keep, held = split_indices(len(dataset), args.test_fraction, args.test_seed)
+        dataset, test = dataset.subset(keep), dataset.subset(held)
     cache = _cache(args)
     results = []
     for k in range(args.ensemble):
@@ -117,18 +126,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         split = split_indices(len(dataset), spec.val_fraction, spec.seed)
         train, val = dataset.subset(split[0]), dataset.subset(split[1])
         ckpt = args.checkpoint_dir / f"member_{k}" if args.checkpoint_dir else None
-        result = fit(train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt)
+        result = fit(
+            train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt, target_units=args.units
+        )
         print(
             f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
             f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
         )
         results.append(result)
     model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
+    model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
     record = {
         "data": str(args.data),
         "target": args.target,
+        "target_transform": "log10" if args.log10_target else None,
+        "target_name": dataset.target_name,
+        "units": args.units,
         "n_structures": len(dataset),
         "spec": spec.to_dict(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "command": shlex.join(["matgl-hybrid", *args.argv]),
         "members": [
             {
                 "seed": spec.seed + k,
@@ -142,8 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         ],
         "val_ids": results[0].val_ids,
     }
-    save_model(model, args.out, {"training": record})
-    print(f"saved {type(model).__name__} to {args.out}")
+    if test is not None:
+        record["test"] = {"fraction": args.test_fraction, "seed": args.test_seed, **holdout_metrics(model, test, cache)}
+        print(f"held-out test split ({len(test)} structures): MAE {record['test']['mae']:.4g}")
+    card = render_card(record, f"matgl-hybrid checkpoint: {args.out.name}")
+    save_model(model, args.out, {"training": record}, texts={"model_card.md": card})
+    print(f"saved {type(model).__name__} with its model card to {args.out}")
     return 0
 
 
@@ -173,6 +194,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_matbench(args: argparse.Namespace) -> int:
     """Run Matbench v0.1 tasks on the published folds and write a submission folder."""
     out = args.out or Path("matbench_submissions") / f"matbench_v0.1_{args.algorithm}"
+    from matgl_hybrid.matbench import MatbenchRun, validate_submission  # matbench is an optional dependency
+
     run = MatbenchRun(
         tasks=args.tasks.split(","),
         spec=train_spec(args),
@@ -192,6 +215,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check a submission folder, or every folder of a ``matbench_submissions/``; exit 1 when any fails."""
     folder = args.folder
     single = folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists()
+    from matgl_hybrid.matbench import validate_submission, validate_submissions
+
     found = {str(folder): validate_submission(folder)} if single else validate_submissions(folder)
     for name, problems in found.items():
         print(f"{name}: " + ("valid" if not problems else "; ".join(problems)))
@@ -365,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
+    p.add_argument("--log10-target", action="store_true", help="learn log10 of the target (non-positive dropped)")
+    p.add_argument("--units", default=None, help="units of the (transformed) target, stored with the model")
+    p.add_argument(
+        "--test-fraction", type=float, default=0.0, help="hold out this fraction as a test split, scored in the card"
+    )
+    p.add_argument("--test-seed", type=int, default=0, help="seed of the held-out test split")
     p.add_argument(
         "--checkpoint-dir", type=Path, default=None, help="Lightning checkpoints; rerunning resumes from them"
     )
@@ -447,7 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``matgl-hybrid``; errors in the user's input print one line and exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded by train in the model card
     try:
         return args.func(args)
     except (data.InvalidStructureError, CheckpointError, KeyError, ValueError, FileNotFoundError, TypeError) as exc:

@@ -417,6 +417,26 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     raise ValueError(f"cannot load {path}: expected a folder, .json, .json.gz or .csv file")
 
 
+def log10_targets(dataset: StructureData) -> StructureData:
+    """The entries with a positive target, their target replaced by its log10 (as Matbench's ``log_kvrh``).
+
+    Dropped entries (target ≤ 0) are added to ``skipped`` with a warning; the target is renamed ``log10_<name>``.
+    """
+    if dataset.targets is None:
+        raise ValueError("log10_targets needs a dataset with targets")
+    positive = dataset.targets > 0
+    result = dataset.subset(np.flatnonzero(positive))
+    ids = zip(dataset.ids, positive, strict=True)
+    dropped = [SkippedEntry(i, "target ≤ 0 has no log10") for i, ok in ids if not ok]
+    if dropped:
+        shown = ", ".join(e.id for e in dropped[:5]) + (" …" if len(dropped) > 5 else "")
+        warnings.warn(f"dropped {len(dropped)} entries whose target is not positive: {shown}", stacklevel=2)
+    result.targets = np.log10(result.targets)
+    result.target_name = f"log10_{dataset.target_name or 'target'}"
+    result.skipped = [*dataset.skipped, *dropped]
+    return result
+
+
 def load_demo(target: str | None = "K_VRH") -> StructureData:
     """Load the embedded de Jong et al. 2015 elasticity set (1181 structures, CC-BY 4.0; K_VRH/G_VRH in GPa)."""
     if not DE_JONG_2015_PATH.is_file():

@@ -59,6 +59,11 @@ def build_dataset(
     return dataset
 
 
+def has_edges(structure, cutoff: float) -> bool:
+    """Whether any atom of ``structure`` has a neighbour within ``cutoff`` (Å), i.e. its graph is not empty."""
+    return len(structure.get_neighbor_list(cutoff)[0]) > 0
+
+
 def make_loader(
     dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False
 ) -> DataLoader:

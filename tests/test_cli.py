@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
-from conftest import LATTICE_COLUMNS, write_small_records
+import pytest
+from conftest import LATTICE_COLUMNS, TINY_MEGNET, write_small_records
 
 from matgl_hybrid.cli import main
 
@@ -117,3 +119,32 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prediction", "std"]
     assert (frame["std"] > 0).all()
+
+
+def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
+    from matgl_hybrid.checkpoint import load_model
+    from matgl_hybrid.model_card import heldout_split, holdout_metrics
+
+    path, records = write_small_records(shared_data, "mp_binary_elasticity.json.gz", 40, tmp_path)
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"backbone_kwargs": TINY_MEGNET, "head_hidden": [8], "progress": False}))
+    out = tmp_path / "model"
+    args = ["--data", str(path), "--target", "bulk_modulus_vrh", "--log10-target", "--units", "log10(GPa)"]
+    args += ["--test-fraction", "0.25", "--config", str(config), "--max-epochs", "2", "--elements", "all"]
+    assert main(["train", *args, "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+
+    record = json.loads((out / "training.json").read_text())
+    test = record["test"]
+    assert test["n"] == 10
+    assert record["n_structures"] == 30
+    assert not set(test["ids"]) & set(record["val_ids"])  # never used for early stopping
+    assert set(test["ids"]) <= {r["id"] for r in records}
+    held_out = heldout_split(record)
+    expected = np.log10([r["bulk_modulus_vrh"] for r in records if r["id"] in set(test["ids"])])
+    assert np.allclose(np.sort(held_out.targets), np.sort(expected))
+    rescored = holdout_metrics(load_model(out), held_out, cache_dir=None)
+    assert rescored["mae"] == pytest.approx(test["mae"], abs=1e-9)
+    card = (out / "model_card.md").read_text()
+    assert f"| {test['mae']:.6g} |" in card
+    assert "matgl-hybrid train --data" in card
+    assert "--log10-target --units 'log10(GPa)'" in card

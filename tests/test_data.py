@@ -22,6 +22,7 @@ from matgl_hybrid.data import (
     load_demo,
     load_folder,
     load_records,
+    log10_targets,
     validate_structure,
     validate_target,
 )
@@ -186,6 +187,19 @@ def test_subset_keeps_index_order() -> None:
     assert sub.structures[0] is data.structures[2]
     with pytest.raises(TypeError, match="integers"):
         data.subset(np.array([True, False, True]))
+
+
+def test_log10_targets_drops_non_positive_entries_with_a_warning() -> None:
+    data = from_structures(
+        [nacl(2.0), nacl(2.2), nacl(2.4)], targets=[100.0, 0.0, 10.0], ids=["a", "b", "c"], target_name="K"
+    )
+    with pytest.warns(UserWarning, match="dropped 1 entries whose target is not positive: b"):
+        logged = log10_targets(data)
+    assert logged.ids == ["a", "c"]
+    assert logged.targets.tolist() == [2.0, 1.0]
+    assert logged.target_name == "log10_K"
+    assert logged.skipped == [SkippedEntry("b", "target ≤ 0 has no log10")]
+    assert data.targets.tolist() == [100.0, 0.0, 10.0]  # the input is left as it was
 
 
 def test_structure_data_checks_lengths() -> None:

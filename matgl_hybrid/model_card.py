@@ -1,0 +1,113 @@
+"""Model cards: the held-out metrics of a trained model and the markdown card saved beside its weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matgl_hybrid import data
+from matgl_hybrid.data import StructureData
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R² and the largest absolute error of ``y_pred`` against ``y_true`` (both (n,), target units)."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    errors = y_pred - y_true
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
+        "max_abs_error": float(np.max(np.abs(errors))),
+        "n": len(y_true),
+    }
+
+
+def holdout_metrics(model, test: StructureData, cache_dir: str | Path | None = "default") -> dict[str, Any]:
+    """Predict ``test`` with ``model`` and score it; also returns the ids and predictions (for a reproduction)."""
+    predicted = model.cpu().predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+    return {
+        **regression_metrics(test.targets, predicted),
+        "scored_with": f"torch {torch.__version__}, cpu",
+        "ids": list(test.ids),
+        "predictions": [float(p) for p in predicted],
+    }
+
+
+def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) -> StructureData:
+    """The held-out test split of a training record (``training.json``), rebuilt from its data file.
+
+    Args:
+        record: the record of ``matgl-hybrid train --test-fraction``.
+        data_dir: folder holding the data file (default: the path in the record).
+    """
+    source = Path(record["data"]) if data_dir is None else Path(data_dir) / Path(record["data"]).name
+    dataset = data.load(source, target=record["target"])
+    if record.get("target_transform") == "log10":
+        dataset = data.log10_targets(dataset)
+    position = {entry_id: i for i, entry_id in enumerate(dataset.ids)}
+    missing = [i for i in record["test"]["ids"] if i not in position]
+    if missing:
+        raise ValueError(f"{source} lacks {len(missing)} held-out ids of the record, e.g. {missing[:3]}")
+    return dataset.subset([position[i] for i in record["test"]["ids"]])
+
+
+def render_card(record: dict[str, Any], title: str) -> str:
+    """The ``model_card.md`` of a checkpoint from its training record (``matgl-hybrid train``'s ``training.json``)."""
+    spec = record["spec"]
+    member = record["members"][0]
+    units = record.get("units") or "target units"
+    lines = [
+        f"# {title}",
+        "",
+        "## Model",
+        f"- {spec['backbone']} backbone, `{spec['readout']}` readout, descriptors `{spec['descriptors']}` "
+        f"({spec['fusion']} fusion), cutoff {spec['cutoff']} Å; {len(record['members'])} member(s).",
+        f"- Predicts `{record['target_name']}` in {units}.",
+        "",
+        "## Data and split",
+        f"- `{Path(record['data']).name}`, target `{record['target']}`"
+        + (f" (modelled as {record['target_transform']})" if record.get("target_transform") else "")
+        + f": {record['n_structures']} structures used for training and validation.",
+    ]
+    test = record.get("test")
+    if test:
+        lines.append(
+            f"- Held-out test split: {test['n']} structures ({100 * test['fraction']:g} %, seeded with "
+            f"{test['seed']}, `matgl_hybrid.training.split_indices`), never seen in training or early stopping; "
+            "their ids are in `training.json`."
+        )
+    lines += [
+        f"- Early stopping on {100 * spec['val_fraction']:g} % of the rest (best validation MAE "
+        f"{member['best_val_mae']:.4g} at epoch {member['best_epoch']} of {member['epochs_run']}).",
+        "",
+    ]
+    if test:
+        lines += [
+            "## Metrics on the held-out test split",
+            "",
+            "| MAE | RMSE | R² | max abs error | n |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {test['mae']:.6g} | {test['rmse']:.6g} | {test['r2']:.4f} | {test['max_abs_error']:.4g} "
+            f"| {test['n']} |",
+            "",
+            f"Units: {units}. Scored with {test.get('scored_with', 'unknown')}.",
+            "",
+        ]
+    lines += [
+        "## Training",
+        f"- batch {spec['batch_size']}, lr {spec['lr']:g} with cosine decay, at most {spec['max_epochs']} epochs, "
+        f"patience {spec['patience']}, loss {spec['loss']}, seed {spec['seed']}; {member['seconds']:.0f} s on "
+        f"{record.get('device', 'unknown device')}.",
+        "",
+        "## Command",
+        "",
+        "```",
+        record["command"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

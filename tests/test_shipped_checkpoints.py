@@ -1,0 +1,40 @@
+"""The checkpoints shipped in the package: registered, small, loadable offline, and true to their model cards."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matgl_hybrid.checkpoint import verify
+from matgl_hybrid.model_card import heldout_split, holdout_metrics
+from matgl_hybrid.pretrained import REGISTRY_FILE, list_pretrained, load_pretrained, resolve
+
+SHIPPED = {name: entry for name, entry in list_pretrained().items() if entry["source"].startswith("package:")}
+
+
+def test_at_least_two_checkpoints_are_shipped_and_registered():
+    assert {"hybrid-megnet-heat-capacity", "hybrid-megnet-log10-bulk-modulus"} <= set(SHIPPED)
+    for name in SHIPPED:
+        folder = REGISTRY_FILE.parent / name
+        assert sum(p.stat().st_size for p in folder.iterdir()) <= 5 * 2**20, f"{name} is over 5 MB"
+        assert (folder / "model_card.md").read_text().count("matgl-hybrid train") == 1
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path))  # offline, nothing cached beforehand
+    path = resolve(name)
+    verify(path)
+    record = json.loads((path / "training.json").read_text())
+    test = record["test"]
+    held_out = heldout_split(record, shared_data)
+    assert len(held_out) == test["n"]
+    assert SHIPPED[name]["data"] == Path(record["data"]).name
+    model = load_pretrained(name)
+    scored = holdout_metrics(model, held_out, cache_dir=None)
+    for metric in ("mae", "rmse", "r2"):
+        assert scored[metric] == pytest.approx(test[metric], abs=1e-6), metric
+        assert SHIPPED[name]["metrics"][metric] == test[metric]
+    assert f"{test['mae']:.6g}" in (path / "model_card.md").read_text()
+    assert np.allclose(scored["predictions"], test["predictions"], atol=1e-5)
