@@ -76,6 +76,7 @@ DATASETS: dict[str, tuple[str, list[Task]]] = {
 
 DESCRIPTORS_ONLY = "gong28+composition"
 CUTOFF = 5.0  # Å, MEGNet's graph cutoff here
+NE_LAYERS = "0,1,2,3"  # NEGNN input: NE0 … NE3 of the pretrained MEGNet encoder, concatenated
 
 #: GNN training budget per dataset: small sets train on 2 CPU cores, the ≈ 4000-structure sets on one GPU.
 SMALL_BUDGET = {"batch_size": 32, "max_epochs": 120, "patience": 25}
@@ -138,8 +139,15 @@ def _descriptor_model(make: Callable[[], object]) -> Callable:
     return run
 
 
-def _gnn_model(readout: str, descriptors: str | None, fusion: str = "concat") -> Callable:
+def encoder_dir(dataset: str) -> Path:
+    """The SSL encoder pretrained without ``dataset`` (``benchmarks/ssl_study.py`` makes it)."""
+    return RESULTS / "ssl_work" / f"encoder_without_{dataset}"
+
+
+def _gnn_model(readout: str, descriptors: str | None, fusion: str = "concat", ne_layers: str | None = None) -> Callable:
     def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
+        if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
+            overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
         spec = gnn_spec(dataset, readout, descriptors, fusion, seed=fold, n_jobs=-1, **overrides)
         result = fit(train, spec=spec, cache_dir=cache)
         return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
@@ -157,6 +165,7 @@ MODELS: dict[str, Callable] = {
     "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
     "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
+    "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
 }
 
 
@@ -165,10 +174,17 @@ def store(dataset: str, task: str, model: str) -> FoldStore:
 
 
 def run(
-    dataset: str, models: list[str], folds: list[int], overrides: dict, tasks: list[str] | None, data_dir: Path
+    dataset: str,
+    models: list[str],
+    folds: list[int],
+    overrides: dict,
+    tasks: list[str] | None,
+    data_dir: Path,
+    train_fraction: float = 1.0,
 ) -> None:
+    """Train and test ``models`` on ``folds``; ``train_fraction`` < 1 keeps a seeded part of each training fold."""
     cache = descriptor_cache_dir()
-    settings = {**BUDGETS[dataset], **overrides, "device": device_name()}
+    settings = {**BUDGETS[dataset], **overrides, "device": device_name(), "train_fraction": train_fraction}
     for task in DATASETS[dataset][1]:
         if tasks and task.name not in tasks:
             continue
@@ -178,17 +194,21 @@ def run(
         for model in models:
 
             def train_and_predict(train, test, fold, model=model):
+                if train_fraction < 1:
+                    keep = np.random.default_rng(fold).permutation(len(train))[: round(train_fraction * len(train))]
+                    train = train.subset(np.sort(keep))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     predicted = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)
                     gnn = not model.startswith("descriptors")
                     return predicted, {"settings": settings if gnn else {"device": settings["device"]}}
 
+            name = model if train_fraction == 1 else f"{model}@{train_fraction:g}"
             records = cross_validate(
-                data, train_and_predict, store(dataset, task.name, model), folds, desc=f"{dataset}/{task.name}/{model}"
+                data, train_and_predict, store(dataset, task.name, name), folds, desc=f"{dataset}/{task.name}/{name}"
             )
             print(
-                f"{dataset}/{task.name}/{model}: " + ", ".join(f"fold{f} {r['mae']:.4g}" for f, r in records.items()),
+                f"{dataset}/{task.name}/{name}: " + ", ".join(f"fold{f} {r['mae']:.4g}" for f, r in records.items()),
                 flush=True,
             )
 
@@ -278,6 +298,9 @@ def main() -> None:
     parser.add_argument("--accelerator", default=None, help="Lightning accelerator for the GNNs (default: auto)")
     parser.add_argument("--tasks", default=None, help="comma-separated targets of the dataset (default: all)")
     parser.add_argument("--data-dir", type=Path, default=SHARED, help="folder of the dataset files")
+    parser.add_argument(
+        "--train-fraction", type=float, default=1.0, help="keep this seeded part of each training fold (model@F)"
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="only train (e.g. many units in parallel)")
     args = parser.parse_args()
@@ -288,7 +311,7 @@ def main() -> None:
         overrides = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator}.items() if v}
         folds = [int(f) for f in args.folds.split(",")]
         tasks = args.tasks.split(",") if args.tasks else None
-        run(args.dataset, args.models.split(","), folds, overrides, tasks, args.data_dir)
+        run(args.dataset, args.models.split(","), folds, overrides, tasks, args.data_dir, args.train_fraction)
     if not args.no_report:
         report(args.dataset)
 

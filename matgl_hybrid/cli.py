@@ -317,16 +317,25 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """Label-free masked-atom pretraining of an encoder on the union of the given datasets."""
+    """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
     structures, ids = [], set()
     for source in args.data:
         dataset = data.load(source)
         new = [i for i, sid in enumerate(dataset.ids) if sid not in ids]  # the union: each structure id once
-        structures += [dataset.structures[i] for i in new]
+        structures += [(dataset.ids[i], dataset.structures[i]) for i in new]
         ids.update(dataset.ids)
-    print(f"pretraining on {len(structures)} structures from {len(args.data)} file(s)")
+    excluded = 0
+    if args.exclude:
+        # Evaluation structures stay out of the corpus: by id, and by material (formula, size, space group), since
+        # the same crystal can come from another database under another id.
+        held = [data.load(source) for source in args.exclude]
+        held_ids = {i for d in held for i in d.ids}
+        held_keys = {data.material_key(s) for d in held for s in d.structures}
+        kept = [(i, s) for i, s in structures if i not in held_ids and data.material_key(s) not in held_keys]
+        excluded, structures = len(structures) - len(kept), kept
+    print(f"pretraining on {len(structures)} structures from {len(args.data)} file(s), {excluded} excluded")
     module = pretrain(
-        structures,
+        [s for _, s in structures],
         backbone=args.backbone,
         cutoff=args.cutoff,
         max_epochs=args.max_epochs,
@@ -342,9 +351,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         {
             "pretraining": {
                 "data": [str(d) for d in args.data],
+                "exclude": [str(d) for d in args.exclude or []],
+                "n_excluded": excluded,
                 "n_structures": len(structures),
                 "task": args.task,
                 "max_epochs": args.max_epochs,
+                "command": shlex.join(["matgl-hybrid", *args.argv]),
             }
         },
     )
@@ -453,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
     p.add_argument("--backbone", default="megnet")
     p.add_argument("--task", default="masked", choices=["masked", "contrastive"], help="pretext task")
+    p.add_argument(
+        "--exclude", nargs="+", default=None, help="datasets to evaluate on later: their structures are left out"
+    )
     p.add_argument("--cutoff", type=float, default=5.0)
     p.add_argument("--max-epochs", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)

@@ -417,6 +417,20 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     raise ValueError(f"cannot load {path}: expected a folder, .json, .json.gz or .csv file")
 
 
+def material_key(structure: Structure, symprec: float = 0.1) -> tuple[str, int, int]:
+    """(reduced formula, number of sites, space-group number): the same material across databases and relaxations.
+
+    Used to keep evaluation structures out of a pretraining corpus even when they come with other ids.
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        number = SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_number()
+    except Exception:  # spglib gives up on a few distorted cells: compare formula and size only
+        number = 0
+    return structure.composition.reduced_formula, len(structure), number
+
+
 def log10_targets(dataset: StructureData) -> StructureData:
     """The entries with a positive target, their target replaced by its log10 (as Matbench's ``log_kvrh``).
 

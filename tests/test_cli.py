@@ -148,3 +148,33 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     assert f"| {test['mae']:.6g} |" in card
     assert "matgl-hybrid train --data" in card
     assert "--log10-target --units 'log10(GPa)'" in card
+
+
+def test_pretrain_excludes_evaluation_structures_by_id_and_by_material(shared_data, tmp_path):
+    import gzip
+
+    from conftest import read_records
+
+    from matgl_hybrid.data import as_structure, material_key
+
+    records = read_records(shared_data / "de_jong_2015_elasticity.json.gz", 16)
+    keys = [material_key(as_structure(r["structure"])) for r in records]
+    assert len(set(keys)) == 16  # precondition: 16 different materials
+
+    def write(name, rows):
+        path = tmp_path / name
+        with gzip.open(path, "wt") as f:
+            json.dump(rows, f)
+        return str(path)
+
+    corpus_a = write("a.json.gz", records[:12])
+    copies = [{**r, "id": f"copy-{r['id']}"} for r in records[:6]]  # the same crystals under other ids
+    corpus_b = write("b.json.gz", copies + records[12:16])
+    evaluated = write("eval.json.gz", records[:6])
+    out = tmp_path / "encoder"
+    args = ["pretrain", "--data", corpus_a, corpus_b, "--exclude", evaluated, "--max-epochs", "1", "--out", str(out)]
+    assert main([*args, "--batch-size", "4", "--accelerator", "cpu"]) == 0
+    record = json.loads((out / "pretraining.json").read_text())
+    assert record["n_excluded"] == 12  # 6 by id, 6 by material
+    assert record["n_structures"] == 10
+    assert record["exclude"] == [evaluated]

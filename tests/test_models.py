@@ -15,7 +15,7 @@ from pymatgen.core import Lattice, Structure
 from matgl_hybrid.checkpoint import CheckpointError, load_model, save_model, sha256_file
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
-from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
 from matgl_hybrid.layers import FUSIONS, READOUTS, DescriptorEncoder, make_fusion, make_readout
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import TrainSpec, fit
@@ -180,6 +180,8 @@ def test_unknown_element_and_isolated_atom_are_refused(heat_capacity):
     lonely = Structure(Lattice.cubic(12.0), [element, element], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(InvalidStructureError, match="no atom has a neighbour within the cutoff"):
         model.predict([lonely], cache_dir=None, ids=["far-apart"])
+    assert not has_edges(lonely, 5.0)
+    assert has_edges(lonely, 11.0)  # 10.4 Å apart
 
 
 def test_nan_descriptors_are_imputed_by_the_saved_transform():

@@ -13,7 +13,7 @@ from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
 from torch.utils.data import DataLoader
 
-from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, build_encoder, choose_masked, periodic_labels
 from matgl_hybrid.training import split_indices
@@ -101,6 +101,13 @@ def pretrain(
     """
     from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
 
+    usable = [s for s in structures if has_edges(s, cutoff)]
+    if len(usable) < len(structures):
+        warnings.warn(
+            f"{len(structures) - len(usable)} structures with no neighbour pair within {cutoff} Å left out",
+            stacklevel=2,
+        )
+    structures = usable
     L.seed_everything(seed, verbose=False)
     generator = torch.Generator().manual_seed(seed)
     if task == "masked":

@@ -1,0 +1,194 @@
+"""Self-supervised representations and NEGNN (Kong et al. 2022) on MatGL's MEGNet, Matbench protocol.
+
+For each evaluated dataset D (de Jong 2015 log10 K and G, Alexandria heat capacity) a MEGNet encoder is pretrained
+on the masked-atom task over the union of all ``../shared/data`` files **minus every structure of D** (by id and by
+material: formula, size, space group), so no test fold, and no structure of D at all, is ever seen in pretraining.
+
+Stages (each resumable; finished folds are kept):
+
+    python benchmarks/ssl_study.py --stage pretrain   # matgl-hybrid pretrain … --exclude D, one encoder per D
+    python benchmarks/ssl_study.py --stage krr        # (a) KRR on gong28 vs SSL material representations
+    python benchmarks/accuracy.py --dataset D --models megnet_readout,hybrid_megnet,negnn_megnet [--train-fraction 0.25]
+    python benchmarks/ssl_study.py --stage report     # ssl.{md,json,png}
+
+(a) Kernel ridge regression (RBF; alpha and gamma grid-searched by 3-fold CV inside each training fold; median
+imputation and standardization fitted on the training fold) on ``gong28`` and on the sums over atoms of NE0 … NE3
+and of their concatenation. (b) NEGNN (the extensive-readout MEGNet whose node input is its element embedding
+concatenated with the frozen NE0 … NE3 of the encoder) against the same MEGNet without them and against the
+hybrid, on full training folds and on 25 % of each training fold, with the budget of ``accuracy.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from accuracy import DATASETS, RESULTS, SHARED, encoder_dir, load_task, store
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.evaluation import FoldStore, cross_validate, markdown_table, summarize
+from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.ssl import node_embeddings
+from matgl_hybrid.ssl.embeddings import embedding_width
+
+EVALUATED = ["de_jong_2015_elasticity", "alexandria_heat_capacity"]
+LAYERS = [0, 1, 2, 3]  # NE0 (element embedding) … NE3 (after MEGNet's third block)
+PRETRAIN = {"max_epochs": 10, "batch_size": 64}
+GNN_MODELS = {"megnet_readout": "MEGNet (extensive readout)", "hybrid_megnet": "hybrid", "negnn_megnet": "NEGNN"}
+
+
+def pretrain_encoder(dataset: str) -> None:
+    """Pretrain the encoder that never sees ``dataset`` (skipped when it exists)."""
+    out = encoder_dir(dataset)
+    if (out / "model.json").exists():
+        return
+    corpus = [str(SHARED / name) for name, _ in DATASETS.values()]
+    command = [sys.executable, "-m", "matgl_hybrid.cli", "pretrain", "--data", *corpus, "--exclude"]
+    command += [str(SHARED / DATASETS[dataset][0]), "--task", "masked", "--out", str(out)]
+    command += ["--max-epochs", str(PRETRAIN["max_epochs"]), "--batch-size", str(PRETRAIN["batch_size"])]
+    subprocess.run(command, check=True)
+
+
+def representations(dataset: str, structures, ids) -> dict[str, np.ndarray]:
+    """``gong28`` and the summed NE vectors (per layer and concatenated) of every structure: name -> (n, D)."""
+    encoder = load_model(encoder_dir(dataset))
+    per_atom = node_embeddings(encoder, structures, LAYERS)
+    summed = np.stack([a.sum(axis=0) for a in per_atom])
+    edges = np.cumsum([0, *(embedding_width(encoder, [k]) for k in LAYERS)])
+    reps = {f"SSL NE{k} (sum)": summed[:, edges[i] : edges[i + 1]] for i, k in enumerate(LAYERS)}
+    reps["SSL NE0-3 (sum)"] = summed
+    gong28 = featurize(structures, "gong28", n_jobs=-1, cache_dir=descriptor_cache_dir(), ids=ids, progress=False)
+    return {"gong28": gong28.to_numpy(dtype=float), **reps}
+
+
+def krr() -> GridSearchCV:
+    """RBF kernel ridge regression with its hyper-parameters chosen by 3-fold CV on the training data."""
+    pipeline = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), KernelRidge(kernel="rbf"))
+    model = TransformedTargetRegressor(regressor=pipeline, transformer=StandardScaler())
+    grid = {
+        "regressor__kernelridge__alpha": np.logspace(-3, 0, 4),
+        "regressor__kernelridge__gamma": np.logspace(-4, -1, 4),
+    }
+    return GridSearchCV(model, grid, cv=3, scoring="neg_mean_absolute_error", n_jobs=-1)
+
+
+def krr_store(dataset: str, task: str, rep: str) -> FoldStore:
+    return FoldStore(RESULTS / "ssl_folds" / dataset / task / rep.replace(" ", "_").replace("(", "").replace(")", ""))
+
+
+def run_krr(dataset: str) -> None:
+    """(a) KRR on each representation, 5 Matbench folds, every target of ``dataset``."""
+    for task in DATASETS[dataset][1]:
+        data = load_task(dataset, task)
+        reps = representations(dataset, data.structures, data.ids)
+        position = {i: n for n, i in enumerate(data.ids)}
+        for rep, x in reps.items():
+
+            def train_and_predict(train, test, fold, x=x, position=position):
+                rows = [position[i] for i in train.ids], [position[i] for i in test.ids]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    search = krr().fit(x[rows[0]], train.targets)
+                return search.predict(x[rows[1]]), {"best_params": search.best_params_, "width": x.shape[1]}
+
+            records = cross_validate(data, train_and_predict, krr_store(dataset, task.name, rep), desc=rep)
+            print(f"{dataset}/{task.name}/{rep}: MAE {summarize(records)['mae_mean']:.4g}", flush=True)
+
+
+def report() -> None:
+    """ssl.{md,json,png} from the KRR folds and the GNN folds of accuracy.py."""
+    results: dict = {}
+    for dataset in EVALUATED:
+        for task in DATASETS[dataset][1]:
+            rows = {}
+            for rep_dir in sorted((RESULTS / "ssl_folds" / dataset / task.name).glob("*")):
+                records = FoldStore(rep_dir).records()
+                if records:
+                    rows[f"KRR {rep_dir.name}"] = summarize(records)
+            for fraction in ("", "@0.25"):
+                for model, label in GNN_MODELS.items():
+                    records = store(dataset, task.name, model + fraction).records()
+                    if records:
+                        rows[f"{label}{' (25 % training)' if fraction else ''}"] = summarize(records)
+            results[f"{dataset}/{task.name}"] = rows
+    atomic_write_text(RESULTS / "ssl.json", json.dumps(results, indent=1) + "\n")
+    encoders = {d: json.loads((encoder_dir(d) / "pretraining.json").read_text()) for d in EVALUATED}
+    lines = [
+        "# Self-supervised representations and NEGNN (Kong et al. 2022) on MEGNet",
+        "",
+        "Matbench protocol (5-fold KFold, seed 18012019). Encoders: MEGNet, masked-atom pretext task (15 % of atoms; "
+        f"group, period, 40 distance bins), {PRETRAIN['max_epochs']} epochs, batch {PRETRAIN['batch_size']}, "
+        "on the union of all `../shared/data` files minus the evaluated dataset:",
+        "",
+        *[
+            f"- for `{d}`: {e['n_structures']} structures; {e['n_excluded']} excluded (every structure of `{d}`, by id "
+            "and by material: formula, number of sites, space group)"
+            for d, e in encoders.items()
+        ],
+        "",
+        "Command: `python benchmarks/ssl_study.py --stage all` (GNN rows: `python benchmarks/accuracy.py --dataset D "
+        "--models megnet_readout,hybrid_megnet,negnn_megnet [--train-fraction 0.25]`). KRR: RBF, alpha and gamma by "
+        "3-fold CV inside each training fold. MAE in the target's units, mean ± std over folds.",
+        "",
+    ]
+    for key, rows in results.items():
+        frame = pd.DataFrame(
+            {
+                "MAE": [f"{r['mae_mean']:.4g} ± {r['mae_std']:.2g}" for r in rows.values()],
+                "folds": [r["folds_done"] for r in rows.values()],
+            },
+            index=pd.Index(list(rows), name="model"),
+        )
+        lines += [f"## {key}", "", markdown_table(frame)]
+    lines += ["![ssl](ssl.png)", ""]
+    atomic_write_text(RESULTS / "ssl.md", "\n".join(lines))
+    plot(results, RESULTS / "ssl.png")
+    print("\n".join(lines))
+
+
+def plot(results: dict, path: Path) -> None:
+    """One panel per target: MAE (mean, fold spread) of every row."""
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 5), squeeze=False)
+    for ax, (key, rows) in zip(axes[0], results.items(), strict=True):
+        names = list(rows)
+        means = [rows[n]["mae_mean"] for n in names]
+        ax.barh(names, means, xerr=[rows[n]["mae_std"] for n in names], color="tab:blue")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("MAE")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=["pretrain", "krr", "report", "all"], default="all")
+    parser.add_argument("--datasets", default=",".join(EVALUATED))
+    args = parser.parse_args()
+    for dataset in args.datasets.split(","):
+        if args.stage in ("pretrain", "all"):
+            pretrain_encoder(dataset)
+        if args.stage in ("krr", "all"):
+            run_krr(dataset)
+    if args.stage in ("report", "all"):
+        report()
+
+
+if __name__ == "__main__":
+    main()
