@@ -293,7 +293,10 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     if args.action == "list":
         models = list_pretrained()
         for name, entry in models.items():
-            print(f"{name}: {entry.get('description', '')}")
+            score = ""
+            if metrics := entry.get("metrics"):
+                score = f" [held-out MAE {metrics['mae']:.4g} {entry.get('units', '')}, n = {metrics['n']}]"
+            print(f"{name}: {entry.get('description', '')}{score}")
         if not models:
             print("no checkpoints are registered in this version; load_pretrained takes a path or URL too")
         return 0

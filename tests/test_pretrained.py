@@ -71,6 +71,7 @@ def test_cli_pretrained(saved, tmp_path, capsys):
 
     path, structures, expected = saved
     assert main(["pretrained", "list"]) == 0
+    assert "hybrid-megnet-heat-capacity: Hybrid MEGNet" in capsys.readouterr().out
     assert main(["pretrained", "info", str(path)]) == 0
     assert '"format_version": 1' in capsys.readouterr().out
     assert main(["pretrained", "info", "no-such-model"]) == 2
