@@ -289,6 +289,21 @@ def target_checks(dataset: str, tables: dict) -> list[str]:
     return lines
 
 
+def print_pending(args: argparse.Namespace) -> None:
+    """One ``accuracy.py`` command per (target, model, fold) not finished yet, fold by fold."""
+    fraction = "" if args.train_fraction == 1 else f" --train-fraction {args.train_fraction:g}"
+    suffix = "" if args.train_fraction == 1 else f"@{args.train_fraction:g}"
+    tasks = [t.name for t in DATASETS[args.dataset][1] if not args.tasks or t.name in args.tasks.split(",")]
+    for fold in (int(f) for f in args.folds.split(",")):
+        for task in tasks:
+            for model in args.models.split(","):
+                if not store(args.dataset, task, model + suffix).has(fold):
+                    print(
+                        f"python benchmarks/accuracy.py --dataset {args.dataset} --tasks {task} --models {model} "
+                        f"--folds {fold}{fraction} --no-report"
+                    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -303,7 +318,13 @@ def main() -> None:
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="only train (e.g. many units in parallel)")
+    parser.add_argument(
+        "--pending", action="store_true", help="print one command per unfinished fold (a units file for run_units.py)"
+    )
     args = parser.parse_args()
+    if args.pending:
+        print_pending(args)
+        return
     if not args.report_only:
         unknown = [m for m in args.models.split(",") if m not in MODELS]
         if unknown:

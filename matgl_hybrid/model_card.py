@@ -27,7 +27,11 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 
 def holdout_metrics(model, test: StructureData, cache_dir: str | Path | None = "default") -> dict[str, Any]:
-    """Predict ``test`` with ``model`` and score it; also returns the ids and predictions (for a reproduction)."""
+    """Predict ``test`` with ``model`` on the CPU (the model is moved there) and score it.
+
+    CPU scores reproduce on any machine with the same torch build; the ids and predictions are returned too, so that
+    a reproduction can be checked entry by entry.
+    """
     predicted = model.cpu().predict(test.structures, cache_dir=cache_dir, ids=test.ids)
     return {
         **regression_metrics(test.targets, predicted),
