@@ -140,8 +140,10 @@ def write_study(data, work: Path, args: argparse.Namespace, seconds: float) -> N
     atomic_write_text(args.out / "probe_importance.csv", importance.to_csv(index=False))
     plot_importance(importance, args.out / "probe_importance.png", f"{hybrid_label}: descriptor importance")
 
-    table_file = work / "probe.csv"  # the probe fits are the slow part: reused while no embedding is new
-    table = pd.read_csv(table_file) if table_file.exists() else None
+    # The probe fits are the slow part: reused while no embedding file is newer than them.
+    table_file = work / "probe.csv"
+    newest = max(f.stat().st_mtime for f in work.glob("*.npz"))
+    table = pd.read_csv(table_file) if table_file.exists() and table_file.stat().st_mtime > newest else None
     if table is None or set(table["embedding"]) != set(embeddings):
         table = probe(embeddings, descriptors, n_jobs=-1)
         atomic_write_text(table_file, table.to_csv(index=False))

@@ -10,9 +10,11 @@ each finished fold or model at once, so nothing finished is lost and a rerun con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,39 +26,53 @@ def read_units(path: Path) -> list[str]:
 
 
 def run_units(units: list[str], workers: int, deadline_s: float, logs: Path) -> dict[str, int]:
-    """Run ``units`` with ``workers`` at a time until done or ``deadline_s``; returns counts by outcome."""
+    """Run ``units`` with ``workers`` at a time until done or ``deadline_s``; returns counts by outcome.
+
+    Each unit runs in its own process group; whatever ends the runner (deadline, Ctrl-C, SIGTERM) stops them all.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     pending = list(enumerate(units))
     running: dict[int, subprocess.Popen] = {}
     outcome = {"ok": 0, "failed": 0, "stopped": 0, "not started": 0}
-    while pending or running:
-        late = time.monotonic() - start > deadline_s
-        while pending and len(running) < workers and not late:
-            index, command = pending.pop(0)
-            with open(logs / f"unit{index:03d}.log", "w") as log:
-                log.write(f"$ {command}\n")
-                log.flush()
-                running[index] = subprocess.Popen(
-                    command, shell=True, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-        for index, process in list(running.items()):
-            if late and process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                outcome["stopped"] += 1
-            elif process.poll() is not None:
-                outcome["ok" if process.returncode == 0 else "failed"] += 1
-            else:
-                continue
-            del running[index]
-            elapsed = time.monotonic() - start
-            print(f"[{elapsed:6.0f} s] unit {index} rc={process.returncode}: {units[index][:100]}", flush=True)
-        if late:
-            outcome["not started"] += len(pending)
-            pending.clear()
-        time.sleep(1.0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below on SIGTERM too
+    try:
+        while pending or running:
+            late = time.monotonic() - start > deadline_s
+            while pending and len(running) < workers and not late:
+                index, command = pending.pop(0)
+                with open(logs / f"unit{index:03d}.log", "w") as log:
+                    log.write(f"$ {command}\n")
+                    log.flush()
+                    running[index] = subprocess.Popen(
+                        command, shell=True, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+            for index, process in list(running.items()):
+                if late and process.poll() is None:
+                    _stop(process)
+                    outcome["stopped"] += 1
+                elif process.poll() is not None:
+                    outcome["ok" if process.returncode == 0 else "failed"] += 1
+                else:
+                    continue
+                del running[index]
+                elapsed = time.monotonic() - start
+                print(f"[{elapsed:6.0f} s] unit {index} rc={process.returncode}: {units[index][:100]}", flush=True)
+            if late:
+                outcome["not started"] += len(pending)
+                pending.clear()
+            time.sleep(1.0)
+    finally:
+        for process in running.values():
+            _stop(process)
     return outcome
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Kill a unit's whole process group (it may have ended on its own meanwhile)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def main() -> None:

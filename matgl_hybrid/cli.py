@@ -114,6 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.log10_target:
         dataset = data.log10_targets(dataset)
     test = None
+    if not 0 <= args.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     if args.test_fraction:
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(dataset), args.test_fraction, args.test_seed)
@@ -135,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         results.append(result)
     model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
+    on_gpu = spec.accelerator != "cpu" and torch.cuda.is_available()  # Lightning's "auto" picks the GPU
     model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
     record = {
         "data": str(args.data),
@@ -144,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "units": args.units,
         "n_structures": len(dataset),
         "spec": spec.to_dict(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
         "command": shlex.join(["matgl-hybrid", *args.argv]),
         "members": [
             {
@@ -159,11 +162,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         ],
         "val_ids": results[0].val_ids,
     }
-    if test is not None:
+    title = f"matgl-hybrid checkpoint: {args.out.name}"
+    save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)})
+    if test is not None:  # scored after the model is safely saved: a structure it cannot read loses nothing
         record["test"] = {"fraction": args.test_fraction, "seed": args.test_seed, **holdout_metrics(model, test, cache)}
         print(f"held-out test split ({len(test)} structures): MAE {record['test']['mae']:.4g}")
-    card = render_card(record, f"matgl-hybrid checkpoint: {args.out.name}")
-    save_model(model, args.out, {"training": record}, texts={"model_card.md": card})
+        save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)})
     print(f"saved {type(model).__name__} with its model card to {args.out}")
     return 0
 
@@ -356,7 +360,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                 "data": [str(d) for d in args.data],
                 "exclude": [str(d) for d in args.exclude or []],
                 "n_excluded": excluded,
-                "n_structures": len(structures),
+                "n_structures": module.n_structures,
                 "task": args.task,
                 "max_epochs": args.max_epochs,
                 "command": shlex.join(["matgl-hybrid", *args.argv]),

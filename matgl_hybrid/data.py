@@ -418,17 +418,19 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
 
 
 def material_key(structure: Structure, symprec: float = 0.1) -> tuple[str, int, int]:
-    """(reduced formula, number of sites, space-group number): the same material across databases and relaxations.
+    """(reduced formula, sites in the primitive cell, space-group number): one material across databases.
 
-    Used to keep evaluation structures out of a pretraining corpus even when they come with other ids.
+    The primitive cell makes a conventional cell or a supercell of a crystal match its primitive copy elsewhere. Used
+    to keep evaluation structures out of a pretraining corpus even when they come with other ids.
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        number = SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_number()
-    except Exception:  # spglib gives up on a few distorted cells: compare formula and size only
-        number = 0
-    return structure.composition.reduced_formula, len(structure), number
+        analyzer = SpacegroupAnalyzer(structure, symprec=symprec)
+        number, sites = analyzer.get_space_group_number(), len(analyzer.find_primitive())
+    except Exception:  # spglib gives up on a few distorted cells: compare formula and cell size only
+        number, sites = 0, len(structure)
+    return structure.composition.reduced_formula, sites, number
 
 
 def log10_targets(dataset: StructureData) -> StructureData:

@@ -23,6 +23,7 @@ from matgl_hybrid.data import (
     load_folder,
     load_records,
     log10_targets,
+    material_key,
     validate_structure,
     validate_target,
 )
@@ -200,6 +201,16 @@ def test_log10_targets_drops_non_positive_entries_with_a_warning() -> None:
     assert logged.target_name == "log10_K"
     assert logged.skipped == [SkippedEntry("b", "target ≤ 0 has no log10")]
     assert data.targets.tolist() == [100.0, 0.0, 10.0]  # the input is left as it was
+
+
+def test_material_key_matches_cells_of_one_crystal_and_tells_polymorphs_apart() -> None:
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    key = material_key(rocksalt)
+    assert key == ("NaCl", 2, 225)
+    assert material_key(rocksalt.get_primitive_structure()) == key
+    assert material_key(rocksalt * (2, 1, 1)) == key
+    cesium_chloride_type = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert material_key(cesium_chloride_type) == ("NaCl", 2, 221)
 
 
 def test_structure_data_checks_lengths() -> None:

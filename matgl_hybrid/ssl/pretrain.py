@@ -95,6 +95,9 @@ def pretrain(
 ) -> L.LightningModule:
     """Pretrain an encoder on ``structures`` without labels; returns the module (``.encoder`` is the MatGL model).
 
+    Structures with no neighbour pair within ``cutoff`` are left out with a warning; ``module.n_structures`` is the
+    number used.
+
     Args:
         task: ``masked`` (group, period and distance bins of masked atoms) or ``contrastive`` (NT-Xent between
             an original and a random-supercell view, 10–20 % of nodes and edges masked in each).
@@ -139,4 +142,5 @@ def pretrain(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, *loaders)
+    module.n_structures = len(structures)  # the corpus actually used, after the filter above
     return module.eval()
