@@ -189,7 +189,7 @@ def plot(results: dict, path: Path) -> None:
         names = list(rows)
         means = [rows[n]["mae_mean"] for n in names]
         ax.barh(names, means, xerr=[rows[n]["mae_std"] for n in names], color="tab:blue")
-        ax.set_title(key, fontsize=9)
+        ax.set_title(key.replace("/", "\n"), fontsize=9)
         ax.set_xlabel("MAE")
         ax.invert_yaxis()
     fig.tight_layout()
