@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
 
@@ -35,7 +34,7 @@ from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import MATBENCH_SEED, FoldStore, cross_validate, pooled_parity, summarize, write_report
 from matgl_hybrid.graphs import has_edges
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.training import TrainSpec, fit
+from matgl_hybrid.training import TrainSpec, device_name, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -101,13 +100,6 @@ def gnn_spec(dataset: str, readout: str, descriptors: str | None, fusion: str = 
         progress=False,
         **{**BUDGETS[dataset], **overrides},
     )
-
-
-def device_name() -> str:
-    """What the GNNs of this process train on, recorded with every fold."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureData:

@@ -31,7 +31,7 @@ from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import markdown_table
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
-from matgl_hybrid.training import TrainSpec, fit, split_indices
+from matgl_hybrid.training import TrainSpec, device_name, fit, split_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -108,7 +108,7 @@ def train_and_embed(key: str, data, work: Path, args: argparse.Namespace) -> Non
         "test_mae_log10_GPa": float(np.mean(np.abs(predicted - test.targets))),
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": device_name(),
     }
     taps = {"graph": embed(model, data.structures, data.ids, cache_dir=args.cache_dir)}
     if descriptor_set:

@@ -174,10 +174,10 @@ def target_checks(results: dict) -> list[str]:
                 lines.append(f"- {what}: not finished yet")
                 continue
             gain = 1 - negnn["mae_mean"] / plain["mae_mean"]
-            ok = gain >= needed
+            wins = sum(n < p for n, p in zip(negnn["fold_mae"], plain["fold_mae"], strict=True))
             lines.append(
-                f"- {what} ({negnn['mae_mean']:.4g} vs {plain['mae_mean']:.4g}, {100 * gain:+.1f} %): "
-                + ("met" if ok else "**MISSED**")
+                f"- {what} ({negnn['mae_mean']:.4g} vs {plain['mae_mean']:.4g}, {100 * gain:+.1f} %; NEGNN lower on "
+                f"{wins}/5 folds): " + ("met" if gain >= needed else "**MISSED**")
             )
     return lines
 

@@ -25,7 +25,7 @@ from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
 from matgl_hybrid.ssl import pretrain
-from matgl_hybrid.training import TrainSpec, fit, split_indices
+from matgl_hybrid.training import TrainSpec, device_name, fit, split_indices
 
 
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:
@@ -137,7 +137,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         results.append(result)
     model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
-    on_gpu = spec.accelerator != "cpu" and torch.cuda.is_available()  # Lightning's "auto" picks the GPU
     model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
     record = {
         "data": str(args.data),
@@ -147,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "units": args.units,
         "n_structures": len(dataset),
         "spec": spec.to_dict(),
-        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "device": device_name(spec.accelerator),
         "command": shlex.join(["matgl-hybrid", *args.argv]),
         "members": [
             {

@@ -131,6 +131,13 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def device_name(accelerator: str = "auto") -> str:
+    """The device Lightning's ``accelerator`` resolves to here, as recorded with results: a GPU's name or the CPU."""
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random train/validation split of ``n`` items (at least one validation item)."""
     if n < 2:

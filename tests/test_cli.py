@@ -124,6 +124,7 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
 def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
     from matgl_hybrid.checkpoint import load_model
     from matgl_hybrid.model_card import heldout_split, holdout_metrics
+    from matgl_hybrid.training import device_name
 
     path, records = write_small_records(shared_data, "mp_binary_elasticity.json.gz", 40, tmp_path)
     config = tmp_path / "spec.json"
@@ -148,6 +149,8 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     assert f"| {test['mae']:.6g} |" in card
     assert "matgl-hybrid train --data" in card
     assert "--log10-target --units 'log10(GPa)'" in card
+    assert record["device"] == device_name()
+    assert record["device"] in card
 
 
 def test_pretrain_excludes_evaluation_structures_by_id_and_by_material(shared_data, tmp_path):
