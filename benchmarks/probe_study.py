@@ -108,7 +108,7 @@ def train_and_embed(key: str, data, work: Path, args: argparse.Namespace) -> Non
         "test_mae_log10_GPa": float(np.mean(np.abs(predicted - test.targets))),
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
-        "device": device_name(),
+        "device": device_name(args.accelerator),
     }
     taps = {"graph": embed(model, data.structures, data.ids, cache_dir=args.cache_dir)}
     if descriptor_set:

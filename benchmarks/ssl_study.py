@@ -177,7 +177,7 @@ def target_checks(results: dict) -> list[str]:
             wins = sum(n < p for n, p in zip(negnn["fold_mae"], plain["fold_mae"], strict=True))
             lines.append(
                 f"- {what} ({negnn['mae_mean']:.4g} vs {plain['mae_mean']:.4g}, {100 * gain:+.1f} %; NEGNN lower on "
-                f"{wins}/5 folds): " + ("met" if gain >= needed else "**MISSED**")
+                f"{wins}/{len(negnn['fold_mae'])} folds): " + ("met" if gain >= needed else "**MISSED**")
             )
     return lines
 
