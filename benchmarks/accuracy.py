@@ -161,6 +161,21 @@ MODELS: dict[str, Callable] = {
 }
 
 
+#: Models the hybrid is compared with in the target lines, and the headline table's columns (issue #4's models 1–4).
+COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
+HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
+FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
+COLUMN_NAMES = {
+    "megnet": "plain MEGNet (MatGL, Set2Set)",
+    "megnet_readout": "MEGNet, extensive readout",
+    "descriptors_rf": "descriptors RF",
+    "descriptors_mlp": "descriptors MLP",
+    "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
+    "hybrid_megnet_gate": "hybrid MEGNet (gate)",
+    "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
+}
+
+
 def store(dataset: str, task: str, model: str) -> FoldStore:
     return FoldStore(RESULTS / "folds" / dataset / task / model)
 
@@ -258,27 +273,106 @@ def report(dataset: str) -> None:
 
 
 def target_checks(dataset: str, tables: dict) -> list[str]:
-    """The issue's accuracy targets, each marked met / MISSED from the finished folds."""
+    """The issue's accuracy targets, each marked met / MISSED from the finished folds.
+
+    Heat capacity: hybrid ≤ 0.1 × plain MEGNet and better than the readout-only and descriptor-only models. Other
+    datasets: hybrid ≤ plain MEGNet on every task (the "≥ 5 % better on two tasks" part spans datasets: see
+    :func:`summary`); the comparisons with the other models are listed there for reference, not as targets.
+    """
+    heat_capacity = dataset == "alexandria_heat_capacity"
     lines = []
     for task, rows in tables.items():
         mae = {m: r["mae_mean"] for m, r in rows.items() if r["folds_done"] == 5}
-        if "hybrid_megnet" not in mae:
-            lines.append(f"- {task}: hybrid_megnet not finished yet")
+        if "hybrid_megnet" not in mae or "megnet" not in mae:
+            lines.append(f"- {task}: hybrid_megnet or megnet not finished yet")
             continue
-        hybrid = mae["hybrid_megnet"]
-        checks = []
-        if dataset == "alexandria_heat_capacity" and "megnet" in mae:
-            checks.append(
-                (f"hybrid ≤ 0.1 × plain MEGNet ({hybrid / mae['megnet']:.3f}×)", hybrid <= 0.1 * mae["megnet"])
-            )
-        if "megnet" in mae and dataset != "alexandria_heat_capacity":
-            gain = 1 - hybrid / mae["megnet"]
-            checks.append((f"hybrid ≤ plain MEGNet ({100 * gain:+.1f} %)", hybrid <= mae["megnet"]))
-        for other in ("megnet_readout", "descriptors_rf", "descriptors_mlp"):
-            if other in mae:
-                checks.append((f"hybrid < {other} ({hybrid:.4g} vs {mae[other]:.4g})", hybrid < mae[other]))
+        hybrid, plain = mae["hybrid_megnet"], mae["megnet"]
+        if heat_capacity:
+            checks = [(f"hybrid ≤ 0.1 × plain MEGNet ({hybrid / plain:.3f}×)", hybrid <= 0.1 * plain)]
+        else:
+            checks = [(f"hybrid ≤ plain MEGNet ({100 * (1 - hybrid / plain):+.1f} %)", hybrid <= plain)]
+        others = [(m, f"hybrid < {m} ({hybrid:.4g} vs {mae[m]:.4g})", hybrid < mae[m]) for m in COMPARED if m in mae]
         lines += [f"- {task}: {text}: {'met' if ok else '**MISSED**'}" for text, ok in checks]
+        if heat_capacity:
+            lines += [f"- {task}: {text}: {'met' if ok else '**MISSED**'}" for _, text, ok in others]
+        else:
+            lines += [f"- {task} (reference, not a target): {text}: {'yes' if ok else 'no'}" for _, text, ok in others]
     return lines
+
+
+def summary(results: Path = RESULTS) -> str:
+    """``results/summary.md``: the headline table over all datasets (from ``<dataset>.json``) and the issue's
+    cross-dataset target (hybrid ≤ plain MEGNet on every non-heat-capacity task, ≥ 5 % better on at least two).
+
+    A cell with fewer than 5 folds shows the mean of the finished ones and *k/5*; bold marks the lowest complete
+    MAE of the row among the models shown.
+    """
+    tables = _load_tables(results)
+    columns = [*HEADLINE, *(m for m in FUSIONS if any(m in rows for rows in tables.values()))]
+    lines = [
+        "# Accuracy summary (issue #4)",
+        "",
+        "Matbench protocol (5-fold KFold, seed 18012019); MAE, mean ± std over folds; per-dataset tables, plots and "
+        "devices in `<dataset>.md`. Rebuild: `python benchmarks/accuracy.py --summary`.",
+        "",
+        "| dataset / target | " + " | ".join(COLUMN_NAMES.get(m, m) for m in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    gains, pending = {}, []
+    for (dataset, task), rows in tables.items():
+        complete = {m: rows[m]["mae_mean"] for m in columns if m in rows and len(rows[m]["fold_mae"]) == 5}
+        best = min(complete, key=complete.get) if complete else None
+        cells = []
+        for m in columns:
+            if m not in rows:
+                cells.append("—")
+                continue
+            r, k = rows[m], len(rows[m]["fold_mae"])
+            text = _mean_std(r["mae_mean"], r["mae_std"]) if k == 5 else f"{r['mae_mean']:.3g} *{k}/5*"
+            cells.append(f"**{text}**" if m == best else text)
+        lines.append(f"| {dataset} / {task.name} ({task.units}) | " + " | ".join(cells) + " |")
+        if dataset != "alexandria_heat_capacity":
+            if "hybrid_megnet" in complete and "megnet" in complete:
+                gains[f"{dataset} / {task.name}"] = 1 - complete["hybrid_megnet"] / complete["megnet"]
+            else:
+                pending.append(f"{dataset} / {task.name}")
+    heat = {
+        task.name: {m: {**r, "folds_done": len(r["fold_mae"])} for m, r in rows.items()}
+        for (dataset, task), rows in tables.items()
+        if dataset == "alexandria_heat_capacity"
+    }
+    lines += ["", "Heat-capacity targets:", "", *target_checks("alexandria_heat_capacity", heat)]
+    lines += [
+        "",
+        "Cross-dataset target (all datasets but heat capacity): hybrid ≤ plain MEGNet on every task, ≥ 5 % "
+        "better on at least two.",
+        "",
+    ]
+    lines += [f"- {name}: hybrid {100 * g:+.1f} % vs plain MEGNet" for name, g in gains.items()]
+    lines += [f"- {name}: not finished yet" for name in pending]
+    if not pending:
+        ok = all(g >= 0 for g in gains.values()) and sum(g >= 0.05 for g in gains.values()) >= 2
+        lines.append(f"- target: {'met' if ok else '**MISSED**'}")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(results / "summary.md", text)
+    return text
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """``mean ± std`` with the std to 2 significant digits and the mean to the same decimal place."""
+    decimals = max(0, 1 - int(np.floor(np.log10(std)))) if std > 0 else 3
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def _load_tables(results: Path) -> dict[tuple[str, Task], dict]:
+    """``{(dataset, task): {model: {"fold_mae", "mae_mean", …}}}`` of every ``<dataset>.json`` present."""
+    tables = {}
+    for dataset, (_, tasks) in DATASETS.items():
+        path = results / f"{dataset}.json"
+        if path.exists():
+            machine = json.loads(path.read_text())
+            tables |= {(dataset, t): machine[t.name] for t in tasks if t.name in machine}
+    return tables
 
 
 def print_pending(args: argparse.Namespace) -> None:
@@ -298,7 +392,7 @@ def print_pending(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--dataset", choices=sorted(DATASETS), help="required unless --summary")
     parser.add_argument("--models", default="descriptors_rf,descriptors_mlp,megnet,megnet_readout,hybrid_megnet")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the GNN epoch budget")
@@ -309,11 +403,17 @@ def main() -> None:
         "--train-fraction", type=float, default=1.0, help="keep this seeded part of each training fold (model@F)"
     )
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--summary", action="store_true", help="write results/summary.md from every <dataset>.json")
     parser.add_argument("--no-report", action="store_true", help="only train (e.g. many units in parallel)")
     parser.add_argument(
         "--pending", action="store_true", help="print one command per unfinished fold (a units file for run_units.py)"
     )
     args = parser.parse_args()
+    if args.summary:
+        print(summary())
+        return
+    if args.dataset is None:
+        parser.error("--dataset is required (or --summary)")
     if args.pending:
         print_pending(args)
         return

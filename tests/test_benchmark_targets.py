@@ -1,0 +1,89 @@
+"""The issue-#4 target lines of ``benchmarks/accuracy.py`` decide met / MISSED from the fold results alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(*maes: float) -> dict:
+    return {"fold_mae": list(maes), "mae_mean": sum(maes) / len(maes), "mae_std": 0.01, "train_seconds": 1.0}
+
+
+def _write(results: Path, dataset: str, tables: dict) -> None:
+    (results / f"{dataset}.json").write_text(json.dumps(tables))
+
+
+def test_summary_cross_dataset_target(accuracy, tmp_path):
+    five = lambda x: _row(*[x] * 5)  # noqa: E731
+    _write(
+        tmp_path,
+        "de_jong_2015_elasticity",
+        {
+            "log10_K_VRH": {"megnet": five(0.10), "hybrid_megnet": five(0.09)},  # +10 %
+            "log10_G_VRH": {"megnet": five(0.20), "hybrid_megnet": five(0.19)},  # +5 %
+        },
+    )
+    _write(
+        tmp_path,
+        "flla_2015_formation_energy",
+        {
+            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": _row(0.01, 0.01)},  # 2 folds only
+        },
+    )
+    text = accuracy.summary(tmp_path)
+    assert (tmp_path / "summary.md").read_text() == text
+    assert "formation_energy_per_atom: not finished yet" in text
+    assert "0.01 *2/5*" in text
+    assert "- target:" not in text  # undecided while a task is unfinished
+
+    _write(
+        tmp_path,
+        "flla_2015_formation_energy",
+        {
+            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": five(0.051)},  # worse than plain
+        },
+    )
+    assert "- target: **MISSED**" in accuracy.summary(tmp_path)
+    _write(
+        tmp_path,
+        "flla_2015_formation_energy",
+        {
+            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": five(0.05)},
+        },
+    )
+    text = accuracy.summary(tmp_path)
+    assert "- target: met" in text
+    assert "hybrid +10.0 % vs plain MEGNet" in text
+    assert "**0.090 ± 0.010**" in text  # best complete model of the row in bold
+
+
+def test_heat_capacity_targets(accuracy):
+    tables = {
+        "heat_capacity": {
+            m: {"mae_mean": v, "folds_done": 5}
+            for m, v in {"megnet": 250.0, "megnet_readout": 9.0, "descriptors_rf": 15.0, "hybrid_megnet": 10.0}.items()
+        }
+    }
+    lines = accuracy.target_checks("alexandria_heat_capacity", tables)
+    assert "- heat_capacity: hybrid ≤ 0.1 × plain MEGNet (0.040×): met" in lines
+    assert "- heat_capacity: hybrid < megnet_readout (10 vs 9): **MISSED**" in lines
+    assert "- heat_capacity: hybrid < descriptors_rf (10 vs 15): met" in lines
+    other = accuracy.target_checks("de_jong_2015_elasticity", tables)
+    assert other[0] == "- heat_capacity: hybrid ≤ plain MEGNet (+96.0 %): met"
+    assert all("reference, not a target" in line for line in other[1:])
