@@ -1,4 +1,4 @@
-"""The issue-#4 target lines of ``benchmarks/accuracy.py`` decide met / MISSED from the fold results alone."""
+"""Benchmark tooling: issue-#4 target lines decide met / MISSED from fold results; the unit runner's deadlines."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    return _script("accuracy")
 
 
 def _row(*maes: float) -> dict:
@@ -87,3 +91,18 @@ def test_heat_capacity_targets(accuracy):
     other = accuracy.target_checks("de_jong_2015_elasticity", tables)
     assert other[0] == "- heat_capacity: hybrid ≤ plain MEGNet (+96.0 %): met"
     assert all("reference, not a target" in line for line in other[1:])
+
+
+def test_run_units_start_by_and_deadline(tmp_path):
+    run_units = _script("run_units").run_units
+    done = tmp_path / "done"
+    units = [f"sleep 0.2 && touch {done}1", f"touch {done}2", "sleep 30"]
+    # The first unit starts, the rest come after the start-by time: not started, and the first one still finishes.
+    outcome = run_units(units, workers=1, deadline_s=20, logs=tmp_path / "logs", start_by_s=0.1)
+    assert outcome == {"ok": 1, "failed": 0, "stopped": 0, "not started": 2}
+    assert (tmp_path / "done1").exists()
+    assert not (tmp_path / "done2").exists()
+    # Without a start-by time the deadline stops the long unit.
+    outcome = run_units(units[2:], workers=1, deadline_s=1.5, logs=tmp_path / "logs")
+    assert outcome == {"ok": 0, "failed": 0, "stopped": 1, "not started": 0}
+    assert (tmp_path / "logs" / "unit000.log").read_text().startswith("$ sleep 30")
