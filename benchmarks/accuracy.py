@@ -165,6 +165,12 @@ MODELS: dict[str, Callable] = {
 COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
+SHORT_NAMES = {
+    "alexandria_heat_capacity": "alexandria",
+    "mp_binary_elasticity": "mp_binary",
+    "de_jong_2015_elasticity": "de Jong 2015",
+    "flla_2015_formation_energy": "flla 2015",
+}
 COLUMN_NAMES = {
     "megnet": "plain MEGNet (MatGL, Set2Set)",
     "megnet_readout": "MEGNet, extensive readout",
@@ -353,9 +359,47 @@ def summary(results: Path = RESULTS) -> str:
     if not pending:
         ok = all(g >= 0 for g in gains.values()) and sum(g >= 0.05 for g in gains.values()) >= 2
         lines.append(f"- target: {'met' if ok else '**MISSED**'}")
+    lines += ["", "![MAE relative to plain MEGNet](summary.png)"]
     text = "\n".join(lines) + "\n"
     atomic_write_text(results / "summary.md", text)
+    plot_summary(tables, columns, results / "summary.png")
     return text
+
+
+def plot_summary(tables: dict[tuple[str, Task], dict], columns: list[str], path: Path) -> None:
+    """Grouped bars: MAE of each model / MAE of plain MEGNet, per task (log scale; hatched: < 5 folds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {key: r for key, r in tables.items() if "megnet" in r}
+    fig, ax = plt.subplots(figsize=(3.6 + 1.5 * len(rows), 4.2))
+    width = 0.8 / len(columns)
+    for j, model in enumerate(columns):
+        for i, r in enumerate(rows.values()):
+            if model in r:
+                done = len(r[model]["fold_mae"]) == 5
+                ax.bar(
+                    i + (j - (len(columns) - 1) / 2) * width,
+                    r[model]["mae_mean"] / r["megnet"]["mae_mean"],
+                    width,
+                    color=f"C{j}",
+                    hatch="" if done else "//",
+                    alpha=1 if done else 0.5,
+                    label=COLUMN_NAMES.get(model, model),
+                )
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [f"{SHORT_NAMES[d]}\n{t.name}" for d, t in rows], fontsize=8)
+    ax.set_ylabel("MAE / MAE of plain MEGNet")
+    ax.set_title("Matbench 5-fold MAE relative to plain MEGNet (lower is better; hatched: < 5 folds)", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))  # one legend entry per model
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _mean_std(mean: float, std: float) -> str:
