@@ -324,7 +324,7 @@ def summary(results: Path = RESULTS) -> str:
         "| dataset / target | " + " | ".join(COLUMN_NAMES.get(m, m) for m in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    gains, pending = {}, []
+    gains, wins, pending = {}, {}, []
     for (dataset, task), rows in tables.items():
         complete = {m: rows[m]["mae_mean"] for m in columns if m in rows and len(rows[m]["fold_mae"]) == 5}
         best = min(complete, key=complete.get) if complete else None
@@ -339,7 +339,10 @@ def summary(results: Path = RESULTS) -> str:
         lines.append(f"| {dataset} / {task.name} ({task.units}) | " + " | ".join(cells) + " |")
         if dataset != "alexandria_heat_capacity":
             if "hybrid_megnet" in complete and "megnet" in complete:
-                gains[f"{dataset} / {task.name}"] = 1 - complete["hybrid_megnet"] / complete["megnet"]
+                name = f"{dataset} / {task.name}"
+                gains[name] = 1 - complete["hybrid_megnet"] / complete["megnet"]
+                pairs = zip(rows["hybrid_megnet"]["fold_mae"], rows["megnet"]["fold_mae"], strict=True)
+                wins[name] = sum(h < m for h, m in pairs)
             else:
                 pending.append(f"{dataset} / {task.name}")
     heat = {
@@ -354,7 +357,10 @@ def summary(results: Path = RESULTS) -> str:
         "better on at least two.",
         "",
     ]
-    lines += [f"- {name}: hybrid {100 * g:+.1f} % vs plain MEGNet" for name, g in gains.items()]
+    lines += [
+        f"- {name}: hybrid {100 * g:+.1f} % vs plain MEGNet (lower on {wins[name]}/5 folds)"
+        for name, g in gains.items()
+    ]
     lines += [f"- {name}: not finished yet" for name in pending]
     if not pending:
         ok = all(g >= 0 for g in gains.values()) and sum(g >= 0.05 for g in gains.values()) >= 2
