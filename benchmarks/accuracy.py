@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt  # the Agg backend is chosen by matgl_hybrid.evaluation, imported below
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
@@ -374,11 +375,6 @@ def summary(results: Path = RESULTS) -> str:
 
 def plot_summary(tables: dict[tuple[str, Task], dict], columns: list[str], path: Path) -> None:
     """Grouped bars: MAE of each model / MAE of plain MEGNet, per task (log scale; hatched: < 5 folds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = {key: r for key, r in tables.items() if "megnet" in r}
     fig, ax = plt.subplots(figsize=(3.6 + 1.5 * len(rows), 4.2))
     width = 0.8 / len(columns)
