@@ -106,3 +106,27 @@ def test_run_units_start_by_and_deadline(tmp_path):
     outcome = run_units(units[2:], workers=1, deadline_s=1.5, logs=tmp_path / "logs")
     assert outcome == {"ok": 0, "failed": 0, "stopped": 1, "not started": 0}
     assert (tmp_path / "logs" / "unit000.log").read_text().startswith("$ sleep 30")
+
+
+def test_fusion_lines_choose_the_better_other_fusion(accuracy):
+    five = lambda x: _row(*[x] * 5)  # noqa: E731
+    k, g = accuracy.DATASETS["de_jong_2015_elasticity"][1]
+    assert accuracy.fusion_lines({}) == ["- not compared yet: no task has 5 folds of every fusion"]
+    tables = {
+        ("de_jong_2015_elasticity", k): {
+            "megnet": five(0.10),
+            "hybrid_megnet": five(0.080),
+            "hybrid_megnet_gate": five(0.088),  # 1.10 × concat
+            "hybrid_megnet_film": five(0.084),  # 1.05 × concat: chosen
+        },
+        ("de_jong_2015_elasticity", g): {
+            "megnet": five(0.20),
+            "hybrid_megnet": five(0.18),
+            "hybrid_megnet_film": _row(0.1, 0.1),  # unfinished: no line
+        },
+    }
+    lines = accuracy.fusion_lines(tables)
+    assert lines[0].endswith("hybrid MEGNet (gate) 1.100, hybrid MEGNet (FiLM) 1.050 → hybrid MEGNet (FiLM)")
+    assert lines[1:] == [
+        "- de_jong_2015_elasticity / log10_K_VRH: hybrid MEGNet (FiLM) +16.0 % vs plain MEGNet, -5.0 % vs concat"
+    ]
