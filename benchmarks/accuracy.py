@@ -330,7 +330,7 @@ def summary(results: Path = RESULTS) -> str:
     ]
     gains, wins, pending = {}, {}, []
     for (dataset, task), rows in tables.items():
-        complete = {m: rows[m]["mae_mean"] for m in columns if m in rows and len(rows[m]["fold_mae"]) == 5}
+        complete = {m: mae for m, mae in _complete_means(rows).items() if m in columns}
         best = min(complete, key=complete.get) if complete else None
         cells = []
         for m in columns:
@@ -388,9 +388,7 @@ def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
     The choice is made on the tasks where every fusion and the concat hybrid have 5 folds: the lowest mean of
     MAE / concat's MAE over them. Then one line per task where the chosen fusion has 5 folds.
     """
-    complete = {
-        key: {m: r["mae_mean"] for m, r in rows.items() if len(r["fold_mae"]) == 5} for key, rows in tables.items()
-    }
+    complete = {key: _complete_means(rows) for key, rows in tables.items()}
     selection = [key for key, mae in complete.items() if all(m in mae for m in (*FUSIONS, "hybrid_megnet"))]
     if not selection:
         return ["- not compared yet: no task has 5 folds of every fusion"]
@@ -400,7 +398,7 @@ def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
     scores = ", ".join(f"{COLUMN_NAMES[m]} {ratio[m]:.3f}" for m in FUSIONS)
     lines = [f"- chosen on {names} (MAE / concat's MAE): {scores} → {COLUMN_NAMES[chosen]}"]
     for (dataset, task), mae in complete.items():
-        if chosen in mae and "megnet" in mae:
+        if all(m in mae for m in (chosen, "megnet", "hybrid_megnet")):
             lines.append(
                 f"- {dataset} / {task.name}: {COLUMN_NAMES[chosen]} {100 * (1 - mae[chosen] / mae['megnet']):+.1f} % "
                 f"vs plain MEGNet, {100 * (1 - mae[chosen] / mae['hybrid_megnet']):+.1f} % vs concat"
@@ -443,6 +441,11 @@ def _mean_std(mean: float, std: float) -> str:
     """``mean ± std`` with the std to 2 significant digits and the mean to the same decimal place."""
     decimals = max(0, 1 - int(np.floor(np.log10(std)))) if std > 0 else 3
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def _complete_means(rows: dict[str, dict]) -> dict[str, float]:
+    """``{model: mean MAE}`` of the models of one task that have all 5 folds."""
+    return {m: r["mae_mean"] for m, r in rows.items() if len(r["fold_mae"]) == 5}
 
 
 def _load_tables(results: Path) -> dict[tuple[str, Task], dict]:

@@ -124,6 +124,11 @@ def test_fusion_lines_choose_the_better_other_fusion(accuracy):
             "hybrid_megnet": five(0.18),
             "hybrid_megnet_film": _row(0.1, 0.1),  # unfinished: no line
         },
+        ("flla_2015_formation_energy", accuracy.DATASETS["flla_2015_formation_energy"][1][0]): {
+            "megnet": five(0.15),
+            "hybrid_megnet": _row(0.1),  # concat unfinished: no line, and no error
+            "hybrid_megnet_film": five(0.14),
+        },
     }
     lines = accuracy.fusion_lines(tables)
     assert lines[0].endswith("hybrid MEGNet (gate) 1.100, hybrid MEGNet (FiLM) 1.050 → hybrid MEGNet (FiLM)")
