@@ -13,6 +13,8 @@ finished folds and a rerun continues; the report is rebuilt from all finished fo
 GNN budget (MEGNet, lr 2e-3, cosine decay, early stopping on 10 % of the training folds): batch 32, at most 120
 epochs, patience 25 on the small sets (≈ 1200 structures); batch 128, at most 100 epochs, patience 20 on the
 ≈ 4000-structure sets, sized for one GPU (see ``BUDGETS``). Every fold records the device it trained on.
+Model 5 (``tensornet``, ``tensornet_readout``, ``hybrid_tensornet``) is the same comparison on MatGL's TensorNet
+(its default size), with the same budget.
 
 The other fusions of the hybrid (``hybrid_megnet_gate``, ``hybrid_megnet_film``) both run on de Jong log10 K_VRH;
 the one with the lower MAE relative to concatenation runs on the other tasks, and ``--summary`` names the choice.
@@ -92,10 +94,17 @@ BUDGETS = {
 }
 
 
-def gnn_spec(dataset: str, readout: str, descriptors: str | None, fusion: str = "concat", **overrides) -> TrainSpec:
-    """The GNN training budget of this benchmark for ``dataset`` (MEGNet; see ``BUDGETS``)."""
+def gnn_spec(
+    dataset: str,
+    readout: str,
+    descriptors: str | None,
+    fusion: str = "concat",
+    backbone: str = "megnet",
+    **overrides,
+) -> TrainSpec:
+    """The GNN training budget of this benchmark for ``dataset`` (see ``BUDGETS``); MatGL's default model size."""
     return TrainSpec(
-        backbone="megnet",
+        backbone=backbone,
         readout=readout,
         descriptors=descriptors,
         fusion=fusion,
@@ -140,11 +149,17 @@ def encoder_dir(dataset: str) -> Path:
     return RESULTS / "ssl_work" / f"encoder_without_{dataset}"
 
 
-def _gnn_model(readout: str, descriptors: str | None, fusion: str = "concat", ne_layers: str | None = None) -> Callable:
+def _gnn_model(
+    readout: str,
+    descriptors: str | None,
+    fusion: str = "concat",
+    ne_layers: str | None = None,
+    backbone: str = "megnet",
+) -> Callable:
     def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
         if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
             overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
-        spec = gnn_spec(dataset, readout, descriptors, fusion, seed=fold, n_jobs=-1, **overrides)
+        spec = gnn_spec(dataset, readout, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
         result = fit(train, spec=spec, cache_dir=cache)
         return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
 
@@ -162,6 +177,9 @@ MODELS: dict[str, Callable] = {
     "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
     "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
+    "tensornet": _gnn_model("native", None, backbone="tensornet"),
+    "tensornet_readout": _gnn_model("extensive", None, backbone="tensornet"),
+    "hybrid_tensornet": _gnn_model("extensive", "gong28", "concat", backbone="tensornet"),
 }
 
 
@@ -169,6 +187,7 @@ MODELS: dict[str, Callable] = {
 COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
+TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid
 SHORT_NAMES = {
     "alexandria_heat_capacity": "alexandria",
     "mp_binary_elasticity": "mp_binary",
@@ -183,6 +202,9 @@ COLUMN_NAMES = {
     "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
     "hybrid_megnet_gate": "hybrid MEGNet (gate)",
     "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
+    "tensornet": "plain TensorNet (MatGL)",
+    "tensornet_readout": "TensorNet, extensive readout",
+    "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
 }
 
 
@@ -264,7 +286,8 @@ def report(dataset: str) -> None:
     notes = [
         f"Matbench protocol: 5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order; "
         "imputers, scalers and target normalization fitted on the training folds only. "
-        f"Command: `python benchmarks/accuracy.py --dataset {dataset}`. GNN budget: MEGNet, batch "
+        f"Command: `python benchmarks/accuracy.py --dataset {dataset}`. GNN budget (MEGNet; TensorNet for model 5; "
+        f"MatGL's default sizes): batch "
         f"{budget.batch_size}, lr {budget.lr:g}, at most {budget.max_epochs} epochs, early stopping (patience "
         f"{budget.patience}) on 10 % of the training folds. MAD: mean absolute deviation of the targets. "
         "Moduli ≤ 0 (no log10) and structures with no neighbour pair within the 5 Å graph cutoff (which no graph "
@@ -318,7 +341,7 @@ def summary(results: Path = RESULTS) -> str:
     MAE of the row among the models shown.
     """
     tables = _load_tables(results)
-    columns = [*HEADLINE, *(m for m in FUSIONS if any(m in rows for rows in tables.values()))]
+    columns = [*HEADLINE, *(m for m in (*FUSIONS, *TENSORNET) if any(m in rows for rows in tables.values()))]
     lines = [
         "# Accuracy summary (issue #4)",
         "",
@@ -374,6 +397,10 @@ def summary(results: Path = RESULTS) -> str:
         "Model 4, the best of the other fusions (gate, FiLM) beside concatenation:",
         "",
         *fusion_lines(tables),
+        "",
+        "Model 5, the same comparison on TensorNet (plain as MatGL ships it, extensive readout, hybrid):",
+        "",
+        *tensornet_lines(tables),
     ]
     lines += ["", "![MAE relative to plain MEGNet](summary.png)"]
     text = "\n".join(lines) + "\n"
@@ -404,6 +431,21 @@ def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
                 f"vs plain MEGNet, {100 * (1 - mae[chosen] / mae['hybrid_megnet']):+.1f} % vs concat"
             )
     return lines
+
+
+def tensornet_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
+    """One line per task where every TensorNet model has 5 folds: the hybrid vs plain and readout-only TensorNet."""
+    lines = []
+    for (dataset, task), rows in tables.items():
+        mae = _complete_means(rows)
+        if all(m in mae for m in TENSORNET):
+            hybrid = mae["hybrid_tensornet"]
+            lines.append(
+                f"- {dataset} / {task.name}: hybrid TensorNet {hybrid:.4g} = {hybrid / mae['tensornet']:.3f}× plain "
+                f"TensorNet ({mae['tensornet']:.4g}), {100 * (1 - hybrid / mae['tensornet_readout']):+.1f} % vs its "
+                f"extensive readout alone ({mae['tensornet_readout']:.4g})"
+            )
+    return lines or ["- no task has 5 folds of every TensorNet model yet"]
 
 
 def plot_summary(tables: dict[tuple[str, Task], dict], columns: list[str], path: Path) -> None:

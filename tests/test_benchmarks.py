@@ -135,3 +135,30 @@ def test_fusion_lines_choose_the_better_other_fusion(accuracy):
     assert lines[1:] == [
         "- de_jong_2015_elasticity / log10_K_VRH: hybrid MEGNet (FiLM) +16.0 % vs plain MEGNet, -5.0 % vs concat"
     ]
+
+
+def test_tensornet_lines_compare_model_5_only_when_complete(accuracy):
+    five = lambda x: _row(*[x] * 5)  # noqa: E731
+    (heat,) = accuracy.DATASETS["alexandria_heat_capacity"][1]
+    k, g = accuracy.DATASETS["de_jong_2015_elasticity"][1]
+    tables = {
+        ("alexandria_heat_capacity", heat): {
+            "tensornet": five(200.0),
+            "tensornet_readout": five(10.0),
+            "hybrid_tensornet": five(8.0),
+        },
+        ("de_jong_2015_elasticity", k): {"tensornet": five(0.1), "hybrid_tensornet": five(0.09)},  # no readout-only
+        ("de_jong_2015_elasticity", g): {
+            "tensornet": five(0.2),
+            "tensornet_readout": five(0.2),
+            "hybrid_tensornet": _row(0.1),  # unfinished
+        },
+    }
+    assert accuracy.tensornet_lines(tables) == [
+        "- alexandria_heat_capacity / heat_capacity: hybrid TensorNet 8 = 0.040× plain TensorNet (200), "
+        "+20.0 % vs its extensive readout alone (10)"
+    ]
+    assert accuracy.tensornet_lines({}) == ["- no task has 5 folds of every TensorNet model yet"]
+    assert "hybrid_tensornet" in accuracy.MODELS
+    spec = accuracy.gnn_spec("alexandria_heat_capacity", "extensive", "gong28", backbone="tensornet")
+    assert spec.backbone == "tensornet"
