@@ -299,6 +299,9 @@ def report(dataset: str) -> None:
     if devices:
         notes += ["", f"Folds ran on: {'; '.join(sorted(devices))} (train s / fold compares only on one device)."]
     notes += ["", "Targets (issue #4):", *target_checks(dataset, tables)]
+    if any(m in rows for rows in tables.values() for m in TENSORNET):
+        by_task = {(dataset, t): tables[t.name] for t in DATASETS[dataset][1] if t.name in tables}
+        notes += ["", "Model 5 (TensorNet, same folds and budget):", *tensornet_lines(by_task)]
     write_report(
         RESULTS / dataset, f"{dataset}: hybrid vs plain GNN vs descriptors", tables, units, parity, notes=notes
     )
