@@ -263,6 +263,24 @@ def test_parallel_equals_serial_and_accepts_ase_atoms(real_structures):
     pd.testing.assert_frame_equal(serial, parallel)
 
 
+def test_values_do_not_depend_on_how_site_coordinates_are_written(real_structures):
+    # The same crystals with sites moved by whole lattice vectors (coordinates outside [0, 1), some exactly 1.0):
+    # matminer's StructuralHeterogeneity raises or describes the wrong cells on such input; ours must not change.
+    structures = [s for _, s in real_structures[::6]]
+    rng = np.random.default_rng(0)
+    moved = []
+    for s in structures:
+        frac = s.frac_coords + rng.integers(-1, 2, size=s.frac_coords.shape)
+        frac[s.frac_coords == 0] = 1.0
+        moved.append(Structure(s.lattice, s.species, frac))
+    assert any(((m.frac_coords < 0) | (m.frac_coords >= 1)).any() for m in moved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd.testing.assert_frame_equal(
+            featurize(structures, "gong28", progress=False), featurize(moved, "gong28", progress=False)
+        )
+
+
 def test_bad_input_is_refused_with_a_clear_error():
     good = Structure(Lattice.cubic(4.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     disordered = Structure(Lattice.cubic(4.0), [{"Cs": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
