@@ -35,7 +35,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
 
 from matgl_hybrid.data import StructureData, load_records, log10_targets
-from matgl_hybrid.descriptors import DescriptorTransform, featurize
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import MATBENCH_SEED, FoldStore, cross_validate, pooled_parity, summarize, write_report
 from matgl_hybrid.graphs import has_edges
@@ -240,7 +240,10 @@ def run(
                     warnings.simplefilter("ignore")
                     predicted = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)
                     gnn = not model.startswith("descriptors")
-                    return predicted, {"settings": settings if gnn else {"device": settings["device"]}}
+                    params = {"settings": settings if gnn else {"device": settings["device"]}}
+                    if not gnn or "hybrid" in model:  # which descriptor definitions the fold used
+                        params["descriptor_version"] = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version
+                    return predicted, params
 
             name = model if train_fraction == 1 else f"{model}@{train_fraction:g}"
             records = cross_validate(
