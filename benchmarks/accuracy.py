@@ -224,6 +224,7 @@ def run(
     """Train and test ``models`` on ``folds``; ``train_fraction`` < 1 keeps a seeded part of each training fold."""
     cache = descriptor_cache_dir()
     settings = {**BUDGETS[dataset], **overrides, "device": device_name(), "train_fraction": train_fraction}
+    descriptor_version = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version  # recorded by descriptor models
     for task in DATASETS[dataset][1]:
         if tasks and task.name not in tasks:
             continue
@@ -242,7 +243,7 @@ def run(
                     gnn = not model.startswith("descriptors")
                     params = {"settings": settings if gnn else {"device": settings["device"]}}
                     if not gnn or "hybrid" in model:  # which descriptor definitions the fold used
-                        params["descriptor_version"] = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version
+                        params["descriptor_version"] = descriptor_version
                     return predicted, params
 
             name = model if train_fraction == 1 else f"{model}@{train_fraction:g}"
