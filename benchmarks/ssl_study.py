@@ -40,8 +40,8 @@ from sklearn.preprocessing import StandardScaler
 
 from matgl_hybrid.checkpoint import load_model
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import FoldStore, cross_validate, markdown_table, summarize
+from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.ssl import node_embeddings
 from matgl_hybrid.ssl.embeddings import embedding_width

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from matgl_hybrid.checkpoint import load_model, save_model, sha256_file
-from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.model_card import heldout_split, holdout_metrics, render_card
 from matgl_hybrid.pretrained import REGISTRY_FILE
 

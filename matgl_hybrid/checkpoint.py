@@ -9,9 +9,10 @@ A checkpoint directory holds
 - ``descriptor_transform.json`` (hybrids) and ``target_normalization.json``: the fitted imputer/scaler and target
   mean/std, one file each (ensembles keep them per member inside ``kwargs``);
 - any records (``training.json``, ``model_card.md``);
-- ``model.pt`` and ``state.pt``: MatGL's own files, so that ``matgl.load_model(dir)`` works too (MatGL reads them
-  with ``torch.load(weights_only=True)``; matgl-hybrid's loader never reads them);
-- ``SHA256SUMS``: the sha256 of every other file. Loading verifies it first and names any file that differs.
+- ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder; for
+  matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedLoadMixIn`), i.e. :func:`load_model`;
+- ``SHA256SUMS``: the sha256 of every other file. Loading verifies it first, names any file that differs, and
+  refuses a checkpoint whose manifest lacks a file the loader reads (``metadata["files"]`` lists them).
 
 Nothing here is unpickled by :func:`load_model`: weights come from safetensors, everything else from JSON.
 """
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
+import os
 import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +34,30 @@ import torch
 from matgl.models._core import MatGLModel
 from safetensors.torch import load_file, save_file
 
+from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir
 from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 
-#: Version of the checkpoint layout written here; a larger one comes from a newer matgl-hybrid.
-FORMAT_VERSION = 1
+#: Version of the checkpoint layout written here; a larger one comes from a newer matgl-hybrid. Format 2 lists every
+#: file it wrote in ``metadata["files"]``, and the loader requires each of them in the manifest.
+FORMAT_VERSION = 2
 MANIFEST = "SHA256SUMS"
 #: Constructor arguments stored in their own JSON files rather than in model.json's kwargs.
 SEPARATE_STATE = {
     "descriptor_transform.json": ("descriptor_transform",),
     "target_normalization.json": ("target_names", "target_units", "target_mean", "target_std"),
 }
-#: Modules whose classes a checkpoint may name (no import of arbitrary modules).
-ALLOWED_MODULES = ("matgl_hybrid.models", "matgl.models")
+#: The classes a checkpoint may name, by exact module (no import of any other module).
+ALLOWED_CLASSES = {
+    "matgl_hybrid.models.hybrid": ("HybridModel",),
+    "matgl_hybrid.models.ensemble": ("HybridEnsemble",),
+    "matgl.models._megnet": ("MEGNet",),
+    "matgl.models._m3gnet": ("M3GNet",),
+    "matgl.models._tensornet": ("TensorNet",),
+}
+#: Files every checkpoint has: the header, the weights, and MatGL's own two files (for ``matgl.load_model``).
+BASE_FILES = ("model.json", "weights.safetensors", "model.pt", "state.pt")
+#: Prefix of the folder a save assembles its files in, inside the destination.
+_SAVING_PREFIX = ".saving."
 
 
 class CheckpointError(ValueError):
@@ -58,28 +73,80 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(
-    model: MatGLModel, out_dir: str | Path, records: dict[str, Any] | None = None, texts: dict[str, str] | None = None
-) -> Path:
-    """Write ``model`` as a checkpoint directory at ``out_dir`` (replacing one that is there).
+def is_saved_model(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a checkpoint written by :func:`save_model` (manifest and header)."""
+    path = Path(path)
+    return (path / MANIFEST).is_file() and (path / "model.json").is_file()
+
+
+def check_model_dir(path: str | Path, overwrite: bool = False, allow: Iterable[str | Path] = ()) -> Path:
+    """Check, before any work, that a model can be saved at ``path`` without touching anything else there.
 
     Args:
-        model: a matgl-hybrid model (``HybridModel``, ``HybridEnsemble``).
+        path: the checkpoint folder to be.
+        overwrite: also accept a non-empty folder that holds no saved model (the model's files are written beside
+            what is there; nothing is deleted).
+        allow: entries of ``path`` that may be there (e.g. a ``--checkpoint-dir`` inside it).
+
+    Raises:
+        FileExistsError: ``path`` holds files and no saved model, and ``overwrite`` is False.
+        NotADirectoryError, PermissionError: ``path`` cannot be a writable folder.
+    """
+    path = check_output_dir(path)
+    if path.is_dir() and not overwrite and not is_saved_model(path):
+        allowed = {Path(a).absolute() for a in allow}
+        foreign = sorted(
+            p.name
+            for p in path.iterdir()
+            if p.absolute() not in allowed and not p.name.startswith((_SAVING_PREFIX, ".matgl-hybrid-write-check."))
+        )
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+            raise FileExistsError(
+                f"{path} is not empty ({shown}) and holds no saved model: choose another folder, or overwrite "
+                "(--overwrite) to write the model's files beside what is there (nothing is deleted)"
+            )
+    return path
+
+
+def save_model(
+    model: MatGLModel,
+    out_dir: str | Path,
+    records: dict[str, Any] | None = None,
+    texts: dict[str, str] | None = None,
+    *,
+    overwrite: bool = False,
+    allow: Iterable[str | Path] = (),
+) -> Path:
+    """Write ``model`` as a checkpoint directory at ``out_dir``.
+
+    Args:
+        model: a matgl-hybrid model (``HybridModel``, ``HybridEnsemble``) or a MatGL backbone.
         records: extra JSON files, ``{name: value}`` -> ``<name>.json``.
         texts: extra text files, ``{file name: text}`` (e.g. ``model_card.md``).
+        overwrite, allow: see :func:`check_model_dir`, which is called first.
 
-    The directory is assembled next to its destination and renamed into place: an interrupted save never
-    leaves a half-written checkpoint.
+    Saving over an earlier checkpoint replaces the files that checkpoint's manifest lists and nothing else: files
+    and folders of the user's (predictions, a checkpoint folder) stay. The files are assembled in a hidden folder
+    inside ``out_dir`` and renamed into place; the manifest is removed first and written last, so an interrupted
+    save leaves a folder that the loader refuses, never one that loads wrong.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    out_dir = check_model_dir(out_dir, overwrite, allow)
+    previous = _listed_files(out_dir) if is_saved_model(out_dir) else set()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
         model.save(tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
         kwargs = dict(model._init_args)
         for name, keys in SEPARATE_STATE.items():
             if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
                 _write_json(tmp / name, {k: kwargs.pop(k) for k in keys})
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
+        for name, value in (records or {}).items():
+            _write_json(tmp / f"{name}.json", value)
+        for name, text in (texts or {}).items():
+            (tmp / name).write_text(text)
+        files = sorted({p.name for p in tmp.iterdir() if p.is_file()} | {"model.json"})
         header = {
             "@class": type(model).__name__,
             "@module": type(model).__module__,
@@ -87,9 +154,12 @@ def save_model(
             "kwargs": kwargs,
             "metadata": {
                 "format_version": FORMAT_VERSION,
+                "files": files,
                 "matgl_hybrid_version": PACKAGE_VERSION,
                 "matgl_version": matgl.__version__,
                 "torch_version": torch.__version__,
+                "matminer_version": importlib.metadata.version("matminer"),
+                "pymatgen_version": importlib.metadata.version("pymatgen"),
                 "descriptor_set": getattr(model, "descriptor_set", None),
                 "descriptor_version": getattr(model, "descriptor_version", None),
                 "target_names": list(getattr(model, "target_names", ()) or ()),
@@ -97,28 +167,36 @@ def save_model(
             },
         }
         _write_json(tmp / "model.json", header)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
-        for name, value in (records or {}).items():
-            _write_json(tmp / f"{name}.json", value)
-        for name, text in (texts or {}).items():
-            (tmp / name).write_text(text)
-        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
-        (tmp / MANIFEST).write_text("".join(f"{sha256_file(tmp / f)}  {f}\n" for f in files))
-        if out_dir.exists():
-            if not (out_dir / "model.json").exists() and any(out_dir.iterdir()):
-                raise FileExistsError(f"{out_dir} exists and is not a saved model: refusing to replace it")
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        for f in files:
+            (tmp / f).chmod(0o666 & ~current_umask())
+        manifest = "".join(f"{sha256_file(tmp / f)}  {f}\n" for f in files)
+        (out_dir / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the folder does not load
+        for f in files:
+            os.replace(tmp / f, out_dir / f)
+        for f in sorted(previous - set(files)):  # files of the earlier checkpoint that this one does not have
+            (out_dir / f).unlink(missing_ok=True)
+        atomic_write_text(out_dir / MANIFEST, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
+def _listed_files(path: Path) -> set[str]:
+    """The file names a checkpoint's manifest lists (the files matgl-hybrid wrote there)."""
+    names = set()
+    for line in (path / MANIFEST).read_text().splitlines():
+        _, _, name = line.partition("  ")
+        if name and "/" not in name and not name.startswith("."):
+            names.add(name)
+    return names
+
+
 def verify(path: str | Path) -> dict[str, str]:
-    """Check every file against ``SHA256SUMS``; returns ``{file: sha256}``.
+    """Check every file listed in ``SHA256SUMS`` against its hash; returns ``{file: sha256}``.
 
     Raises:
-        CheckpointError: no manifest, a listed file missing, or a file whose bytes differ (named, with hashes).
+        CheckpointError: no manifest, no entry for ``model.json``, a listed file missing, or a file whose bytes
+            differ (named, with hashes). :func:`load_model` also requires an entry for every file it reads.
     """
     path = Path(path)
     manifest = path / MANIFEST
@@ -130,6 +208,8 @@ def verify(path: str | Path) -> dict[str, str]:
         if not name or len(digest) != 64 or "/" in name or name.startswith("."):
             raise CheckpointError(f"{manifest} is malformed: {line!r}")
         expected[name] = digest
+    if "model.json" not in expected:
+        raise CheckpointError(f"{manifest} has no entry for model.json: the checkpoint cannot be verified")
     for name, digest in expected.items():
         file = path / name
         if not file.is_file():
@@ -156,32 +236,75 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return header
 
 
+def required_files(header: dict[str, Any]) -> list[str]:
+    """The files a checkpoint must have, each with a manifest entry, as its (verified) header says."""
+    metadata = header["metadata"]
+    if metadata["format_version"] >= 2:
+        return sorted(set(metadata.get("files") or ()) | set(BASE_FILES))
+    # Format 1 did not list its files: its separate state files are there whenever their keys left the kwargs.
+    required = set(BASE_FILES)
+    if header.get("@class") == "HybridModel":
+        kwargs = header.get("kwargs") or {}
+        required |= {f for f, keys in SEPARATE_STATE.items() if not any(k in kwargs for k in keys)}
+    return sorted(required)
+
+
+def model_class(header: dict[str, Any], path: Path) -> type[MatGLModel]:
+    """The class a header names, if it is one of :data:`ALLOWED_CLASSES` (exact module and name)."""
+    module, name = str(header.get("@module")), str(header.get("@class"))
+    if name not in ALLOWED_CLASSES.get(module, ()):
+        raise CheckpointError(f"{path}/model.json names class {module}.{name}, which is not a matgl-hybrid model")
+    return getattr(importlib.import_module(module), name)
+
+
 def load_model(path: str | Path) -> MatGLModel:
-    """Load a checkpoint directory without unpickling anything: verify hashes, read JSON, load safetensors."""
+    """Load a checkpoint directory without unpickling anything: verify hashes, read JSON, load safetensors.
+
+    Raises:
+        CheckpointError: a file it reads without a manifest entry, a file whose hash differs, a format newer than
+            this installation, a class outside :data:`ALLOWED_CLASSES`, or weights that do not fit.
+    """
     path = Path(path)
     if not (path / "model.json").is_file():
         raise FileNotFoundError(f"{path} is not a saved model (no model.json)")
-    verify(path)
+    listed = verify(path)
     header = read_header(path)
-    module, name = header["@module"], header["@class"]
-    if not module.startswith(ALLOWED_MODULES):
-        raise CheckpointError(f"{path}/model.json names class {module}.{name}, which is not a matgl-hybrid model")
-    cls = getattr(importlib.import_module(module), name)
+    unlisted = [f for f in required_files(header) if f not in listed]
+    if unlisted:
+        raise CheckpointError(
+            f"{path}/{MANIFEST} has no entry for {', '.join(unlisted)}: the checkpoint cannot be verified "
+            "(an incomplete or edited copy)"
+        )
+    cls = model_class(header, path)
     kwargs = dict(header["kwargs"])
     for file in SEPARATE_STATE:
-        if (path / file).is_file():
+        if (path / file).is_file() and file in listed:
             kwargs.update(json.loads((path / file).read_text()))
     try:
         model = cls(**kwargs)
     except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"cannot rebuild {name} from {path}/model.json: {exc}") from exc
+        raise CheckpointError(f"cannot rebuild {cls.__name__} from {path}/model.json: {exc}") from exc
     state = load_file(str(path / "weights.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}/weights.safetensors does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{path}/weights.safetensors does not fit {cls.__name__}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
         )
     return model.eval()
+
+
+class VerifiedLoadMixIn:
+    """Makes ``matgl.load_model(dir)`` (which calls ``cls.load``) go through :func:`load_model`'s checks."""
+
+    @classmethod
+    def load(cls, path: str | Path | dict, **kwargs: Any) -> MatGLModel:
+        """Load a checkpoint folder, or MatGL's ``{"model.json": path, …}``, verified like :func:`load_model`."""
+        folder = Path(path["model.json"]).parent if isinstance(path, dict) else Path(path)
+        model = load_model(folder)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import CheckpointError, load_model, read_header, save_model
+from matgl_hybrid.checkpoint import CheckpointError, check_model_dir, load_model, read_header, save_model
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.descriptors.cache import atomic_write_text
 from matgl_hybrid.evaluation import markdown_table, run_cv
+from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
 from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.paths import descriptor_cache_dir
@@ -41,6 +41,7 @@ def _featurize(args: argparse.Namespace, dataset: data.StructureData) -> pd.Data
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     """Compute descriptors of a dataset and write them as CSV (``id`` then one column per descriptor)."""
+    check_output_file(args.out)
     dataset = data.load(args.data, target=args.target)
     frame = _featurize(args, dataset)
     frame.insert(0, "id", dataset.ids)
@@ -110,12 +111,18 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it, with a model card, to ``--out``."""
     spec = train_spec(args)
+    if not 0 <= args.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    if args.ensemble < 1:
+        raise ValueError(f"--ensemble must be >= 1, got {args.ensemble}")
+    ckpt_dirs = [args.checkpoint_dir] if args.checkpoint_dir else []
+    check_model_dir(args.out, overwrite=args.overwrite, allow=ckpt_dirs)
+    for folder in ckpt_dirs:
+        check_output_dir(folder)
     dataset = data.load(args.data, target=args.target)
     if args.log10_target:
         dataset = data.log10_targets(dataset)
     test = None
-    if not 0 <= args.test_fraction < 1:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     if args.test_fraction:
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(dataset), args.test_fraction, args.test_seed)
@@ -131,11 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = fit(
             train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt, target_units=args.units
         )
-        print(
-            f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
-            f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
-        )
+        if result.global_rank == 0:
+            print(
+                f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
+                f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
+            )
         results.append(result)
+    if results[0].global_rank != 0:  # under DDP the other processes trained the same model: one writes it
+        return 0
     model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
     model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
     record = {
@@ -162,21 +172,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         "val_ids": results[0].val_ids,
     }
     title = f"matgl-hybrid checkpoint: {args.out.name}"
-    save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)})
+    options = {"overwrite": args.overwrite, "allow": ckpt_dirs}
+    save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)}, **options)
     if test is not None:  # scored after the model is safely saved: a structure it cannot read loses nothing
         record["test"] = {"fraction": args.test_fraction, "seed": args.test_seed, **holdout_metrics(model, test, cache)}
         print(f"held-out test split ({len(test)} structures): MAE {record['test']['mae']:.4g}")
-        save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)})
+        save_model(
+            model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)}, **options
+        )
     print(f"saved {type(model).__name__} with its model card to {args.out}")
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict a dataset with a saved model; CSV columns ``id,prediction`` (+ ``std`` for an ensemble)."""
-    model = load_model(args.model)
-    dataset = data.load(args.data)
-    cache = _cache(args)
-    kwargs = {"cache_dir": cache, "n_jobs": args.n_jobs, "ids": dataset.ids, "batch_size": args.batch_size or 64}
+def predict_to_csv(model, args: argparse.Namespace) -> int:
+    """Predict ``args.data`` with ``model`` into the CSV ``args.out`` (``id,prediction`` + ``std`` for an ensemble).
+
+    With ``--skip-invalid``, entries the model cannot predict (unreadable, invalid, unknown elements, no edges
+    within the cutoff) are left out, listed on the screen and in ``<out>.skipped.csv`` (``id,reason``).
+    """
+    dataset = data.load(args.data, skip_invalid=args.skip_invalid)
+    skipped = list(dataset.skipped)
+    if args.skip_invalid:
+        keep = []
+        for i, (structure, entry_id) in enumerate(zip(dataset.structures, dataset.ids, strict=True)):
+            try:
+                model.check_structure(structure, entry_id)
+                keep.append(i)
+            except data.InvalidStructureError as exc:
+                skipped.append(data.SkippedEntry(entry_id, exc.reason))
+        if not keep:
+            raise ValueError(f"{args.data}: the model can predict none of its {len(dataset.ids)} entries")
+        dataset = dataset.subset(keep)
+    kwargs = {"cache_dir": _cache(args), "n_jobs": args.n_jobs, "ids": dataset.ids, "batch_size": args.batch_size}
     frame = pd.DataFrame({"id": dataset.ids})
     if isinstance(model, HybridEnsemble):
         frame["prediction"], frame["std"] = model.predict(dataset.structures, return_std=True, **kwargs)
@@ -184,12 +211,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         frame["prediction"] = model.predict(dataset.structures, **kwargs)
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {args.out}")
+    if skipped:
+        listing = args.out.with_name(args.out.name + ".skipped.csv")
+        atomic_write_text(listing, pd.DataFrame([vars(e) for e in skipped]).to_csv(index=False))
+        shown = "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        print(f"skipped {len(skipped)} invalid entries ({shown}); all listed in {listing}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict a dataset with a saved model; CSV columns ``id,prediction`` (+ ``std`` for an ensemble)."""
+    check_output_file(args.out)
+    return predict_to_csv(load_model(args.model), args)
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
     """Matbench protocol (5-fold KFold, seed 18012019) on any dataset, with a report."""
-    summary = run_cv(data.load(args.data, target=args.target), train_spec(args), args.out, _cache(args))
+    spec = train_spec(args)
+    check_output_dir(args.out)
+    summary = run_cv(data.load(args.data, target=args.target), spec, args.out, _cache(args))
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 
@@ -230,6 +270,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
+    check_output_dir(args.out)
     dataset = data.load(args.data)
     descriptors = featurize(
         dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=_cache(args), ids=dataset.ids
@@ -267,6 +308,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data."""
+    check_output_dir(args.out)
     model = load_model(args.model)
     dataset = data.load(args.data, target=args.target)
     table = descriptor_importance(
@@ -305,6 +347,10 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
         return 0
     if args.source is None:
         raise ValueError(f"pretrained {args.action} needs a checkpoint name, path or URL")
+    if args.action == "predict":
+        if not (args.data and args.out):
+            raise ValueError("pretrained predict needs --data FILE and --out CSV")
+        check_output_file(args.out)
     path = resolve(args.source)
     if args.action == "info":
         print(json.dumps(read_header(path)["metadata"], indent=1))
@@ -313,17 +359,13 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     elif args.action == "download":
         print(path)
     else:
-        if not (args.data and args.out):
-            raise ValueError("pretrained predict needs --data FILE and --out CSV")
-        dataset = data.load(args.data)
-        prediction = load_model(path).predict(dataset.structures, cache_dir=_cache(args), ids=dataset.ids)
-        atomic_write_text(args.out, pd.DataFrame({"id": dataset.ids, "prediction": prediction}).to_csv(index=False))
-        print(f"wrote {len(dataset)} predictions to {args.out}")
+        return predict_to_csv(load_model(path), args)
     return 0
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
+    check_model_dir(args.out)
     structures, ids = [], set()
     for source in args.data:
         dataset = data.load(source)
@@ -384,6 +426,16 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
 
 
+def _add_prediction_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=64, help="structures per batch (default: 64)")
+    p.add_argument("--n-jobs", type=int, default=-1, help="descriptor workers (-1: all cores)")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="predict the valid entries and list the others in <out>.skipped.csv (default: stop at the first)",
+    )
+
+
 def _cache(args: argparse.Namespace) -> Path | None:
     return None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
 
@@ -415,7 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-seed", type=int, default=0, help="seed of the held-out test split")
     p.add_argument(
-        "--checkpoint-dir", type=Path, default=None, help="Lightning checkpoints; rerunning resumes from them"
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="Lightning checkpoints; rerunning with the same data and settings resumes from them",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)",
     )
     _add_spec_options(p)
     p.set_defaults(func=cmd_train)
@@ -463,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", default=None, help="a registered name, a checkpoint folder or a URL")
     p.add_argument("--data", default=None, help="structures to predict (predict)")
     p.add_argument("--out", type=Path, default=None, help="output CSV (predict)")
+    _add_prediction_options(p)
     p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_pretrained)
@@ -491,8 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="directory written by train")
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV (id,prediction[,std])")
-    p.add_argument("--batch-size", type=int, default=None)
-    _add_featurize_options(p)
+    _add_prediction_options(p)
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_predict)
     return parser
 
@@ -504,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # recorded by train in the model card
     try:
         return args.func(args)
-    except (data.InvalidStructureError, CheckpointError, KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (data.InvalidStructureError, CheckpointError, KeyError, ValueError, OSError, TypeError) as exc:
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import warnings
+import zlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,9 +235,16 @@ def load_records(
 ) -> StructureData:
     """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records."""
     raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    records = json.loads(raw)
+    if not raw.strip():
+        raise ValueError(f"{path} is empty: expected a JSON list of records")
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        records = json.loads(raw)
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged gzip file
+        raise ValueError(f"{path} is not a readable gzip file (truncated or damaged?): {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from None
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     if limit is not None:
@@ -255,6 +263,16 @@ def load_records(
             yield str(record["id"]), structure, value
 
     return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:
+    """``pandas.read_csv`` whose errors (empty, truncated or malformed file) name the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None
 
 
 def _uncompressed_name(path: Path) -> Path:
@@ -297,7 +315,7 @@ def load_folder(
         return _collect(entries, None, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
 
     column = target or "target"
-    table = pd.read_csv(targets_csv, dtype={"id": str})
+    table = read_csv(targets_csv, dtype={"id": str})
     missing = [c for c in ("id", column) if c not in table.columns]
     if missing:
         raise ValueError(
@@ -371,7 +389,8 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     """Load ``source`` with the matching loader: StructureData, DataFrame, folder, .json(.gz), .csv or list.
 
     A StructureData is returned as is (checked against ``allowed_elements`` when given; other options are moot).
-    A folder uses ``targets_csv`` if given, else its only CSV file if it has exactly one.
+    A folder uses ``targets_csv`` if given, else (with a target) its only CSV file; without a target it loads every
+    structure file.
     """
     if isinstance(source, StructureData):
         if target is not None and target != source.target_name:
@@ -391,7 +410,7 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
 
     path = Path(source)
     if path.is_dir():
-        if kwargs.get("targets_csv") is None:
+        if kwargs.get("targets_csv") is None and target is not None:  # without a target, every structure file
             csvs = sorted(path.glob("*.csv"))
             if len(csvs) == 1:
                 kwargs["targets_csv"] = csvs[0]
@@ -405,7 +424,7 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
         return load_records(path, target, **kwargs)
     if name.endswith((".csv", ".csv.gz")):
         id_column = kwargs.get("id_column") or "id"
-        df = pd.read_csv(path, dtype={id_column: str})
+        df = read_csv(path, dtype={id_column: str})
         if "structure_column" not in kwargs:
             columns = [c for c in ("structure", "cif") if c in df.columns]
             if not columns:

@@ -17,7 +17,9 @@ from sklearn.model_selection import KFold
 from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData
-from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.descriptors import get_descriptor_set
+from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
 
 #: Matbench's ``KFold(n_splits=5, shuffle=True, random_state=18012019)`` seed.
 MATBENCH_SEED = 18012019
@@ -33,21 +35,35 @@ class FoldStore:
 
     A record holds at least ``mae`` (None for classification), ``train_seconds``, ``ids``, ``y_true`` (None when
     the test targets are hidden), ``y_pred`` and ``params``. A crash loses at most the fold in progress.
+
+    With a ``fingerprint`` (:func:`~matgl_hybrid.fingerprint.run_fingerprint`), every record saved carries it and
+    a finished fold is reused only when its fingerprint is equal: a fold of another run (other data, target,
+    settings or descriptor version) raises :class:`~matgl_hybrid.fingerprint.FingerprintMismatch`.
     """
 
-    def __init__(self, directory: str | Path):
+    HINT = "use another output folder, or move the old folds away to start over"
+
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any] | None = None):
         self.directory = Path(directory)
+        self.fingerprint = fingerprint
 
     def path(self, fold: int) -> Path:
         return self.directory / f"fold{fold}.json"
 
     def has(self, fold: int) -> bool:
-        return self.path(fold).is_file()
+        """Whether the fold is finished; with a fingerprint, raises if it was finished by another run."""
+        if not self.path(fold).is_file():
+            return False
+        if self.fingerprint is not None:
+            check_fingerprint(self.load(fold).get("fingerprint"), self.fingerprint, self.path(fold), self.HINT)
+        return True
 
     def load(self, fold: int) -> dict[str, Any]:
         return json.loads(self.path(fold).read_text())
 
     def save(self, fold: int, record: dict[str, Any]) -> None:
+        if self.fingerprint is not None:
+            record = {**record, "fingerprint": self.fingerprint}
         atomic_write_text(self.path(fold), json.dumps(record))
 
     def records(self) -> dict[int, dict[str, Any]]:
@@ -76,9 +92,10 @@ def cross_validate(
         raise ValueError("cross-validation needs targets")
     splits = kfold_splits(len(data))
     folds = list(folds)
+    finished = {fold for fold in folds if store.has(fold)}  # a fold of another run is refused before any training
     bar = tqdm(folds, desc=desc, unit="fold", disable=not progress)
     for fold in bar:
-        if store.has(fold):
+        if fold in finished:
             continue
         train, test = data.subset(splits[fold][0]), data.subset(splits[fold][1])
         start = time.perf_counter()
@@ -206,11 +223,15 @@ def run_cv(
 ) -> dict[str, Any]:
     """Matbench protocol for a :class:`~matgl_hybrid.training.TrainSpec` on any dataset (``matgl-hybrid cv``).
 
-    Writes ``<out>/folds/fold<k>.json`` (resumable), ``<out>/cv.json`` (the summary) and ``<out>/cv.{md,png}``.
+    Writes ``<out>/folds/fold<k>.json`` (resumable: a finished fold is reused only when it was produced from the
+    same data, target, settings and descriptor version), ``<out>/cv.json`` (the summary) and ``<out>/cv.{md,png}``.
     """
     from matgl_hybrid.training import fit
 
-    out = Path(out)
+    out = check_output_dir(out)
+    spec.validate()
+    version = get_descriptor_set(spec.descriptors).version if spec.descriptors else None
+    store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version))
 
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
@@ -219,7 +240,7 @@ def run_cv(
         predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
         return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch}
 
-    records = cross_validate(data, train_and_predict, FoldStore(out / "folds"), desc=f"cv {data.target_name}")
+    records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)
     summary = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")

@@ -10,7 +10,7 @@ import torch
 from matgl.ext.pymatgen import Structure2Graph
 from matgl.graph.data import MGLDataset, collate_fn_graph
 from pymatgen.core import Structure
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from matgl_hybrid.data import InvalidStructureError
 
@@ -65,7 +65,12 @@ def has_edges(structure, cutoff: float) -> bool:
 
 
 def make_loader(
-    dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, drop_last: bool = False
+    dataset,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader that batches with MatGL's ``collate_fn_graph`` -> ``(g, lattice, state_attr, labels)``."""
     return DataLoader(
@@ -75,6 +80,7 @@ def make_loader(
         collate_fn=collate_fn_graph,
         generator=generator,
         drop_last=drop_last,
+        sampler=sampler,
     )
 
 

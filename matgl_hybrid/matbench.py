@@ -25,8 +25,10 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.data import StructureData, from_dataframe
-from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore, summarize, write_report
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, fit
 
 LEADERBOARD_FILE = Path(__file__).with_name("leaderboard.json")
@@ -167,19 +169,36 @@ class MatbenchRun:
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
+        stores = {}
+        for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
+            if task.df is None:
+                load_task(task, self.data_dir, self.download)
+            stores[task.dataset_name] = store = FoldStore(
+                self.out / "folds" / task.dataset_name, self._fingerprint(task)
+            )
+            for fold in self.folds:  # a fold of another run is refused before any training
+                store.has(fold)
         todo = [(t, f) for t in mb.tasks for f in self.folds]
         bar = tqdm(todo, desc="matbench", unit="fold", disable=not self.progress)
         for task, fold in bar:
             bar.set_postfix(task=task.dataset_name, fold=fold)
-            store = FoldStore(self.out / "folds" / task.dataset_name)
-            if task.df is None:  # recording scores against the targets needs the data, resumed folds too
-                load_task(task, self.data_dir, self.download)
+            store = stores[task.dataset_name]
             if not store.has(fold):
                 store.save(fold, self._train_and_predict(task, fold))
             record = store.load(fold)
             task.record(fold, record["y_pred"], params=record["params"])
         self.write_submission(mb)
         return mb
+
+    def _fingerprint(self, task) -> dict[str, Any]:
+        """What determines a task's fold results: the task, its data, the spec and the descriptor version."""
+        df = task.df
+        target = task.metadata.target
+        data = StructureData(
+            list(df["structure"]), df[target].to_numpy(dtype=float), [str(i) for i in df.index], target
+        )
+        version = get_descriptor_set(self.spec.descriptors).version if self.spec.descriptors else None
+        return run_fingerprint([data], self.spec.to_dict(), version, task=task.dataset_name)
 
     def _train_and_predict(self, task, fold: int) -> dict[str, Any]:
         classification = task.metadata.task_type == "classification"

@@ -14,18 +14,26 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torchmetrics
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from matgl.config import DEFAULT_ELEMENTS
 from matgl.ext.pymatgen import get_element_list
 from matgl.utils.training import ModelLightningModule
+from torch.utils.data import DistributedSampler
 
-from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.checkpoint import CheckpointError, load_model
 from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.paths import descriptor_cache_dir
+
+#: The losses MatGL's ``ModelLightningModule`` knows (it falls back to L1 for any other name).
+LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 
 
 @dataclass
@@ -73,11 +81,30 @@ class TrainSpec:
     progress: bool = True
 
     def __post_init__(self):
-        if self.elements not in ("training", "all"):
-            raise ValueError(f"elements must be 'training' or 'all', got {self.elements!r}")
         if self.descriptors in ("none", "None", ""):
             self.descriptors = None
         self.head_hidden = tuple(self.head_hidden)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train, before any work (MatGL would silently train on L1 for any loss name)."""
+        problems = []
+        if self.elements not in ("training", "all"):
+            problems.append(f"elements must be 'training' or 'all', got {self.elements!r}")
+        if self.task not in ("regression", "classification"):
+            problems.append(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if self.loss not in LOSSES:
+            problems.append(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        for name in ("max_epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr!r}")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainSpec:
@@ -92,6 +119,69 @@ class TrainSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)
+
+
+class HybridLightningModule(ModelLightningModule):
+    """MatGL's ``ModelLightningModule`` with the validation MAE computed over the whole validation split.
+
+    ``val_MAE`` is a torchmetrics ``MeanAbsoluteError`` whose sums are reduced over all processes: under DDP
+    every rank sees the same value (one best epoch, one early stop), and it equals the MAE of the model on the
+    whole validation split (the validation sampler gives each structure to exactly one rank).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(sync_dist=True, **kwargs)
+        self.val_mae = torchmetrics.MeanAbsoluteError()
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        g, lattice, state_attr, labels = batch
+        predictions = self(g=g, lat=lattice, state_attr=state_attr)
+        results = self.loss_fn(loss=self.loss, preds=predictions, labels=labels)
+        self.val_mae.update(predictions.reshape(labels.shape), labels)
+        self.log("val_MAE", self.val_mae, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(
+            {"val_Total_Loss": results["Total_Loss"], "val_RMSE": results["RMSE"]},
+            batch_size=labels.numel(),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        return results["Total_Loss"]
+
+
+class GraphDataModule(L.LightningDataModule):
+    """Training and validation loaders of graph datasets; under DDP each rank gets its share of both.
+
+    Training batches are shuffled (seeded); under DDP a ``DistributedSampler`` shards them. Validation is
+    sharded without repeats (``UnrepeatedDistributedSampler``), so that the reduced metric is exact.
+    """
+
+    def __init__(self, train_set: Any, val_set: Any, batch_size: int, seed: int):
+        super().__init__()
+        self.train_set, self.val_set, self.batch_size, self.seed = train_set, val_set, batch_size, seed
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def train_dataloader(self) -> Any:
+        world, rank = self._world()
+        if world > 1:
+            sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            # BatchNorm cannot normalise a batch of one: drop a last training batch of a single structure.
+            return make_loader(
+                self.train_set, self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        drop_last = len(self.train_set) % self.batch_size == 1
+        return make_loader(self.train_set, self.batch_size, shuffle=True, generator=generator, drop_last=drop_last)
+
+    def val_dataloader(self) -> Any:
+        world, rank = self._world()
+        sampler = None
+        if world > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False)
+        return make_loader(self.val_set, self.batch_size, sampler=sampler)
 
 
 class KeepBestWeights(Callback):
@@ -129,6 +219,7 @@ class FitResult:
     val_ids: list[str]
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    global_rank: int = 0
 
 
 def device_name(accelerator: str = "auto") -> str:
@@ -166,13 +257,20 @@ def fit(
         val_data: explicit validation data; otherwise ``spec.val_fraction`` of ``data`` (seeded).
         target_units: units of the target, stored with the model.
         cache_dir: descriptor cache ("default": ``$MATGL_HYBRID_CACHE/descriptors``; None: no cache).
-        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``); when
-            ``last.ckpt`` exists, training resumes from it.
+        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``) with a
+            ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
+            same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
+            run is not trained further.
 
     Returns:
-        :class:`FitResult`; its model carries the best validation weights and everything needed to predict.
+        :class:`FitResult`; its model carries the best validation weights and everything needed to predict. Under
+        DDP every process returns one; only the one with ``global_rank == 0`` should write anything.
+
+    Raises:
+        ValueError: settings or data that cannot train (checked before any work).
     """
     spec = spec or TrainSpec()
+    spec.validate()
     if not isinstance(data, StructureData):
         data = from_structures(data, targets, target_name="target")
     if data.targets is None:
@@ -182,14 +280,22 @@ def fit(
         train, val = data.subset(train_idx), data.subset(val_idx)
     else:
         train, val = data, val_data
+    if len(train) < 2 or len(val) < 1:
+        raise ValueError(
+            f"cannot train on {len(train)} training and {len(val)} validation structures: at least 2 and 1 are "
+            "needed (more data, or another val_fraction)"
+        )
+    if spec.task == "classification" and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all():
+        raise ValueError("classification targets must be 0 or 1")
+    dset = get_descriptor_set(spec.descriptors) if spec.descriptors is not None else None
+    resume = _Resume(checkpoint_dir, run_fingerprint([train, val], spec.to_dict(), dset.version if dset else None))
     L.seed_everything(spec.seed, verbose=False)
     start = time.perf_counter()
 
     cache = descriptor_cache_dir() if cache_dir == "default" else cache_dir
     model_args: dict[str, Any] = {}
     train_x = val_x = None
-    if spec.descriptors is not None:
-        dset = get_descriptor_set(spec.descriptors)
+    if dset is not None:
         frames = [
             featurize(d.structures, dset, n_jobs=spec.n_jobs, cache_dir=cache, ids=d.ids, progress=spec.progress)
             for d in (train, val)
@@ -231,40 +337,34 @@ def fit(
     elements = model.element_types
     train_set = build_dataset(train.structures, elements, spec.cutoff, train.ids, train_x, train.targets)
     val_set = build_dataset(val.structures, elements, spec.cutoff, val.ids, val_x, val.targets)
-    generator = torch.Generator().manual_seed(spec.seed)
-    # BatchNorm cannot normalise a batch of one: drop a last training batch of a single structure.
-    train_loader = make_loader(
-        train_set, spec.batch_size, shuffle=True, generator=generator, drop_last=len(train_set) % spec.batch_size == 1
-    )
-    val_loader = make_loader(val_set, spec.batch_size)
+    loaders = GraphDataModule(train_set, val_set, spec.batch_size, spec.seed)
+    world = spec.devices if isinstance(spec.devices, int) else 1
+    batches_per_epoch = max(1, -(-len(train_set) // world) // spec.batch_size)
 
-    module = ModelLightningModule(
+    module = HybridLightningModule(
         model=model,
         data_mean=0.0,  # the model de-standardizes itself (target_mean / target_std)
         data_std=1.0,
         loss=spec.loss,
         lr=spec.lr,
-        decay_steps=spec.max_epochs * max(1, len(train_loader)),
+        decay_steps=spec.max_epochs * batches_per_epoch,
         decay_alpha=spec.decay_alpha,
     )
     if spec.task == "classification":
-        if not np.isin(data.targets, (0.0, 1.0)).all():
-            raise ValueError("classification targets must be 0 or 1")
         module.loss = _binary_cross_entropy
+    resume.check_weights(module)
     best = KeepBestWeights()
-    history = _History()
+    history = History()
     callbacks: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
-    resume_from = None
     if checkpoint_dir is not None:
         callbacks.append(ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE", save_last=True))
-        last = Path(checkpoint_dir) / "last.ckpt"
-        resume_from = str(last) if last.exists() else None
-    multi_device = isinstance(spec.devices, int) and spec.devices > 1
+    multi_device = world > 1
     trainer = L.Trainer(
-        max_epochs=spec.max_epochs,
+        max_epochs=resume.finished_epochs or spec.max_epochs,
         accelerator=spec.accelerator,
         devices=spec.devices,
         strategy="ddp_find_unused_parameters_true" if multi_device else "auto",
+        use_distributed_sampler=False,  # GraphDataModule shards the data itself
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=checkpoint_dir is not None,
@@ -275,10 +375,12 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
+        trainer.fit(module, datamodule=loaders, ckpt_path=resume.path)
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
+    if trainer.is_global_zero:
+        resume.mark_finished(trainer.current_epoch)
     return FitResult(
         model=model,
         best_val_mae=best.best,
@@ -288,7 +390,65 @@ def fit(
         val_ids=list(val.ids),
         seconds=time.perf_counter() - start,
         history=history.rows,
+        global_rank=trainer.global_rank,
     )
+
+
+class _Resume:
+    """A ``checkpoint_dir``: its fingerprint, whether and from where training resumes, and if it already finished.
+
+    ``fingerprint.json`` holds ``{"fingerprint": …, "finished_epochs": int | None}``. An existing ``last.ckpt`` is
+    resumed only when the stored fingerprint equals this run's, and only when it loads and fits the model.
+    """
+
+    HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
+
+    def __init__(self, directory: str | Path | None, fingerprint: dict[str, Any]):
+        self.directory = None if directory is None else check_output_dir(directory)
+        self.fingerprint = fingerprint
+        self.path: str | None = None
+        self.finished_epochs: int | None = None
+        self.state: dict[str, Any] | None = None
+        if self.directory is None:
+            return
+        stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
+        if last.exists():
+            stored = json.loads(stamp.read_text()) if stamp.is_file() else {}
+            check_fingerprint(stored.get("fingerprint"), fingerprint, last, self.HINT)
+            try:
+                checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+                self.state = checkpoint["state_dict"]
+            except Exception as exc:  # a truncated file, or no Lightning checkpoint at all
+                raise CheckpointError(
+                    f"{last} cannot be resumed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
+                    "delete it, or choose another checkpoint folder, to start over"
+                ) from None
+            self.path = str(last)
+            self.finished_epochs = stored.get("finished_epochs")
+        else:
+            atomic_write_text(stamp, json.dumps({"fingerprint": fingerprint, "finished_epochs": None}))
+
+    def check_weights(self, module: L.LightningModule) -> None:
+        """Raise unless the checkpoint's weights have the names and shapes of ``module``'s."""
+        if self.state is None:
+            return
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in self.state.items()}
+        if expected != found:
+            wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+            detail = (
+                f"{wrong[0]} has shape {found[wrong[0]]}, the model needs {expected[wrong[0]]}"
+                if wrong
+                else f"{len(expected.keys() ^ found.keys())} weights differ in name"
+            )
+            raise CheckpointError(f"{self.path} does not fit this model ({detail}): {self.HINT}")
+        self.state = None
+
+    def mark_finished(self, epochs: int) -> None:
+        """Record that training ended after ``epochs`` epochs: a rerun restores it instead of training further."""
+        if self.directory is not None:
+            record = {"fingerprint": self.fingerprint, "finished_epochs": epochs}
+            atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
 
 
 def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -296,8 +456,8 @@ def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **k
     return torch.nn.functional.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels)
 
 
-class _History(Callback):
-    """Per-epoch train and validation metrics."""
+class History(Callback):
+    """Per-epoch train and validation metrics; saved in Lightning checkpoints, so a resumed run keeps them all."""
 
     def __init__(self):
         self.rows: list[dict[str, float]] = []
@@ -308,3 +468,9 @@ class _History(Callback):
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("MAE", "Loss"))})
         self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])

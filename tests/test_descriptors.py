@@ -23,6 +23,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.core.local_env import VoronoiNN
 from pymatgen.io.ase import AseAtomsAdaptor
 
+import matgl_hybrid.files
 from matgl_hybrid.data import InvalidStructureError
 from matgl_hybrid.descriptors import (
     DescriptorTransform,
@@ -32,7 +33,6 @@ from matgl_hybrid.descriptors import (
     structure_key,
 )
 from matgl_hybrid.descriptors import bank as bank_module
-from matgl_hybrid.descriptors import cache as cache_module
 
 # The 28 descriptors of Gong et al. (Sci. Adv. 2023), in the order the foundation issue fixes.
 GONG28 = [
@@ -124,20 +124,22 @@ def test_gong28_equals_matminer_on_real_structures(real_structures, tmp_path):
     assert np.isfinite(got).mean() > 0.95
 
 
-def test_matminer_failure_gives_nan_for_that_featurizer_only_and_is_recorded():
-    # DensityFeatures' packing fraction has no atomic radius for Xe: matminer raises on XeF2.
+def test_matminer_failure_gives_nan_for_the_failing_feature_only_and_is_recorded():
+    # DensityFeatures' packing fraction has no atomic radius for Xe: matminer raises on XeF2. Density and volume per
+    # atom need no radius: they stay (they were NaN too when the three shared one group).
     xef2 = Structure(Lattice.tetragonal(4.3, 7.0), ["Xe", "F", "F"], [[0, 0, 0], [0, 0, 0.28], [0, 0, 0.72]])
     nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.warns(UserWarning, match="featurizer failure"):
         frame = featurize([nacl, xef2], "gong28", ids=["nacl", "xef2"], progress=False)
-    density_cols = ["density", "vpa", "packing fraction"]
-    assert frame.loc[1, density_cols].isna().all()
-    assert frame.drop(columns=density_cols).loc[1].notna().all()
+    assert np.isnan(frame.loc[1, "packing fraction"])
+    assert frame.loc[1, "density"] == pytest.approx(xef2.density, rel=1e-12)
+    assert frame.loc[1, "vpa"] == pytest.approx(xef2.volume / 3, rel=1e-12)
+    assert frame.drop(columns=["packing fraction"]).loc[1].notna().all()
     assert frame.loc[0].notna().all()
     (error,) = frame.attrs["errors"]
     assert error["id"] == "xef2"
-    assert error["group"] == "density"
-    assert error["columns"] == density_cols
+    assert error["group"] == "packing_fraction"
+    assert error["columns"] == ["packing fraction"]
     assert "TypeError" in error["error"]
 
 
@@ -239,7 +241,7 @@ def test_cache_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
     def killed(src, dst):
         raise KeyboardInterrupt  # the process dies between writing the temporary file and renaming it
 
-    monkeypatch.setattr(cache_module.os, "replace", killed)
+    monkeypatch.setattr(matgl_hybrid.files.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         featurize([s], "gong28", cache_dir=tmp_path, progress=False)
     assert entry.read_text() == before  # old entry intact, no half-written file

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
+
+from matgl_hybrid.files import atomic_write_text
 
 #: A cached group result: ``{"values": [float, ...], "error": str | None}``.
 Entry = dict[str, Any]
@@ -24,22 +23,6 @@ def structure_key(structure: Structure) -> str:
     h.update(np.array([site.specie.Z for site in structure], dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class DescriptorCache:

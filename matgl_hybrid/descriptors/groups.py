@@ -2,7 +2,15 @@
 
 A group computes a fixed list of named features of one structure. Groups that wrap a matminer featurizer
 return exactly its values; the Voronoi groups return matminer's values from one shared tessellation
-(:mod:`matgl_hybrid.descriptors.voronoi`) instead of one tessellation per site and featurizer.
+(:mod:`matgl_hybrid.descriptors.voronoi`) instead of one tessellation per site and featurizer. A group is also the
+unit of failure (a group that raises gives NaN for all its features), so features that can fail on their own are
+groups of their own (e.g. the packing fraction, which needs atomic radii, apart from density and volume per atom).
+
+A group's cache key is its name, the version of its definition (:data:`GROUP_VERSION`) and a digest of its values
+on a few reference structures shipped with the package, computed once per process: an upgrade of matminer or
+pymatgen that leaves the values alone changes nothing (saved models keep predicting, the cache stays valid); one
+that changes them changes the key, so that stale cached values are never mixed with new ones and a model trained
+on other values is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +20,9 @@ import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 
-import matminer
 import numpy as np
 from matminer.featurizers.base import BaseFeaturizer
 from matminer.featurizers.composition import ElementProperty
@@ -29,7 +37,9 @@ from pymatgen.core import Structure
 from matgl_hybrid.descriptors.voronoi import SiteFaces, analyse
 
 #: Bump when a group's definition changes: it is part of every cache key.
-GROUP_VERSION = "2"
+GROUP_VERSION = "3"
+#: Structures every group is computed on to detect a change of values (a library upgrade), with their sources.
+REFERENCE_STRUCTURES = Path(__file__).with_name("reference_structures.json")
 
 
 class StructureContext:
@@ -52,18 +62,43 @@ class FeatureGroup:
         name: unique name, used in cache keys and error reports.
         labels: feature names, exactly as matminer labels them.
         compute: ``compute(context) -> sequence of len(labels) floats``.
-        version: changes whenever the computed values may change (cache key).
+        version: the version of the group's definition; change it whenever the definition changes.
+        check_values: add the digest of the values on the reference structures to the key (:func:`value_digest`);
+            off for groups whose version already pins their values (a learned encoder's weights hash).
     """
 
     name: str
     labels: tuple[str, ...]
     compute: Callable[[StructureContext], Sequence[float]] = field(repr=False, compare=False)
-    version: str = f"{GROUP_VERSION}-matminer{matminer.__version__}"
+    version: str = GROUP_VERSION
+    check_values: bool = True
 
     @property
     def key(self) -> str:
-        """Cache key of this group's values."""
-        return f"{self.name}@{self.version}"
+        """Cache key of this group's values: name, definition version and (by default) the value digest."""
+        key = f"{self.name}@{self.version}"
+        return f"{key}:{value_digest(self)}" if self.check_values else key
+
+
+@cache
+def reference_structures() -> tuple[Structure, ...]:
+    """The structures of :data:`REFERENCE_STRUCTURES` (five small crystals, one with no packing fraction)."""
+    return tuple(Structure.from_dict(entry["structure"]) for entry in json.loads(REFERENCE_STRUCTURES.read_text()))
+
+
+@cache
+def value_digest(group: FeatureGroup) -> str:
+    """sha256 (12 hex digits) of ``group``'s values on the reference structures, to 8 significant digits.
+
+    A structure on which the group raises contributes the exception's type. Computed once per process.
+    """
+    parts = []
+    for structure in reference_structures():
+        try:
+            parts.append(",".join(f"{float(v):.8g}" for v in group.compute(StructureContext(structure))))
+        except Exception as exc:  # a failure is part of the behaviour being fingerprinted
+            parts.append(f"raises {type(exc).__name__}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
 def _site_stats(values: Sequence[float]) -> list[float]:
@@ -197,7 +232,8 @@ GROUPS: dict[str, FeatureGroup] = {
         FeatureGroup("bond_length", tuple(f"{s} Average bond length" for s in _SITE_STATS), _bond_lengths),
         FeatureGroup("bond_angle", tuple(f"{s} Average bond angle" for s in _SITE_STATS), _bond_angles),
         FeatureGroup("coordination", tuple(f"{s} CN_VoronoiNN" for s in _SITE_STATS), _coordination),
-        matminer_group(DensityFeatures(desired_features=["density", "vpa", "packing fraction"]), name="density"),
+        matminer_group(DensityFeatures(desired_features=["density", "vpa"]), name="density"),
+        matminer_group(DensityFeatures(desired_features=["packing fraction"]), name="packing_fraction"),
         FeatureGroup(
             "lattice",
             ("a", "b", "c", "alpha", "beta", "gamma"),

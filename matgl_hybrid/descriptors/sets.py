@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matminer
 import numpy as np
 import pandas as pd
 from matminer.featurizers.base import BaseFeaturizer
@@ -105,9 +106,23 @@ class DescriptorSet:
 
     @property
     def version(self) -> str:
-        """Hash of what determines the values: groups, their versions and the column order."""
+        """Hash of what determines the values: groups (definition versions, value digests) and the column order."""
         text = "|".join([*(g.key for g in self.groups), *self.columns])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def legacy_version(self) -> str:
+        """The version matgl-hybrid 0.x gave this set before value digests (in format-1 checkpoints).
+
+        It named the installed matminer version in every group key, and the packing fraction shared the density
+        group; with the same matminer installed, the values are those of :attr:`version`.
+        """
+        keys = [
+            f"{g.name}@2-matminer{matminer.__version__}" if g.check_values else g.key
+            for g in self.groups
+            if g.name != "packing_fraction"
+        ]
+        return hashlib.sha256("|".join([*keys, *self.columns]).encode()).hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -132,6 +147,7 @@ NAMED_SETS: dict[str, DescriptorSet] = {
             "bond_angle": None,
             "coordination": None,
             "density": None,
+            "packing_fraction": None,
             "lattice": None,
             "natoms": None,
         },
@@ -170,6 +186,12 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
     if isinstance(spec, Sequence) and spec:
         return _combine([get_descriptor_set(s) for s in spec])
     raise TypeError(f"cannot make a descriptor set from {spec!r}")
+
+
+def current_version(name: str, version: str | None) -> str | None:
+    """``version`` of the set ``name`` as stored in a model, with a format-1 (legacy) version mapped to today's."""
+    dset = get_descriptor_set(name)
+    return dset.version if version == dset.legacy_version else version
 
 
 def _ssl_set(spec: str) -> DescriptorSet:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matgl_hybrid.descriptors.cache import atomic_write_text
+from matgl_hybrid.files import atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -19,13 +19,15 @@ class DescriptorTransform:
     """Median imputation then standardization, scikit-learn style (``fit`` / ``transform``).
 
     Learned state (set by :meth:`fit`): ``feature_names_in_`` (D,), ``median_`` (D,), ``mean_`` (D,) and
-    ``scale_`` (D,), all computed after imputation on the training rows only. A column that is NaN in every
-    training row is imputed with 0; a constant column gets scale 1.
+    ``scale_`` (D,), all computed after imputation on the training rows only. Every non-finite value (NaN, ±inf)
+    counts as missing, in ``fit`` as in ``transform``. A column with no finite training value is imputed with 0; a
+    constant column gets scale 1.
     """
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> DescriptorTransform:
         """Learn medians, means and scales from training descriptors ``X`` (n, D)."""
         values, names = _as_array(X)
+        values = np.where(np.isfinite(values), values, np.nan)  # inf is as missing as NaN
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
             median = np.nanmedian(values, axis=0)

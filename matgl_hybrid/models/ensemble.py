@@ -10,10 +10,11 @@ import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
+from matgl_hybrid.checkpoint import VerifiedLoadMixIn
 from matgl_hybrid.models.hybrid import HybridModel
 
 
-class HybridEnsemble(MatGLModel):
+class HybridEnsemble(VerifiedLoadMixIn, MatGLModel):
     """An ensemble of :class:`HybridModel` members (chemprop-style uncertainty).
 
     Saved and loaded like any MatGL model: ``members`` holds each member's constructor arguments, the state
@@ -41,6 +42,11 @@ class HybridEnsemble(MatGLModel):
     def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Mean of the members' predictions (target units)."""
         return torch.stack([m(g, state_attr=state_attr) for m in self.members]).mean(dim=0)
+
+    def check_structure(self, structure: Any, id: str) -> None:
+        """Raise ``InvalidStructureError`` unless the members can predict ``structure`` (they share elements)."""
+        for member in self.members:
+            member.check_structure(structure, id)
 
     def predict(self, structures: Sequence, return_std: bool = False, **kwargs) -> np.ndarray | tuple:
         """Mean prediction over members, and with ``return_std`` their standard deviation (same shape)."""

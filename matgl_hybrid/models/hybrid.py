@@ -12,9 +12,11 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.layers import MLP
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.data import as_structure, validate_structure
+from matgl_hybrid.checkpoint import VerifiedLoadMixIn
+from matgl_hybrid.data import InvalidStructureError, as_structure, validate_structure
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
-from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid.descriptors.sets import current_version
+from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
 from matgl_hybrid.layers import DescriptorEncoder, make_activation, make_fusion, make_readout
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.negnn import FrozenEncoder, NodeEmbeddingInput
@@ -25,7 +27,7 @@ from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 FORMAT_VERSION = 1
 
 
-class HybridModel(MatGLModel):
+class HybridModel(VerifiedLoadMixIn, MatGLModel):
     """GNN + human-designed descriptors (Gong et al. 2023) on a MatGL backbone.
 
     ``readout="native"`` is the backbone exactly as MatGL ships it (its own readout and head, e.g. MEGNet's
@@ -79,6 +81,8 @@ class HybridModel(MatGLModel):
                 f"this checkpoint was written by matgl-hybrid {package_version} in format {format_version}; this "
                 f"installation ({PACKAGE_VERSION}) reads format {FORMAT_VERSION} or older: upgrade matgl-hybrid"
             )
+        if descriptor_set is not None:
+            descriptor_version = current_version(descriptor_set, descriptor_version)
         super().__init__()
         self.save_args(locals(), kwargs)
         self.element_types = tuple(element_types)
@@ -187,11 +191,26 @@ class HybridModel(MatGLModel):
         if current != self.descriptor_version:
             raise ValueError(
                 f"the model was trained with descriptor set {self.descriptor_set!r} version "
-                f"{self.descriptor_version}, but this installation computes version {current} (a changed "
-                "descriptor definition or matminer version): its descriptors would not mean what the model learned"
+                f"{self.descriptor_version}, but this installation computes version {current}: a changed "
+                "descriptor definition, or a matminer/pymatgen whose values differ on the reference structures; "
+                "its descriptors would not mean what the model learned (retrain it, or install the versions in "
+                "its model.json)"
             )
         frame = featurize(structures, self.descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
         return self.transform.transform(frame)
+
+    def check_structure(self, structure: Any, id: str) -> None:
+        """Raise :class:`InvalidStructureError` unless the model can predict ``structure``.
+
+        It must be a valid structure (see :func:`~matgl_hybrid.data.validate_structure`) of elements the model
+        knows, with at least one neighbour pair within the cutoff.
+        """
+        structure = as_structure(structure, id)
+        validate_structure(structure, id, allowed_elements=self.element_types)
+        if not has_edges(structure, self.cutoff):
+            raise InvalidStructureError(
+                id, f"no atom has a neighbour within the cutoff of {self.cutoff} Å: the graph has no edges"
+            )
 
     def predict(
         self,

@@ -1,0 +1,411 @@
+"""Faults a user meets: tampered checkpoints, saving over folders, stale resumes, untrainable settings, bad paths.
+
+Each test reproduces one case of the "Trustworthy by construction" issue; each failed on the code before it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import matgl
+import matminer
+import numpy as np
+import pytest
+from conftest import TINY_MEGNET, write_small_records
+from pymatgen.core import Lattice, Structure
+
+import matgl_hybrid.files
+from matgl_hybrid import data
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, save_model, sha256_file
+from matgl_hybrid.cli import main
+from matgl_hybrid.descriptors import DescriptorTransform, get_descriptor_set
+from matgl_hybrid.descriptors.groups import value_digest
+from matgl_hybrid.evaluation import FoldStore, cross_validate, run_cv
+from matgl_hybrid.fingerprint import FingerprintMismatch, run_fingerprint
+from matgl_hybrid.pretrained import load_pretrained
+from matgl_hybrid.training import HybridLightningModule, TrainSpec, fit
+
+TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptors": "lattice", "progress": False}
+
+
+@pytest.fixture(scope="module")
+def elastic(shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data.load(shared_data / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
+
+
+@pytest.fixture(scope="module")
+def trained(elastic, tmp_path_factory):
+    """A tiny trained hybrid, saved once; tests copy the folder before changing it."""
+    result = fit(elastic, spec=TrainSpec(max_epochs=1, **TINY), cache_dir=None)
+    return save_model(result.model, tmp_path_factory.mktemp("model") / "model", {"training": {"note": "test"}})
+
+
+def _copy(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / "copy"))
+
+
+def _rewrite_manifest(folder: Path, drop: str | None = None) -> None:
+    """A manifest of the files as they are now (a tamperer's), optionally without one entry."""
+    names = [line.partition("  ")[2] for line in (folder / MANIFEST).read_text().splitlines()]
+    lines = [f"{sha256_file(folder / n)}  {n}\n" for n in names if n != drop]
+    (folder / MANIFEST).write_text("".join(lines))
+
+
+def _flip_a_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _both_loaders_refuse(folder: Path, match: str) -> None:
+    with pytest.raises(CheckpointError, match=match):
+        load_model(folder)
+    with pytest.raises((ValueError, RuntimeError)) as caught:  # matgl wraps our error; it must refuse all the same
+        matgl.load_model(folder)
+    chained = caught.value.__cause__ or caught.value
+    assert isinstance(chained, CheckpointError)
+    assert match in str(chained)
+
+
+# 1. Partial manifests, class names, the MatGL route --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["weights.safetensors", "target_normalization.json", "descriptor_transform.json"])
+def test_a_manifest_without_a_file_the_loader_reads_is_refused(trained, tmp_path, missing):
+    folder = _copy(trained, tmp_path)
+    _flip_a_byte(folder / missing)  # tampered, and its manifest line removed so that no hash catches it
+    _rewrite_manifest(folder, drop=missing)
+    _both_loaders_refuse(folder, f"no entry for {missing}")
+
+
+def test_an_emptied_manifest_is_refused_and_predict_exits_2(trained, tmp_path, elastic, capsys):
+    folder = _copy(trained, tmp_path)
+    _flip_a_byte(folder / "weights.safetensors")
+    (folder / MANIFEST).write_text("")
+    _both_loaders_refuse(folder, "no entry for model.json")
+    records = tmp_path / "x.json.gz"
+    with gzip.open(records, "wt") as f:
+        json.dump([{"id": "a", "structure": elastic.structures[0].as_dict()}], f)
+    code = main(["predict", "--model", str(folder), "--data", str(records), "--out", str(tmp_path / "p.csv")])
+    assert code == 2
+    assert "no entry for model.json" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("module", ["matgl_hybrid.models.evil; os", "matgl_hybrid.models", "matgl_hybrid.modelsx"])
+def test_model_classes_are_matched_by_exact_module_and_name(trained, tmp_path, module):
+    folder = _copy(trained, tmp_path)
+    header = json.loads((folder / "model.json").read_text())
+    header["@module"] = module
+    (folder / "model.json").write_text(json.dumps(header))
+    _rewrite_manifest(folder)
+    with pytest.raises(CheckpointError, match="not a matgl-hybrid model"):
+        load_model(folder)
+
+
+def test_matgl_load_model_verifies_hashes_and_format_too(trained, tmp_path):
+    folder = _copy(trained, tmp_path)
+    assert isinstance(matgl.load_model(folder), type(load_model(folder)))
+    _flip_a_byte(folder / "weights.safetensors")
+    _both_loaders_refuse(folder, "corrupted or was modified")
+    folder = Path(shutil.copytree(trained, tmp_path / "newer"))
+    header = json.loads((folder / "model.json").read_text())
+    header["metadata"]["format_version"] = 99
+    (folder / "model.json").write_text(json.dumps(header))
+    _rewrite_manifest(folder)
+    _both_loaders_refuse(folder, "reads format")
+
+
+# 2. Saving over folders ------------------------------------------------------------------------------------------
+
+
+def test_saving_over_a_model_keeps_what_the_package_did_not_write(trained, tmp_path):
+    folder = _copy(trained, tmp_path)
+    (folder / "predictions.csv").write_text("id,prediction\na,1\n")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    model = load_model(folder)
+    save_model(model, folder)  # without the "training" record of the first save
+    assert (folder / "predictions.csv").read_text() == "id,prediction\na,1\n"
+    assert (folder / "checkpoints" / "last.ckpt").read_bytes() == b"x"
+    assert not (folder / "training.json").exists()  # the package's own file of the earlier save is replaced
+    load_model(folder)
+
+
+def test_a_folder_that_is_not_a_model_is_refused_unless_overwrite(trained, tmp_path):
+    model = load_model(trained)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no saved model"):
+        save_model(model, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    save_model(model, folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+    load_model(folder)
+
+
+def test_train_refuses_a_foreign_out_before_any_work_and_accepts_a_checkpoint_dir_inside_a_new_out(
+    shared_data, tmp_path, capsys
+):
+    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 16, tmp_path)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "progress": False}))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "predictions.csv").write_text("id,prediction\n")
+    cache = tmp_path / "cache"
+    base = ["train", "--data", str(path), "--target", "K_VRH", "--config", str(config), "--max-epochs", "1"]
+    assert main([*base, "--cache-dir", str(cache), "--out", str(foreign)]) == 2
+    assert "holds no saved model" in capsys.readouterr().err
+    assert not cache.exists()  # refused before featurizing
+    out = tmp_path / "new_model"
+    code = main([*base, "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"), "--no-cache"])
+    assert code == 0
+    assert (out / "checkpoints" / "member_0" / "last.ckpt").is_file()
+    load_model(out)
+
+
+# 3. Cross-validation folds of another run ------------------------------------------------------------------------
+
+
+def test_cross_validation_reuses_only_folds_of_the_same_run(elastic, tmp_path):
+    def mean_model(train, test, fold):
+        return np.full(len(test), train.targets.mean()), {}
+
+    spec = TrainSpec(**TINY).to_dict()
+    store = FoldStore(tmp_path / "folds", run_fingerprint([elastic], spec, "v1"))
+    first = cross_validate(elastic, mean_model, store, progress=False)
+    again = cross_validate(elastic, mean_model, FoldStore(tmp_path / "folds", store.fingerprint), progress=False)
+    assert again == first
+    other_target = data.StructureData(elastic.structures, elastic.targets + 1, elastic.ids, "G_VRH")
+    other = FoldStore(tmp_path / "folds", run_fingerprint([other_target], spec, "v1"))
+    with pytest.raises(FingerprintMismatch, match="target: 'K_VRH' there, 'G_VRH' here"):
+        cross_validate(other_target, mean_model, other, progress=False)
+    changed = FoldStore(tmp_path / "folds", run_fingerprint([elastic], {**spec, "lr": 0.01}, "v1"))
+    with pytest.raises(FingerprintMismatch, match=r"spec\.lr: 0\.001 there, 0\.01 here"):
+        cross_validate(elastic, mean_model, changed, progress=False)
+
+
+def test_run_cv_refuses_folds_of_another_run_before_training(elastic, tmp_path):
+    folds = tmp_path / "cv" / "folds"
+    folds.mkdir(parents=True)
+    (folds / "fold3.json").write_text(json.dumps({"mae": 1.0, "train_seconds": 1, "y_pred": [], "params": {}}))
+    with pytest.raises(FingerprintMismatch, match="carries no fingerprint"):
+        run_cv(elastic, TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
+    assert not (folds / "fold0.json").exists()  # nothing was trained
+
+
+# 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_of_another_target_is_not_resumed(elastic, tmp_path):
+    spec = TrainSpec(max_epochs=2, **TINY)
+    fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
+    shear = data.StructureData(elastic.structures, elastic.targets / 2, elastic.ids, "G_VRH")
+    with pytest.raises(FingerprintMismatch, match="target: 'K_VRH' there, 'G_VRH' here"):
+        fit(shear, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
+
+
+def test_a_truncated_or_foreign_last_ckpt_gives_a_one_line_error(elastic, tmp_path):
+    spec = TrainSpec(max_epochs=1, **TINY)
+    fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "a")
+    last = tmp_path / "a" / "last.ckpt"
+    stamp = json.loads((tmp_path / "a" / "fingerprint.json").read_text())
+    (tmp_path / "a" / "fingerprint.json").write_text(json.dumps({**stamp, "finished_epochs": None}))
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot be resumed") as caught:
+        fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "a")
+    assert "\n" not in str(caught.value)
+    # Weights of another architecture under this run's fingerprint: named, not a size-mismatch traceback.
+    wider = TrainSpec(max_epochs=1, **{**TINY, "head_hidden": (32, 32)})
+    fit(elastic, spec=wider, cache_dir=None, checkpoint_dir=tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "last.ckpt", last)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "a")
+
+
+def test_training_history_survives_a_kill_and_a_finished_rerun(elastic, tmp_path, monkeypatch):
+    spec = TrainSpec(max_epochs=4, patience=50, **TINY)
+    original = HybridLightningModule.on_train_epoch_start
+
+    def killed_at_epoch_2(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")
+        original(self)
+
+    monkeypatch.setattr(HybridLightningModule, "on_train_epoch_start", killed_at_epoch_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr(HybridLightningModule, "on_train_epoch_start", original)
+    resumed = fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
+    assert [row["epoch"] for row in resumed.history] == [0, 1, 2, 3]
+    rerun = fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
+    assert rerun.history == resumed.history  # a finished run is restored, not trained further
+    assert rerun.best_val_mae == resumed.best_val_mae
+
+
+# 5. Settings that cannot train -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"max_epochs": 0}, "max_epochs must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"loss": "l2_loss"}, "unknown loss 'l2_loss'"),
+        ({"val_fraction": 1.0}, "val_fraction must be in"),
+        ({"val_fraction": 0.0}, "val_fraction must be in"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSpec(**setting)
+
+
+def test_too_few_training_structures_are_refused_before_featurizing(elastic, tmp_path):
+    with pytest.raises(ValueError, match="cannot train on 1 training and 2 validation"):
+        fit(elastic.subset([0, 1, 2]), spec=TrainSpec(val_fraction=0.9, **TINY), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_train_with_zero_epochs_exits_2_and_writes_nothing(shared_data, tmp_path, capsys):
+    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 8, tmp_path)
+    out = tmp_path / "m"
+    code = main(["train", "--data", str(path), "--target", "K_VRH", "--max-epochs", "0", "--out", str(out)])
+    assert code == 2
+    assert "max_epochs must be an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# Clear errors, checked before the work ---------------------------------------------------------------------------
+
+
+def test_output_paths_are_checked_before_the_work(shared_data, tmp_path, capsys, monkeypatch):
+    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 4, tmp_path)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cache = tmp_path / "cache"
+    featurize = ["featurize", "--data", str(path), "--cache-dir", str(cache), "--n-jobs", "1", "--out"]
+    assert main([*featurize, str(a_file / "x.csv")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main([*featurize, str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["train", "--data", str(path), "--target", "K_VRH", "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(matgl_hybrid.files.tempfile, "mkstemp", read_only)
+    assert main([*featurize, str(tmp_path / "ro" / "x.csv")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+    assert not cache.exists()  # nothing was featurized
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty"), (b"[{", "not valid JSON"), (gzip.compress(b"[" * 5000)[:40], "not a readable gzip")],
+)
+def test_unreadable_record_files_give_one_line_naming_the_file(tmp_path, capsys, content, message):
+    path = tmp_path / "broken.json.gz"
+    path.write_bytes(content)
+    assert main(["featurize", "--data", str(path), "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert str(path) in err
+    assert len(err.splitlines()) == 1
+
+
+def test_featurize_of_a_cif_folder_needs_no_target(elastic, tmp_path):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for structure, entry_id in zip(elastic.structures[:3], elastic.ids[:3], strict=True):
+        structure.to(filename=str(folder / f"{entry_id}.cif"))
+    (folder / "targets.csv").write_text("id,K_VRH\n" + "".join(f"{i},1\n" for i in elastic.ids[:3]))
+    out = tmp_path / "d.csv"
+    assert (
+        main(["featurize", "--data", str(folder), "--descriptors", "lattice", "--n-jobs", "1", "--out", str(out)]) == 0
+    )
+    lines = out.read_text().splitlines()
+    assert sorted(line.split(",")[0] for line in lines[1:]) == sorted(elastic.ids[:3])
+
+
+def test_predict_has_no_descriptor_option_and_skips_invalid_entries_on_request(trained, elastic, tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", "--model", str(trained), "--data", "x", "--out", "y", "--descriptors", "gong28"])
+    assert caught.value.code == 2
+    lonely = Structure(Lattice.cubic(30.0), ["Na"], [[0, 0, 0]])  # no neighbour within the cutoff
+    unknown = Structure(Lattice.cubic(3.0), ["U"], [[0, 0, 0]])  # an element the model never saw
+    records = [
+        {"id": i, "structure": s.as_dict()} for i, s in zip(elastic.ids[:2], elastic.structures[:2], strict=True)
+    ]
+    records += [{"id": "lonely", "structure": lonely.as_dict()}, {"id": "uranium", "structure": unknown.as_dict()}]
+    records.append({"id": "broken", "structure": {"not": "a structure"}})
+    path = tmp_path / "mixed.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump(records, f)
+    out = tmp_path / "p.csv"
+    base = ["predict", "--model", str(trained), "--data", str(path), "--out", str(out), "--no-cache", "--n-jobs", "1"]
+    assert main(base) == 2
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*base, "--skip-invalid"]) == 0
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == elastic.ids[:2]
+    skipped = (tmp_path / "p.csv.skipped.csv").read_text()
+    assert all(name in skipped for name in ("lonely", "uranium", "broken"))
+    assert "skipped 3 invalid entries" in capsys.readouterr().out
+
+
+def test_written_files_and_folders_follow_the_umask(trained, tmp_path):
+    old = os.umask(0o027)
+    try:
+        folder = save_model(load_model(trained), tmp_path / "m")
+        matgl_hybrid.files.atomic_write_text(tmp_path / "t.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o640
+    assert (folder / "weights.safetensors").stat().st_mode & 0o777 == 0o640
+    assert (folder / MANIFEST).stat().st_mode & 0o777 == 0o640
+
+
+# The descriptor path ---------------------------------------------------------------------------------------------
+
+
+def test_descriptor_transform_treats_inf_in_training_data_as_missing():
+    train = np.array([[1.0, np.inf], [2.0, 3.0], [3.0, 5.0], [4.0, -np.inf]])
+    out = DescriptorTransform().fit(train).transform(train)
+    assert np.isfinite(out).all()
+    assert out[1, 1] == pytest.approx(-np.sqrt(2))  # column 2: 3 and 5 known, ±inf imputed by their median 4
+
+
+def test_shipped_checkpoints_predict_with_another_matminer_version(elastic, monkeypatch):
+    monkeypatch.setattr(matminer, "__version__", "99.0.0")
+    model = load_pretrained("hybrid-megnet-log10-bulk-modulus")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prediction = model.predict(elastic.structures[:2], cache_dir=None)
+    assert np.isfinite(prediction).all()
+
+
+def test_a_real_change_of_descriptor_values_is_refused(elastic, monkeypatch):
+    model = load_pretrained("hybrid-megnet-log10-bulk-modulus")
+    density = get_descriptor_set("gong28").groups[6]
+    assert density.name == "density"
+    original = density.compute
+    value_digest.cache_clear()
+    try:  # an "upgrade" that changes the density by 1 %
+        object.__setattr__(density, "compute", lambda ctx: [1.01 * v for v in original(ctx)])
+        with pytest.raises(ValueError, match="values differ on the reference structures"):
+            model.predict(elastic.structures[:1], cache_dir=None)
+    finally:
+        object.__setattr__(density, "compute", original)
+        value_digest.cache_clear()
