@@ -10,7 +10,7 @@ A checkpoint directory holds
   mean/std, one file each (ensembles keep them per member inside ``kwargs``);
 - any records (``training.json``, ``model_card.md``);
 - ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder; for
-  matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedLoadMixIn`), i.e. :func:`load_model`;
+  matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedCheckpointMixIn`), i.e. :func:`load_model`;
 - ``SHA256SUMS``: the sha256 of every other file. Loading verifies it first, names any file that differs, and
   refuses a checkpoint whose manifest lacks a file the loader reads (``metadata["files"]`` lists them).
 
@@ -32,6 +32,7 @@ from typing import Any
 import matgl
 import torch
 from matgl.models._core import MatGLModel
+from matgl.utils.io import IOMixIn
 from safetensors.torch import load_file, save_file
 
 from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir
@@ -136,7 +137,7 @@ def save_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
-        model.save(tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
+        IOMixIn.save(model, tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
         kwargs = dict(model._init_args)
         for name, keys in SEPARATE_STATE.items():
             if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
@@ -294,8 +295,16 @@ def load_model(path: str | Path) -> MatGLModel:
     return model.eval()
 
 
-class VerifiedLoadMixIn:
-    """Makes ``matgl.load_model(dir)`` (which calls ``cls.load``) go through :func:`load_model`'s checks."""
+class VerifiedCheckpointMixIn:
+    """MatGL's ``save`` / ``load`` of a model class, as :func:`save_model` / :func:`load_model`.
+
+    ``model.save(dir)`` writes a full checkpoint (hashes, JSON, safetensors), and ``matgl.load_model(dir)``, which
+    calls ``cls.load``, goes through every check of :func:`load_model`.
+    """
+
+    def save(self, path: str | Path = ".", metadata: dict | None = None, makedirs: bool = True) -> None:
+        """Write the model as a checkpoint folder at ``path`` (:func:`save_model`; ``metadata`` is ignored)."""
+        save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path | dict, **kwargs: Any) -> MatGLModel:

@@ -260,7 +260,7 @@ def fit(
         checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``) with a
             ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
             same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
-            run is not trained further.
+            run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew.
 
     Returns:
         :class:`FitResult`; its model carries the best validation weights and everything needed to predict. Under
@@ -288,7 +288,7 @@ def fit(
     if spec.task == "classification" and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all():
         raise ValueError("classification targets must be 0 or 1")
     dset = get_descriptor_set(spec.descriptors) if spec.descriptors is not None else None
-    resume = _Resume(checkpoint_dir, run_fingerprint([train, val], spec.to_dict(), dset.version if dset else None))
+    resume = _Resume(checkpoint_dir, [train, val], spec, dset.version if dset else None)
     L.seed_everything(spec.seed, verbose=False)
     start = time.perf_counter()
 
@@ -397,15 +397,22 @@ def fit(
 class _Resume:
     """A ``checkpoint_dir``: its fingerprint, whether and from where training resumes, and if it already finished.
 
-    ``fingerprint.json`` holds ``{"fingerprint": …, "finished_epochs": int | None}``. An existing ``last.ckpt`` is
-    resumed only when the stored fingerprint equals this run's, and only when it loads and fits the model.
+    ``fingerprint.json`` holds ``{"fingerprint": …, "budget": {"max_epochs", "patience"}, "finished_epochs"}``. An
+    existing ``last.ckpt`` is resumed only when the stored fingerprint (data, target, every setting but the
+    budget, descriptor version) equals this run's, and only when it loads and fits the model. A run that finished
+    with the same budget is restored, not trained further; a larger budget continues it.
     """
 
     HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
+    BUDGET = ("max_epochs", "patience")
 
-    def __init__(self, directory: str | Path | None, fingerprint: dict[str, Any]):
+    def __init__(
+        self, directory: str | Path | None, datasets: Sequence[StructureData], spec: TrainSpec, version: str | None
+    ):
         self.directory = None if directory is None else check_output_dir(directory)
-        self.fingerprint = fingerprint
+        settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
+        self.fingerprint = run_fingerprint(datasets, settings, version)
+        self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         self.path: str | None = None
         self.finished_epochs: int | None = None
         self.state: dict[str, Any] | None = None
@@ -414,7 +421,7 @@ class _Resume:
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():
             stored = json.loads(stamp.read_text()) if stamp.is_file() else {}
-            check_fingerprint(stored.get("fingerprint"), fingerprint, last, self.HINT)
+            check_fingerprint(stored.get("fingerprint"), self.fingerprint, last, self.HINT)
             try:
                 checkpoint = torch.load(last, map_location="cpu", weights_only=True)
                 self.state = checkpoint["state_dict"]
@@ -424,9 +431,14 @@ class _Resume:
                     "delete it, or choose another checkpoint folder, to start over"
                 ) from None
             self.path = str(last)
-            self.finished_epochs = stored.get("finished_epochs")
-        else:
-            atomic_write_text(stamp, json.dumps({"fingerprint": fingerprint, "finished_epochs": None}))
+            if stored.get("budget") == self.budget:
+                self.finished_epochs = stored.get("finished_epochs")
+        self._write(None)
+
+    def _write(self, finished_epochs: int | None) -> None:
+        if self.directory is not None:
+            record = {"fingerprint": self.fingerprint, "budget": self.budget, "finished_epochs": finished_epochs}
+            atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
 
     def check_weights(self, module: L.LightningModule) -> None:
         """Raise unless the checkpoint's weights have the names and shapes of ``module``'s."""
@@ -446,9 +458,7 @@ class _Resume:
 
     def mark_finished(self, epochs: int) -> None:
         """Record that training ended after ``epochs`` epochs: a rerun restores it instead of training further."""
-        if self.directory is not None:
-            record = {"fingerprint": self.fingerprint, "finished_epochs": epochs}
-            atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
+        self._write(epochs)
 
 
 def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -252,7 +252,8 @@ def test_training_resumes_from_its_last_checkpoint(heat_capacity, tmp_path):
     assert [h["epoch"] for h in first.history] == [0, 1]
     spec.max_epochs = 4
     resumed = fit(data, spec=spec, cache_dir=None, checkpoint_dir=tmp_path)
-    assert [h["epoch"] for h in resumed.history] == [2, 3]  # epochs 0-1 are not redone
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]  # epochs 0-1 are not redone, nor forgotten
+    assert resumed.history[:2] == first.history
     assert resumed.best_val_mae <= first.best_val_mae  # the best weights survive the restart
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from matgl_hybrid.checkpoint import CheckpointError, save_model
+from matgl_hybrid.checkpoint import FORMAT_VERSION, CheckpointError, save_model
 from matgl_hybrid.data import load_records
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.pretrained import list_pretrained, load_pretrained, pretrained_cache_dir
@@ -73,7 +73,7 @@ def test_cli_pretrained(saved, tmp_path, capsys):
     assert main(["pretrained", "list"]) == 0
     assert "hybrid-megnet-heat-capacity: Hybrid MEGNet" in capsys.readouterr().out
     assert main(["pretrained", "info", str(path)]) == 0
-    assert '"format_version": 1' in capsys.readouterr().out
+    assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
     assert main(["pretrained", "info", "no-such-model"]) == 2
     assert "unknown checkpoint" in capsys.readouterr().err
     records = tmp_path / "records.json"

@@ -10,11 +10,11 @@ import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
-from matgl_hybrid.checkpoint import VerifiedLoadMixIn
+from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
 from matgl_hybrid.models.hybrid import HybridModel
 
 
-class HybridEnsemble(VerifiedLoadMixIn, MatGLModel):
+class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
     """An ensemble of :class:`HybridModel` members (chemprop-style uncertainty).
 
     Saved and loaded like any MatGL model: ``members`` holds each member's constructor arguments, the state

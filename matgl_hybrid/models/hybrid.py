@@ -12,7 +12,7 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.layers import MLP
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.checkpoint import VerifiedLoadMixIn
+from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
 from matgl_hybrid.data import InvalidStructureError, as_structure, validate_structure
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import current_version
@@ -27,7 +27,7 @@ from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 FORMAT_VERSION = 1
 
 
-class HybridModel(VerifiedLoadMixIn, MatGLModel):
+class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
     """GNN + human-designed descriptors (Gong et al. 2023) on a MatGL backbone.
 
     ``readout="native"`` is the backbone exactly as MatGL ships it (its own readout and head, e.g. MEGNet's
