@@ -5,7 +5,7 @@ PYTHON ?= python
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[dev,cluster]"
 	$(PYTHON) -m pip install --no-deps matbench==0.6
 
 demo: install

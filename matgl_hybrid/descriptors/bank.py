@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
+from joblib.parallel import LokyBackend, get_active_backend
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
@@ -18,22 +23,26 @@ from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 
 
-def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> dict[str, Entry]:
-    """Compute ``groups`` on one structure, sharing its analyses; a group that raises gives NaNs and the error."""
+def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> list[Entry]:
+    """Compute ``groups`` on one structure, sharing its analyses; a group that raises gives NaNs and the error.
+
+    Returns one entry per group, in order (the caller keys them: a group's key needs its value digest, which a
+    worker process need not compute).
+    """
     ctx = StructureContext(structure)
-    out: dict[str, Entry] = {}
+    out: list[Entry] = []
     for group in groups:
         try:
             values = [float(v) for v in group.compute(ctx)]
             if len(values) != len(group.labels):
                 raise ValueError(f"{group.name} returned {len(values)} values for {len(group.labels)} labels")
-            out[group.key] = {"values": values, "error": None}
+            out.append({"values": values, "error": None})
         except Exception as exc:  # matminer raises anything: record it, NaN for this group only
-            out[group.key] = {"values": [float("nan")] * len(group.labels), "error": f"{type(exc).__name__}: {exc}"}
+            out.append({"values": [float("nan")] * len(group.labels), "error": f"{type(exc).__name__}: {exc}"})
     return out
 
 
-def compute_chunk(structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]) -> list[dict[str, Entry]]:
+def compute_chunk(structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]) -> list[list[Entry]]:
     """:func:`compute_groups` over a chunk of structures (one parallel task: amortizes dispatch)."""
     return [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
 
@@ -45,15 +54,77 @@ def _chunks(todo: list[int], n_jobs: int) -> list[list[int]]:
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
-def _run(structures, entries, groups, chunks, n_jobs):
-    """Compute the missing groups of the structures in ``chunks``, one task per chunk, results in order."""
-    tasks = (
-        delayed(compute_chunk)(
-            [structures[i] for i in chunk], [[g for g in groups if g.key not in entries[i]] for i in chunk]
-        )
-        for chunk in chunks
-    )
-    return Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+#: Seconds between two checks, in a local worker process, that the process running ``featurize`` is alive.
+PARENT_CHECK_INTERVAL = 0.5
+
+
+def _make_exit_with_parent():
+    """Build :data:`_exit_with_parent`, the initializer of ``featurize``'s loky workers.
+
+    Built inside this function (once), it is a closure that cloudpickle sends to loky's workers by value: a new
+    worker runs it right after it starts, without first importing this module and its seconds of matminer and
+    pymatgen imports, so a worker whose parent died while it started ends at once too.
+    """
+
+    def exit_with_parent(parent_pid: int, interval: float) -> None:
+        """End this worker process within ``interval`` seconds of the end of process ``parent_pid``.
+
+        loky's workers wait ``idle_worker_timeout`` (300 s) for their next task, or forever in a half-sent one,
+        and so outlive a parent that was killed (SIGKILL, or SIGTERM with its default action); nothing in loky
+        watches the parent on POSIX. A daemon thread here does, through the worker's parent pid, which changes
+        when the parent dies (the worker is reparented); if the worker was started by a fork server, it asks after
+        ``parent_pid`` itself. Nothing changes while the parent lives (the executor stays reusable). Not on
+        Windows (no reparenting there, and ``os.kill(pid, 0)`` would not be a harmless probe).
+        """
+        if os.name != "posix" or os.getpid() == parent_pid:
+            return
+        ppid = os.getppid()
+
+        def parent_alive() -> bool:
+            if os.getppid() != ppid:  # the process that started this worker died: it was reparented
+                return False
+            if ppid == parent_pid:
+                return True
+            try:  # started by a fork server (or the parent died before this ran): probe the parent itself
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+            return True
+
+        def watch() -> None:
+            while parent_alive():
+                time.sleep(interval)
+            os._exit(1)
+
+        if not parent_alive():
+            os._exit(1)
+        threading.Thread(target=watch, name="matgl-hybrid-parent-watch", daemon=True).start()
+
+    return exit_with_parent
+
+
+#: One object for all calls: joblib reuses its loky executor only while the initializer and its arguments match.
+_exit_with_parent = _make_exit_with_parent()
+
+
+def _run(structures, missing, chunks, n_jobs):
+    """Compute the missing groups of the structures in ``chunks``, one task per chunk, results in order.
+
+    On joblib's default backend, loky (local worker processes), every worker gets :data:`_exit_with_parent` as its
+    initializer, so that no worker outlives this process by more than a second or so.
+    That changes loky's reusable executor only in its initializer: consecutive ``featurize`` calls share their
+    workers; a joblib call elsewhere with other executor arguments starts fresh workers, as joblib always does
+    then. A backend configured with its own initializer, and other backends (dask, ray, threads), are left as they
+    are.
+    """
+    backend, _ = get_active_backend()
+    options = {}
+    if isinstance(backend, LokyBackend) and "initializer" not in backend.backend_kwargs:
+        options = {"initializer": _exit_with_parent, "initargs": (os.getpid(), PARENT_CHECK_INTERVAL)}
+    tasks = (delayed(compute_chunk)([structures[i] for i in chunk], [missing[i] for i in chunk]) for chunk in chunks)
+    return Parallel(n_jobs=n_jobs, return_as="generator", **options)(tasks)
 
 
 def featurize(
@@ -93,18 +164,23 @@ def featurize(
     cache = DescriptorCache(cache_dir) if cache_dir is not None else None
     keys = [structure_key(s) for s in structures] if cache else [None] * len(structures)
     entries: list[dict[str, Entry]] = [cache.get(k) if cache else {} for k in keys]
-    todo = [i for i, e in enumerate(entries) if any(g.key not in e for g in dset.groups)]
+    missing = {i: [g for g in dset.groups if g.key not in e] for i, e in enumerate(entries)}
+    todo = [i for i in range(len(entries)) if missing[i]]
 
     if todo:
         chunks = _chunks(todo, n_jobs)
         bar = tqdm(total=len(todo), desc=f"featurize {dset.name}", unit="structure", disable=not progress)
-        for chunk, computed in zip(chunks, _run(structures, entries, dset.groups, chunks, n_jobs), strict=True):
-            for i, new in zip(chunk, computed, strict=True):
-                entries[i].update(new)
-                if cache:
-                    cache.put(keys[i], new)
-            bar.update(len(chunk))
-        bar.close()
+        # closing: an exception or interrupt (KeyboardInterrupt) raised in this loop, outside joblib's own result
+        # loop, closes the generator at once, so that joblib aborts the run and kills its workers instead of leaving
+        # them busy with the queued tasks until the generator happens to be garbage collected.
+        with bar, contextlib.closing(_run(structures, missing, chunks, n_jobs)) as results:
+            for chunk, computed in zip(chunks, results, strict=True):
+                for i, values in zip(chunk, computed, strict=True):
+                    new = {g.key: entry for g, entry in zip(missing[i], values, strict=True)}
+                    entries[i].update(new)
+                    if cache:
+                        cache.put(keys[i], new)
+                bar.update(len(chunk))
 
     return _assemble(dset, entries, ids)
 
