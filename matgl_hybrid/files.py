@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def current_umask() -> int:
@@ -44,6 +46,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """The value of a JSON file; an empty, truncated or malformed file raises a one-line ValueError naming it."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON (empty, truncated or damaged?): {exc}") from None
 
 
 def make_temp_dir(parent: str | Path, prefix: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from matgl.models._core import MatGLModel
 
 from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, sha256_file, verify
+from matgl_hybrid.files import make_temp_dir
 from matgl_hybrid.paths import cache_root
 
 REGISTRY_FILE = Path(__file__).with_name("pretrained_models") / "registry.json"
@@ -75,7 +75,7 @@ def download(url: str, cache: Path | None = None) -> Path:
             shutil.rmtree(target)
     manifest = _fetch(f"{base}/{MANIFEST}").decode()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download."))
+    tmp = make_temp_dir(target.parent, ".download.")
     try:
         (tmp / MANIFEST).write_text(manifest)
         for line in manifest.splitlines():

@@ -25,7 +25,7 @@ from torch.utils.data import DistributedSampler
 from matgl_hybrid.checkpoint import CheckpointError, load_model
 from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
-from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
@@ -109,7 +109,9 @@ class TrainSpec:
     @classmethod
     def from_json(cls, path: str | Path) -> TrainSpec:
         """Read a spec from a JSON file; unknown keys are an error (they would be silently ignored otherwise)."""
-        values = json.loads(Path(path).read_text())
+        values = read_json(path)
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of TrainSpec fields, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -410,14 +412,14 @@ class _Resume:
         self, directory: str | Path | None, datasets: Sequence[StructureData], spec: TrainSpec, version: str | None
     ):
         self.directory = None if directory is None else check_output_dir(directory)
-        settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
-        self.fingerprint = run_fingerprint(datasets, settings, version)
-        self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         self.path: str | None = None
         self.finished_epochs: int | None = None
         self.state: dict[str, Any] | None = None
         if self.directory is None:
             return
+        settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
+        self.fingerprint = run_fingerprint(datasets, settings, version)
+        self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():
             stored = json.loads(stamp.read_text()) if stamp.is_file() else {}

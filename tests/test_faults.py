@@ -325,6 +325,16 @@ def test_unreadable_record_files_give_one_line_naming_the_file(tmp_path, capsys,
     assert len(err.splitlines()) == 1
 
 
+def test_a_broken_config_file_gives_one_line_naming_it(tmp_path, capsys):
+    config = tmp_path / "spec.json"
+    config.write_text('{"max_epochs": 3,')
+    code = main(["train", "--data", "x.json", "--target", "y", "--config", str(config), "--out", str(tmp_path / "m")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{config} is not valid JSON" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_featurize_of_a_cif_folder_needs_no_target(elastic, tmp_path):
     folder = tmp_path / "cifs"
     folder.mkdir()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matminer.featurizers.base import BaseFeaturizer
 
+from matgl_hybrid.data import read_csv
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup, group_for_featurizer
 
 
@@ -32,7 +33,7 @@ class UserDescriptors:
     @classmethod
     def from_csv(cls, path: str | Path, id_column: str | None = "id", columns: Sequence[str] | None = None):
         """Read a CSV; rows align by ``id_column`` (or by position when it is None)."""
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
         return cls.from_frame(frame, columns=columns, id_column=id_column)
 
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.files import atomic_write_text, read_json
 
 FORMAT_VERSION = 1
 
@@ -98,7 +98,7 @@ class DescriptorTransform:
     @classmethod
     def load(cls, path: str | Path) -> DescriptorTransform:
         """Read a transform written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "median_"):
