@@ -278,6 +278,8 @@ def load_model(path: str | Path) -> MatGLModel:
         )
     cls = model_class(header, path)
     kwargs = dict(header["kwargs"])
+    for legacy in ("format_version", "package_version"):  # format 1 froze these into HybridModel's arguments
+        kwargs.pop(legacy, None)
     for file in SEPARATE_STATE:
         if (path / file).is_file() and file in listed:
             kwargs.update(json.loads((path / file).read_text()))

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import CheckpointError, check_model_dir, load_model, read_header, save_model
+from matgl_hybrid.checkpoint import check_model_dir, load_model, read_header, save_model
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import markdown_table, run_cv
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # recorded by train in the model card
     try:
         return args.func(args)
-    except (data.InvalidStructureError, CheckpointError, KeyError, ValueError, OSError, TypeError) as exc:
+    except (ValueError, OSError) as exc:  # bad input (InvalidStructureError, CheckpointError, …), files; bugs propagate
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -19,6 +19,7 @@ from typing import Any
 from matgl.models._core import MatGLModel
 
 from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, sha256_file, verify
+from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import make_temp_dir
 from matgl_hybrid.paths import cache_root
 
@@ -55,7 +56,7 @@ def resolve(source: str | Path) -> Path:
     if text.startswith("hf://"):
         return _from_hugging_face(text.removeprefix("hf://"))
     known = ", ".join(sorted(registry)) or "none registered"
-    raise KeyError(f"unknown checkpoint {text!r}: not a directory, URL or registered name (known: {known})")
+    raise UnknownNameError(f"unknown checkpoint {text!r}: not a directory, URL or registered name (known: {known})")
 
 
 def load_pretrained(source: str | Path) -> MatGLModel:

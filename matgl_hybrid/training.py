@@ -25,6 +25,7 @@ from torch.utils.data import DistributedSampler
 from matgl_hybrid.checkpoint import CheckpointError, load_model
 from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
 from matgl_hybrid.graphs import build_dataset, make_loader
@@ -115,7 +116,7 @@ class TrainSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise KeyError(f"unknown keys in {path}: {unknown}; known: {sorted(known)}")
+            raise UnknownNameError(f"unknown keys in {path}: {unknown}; known: {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

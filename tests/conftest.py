@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from matgl_hybrid.datasets import DE_JONG_2015_PATH
+
 # The real datasets live next to the repository, in ../shared/data (see its README.md).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The folder of the packaged de Jong et al. 2015 set: tests that need only it run without ../shared.
+DEMO_DATA = DE_JONG_2015_PATH.parent
 
 
 @pytest.fixture(scope="session")

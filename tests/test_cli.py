@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LATTICE_COLUMNS, TINY_MEGNET, write_small_records
+from conftest import DEMO_DATA, LATTICE_COLUMNS, TINY_MEGNET, write_small_records
 
 from matgl_hybrid.cli import main
 
@@ -52,6 +52,7 @@ def test_bad_input_prints_one_line_and_exits_2(shared_data, tmp_path, capsys):
     assert "band_gap" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_featurizes_the_embedded_dataset(tmp_path, capsys):
     assert main(["demo", "--descriptors", "lattice", "--n-jobs", "1", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -61,6 +62,7 @@ def test_demo_featurizes_the_embedded_dataset(tmp_path, capsys):
     assert "vpa" not in out  # only the chosen set is summarised
 
 
+@pytest.mark.slow
 def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     import matgl
 
@@ -121,6 +123,7 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     assert (frame["std"] > 0).all()
 
 
+@pytest.mark.slow
 def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
     from matgl_hybrid.checkpoint import load_model
     from matgl_hybrid.model_card import heldout_split, holdout_metrics
@@ -160,7 +163,7 @@ def test_pretrain_excludes_evaluation_structures_by_id_and_by_material(shared_da
 
     from matgl_hybrid.data import as_structure, material_key
 
-    records = read_records(shared_data / "de_jong_2015_elasticity.json.gz", 16)
+    records = read_records(DEMO_DATA / "de_jong_2015_elasticity.json.gz", 16)
     keys = [material_key(as_structure(r["structure"])) for r in records]
     assert len(set(keys)) == 16  # precondition: 16 different materials
 

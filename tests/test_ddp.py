@@ -10,14 +10,14 @@ import warnings
 import matgl
 import numpy as np
 import pytest
-from conftest import TINY_MEGNET, write_small_records
+from conftest import DEMO_DATA, TINY_MEGNET, write_small_records
 
 from matgl_hybrid import data
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_saves_one_model_whose_record_is_exact(shared_data, tmp_path):
-    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 44, tmp_path)
+def test_ddp_on_two_cpu_processes_saves_one_model_whose_record_is_exact(tmp_path):
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 44, tmp_path)
     config = tmp_path / "tiny.json"
     # 44 structures, 25 % validation: 11, an odd number, so that the two ranks validate unequal shares.
     spec = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "val_fraction": 0.25, "descriptors": "lattice"}

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LATTICE_COLUMNS, read_records
+from conftest import DEMO_DATA, LATTICE_COLUMNS, read_records
 from matminer.featurizers.composition import ElementProperty, Stoichiometry
 from matminer.featurizers.site import AverageBondAngle, AverageBondLength, CoordinationNumber
 from matminer.featurizers.structure import (
@@ -77,7 +77,7 @@ def _records(path, every: int, max_sites: int, n: int) -> list[tuple[str, Struct
 def real_structures(shared_data) -> list[tuple[str, Structure]]:
     """52 real structures of varied chemistry and size (2–20 sites) from two datasets."""
     return _records(shared_data / "alexandria_heat_capacity.json.gz", 19, 20, 26) + _records(
-        shared_data / "de_jong_2015_elasticity.json.gz", 37, 20, 26
+        DEMO_DATA / "de_jong_2015_elasticity.json.gz", 37, 20, 26
     )
 
 
@@ -105,6 +105,7 @@ def test_gong28_columns_are_the_papers_28_in_order():
     assert list(get_descriptor_set("gong28").columns) == GONG28
 
 
+@pytest.mark.slow
 def test_gong28_equals_matminer_on_real_structures(real_structures, tmp_path):
     assert len(real_structures) >= 50
     ids = [i for i, _ in real_structures]
@@ -257,6 +258,7 @@ def test_structure_key_identifies_structures():
     assert structure_key(Structure(s.lattice, ["Cs", "Br"], s.frac_coords)) != structure_key(s)
 
 
+@pytest.mark.slow
 def test_parallel_equals_serial_and_accepts_ase_atoms(real_structures):
     structures = [s for _, s in real_structures[:8]]
     serial = featurize(structures, "gong28", n_jobs=1, progress=False)

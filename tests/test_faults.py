@@ -17,7 +17,7 @@ from pathlib import Path
 import matgl
 import numpy as np
 import pytest
-from conftest import TINY_MEGNET, write_small_records
+from conftest import DEMO_DATA, TINY_MEGNET, write_small_records
 from pymatgen.core import Lattice, Structure
 
 import matgl_hybrid.files
@@ -35,10 +35,10 @@ TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptors": "lattice
 
 
 @pytest.fixture(scope="module")
-def elastic(shared_data):
+def elastic():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return data.load(shared_data / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
+        return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +153,9 @@ def test_a_folder_that_is_not_a_model_is_refused_unless_overwrite(trained, tmp_p
     load_model(folder)
 
 
-def test_train_refuses_a_foreign_out_before_any_work_and_accepts_a_checkpoint_dir_inside_a_new_out(
-    shared_data, tmp_path, capsys
-):
-    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 16, tmp_path)
+@pytest.mark.slow
+def test_train_refuses_a_foreign_out_before_any_work_and_accepts_a_checkpoint_dir_inside_a_new_out(tmp_path, capsys):
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 16, tmp_path)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({**TINY, "progress": False}))
     foreign = tmp_path / "foreign"
@@ -207,6 +206,7 @@ def test_run_cv_refuses_folds_of_another_run_before_training(elastic, tmp_path):
 # 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_target_is_not_resumed(elastic, tmp_path):
     spec = TrainSpec(max_epochs=2, **TINY)
     fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
@@ -215,6 +215,7 @@ def test_a_checkpoint_of_another_target_is_not_resumed(elastic, tmp_path):
         fit(shear, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
 
 
+@pytest.mark.slow
 def test_a_truncated_or_foreign_last_ckpt_gives_a_one_line_error(elastic, tmp_path):
     spec = TrainSpec(max_epochs=1, **TINY)
     fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "a")
@@ -233,6 +234,7 @@ def test_a_truncated_or_foreign_last_ckpt_gives_a_one_line_error(elastic, tmp_pa
         fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "a")
 
 
+@pytest.mark.slow
 def test_training_history_survives_a_kill_and_a_finished_rerun(elastic, tmp_path, monkeypatch):
     spec = TrainSpec(max_epochs=4, patience=50, **TINY)
     original = HybridLightningModule.on_train_epoch_start
@@ -277,8 +279,8 @@ def test_too_few_training_structures_are_refused_before_featurizing(elastic, tmp
     assert not (tmp_path / "cache").exists()
 
 
-def test_train_with_zero_epochs_exits_2_and_writes_nothing(shared_data, tmp_path, capsys):
-    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 8, tmp_path)
+def test_train_with_zero_epochs_exits_2_and_writes_nothing(tmp_path, capsys):
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 8, tmp_path)
     out = tmp_path / "m"
     code = main(["train", "--data", str(path), "--target", "K_VRH", "--max-epochs", "0", "--out", str(out)])
     assert code == 2
@@ -289,8 +291,8 @@ def test_train_with_zero_epochs_exits_2_and_writes_nothing(shared_data, tmp_path
 # Clear errors, checked before the work ---------------------------------------------------------------------------
 
 
-def test_output_paths_are_checked_before_the_work(shared_data, tmp_path, capsys, monkeypatch):
-    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 4, tmp_path)
+def test_output_paths_are_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 4, tmp_path)
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     cache = tmp_path / "cache"
@@ -333,6 +335,19 @@ def test_a_broken_config_file_gives_one_line_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert f"{config} is not valid JSON" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("bug", [TypeError, KeyError, AttributeError])
+def test_a_bug_keeps_its_traceback_while_user_errors_are_one_line(tmp_path, monkeypatch, capsys, bug):
+    assert main(["featurize", "--data", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        raise bug("a bug, not the user's fault")
+
+    monkeypatch.setattr(data, "load", broken)
+    with pytest.raises(bug, match="a bug"):
+        main(["featurize", "--data", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.csv")])
 
 
 def test_featurize_of_a_cif_folder_needs_no_target(elastic, tmp_path):
@@ -398,6 +413,7 @@ def test_descriptor_transform_treats_inf_in_training_data_as_missing():
     assert out[1, 1] == pytest.approx(-np.sqrt(2))  # column 2: 3 and 5 known, ±inf imputed by their median 4
 
 
+@pytest.mark.slow
 def test_shipped_checkpoints_predict_with_another_matminer_version(elastic, tmp_path):
     # In a fresh process, with matminer's version string changed before matgl-hybrid is imported (as an upgrade
     # that leaves the values alone would): the shipped checkpoints still predict, the same numbers.

@@ -71,6 +71,7 @@ def test_dataset_file_is_verified_against_matminers_sha256(stand_in_dir, tmp_pat
     assert _load_dataset_dict()[TASK]["url"] in message  # where to get it
 
 
+@pytest.mark.slow
 def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(accept_stand_in, tmp_path, monkeypatch):
     out = tmp_path / "matbench_v0.1_HybridTest"
     # A first run that is "interrupted" after two folds.
@@ -135,6 +136,7 @@ def test_composition_tasks_are_refused():
         MatbenchRun(["matbench_steels"], TINY, progress=False).run()
 
 
+@pytest.mark.slow
 def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 1  # not a submission folder
     assert "matbench_v0.1_" in capsys.readouterr().out

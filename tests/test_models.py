@@ -151,6 +151,7 @@ def test_without_descriptors_it_is_the_plain_backbone_with_a_readout(heat_capaci
     assert np.isfinite(model.predict(heat_capacity.structures[:4], cache_dir=None)).all()
 
 
+@pytest.mark.slow
 def test_training_on_200_real_structures_beats_the_mean_predictor(heat_capacity, tmp_path):
     spec = TrainSpec(
         backbone="megnet",
@@ -244,6 +245,7 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
 
 
+@pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(heat_capacity, tmp_path):
     spec = TrainSpec(max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptors="lattice")
     data = heat_capacity.subset(range(40))
@@ -269,6 +271,7 @@ def test_native_readout_is_matgls_own_megnet(heat_capacity, tmp_path):
         _tiny_model(structures, "megnet", readout="native")
 
 
+@pytest.mark.slow
 def test_classification_gives_probabilities(heat_capacity):
     data = heat_capacity.subset(range(40))
     data.targets = (data.targets > np.median(data.targets)).astype(float)

@@ -14,6 +14,7 @@ import joblib
 import pandas as pd
 import psutil
 import pytest
+from conftest import DEMO_DATA
 
 from matgl_hybrid.data import load
 from matgl_hybrid.descriptors import bank as bank_module
@@ -47,12 +48,10 @@ def dask_client():
 
 
 @pytest.mark.slow
-def test_featurize_on_dask_cluster_matches_serial_and_writes_a_valid_cache(
-    shared_data, tmp_path, dask_client, monkeypatch
-):
+def test_featurize_on_dask_cluster_matches_serial_and_writes_a_valid_cache(tmp_path, dask_client, monkeypatch):
     from distributed import get_task_stream
 
-    data = load(shared_data / DE_JONG, limit=12)
+    data = load(DEMO_DATA / DE_JONG, limit=12)
     serial = featurize(data.structures, "gong28", n_jobs=1, cache_dir=None, ids=data.ids, progress=False)
 
     cache_dir = tmp_path / "cache"
@@ -119,14 +118,15 @@ print("finished", flush=True)
     [(signal.SIGTERM, "computing"), (signal.SIGKILL, "computing"), (signal.SIGKILL, "starting")],
     ids=["SIGTERM-computing", "SIGKILL-computing", "SIGKILL-starting"],
 )
-def test_killed_featurize_leaves_no_worker_processes(shared_data, tmp_path, sig, moment):
+@pytest.mark.slow
+def test_killed_featurize_leaves_no_worker_processes(tmp_path, sig, moment):
     """Kill a featurizing process; none of its processes (loky workers, resource trackers) may outlive it for long.
 
     ``computing``: once the first results are cached; ``starting``: as soon as both loky workers exist (still
     importing, before any task reached them).
     """
     cache_dir = tmp_path / "cache"
-    code = _FEATURIZE_CHILD.format(path=os.fspath(shared_data / DE_JONG), cache=os.fspath(cache_dir))
+    code = _FEATURIZE_CHILD.format(path=os.fspath(DEMO_DATA / DE_JONG), cache=os.fspath(cache_dir))
     log = tmp_path / "child.log"
     descendants: list[psutil.Process] = []
     with log.open("w") as out:
@@ -168,13 +168,13 @@ def test_killed_featurize_leaves_no_worker_processes(shared_data, tmp_path, sig,
 
 
 @pytest.mark.slow
-def test_interrupt_inside_featurize_loop_shuts_the_workers_down(shared_data, tmp_path, monkeypatch):
+def test_interrupt_inside_featurize_loop_shuts_the_workers_down(tmp_path, monkeypatch):
     """Ctrl-C while results are stored (outside joblib's own result loop) stops the workers at once.
 
     The caught exception keeps featurize's traceback alive, as an interactive session does after Ctrl-C; the
     workers must not go on with the queued tasks (and then idle for minutes) meanwhile.
     """
-    data = load(shared_data / DE_JONG, limit=64)
+    data = load(DEMO_DATA / DE_JONG, limit=64)
     seen: list[psutil.Process] = []
     original_put = DescriptorCache.put
 

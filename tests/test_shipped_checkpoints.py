@@ -21,6 +21,7 @@ def test_at_least_two_checkpoints_are_shipped_and_registered():
         assert (folder / "model_card.md").read_text().count("matgl-hybrid train") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeypatch, tmp_path):
     monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path))  # offline, nothing cached beforehand

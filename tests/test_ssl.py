@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import DEMO_DATA
 
 from matgl_hybrid.data import load_records
 from matgl_hybrid.graphs import build_dataset, make_loader
@@ -30,10 +31,10 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def structures(shared_data):
+def structures():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_records(shared_data / "de_jong_2015_elasticity.json.gz", limit=48).structures
+        return load_records(DEMO_DATA / "de_jong_2015_elasticity.json.gz", limit=48).structures
 
 
 def test_masking_picks_fifteen_percent_of_atoms():
@@ -51,6 +52,7 @@ def test_periodic_labels_and_distance_bins():
     assert bins.tolist() == [0, 20, 39, 39]
 
 
+@pytest.mark.slow
 def test_pretext_losses_decrease_on_real_structures(structures):
     torch.manual_seed(0)
     module = MaskedPretraining(backbone_kwargs=SMALL, lr=3e-3)
@@ -93,13 +95,13 @@ def per_atom_mean(encoder, structure):
     return node_embeddings(encoder, [structure], layers=[1])[0].mean(axis=0)
 
 
-def test_cli_pretrain_saves_a_loadable_encoder(shared_data, tmp_path):
+def test_cli_pretrain_saves_a_loadable_encoder(tmp_path):
     import matgl
     from conftest import write_small_records
 
     from matgl_hybrid.cli import main
 
-    path, _ = write_small_records(shared_data, "de_jong_2015_elasticity.json.gz", 30, tmp_path)
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 30, tmp_path)
     assert main(["pretrain", "--data", str(path), str(path), "--max-epochs", "1", "--out", str(tmp_path / "enc")]) == 0
     encoder = matgl.load_model(tmp_path / "enc")
     assert encoder.element_types[-1] == MASK_TOKEN
@@ -124,6 +126,7 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
         featurize(structures[:1], "ssl:only-a-path", progress=False)
 
 
+@pytest.mark.slow
 def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_path):
     import matgl
 
@@ -153,6 +156,7 @@ def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_pa
     np.testing.assert_array_equal(matgl.load_model(tmp_path / "negnn").predict(structures[:5], cache_dir=None), before)
 
 
+@pytest.mark.slow
 def test_contrastive_views_and_nt_xent(structures):
     from matgl_hybrid.ssl.contrastive import (
         ContrastivePretraining,

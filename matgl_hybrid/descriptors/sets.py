@@ -14,6 +14,7 @@ from matminer.featurizers.base import BaseFeaturizer
 
 from matgl_hybrid.data import read_csv
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup, group_for_featurizer
+from matgl_hybrid.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ class UserDescriptors:
         """Take ``columns`` (default: all but ``id_column``) of a DataFrame."""
         if id_column is not None:
             if id_column not in frame.columns:
-                raise KeyError(f"id column {id_column!r} not in {list(frame.columns)}")
+                raise UnknownNameError(f"id column {id_column!r} not in {list(frame.columns)}")
             frame = frame.set_index(frame[id_column].astype(str)).drop(columns=[id_column])
         if columns is not None:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
-                raise KeyError(f"user descriptor columns {missing} not in {list(frame.columns)}")
+                raise UnknownNameError(f"user descriptor columns {missing} not in {list(frame.columns)}")
             frame = frame[list(columns)]
         bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
@@ -74,7 +75,7 @@ class UserDescriptors:
                 raise ValueError("these user descriptors are keyed by id: pass ids= to featurize")
             missing = [i for i in ids if i not in self.frame.index]
             if missing:
-                raise KeyError(f"no user descriptors for ids {missing[:5]}{' …' if len(missing) > 5 else ''}")
+                raise UnknownNameError(f"no user descriptors for ids {missing[:5]}{' …' if len(missing) > 5 else ''}")
             rows = self.frame.loc[list(ids)]
         else:
             if len(self.frame) != n:
@@ -175,7 +176,7 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
         parts = [p.strip() for p in spec.split("+")]
         unknown = [p for p in parts if p not in NAMED_SETS and not p.startswith("ssl:")]
         if unknown:
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and ssl:<encoder>:<layers>"
             )
         return _combine([NAMED_SETS[p] if p in NAMED_SETS else _ssl_set(p) for p in parts])
@@ -201,7 +202,7 @@ def _ssl_set(spec: str) -> DescriptorSet:
 
     _, path, layers = [*spec.split(":", 2), "", ""][:3]
     if not path or not layers:
-        raise KeyError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
+        raise UnknownNameError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
     group = ssl_group(path, tuple(int(x) for x in layers.split(",")))
     return DescriptorSet(spec, (group,), group.labels)
 

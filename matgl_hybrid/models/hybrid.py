@@ -21,10 +21,6 @@ from matgl_hybrid.layers import DescriptorEncoder, make_activation, make_fusion,
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.negnn import FrozenEncoder, NodeEmbeddingInput
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.version import __version__ as PACKAGE_VERSION
-
-#: Version of the saved-model layout; a checkpoint with a larger one was written by a newer matgl-hybrid.
-FORMAT_VERSION = 1
 
 
 class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
@@ -71,16 +67,9 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
         target_units: str | None = None,
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
-        format_version: int = FORMAT_VERSION,
-        package_version: str = PACKAGE_VERSION,
         **kwargs,
     ):
         """Build the model; see the class docstring. ``descriptor_transform`` is required with ``descriptor_set``."""
-        if format_version > FORMAT_VERSION:
-            raise ValueError(
-                f"this checkpoint was written by matgl-hybrid {package_version} in format {format_version}; this "
-                f"installation ({PACKAGE_VERSION}) reads format {FORMAT_VERSION} or older: upgrade matgl-hybrid"
-            )
         if descriptor_set is not None:
             descriptor_version = current_version(descriptor_set, descriptor_version)
         super().__init__()
