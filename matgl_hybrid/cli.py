@@ -270,6 +270,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
+    if (args.model is None) == (args.backbone is None):
+        raise ValueError("give --model DIR (a trained model) or --backbone NAME (a fresh one), one of the two")
     check_output_dir(args.out)
     dataset = data.load(args.data)
     descriptors = featurize(
@@ -277,14 +279,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     )
     if args.model:
         models = {args.model.name: load_model(args.model)}
-    elif args.backbone:
+    else:
         torch.manual_seed(args.seed)
         models = {
             f"{args.backbone}/{r} (untrained)": HybridModel(backbone=args.backbone, readout=r)
             for r in args.readouts.split(",")
         }
-    else:
-        raise ValueError("give --model DIR or --backbone NAME")
     embeddings = {name: embed(m, dataset.structures, dataset.ids, args.tap, _cache(args)) for name, m in models.items()}
     table = probe(embeddings, descriptors, probes=args.probes.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -335,6 +335,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_pretrained(args: argparse.Namespace) -> int:
     """List, describe, download or use the registered checkpoints (or any path / URL)."""
+    if args.action != "predict" and (args.data or args.out):
+        raise ValueError(f"--data and --out are options of 'pretrained predict', not of 'pretrained {args.action}'")
     if args.action == "list":
         models = list_pretrained()
         for name, entry in models.items():

@@ -337,6 +337,16 @@ def test_a_broken_config_file_gives_one_line_naming_it(tmp_path, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_options_a_command_would_ignore_are_refused(trained, tmp_path, capsys):
+    out = str(tmp_path / "p")
+    assert main(["probe", "--model", str(trained), "--backbone", "megnet", "--data", "x", "--out", out]) == 2
+    assert "one of the two" in capsys.readouterr().err
+    assert main(["pretrained", "list", "--data", "x.json"]) == 2
+    assert "options of 'pretrained predict'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # predict computes the model's own descriptors: there is no choice to make
+        main(["predict", "--model", str(trained), "--data", "x", "--out", "y", "--descriptors", "gong28"])
+
+
 @pytest.mark.parametrize("bug", [TypeError, KeyError, AttributeError])
 def test_a_bug_keeps_its_traceback_while_user_errors_are_one_line(tmp_path, monkeypatch, capsys, bug):
     assert main(["featurize", "--data", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.csv")]) == 2
