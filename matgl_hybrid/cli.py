@@ -24,8 +24,9 @@ from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
+from matgl_hybrid.splits import split_indices
 from matgl_hybrid.ssl import pretrain
-from matgl_hybrid.training import TrainSpec, device_name, fit, split_indices
+from matgl_hybrid.training import TrainSpec, device_name, fit
 
 
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:

@@ -10,21 +10,13 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.model_selection import KFold
 from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
-
-#: Matbench's ``KFold(n_splits=5, shuffle=True, random_state=18012019)`` seed.
-MATBENCH_SEED = 18012019
-
-
-def kfold_splits(n: int, n_splits: int = 5, seed: int = MATBENCH_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Matbench's folds over ``n`` items in dataset order: ``[(train_indices, test_indices), …]``."""
-    return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n)))
+from matgl_hybrid.splits import MATBENCH_SEED, kfold_splits
 
 
 class FoldStore:

@@ -81,7 +81,7 @@ def render_card(record: dict[str, Any], title: str) -> str:
     if test:
         lines.append(
             f"- Held-out test split: {test['n']} structures ({100 * test['fraction']:g} %, seeded with "
-            f"{test['seed']}, `matgl_hybrid.training.split_indices`), never seen in training or early stopping; "
+            f"{test['seed']}, `matgl_hybrid.splits.split_indices`), never seen in training or early stopping; "
             "their ids are in `training.json`."
         )
     lines += [

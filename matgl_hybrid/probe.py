@@ -24,9 +24,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from matgl_hybrid.data import as_structure, validate_structure
-from matgl_hybrid.evaluation import kfold_splits
 from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
+from matgl_hybrid.splits import kfold_splits
 
 #: Descriptors probed as classes (accuracy) rather than values (R²).
 CATEGORICAL = ("crystal_system_int",)

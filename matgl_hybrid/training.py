@@ -32,6 +32,7 @@ from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.splits import split_indices
 
 #: The losses MatGL's ``ModelLightningModule`` knows (it falls back to L1 for any other name).
 LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
@@ -230,15 +231,6 @@ def device_name(accelerator: str = "auto") -> str:
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random train/validation split of ``n`` items (at least one validation item)."""
-    if n < 2:
-        raise ValueError(f"need at least 2 structures to train with a validation split, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(n - 1, max(1, round(val_fraction * n)))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def fit(

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, collate_fn_graph
 from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.splits import split_indices
 from matgl_hybrid.ssl.pretext import MASK_TOKEN, build_encoder
-from matgl_hybrid.training import split_indices
 
 
 def random_supercell(structure: Structure, rng: np.random.Generator, max_atoms: int = 64) -> Structure:

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 
 from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
 from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.splits import split_indices
 from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, build_encoder, choose_masked, periodic_labels
-from matgl_hybrid.training import split_indices
 
 
 class MaskedPretraining(L.LightningModule):
