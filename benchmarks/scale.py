@@ -547,29 +547,33 @@ def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold:
     ns = [r["n"] for r in runs]
     header = "| stage | " + " | ".join(f"N = {n:,}" for n in ns) + " |"
     rule = "|---|" + "---:|" * len(ns)
+
+    def row(stage: str, cells) -> str:
+        return f"| {STAGES[stage]} | " + " | ".join(cells) + " |"
+
     time_rows = [
-        f"| {STAGES[k]} | "
-        + " | ".join(f"{s:.1f} s ({s / n * 1000:.1f} ms/str.)" for s, n in zip(f["seconds"], ns, strict=True))
-        + " |"
+        row(k, (f"{s:.1f} s ({s / n * 1000:.1f} ms/str.)" for s, n in zip(f["seconds"], ns, strict=True)))
         for k, f in fits.items()
     ]
     memory_rows = [
-        f"| {STAGES[k]} | "
-        + " | ".join(
-            f"+{_memory(r['stages'][k]['peak_delta_mib'])} (peak {_memory(r['stages'][k]['peak_rss_mib'])})"
-            for r in runs
+        row(
+            k,
+            (
+                f"+{_memory(r['stages'][k]['peak_delta_mib'])} (peak {_memory(r['stages'][k]['peak_rss_mib'])})"
+                for r in runs
+            ),
         )
-        + " |"
-        for k, f in fits.items()
+        for k in fits
     ]
     cpu_rows = [
-        f"| {STAGES[k]} | "
-        + " | ".join(
-            f"{r['stages'][k]['cpu_seconds']:.1f} s, {r['stages'][k]['cores_used']:.2f} / "
-            f"{r['stages'][k]['foreign_cpu_share']:.0%}"
-            for r in runs
+        row(
+            k,
+            (
+                f"{r['stages'][k]['cpu_seconds']:.1f} s, {r['stages'][k]['cores_used']:.2f} / "
+                f"{r['stages'][k]['foreign_cpu_share']:.0%}"
+                for r in runs
+            ),
         )
-        + " |"
         for k in fits
     ]
     fit_rows = []

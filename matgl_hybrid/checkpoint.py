@@ -35,7 +35,7 @@ from matgl.models._core import MatGLModel
 from matgl.utils.io import IOMixIn
 from safetensors.torch import load_file, save_file
 
-from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir
+from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir, read_json
 from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 
 #: Version of the checkpoint layout written here; a larger one comes from a newer matgl-hybrid. Format 2 lists every
@@ -133,7 +133,8 @@ def save_model(
     save leaves a folder that the loader refuses, never one that loads wrong.
     """
     out_dir = check_model_dir(out_dir, overwrite, allow)
-    previous = _listed_files(out_dir) if is_saved_model(out_dir) else set()
+    manifest_path = out_dir / MANIFEST
+    previous = set(parse_manifest(manifest_path.read_text(), manifest_path)) if is_saved_model(out_dir) else set()
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
@@ -182,14 +183,15 @@ def save_model(
     return out_dir
 
 
-def _listed_files(path: Path) -> set[str]:
-    """The file names a checkpoint's manifest lists (the files matgl-hybrid wrote there)."""
-    names = set()
-    for line in (path / MANIFEST).read_text().splitlines():
-        _, _, name = line.partition("  ")
-        if name and "/" not in name and not name.startswith("."):
-            names.add(name)
-    return names
+def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
+    """``{file: sha256}`` of a ``SHA256SUMS`` text (read from ``source``, named in errors)."""
+    expected = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if not name or len(digest) != 64 or "/" in name or name.startswith("."):
+            raise CheckpointError(f"{source} is malformed: {line!r}")
+        expected[name] = digest
+    return expected
 
 
 def verify(path: str | Path) -> dict[str, str]:
@@ -203,12 +205,7 @@ def verify(path: str | Path) -> dict[str, str]:
     manifest = path / MANIFEST
     if not manifest.is_file():
         raise CheckpointError(f"{path} has no {MANIFEST}: not a matgl-hybrid checkpoint, or an incomplete copy")
-    expected = {}
-    for line in manifest.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        if not name or len(digest) != 64 or "/" in name or name.startswith("."):
-            raise CheckpointError(f"{manifest} is malformed: {line!r}")
-        expected[name] = digest
+    expected = parse_manifest(manifest.read_text(), manifest)
     if "model.json" not in expected:
         raise CheckpointError(f"{manifest} has no entry for model.json: the checkpoint cannot be verified")
     for name, digest in expected.items():
@@ -223,7 +220,7 @@ def verify(path: str | Path) -> dict[str, str]:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """``model.json`` of a verified checkpoint, refusing formats newer than this installation reads."""
-    header = json.loads((Path(path) / "model.json").read_text())
+    header = read_json(Path(path) / "model.json")
     metadata = header.get("metadata") or {}
     version = metadata.get("format_version")
     if not isinstance(version, int):
@@ -282,7 +279,7 @@ def load_model(path: str | Path) -> MatGLModel:
         kwargs.pop(legacy, None)
     for file in SEPARATE_STATE:
         if (path / file).is_file() and file in listed:
-            kwargs.update(json.loads((path / file).read_text()))
+            kwargs.update(read_json(path / file))
     try:
         model = cls(**kwargs)
     except (TypeError, ValueError, KeyError) as exc:

@@ -212,11 +212,13 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
         frame["prediction"] = model.predict(dataset.structures, **kwargs)
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {args.out}")
-    if skipped:
+    if args.skip_invalid:  # written even when empty, so that a listing of an earlier run is never left stale
         listing = args.out.with_name(args.out.name + ".skipped.csv")
-        atomic_write_text(listing, pd.DataFrame([vars(e) for e in skipped]).to_csv(index=False))
+        atomic_write_text(
+            listing, pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"]).to_csv(index=False)
+        )
         shown = "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
-        print(f"skipped {len(skipped)} invalid entries ({shown}); all listed in {listing}")
+        print(f"skipped {len(skipped)} invalid entries ({shown or 'none'}); listed in {listing}")
     return 0
 
 

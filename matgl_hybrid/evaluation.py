@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors import get_descriptor_set
-from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
 from matgl_hybrid.splits import MATBENCH_SEED, kfold_splits
 
@@ -48,7 +48,7 @@ class FoldStore:
         return True
 
     def load(self, fold: int) -> dict[str, Any]:
-        return json.loads(self.path(fold).read_text())
+        return read_json(self.path(fold))
 
     def save(self, fold: int, record: dict[str, Any]) -> None:
         if self.fingerprint is not None:
@@ -57,7 +57,7 @@ class FoldStore:
 
     def records(self) -> dict[int, dict[str, Any]]:
         """All finished folds, by fold number."""
-        return {int(p.stem[4:]): json.loads(p.read_text()) for p in sorted(self.directory.glob("fold*.json"))}
+        return {int(p.stem[4:]): read_json(p) for p in sorted(self.directory.glob("fold*.json"))}
 
 
 #: ``train_and_predict(train, test, fold) -> (predictions (n_test,), params)``.

@@ -18,7 +18,7 @@ from typing import Any
 
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, sha256_file, verify
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, parse_manifest, sha256_file, verify
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import make_temp_dir
 from matgl_hybrid.paths import cache_root
@@ -79,10 +79,7 @@ def download(url: str, cache: Path | None = None) -> Path:
     tmp = make_temp_dir(target.parent, ".download.")
     try:
         (tmp / MANIFEST).write_text(manifest)
-        for line in manifest.splitlines():
-            digest, _, name = line.partition("  ")
-            if not name or "/" in name or name.startswith("."):
-                raise CheckpointError(f"{base}/{MANIFEST} is malformed: {line!r}")
+        for name, digest in parse_manifest(manifest, f"{base}/{MANIFEST}").items():
             (tmp / name).write_bytes(_fetch(f"{base}/{name}"))
             actual = sha256_file(tmp / name)
             if actual != digest:

@@ -415,7 +415,7 @@ class _Resume:
         self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():
-            stored = json.loads(stamp.read_text()) if stamp.is_file() else {}
+            stored = read_json(stamp) if stamp.is_file() else {}
             check_fingerprint(stored.get("fingerprint"), self.fingerprint, last, self.HINT)
             try:
                 checkpoint = torch.load(last, map_location="cpu", weights_only=True)
