@@ -35,12 +35,12 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
 
 from matgl_hybrid.data import StructureData, load_records, log10_targets
+from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore, cross_validate, pooled_parity, summarize, write_report
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.graphs import has_edges
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.splits import MATBENCH_SEED
 from matgl_hybrid.training import TrainSpec, device_name, fit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,9 +38,11 @@ from safetensors.torch import load_file, save_file
 from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir, read_json
 from matgl_hybrid.version import __version__ as PACKAGE_VERSION
 
-#: Version of the checkpoint layout written here; a larger one comes from a newer matgl-hybrid. Format 2 lists every
-#: file it wrote in ``metadata["files"]``, and the loader requires each of them in the manifest.
-FORMAT_VERSION = 2
+#: Version of the checkpoint layout written here; a larger one comes from a newer matgl-hybrid, a smaller one is
+#: converted by :func:`migrate_checkpoint`. Format 2 lists every file it wrote in ``metadata["files"]``, and the
+#: loader requires each of them in the manifest; format 3 has no weights for MatGL's readout and head, which
+#: hybrid models do not use.
+FORMAT_VERSION = 3
 MANIFEST = "SHA256SUMS"
 #: Constructor arguments stored in their own JSON files rather than in model.json's kwargs.
 SEPARATE_STATE = {
@@ -218,8 +220,8 @@ def verify(path: str | Path) -> dict[str, str]:
     return expected
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    """``model.json`` of a verified checkpoint, refusing formats newer than this installation reads."""
+def read_header(path: str | Path, migrating: bool = False) -> dict[str, Any]:
+    """``model.json`` of a verified checkpoint in this installation's format (any older one when ``migrating``)."""
     header = read_json(Path(path) / "model.json")
     metadata = header.get("metadata") or {}
     version = metadata.get("format_version")
@@ -230,6 +232,12 @@ def read_header(path: str | Path) -> dict[str, Any]:
             f"{path} was written by matgl-hybrid {metadata.get('matgl_hybrid_version')} in checkpoint format "
             f"{version}; this installation ({PACKAGE_VERSION}) reads format {FORMAT_VERSION} or older: "
             "upgrade matgl-hybrid (pip install -U matgl-hybrid)"
+        )
+    if version < FORMAT_VERSION and not migrating:
+        raise CheckpointError(
+            f"{path} is in checkpoint format {version} (matgl-hybrid {metadata.get('matgl_hybrid_version')}); this "
+            f"installation reads format {FORMAT_VERSION}: convert it once with `matgl-hybrid migrate {path} "
+            "--out NEW_FOLDER` (the same predictions; only weights the model never used are left out)"
         )
     return header
 
@@ -259,14 +267,38 @@ def load_model(path: str | Path) -> MatGLModel:
     """Load a checkpoint directory without unpickling anything: verify hashes, read JSON, load safetensors.
 
     Raises:
-        CheckpointError: a file it reads without a manifest entry, a file whose hash differs, a format newer than
-            this installation, a class outside :data:`ALLOWED_CLASSES`, or weights that do not fit.
+        CheckpointError: a file it reads without a manifest entry, a file whose hash differs, another format than
+            this installation's (an older one says how to migrate it), a class outside :data:`ALLOWED_CLASSES`, or
+            weights that do not fit.
+    """
+    model, _ = _read_checkpoint(Path(path), migrating=False)
+    return model
+
+
+def migrate_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
+    """Convert a checkpoint of an older format into this installation's, at ``out_dir`` (``path`` is kept).
+
+    The model is rebuilt from its verified JSON and weights; weights of modules the current model no longer has
+    (MatGL's readout and output head, which a hybrid never used) are left out, every other weight must fit. The
+    records and texts of the old folder (training record, model card) are carried over.
+
+    Raises:
+        CheckpointError: see :func:`load_model`; also when weights other than those of dropped modules do not fit.
     """
     path = Path(path)
+    model, _ = _read_checkpoint(path, migrating=True)
+    extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
+    records = {f[: -len(".json")]: read_json(path / f) for f in extra if f.endswith(".json")}
+    texts = {f: (path / f).read_text() for f in extra if not f.endswith(".json")}
+    return save_model(model, out_dir, records, texts)
+
+
+def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str, Any]]:
+    """The model of a verified checkpoint folder, and its header."""
     if not (path / "model.json").is_file():
         raise FileNotFoundError(f"{path} is not a saved model (no model.json)")
     listed = verify(path)
-    header = read_header(path)
+    header = read_header(path, migrating)
     unlisted = [f for f in required_files(header) if f not in listed]
     if unlisted:
         raise CheckpointError(
@@ -285,13 +317,28 @@ def load_model(path: str | Path) -> MatGLModel:
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot rebuild {cls.__name__} from {path}/model.json: {exc}") from exc
     state = load_file(str(path / "weights.safetensors"))
+    if migrating:
+        state = {k: v for k, v in state.items() if not _dropped(model, k)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{path}/weights.safetensors does not fit {cls.__name__}: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    return model.eval()
+    return model.eval(), header
+
+
+def _dropped(model: torch.nn.Module, key: str) -> bool:
+    """Whether weight ``key`` of an older checkpoint belongs to a module that ``model`` holds without weights."""
+    module, parts = model, key.split(".")[:-1]
+    for part in parts:
+        child = getattr(module, part, None)
+        if not isinstance(child, torch.nn.Module):
+            return False
+        module = child
+        if not any(True for _ in module.parameters()) and not any(True for _ in module.buffers()):
+            return True
+    return False
 
 
 class VerifiedCheckpointMixIn:

@@ -12,21 +12,35 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from matgl_hybrid import data
-from matgl_hybrid.checkpoint import check_model_dir, load_model, read_header, save_model
+from matgl_hybrid import data, inference
+from matgl_hybrid.checkpoint import (
+    FORMAT_VERSION,
+    check_model_dir,
+    load_model,
+    migrate_checkpoint,
+    read_header,
+    save_model,
+)
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.evaluation import markdown_table, run_cv
+from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
-from matgl_hybrid.model_card import holdout_metrics, render_card
-from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.inference import split_predictable
+from matgl_hybrid.matbench import MatbenchRun, validate_folder, validate_submission
+from matgl_hybrid.models import HybridEnsemble
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
-from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
-from matgl_hybrid.splits import split_indices
+from matgl_hybrid.probe import (
+    descriptor_importance,
+    embed,
+    probe,
+    untrained_models,
+    write_importance_report,
+    write_probe_report,
+)
 from matgl_hybrid.ssl import pretrain
-from matgl_hybrid.training import TrainSpec, device_name, fit
+from matgl_hybrid.ssl.corpus import pretraining_corpus
+from matgl_hybrid.training import FitResult, TrainSpec, train
 
 
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:
@@ -123,65 +137,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = data.load(args.data, target=args.target)
     if args.log10_target:
         dataset = data.log10_targets(dataset)
-    test = None
-    if args.test_fraction:
-        # The held-out test split is drawn first and never reaches training or early stopping.
-        keep, held = split_indices(len(dataset), args.test_fraction, args.test_seed)
-        dataset, test = dataset.subset(keep), dataset.subset(held)
-    cache = _cache(args)
-    results = []
-    for k in range(args.ensemble):
-        member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
-        # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
-        split = split_indices(len(dataset), spec.val_fraction, spec.seed)
-        train, val = dataset.subset(split[0]), dataset.subset(split[1])
-        ckpt = args.checkpoint_dir / f"member_{k}" if args.checkpoint_dir else None
-        result = fit(
-            train, spec=member_spec, val_data=val, cache_dir=cache, checkpoint_dir=ckpt, target_units=args.units
-        )
+
+    def report(k: int, result: FitResult) -> None:
         if result.global_rank == 0:
             print(
                 f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
                 f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
             )
-        results.append(result)
-    if results[0].global_rank != 0:  # under DDP the other processes trained the same model: one writes it
+
+    trained = train(
+        dataset,
+        spec,
+        ensemble=args.ensemble,
+        test_fraction=args.test_fraction,
+        test_seed=args.test_seed,
+        target_units=args.units,
+        cache_dir=_cache(args),
+        checkpoint_dir=args.checkpoint_dir,
+        on_member=report,
+    )
+    if trained.global_rank != 0:  # under DDP the other processes trained the same model: one writes it
         return 0
-    model = results[0].model if args.ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
-    model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
-    record = {
+    source = {
         "data": str(args.data),
         "target": args.target,
         "target_transform": "log10" if args.log10_target else None,
-        "target_name": dataset.target_name,
-        "units": args.units,
-        "n_structures": len(dataset),
-        "spec": spec.to_dict(),
-        "device": device_name(spec.accelerator),
-        "command": shlex.join(["matgl-hybrid", *args.argv]),
-        "members": [
-            {
-                "seed": spec.seed + k,
-                "best_val_mae": r.best_val_mae,
-                "best_epoch": r.best_epoch,
-                "epochs_run": r.epochs_run,
-                "seconds": r.seconds,
-                "history": r.history,
-            }
-            for k, r in enumerate(results)
-        ],
-        "val_ids": results[0].val_ids,
     }
-    title = f"matgl-hybrid checkpoint: {args.out.name}"
-    options = {"overwrite": args.overwrite, "allow": ckpt_dirs}
-    save_model(model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)}, **options)
-    if test is not None:  # scored after the model is safely saved: a structure it cannot read loses nothing
-        record["test"] = {"fraction": args.test_fraction, "seed": args.test_seed, **holdout_metrics(model, test, cache)}
-        print(f"held-out test split ({len(test)} structures): MAE {record['test']['mae']:.4g}")
-        save_model(
-            model, args.out, {"training": record}, texts={"model_card.md": render_card(record, title)}, **options
-        )
-    print(f"saved {type(model).__name__} with its model card to {args.out}")
+    command = shlex.join(["matgl-hybrid", *args.argv])
+    trained.save(args.out, source=source, command=command, overwrite=args.overwrite, allow=ckpt_dirs)
+    if trained.test is not None:
+        print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
+    print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
     return 0
 
 
@@ -194,22 +180,17 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
     dataset = data.load(args.data, skip_invalid=args.skip_invalid)
     skipped = list(dataset.skipped)
     if args.skip_invalid:
-        keep = []
-        for i, (structure, entry_id) in enumerate(zip(dataset.structures, dataset.ids, strict=True)):
-            try:
-                model.check_structure(structure, entry_id)
-                keep.append(i)
-            except data.InvalidStructureError as exc:
-                skipped.append(data.SkippedEntry(entry_id, exc.reason))
-        if not keep:
-            raise ValueError(f"{args.data}: the model can predict none of its {len(dataset.ids)} entries")
-        dataset = dataset.subset(keep)
-    kwargs = {"cache_dir": _cache(args), "n_jobs": args.n_jobs, "ids": dataset.ids, "batch_size": args.batch_size}
-    frame = pd.DataFrame({"id": dataset.ids})
+        try:
+            dataset, skipped = split_predictable(model, dataset)
+        except ValueError as exc:
+            raise ValueError(f"{args.data}: {exc}") from None
+    mean, std = inference.predict(
+        model, dataset.structures, dataset.ids, batch_size=args.batch_size, cache_dir=_cache(args),
+        n_jobs=args.n_jobs, return_std=True,
+    )
+    frame = pd.DataFrame({"id": dataset.ids, "prediction": mean})
     if isinstance(model, HybridEnsemble):
-        frame["prediction"], frame["std"] = model.predict(dataset.structures, return_std=True, **kwargs)
-    else:
-        frame["prediction"] = model.predict(dataset.structures, **kwargs)
+        frame["std"] = std
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {args.out}")
     if args.skip_invalid:  # written even when empty, so that a listing of an earlier run is never left stale
@@ -240,8 +221,6 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_matbench(args: argparse.Namespace) -> int:
     """Run Matbench v0.1 tasks on the published folds and write a submission folder."""
     out = args.out or Path("matbench_submissions") / f"matbench_v0.1_{args.algorithm}"
-    from matgl_hybrid.matbench import MatbenchRun, validate_submission  # matbench is an optional dependency
-
     run = MatbenchRun(
         tasks=args.tasks.split(","),
         spec=train_spec(args),
@@ -259,15 +238,11 @@ def cmd_matbench(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a submission folder, or every folder of a ``matbench_submissions/``; exit 1 when any fails."""
-    folder = args.folder
-    single = folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists()
-    from matgl_hybrid.matbench import validate_submission, validate_submissions
-
-    found = {str(folder): validate_submission(folder)} if single else validate_submissions(folder)
+    found = validate_folder(args.folder)
     for name, problems in found.items():
         print(f"{name}: " + ("valid" if not problems else "; ".join(problems)))
     if not found:
-        print(f"{folder}: no submission folders (matbench_v0.1_<algorithm>/) found")
+        print(f"{args.folder}: no submission folders (matbench_v0.1_<algorithm>/) found")
     return 0 if found and not any(found.values()) else 1
 
 
@@ -277,34 +252,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise ValueError("give --model DIR (a trained model) or --backbone NAME (a fresh one), one of the two")
     check_output_dir(args.out)
     dataset = data.load(args.data)
-    descriptors = featurize(
-        dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=_cache(args), ids=dataset.ids
-    )
+    cache = _cache(args)
+    descriptors = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=cache, ids=dataset.ids)
     if args.model:
         models = {args.model.name: load_model(args.model)}
     else:
-        torch.manual_seed(args.seed)
-        models = {
-            f"{args.backbone}/{r} (untrained)": HybridModel(backbone=args.backbone, readout=r)
-            for r in args.readouts.split(",")
-        }
-    embeddings = {name: embed(m, dataset.structures, dataset.ids, args.tap, _cache(args)) for name, m in models.items()}
+        models = untrained_models(args.backbone, args.readouts.split(","), args.seed)
+    embeddings = {
+        name: embed(m, dataset.structures, dataset.ids, args.tap, cache_dir=cache, n_jobs=args.n_jobs)
+        for name, m in models.items()
+    }
     table = probe(embeddings, descriptors, probes=args.probes.split(","))
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "probe.csv", table.to_csv(index=False))
-    matrix = probe_matrix(table)
-    text = [
-        "# Descriptor probes",
-        "",
-        f"Data: `{args.data}` ({len(dataset)} structures), tap: {args.tap}. "
-        "Held-out R² of the best of ridge / MLP (accuracy for crystal_system_int), 5-fold.",
-        "",
-        markdown_table(matrix, "{:.3f}"),
-        "![probe](probe.png)",
-        "",
-    ]
-    atomic_write_text(args.out / "probe.md", "\n".join(text))
-    plot_probe(table, args.out / "probe.png")
+    matrix = write_probe_report(table, args.out, str(args.data), len(dataset), args.tap)
     print(matrix.to_string(float_format="{:.3f}".format))
     return 0
 
@@ -317,21 +276,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     table = descriptor_importance(
         model, dataset.structures, dataset.targets, dataset.ids, _cache(args), n_repeats=args.repeats
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "importance.csv", table.to_csv(index=False))
-    text = [
-        "# Descriptor importance",
-        "",
-        f"Model `{args.model}`, data `{args.data}` ({len(dataset)} structures); "
-        f"baseline MAE {table.attrs['baseline_mae']:.4g}. MAE increase when one descriptor is permuted "
-        f"({args.repeats} repeats).",
-        "",
-        markdown_table(table.set_index("descriptor"), "{:.4g}"),
-        "![importance](importance.png)",
-        "",
-    ]
-    atomic_write_text(args.out / "importance.md", "\n".join(text))
-    plot_importance(table, args.out / "importance.png")
+    write_importance_report(table, args.out, str(args.model), str(args.data), len(dataset), args.repeats)
     print(table.to_string(index=False))
     return 0
 
@@ -371,24 +316,11 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
     check_model_dir(args.out)
-    structures, ids = [], set()
-    for source in args.data:
-        dataset = data.load(source)
-        new = [i for i, sid in enumerate(dataset.ids) if sid not in ids]  # the union: each structure id once
-        structures += [(dataset.ids[i], dataset.structures[i]) for i in new]
-        ids.update(dataset.ids)
-    excluded = 0
-    if args.exclude:
-        # Evaluation structures stay out of the corpus: by id, and by material (formula, size, space group), since
-        # the same crystal can come from another database under another id.
-        held = [data.load(source) for source in args.exclude]
-        held_ids = {i for d in held for i in d.ids}
-        held_keys = {data.material_key(s) for d in held for s in d.structures}
-        kept = [(i, s) for i, s in structures if i not in held_ids and data.material_key(s) not in held_keys]
-        excluded, structures = len(structures) - len(kept), kept
-    print(f"pretraining on {len(structures)} structures from {len(args.data)} file(s), {excluded} excluded")
+    corpus = pretraining_corpus(args.data, args.exclude or ())
+    print(f"pretraining on {len(corpus.structures)} structures from {len(args.data)} file(s), "
+          f"{corpus.n_excluded} excluded")
     module = pretrain(
-        [s for _, s in structures],
+        corpus.structures,
         backbone=args.backbone,
         cutoff=args.cutoff,
         max_epochs=args.max_epochs,
@@ -398,22 +330,25 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         accelerator=args.accelerator,
         task=args.task,
     )
-    save_model(
-        module.encoder,
-        args.out,
-        {
-            "pretraining": {
-                "data": [str(d) for d in args.data],
-                "exclude": [str(d) for d in args.exclude or []],
-                "n_excluded": excluded,
-                "n_structures": module.n_structures,
-                "task": args.task,
-                "max_epochs": args.max_epochs,
-                "command": shlex.join(["matgl-hybrid", *args.argv]),
-            }
-        },
-    )
+    record = {
+        "data": [str(d) for d in args.data],
+        "exclude": [str(d) for d in args.exclude or []],
+        "n_excluded": corpus.n_excluded,
+        "n_structures": module.n_structures,
+        "task": args.task,
+        "max_epochs": args.max_epochs,
+        "command": shlex.join(["matgl-hybrid", *args.argv]),
+    }
+    save_model(module.encoder, args.out, {"pretraining": record})
     print(f"saved the encoder to {args.out}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Convert a checkpoint of an older matgl-hybrid into this version's format, in a new folder."""
+    check_model_dir(args.out)
+    migrate_checkpoint(args.source, args.out)
+    print(f"wrote {args.source} in checkpoint format {FORMAT_VERSION} to {args.out}")
     return 0
 
 
@@ -552,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a submission folder (or a folder of them) like the leaderboard does")
     p.add_argument("folder", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("migrate", help="convert a checkpoint of an older matgl-hybrid into this version's format")
+    p.add_argument("source", type=Path, help="the old checkpoint folder (left as it is)")
+    p.add_argument("--out", required=True, type=Path, help="folder of the converted checkpoint")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("predict", help="predict a dataset with a saved model")
     p.add_argument("--model", required=True, type=Path, help="directory written by train")

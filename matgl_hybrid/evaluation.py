@@ -10,13 +10,14 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.metrics import mean_absolute_error
 from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData
+from matgl_hybrid.data.splits import MATBENCH_SEED, kfold_splits
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
-from matgl_hybrid.splits import MATBENCH_SEED, kfold_splits
 
 
 class FoldStore:
@@ -93,7 +94,7 @@ def cross_validate(
         store.save(
             fold,
             {
-                "mae": float(np.mean(np.abs(predicted - test.targets))),
+                "mae": float(mean_absolute_error(test.targets, predicted)),
                 "train_seconds": time.perf_counter() - start,
                 "n_train": len(train),
                 "n_test": len(test),

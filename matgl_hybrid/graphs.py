@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from matgl_hybrid.data import InvalidStructureError
 
-__all__ = ["attach_positions", "build_dataset", "collate_fn_graph", "make_loader"]
+__all__ = ["build_dataset", "collate_fn_graph", "has_edges", "make_loader", "set_descriptors", "swapped_node_types"]
 
 
 def build_dataset(
@@ -32,7 +33,7 @@ def build_dataset(
         element_types: the model's element list (node type order).
         cutoff: graph cutoff radius (Å).
         ids: structure ids, named in errors.
-        descriptors: (n, D) transformed descriptors, or None.
+        descriptors: (n, D) raw descriptor values (NaN where a featurizer failed), or None.
         targets: (n,) or (n, T) target values in their units; zeros when None (prediction).
 
     Raises:
@@ -53,10 +54,15 @@ def build_dataset(
                 structure_id, f"no atom has a neighbour within the cutoff of {cutoff} Å: the graph has no edges"
             )
     if descriptors is not None:
-        values = torch.as_tensor(np.asarray(descriptors), dtype=torch.float32)
-        for graph, row in zip(dataset.graphs, values, strict=True):
-            graph.descriptor = row.unsqueeze(0)
+        set_descriptors(dataset, descriptors)
     return dataset
+
+
+def set_descriptors(dataset: MGLDataset, descriptors: np.ndarray) -> None:
+    """Attach row ``i`` of ``descriptors`` (n, D), raw values (NaN allowed), to graph ``i`` as ``descriptor`` (1, D)."""
+    values = torch.as_tensor(np.asarray(descriptors, dtype=np.float64))  # float64: the model standardizes them
+    for graph, row in zip(dataset.graphs, values, strict=True):
+        graph.descriptor = row.unsqueeze(0)
 
 
 def has_edges(structure, cutoff: float) -> bool:
@@ -84,14 +90,12 @@ def make_loader(
     )
 
 
-def attach_positions(g, lattice: torch.Tensor) -> None:
-    """Set ``g.pos`` (N, 3) and ``g.pbc_offshift`` (E, 3) in Å from fractional coordinates and lattices (B, 3, 3).
-
-    The same computation as MatGL's ``ModelLightningModule.forward``, for inference outside Lightning.
-    """
-    lat = lattice if lattice.dim() == 3 else lattice.unsqueeze(0)
-    batch = getattr(g, "batch", None)
-    if batch is None:
-        batch = torch.zeros(g.num_nodes, dtype=torch.long, device=g.frac_coords.device)
-    g.pos = (g.frac_coords.unsqueeze(-1) * lat[batch]).sum(dim=1)
-    g.pbc_offshift = (g.pbc_offset.unsqueeze(-1) * lat[batch[g.edge_index[0]]]).sum(dim=1)
+@contextmanager
+def swapped_node_types(g, node_type: torch.Tensor) -> Iterator[None]:
+    """Run a forward pass with ``g.node_type`` replaced (masked atoms, another encoder's types); restored after."""
+    original = g.node_type
+    g.node_type = node_type
+    try:
+        yield
+    finally:
+        g.node_type = original

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matbench.bench import MatbenchBenchmark
 from matminer.datasets.utils import _load_dataset_dict
 from tqdm.auto import tqdm
 
@@ -30,6 +29,9 @@ from matgl_hybrid.evaluation import FoldStore, summarize, write_report
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, fit
+
+if TYPE_CHECKING:
+    from matbench.bench import MatbenchBenchmark
 
 LEADERBOARD_FILE = Path(__file__).with_name("leaderboard.json")
 
@@ -165,6 +167,8 @@ class MatbenchRun:
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
         self.out = Path(self.out)
+        from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
+
         mb = MatbenchBenchmark(autoload=False, subset=list(self.tasks))
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
@@ -358,6 +362,8 @@ def validate_submission(folder: str | Path) -> list[str]:
     if not results.is_file():
         problems.append("results.json.gz is missing")
     else:
+        from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is there
+
         try:
             if not MatbenchBenchmark.from_file(str(results)).is_valid:
                 problems.append("results.json.gz is not valid (MatbenchBenchmark.is_valid is False)")
@@ -379,6 +385,15 @@ def validate_submission(folder: str | Path) -> list[str]:
         if path.is_file() and path.name != "results.json.gz" and path.stat().st_size > 10e6:
             problems.append(f"{path.relative_to(folder)} is larger than 10 MB")
     return problems
+
+
+def validate_folder(folder: str | Path) -> dict[str, list[str]]:
+    """Problems of a submission folder (``matbench_v0.1_<algorithm>`` or one with ``info.json``), or of every
+    submission folder inside ``folder``: ``{folder name: [problem, …]}`` (an empty list: valid)."""
+    folder = Path(folder)
+    if folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists():
+        return {str(folder): validate_submission(folder)}
+    return validate_submissions(folder)
 
 
 def validate_submissions(root: str | Path) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
 
 from matgl_hybrid import data
 from matgl_hybrid.data import StructureData
@@ -15,19 +16,21 @@ from matgl_hybrid.data import StructureData
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """MAE, RMSE, R² and the largest absolute error of ``y_pred`` against ``y_true`` (both (n,), target units)."""
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    errors = y_pred - y_true
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    constant = np.ptp(y_true) == 0  # R² undefined: NaN (r2_score would return 1.0 or 0.0)
     return {
-        "mae": float(np.mean(np.abs(errors))),
-        "rmse": float(np.sqrt(np.mean(errors**2))),
-        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
-        "max_abs_error": float(np.max(np.abs(errors))),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        # sqrt of the MSE: root_mean_squared_error needs scikit-learn >= 1.4, the package allows 1.3
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+        "r2": float("nan") if constant else float(r2_score(y_true, y_pred)),
+        "max_abs_error": float(max_error(y_true, y_pred)),
         "n": len(y_true),
     }
 
 
-def holdout_metrics(model, test: StructureData, cache_dir: str | Path | None = "default") -> dict[str, Any]:
+def holdout_metrics(model, test: StructureData, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Predict ``test`` with ``model`` on the CPU (the model is moved there) and score it.
+
+    ``cache_dir``: descriptor cache folder; None: no cache.
 
     CPU scores reproduce on any machine with the same torch build; the ids and predictions are returned too, so that
     a reproduction can be checked entry by entry.
@@ -73,15 +76,22 @@ def render_card(record: dict[str, Any], title: str) -> str:
         f"- Predicts `{record['target_name']}` in {units}.",
         "",
         "## Data and split",
-        f"- `{Path(record['data']).name}`, target `{record['target']}`"
-        + (f" (modelled as {record['target_transform']})" if record.get("target_transform") else "")
-        + f": {record['n_structures']} structures used for training and validation.",
     ]
+    if record.get("data"):  # trained from a data file (the command line)
+        lines.append(
+            f"- `{Path(record['data']).name}`, target `{record['target']}`"
+            + (f" (modelled as {record['target_transform']})" if record.get("target_transform") else "")
+            + f": {record['n_structures']} structures used for training and validation."
+        )
+    else:  # trained from Python (matgl_hybrid.training.train)
+        lines.append(
+            f"- Target `{record['target_name']}`: {record['n_structures']} structures used for training and validation."
+        )
     test = record.get("test")
     if test:
         lines.append(
             f"- Held-out test split: {test['n']} structures ({100 * test['fraction']:g} %, seeded with "
-            f"{test['seed']}, `matgl_hybrid.splits.split_indices`), never seen in training or early stopping; "
+            f"{test['seed']}, `matgl_hybrid.data.splits.split_indices`), never seen in training or early stopping; "
             "their ids are in `training.json`."
         )
     lines += [
@@ -107,11 +117,7 @@ def render_card(record: dict[str, Any], title: str) -> str:
         f"patience {spec['patience']}, loss {spec['loss']}, seed {spec['seed']}; {member['seconds']:.0f} s on "
         f"{record.get('device', 'unknown device')}.",
         "",
-        "## Command",
-        "",
-        "```",
-        record["command"],
-        "```",
-        "",
     ]
+    if record.get("command"):
+        lines += ["## Command", "", "```", record["command"], "```", ""]
     return "\n".join(lines)

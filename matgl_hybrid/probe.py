@@ -1,6 +1,7 @@
 """Descriptor probing of frozen GNN embeddings (Gong et al. 2023) and descriptor importance of hybrid models.
 
-``embed`` taps a model's graph-level vector (after the readout, or after fusion); ``probe`` regresses every
+``embed`` (:func:`matgl_hybrid.inference.embed`) taps a model's graph-level vector (after the readout, or after
+fusion); ``probe`` regresses every
 descriptor of a bank from it with ridge regression and a small MLP on Matbench folds and reports held-out R² and
 MAE (accuracy for the crystal system); ``descriptor_importance`` permutes each descriptor input of a trained hybrid
 on held-out data and reports the MAE increase.
@@ -23,47 +24,35 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from matgl_hybrid.data import as_structure, validate_structure
-from matgl_hybrid.graphs import attach_positions, build_dataset, make_loader
+from matgl_hybrid import inference
+from matgl_hybrid.data.splits import kfold_splits
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.inference import embed
+from matgl_hybrid.markdown import markdown_table
 from matgl_hybrid.models import HybridModel
-from matgl_hybrid.splits import kfold_splits
+
+__all__ = [
+    "CATEGORICAL",
+    "descriptor_importance",
+    "embed",
+    "plot_importance",
+    "plot_probe",
+    "probe",
+    "probe_matrix",
+    "untrained_models",
+    "write_importance_report",
+    "write_probe_report",
+]
 
 #: Descriptors probed as classes (accuracy) rather than values (R²).
 CATEGORICAL = ("crystal_system_int",)
 
 
-def embed(
-    model: HybridModel,
-    structures: Sequence,
-    ids: Sequence[str] | None = None,
-    tap: str = "graph",
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Frozen graph-level embeddings of ``structures``: (n, F).
-
-    Args:
-        model: a trained or freshly initialised :class:`HybridModel`.
-        tap: ``"graph"``, the readout's vector (+ MEGNet's state), or ``"fused"``, after descriptor fusion.
-    """
-    if tap not in ("graph", "fused"):
-        raise ValueError(f"tap must be 'graph' or 'fused', got {tap!r}")
-    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
-    structures = [as_structure(s, i) for s, i in zip(structures, ids, strict=True)]
-    for s, i in zip(structures, ids, strict=True):
-        validate_structure(s, i, allowed_elements=model.element_types)
-    descriptors = model.transformed_descriptors(structures, ids, cache_dir)
-    dataset = build_dataset(structures, model.element_types, model.cutoff, ids, descriptors)
-    model.eval()
-    device = next(model.parameters()).device
-    vectors = []
-    with torch.no_grad():
-        for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
-            g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
-            attach_positions(g, lattice)
-            model(g, state_attr=state_attr)
-            vectors.append(model.feature_dict[tap].reshape(g.num_graphs, -1).cpu())
-    return torch.cat(vectors).numpy().astype(np.float64)
+def untrained_models(backbone: str, readouts: Sequence[str], seed: int = 0) -> dict[str, HybridModel]:
+    """Freshly initialised (seeded) plain models of ``backbone`` with each readout, to probe what the architecture
+    encodes before any training: ``{"<backbone>/<readout> (untrained)": model}``."""
+    torch.manual_seed(seed)
+    return {f"{backbone}/{r} (untrained)": HybridModel(backbone=backbone, readout=r) for r in readouts}
 
 
 def _estimators(categorical: bool, seed: int):
@@ -168,42 +157,33 @@ def descriptor_importance(
 ) -> pd.DataFrame:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data.
 
+    Each raw descriptor column is permuted over the structures (``n_repeats`` times, seeded); the model imputes and
+    standardizes the permuted values as usual.
+
     Returns:
         One row per descriptor: ``descriptor``, ``mae_increase`` (mean over repeats, target units) and
         ``mae_increase_std``, sorted by importance; ``baseline_mae`` in ``df.attrs``.
     """
     if model.descriptor_set is None:
         raise ValueError("descriptor importance needs a hybrid model (one with descriptors)")
-    ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
-    structures = [as_structure(s, i) for s, i in zip(structures, ids, strict=True)]
-    x = model.transformed_descriptors(structures, ids, cache_dir)
-    dataset = build_dataset(structures, model.element_types, model.cutoff, ids, x)
+    data = inference.prepare(model, structures, ids, cache_dir)
+    raw = data.descriptors
     targets = np.asarray(targets, dtype=float)
 
     def mae_with(values: np.ndarray) -> float:
-        for graph, row in zip(dataset.graphs, torch.as_tensor(values, dtype=torch.float32), strict=True):
-            graph.descriptor = row.unsqueeze(0)
-        model.eval()
-        device = next(model.parameters()).device
-        out = []
-        with torch.no_grad():
-            for g, lattice, state_attr, _ in make_loader(dataset, 64):
-                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
-                attach_positions(g, lattice)
-                out.append(model(g, state_attr=state_attr).reshape(g.num_graphs, -1)[:, 0].cpu())
-        return float(np.mean(np.abs(torch.cat(out).numpy() - targets)))
+        predicted = inference.run(model, data.with_descriptors(values), lambda out, g: out.reshape(g.num_graphs, -1))
+        return float(mean_absolute_error(targets, predicted[:, 0].numpy()))
 
-    baseline = mae_with(x)
+    baseline = mae_with(raw)
     rng = np.random.default_rng(seed)
     rows = []
-    for j, name in enumerate(model.transform.feature_names_in_):
+    for j, name in enumerate(model.descriptor_names):
         increases = []
         for _ in range(n_repeats):
-            shuffled = x.copy()
+            shuffled = raw.copy()
             shuffled[:, j] = rng.permutation(shuffled[:, j])
             increases.append(mae_with(shuffled) - baseline)
-        rows.append((str(name), float(np.mean(increases)), float(np.std(increases))))
-    mae_with(x)  # leave the dataset as it was
+        rows.append((name, float(np.mean(increases)), float(np.std(increases))))
     table = pd.DataFrame(rows, columns=["descriptor", "mae_increase", "mae_increase_std"])
     table = table.sort_values("mae_increase", ascending=False, ignore_index=True)
     table.attrs["baseline_mae"] = baseline
@@ -221,3 +201,46 @@ def plot_importance(table: pd.DataFrame, path: str | Path, title: str = "Descrip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_probe_report(table: pd.DataFrame, out: str | Path, source: str, n_structures: int, tap: str) -> pd.DataFrame:
+    """Write ``probe.csv``, ``probe.md`` and ``probe.png`` of a :func:`probe` table into ``out``; returns the matrix."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "probe.csv", table.to_csv(index=False))
+    matrix = probe_matrix(table)
+    text = [
+        "# Descriptor probes",
+        "",
+        f"Data: `{source}` ({n_structures} structures), tap: {tap}. "
+        "Held-out R² of the best of ridge / MLP (accuracy for crystal_system_int), 5-fold.",
+        "",
+        markdown_table(matrix, "{:.3f}"),
+        "![probe](probe.png)",
+        "",
+    ]
+    atomic_write_text(out / "probe.md", "\n".join(text))
+    plot_probe(table, out / "probe.png")
+    return matrix
+
+
+def write_importance_report(
+    table: pd.DataFrame, out: str | Path, model_source: str, source: str, n_structures: int, repeats: int
+) -> None:
+    """Write ``importance.{csv,md,png}`` of a :func:`descriptor_importance` table into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "importance.csv", table.to_csv(index=False))
+    text = [
+        "# Descriptor importance",
+        "",
+        f"Model `{model_source}`, data `{source}` ({n_structures} structures); "
+        f"baseline MAE {table.attrs['baseline_mae']:.4g}. MAE increase when one descriptor is permuted "
+        f"({repeats} repeats).",
+        "",
+        markdown_table(table.set_index("descriptor"), "{:.4g}"),
+        "![importance](importance.png)",
+        "",
+    ]
+    atomic_write_text(out / "importance.md", "\n".join(text))
+    plot_importance(table, out / "importance.png")

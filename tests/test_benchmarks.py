@@ -1,15 +1,25 @@
-"""Benchmark tooling: issue-#4 target lines decide met / MISSED from fold results; the unit runner's deadlines."""
+"""Benchmark tooling: issue-#4 target lines decide met / MISSED from fold results; the unit runner's deadlines.
+
+The report functions return markdown; these tests read the numbers, verdicts and task/model keys back out of it
+(table cells, the parenthesised values of a target line, the signed percentages of a comparison line) and compare
+them with values computed here from the synthetic fold results, not with the reports' wording.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+VERDICTS = {"met", "MISSED"}  # a target line's decision
+REFERENCE_VERDICTS = {"yes", "no"}  # a reference comparison (not a target) answers yes / no
 
 
 def _script(name: str):
@@ -25,72 +35,281 @@ def accuracy():
     return _script("accuracy")
 
 
-def _row(*maes: float) -> dict:
-    return {"fold_mae": list(maes), "mae_mean": sum(maes) / len(maes), "mae_std": 0.01, "train_seconds": 1.0}
+def _row(*maes: float, std: float = 0.01) -> dict:
+    return {"fold_mae": list(maes), "mae_mean": sum(maes) / len(maes), "mae_std": std, "train_seconds": 1.0}
+
+
+def _five(x: float) -> dict:
+    return _row(*[x] * 5)
 
 
 def _write(results: Path, dataset: str, tables: dict) -> None:
     (results / f"{dataset}.json").write_text(json.dumps(tables))
 
 
-def test_summary_cross_dataset_target(accuracy, tmp_path):
-    five = lambda x: _row(*[x] * 5)  # noqa: E731
-    _write(
-        tmp_path,
-        "de_jong_2015_elasticity",
-        {
-            "log10_K_VRH": {"megnet": five(0.10), "hybrid_megnet": five(0.09)},  # +10 %
-            "log10_G_VRH": {"megnet": five(0.20), "hybrid_megnet": five(0.19)},  # +5 %
-        },
-    )
-    _write(
-        tmp_path,
-        "flla_2015_formation_energy",
-        {
-            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": _row(0.01, 0.01)},  # 2 folds only
-        },
-    )
-    text = accuracy.summary(tmp_path)
-    assert (tmp_path / "summary.md").read_text() == text
-    assert "formation_energy_per_atom: not finished yet" in text
-    assert "0.01 *2/5*" in text
-    assert "- target:" not in text  # undecided while a task is unfinished
+# ---- reading numbers back out of the markdown ------------------------------------------------------------------
 
-    _write(
-        tmp_path,
-        "flla_2015_formation_energy",
+
+def _shows(shown: str, value: float) -> bool:
+    """Whether the printed number ``shown`` is ``value`` rounded to the digits it shows."""
+    mantissa, _, exponent = shown.lower().partition("e")
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    step = 10.0 ** (int(exponent or 0) - decimals)
+    return abs(float(shown) - value) <= 0.5 * step * (1 + 1e-9) + 1e-12
+
+
+def _assert_shows(shown: list[str], expected: list[float]) -> None:
+    assert len(shown) == len(expected), (shown, expected)
+    assert all(_shows(s, v) for s, v in zip(shown, expected, strict=True)), (shown, expected)
+
+
+def _split(line: str) -> tuple[str, str]:
+    """``- key: rest`` → (key, rest)."""
+    assert line.startswith("- "), line
+    key, _, rest = line[2:].partition(": ")
+    return key, rest
+
+
+def _bullet_blocks(text: str) -> list[list[str]]:
+    """Runs of consecutive ``- `` lines."""
+    blocks, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("- "):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    return blocks
+
+
+def _task_lines(lines: list[str]) -> dict[str, str]:
+    """``{"dataset / task": rest}`` of the lines keyed by a task; a key twice fails."""
+    out = {}
+    for line in lines:
+        key, rest = _split(line)
+        if " / " in key:
+            assert key not in out, line
+            out[key] = rest
+    return out
+
+
+def _targets(accuracy, lines: list[str]) -> dict[tuple[str, str], tuple[list[str], str]]:
+    """``{(task, compared model): (numbers in the line's last parentheses, verdict)}`` of ``target_checks`` lines.
+
+    The compared model is the one of ``COMPARED`` the line names; a line naming none compares with plain MEGNet.
+    """
+    out = {}
+    for line in lines:
+        key, rest = _split(line)
+        task = key.split(" (")[0]
+        named = [m for m in accuracy.COMPARED if re.search(rf"\b{m}\b", rest)]
+        assert len(named) <= 1, line
+        groups = re.findall(r"\(([^()]*)\)", rest)
+        verdict = rest.rsplit(": ", 1)[-1].strip("*")
+        model = named[0] if named else "megnet"
+        assert (task, model) not in out, line
+        out[task, model] = (NUMBER.findall(groups[-1]) if groups else [], verdict)
+    return out
+
+
+def _check_targets(got: dict, expected: dict) -> None:
+    assert set(got) == set(expected)
+    for key, (numbers, verdict) in expected.items():
+        assert got[key][1] == verdict, (key, got[key])
+        _assert_shows(got[key][0], numbers)
+
+
+def _table(accuracy, text: str) -> tuple[list[str], dict[tuple[str, str], dict[str, dict | None]]]:
+    """The summary's table: its model columns, and per (dataset, task) row each model's cell as
+    ``{"mean", "std", "folds", "bold"}`` (strings as printed; std None when not shown) or None for "—"."""
+    model_of = {name: m for m, name in accuracy.COLUMN_NAMES.items()}
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    columns = [model_of.get(name, name) for name in header[1:]]
+    rows = {}
+    for line in lines[2:]:
+        label, *cells = (c.strip() for c in line.strip("|").split("|"))
+        dataset, task = re.match(r"(\S+) / (\S+)", label).groups()
+        parsed = {}
+        for model, cell in zip(columns, cells, strict=True):
+            if cell == "—":
+                parsed[model] = None
+                continue
+            bold = cell.startswith("**") and cell.endswith("**")
+            cell = cell.removeprefix("**").removesuffix("**") if bold else cell
+            if m := re.fullmatch(r"(\S+) ± (\S+)", cell):
+                parsed[model] = {"mean": m[1], "std": m[2], "folds": 5, "bold": bold}
+            else:
+                m = re.fullmatch(r"(\S+) \*(\d)/5\*", cell)
+                assert m, cell
+                parsed[model] = {"mean": m[1], "std": None, "folds": int(m[2]), "bold": bold}
+        assert (dataset, task) not in rows
+        rows[dataset, task] = parsed
+    return columns, rows
+
+
+# ---- tests -------------------------------------------------------------------------------------------------------
+
+
+def _check_summary(accuracy, results: Path, inputs: dict, verdict: str | None) -> str:
+    """Write ``inputs`` ({dataset: {task: {model: row}}}) as the per-dataset json, build the summary and check its
+    table, its cross-dataset lines and the cross-dataset ``verdict`` (None: undecided) against the inputs."""
+    for dataset, tables in inputs.items():
+        _write(results, dataset, tables)
+    text = accuracy.summary(results)
+    assert (results / "summary.md").read_text() == text
+
+    # Table: one row per (dataset, task) with a json, one cell per model present, bold = lowest complete mean.
+    present = {m for tables in inputs.values() for rows in tables.values() for m in rows}
+    extra = [m for m in (*accuracy.FUSIONS, *accuracy.TENSORNET) if m in present]
+    columns, table = _table(accuracy, text)
+    assert columns == [*accuracy.HEADLINE, *extra]
+    assert set(table) == {(d, t) for d, tables in inputs.items() for t in tables}
+    for (dataset, task), cells in table.items():
+        rows = inputs[dataset][task]
+        complete = {m: np.mean(r["fold_mae"]) for m, r in rows.items() if len(r["fold_mae"]) == 5}
+        best = min(complete, key=complete.get)
+        for model, cell in cells.items():
+            if model not in rows:
+                assert cell is None, (dataset, task, model)
+                continue
+            folds = rows[model]["fold_mae"]
+            assert cell["folds"] == len(folds)
+            assert _shows(cell["mean"], np.mean(folds)), (cell, folds)
+            if len(folds) == 5:
+                assert _shows(cell["std"], rows[model]["mae_std"]), cell
+            assert cell["bold"] == (model == best), (dataset, task, model, cell)
+
+    # Cross-dataset lines: every task but heat capacity; gain and folds won where both models have 5 folds.
+    cross = next(block for block in _bullet_blocks(text) if any(" / " in _split(line)[0] for line in block))
+    expected, pending = {}, set()
+    for dataset, tables in inputs.items():
+        if dataset == "alexandria_heat_capacity":
+            continue
+        for task, rows in tables.items():
+            h, m = rows["hybrid_megnet"]["fold_mae"], rows["megnet"]["fold_mae"]
+            if len(h) == len(m) == 5:
+                wins = sum(a < b for a, b in zip(h, m, strict=True))
+                expected[f"{dataset} / {task}"] = [100 * (1 - np.mean(h) / np.mean(m)), wins, 5]
+            else:
+                pending.add(f"{dataset} / {task}")
+    got = _task_lines(cross)
+    assert set(got) == set(expected) | pending
+    for key, numbers in expected.items():
+        _assert_shows(NUMBER.findall(got[key]), numbers)
+    for key in pending:
+        assert not NUMBER.findall(got[key]), got[key]  # no gain while unfinished
+    decisions = [rest.strip("*") for key, rest in map(_split, cross) if key == "target"]
+    assert decisions == ([] if verdict is None else [verdict])
+    return text
+
+
+def test_summary_cross_dataset_target(accuracy, tmp_path):
+    inputs = {
+        "de_jong_2015_elasticity": {
+            # +10 %, lower on 4/5 folds (fold 2 ties)
+            "log10_K_VRH": {"megnet": _five(0.10), "hybrid_megnet": _row(0.08, 0.09, 0.10, 0.09, 0.09)},
+            # +10 %, lower on 3/5 folds; FiLM's 2 folds are lower but not complete, so never bold
+            "log10_G_VRH": {
+                "megnet": _row(0.20, 0.20, 0.20, 0.20, 0.20, std=0.0123),
+                "hybrid_megnet": _row(0.17, 0.21, 0.18, 0.20, 0.14, std=0.025),
+                "hybrid_megnet_film": _row(0.1, 0.1),
+            },
+        },
+        # 2 folds only: the cross-dataset target stays undecided
+        "flla_2015_formation_energy": {
+            "formation_energy_per_atom": {"megnet": _five(0.05), "hybrid_megnet": _row(0.01, 0.01)}
+        },
+        # heat capacity is worse than plain MEGNet here: had it counted, the target could never be met
+        "alexandria_heat_capacity": {
+            "heat_capacity": {"megnet": _five(250.0), "megnet_readout": _five(9.0), "hybrid_megnet": _five(300.0)}
+        },
+    }
+    _check_summary(accuracy, tmp_path, inputs, None)
+    flla = inputs["flla_2015_formation_energy"]["formation_energy_per_atom"]
+    flla["hybrid_megnet"] = _five(0.051)  # worse than plain on one task: missed
+    _check_summary(accuracy, tmp_path, inputs, "MISSED")
+    flla["hybrid_megnet"] = _five(0.05)  # ties count as ≤; but now only one task is ≥ 5 % better: missed
+    g = inputs["de_jong_2015_elasticity"]["log10_G_VRH"]
+    g_hybrid, g["hybrid_megnet"] = g["hybrid_megnet"], _five(0.196)
+    _check_summary(accuracy, tmp_path, inputs, "MISSED")
+    g["hybrid_megnet"] = g_hybrid  # ≤ plain everywhere, ≥ 5 % better on two tasks: met
+    text = _check_summary(accuracy, tmp_path, inputs, "met")
+    _, table = _table(accuracy, text)
+    k = table["de_jong_2015_elasticity", "log10_K_VRH"]["hybrid_megnet"]
+    assert k["bold"]
+    _assert_shows([k["mean"], k["std"]], [0.09, 0.01])
+    # Heat-capacity targets (alexandria only): hybrid 300 vs plain 250 and readout-only 9 misses both.
+    heat = [line for line in text.splitlines() if line.startswith("- ") and _split(line)[0] == "heat_capacity"]
+    _check_targets(
+        _targets(accuracy, heat),
         {
-            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": five(0.051)},  # worse than plain
+            ("heat_capacity", "megnet"): ([300 / 250], "MISSED"),
+            ("heat_capacity", "megnet_readout"): ([300, 9], "MISSED"),
         },
     )
-    assert "- target: **MISSED**" in accuracy.summary(tmp_path)
-    _write(
-        tmp_path,
-        "flla_2015_formation_energy",
-        {
-            "formation_energy_per_atom": {"megnet": five(0.05), "hybrid_megnet": five(0.05)},
-        },
-    )
-    text = accuracy.summary(tmp_path)
-    assert "- target: met" in text
-    assert "hybrid +10.0 % vs plain MEGNet" in text
-    assert "**0.090 ± 0.010**" in text  # best complete model of the row in bold
+
+
+def _heat_tables(hybrid_unfinished_folds: int = 5) -> dict:
+    rows = {
+        "heat_capacity": {"megnet": 250.0, "megnet_readout": 9.0, "descriptors_rf": 15.0, "hybrid_megnet": 10.0},
+        "tenth": {"megnet": 20.0, "hybrid_megnet": 2.0},  # exactly 0.1 × plain
+        "near": {"megnet": 20.0, "descriptors_mlp": 12.0, "hybrid_megnet": 3.0},  # 0.15 × plain
+        "tie": {"megnet": 20.0, "hybrid_megnet": 20.0},
+        "worse": {"megnet": 20.0, "hybrid_megnet": 25.0},
+    }
+    tables = {task: {m: {"mae_mean": v, "folds_done": 5} for m, v in maes.items()} for task, maes in rows.items()}
+    tables["unfinished"] = {
+        "megnet": {"mae_mean": 20.0, "folds_done": 5},
+        "megnet_readout": {"mae_mean": 30.0, "folds_done": 5},
+        "hybrid_megnet": {"mae_mean": 10.0, "folds_done": hybrid_unfinished_folds},
+    }
+    return tables
 
 
 def test_heat_capacity_targets(accuracy):
-    tables = {
-        "heat_capacity": {
-            m: {"mae_mean": v, "folds_done": 5}
-            for m, v in {"megnet": 250.0, "megnet_readout": 9.0, "descriptors_rf": 15.0, "hybrid_megnet": 10.0}.items()
-        }
-    }
-    lines = accuracy.target_checks("alexandria_heat_capacity", tables)
-    assert "- heat_capacity: hybrid ≤ 0.1 × plain MEGNet (0.040×): met" in lines
-    assert "- heat_capacity: hybrid < megnet_readout (10 vs 9): **MISSED**" in lines
-    assert "- heat_capacity: hybrid < descriptors_rf (10 vs 15): met" in lines
-    other = accuracy.target_checks("de_jong_2015_elasticity", tables)
-    assert other[0] == "- heat_capacity: hybrid ≤ plain MEGNet (+96.0 %): met"
-    assert all("reference, not a target" in line for line in other[1:])
+    tables = _heat_tables(hybrid_unfinished_folds=4)
+    heat = _targets(accuracy, accuracy.target_checks("alexandria_heat_capacity", tables))
+    other = _targets(accuracy, accuracy.target_checks("de_jong_2015_elasticity", tables))
+    for got in (heat, other):  # an unfinished hybrid: one line for the task, no numbers, no decision
+        numbers, verdict = got.pop(("unfinished", "megnet"))
+        assert not numbers
+        assert verdict not in VERDICTS | REFERENCE_VERDICTS
+        assert not any(task == "unfinished" for task, _ in got)
+    # Heat capacity: hybrid ≤ 0.1 × plain MEGNet (ratio shown), and < each compared model present (targets).
+    _check_targets(
+        heat,
+        {
+            ("heat_capacity", "megnet"): ([10 / 250], "met"),
+            ("heat_capacity", "megnet_readout"): ([10, 9], "MISSED"),
+            ("heat_capacity", "descriptors_rf"): ([10, 15], "met"),
+            ("tenth", "megnet"): ([2 / 20], "met"),  # the bound itself is met
+            ("near", "megnet"): ([3 / 20], "MISSED"),  # better than plain, but not 10×
+            ("near", "descriptors_mlp"): ([3, 12], "met"),
+            ("tie", "megnet"): ([20 / 20], "MISSED"),
+            ("worse", "megnet"): ([25 / 20], "MISSED"),
+        },
+    )
+    # Other datasets: hybrid ≤ plain MEGNet (gain in % shown) is the target; the other models are reference only.
+    _check_targets(
+        other,
+        {
+            ("heat_capacity", "megnet"): ([100 * (1 - 10 / 250)], "met"),
+            ("heat_capacity", "megnet_readout"): ([10, 9], "no"),
+            ("heat_capacity", "descriptors_rf"): ([10, 15], "yes"),
+            ("tenth", "megnet"): ([100 * (1 - 2 / 20)], "met"),
+            ("near", "megnet"): ([100 * (1 - 3 / 20)], "met"),
+            ("near", "descriptors_mlp"): ([3, 12], "yes"),
+            ("tie", "megnet"): ([0.0], "met"),  # ≤: a tie meets it
+            ("worse", "megnet"): ([100 * (1 - 25 / 20)], "MISSED"),
+        },
+    )
+    # Once the hybrid's fifth fold is in, the task gets its lines.
+    finished = _targets(accuracy, accuracy.target_checks("alexandria_heat_capacity", _heat_tables()))
+    _check_targets(
+        {key: v for key, v in finished.items() if key[0] == "unfinished"},
+        {("unfinished", "megnet"): ([10 / 20], "MISSED"), ("unfinished", "megnet_readout"): ([10, 30], "met")},
+    )
 
 
 def test_run_units_start_by_and_deadline(tmp_path):
@@ -108,57 +327,125 @@ def test_run_units_start_by_and_deadline(tmp_path):
     assert (tmp_path / "logs" / "unit000.log").read_text().startswith("$ sleep 30")
 
 
+def _check_fusion(accuracy, tables: dict, selection: set[str], ratios: dict[str, float], per_task: dict) -> None:
+    """``fusion_lines(tables)``: chosen on the ``selection`` tasks with these mean MAE / concat's MAE ``ratios``
+    (the lowest wins), then per task where the chosen fusion has 5 folds: % better than plain MEGNet, than concat."""
+    names = {name: m for m, name in accuracy.COLUMN_NAMES.items()}
+    head, *rest = accuracy.fusion_lines(tables)
+    chosen_on, _, scores = head.partition(": ")
+    assert {t.name for _, t in tables if t.name in chosen_on} == selection
+    for m, ratio in ratios.items():
+        shown = re.search(re.escape(accuracy.COLUMN_NAMES[m]) + r" ([-+]?\d+\.\d+)", scores)
+        assert shown, (m, head)
+        assert _shows(shown[1], ratio), (m, head)
+    chosen = min(ratios, key=ratios.get)
+    assert names[scores.rsplit("→", 1)[1].strip()] == chosen
+    got = _task_lines(rest)
+    assert len(got) == len(rest)  # nothing but per-task lines
+    assert set(got) == set(per_task)
+    for key, (vs_plain, vs_concat) in per_task.items():
+        assert accuracy.COLUMN_NAMES[chosen] in got[key]
+        _assert_shows(NUMBER.findall(got[key]), [vs_plain, vs_concat])
+
+
 def test_fusion_lines_choose_the_better_other_fusion(accuracy):
-    five = lambda x: _row(*[x] * 5)  # noqa: E731
     k, g = accuracy.DATASETS["de_jong_2015_elasticity"][1]
-    assert accuracy.fusion_lines({}) == ["- not compared yet: no task has 5 folds of every fusion"]
+    (formation,) = accuracy.DATASETS["flla_2015_formation_energy"][1]
+    (none,) = accuracy.fusion_lines({})  # nothing to compare: one line that names no fusion and no task
+    assert not _task_lines([none])
+    assert not any(accuracy.COLUMN_NAMES[m] in none for m in accuracy.FUSIONS)
+
     tables = {
         ("de_jong_2015_elasticity", k): {
-            "megnet": five(0.10),
-            "hybrid_megnet": five(0.080),
-            "hybrid_megnet_gate": five(0.088),  # 1.10 × concat
-            "hybrid_megnet_film": five(0.084),  # 1.05 × concat: chosen
+            "megnet": _five(0.10),
+            "hybrid_megnet": _five(0.080),
+            "hybrid_megnet_gate": _five(0.088),  # 1.10 × concat
+            "hybrid_megnet_film": _five(0.084),  # 1.05 × concat: chosen
         },
         ("de_jong_2015_elasticity", g): {
-            "megnet": five(0.20),
-            "hybrid_megnet": five(0.18),
+            "megnet": _five(0.20),
+            "hybrid_megnet": _five(0.18),
             "hybrid_megnet_film": _row(0.1, 0.1),  # unfinished: no line
         },
-        ("flla_2015_formation_energy", accuracy.DATASETS["flla_2015_formation_energy"][1][0]): {
-            "megnet": five(0.15),
+        ("flla_2015_formation_energy", formation): {
+            "megnet": _five(0.15),
             "hybrid_megnet": _row(0.1),  # concat unfinished: no line, and no error
-            "hybrid_megnet_film": five(0.14),
+            "hybrid_megnet_film": _five(0.14),
         },
     }
-    lines = accuracy.fusion_lines(tables)
-    assert lines[0].endswith("hybrid MEGNet (gate) 1.100, hybrid MEGNet (FiLM) 1.050 → hybrid MEGNet (FiLM)")
-    assert lines[1:] == [
-        "- de_jong_2015_elasticity / log10_K_VRH: hybrid MEGNet (FiLM) +16.0 % vs plain MEGNet, -5.0 % vs concat"
-    ]
+    _check_fusion(
+        accuracy,
+        tables,
+        selection={k.name},
+        ratios={"hybrid_megnet_gate": 0.088 / 0.080, "hybrid_megnet_film": 0.084 / 0.080},
+        per_task={f"de_jong_2015_elasticity / {k.name}": (100 * (1 - 0.084 / 0.10), 100 * (1 - 0.084 / 0.080))},
+    )
+
+    # The choice is the mean ratio over every task with all fusions: FiLM is better on K alone, gate on average;
+    # the chosen fusion then gets a line on every task where it, plain MEGNet and concat have 5 folds.
+    tables = {
+        ("de_jong_2015_elasticity", k): {
+            "megnet": _five(0.10),
+            "hybrid_megnet": _five(0.080),
+            "hybrid_megnet_gate": _five(0.088),  # 1.10
+            "hybrid_megnet_film": _five(0.076),  # 0.95
+        },
+        ("de_jong_2015_elasticity", g): {
+            "megnet": _five(0.20),
+            "hybrid_megnet": _five(0.20),
+            "hybrid_megnet_gate": _five(0.18),  # 0.90
+            "hybrid_megnet_film": _five(0.22),  # 1.10
+        },
+        ("flla_2015_formation_energy", formation): {  # no FiLM: not in the choice, but gate gets its line
+            "megnet": _five(0.15),
+            "hybrid_megnet": _five(0.12),
+            "hybrid_megnet_gate": _five(0.11),
+        },
+    }
+    _check_fusion(
+        accuracy,
+        tables,
+        selection={k.name, g.name},
+        ratios={
+            "hybrid_megnet_gate": np.mean([0.088 / 0.080, 0.18 / 0.20]),
+            "hybrid_megnet_film": np.mean([0.076 / 0.080, 0.22 / 0.20]),
+        },
+        per_task={
+            f"de_jong_2015_elasticity / {k.name}": (100 * (1 - 0.088 / 0.10), 100 * (1 - 0.088 / 0.080)),
+            f"de_jong_2015_elasticity / {g.name}": (100 * (1 - 0.18 / 0.20), 100 * (1 - 0.18 / 0.20)),
+            f"flla_2015_formation_energy / {formation.name}": (100 * (1 - 0.11 / 0.15), 100 * (1 - 0.11 / 0.12)),
+        },
+    )
 
 
 def test_tensornet_lines_compare_model_5_only_when_complete(accuracy):
-    five = lambda x: _row(*[x] * 5)  # noqa: E731
     (heat,) = accuracy.DATASETS["alexandria_heat_capacity"][1]
     k, g = accuracy.DATASETS["de_jong_2015_elasticity"][1]
+    hybrid, plain, readout = 8.5, 212.0, 10.3
     tables = {
         ("alexandria_heat_capacity", heat): {
-            "tensornet": five(200.0),
-            "tensornet_readout": five(10.0),
-            "hybrid_tensornet": five(8.0),
+            "tensornet": _five(plain),
+            "tensornet_readout": _five(readout),
+            "hybrid_tensornet": _five(hybrid),
         },
-        ("de_jong_2015_elasticity", k): {"tensornet": five(0.1), "hybrid_tensornet": five(0.09)},  # no readout-only
+        ("de_jong_2015_elasticity", k): {"tensornet": _five(0.1), "hybrid_tensornet": _five(0.09)},  # no readout-only
         ("de_jong_2015_elasticity", g): {
-            "tensornet": five(0.2),
-            "tensornet_readout": five(0.2),
+            "tensornet": _five(0.2),
+            "tensornet_readout": _five(0.2),
             "hybrid_tensornet": _row(0.1),  # unfinished
         },
     }
-    assert accuracy.tensornet_lines(tables) == [
-        "- alexandria_heat_capacity / heat_capacity: hybrid TensorNet 8 = 0.040× plain TensorNet (200), "
-        "+20.0 % vs its extensive readout alone (10)"
-    ]
-    assert accuracy.tensornet_lines({}) == ["- no task has 5 folds of every TensorNet model yet"]
+    lines = accuracy.tensornet_lines(tables)
+    got = _task_lines(lines)
+    assert len(got) == len(lines)
+    assert set(got) == {f"alexandria_heat_capacity / {heat.name}"}
+    # In the line's order: the hybrid's MAE, hybrid / plain, plain's MAE, % better than readout-only, its MAE.
+    _assert_shows(
+        NUMBER.findall(got[f"alexandria_heat_capacity / {heat.name}"]),
+        [hybrid, hybrid / plain, plain, 100 * (1 - hybrid / readout), readout],
+    )
+    (none,) = accuracy.tensornet_lines({})  # nothing complete: one line, about no task
+    assert not _task_lines([none])
     assert "hybrid_tensornet" in accuracy.MODELS
     spec = accuracy.gnn_spec("alexandria_heat_capacity", "extensive", "gong28", backbone="tensornet")
     assert spec.backbone == "tensornet"

@@ -156,6 +156,22 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     assert record["device"] in card
 
 
+def test_regression_metrics_of_the_model_card():
+    from matgl_hybrid.model_card import regression_metrics
+
+    # errors 0.5, 0, -1, 1; y_true mean 2.5, total sum of squares 5, residual sum of squares 2.25
+    metrics = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0]))
+    assert metrics == {"mae": 0.625, "rmse": 0.75, "r2": pytest.approx(0.55, abs=1e-15), "max_abs_error": 1.0, "n": 4}
+    assert all(type(metrics[k]) is float for k in ("mae", "rmse", "r2", "max_abs_error"))
+    assert type(metrics["n"]) is int
+    constant = regression_metrics([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])  # R² undefined for a constant y_true
+    assert np.isnan(constant["r2"])
+    assert constant["mae"] == pytest.approx(2 / 3)
+    assert constant["rmse"] == pytest.approx(np.sqrt(2 / 3))
+    assert constant["max_abs_error"] == 1.0
+    assert np.isnan(regression_metrics([2.0, 2.0], [2.0, 2.0])["r2"])  # even when exact (r2_score says 1.0)
+
+
 def test_pretrain_excludes_evaluation_structures_by_id_and_by_material(shared_data, tmp_path):
     import gzip
 

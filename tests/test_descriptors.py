@@ -324,6 +324,75 @@ def test_transform_fits_on_training_rows_imputes_and_round_trips(tmp_path):
         DescriptorTransform.from_dict(state)
 
 
+def test_transform_is_a_scikit_learn_transformer():
+    from sklearn.base import BaseEstimator, TransformerMixin, clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    t = DescriptorTransform()
+    assert isinstance(t, BaseEstimator)
+    assert isinstance(t, TransformerMixin)
+    assert repr(t) == "DescriptorTransform()"
+    assert t.get_params() == {}
+    with pytest.raises(NotFittedError, match="call fit\\(\\) on training descriptors first"):
+        t.get_feature_names_out()
+    train = pd.DataFrame({"a": [1.0, 2.0, 4.0], "b": [0.5, np.nan, 1.5]})
+    assert t.fit(train) is t
+    check_is_fitted(t)
+    assert t.n_features_in_ == 2
+    assert t.get_feature_names_out().tolist() == ["a", "b"]
+    fresh = clone(t)  # parameters only: an unfitted copy
+    assert type(fresh) is DescriptorTransform
+    assert not hasattr(fresh, "median_")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        fresh.transform(train)
+    state = t.to_dict()
+    assert set(state) == {"format_version", "feature_names", "median", "mean", "scale"}
+    assert state["format_version"] == 1
+    restored = DescriptorTransform.from_dict(json.loads(json.dumps(state)))
+    check_is_fitted(restored)
+    assert restored.n_features_in_ == 2
+    assert restored.get_feature_names_out().tolist() == ["a", "b"]
+    np.testing.assert_array_equal(restored.transform(train), t.transform(train))
+    # an array has no column names: they are x0 … x{D-1}
+    unnamed = DescriptorTransform().fit(train.to_numpy())
+    assert unnamed.n_features_in_ == 2
+    assert unnamed.get_feature_names_out().tolist() == ["x0", "x1"]
+    # the transform of a shipped checkpoint restores with n_features_in_
+    folder = os.path.join(os.path.dirname(matgl_hybrid.__file__), "pretrained_models", "hybrid-megnet-heat-capacity")
+    with open(os.path.join(folder, "descriptor_transform.json")) as file:
+        shipped = json.load(file)["descriptor_transform"]
+    assert DescriptorTransform.from_dict(shipped).n_features_in_ == len(shipped["feature_names"])
+
+
+def test_transform_fit_transform_is_median_imputation_then_population_standardization():
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, np.nan, 3.0, np.inf, 10.0],  # finite 1, 3, 10: median 3
+            "b": [2.0, 2.0, -np.inf, 2.0, 2.0],  # constant once imputed: scale 1
+            "c": [np.nan] * 5,  # no value: imputed with 0
+            "d": [0.5, 1.5, 2.5, 3.5, np.nan],  # median 2
+        }
+    )
+    a = np.array([1.0, 3.0, 3.0, 3.0, 10.0])
+    d = np.array([0.5, 1.5, 2.5, 3.5, 2.0])
+    expected = np.column_stack(
+        [(a - a.mean()) / np.sqrt(np.mean((a - a.mean()) ** 2)), np.zeros(5), np.zeros(5), (d - 2.0) / 1.0]
+    )
+    t = DescriptorTransform()
+    with pytest.warns(UserWarning, match="no value in the training data"):
+        out = t.fit_transform(frame)
+    assert type(out) is np.ndarray
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-14)
+    assert t.median_.tolist() == [3.0, 2.0, 0.0, 2.0]
+    assert t.mean_.tolist() == [4.0, 2.0, 0.0, 2.0]
+    np.testing.assert_allclose(t.scale_, [np.sqrt(9.6), 1.0, 1.0, 1.0], rtol=1e-15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning in transform
+        np.testing.assert_array_equal(t.transform(frame), out)
+
+
 def test_cache_dir_default_honours_environment(monkeypatch, tmp_path):
     from matgl_hybrid.paths import descriptor_cache_dir
 

@@ -1,4 +1,4 @@
-"""Readouts, fusions and HybridModel: shapes, gradients, save/load through matgl.load_model, training, bad input."""
+"""Fusions and HybridModel: shapes, gradients, save/load through matgl.load_model, training, bad input."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import matgl
 import numpy as np
 import pytest
 import torch
+from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid.checkpoint import CheckpointError, load_model, save_model, sha256_file
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
-from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
-from matgl_hybrid.layers import FUSIONS, READOUTS, DescriptorEncoder, make_fusion, make_readout
+from matgl_hybrid.graphs import build_dataset, has_edges, make_loader
+from matgl_hybrid.layers import FUSIONS, DescriptorEncoder, make_fusion
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import TrainSpec, fit
 
@@ -39,37 +40,6 @@ def heat_capacity(shared_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_records(shared_data / "alexandria_heat_capacity.json.gz", "heat_capacity", limit=200)
-
-
-def _batch(n_nodes=(3, 5), dim=6, seed=0):
-    torch.manual_seed(seed)
-    x = torch.randn(sum(n_nodes), dim, requires_grad=True)
-    batch = torch.cat([torch.full((n,), i) for i, n in enumerate(n_nodes)])
-    return x, batch
-
-
-@pytest.mark.parametrize("name", sorted(READOUTS))
-def test_readout_shapes_and_gradients(name):
-    x, batch = _batch()
-    readout = make_readout(name, 6)
-    out = readout(x, batch, 2)
-    assert out.shape == (2, readout.out_dim)
-    out.sum().backward()
-    assert x.grad is not None
-    assert x.grad.abs().sum() > 0
-
-
-def test_mean_readout_cannot_count_atoms_but_sum_and_extensive_can():
-    # The same local environment repeated: a 1-atom and a 4-atom cell of one crystal, constant node features.
-    x = torch.ones(5, 4)
-    batch = torch.tensor([0, 1, 1, 1, 1])
-    mean = make_readout("mean", 4)(x, batch, 2)
-    assert torch.equal(mean[0], mean[1])  # mean pooling sees no difference
-    total = make_readout("sum", 4)(x, batch, 2)
-    assert torch.equal(total[1], 4 * total[0])
-    extensive = make_readout("extensive", 4)(x, batch, 2)
-    assert extensive[1, -1] == pytest.approx(np.log(4))
-    assert extensive[0, -1] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("name", sorted(FUSIONS))
@@ -132,12 +102,9 @@ def test_gradient_reaches_descriptors_through_the_whole_model(heat_capacity):
     structures = heat_capacity.structures[:6]
     model = _tiny_model(structures, "megnet", fusion="film").train()
     frame = featurize(structures, "lattice", progress=False)
-    dataset = build_dataset(
-        structures, model.element_types, 4.0, [str(i) for i in range(6)], model.transform.transform(frame)
-    )
+    dataset = build_dataset(structures, model.element_types, 4.0, [str(i) for i in range(6)], frame.to_numpy())
     g, lattice, state_attr, _ = next(iter(make_loader(dataset, 6)))
-    attach_positions(g, lattice)
-    out = model(g, state_attr=state_attr)
+    out = ModelLightningModule(model=model)(g=g, lat=lattice, state_attr=state_attr)  # MatGL attaches positions
     assert out.shape == (6,)
     out.sum().backward()
     assert model.encoder.net[1].weight.grad.abs().sum() > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,11 @@ NAMED_SETS: dict[str, DescriptorSet] = {
 
 DescriptorSpec = str | DescriptorSet | BaseFeaturizer | UserDescriptors | Sequence
 
+#: Sets named ``<prefix>:<argument>`` whose features come from a trained network, made by ``"module:function"``
+#: (``function(name) -> DescriptorSet``). They live in packages above the descriptor bank (the function runs a
+#: model), so they are found by name at first use, as plugins are, instead of imported here.
+PREFIXED_SETS = {"ssl": "matgl_hybrid.ssl.descriptors:ssl_set"}
+
 
 def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
     """Resolve a descriptor set.
@@ -174,12 +180,12 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
         return spec
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split("+")]
-        unknown = [p for p in parts if p not in NAMED_SETS and not p.startswith("ssl:")]
+        unknown = [p for p in parts if p not in NAMED_SETS and p.partition(":")[0] not in PREFIXED_SETS]
         if unknown:
             raise UnknownNameError(
                 f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and ssl:<encoder>:<layers>"
             )
-        return _combine([NAMED_SETS[p] if p in NAMED_SETS else _ssl_set(p) for p in parts])
+        return _combine([NAMED_SETS[p] if p in NAMED_SETS else _prefixed_set(p) for p in parts])
     if isinstance(spec, BaseFeaturizer):
         group = group_for_featurizer(spec)
         return DescriptorSet(group.name, (group,), group.labels)
@@ -196,15 +202,10 @@ def current_version(name: str, version: str | None) -> str | None:
     return dset.version if version == dset.legacy_version else version
 
 
-def _ssl_set(spec: str) -> DescriptorSet:
-    """``ssl:<encoder checkpoint>:<layers>`` (layers comma-separated, e.g. ``0,1,2``): summed NE vectors."""
-    from matgl_hybrid.descriptors.learned import ssl_group
-
-    _, path, layers = [*spec.split(":", 2), "", ""][:3]
-    if not path or not layers:
-        raise UnknownNameError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
-    group = ssl_group(path, tuple(int(x) for x in layers.split(",")))
-    return DescriptorSet(spec, (group,), group.labels)
+def _prefixed_set(spec: str) -> DescriptorSet:
+    """The set ``<prefix>:<argument>`` made by the function :data:`PREFIXED_SETS` names for its prefix."""
+    module, _, function = PREFIXED_SETS[spec.partition(":")[0]].partition(":")
+    return getattr(importlib.import_module(module), function)(spec)
 
 
 def _combine(sets: list[DescriptorSet]) -> DescriptorSet:

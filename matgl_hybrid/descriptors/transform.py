@@ -9,19 +9,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from matgl_hybrid.files import atomic_write_text, read_json
 
 FORMAT_VERSION = 1
+_LEARNED = ("feature_names_in_", "n_features_in_", "median_", "mean_", "scale_")
 
 
-class DescriptorTransform:
-    """Median imputation then standardization, scikit-learn style (``fit`` / ``transform``).
+class TransformNotFittedError(NotFittedError, RuntimeError):
+    """A :class:`DescriptorTransform` used before ``fit``: scikit-learn's ``NotFittedError`` (so ``ValueError`` and
+    ``AttributeError`` too) and, as before this class existed, a ``RuntimeError``."""
 
-    Learned state (set by :meth:`fit`): ``feature_names_in_`` (D,), ``median_`` (D,), ``mean_`` (D,) and
-    ``scale_`` (D,), all computed after imputation on the training rows only. Every non-finite value (NaN, ±inf)
-    counts as missing, in ``fit`` as in ``transform``. A column with no finite training value is imputed with 0; a
-    constant column gets scale 1.
+
+class DescriptorTransform(TransformerMixin, BaseEstimator):
+    """Median imputation then standardization, a scikit-learn transformer (``fit`` / ``transform``).
+
+    It has no parameters (``clone``, ``get_params`` and pipelines work as for any estimator). Learned state (set by
+    :meth:`fit` or :meth:`from_dict`): ``feature_names_in_`` (D,), ``n_features_in_`` (D), ``median_`` (D,),
+    ``mean_`` (D,) and ``scale_`` (D,), all computed after imputation on the training rows only. Every non-finite
+    value (NaN, ±inf) counts as missing, in ``fit`` as in ``transform``. A column with no finite training value is
+    imputed with 0 (with a warning); a constant column gets scale 1; the scale is the population standard deviation.
+
+    Unlike scikit-learn's estimators, a transform fitted on an array without column names (numpy) still sets
+    ``feature_names_in_``: to ``x0 … x{D-1}``, the names :meth:`get_feature_names_out` then returns and
+    :meth:`to_dict` saves. A DataFrame given to :meth:`transform` must have the fitted columns in the fitted order; an
+    array only the right number of columns.
     """
 
     def fit(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> DescriptorTransform:
@@ -44,6 +59,7 @@ class DescriptorTransform:
         std = filled.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
         self.feature_names_in_ = np.array(names, dtype=object)
+        self.n_features_in_ = len(names)
         return self
 
     def transform(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -56,14 +72,17 @@ class DescriptorTransform:
                 f"{list(self.feature_names_in_)[:5]}… ({len(self.feature_names_in_)}), got {list(names)[:5]}… "
                 f"({len(names)})"
             )
-        if values.shape[1] != len(self.median_):
-            raise ValueError(f"expected {len(self.median_)} descriptor columns, got {values.shape[1]}")
+        if values.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} descriptor columns, got {values.shape[1]}")
         values = np.where(np.isfinite(values), values, self.median_)
         return (values - self.mean_) / self.scale_
 
-    def fit_transform(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> np.ndarray:
-        """``fit(X).transform(X)``."""
-        return self.fit(X).transform(X)
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The output columns: ``feature_names_in_`` (a transform keeps its columns), an object array of str."""
+        self._check_fitted()
+        if input_features is not None and [str(n) for n in input_features] != list(self.feature_names_in_):
+            raise ValueError("input_features differ from the feature_names_in_ the transform was fitted on")
+        return self.feature_names_in_.copy()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state; floats round-trip exactly."""
@@ -89,6 +108,7 @@ class DescriptorTransform:
         t.median_, t.mean_, t.scale_ = (np.array(state[k], dtype=float) for k in ("median", "mean", "scale"))
         if not len(t.feature_names_in_) == len(t.median_) == len(t.mean_) == len(t.scale_):
             raise ValueError("corrupt DescriptorTransform state: arrays of different lengths")
+        t.n_features_in_ = len(t.feature_names_in_)
         return t
 
     def save(self, path: str | Path) -> None:
@@ -100,9 +120,21 @@ class DescriptorTransform:
         """Read a transform written by :meth:`save`."""
         return cls.from_dict(read_json(path))
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN (and ±inf) are imputed, not refused
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"allow_nan": True}
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "median_"):
-            raise RuntimeError("DescriptorTransform is not fitted: call fit() on training descriptors first")
+        try:
+            check_is_fitted(self, _LEARNED)
+        except NotFittedError as error:
+            raise TransformNotFittedError(
+                "DescriptorTransform is not fitted: call fit() on training descriptors first"
+            ) from error
 
 
 def _as_array(X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -1,5 +1,6 @@
-"""Layers of the hybrid models: readouts, the descriptor encoder and fusions."""
+"""Layers of the hybrid models: readouts, the descriptor scaler and encoder, and fusions."""
 
+from matgl_hybrid.layers.descriptor_scaler import DescriptorScaler
 from matgl_hybrid.layers.fusion import (
     FUSIONS,
     ConcatFusion,
@@ -13,8 +14,10 @@ from matgl_hybrid.layers.readouts import (
     READOUTS,
     AttentionReadout,
     ExtensiveReadout,
-    PoolingReadout,
+    MaxReadout,
+    MeanReadout,
     Set2SetReadout,
+    SumReadout,
     make_readout,
 )
 
@@ -24,11 +27,14 @@ __all__ = [
     "AttentionReadout",
     "ConcatFusion",
     "DescriptorEncoder",
+    "DescriptorScaler",
     "ExtensiveReadout",
     "FiLMFusion",
     "GatedFusion",
-    "PoolingReadout",
+    "MaxReadout",
+    "MeanReadout",
     "Set2SetReadout",
+    "SumReadout",
     "make_activation",
     "make_fusion",
     "make_readout",

@@ -1,4 +1,4 @@
-"""Backbone adapters: build a MatGL model and read its final node (and state) features from a graph batch."""
+"""Backbone adapters: build a MatGL model, drop the readout and head a hybrid does not use, read its node features."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from matgl.models import M3GNet, MEGNet, TensorNet
 from matgl.models._core import MatGLModel
+from torch import nn
 
 
 def _arg(model: MatGLModel, name: str) -> Any:
@@ -29,6 +30,21 @@ def _tensornet_features(model: MatGLModel, g: Any, state_attr: torch.Tensor | No
     return model.forward_features(g, state_attr=state_attr)["readout"], None
 
 
+class SkippedHead(nn.Module):
+    """Stands in for a MatGL readout or output head that a hybrid model replaces: no weights, almost no work.
+
+    Called as the module it replaces (``(x)``, ``(x, batch)`` or ``(x, batch, num_graphs=B)``), it returns zeros of
+    width 1, (B, 1) or (N, 1), so that the backbone's forward completes and fills ``feature_dict``; nothing reads
+    them.
+    """
+
+    def forward(self, x: torch.Tensor, batch: torch.Tensor | None = None, num_graphs: int | None = None, **kwargs):
+        if batch is None:
+            return x.new_zeros((*x.shape[:-1], 1))
+        rows = num_graphs if num_graphs is not None else int(batch.max()) + 1 if batch.numel() else 0
+        return x.new_zeros((rows, 1))
+
+
 @dataclass(frozen=True)
 class Backbone:
     """How to build one MatGL architecture and where its final features are.
@@ -38,12 +54,21 @@ class Backbone:
         node_dim: ``node_dim(model) -> F``, width of the final node features.
         state_dim: ``state_dim(model) -> Fs``, width of the final state vector (0: none).
         features: ``features(model, g, state_attr) -> (node (N, F), state (B, Fs) or None)``.
+        head: names of the model's modules after the node features (its readout and output head), which a hybrid
+            replaces by :class:`SkippedHead`.
     """
 
     cls: type[MatGLModel]
     node_dim: Callable[[MatGLModel], int]
     state_dim: Callable[[MatGLModel], int]
     features: Callable[[MatGLModel, Any, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor | None]]
+    head: tuple[str, ...]
+
+    def drop_head(self, model: MatGLModel) -> MatGLModel:
+        """Replace the readout and output head of ``model`` (in place) by :class:`SkippedHead`; returns it."""
+        for name in self.head:
+            setattr(model, name, SkippedHead())
+        return model
 
 
 def _megnet_state(m: MatGLModel) -> bool:
@@ -56,18 +81,21 @@ BACKBONES: dict[str, Backbone] = {
         node_dim=lambda m: _arg(m, "hidden_layer_sizes_conv")[-1],
         state_dim=lambda m: _arg(m, "hidden_layer_sizes_conv")[-1] if _megnet_state(m) else 0,
         features=lambda m, g, s: _from_feature_dict(m, g, s, _megnet_state(m)),
+        head=("node_s2s", "edge_s2s", "output_proj"),
     ),
     "m3gnet": Backbone(
         M3GNet,
         node_dim=lambda m: _arg(m, "dim_node_embedding"),
         state_dim=lambda m: 0,
         features=lambda m, g, s: _from_feature_dict(m, g, s, False),
+        head=("readout", "final_layer"),
     ),
     "tensornet": Backbone(
         TensorNet,
         node_dim=lambda m: _arg(m, "units"),
         state_dim=lambda m: 0,
         features=_tensornet_features,
+        head=("readout", "final_layer"),
     ),
 }
 
@@ -78,3 +106,15 @@ def get_backbone(name: str) -> Backbone:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
+
+
+class NodeFeatures(nn.Module):
+    """A MatGL backbone as a node-feature extractor: ``forward(g, state_attr) -> (N, F)`` final node features."""
+
+    def __init__(self, backbone: str, model: MatGLModel):
+        super().__init__()
+        self.backbone = backbone
+        self.model = model
+
+    def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        return get_backbone(self.backbone).features(self.model, g, state_attr)[0]

@@ -10,18 +10,23 @@ import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
+from matgl_hybrid import inference
 from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
 from matgl_hybrid.models.hybrid import HybridModel
+
+#: What the members of an ensemble must share, so that one set of graphs and descriptors serves them all.
+SHARED = ("element_types", "cutoff", "descriptor_set", "descriptor_version", "descriptor_names")
 
 
 class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
     """An ensemble of :class:`HybridModel` members (chemprop-style uncertainty).
 
     Saved and loaded like any MatGL model: ``members`` holds each member's constructor arguments, the state
-    dict holds their weights (``members.<k>.…``).
+    dict holds their weights (``members.<k>.…``). The members share elements, cutoff and descriptor set, so a
+    prediction builds the graphs and descriptors once for all of them.
     """
 
-    __version__ = 1
+    __version__ = 2  # members of HybridModel version 2
 
     def __init__(self, members: Sequence[dict[str, Any]], **kwargs):
         """Build the members from their constructor arguments (``member._init_args``)."""
@@ -30,6 +35,14 @@ class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
             raise ValueError("an ensemble needs at least one member")
         self.save_args(locals(), kwargs)
         self.members = nn.ModuleList([HybridModel(**dict(m)) for m in members])
+        for name in SHARED:
+            values = {repr(getattr(m, name)) for m in self.members}
+            if len(values) > 1:
+                raise ValueError(f"ensemble members differ in {name}: {sorted(values)}")
+        first = self.members[0]
+        self.element_types, self.cutoff = first.element_types, first.cutoff
+        self.descriptor_set, self.descriptor_version = first.descriptor_set, first.descriptor_version
+        self.descriptor_names = first.descriptor_names
 
     @classmethod
     def from_models(cls, models: Sequence[HybridModel]) -> HybridEnsemble:
@@ -43,16 +56,12 @@ class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
         """Mean of the members' predictions (target units)."""
         return torch.stack([m(g, state_attr=state_attr) for m in self.members]).mean(dim=0)
 
-    def check_structure(self, structure: Any, id: str) -> None:
-        """Raise ``InvalidStructureError`` unless the members can predict ``structure`` (they share elements)."""
-        for member in self.members:
-            member.check_structure(structure, id)
-
     def predict(self, structures: Sequence, return_std: bool = False, **kwargs) -> np.ndarray | tuple:
-        """Mean prediction over members, and with ``return_std`` their standard deviation (same shape)."""
-        predictions = np.stack([m.predict(structures, **kwargs) for m in self.members])
-        mean = predictions.mean(axis=0)
-        return (mean, predictions.std(axis=0)) if return_std else mean
+        """Mean prediction over members, and with ``return_std`` their standard deviation (same shape).
+
+        ``kwargs``: ``ids``, ``batch_size``, ``cache_dir``, ``n_jobs`` of :func:`matgl_hybrid.inference.predict`.
+        """
+        return inference.predict(self, structures, return_std=return_std, **kwargs)
 
     def predict_structure(self, structure, **kwargs) -> torch.Tensor:
         """Mean prediction for one structure."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,15 +11,13 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.layers import MLP
 from matgl.models._core import MatGLModel
 
+from matgl_hybrid import inference
 from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
-from matgl_hybrid.data import InvalidStructureError, as_structure, validate_structure
-from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import current_version
-from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
-from matgl_hybrid.layers import DescriptorEncoder, make_activation, make_fusion, make_readout
+from matgl_hybrid.graphs import swapped_node_types
+from matgl_hybrid.layers import DescriptorEncoder, DescriptorScaler, make_activation, make_fusion, make_readout
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.negnn import FrozenEncoder, NodeEmbeddingInput
-from matgl_hybrid.paths import descriptor_cache_dir
 
 
 class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
@@ -28,9 +25,11 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
 
     ``readout="native"`` is the backbone exactly as MatGL ships it (its own readout and head, e.g. MEGNet's
     Set2Set), with target standardization; it cannot fuse descriptors. Otherwise
-    ``backbone`` (MEGNet, M3GNet or TensorNet) gives node features (N, F) [+ a state vector (B, Fs) for MEGNet];
-    ``readout`` pools them to (B, F'); when ``descriptor_set`` is given, the transformed descriptors (B, D) go
-    through a :class:`DescriptorEncoder` and are fused with the graph vector (``concat``, ``gate`` or ``film``);
+    ``backbone`` (MEGNet, M3GNet or TensorNet, without MatGL's readout and output head, which it does not use)
+    gives node features (N, F) [+ a state vector (B, Fs) for MEGNet]; ``readout`` (a PyG aggregation) pools them to
+    (B, F'); when ``descriptor_set`` is given, the raw descriptors (B, D) are imputed and standardized by a
+    :class:`DescriptorScaler` (the fitted transform, as buffers), encoded by a :class:`DescriptorEncoder` and fused
+    with the graph vector (``concat``, ``gate`` or ``film``);
     an MLP head maps the result to ``n_targets`` values, de-standardized to the target's units (or, with
     ``task_type="classification"``, passed through a sigmoid: probabilities). Without
     descriptors it is the readout ablation of the plain backbone.
@@ -44,7 +43,7 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
     :class:`DescriptorTransform` (as a dict) and the target mean and standard deviation.
     """
 
-    __version__ = 1
+    __version__ = 2  # 2: MatGL's unused readout and head dropped from the backbone
 
     def __init__(
         self,
@@ -104,18 +103,19 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
             embedding.layer_node_embedding = NodeEmbeddingInput(
                 len(self.element_types), embedding.dim_node_embedding, self.ne_encoder.width, embedding.activation
             )
-        self.readout = self.transform = self.encoder = self.fusion = self.head = None
+        self.readout = self.descriptor_scaler = self.encoder = self.fusion = self.head = None
         if self.native:
             if descriptor_set is not None:
                 raise ValueError("readout 'native' is the backbone's own readout and head: it cannot fuse descriptors")
         else:
+            adapter.drop_head(self.backbone)
             self.readout = make_readout(readout, adapter.node_dim(self.backbone))
             head_in = self.readout.out_dim + adapter.state_dim(self.backbone)
             if descriptor_set is not None:
                 if descriptor_transform is None:
                     raise ValueError("a model with descriptors needs the fitted descriptor_transform")
-                self.transform = DescriptorTransform.from_dict(descriptor_transform)
-                self.encoder = DescriptorEncoder(len(self.transform.feature_names_in_), descriptor_dim, activation)
+                self.descriptor_scaler = DescriptorScaler(descriptor_transform)
+                self.encoder = DescriptorEncoder(self.descriptor_scaler.n_features, descriptor_dim, activation)
                 self.fusion = make_fusion(fusion, head_in, descriptor_dim)
                 head_in = self.fusion.out_dim
             self.head = MLP([head_in, *head_hidden, n_targets], activation=make_activation(activation))
@@ -129,16 +129,13 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
 
         Args:
             g: a PyG batch from :func:`matgl_hybrid.graphs.build_dataset` with ``pos`` and ``pbc_offshift`` set,
-                and ``descriptor`` (B, D) when the model uses descriptors.
+                and the raw ``descriptor`` (B, D) when the model uses descriptors.
             state_attr: (B, Ds) state attributes, as MatGL's collate gives them.
         """
         if self.ne_encoder is not None:
-            original = g.node_type
-            g.node_type = torch.cat([original.unsqueeze(-1).float(), self.ne_encoder(g, state_attr)], dim=-1)
-            try:
+            node_input = torch.cat([g.node_type.unsqueeze(-1).float(), self.ne_encoder(g, state_attr)], dim=-1)
+            with swapped_node_types(g, node_input):
                 return self._forward(g, state_attr)
-            finally:
-                g.node_type = original
         return self._forward(g, state_attr)
 
     def _forward(self, g: Any, state_attr: torch.Tensor | None) -> torch.Tensor:
@@ -151,7 +148,7 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
         batch = getattr(g, "batch", None)
         if batch is None:
             batch = torch.zeros(node_feat.shape[0], dtype=torch.long, device=node_feat.device)
-        graph_vec = self.readout(node_feat, batch, num_graphs)
+        graph_vec = self.readout(node_feat, batch, dim_size=num_graphs)
         if state_feat is not None:
             graph_vec = torch.cat([graph_vec, state_feat.reshape(num_graphs, -1)], dim=-1)
         vec = graph_vec
@@ -159,7 +156,7 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
             descriptors = getattr(g, "descriptor", None)
             if descriptors is None:
                 raise ValueError("this model fuses descriptors: the graph batch has no 'descriptor' attribute")
-            vec = self.fusion(graph_vec, self.encoder(descriptors.reshape(num_graphs, -1)))
+            vec = self.fusion(graph_vec, self.encoder(self.descriptor_scaler(descriptors.reshape(num_graphs, -1))))
         out = self._to_target(self.head(vec))
         self.feature_dict = {"graph": graph_vec, "fused": vec, "final": out}
         return out.squeeze(-1) if out.shape[-1] == 1 else out
@@ -170,73 +167,21 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
             return torch.sigmoid(raw)
         return raw * self.target_std + self.target_mean
 
-    def transformed_descriptors(
-        self, structures: Sequence, ids: Sequence[str], cache_dir: str | Path | None, n_jobs: int = 1
-    ) -> np.ndarray | None:
-        """The model's descriptors of ``structures``, imputed and standardized by its saved transform: (n, D)."""
-        if self.descriptor_set is None:
-            return None
-        current = get_descriptor_set(self.descriptor_set).version
-        if current != self.descriptor_version:
-            raise ValueError(
-                f"the model was trained with descriptor set {self.descriptor_set!r} version "
-                f"{self.descriptor_version}, but this installation computes version {current}: a changed "
-                "descriptor definition, or a matminer/pymatgen whose values differ on the reference structures; "
-                "its descriptors would not mean what the model learned (retrain it, or install the versions in "
-                "its model.json)"
-            )
-        frame = featurize(structures, self.descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
-        return self.transform.transform(frame)
-
-    def check_structure(self, structure: Any, id: str) -> None:
-        """Raise :class:`InvalidStructureError` unless the model can predict ``structure``.
-
-        It must be a valid structure (see :func:`~matgl_hybrid.data.validate_structure`) of elements the model
-        knows, with at least one neighbour pair within the cutoff.
-        """
-        structure = as_structure(structure, id)
-        validate_structure(structure, id, allowed_elements=self.element_types)
-        if not has_edges(structure, self.cutoff):
-            raise InvalidStructureError(
-                id, f"no atom has a neighbour within the cutoff of {self.cutoff} Å: the graph has no edges"
-            )
+    @property
+    def descriptor_names(self) -> tuple[str, ...]:
+        """Names of the D descriptors the model takes, in order (empty without descriptors)."""
+        return self.descriptor_scaler.feature_names if self.descriptor_scaler is not None else ()
 
     def predict(
-        self,
-        structures: Sequence,
-        batch_size: int = 64,
-        cache_dir: str | Path | None = "default",
-        n_jobs: int = 1,
-        ids: Sequence[str] | None = None,
+        self, structures: Sequence, batch_size: int = 64, cache_dir=None, n_jobs: int = 1, ids: Sequence | None = None
     ) -> np.ndarray:
-        """Predict from structures (pymatgen or ASE), computing descriptors on the fly through the cache.
+        """Predictions (n,) or (n, T) in the target's units, from pymatgen or ASE structures.
 
-        Returns:
-            (n,) or (n, T) predictions in the target's units.
-
-        Raises:
-            InvalidStructureError: an element the model does not know, an atom with no neighbour within the
-                cutoff, or an invalid structure; the message names the structure.
+        Descriptors are computed on the fly (through the cache at ``cache_dir``, if given); see
+        :func:`matgl_hybrid.inference.predict`, which raises ``InvalidStructureError`` naming an entry the model
+        cannot predict.
         """
-        ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
-        structures = [as_structure(s, i) for s, i in zip(structures, ids, strict=True)]
-        for s, i in zip(structures, ids, strict=True):
-            validate_structure(s, i, allowed_elements=self.element_types)
-        cache = descriptor_cache_dir() if cache_dir == "default" else cache_dir
-        descriptors = self.transformed_descriptors(structures, ids, cache, n_jobs)
-        dataset = build_dataset(structures, self.element_types, self.cutoff, ids, descriptors)
-        device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        outputs = []
-        with torch.no_grad():
-            for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
-                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
-                attach_positions(g, lattice)
-                outputs.append(self(g, state_attr=state_attr).reshape(g.num_graphs, -1).cpu())
-        self.train(was_training)
-        result = torch.cat(outputs).numpy().astype(np.float64)
-        return result[:, 0] if result.shape[1] == 1 else result
+        return inference.predict(self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs)
 
     def predict_structure(self, structure, **kwargs) -> torch.Tensor:
         """Predict one structure: a tensor of shape () for one target, (T,) for several."""

@@ -9,6 +9,8 @@ import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
+from matgl_hybrid.graphs import swapped_node_types
+from matgl_hybrid.inference import embedding_width, layer_node_features
 from matgl_hybrid.models.backbones import get_backbone
 
 
@@ -34,15 +36,12 @@ class FrozenEncoder(nn.Module):
 
     def __init__(self, spec: dict[str, Any], element_types: Sequence[str], cutoff: float):
         super().__init__()
-        from matgl_hybrid.ssl.embeddings import embedding_width, layer_keys
-
         self.spec = dict(spec)
         self.encoder: MatGLModel = get_backbone(spec["backbone"]).cls(**spec["kwargs"])
         if abs(self.encoder.cutoff - cutoff) > 1e-9:
             raise ValueError(f"NEGNN needs the encoder's cutoff ({self.encoder.cutoff} Å) for its graphs, got {cutoff}")
         self.encoder.requires_grad_(False)
         self.layers = list(spec["layers"])
-        self._layer_keys = layer_keys
         self.width = embedding_width(self.encoder, self.layers)
         encoder_types = list(self.encoder.element_types)
         missing = [e for e in element_types if e not in encoder_types]
@@ -54,15 +53,9 @@ class FrozenEncoder(nn.Module):
 
     def forward(self, g: Any, state_attr: torch.Tensor | None) -> torch.Tensor:
         self.encoder.eval()
-        original = g.node_type
-        g.node_type = self.type_map[original]
-        try:
-            with torch.no_grad():
-                self.encoder(g, state_attr=state_attr)
-        finally:
-            g.node_type = original
-        keys = self._layer_keys(self.encoder)
-        return torch.cat([self.encoder.feature_dict[keys[i]]["node_feat"] for i in self.layers], dim=-1)
+        with swapped_node_types(g, self.type_map[g.node_type]), torch.no_grad():
+            self.encoder(g, state_attr=state_attr)
+        return layer_node_features(self.encoder, self.layers)
 
 
 def encoder_spec(encoder: MatGLModel, backbone: str, layers: Sequence[int]) -> dict[str, Any]:

@@ -1,13 +1,22 @@
-"""Self-supervised atomic representations (Kong et al. 2022): masked-atom pretraining and per-layer embeddings."""
+"""Self-supervised atomic representations (Kong et al. 2022): pretext tasks, pretraining, learned descriptor sets.
 
-from matgl_hybrid.ssl.embeddings import layer_keys, material_embeddings, node_embeddings
-from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, choose_masked, distance_bins, periodic_labels
+The per-layer atom embeddings NE0 … NEk of an encoder come from the prediction path
+(:func:`matgl_hybrid.inference.node_embeddings`) and are re-exported here.
+"""
+
+from matgl_hybrid.inference import layer_keys, material_embeddings, node_embeddings
+from matgl_hybrid.models.encoders import MASK_TOKEN, build_encoder
+from matgl_hybrid.ssl.contrastive import ContrastivePretraining
+from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, distance_bins, periodic_labels
 from matgl_hybrid.ssl.pretrain import MaskedPretraining, pretrain
 
 __all__ = [
     "MASK_TOKEN",
+    "ContrastivePretraining",
     "MaskedPretraining",
     "PretextHeads",
+    "PretextModule",
+    "build_encoder",
     "choose_masked",
     "distance_bins",
     "layer_keys",

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from matgl.config import DEFAULT_ELEMENTS
+from matgl.models._core import MatGLModel
 from pymatgen.core import Structure
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
+from torch_geometric.utils import scatter
 
-from matgl_hybrid.graphs import attach_positions, build_dataset, collate_fn_graph
+from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.graphs import build_dataset, collate_fn_graph
+from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
-from matgl_hybrid.splits import split_indices
-from matgl_hybrid.ssl.pretext import MASK_TOKEN, build_encoder
+from matgl_hybrid.ssl.pretext import PretextModule
 
 
 def random_supercell(structure: Structure, rng: np.random.Generator, max_atoms: int = 64) -> Structure:
@@ -58,29 +59,24 @@ def collate_pairs(items):
     return collate_fn_graph(list(first)), collate_fn_graph(list(second))
 
 
-class ContrastivePretraining(L.LightningModule):
+class ContrastivePretraining(PretextModule):
     """Encoder + projection head trained with NT-Xent on two views with 10–20 % of nodes and edges masked."""
 
     def __init__(
         self,
+        model: MatGLModel,
         backbone: str = "megnet",
-        element_types: Sequence[str] = DEFAULT_ELEMENTS,
-        cutoff: float = 5.0,
-        backbone_kwargs: dict[str, Any] | None = None,
         temperature: float = 0.1,
         mask_range: tuple[float, float] = (0.1, 0.2),
         projection_dim: int = 64,
         lr: float = 1e-3,
     ):
-        super().__init__()
-        self.backbone_name = backbone
-        self.encoder = build_encoder(backbone, element_types, cutoff, backbone_kwargs)
-        width = get_backbone(backbone).node_dim(self.encoder)
+        super().__init__(model, backbone, lr)
+        width = get_backbone(backbone).node_dim(model)
         self.projection = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, projection_dim))
-        self.mask_index = self.encoder.element_types.index(MASK_TOKEN)
-        self.temperature, self.mask_range, self.lr = temperature, mask_range, lr
+        self.temperature, self.mask_range = temperature, mask_range
 
-    def embed_view(self, batch, generator: torch.Generator | None = None) -> torch.Tensor:
+    def embed_view(self, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mask nodes and drop edges of one view (in place: a fresh batch), encode, mean-pool, project: (B, P)."""
         g, lattice, state_attr, _ = batch
         low, high = self.mask_range
@@ -90,35 +86,22 @@ class ContrastivePretraining(L.LightningModule):
         g.edge_index, g.pbc_offset = g.edge_index[:, keep], g.pbc_offset[keep]
         nodes = (torch.rand(g.num_nodes, generator=generator) < fraction).to(device)
         g.node_type = torch.where(nodes, torch.full_like(g.node_type, self.mask_index), g.node_type)
-        attach_positions(g, lattice)
-        node_feat, _ = get_backbone(self.backbone_name).features(self.encoder, g, state_attr)
-        pooled = torch.zeros(g.num_graphs, node_feat.shape[1], device=node_feat.device).index_add_(
-            0, g.batch, node_feat
-        )
-        pooled = pooled / torch.bincount(g.batch, minlength=g.num_graphs).unsqueeze(-1)
-        return self.projection(pooled)
+        node_feat = self(g=g, lat=lattice, state_attr=state_attr)
+        return self.projection(scatter(node_feat, g.batch, dim=0, dim_size=g.num_graphs, reduce="mean"))
 
-    def loss(self, pair, generator: torch.Generator | None = None) -> torch.Tensor:
+    def losses(self, pair: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         first, second = pair
-        return nt_xent(self.embed_view(first, generator), self.embed_view(second, generator), self.temperature)
+        loss = nt_xent(self.embed_view(first, generator), self.embed_view(second, generator), self.temperature)
+        return {"nt_xent": loss, "total": loss}
 
-    def training_step(self, pair, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(pair)
-        self.log("train_nt_xent", loss, prog_bar=True, batch_size=int(pair[0][0].num_graphs))
-        return loss
-
-    def validation_step(self, pair, batch_idx: int) -> None:
-        loss = self.loss(pair, torch.Generator().manual_seed(batch_idx))
-        self.log("val_nt_xent", loss, prog_bar=True, batch_size=int(pair[0][0].num_graphs))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+    def batch_size(self, pair: Any) -> int:
+        return int(pair[0][0].num_graphs)
 
 
 def paired_views(structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], seed: int = 0):
     """Dataset of (original, random-supercell) graph pairs for contrastive training."""
     rng = np.random.default_rng(seed)
-    ids = [str(i) for i in range(len(structures))]
+    ids = entry_ids(len(structures))
     first = build_dataset(list(structures), element_types, cutoff, ids)
     second = build_dataset([random_supercell(s, rng) for s in structures], element_types, cutoff, ids)
     return PairedViews(first, second)

@@ -1,35 +1,23 @@
-"""Predictive pretext task (Kong et al. 2022): mask atoms, predict their group, period and edge-distance bins."""
+"""Pretext tasks of self-supervised learning (Kong et al. 2022): the Lightning module they share, and the labels and
+heads of the predictive task (mask atoms, predict their group, period and edge-distance bins)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from matgl.models._core import MatGLModel
+from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Element
 from torch import nn
 from torch.nn import functional as F
 
-from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.models.backbones import NodeFeatures
+from matgl_hybrid.models.encoders import MASK_TOKEN
 
-#: Name of the extra node type that replaces a masked atom's element (the last embedding row).
-MASK_TOKEN = "Mask"
 N_GROUPS = 18
 N_PERIODS = 7
-
-
-def with_mask_token(element_types: Sequence[str]) -> tuple[str, ...]:
-    """The element list of an encoder that can mask atoms: the elements, then :data:`MASK_TOKEN`."""
-    return (*[e for e in element_types if e != MASK_TOKEN], MASK_TOKEN)
-
-
-def build_encoder(
-    backbone: str, element_types: Sequence[str], cutoff: float, backbone_kwargs: dict | None = None
-) -> MatGLModel:
-    """A MatGL backbone whose node types are ``element_types`` plus :data:`MASK_TOKEN` (the encoder of SSL)."""
-    return get_backbone(backbone).cls(
-        element_types=with_mask_token(element_types), cutoff=cutoff, **dict(backbone_kwargs or {})
-    )
 
 
 def periodic_labels(element_types: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,3 +79,39 @@ class PretextHeads(nn.Module):
         pair = torch.cat([node_feat[edge_index[0, touching]], node_feat[edge_index[1, touching]]], dim=-1)
         distance_loss = F.cross_entropy(self.distance(pair), distance_bins(bond_dist[touching], cutoff, self.n_bins))
         return {"group": group_loss, "period": period_loss, "distance": distance_loss}
+
+
+class PretextModule(ModelLightningModule):
+    """MatGL's ``ModelLightningModule`` around an encoder's node features, trained on a label-free pretext task.
+
+    ``self(g=g, lat=lattice, state_attr=state_attr)`` gives the encoder's final node features (N, F), positions
+    attached by MatGL; subclasses define :meth:`losses` (a dict with ``total``) and :meth:`batch_size`. The learning
+    rate is constant.
+    """
+
+    def __init__(self, model: MatGLModel, backbone: str, lr: float = 1e-3):
+        """``model``: the encoder (:func:`~matgl_hybrid.models.encoders.build_encoder`) of kind ``backbone``."""
+        super().__init__(model=NodeFeatures(backbone, model), lr=lr, decay_alpha=1.0)
+        self.mask_index = model.element_types.index(MASK_TOKEN)
+
+    @property
+    def encoder(self) -> MatGLModel:
+        """The MatGL encoder being pretrained."""
+        return self.model.model
+
+    def losses(self, batch: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The pretext losses of one batch, ``total`` among them."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: Any) -> int:
+        """Number of structures in ``batch``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_dict({f"train_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=self.batch_size(batch))
+        return losses["total"]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        losses = self.losses(batch, torch.Generator().manual_seed(batch_idx))  # the same masks every epoch
+        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=self.batch_size(batch))

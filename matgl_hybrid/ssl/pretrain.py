@@ -1,4 +1,4 @@
-"""Label-free pretraining of a MatGL encoder on the masked-atom pretext task, with Lightning."""
+"""Label-free pretraining of a MatGL encoder (masked atoms or contrastive views), with Lightning."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
 from torch.utils.data import DataLoader
 
-from matgl_hybrid.graphs import attach_positions, build_dataset, has_edges, make_loader
+from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, swapped_node_types
+from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
-from matgl_hybrid.splits import split_indices
-from matgl_hybrid.ssl.pretext import MASK_TOKEN, PretextHeads, build_encoder, choose_masked, periodic_labels
+from matgl_hybrid.models.encoders import build_encoder
+from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
+from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
 
 
-class MaskedPretraining(L.LightningModule):
-    """A MatGL backbone (the encoder) and :class:`PretextHeads`, trained to recover masked atoms.
+class MaskedPretraining(PretextModule):
+    """An encoder and :class:`PretextHeads`, trained to recover masked atoms.
 
     Each step masks ``mask_fraction`` of the batch's atoms (their node type becomes the mask token), encodes the
     batch and sums the cross-entropies of group, period and edge-distance-bin predictions.
@@ -28,36 +31,26 @@ class MaskedPretraining(L.LightningModule):
 
     def __init__(
         self,
+        model: MatGLModel,
         backbone: str = "megnet",
-        element_types: Sequence[str] = DEFAULT_ELEMENTS,
-        cutoff: float = 5.0,
-        backbone_kwargs: dict[str, Any] | None = None,
         mask_fraction: float = 0.15,
         n_bins: int = 40,
         lr: float = 1e-3,
     ):
-        super().__init__()
-        self.backbone_name = backbone
-        self.encoder: MatGLModel = build_encoder(backbone, element_types, cutoff, backbone_kwargs)
-        self.heads = PretextHeads(get_backbone(backbone).node_dim(self.encoder), n_bins)
-        groups, periods = periodic_labels(self.encoder.element_types)
+        super().__init__(model, backbone, lr)
+        self.heads = PretextHeads(get_backbone(backbone).node_dim(model), n_bins)
+        groups, periods = periodic_labels(model.element_types)
         self.register_buffer("groups", groups, persistent=False)
         self.register_buffer("periods", periods, persistent=False)
-        self.mask_index = self.encoder.element_types.index(MASK_TOKEN)
-        self.cutoff, self.mask_fraction, self.lr = cutoff, mask_fraction, lr
+        self.cutoff, self.mask_fraction = model.cutoff, mask_fraction
 
-    def pretext_losses(self, batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Mask, encode and score one batch ``(g, lattice, state_attr, labels)``."""
+    def losses(self, batch: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Mask, encode and score one batch ``(g, lattice, state_attr, labels)``; the batch is left as it came."""
         g, lattice, state_attr, _ = batch
-        attach_positions(g, lattice)
         masked = choose_masked(g.num_nodes, self.mask_fraction, generator).to(g.node_type.device)
-        original = g.node_type
-        true_types = original[masked]
-        g.node_type = original.index_fill(0, masked, self.mask_index)
-        try:
-            node_feat, _ = get_backbone(self.backbone_name).features(self.encoder, g, state_attr)
-        finally:
-            g.node_type = original  # the batch is left as it came
+        true_types = g.node_type[masked]
+        with swapped_node_types(g, g.node_type.index_fill(0, masked, self.mask_index)):
+            node_feat = self(g=g, lat=lattice, state_attr=state_attr)
         _, bond_dist = compute_pair_vector_and_distance(g.pos, g.edge_index, g.pbc_offshift)
         losses = self.heads.losses(
             node_feat, masked, true_types, g.edge_index, bond_dist, self.cutoff, self.groups, self.periods
@@ -65,18 +58,8 @@ class MaskedPretraining(L.LightningModule):
         losses["total"] = sum(losses.values())
         return losses
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        losses = self.pretext_losses(batch)
-        self.log_dict({f"train_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=int(batch[0].num_graphs))
-        return losses["total"]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        generator = torch.Generator().manual_seed(batch_idx)  # the same masks every epoch: comparable losses
-        losses = self.pretext_losses(batch, generator)
-        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=int(batch[0].num_graphs))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+    def batch_size(self, batch: Any) -> int:
+        return int(batch[0].num_graphs)
 
 
 def pretrain(
@@ -92,7 +75,7 @@ def pretrain(
     accelerator: str = "auto",
     progress: bool = True,
     task: str = "masked",
-) -> L.LightningModule:
+) -> PretextModule:
     """Pretrain an encoder on ``structures`` without labels; returns the module (``.encoder`` is the MatGL model).
 
     Structures with no neighbour pair within ``cutoff`` are left out with a warning; ``module.n_structures`` is the
@@ -102,8 +85,8 @@ def pretrain(
         task: ``masked`` (group, period and distance bins of masked atoms) or ``contrastive`` (NT-Xent between
             an original and a random-supercell view, 10–20 % of nodes and edges masked in each).
     """
-    from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
-
+    if task not in ("masked", "contrastive"):
+        raise ValueError(f"task must be 'masked' or 'contrastive', got {task!r}")
     usable = [s for s in structures if has_edges(s, cutoff)]
     if len(usable) < len(structures):
         warnings.warn(
@@ -113,23 +96,22 @@ def pretrain(
     structures = usable
     L.seed_everything(seed, verbose=False)
     generator = torch.Generator().manual_seed(seed)
+    encoder = build_encoder(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs)
+    elements = encoder.element_types
     if task == "masked":
-        module = MaskedPretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
-        ids = [str(i) for i in range(len(structures))]
+        module: PretextModule = MaskedPretraining(encoder, backbone, lr=lr)
+        ids = entry_ids(len(structures))
         train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
-        elements = module.encoder.element_types
         train = build_dataset([structures[i] for i in train_idx], elements, cutoff, [ids[i] for i in train_idx])
         val = build_dataset([structures[i] for i in val_idx], elements, cutoff, [ids[i] for i in val_idx])
         loaders = make_loader(train, batch_size, shuffle=True, generator=generator), make_loader(val, batch_size)
-    elif task == "contrastive":
-        module = ContrastivePretraining(backbone, DEFAULT_ELEMENTS, cutoff, backbone_kwargs, lr=lr)
-        train, val = split_views(structures, cutoff, module.encoder.element_types, val_fraction, seed)
+    else:
+        module = ContrastivePretraining(encoder, backbone, lr=lr)
+        train, val = split_views(structures, cutoff, elements, val_fraction, seed)
         loaders = (
             DataLoader(train, batch_size, shuffle=True, collate_fn=collate_pairs, generator=generator, drop_last=True),
             DataLoader(val, batch_size, collate_fn=collate_pairs),
         )
-    else:
-        raise ValueError(f"task must be 'masked' or 'contrastive', got {task!r}")
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,

@@ -1,0 +1,309 @@
+"""Loaders: every supported source (record files, structure folders + CSV, DataFrames, lists) to StructureData.
+
+Each loader turns its source into ``(id, raw structure, raw target)`` entries and hands them to one validating
+collector, so every source is checked the same way (:mod:`matgl_hybrid.data.validation`) and ``skip_invalid``
+means the same everywhere. :func:`load` picks the loader from the source.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import warnings
+import zlib
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+from pymatgen.core import Structure
+
+from matgl_hybrid.data.structure_data import StructureData
+from matgl_hybrid.data.validation import (
+    InvalidStructureError,
+    SkippedEntry,
+    _Missing,
+    as_structure,
+    validate_structure,
+    validate_target,
+)
+from matgl_hybrid.datasets import DE_JONG_2015_PATH
+
+StrPath = str | os.PathLike[str]
+
+# Files with these suffixes in a structure folder are never read as structures.
+_NOT_STRUCTURE_SUFFIXES = frozenset({".csv", ".md", ".txt"})
+_COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".xz"})
+
+
+def _collect(
+    entries: Iterable[tuple[str, Any, Any]],
+    target_name: str | None,
+    *,
+    skip_invalid: bool,
+    allowed_elements: Collection[str] | None,
+) -> StructureData:
+    """Validate ``(id, raw structure, raw target)`` entries into StructureData, skipping or raising on bad ones."""
+    ids: list[str] = []
+    structures: list[Structure] = []
+    targets: list[float] = []
+    skipped: list[SkippedEntry] = []
+    seen: set[str] = set()
+    for entry_id, raw_structure, raw_target in entries:
+        if entry_id in seen:
+            raise ValueError(f"duplicate id {entry_id!r}")
+        seen.add(entry_id)
+        try:
+            if isinstance(raw_target, _Missing):
+                raise InvalidStructureError(entry_id, raw_target.reason)
+            value = None if target_name is None else validate_target(raw_target, entry_id, target_name)
+            structure = as_structure(raw_structure, entry_id)
+            validate_structure(structure, entry_id, allowed_elements)
+        except InvalidStructureError as exc:
+            if not skip_invalid:
+                raise
+            skipped.append(SkippedEntry(entry_id, exc.reason))
+            continue
+        ids.append(entry_id)
+        structures.append(structure)
+        if value is not None:
+            targets.append(value)
+
+    if skipped:
+        first = skipped[0]
+        summary = f"{len(skipped)} of {len(seen)} entries are invalid"
+        if not structures:
+            raise ValueError(f"no valid entries: {summary}; first: {first.id!r}: {first.reason}")
+        warnings.warn(
+            f"skipped {summary} (listed in .skipped); first: {first.id!r}: {first.reason}", UserWarning, stacklevel=3
+        )
+    if not structures:
+        raise ValueError("no entries to load")
+    return StructureData(
+        structures=structures,
+        targets=None if target_name is None else np.asarray(targets, dtype=np.float64),
+        ids=ids,
+        target_name=target_name,
+        skipped=skipped,
+    )
+
+
+def load_records(
+    path: StrPath,
+    target: str | None = None,
+    *,
+    skip_invalid: bool = False,
+    allowed_elements: Collection[str] | None = None,
+    limit: int | None = None,
+) -> StructureData:
+    """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records."""
+    raw = Path(path).read_bytes()
+    if not raw.strip():
+        raise ValueError(f"{path} is empty: expected a JSON list of records")
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        records = json.loads(raw)
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged gzip file
+        raise ValueError(f"{path} is not a readable gzip file (truncated or damaged?): {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    if limit is not None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        records = records[:limit]
+
+    def entries() -> Iterable[tuple[str, Any, Any]]:
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or "id" not in record:
+                raise ValueError(f"{path}: record {i} is not a dict with an 'id' key")
+            structure = record.get("structure", _Missing("record has no 'structure' key"))
+            value = None if target is None else record.get(target)
+            if target is not None and target not in record:
+                value = _Missing(f"record has no target {target!r}; available keys: {', '.join(record)}")
+            yield str(record["id"]), structure, value
+
+    return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:
+    """``pandas.read_csv`` whose errors (empty, truncated or malformed file) name the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None
+
+
+def _uncompressed_name(path: Path) -> Path:
+    """Return the file name without a compression suffix (``mp-1.cif.gz`` -> ``mp-1.cif``)."""
+    return Path(path.stem if path.suffix.lower() in _COMPRESSION_SUFFIXES else path.name)
+
+
+def _structure_files(folder: Path) -> list[Path]:
+    """Return the visible files of ``folder`` that may hold structures, sorted by name."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file()
+        and not path.name.startswith(".")
+        and _uncompressed_name(path).suffix.lower() not in _NOT_STRUCTURE_SUFFIXES
+    )
+
+
+def load_folder(
+    folder: StrPath,
+    targets_csv: StrPath | None = None,
+    target: str | None = None,
+    *,
+    skip_invalid: bool = False,
+    allowed_elements: Collection[str] | None = None,
+) -> StructureData:
+    """Load structure files (CIF, POSCAR, ...) from ``folder``; ids are file stems.
+
+    With ``targets_csv`` (columns ``id`` and ``target``, default name "target"), the CSV gives the entries and
+    their order; without it every structure file is loaded in name order, with no targets.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a directory")
+    files = _structure_files(folder)
+    if targets_csv is None:
+        if target is not None:
+            raise ValueError(f"target {target!r} asked but no targets_csv given")
+        entries: Iterable[tuple[str, Any, Any]] = ((_uncompressed_name(p).stem, p, None) for p in files)
+        return _collect(entries, None, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+    column = target or "target"
+    table = read_csv(targets_csv, dtype={"id": str})
+    missing = [c for c in ("id", column) if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"targets CSV {targets_csv} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)})"
+        )
+    by_id: dict[str, list[Path]] = {}
+    for path in files:
+        by_id.setdefault(_uncompressed_name(path).stem, []).append(path)
+
+    def structure_for(entry_id: str) -> Path | _Missing:
+        paths = by_id.get(entry_id, [])
+        if len(paths) == 1:
+            return paths[0]
+        if not paths:
+            return _Missing(f"id is in {Path(targets_csv).name} but {folder} has no structure file named {entry_id}.*")
+        return _Missing(f"several structure files for this id: {', '.join(p.name for p in paths)}")
+
+    entries = ((str(i), structure_for(str(i)), v) for i, v in zip(table["id"], table[column], strict=True))
+    return _collect(entries, column, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    target: str | None = None,
+    *,
+    structure_column: str = "structure",
+    id_column: str | None = None,
+    skip_invalid: bool = False,
+    allowed_elements: Collection[str] | None = None,
+) -> StructureData:
+    """Load a matminer/Matbench-style DataFrame; structures may be Structures, as_dict() dicts or JSON/CIF strings."""
+    for name, role in ((structure_column, "structure"), (target, "target"), (id_column, "id")):
+        if name is not None and name not in df.columns:
+            raise ValueError(f"DataFrame has no {role} column {name!r} (columns: {', '.join(map(str, df.columns))})")
+    ids = df.index if id_column is None else df[id_column]
+    values = df[target] if target is not None else [None] * len(df)
+    entries = zip((str(i) for i in ids), df[structure_column], values, strict=True)
+    return _collect(entries, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def from_structures(
+    structures: Iterable[Structure | Atoms],
+    targets: Iterable[float] | None = None,
+    ids: Iterable[Any] | None = None,
+    *,
+    skip_invalid: bool = False,
+    allowed_elements: Collection[str] | None = None,
+    target_name: str | None = None,
+) -> StructureData:
+    """Load a list of pymatgen Structures or ase Atoms; ids default to "0", "1", ...; target_name to "target"."""
+    if isinstance(structures, Structure | Atoms):
+        raise TypeError("from_structures takes a list of structures, not a single structure")
+    structures = list(structures)
+    id_list = [str(i) for i in range(len(structures))] if ids is None else [str(i) for i in ids]
+    if len(id_list) != len(structures):
+        raise ValueError(f"{len(structures)} structures but {len(id_list)} ids")
+    if targets is None:
+        if target_name is not None:
+            raise ValueError(f"target_name {target_name!r} given without targets")
+        values: list[Any] = [None] * len(structures)
+    else:
+        values = list(targets)
+        if len(values) != len(structures):
+            raise ValueError(f"{len(structures)} structures but {len(values)} targets")
+        target_name = target_name or "target"
+    entries = zip(id_list, structures, values, strict=True)
+    return _collect(entries, target_name, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData:
+    """Load ``source`` with the matching loader: StructureData, DataFrame, folder, .json(.gz), .csv or list.
+
+    A StructureData is returned as is (checked against ``allowed_elements`` when given; other options are moot).
+    A folder uses ``targets_csv`` if given, else (with a target) its only CSV file; without a target it loads every
+    structure file.
+    """
+    if isinstance(source, StructureData):
+        if target is not None and target != source.target_name:
+            raise ValueError(f"asked for target {target!r} but the StructureData holds {source.target_name!r}")
+        if kwargs.get("allowed_elements") is not None:
+            for structure, entry_id in zip(source.structures, source.ids, strict=True):
+                validate_structure(structure, entry_id, kwargs["allowed_elements"])
+        return source
+    if isinstance(source, pd.DataFrame):
+        return from_dataframe(source, target, **kwargs)
+    if isinstance(source, list | tuple):
+        return from_structures(source, target_name=target, **kwargs)
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(
+            f"cannot load {type(source).__name__}; expected StructureData, DataFrame, path or list of structures"
+        )
+
+    path = Path(source)
+    if path.is_dir():
+        if kwargs.get("targets_csv") is None and target is not None:  # without a target, every structure file
+            csvs = sorted(path.glob("*.csv"))
+            if len(csvs) == 1:
+                kwargs["targets_csv"] = csvs[0]
+            elif len(csvs) > 1 and target is not None:
+                raise ValueError(f"{path} holds {len(csvs)} CSV files; say which with targets_csv=")
+        return load_folder(path, target=target, **kwargs)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        return load_records(path, target, **kwargs)
+    if name.endswith((".csv", ".csv.gz")):
+        id_column = kwargs.get("id_column") or "id"
+        df = read_csv(path, dtype={id_column: str})
+        if "structure_column" not in kwargs:
+            columns = [c for c in ("structure", "cif") if c in df.columns]
+            if not columns:
+                raise ValueError(f"{path} has no 'structure' or 'cif' column; for a table of targets load its folder")
+            kwargs["structure_column"] = columns[0]
+        if "id_column" not in kwargs and "id" in df.columns:
+            kwargs["id_column"] = "id"
+        return from_dataframe(df, target, **kwargs)
+    raise ValueError(f"cannot load {path}: expected a folder, .json, .json.gz or .csv file")
+
+
+def load_demo(target: str | None = "K_VRH") -> StructureData:
+    """Load the embedded de Jong et al. 2015 elasticity set (1181 structures, CC-BY 4.0; K_VRH/G_VRH in GPa)."""
+    if not DE_JONG_2015_PATH.is_file():
+        raise FileNotFoundError(f"{DE_JONG_2015_PATH} is missing; rebuild it with scripts/build_demo_dataset.py")
+    return load_records(DE_JONG_2015_PATH, target)

@@ -1,0 +1,128 @@
+"""Validation of single entries: is a structure usable, is a target a finite number, and conversion to a Structure.
+
+Everything here looks at one entry at a time and reports a bad one as :class:`InvalidStructureError`; the loaders
+(:mod:`matgl_hybrid.data.loading`) decide whether to raise it or record a :class:`SkippedEntry`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+from pymatgen.core import DummySpecies, Element, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+
+class InvalidStructureError(ValueError):
+    """An entry (structure or target) that cannot be used; ``id`` and ``reason`` say which and why."""
+
+    def __init__(self, id: str, reason: str) -> None:
+        super().__init__(id, reason)
+        self.id = id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"entry {self.id!r}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry dropped by ``skip_invalid=True``, with the reason it was invalid."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Missing:
+    """Stands in for an absent structure or target; ``reason`` says why it is absent."""
+
+    reason: str
+
+
+def validate_structure(
+    structure: Structure,
+    id: str,
+    allowed_elements: Collection[str] | None = None,
+    min_distance: float = 0.5,
+) -> None:
+    """Raise InvalidStructureError unless ``structure`` is ordered, made of known elements and has no overlaps."""
+    if not isinstance(structure, Structure):
+        raise InvalidStructureError(id, f"expected a pymatgen Structure, got {type(structure).__name__}")
+    if len(structure) == 0:
+        raise InvalidStructureError(id, "structure is empty (0 sites)")
+    if not (np.isfinite(structure.lattice.matrix).all() and structure.volume > 1e-6):
+        raise InvalidStructureError(id, f"lattice is degenerate or not finite (volume {structure.volume:.3g} Å³)")
+    if not np.isfinite(structure.frac_coords).all():
+        raise InvalidStructureError(id, "atomic coordinates are not finite")
+
+    symbols = set()
+    for i, site in enumerate(structure):
+        if not site.is_ordered:
+            raise InvalidStructureError(id, f"site {i} is disordered or partially occupied ({site.species_string})")
+        species = next(iter(site.species))
+        element = getattr(species, "element", species)
+        if isinstance(species, DummySpecies) or not isinstance(element, Element):
+            raise InvalidStructureError(id, f"site {i} holds {species}, which is not a chemical element")
+        symbols.add(element.symbol)
+
+    if allowed_elements is not None:
+        unknown = sorted(symbols - {str(e) for e in allowed_elements})
+        if unknown:
+            raise InvalidStructureError(
+                id, f"element(s) {', '.join(unknown)} unknown to the model (not in allowed_elements)"
+            )
+
+    if min_distance > 0:
+        centers, neighbors, images, distances = structure.get_neighbor_list(r=min_distance)
+        if len(distances) and distances.min() < min_distance:
+            k = int(np.argmin(distances))
+            image_note = " (periodic images)" if np.any(images[k]) else ""
+            raise InvalidStructureError(
+                id,
+                f"overlapping atoms: sites {centers[k]} and {neighbors[k]}{image_note} are "
+                f"{distances[k]:.3f} Å apart, less than min_distance={min_distance} Å",
+            )
+
+
+def validate_target(value: Any, id: str, target_name: str) -> float:
+    """Return ``value`` as a finite float or raise InvalidStructureError (None, NaN, inf, non-numeric)."""
+    if value is None or value is pd.NA:
+        raise InvalidStructureError(id, f"target {target_name!r} is missing")
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise InvalidStructureError(id, f"target {target_name!r} is not a number: {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise InvalidStructureError(id, f"target {target_name!r} is NaN")
+    if math.isinf(number):
+        raise InvalidStructureError(id, f"target {target_name!r} is infinite ({number})")
+    return number
+
+
+def as_structure(obj: Any, id: str = "?") -> Structure:
+    """Convert a Structure, ase Atoms, as_dict() dict, JSON/CIF/POSCAR string or file path to a Structure."""
+    if isinstance(obj, _Missing):
+        raise InvalidStructureError(id, obj.reason)
+    if isinstance(obj, Structure):
+        return obj
+    try:
+        if isinstance(obj, Atoms):
+            return AseAtomsAdaptor.get_structure(obj)
+        if isinstance(obj, dict):
+            return Structure.from_dict(obj)
+        if isinstance(obj, str):
+            text = obj.lstrip()
+            fmt = "json" if text.startswith("{") else "cif" if "_cell_length_a" in text else "poscar"
+            return Structure.from_str(obj, fmt=fmt)
+        if isinstance(obj, Path):
+            return Structure.from_file(obj)
+    except Exception as exc:
+        raise InvalidStructureError(id, f"cannot read structure: {type(exc).__name__}: {exc}") from exc
+    raise InvalidStructureError(id, f"expected a Structure, ase Atoms, dict or string, got {type(obj).__name__}")

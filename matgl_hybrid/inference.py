@@ -1,0 +1,254 @@
+"""The prediction path: structures -> validate -> descriptors (cache) -> graphs -> batches -> forward.
+
+Every caller that runs a trained network over structures goes through here: ``HybridModel.predict`` and
+``predict_structure``, ``HybridEnsemble.predict``, the probe's embeddings and permutation importance, and the
+per-layer atom embeddings of self-supervised encoders. Positions are attached by MatGL's own
+``ModelLightningModule.forward`` (fractional coordinates × lattice), as in training.
+
+A model is used through what MatGL models and matgl-hybrid's models have: ``element_types``, ``cutoff``,
+``descriptor_set`` / ``descriptor_version`` / ``descriptor_names`` (hybrids), ``members`` (ensembles) and
+``feature_dict`` (per-layer features after a forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matgl.graph.data import MGLDataset
+from matgl.utils.training import ModelLightningModule
+from pymatgen.core import Element, Lattice, Structure
+from torch import nn
+
+from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData, as_structure, validate_structure
+from matgl_hybrid.descriptors import featurize, get_descriptor_set
+from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, set_descriptors
+
+
+def entry_ids(n: int, ids: Sequence[Any] | None = None) -> list[str]:
+    """``ids`` as strings, or ``"0" … "n-1"`` when None; the names used in error messages."""
+    if ids is None:
+        return [str(i) for i in range(n)]
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} structures")
+    return [str(i) for i in ids]
+
+
+def check_structure(model: nn.Module, structure: Any, id: str) -> Structure:
+    """``structure`` as a pymatgen Structure, if ``model`` can predict it; else :class:`InvalidStructureError`.
+
+    It must be valid (:func:`~matgl_hybrid.data.validate_structure`), made of elements the model knows, and have
+    at least one neighbour pair within the model's cutoff.
+    """
+    structure = as_structure(structure, id)
+    validate_structure(structure, id, allowed_elements=model.element_types)
+    if not has_edges(structure, model.cutoff):
+        raise InvalidStructureError(
+            id, f"no atom has a neighbour within the cutoff of {model.cutoff} Å: the graph has no edges"
+        )
+    return structure
+
+
+def split_predictable(model: nn.Module, dataset: StructureData) -> tuple[StructureData, list[SkippedEntry]]:
+    """The entries of ``dataset`` that ``model`` can predict, and the others with the reason (see
+    :func:`check_structure`); ``dataset.skipped`` (entries that did not load) come first in the list.
+
+    Raises:
+        ValueError: the model can predict none of them.
+    """
+    keep, skipped = [], list(dataset.skipped)
+    for i, (structure, entry_id) in enumerate(zip(dataset.structures, dataset.ids, strict=True)):
+        try:
+            check_structure(model, structure, entry_id)
+            keep.append(i)
+        except InvalidStructureError as exc:
+            skipped.append(SkippedEntry(entry_id, exc.reason))
+    if not keep:
+        raise ValueError(f"the model can predict none of the {len(dataset)} entries")
+    return dataset.subset(keep), skipped
+
+
+def model_descriptors(
+    model: nn.Module, structures: Sequence[Structure], ids: Sequence[str], cache_dir=None, n_jobs: int = 1
+) -> np.ndarray | None:
+    """The raw descriptors (n, D) a hybrid model takes (NaN where a featurizer failed); None without descriptors.
+
+    Raises:
+        ValueError: this installation computes another version of the model's descriptor set (its values would
+            not mean what the model learned).
+    """
+    name = getattr(model, "descriptor_set", None)
+    if name is None:
+        return None
+    current = get_descriptor_set(name).version
+    if current != model.descriptor_version:
+        raise ValueError(
+            f"the model was trained with descriptor set {name!r} version {model.descriptor_version}, but this "
+            f"installation computes version {current}: a changed descriptor definition, or a matminer/pymatgen "
+            "whose values differ on the reference structures; its descriptors would not mean what the model learned "
+            "(retrain it, or install the versions in its model.json)"
+        )
+    frame = featurize(structures, name, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
+    if tuple(frame.columns) != tuple(model.descriptor_names):
+        raise ValueError(f"descriptor set {name!r} gives other columns than the model was trained on")
+    return frame.to_numpy(dtype=np.float64)
+
+
+@dataclass
+class PreparedData:
+    """Validated structures of one model's input, as graphs carrying their raw descriptors."""
+
+    ids: list[str]
+    structures: list[Structure]
+    descriptors: np.ndarray | None
+    dataset: MGLDataset
+
+    def with_descriptors(self, descriptors: np.ndarray) -> PreparedData:
+        """The same graphs carrying other descriptor values (n, D) (e.g. one column permuted); in place."""
+        set_descriptors(self.dataset, descriptors)
+        self.descriptors = descriptors
+        return self
+
+
+def prepare(
+    model: nn.Module, structures: Sequence, ids: Sequence[Any] | None = None, cache_dir=None, n_jobs: int = 1
+) -> PreparedData:
+    """Validate ``structures`` (pymatgen or ASE) for ``model``, compute its descriptors and build the graphs.
+
+    Raises:
+        InvalidStructureError: an invalid structure, an element the model does not know, or no neighbour
+            within the cutoff; the message names the entry.
+    """
+    ids = entry_ids(len(structures), ids)
+    structures = [check_structure(model, s, i) for s, i in zip(structures, ids, strict=True)]
+    descriptors = model_descriptors(model, structures, ids, cache_dir, n_jobs)
+    dataset = build_dataset(structures, model.element_types, model.cutoff, ids, descriptors)
+    return PreparedData(ids, structures, descriptors, dataset)
+
+
+def run(
+    model: nn.Module, data: PreparedData | MGLDataset, read: Callable[[Any, Any], torch.Tensor], batch_size: int = 64
+) -> torch.Tensor:
+    """Run ``model`` in eval mode over the batches of ``data``; ``read(output, batch graph)`` picks what to keep.
+
+    Returns:
+        The kept tensors of all batches, concatenated along the first axis, on the CPU.
+    """
+    dataset = data.dataset if isinstance(data, PreparedData) else data
+    runner = ModelLightningModule(model=model)  # MatGL's forward: positions from fractional coordinates × lattice
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    kept = []
+    try:
+        with torch.no_grad():
+            for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
+                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
+                kept.append(read(runner(g=g, lat=lattice, state_attr=state_attr), g).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(kept)
+
+
+class MemberOutputs(nn.Module):
+    """Every member's prediction of a batch: (K, B, T), for ensemble means and spreads (K = 1 for one model)."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([m(g, state_attr=state_attr).reshape(g.num_graphs, -1) for m in self.members])
+
+
+def predict(
+    model: nn.Module,
+    structures: Sequence,
+    ids: Sequence[Any] | None = None,
+    *,
+    batch_size: int = 64,
+    cache_dir=None,
+    n_jobs: int = 1,
+    return_std: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Predictions of a model or ensemble in the target's units: (n,) for one target, (n, T) for several.
+
+    Args:
+        model: a :class:`~matgl_hybrid.models.HybridModel`, or an ensemble with ``members``.
+        cache_dir: descriptor cache folder; None computes without a cache.
+        return_std: also return the standard deviation over the ensemble's members (zeros for one model).
+
+    Raises:
+        InvalidStructureError: see :func:`prepare`.
+    """
+    data = prepare(model, structures, ids, cache_dir, n_jobs)
+    members = MemberOutputs(list(getattr(model, "members", [model])))
+    outputs = run(members, data, lambda out, g: out.transpose(0, 1), batch_size).numpy().astype(np.float64)
+    mean, std = outputs.mean(axis=1), outputs.std(axis=1)  # (n, K, T) -> (n, T)
+    if mean.shape[1] == 1:
+        mean, std = mean[:, 0], std[:, 0]
+    return (mean, std) if return_std else mean
+
+
+def embed(
+    model: nn.Module,
+    structures: Sequence,
+    ids: Sequence[Any] | None = None,
+    tap: str = "graph",
+    *,
+    batch_size: int = 64,
+    cache_dir=None,
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """Graph-level vectors of a hybrid model's ``feature_dict[tap]`` (``graph``: after the readout; ``fused``:
+    after descriptor fusion): (n, F)."""
+    if tap not in ("graph", "fused"):
+        raise ValueError(f"tap must be 'graph' or 'fused', got {tap!r}")
+    data = prepare(model, structures, ids, cache_dir, n_jobs)
+    vectors = run(model, data, lambda out, g: model.feature_dict[tap].reshape(g.num_graphs, -1), batch_size)
+    return vectors.numpy().astype(np.float64)
+
+
+def layer_keys(encoder: nn.Module) -> list[str]:
+    """``feature_dict`` keys of NE0 (the initial embedding) and NE1 … NEk (after each block) of a MatGL model."""
+    return ["embedding", *sorted((k for k in encoder.feature_dict if k.startswith("gc_")), key=lambda k: int(k[3:]))]
+
+
+def layer_node_features(encoder: nn.Module, layers: Sequence[int]) -> torch.Tensor:
+    """After a forward pass of ``encoder``: its node features of ``layers`` (0 = NE0), concatenated: (N, D)."""
+    keys = layer_keys(encoder)
+    missing = [i for i in layers if i >= len(keys)]
+    if missing:
+        raise ValueError(f"layers {missing} do not exist: the encoder has NE0 … NE{len(keys) - 1}")
+    return torch.cat([encoder.feature_dict[keys[i]]["node_feat"] for i in layers], dim=-1)
+
+
+def node_embeddings(
+    encoder: nn.Module, structures: Sequence, layers: Sequence[int], batch_size: int = 64
+) -> list[np.ndarray]:
+    """Concatenated NE vectors of ``layers`` of a MatGL encoder (MEGNet, M3GNet) for every atom: one (n_atoms, D)
+    array per structure."""
+    dataset = build_dataset(list(structures), encoder.element_types, encoder.cutoff, entry_ids(len(structures)))
+    features = run(encoder, dataset, lambda out, g: layer_node_features(encoder, layers), batch_size).numpy()
+    counts = [len(s) for s in structures]
+    return np.split(features, np.cumsum(counts)[:-1])
+
+
+def material_embeddings(
+    encoder: nn.Module, structures: Sequence, layers: Sequence[int], pool: str = "sum"
+) -> np.ndarray:
+    """One vector per structure: the sum (Kong et al.'s choice) or mean of its atoms' NE vectors: (n, D)."""
+    if pool not in ("sum", "mean"):
+        raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
+    per_atom = node_embeddings(encoder, structures, layers)
+    return np.stack([a.sum(axis=0) if pool == "sum" else a.mean(axis=0) for a in per_atom])
+
+
+def embedding_width(encoder: nn.Module, layers: Sequence[int]) -> int:
+    """Width D of the concatenated NE vectors of ``layers`` (measured on a one-atom crystal)."""
+    element = next(e for e in encoder.element_types if Element.is_valid_symbol(e))
+    probe = Structure(Lattice.cubic(3.0), [element], [[0, 0, 0]])
+    return node_embeddings(encoder, [probe], layers)[0].shape[1]

@@ -1,0 +1,42 @@
+"""DescriptorScaler: a fitted DescriptorTransform as a layer, so that a model takes raw descriptors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DescriptorScaler(nn.Module):
+    """Median imputation then standardization of raw descriptors: (B, D) -> (B, D), no NaN.
+
+    The medians, means and scales (D,) of a fitted :class:`~matgl_hybrid.descriptors.DescriptorTransform` are
+    buffers (not saved with the weights: the transform's JSON state, a constructor argument of the model, is the
+    one record of them), so the transform travels with the model and ``model(graph)`` takes the descriptors as
+    :func:`~matgl_hybrid.descriptors.featurize` computes them. Every non-finite value counts as missing.
+    """
+
+    def __init__(self, state: dict[str, Any]):
+        """``state``: ``DescriptorTransform.to_dict()`` (feature names, medians, means, scales)."""
+        super().__init__()
+        self.feature_names: tuple[str, ...] = tuple(state["feature_names"])
+        for name in ("median", "mean", "scale"):
+            values = torch.tensor(state[name], dtype=torch.float64)
+            if values.shape != (len(self.feature_names),):
+                raise ValueError(f"descriptor transform: {name} has {len(values)} values for {self.n_features} names")
+            self.register_buffer(name, values, persistent=False)
+
+    @property
+    def n_features(self) -> int:
+        """Number of descriptors D."""
+        return len(self.feature_names)
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized (B, D) float32.
+
+        Computed in float64 (the buffers' precision), as ``DescriptorTransform.transform`` does.
+        """
+        raw = descriptors.to(self.median.dtype)
+        filled = torch.where(torch.isfinite(raw), raw, self.median)
+        return ((filled - self.mean) / self.scale).float()

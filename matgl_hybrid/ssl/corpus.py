@@ -1,0 +1,42 @@
+"""The corpus of label-free pretraining: the union of datasets, minus the structures kept for evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pymatgen.core import Structure
+
+from matgl_hybrid import data
+
+
+@dataclass
+class Corpus:
+    """Structures to pretrain on, with their ids, and how many were left out as evaluation structures."""
+
+    structures: list[Structure]
+    ids: list[str]
+    n_excluded: int
+
+
+def pretraining_corpus(sources: Sequence, exclude: Sequence = ()) -> Corpus:
+    """The union of ``sources`` (each structure id once), without the structures of ``exclude``.
+
+    Evaluation structures stay out by id, and by material (formula, size, space group:
+    :func:`~matgl_hybrid.data.material_key`), since the same crystal can come from another database under another id.
+
+    Args:
+        sources, exclude: anything :func:`matgl_hybrid.data.load` reads (record files, folders, CSV).
+    """
+    structures: dict[str, Structure] = {}
+    for source in sources:
+        dataset = data.load(source)
+        for entry_id, structure in zip(dataset.ids, dataset.structures, strict=True):
+            structures.setdefault(entry_id, structure)
+    held = [data.load(source) for source in exclude]
+    held_ids = {i for d in held for i in d.ids}
+    held_keys = {data.material_key(s) for d in held for s in d.structures}
+    kept = {i: s for i, s in structures.items() if i not in held_ids}
+    if held_keys:
+        kept = {i: s for i, s in kept.items() if data.material_key(s) not in held_keys}
+    return Corpus(list(kept.values()), list(kept), len(structures) - len(kept))

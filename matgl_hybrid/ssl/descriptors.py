@@ -1,0 +1,58 @@
+"""Learned descriptor sets: material representations from a pretrained encoder (``ssl:<checkpoint>:<layers>``).
+
+The descriptor bank resolves names with the ``ssl:`` prefix through :func:`ssl_set` (see
+``matgl_hybrid.descriptors.sets.PREFIXED_SETS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from matgl.models._core import MatGLModel
+
+from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
+from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.errors import UnknownNameError
+from matgl_hybrid.inference import embedding_width, material_embeddings
+
+
+@lru_cache(maxsize=4)
+def _encoder(path: str) -> MatGLModel:
+    return load_model(path)
+
+
+def ssl_set(spec: str) -> DescriptorSet:
+    """``ssl:<encoder checkpoint>:<layers>`` (layers comma-separated, e.g. ``0,1,2``): summed NE vectors."""
+    _, path, layers = [*spec.split(":", 2), "", ""][:3]
+    if not path or not layers:
+        raise UnknownNameError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
+    group = ssl_group(path, tuple(int(x) for x in layers.split(",")))
+    return DescriptorSet(spec, (group,), group.labels)
+
+
+def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum") -> FeatureGroup:
+    """A group whose features are the ``pool`` over atoms of the encoder's NE vectors of ``layers``.
+
+    The group's version is the hash of the checkpoint's manifest, so a different encoder never reuses cached values.
+    """
+    path = str(Path(checkpoint).expanduser().resolve())
+    manifest = Path(path) / "SHA256SUMS"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"ssl descriptors: {path} is not a saved encoder (no SHA256SUMS); see `pretrain`")
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    width = embedding_width(_encoder(path), layers)
+    tag = "".join(map(str, layers))
+    return FeatureGroup(
+        name=f"ssl-{digest}-NE{tag}-{pool}",
+        labels=tuple(f"ssl_NE{tag}_{pool}_{i}" for i in range(width)),
+        compute=lambda ctx: _values(path, layers, pool, ctx),
+        version=f"1-{digest}",
+        check_values=False,  # the checkpoint's hash pins the values
+    )
+
+
+def _values(path: str, layers: tuple[int, ...], pool: str, ctx: StructureContext) -> list[float]:
+    return material_embeddings(_encoder(path), [ctx.structure], layers, pool)[0].tolist()
