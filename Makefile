@@ -13,6 +13,7 @@ demo: install
 
 lint:
 	ruff check .
+	lint-imports
 
 test: install lint
 	$(PYTHON) -m pytest -q

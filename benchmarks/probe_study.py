@@ -28,8 +28,8 @@ import torch
 from matgl_hybrid.data import load_records, log10_targets
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.evaluation import markdown_table
 from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.markdown import markdown_table
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
 from matgl_hybrid.training import TrainSpec, device_name, fit

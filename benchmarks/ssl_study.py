@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from accuracy import DATASETS, RESULTS, SHARED, encoder_dir, load_task, store
+from matgl_hybrid.ssl.embeddings import embedding_width
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.kernel_ridge import KernelRidge
@@ -40,11 +41,11 @@ from sklearn.preprocessing import StandardScaler
 
 from matgl_hybrid.checkpoint import load_model
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.evaluation import FoldStore, cross_validate, markdown_table, summarize
+from matgl_hybrid.evaluation import FoldStore, cross_validate, summarize
 from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.markdown import markdown_table
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.ssl import node_embeddings
-from matgl_hybrid.ssl.embeddings import embedding_width
 
 EVALUATED = ["de_jong_2015_elasticity", "alexandria_heat_capacity"]
 LAYERS = [0, 1, 2, 3]  # NE0 (element embedding) … NE3 (after MEGNet's third block)

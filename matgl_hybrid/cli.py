@@ -24,9 +24,9 @@ from matgl_hybrid.checkpoint import (
 )
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import run_cv
+from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
 from matgl_hybrid.inference import split_predictable
-from matgl_hybrid.matbench import MatbenchRun, validate_folder, validate_submission
 from matgl_hybrid.models import HybridEnsemble
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve

@@ -23,7 +23,13 @@ from pymatgen.core import Structure
 
 from matgl_hybrid import matbench as runner
 from matgl_hybrid.cli import main
-from matgl_hybrid.matbench import DatasetFileError, MatbenchRun, sha256_file, validate_submission, verify_dataset_file
+from matgl_hybrid.evaluation.matbench import (
+    DatasetFileError,
+    MatbenchRun,
+    sha256_file,
+    validate_submission,
+    verify_dataset_file,
+)
 from matgl_hybrid.training import TrainSpec
 
 TASK = "matbench_jdft2d"

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import get_descriptor_set
-from matgl_hybrid.evaluation import FoldStore, summarize, write_report
+from matgl_hybrid.evaluation.folds import FoldStore, summarize
+from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, fit
@@ -271,7 +272,7 @@ class MatbenchRun:
 import argparse
 from pathlib import Path
 
-from matgl_hybrid.matbench import MatbenchRun
+from matgl_hybrid.evaluation.matbench import MatbenchRun
 from matgl_hybrid.training import TrainSpec
 
 SPEC = {spec}

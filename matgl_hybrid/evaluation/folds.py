@@ -1,0 +1,125 @@
+"""The Matbench protocol on any data: seeded 5-fold splits, resumable per-fold records, their summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import mean_absolute_error
+from tqdm.auto import tqdm
+
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.data.splits import kfold_splits
+from matgl_hybrid.files import atomic_write_text, read_json
+from matgl_hybrid.fingerprint import check_fingerprint
+
+
+class FoldStore:
+    """One JSON file per finished fold (``<directory>/fold<k>.json``), written atomically.
+
+    A record holds at least ``mae`` (None for classification), ``train_seconds``, ``ids``, ``y_true`` (None when
+    the test targets are hidden), ``y_pred`` and ``params``. A crash loses at most the fold in progress.
+
+    With a ``fingerprint`` (:func:`~matgl_hybrid.fingerprint.run_fingerprint`), every record saved carries it and
+    a finished fold is reused only when its fingerprint is equal: a fold of another run (other data, target,
+    settings or descriptor version) raises :class:`~matgl_hybrid.fingerprint.FingerprintMismatch`.
+    """
+
+    HINT = "use another output folder, or move the old folds away to start over"
+
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any] | None = None):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+
+    def path(self, fold: int) -> Path:
+        return self.directory / f"fold{fold}.json"
+
+    def has(self, fold: int) -> bool:
+        """Whether the fold is finished; with a fingerprint, raises if it was finished by another run."""
+        if not self.path(fold).is_file():
+            return False
+        if self.fingerprint is not None:
+            check_fingerprint(self.load(fold).get("fingerprint"), self.fingerprint, self.path(fold), self.HINT)
+        return True
+
+    def load(self, fold: int) -> dict[str, Any]:
+        return read_json(self.path(fold))
+
+    def save(self, fold: int, record: dict[str, Any]) -> None:
+        if self.fingerprint is not None:
+            record = {**record, "fingerprint": self.fingerprint}
+        atomic_write_text(self.path(fold), json.dumps(record))
+
+    def records(self) -> dict[int, dict[str, Any]]:
+        """All finished folds, by fold number."""
+        return {int(p.stem[4:]): read_json(p) for p in sorted(self.directory.glob("fold*.json"))}
+
+
+#: ``train_and_predict(train, test, fold) -> (predictions (n_test,), params)``.
+TrainAndPredict = Callable[[StructureData, StructureData, int], tuple[np.ndarray, dict[str, Any]]]
+
+
+def cross_validate(
+    data: StructureData,
+    train_and_predict: TrainAndPredict,
+    store: FoldStore,
+    folds: Iterable[int] = range(5),
+    desc: str = "cross-validation",
+    progress: bool = True,
+) -> dict[int, dict[str, Any]]:
+    """Run the Matbench protocol on ``data``; finished folds found in ``store`` are not redone.
+
+    Returns:
+        The records of all requested folds, by fold number.
+    """
+    if data.targets is None:
+        raise ValueError("cross-validation needs targets")
+    splits = kfold_splits(len(data))
+    folds = list(folds)
+    finished = {fold for fold in folds if store.has(fold)}  # a fold of another run is refused before any training
+    bar = tqdm(folds, desc=desc, unit="fold", disable=not progress)
+    for fold in bar:
+        if fold in finished:
+            continue
+        train, test = data.subset(splits[fold][0]), data.subset(splits[fold][1])
+        start = time.perf_counter()
+        predicted, params = train_and_predict(train, test, fold)
+        predicted = np.asarray(predicted, dtype=float)
+        store.save(
+            fold,
+            {
+                "mae": float(mean_absolute_error(test.targets, predicted)),
+                "train_seconds": time.perf_counter() - start,
+                "n_train": len(train),
+                "n_test": len(test),
+                "params": params,
+                "ids": list(test.ids),
+                "y_true": test.targets.tolist(),
+                "y_pred": predicted.tolist(),
+            },
+        )
+        bar.set_postfix(last_mae=f"{store.load(fold)['mae']:.4g}")
+    return {fold: store.load(fold) for fold in folds}
+
+
+def summarize(records: dict[int, dict[str, Any]], metric: str = "mae") -> dict[str, Any]:
+    """``{"fold_<metric>": [...], "<metric>_mean", "<metric>_std", "train_seconds", "folds_done"}`` of fold records."""
+    values = [records[f][metric] for f in sorted(records)]
+    return {
+        f"fold_{metric}": values,
+        f"{metric}_mean": float(np.mean(values)),
+        f"{metric}_std": float(np.std(values)),
+        "train_seconds": float(np.mean([records[f]["train_seconds"] for f in records])),
+        "folds_done": len(values),
+    }
+
+
+def pooled_parity(records: dict[int, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """All held-out (y_true, y_pred) of the finished folds."""
+    y = np.concatenate([r["y_true"] for r in records.values()])
+    p = np.concatenate([r["y_pred"] for r in records.values()])
+    return y, p

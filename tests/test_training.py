@@ -1,0 +1,181 @@
+"""Training: the data module, fit's Trainer options (kwargs, callbacks, CSV logger) and train (test split, ensemble)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+from conftest import DEMO_DATA, TINY_MEGNET
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+
+import matgl_hybrid.training
+from matgl_hybrid import data
+from matgl_hybrid.descriptors import DescriptorTransform, featurize
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training import HybridDataModule, TrainedModel, TrainSpec, fit, train
+
+TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptors": "lattice", "progress": False}
+
+
+@pytest.fixture(scope="module")
+def elastic():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
+
+
+def _val(dataset: data.StructureData, ids: list[str]) -> data.StructureData:
+    return dataset.subset([dataset.ids.index(i) for i in ids])
+
+
+def test_data_module_featurizes_once_fits_on_training_data_and_carries_raw_descriptors(elastic, monkeypatch):
+    calls = []
+
+    def counted(structures, *args, **kwargs):
+        calls.append(len(structures))
+        return featurize(structures, *args, **kwargs)
+
+    monkeypatch.setattr(matgl_hybrid.training, "featurize", counted)
+    train_split, val_split = elastic.subset(range(17)), elastic.subset(range(17, 24))
+    module = HybridDataModule(train_split, val_split, TrainSpec(**{**TINY, "batch_size": 4}))
+    module.setup("fit")
+    module.setup("fit")  # Lightning's own call inside trainer.fit: nothing is done twice
+    assert calls == [17, 7]
+
+    frames = [featurize(d.structures, "lattice", progress=False) for d in (train_split, val_split)]
+    assert module.transform_.to_dict() == DescriptorTransform().fit(frames[0]).to_dict()  # training split only
+    for dataset, frame in zip((module.train_set, module.val_set), frames, strict=True):
+        carried = np.concatenate([g.descriptor.numpy() for g in dataset.graphs])
+        assert carried.dtype == np.float64
+        np.testing.assert_array_equal(carried, frame.to_numpy(dtype=np.float64))  # raw, not standardized
+
+    # 17 % 4 == 1: the last training batch of one structure is dropped; the shuffle is seeded.
+    loaders = [module.train_dataloader(), module.train_dataloader()]
+    orders = [np.concatenate([labels.numpy().ravel() for *_, labels in loader]) for loader in loaders]
+    assert len(orders[0]) == 16
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert sum(len(labels) for *_, labels in module.val_dataloader()) == 7
+
+
+def test_data_module_without_descriptors_and_with_all_elements(elastic):
+    module = HybridDataModule(
+        elastic.subset(range(6)),
+        elastic.subset(range(6, 8)),
+        TrainSpec(**{**TINY, "descriptors": None, "elements": "all"}),
+    )
+    module.setup()
+    assert module.transform_ is None
+    assert module.descriptor_version is None
+    assert len(module.element_types) == 89
+    assert not hasattr(module.train_set.graphs[0], "descriptor")
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.epochs, self.clip = [], None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs.append(trainer.current_epoch)
+        self.clip = trainer.gradient_clip_val
+
+
+def test_fit_takes_trainer_kwargs_callbacks_and_writes_a_csv_log_into_the_checkpoint_dir(elastic, tmp_path):
+    recorder = Recorder()
+    spec = TrainSpec(max_epochs=2, **TINY)
+    ckpt = tmp_path / "ckpt"
+    result = fit(
+        elastic, spec=spec, checkpoint_dir=ckpt, trainer_kwargs={"gradient_clip_val": 0.5}, callbacks=[recorder]
+    )
+    assert recorder.epochs == [0, 1]
+    assert recorder.clip == 0.5
+    with open(ckpt / "logs" / "version_0" / "metrics.csv") as f:
+        logged = [float(row["val_MAE"]) for row in csv.DictReader(f) if row["val_MAE"]]
+    assert logged == pytest.approx([row["val_MAE"] for row in result.history])
+    assert (ckpt / "last.ckpt").is_file()
+    # The returned model reads raw descriptors as training did: it reproduces the best validation MAE.
+    val = _val(elastic, result.val_ids)
+    predicted = result.model.predict(val.structures, ids=val.ids)
+    assert np.mean(np.abs(predicted - val.targets)) == pytest.approx(result.best_val_mae, rel=1e-5)
+
+
+def test_fit_logs_nothing_by_default_without_a_checkpoint_dir_and_takes_any_logger(elastic, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = TrainSpec(max_epochs=1, **TINY)
+    fit(elastic, spec=spec)
+    assert list(tmp_path.iterdir()) == []  # no lightning_logs/ in the working folder
+    fit(elastic, spec=spec, logger=CSVLogger(tmp_path / "mine", name="run"))
+    assert (tmp_path / "mine" / "run" / "version_0" / "metrics.csv").is_file()
+    fit(elastic, spec=spec, checkpoint_dir=tmp_path / "quiet", logger=False)
+    assert not (tmp_path / "quiet" / "logs").exists()
+
+
+@pytest.mark.parametrize("name", ["max_epochs", "callbacks", "logger"])
+def test_trainer_kwargs_fit_owns_are_refused_before_any_work(elastic, tmp_path, name):
+    with pytest.raises(ValueError, match=f"'{name}' is not a Trainer option here"):
+        fit(elastic, spec=TrainSpec(**TINY), checkpoint_dir=tmp_path / "ckpt", trainer_kwargs={name: None})
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_train_refuses_bad_settings_before_any_work(elastic):
+    with pytest.raises(ValueError, match=r"test_fraction must be in \[0, 1\)"):
+        train(elastic, TrainSpec(**TINY), test_fraction=1.0)
+    with pytest.raises(ValueError, match="ensemble must be an integer >= 1"):
+        train(elastic, TrainSpec(**TINY), ensemble=0)
+
+
+@pytest.mark.slow
+def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_card(elastic, tmp_path):
+    seen = []
+    trained = train(
+        elastic,
+        TrainSpec(max_epochs=1, **TINY),
+        ensemble=2,
+        test_fraction=0.25,
+        test_seed=3,
+        target_units="GPa",
+        checkpoint_dir=tmp_path / "ckpt",
+        on_member=lambda k, result: seen.append((k, result.global_rank)),
+    )
+    assert isinstance(trained, TrainedModel)
+    assert isinstance(trained.model, HybridEnsemble)
+    assert seen == [(0, 0), (1, 0)]
+    assert len(trained.test) == 6
+    assert trained.record["n_structures"] == 18
+    assert not set(trained.test.ids) & set(trained.results[0].train_ids + trained.record["val_ids"])
+    assert [m["seed"] for m in trained.record["members"]] == [0, 1]
+    assert trained.results[0].val_ids == trained.results[1].val_ids  # one split, two initialisations
+    assert (tmp_path / "ckpt" / "member_1" / "last.ckpt").is_file()
+
+    out = trained.save(tmp_path / "model")  # from Python: no data file, no command line
+    record = json.loads((out / "training.json").read_text())
+    assert list(record) == ["target_name", "units", "n_structures", "spec", "device", "members", "val_ids", "test"]
+    assert record["test"]["n"] == 6
+    assert record["test"]["seed"] == 3
+    card = (out / "model_card.md").read_text()
+    assert "Target `K_VRH`: 18 structures" in card
+    assert "## Command" not in card
+    assert f"| {record['test']['mae']:.6g} |" in card
+
+    source = {"data": "elastic.json.gz", "target": "K_VRH", "target_transform": None}
+    trained.save(out, source=source, command="matgl-hybrid train …")
+    record = json.loads((out / "training.json").read_text())
+    assert list(record)[:3] == ["data", "target", "target_transform"]
+    assert list(record)[8] == "command"
+    assert "matgl-hybrid train …" in (out / "model_card.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_resumed_fit_logs_each_run_in_a_new_csv_version_and_a_finished_rerun_logs_nothing(elastic, tmp_path):
+    spec = TrainSpec(max_epochs=1, **TINY)
+    fit(elastic, spec=spec, checkpoint_dir=tmp_path)
+    spec.max_epochs = 2
+    resumed = fit(elastic, spec=spec, checkpoint_dir=tmp_path)
+    assert [row["epoch"] for row in resumed.history] == [0, 1]  # the history comes from the checkpoint
+    rerun = fit(elastic, spec=spec, checkpoint_dir=tmp_path)
+    assert rerun.history == resumed.history
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["version_0", "version_1"]
+    assert isinstance(rerun.model, HybridModel)
