@@ -46,8 +46,7 @@ from matgl_hybrid.training import FitResult, TrainSpec, train
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--descriptors", default="gong28", help="descriptor set, e.g. gong28, composition, gong28+lattice")
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (-1: all cores)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    _add_cache_options(p)
 
 
 def _featurize(args: argparse.Namespace, dataset: data.StructureData) -> pd.DataFrame:
@@ -352,6 +351,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--target", required=True, help="target to learn")
@@ -362,11 +366,11 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
     for name, kind in _SPEC_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    _add_cache_options(p)
 
 
 def _add_prediction_options(p: argparse.ArgumentParser) -> None:
+    _add_cache_options(p)
     p.add_argument("--batch-size", type=int, default=64, help="structures per batch (default: 64)")
     p.add_argument("--n-jobs", type=int, default=-1, help="descriptor workers (-1: all cores)")
     p.add_argument(
@@ -454,8 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    _add_cache_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("pretrained", help="registered checkpoints: list, info, download, predict")
@@ -464,8 +467,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="structures to predict (predict)")
     p.add_argument("--out", type=Path, default=None, help="output CSV (predict)")
     _add_prediction_options(p)
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_pretrained)
 
     p = sub.add_parser("pretrain", help="self-supervised masked-atom pretraining of an encoder (no labels)")
@@ -498,8 +499,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV (id,prediction[,std])")
     _add_prediction_options(p)
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.set_defaults(func=cmd_predict)
     return parser
 

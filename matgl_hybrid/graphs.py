@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -77,13 +77,15 @@ def make_loader(
     generator: torch.Generator | None = None,
     drop_last: bool = False,
     sampler: Sampler | None = None,
+    collate_fn: Callable = collate_fn_graph,
 ) -> DataLoader:
-    """A DataLoader that batches with MatGL's ``collate_fn_graph`` -> ``(g, lattice, state_attr, labels)``."""
+    """A DataLoader that batches with MatGL's ``collate_fn_graph`` -> ``(g, lattice, state_attr, labels)`` (or with
+    ``collate_fn``, e.g. pairs of views)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
-        collate_fn=collate_fn_graph,
+        collate_fn=collate_fn,
         generator=generator,
         drop_last=drop_last,
         sampler=sampler,

@@ -10,6 +10,7 @@ import pytest
 from conftest import DEMO_DATA, LATTICE_COLUMNS, TINY_MEGNET, write_small_records
 
 from matgl_hybrid.cli import main
+from matgl_hybrid.model_card import regression_metrics
 
 
 def _small_records(shared_data, tmp_path, n=6):
@@ -157,8 +158,6 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
 
 
 def test_regression_metrics_of_the_model_card():
-    from matgl_hybrid.model_card import regression_metrics
-
     # errors 0.5, 0, -1, 1; y_true mean 2.5, total sum of squares 5, residual sum of squares 2.25
     metrics = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0]))
     assert metrics == {"mae": 0.625, "rmse": 0.75, "r2": pytest.approx(0.55, abs=1e-15), "max_abs_error": 1.0, "n": 4}

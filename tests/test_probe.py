@@ -33,7 +33,9 @@ def test_natoms_is_recovered_from_sum_pooling_but_not_from_mean_pooling(binaries
     sizes = [len(s) for s in binaries.structures]
     x = torch.ones(sum(sizes), 4)
     batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    embeddings = {name: make_readout(name, 4)(x, batch, len(sizes)).numpy() for name in ("sum", "mean", "extensive")}
+    embeddings = {
+        name: make_readout(name, 4)(x, batch, dim_size=len(sizes)).numpy() for name in ("sum", "mean", "extensive")
+    }
     table = probe(embeddings, descriptors[["natoms", "crystal_system_int"]], probes=("ridge",))
     r2 = table[table.descriptor == "natoms"].set_index("embedding")["score"]
     assert r2["sum"] > 0.999
@@ -63,7 +65,7 @@ def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     importance = descriptor_importance(model, data.structures[:40], data.targets[:40], cache_dir=tmp_path)
     assert list(importance.columns) == ["descriptor", "mae_increase", "mae_increase_std"]
-    assert set(importance["descriptor"]) == set(model.transform.feature_names_in_)
+    assert set(importance["descriptor"]) == set(model.descriptor_names)
     assert importance["mae_increase"].abs().sum() > 0  # permuting inputs changes predictions
     # and the model is left as it was: same weights, same predictions
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import DEMO_DATA
+from matgl.config import DEFAULT_ELEMENTS
 
 from matgl_hybrid.data import load_records
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.ssl import (
     MASK_TOKEN,
     MaskedPretraining,
+    build_encoder,
     choose_masked,
     distance_bins,
     material_embeddings,
@@ -28,6 +30,11 @@ SMALL = {
     "hidden_layer_sizes_conv": (32, 32, 16),
     "nblocks": 2,
 }
+
+
+def _encoder():
+    """A small MEGNet encoder of MatGL's default elements plus the mask token."""
+    return build_encoder("megnet", DEFAULT_ELEMENTS, 5.0, SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +62,14 @@ def test_periodic_labels_and_distance_bins():
 @pytest.mark.slow
 def test_pretext_losses_decrease_on_real_structures(structures):
     torch.manual_seed(0)
-    module = MaskedPretraining(backbone_kwargs=SMALL, lr=3e-3)
+    module = MaskedPretraining(_encoder(), lr=3e-3)
     elements = module.encoder.element_types
     dataset = build_dataset(structures[:24], elements, 5.0, [str(i) for i in range(24)])
     batch = next(iter(make_loader(dataset, 24)))
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()[0][0]
 
     def loss() -> dict:
-        return module.pretext_losses(batch, torch.Generator().manual_seed(1))  # the same masked atoms each time
+        return module.losses(batch, torch.Generator().manual_seed(1))  # the same masked atoms each time
 
     with torch.no_grad():
         before = {k: float(v) for k, v in loss().items()}
@@ -80,7 +87,7 @@ def test_pretext_losses_decrease_on_real_structures(structures):
 
 def test_per_layer_embeddings_have_the_right_shapes(structures):
     torch.manual_seed(0)
-    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder
+    encoder = _encoder()
     per_atom = node_embeddings(encoder, structures[:5], layers=[0, 2])
     assert [a.shape for a in per_atom] == [(len(s), 16 + 16) for s in structures[:5]]
     summed = material_embeddings(encoder, structures[:5], layers=[0, 1, 2])
@@ -113,7 +120,7 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
     from matgl_hybrid.descriptors import featurize
 
     torch.manual_seed(0)
-    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder.eval()
+    encoder = _encoder().eval()
     save_model(encoder, tmp_path / "enc")
     spec = f"ssl:{tmp_path / 'enc'}:0,2"
     frame = featurize(structures[:4], spec, cache_dir=tmp_path / "cache", progress=False)
@@ -135,7 +142,7 @@ def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_pa
     from matgl_hybrid.training import TrainSpec, fit
 
     torch.manual_seed(0)
-    encoder = MaskedPretraining(backbone_kwargs=SMALL).encoder.eval()
+    encoder = _encoder().eval()
     save_model(encoder, tmp_path / "enc")
     data = from_structures(structures[:30], targets=np.linspace(0, 1, 30), target_name="y")
     megnet = {k: v for k, v in SMALL.items() if k != "nblocks"} | {"nblocks": 1}
@@ -172,14 +179,14 @@ def test_contrastive_views_and_nt_xent(structures):
     assert nt_xent(z, z) < nt_xent(z, torch.randn(8, 16))  # matching views score better than unrelated ones
 
     torch.manual_seed(0)
-    module = ContrastivePretraining(backbone_kwargs=SMALL, lr=3e-3)
+    module = ContrastivePretraining(_encoder(), lr=3e-3)
     small = [s for s in structures if len(s) <= 6][:8]
     views = paired_views(small, 5.0, module.encoder.element_types)
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()[0][0]
 
     def loss():
         pair = collate_pairs([views[i] for i in range(8)])  # fresh batches: the views are masked in place
-        return module.loss(pair, torch.Generator().manual_seed(3))
+        return module.losses(pair, torch.Generator().manual_seed(3))["total"]
 
     with torch.no_grad():
         before = float(loss())

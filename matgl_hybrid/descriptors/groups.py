@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -106,24 +106,26 @@ def _site_stats(values: Sequence[float]) -> list[float]:
     return [PropertyStats.mean(values), PropertyStats.std_dev(values)]
 
 
-def _bond_lengths(ctx: StructureContext) -> list[float]:
-    """SiteStatsFingerprint(AverageBondLength(VoronoiNN())): solid-angle weighted mean bond length (Å)."""
-    per_site = []
+def _bonded_sites(ctx: StructureContext) -> Iterator[tuple[SiteFaces, np.ndarray, np.ndarray]]:
+    """Per site: its Voronoi faces, the mask of faces that are bonds (positive solid angle) and their weights."""
     for faces in ctx.voronoi:
         mask, weights = faces.neighbours("solid_angle")
         if not mask.any():
             raise IndexError("Input structure has no bonds.")
-        per_site.append(PropertyStats.mean(np.linalg.norm(faces.vectors[mask], axis=1), weights))
-    return _site_stats(per_site)
+        yield faces, mask, weights
+
+
+def _bond_lengths(ctx: StructureContext) -> list[float]:
+    """SiteStatsFingerprint(AverageBondLength(VoronoiNN())): solid-angle weighted mean bond length (Å)."""
+    return _site_stats(
+        [PropertyStats.mean(np.linalg.norm(f.vectors[mask], axis=1), w) for f, mask, w in _bonded_sites(ctx)]
+    )
 
 
 def _bond_angles(ctx: StructureContext) -> list[float]:
     """SiteStatsFingerprint(AverageBondAngle(VoronoiNN())): mean over neighbours of the smallest bond angle (rad)."""
     per_site = []
-    for faces in ctx.voronoi:
-        mask, _ = faces.neighbours("solid_angle")
-        if not mask.any():
-            raise IndexError("Input structure has no bonds.")
+    for faces, mask, _ in _bonded_sites(ctx):
         v = faces.vectors[mask]
         norms = np.linalg.norm(v, axis=1)
         cos = (v @ v.T) / np.outer(norms, norms)

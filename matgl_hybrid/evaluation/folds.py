@@ -92,7 +92,7 @@ def cross_validate(
         store.save(
             fold,
             {
-                "mae": float(mean_absolute_error(test.targets, predicted)),
+                "mae": float(mean_absolute_error(test.targets, predicted)) if np.isfinite(predicted).all() else np.nan,
                 "train_seconds": time.perf_counter() - start,
                 "n_train": len(train),
                 "n_test": len(test),

@@ -12,7 +12,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -359,25 +359,8 @@ def validate_submission(folder: str | Path) -> list[str]:
     problems = []
     if not folder.name.startswith("matbench_v0.1_"):
         problems.append(f"folder name {folder.name!r} must start with 'matbench_v0.1_'")
-    results = folder / "results.json.gz"
-    if not results.is_file():
-        problems.append("results.json.gz is missing")
-    else:
-        from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is there
-
-        try:
-            if not MatbenchBenchmark.from_file(str(results)).is_valid:
-                problems.append("results.json.gz is not valid (MatbenchBenchmark.is_valid is False)")
-        except Exception as exc:  # any failure to read is a problem to report, not to raise
-            problems.append(f"results.json.gz cannot be read by MatbenchBenchmark.from_file: {exc}")
-    info_path = folder / "info.json"
-    if not info_path.is_file():
-        problems.append("info.json is missing")
-    else:
-        try:
-            problems += _info_problems(json.loads(info_path.read_text()))
-        except ValueError as exc:
-            problems.append(f"info.json is not JSON: {exc}")
+    problems += _file_problems(folder / "results.json.gz", _results_problems, "cannot be read by MatbenchBenchmark")
+    problems += _file_problems(folder / "info.json", lambda p: _info_problems(json.loads(p.read_text())), "is not JSON")
     if not [p for p in folder.glob("*") if p.suffix in (".py", ".ipynb")]:
         problems.append("no .py or .ipynb with the code that recorded the results")
     if (folder / ".ipynb_checkpoints").exists():
@@ -409,6 +392,24 @@ def validate_submissions(root: str | Path) -> dict[str, list[str]]:
             found[name].append(f"algorithm {algorithm!r} is already used by {names[algorithm]}")
         names.setdefault(algorithm, name)
     return found
+
+
+def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: str) -> list[str]:
+    """``check(path)``, or a problem saying that the file is missing or cannot be read."""
+    if not path.is_file():
+        return [f"{path.name} is missing"]
+    try:
+        return check(path)
+    except Exception as exc:  # any failure to read is a problem to report, not to raise
+        return [f"{path.name} {unreadable}: {exc}"]
+
+
+def _results_problems(path: Path) -> list[str]:
+    """Problems of a ``results.json.gz`` that MatbenchBenchmark reads."""
+    from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is there
+
+    valid = MatbenchBenchmark.from_file(str(path)).is_valid
+    return [] if valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
 
 
 def _info_problems(info: dict[str, Any]) -> list[str]:

@@ -11,7 +11,6 @@ import torch
 from matgl.config import DEFAULT_ELEMENTS
 from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
-from torch.utils.data import DataLoader
 
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, swapped_node_types
@@ -109,8 +108,8 @@ def pretrain(
         module = ContrastivePretraining(encoder, backbone, lr=lr)
         train, val = split_views(structures, cutoff, elements, val_fraction, seed)
         loaders = (
-            DataLoader(train, batch_size, shuffle=True, collate_fn=collate_pairs, generator=generator, drop_last=True),
-            DataLoader(val, batch_size, collate_fn=collate_pairs),
+            make_loader(train, batch_size, shuffle=True, generator=generator, drop_last=True, collate_fn=collate_pairs),
+            make_loader(val, batch_size, collate_fn=collate_pairs),
         )
     trainer = L.Trainer(
         max_epochs=max_epochs,
