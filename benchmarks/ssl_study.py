@@ -31,7 +31,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from accuracy import DATASETS, RESULTS, SHARED, encoder_dir, load_task, store
-from matgl_hybrid.ssl.embeddings import embedding_width
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.kernel_ridge import KernelRidge
@@ -43,6 +42,7 @@ from matgl_hybrid.checkpoint import load_model
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore, cross_validate, summarize
 from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.inference import embedding_width
 from matgl_hybrid.markdown import markdown_table
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.ssl import node_embeddings

@@ -184,8 +184,13 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ValueError(f"{args.data}: {exc}") from None
     mean, std = inference.predict(
-        model, dataset.structures, dataset.ids, batch_size=args.batch_size, cache_dir=_cache(args),
-        n_jobs=args.n_jobs, return_std=True,
+        model,
+        dataset.structures,
+        dataset.ids,
+        batch_size=args.batch_size,
+        cache_dir=_cache(args),
+        n_jobs=args.n_jobs,
+        return_std=True,
     )
     frame = pd.DataFrame({"id": dataset.ids, "prediction": mean})
     if isinstance(model, HybridEnsemble):
@@ -228,6 +233,7 @@ def cmd_matbench(args: argparse.Namespace) -> int:
         authors=args.authors,
         data_dir=args.data_dir,
         download=not args.no_download,
+        cache_dir=_cache(args),
     )
     run.run()
     problems = validate_submission(out)
@@ -316,19 +322,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
     check_model_dir(args.out)
     corpus = pretraining_corpus(args.data, args.exclude or ())
-    print(f"pretraining on {len(corpus.structures)} structures from {len(args.data)} file(s), "
-          f"{corpus.n_excluded} excluded")
-    module = pretrain(
-        corpus.structures,
-        backbone=args.backbone,
-        cutoff=args.cutoff,
-        max_epochs=args.max_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        accelerator=args.accelerator,
-        task=args.task,
+    print(
+        f"pretraining on {len(corpus.structures)} structures from {len(args.data)} file(s), "
+        f"{corpus.n_excluded} excluded"
     )
+    options = ("backbone", "cutoff", "max_epochs", "batch_size", "lr", "seed", "accelerator", "task")
+    module = pretrain(corpus.structures, **{name: getattr(args, name) for name in options})
     record = {
         "data": [str(d) for d in args.data],
         "exclude": [str(d) for d in args.exclude or []],

@@ -770,6 +770,7 @@ def train(
     # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
     split = split_indices(len(data), spec.val_fraction, spec.seed)
     train_split, val_split = data.subset(split[0]), data.subset(split[1])
+    callbacks = list(callbacks)  # the same ones for every member
     results = []
     for k in range(ensemble):
         member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec

@@ -152,6 +152,7 @@ class MatbenchRun:
         data_dir: folder of the dataset files (``MATMINER_DATA``); None: matminer's default.
         download: let matminer download missing files.
         folds: which folds to run (all five for a submission).
+        cache_dir: descriptor cache folder; None: no cache.
     """
 
     tasks: Sequence[str]
@@ -164,6 +165,7 @@ class MatbenchRun:
     download: bool = True
     folds: Sequence[int] = (0, 1, 2, 3, 4)
     progress: bool = True
+    cache_dir: Path | None = None
 
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
@@ -219,8 +221,8 @@ class MatbenchRun:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = fit(train, spec=spec)
-            predicted = result.model.predict(test.structures, ids=test.ids)
+            result = fit(train, spec=spec, cache_dir=self.cache_dir)
+            predicted = result.model.predict(test.structures, ids=test.ids, cache_dir=self.cache_dir)
         return {
             "mae": None,
             "train_seconds": time.perf_counter() - start,

@@ -74,6 +74,7 @@ def pretrain(
     accelerator: str = "auto",
     progress: bool = True,
     task: str = "masked",
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> PretextModule:
     """Pretrain an encoder on ``structures`` without labels; returns the module (``.encoder`` is the MatGL model).
 
@@ -83,6 +84,7 @@ def pretrain(
     Args:
         task: ``masked`` (group, period and distance bins of masked atoms) or ``contrastive`` (NT-Xent between
             an original and a random-supercell view, 10–20 % of nodes and edges masked in each).
+        trainer_kwargs: Lightning ``Trainer`` arguments merged over these (e.g. a logger, callbacks, precision).
     """
     if task not in ("masked", "contrastive"):
         raise ValueError(f"task must be 'masked' or 'contrastive', got {task!r}")
@@ -111,15 +113,9 @@ def pretrain(
             make_loader(train, batch_size, shuffle=True, generator=generator, drop_last=True, collate_fn=collate_pairs),
             make_loader(val, batch_size, collate_fn=collate_pairs),
         )
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    settings = {"max_epochs": max_epochs, "accelerator": accelerator, "enable_progress_bar": progress}
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+    trainer = L.Trainer(**{**settings, **quiet, **(trainer_kwargs or {})})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, *loaders)
