@@ -21,8 +21,8 @@ from matminer.datasets.utils import _load_dataset_dict
 from matminer.utils.io import store_dataframe_as_json
 from pymatgen.core import Structure
 
-from matgl_hybrid import matbench as runner
 from matgl_hybrid.cli import main
+from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
     MatbenchRun,
