@@ -12,7 +12,7 @@ from conftest import DEMO_DATA, TINY_MEGNET
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 
-import matgl_hybrid.training
+import matgl_hybrid.training.datamodule
 from matgl_hybrid import data
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.models import HybridEnsemble, HybridModel
@@ -39,7 +39,7 @@ def test_data_module_featurizes_once_fits_on_training_data_and_carries_raw_descr
         calls.append(len(structures))
         return featurize(structures, *args, **kwargs)
 
-    monkeypatch.setattr(matgl_hybrid.training, "featurize", counted)
+    monkeypatch.setattr(matgl_hybrid.training.datamodule, "featurize", counted)
     train_split, val_split = elastic.subset(range(17)), elastic.subset(range(17, 24))
     module = HybridDataModule(train_split, val_split, TrainSpec(**{**TINY, "batch_size": 4}))
     module.setup("fit")

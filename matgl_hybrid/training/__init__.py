@@ -1,0 +1,33 @@
+"""Training: ``TrainSpec`` (model + training settings, JSON-able), the Lightning pieces, ``fit`` and ``train``.
+
+The pieces: :class:`HybridDataModule` (featurize, fit the descriptor transform on the training split only, build the
+graph datasets and their loaders), :func:`build_model` (a :class:`HybridModel` for a spec and a set-up data module),
+:class:`HybridLightningModule` (MatGL's ``ModelLightningModule``) and a Lightning ``Trainer``. :func:`fit` is the
+one-call convenience on top (one model, with early stopping, the best weights, checkpoints that resume);
+:func:`train` is what ``matgl-hybrid train`` does (an optional held-out test split, an ensemble), and
+:meth:`TrainedModel.save` writes its checkpoint with a model card.
+"""
+
+from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.fit import FitResult, device_name, fit
+from matgl_hybrid.training.modules import History, HybridLightningModule, KeepBestWeights, build_model, build_module
+from matgl_hybrid.training.resume import ResumableRun
+from matgl_hybrid.training.spec import LOSSES, TrainSpec
+from matgl_hybrid.training.train import TrainedModel, train
+
+__all__ = [
+    "LOSSES",
+    "FitResult",
+    "History",
+    "HybridDataModule",
+    "HybridLightningModule",
+    "KeepBestWeights",
+    "ResumableRun",
+    "TrainSpec",
+    "TrainedModel",
+    "build_model",
+    "build_module",
+    "device_name",
+    "fit",
+    "train",
+]

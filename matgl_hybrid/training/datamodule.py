@@ -1,0 +1,122 @@
+"""``HybridDataModule``: featurize, fit the descriptor transform on the training split only, graphs, loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from matgl.config import DEFAULT_ELEMENTS
+from matgl.ext.pymatgen import get_element_list
+from torch.utils.data import DistributedSampler
+
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.graphs import build_dataset, make_loader
+from matgl_hybrid.training.spec import TrainSpec
+
+
+class HybridDataModule(L.LightningDataModule):
+    """The training and validation data of a run: descriptors, the fitted transform, graph datasets, loaders.
+
+    :meth:`setup` featurizes both splits (when ``spec.descriptors`` is set), fits a :class:`DescriptorTransform` on
+    the training split only (``transform_``, which the model takes as ``descriptor_transform``) and builds MatGL
+    graph datasets (``train_set``, ``val_set``) carrying the *raw* descriptors (the model standardizes them
+    itself). It does its work once: :func:`fit` calls it before building the model, and Lightning's own call in
+    ``trainer.fit`` finds everything in place.
+
+    Loaders: training batches are shuffled (seeded); under DDP a ``DistributedSampler`` shards them. Validation is
+    sharded without repeats (``UnrepeatedDistributedSampler``), so that the reduced metric is exact; the Trainer
+    must not replace the samplers (``use_distributed_sampler=False``). A last training batch of a single structure
+    is dropped (BatchNorm cannot normalise a batch of one).
+
+    Args:
+        train, val: the training and validation splits, with targets.
+        spec: the run's settings; used: ``descriptors``, ``cutoff``, ``elements``, ``batch_size``, ``seed``,
+            ``n_jobs``, ``progress``.
+        cache_dir: descriptor cache folder; None: no cache.
+        element_types: the model's element list (default: MatGL's 89 with ``spec.elements == "all"``, else the
+            elements of ``train`` and ``val``).
+    """
+
+    def __init__(
+        self,
+        train: StructureData,
+        val: StructureData,
+        spec: TrainSpec,
+        *,
+        cache_dir: str | Path | None = None,
+        element_types: Sequence[str] | None = None,
+    ):
+        super().__init__()
+        self.train, self.val, self.spec, self.cache_dir = train, val, spec, cache_dir
+        if element_types is None:
+            element_types = (
+                DEFAULT_ELEMENTS if spec.elements == "all" else get_element_list(train.structures + val.structures)
+            )
+        self.element_types: tuple[str, ...] = tuple(element_types)
+        self.descriptor_set: DescriptorSet | None = (
+            get_descriptor_set(spec.descriptors) if spec.descriptors is not None else None
+        )
+        self.batch_size, self.seed = spec.batch_size, spec.seed
+        self.transform_: DescriptorTransform | None = None
+        self.train_set: Any = None
+        self.val_set: Any = None
+
+    @property
+    def descriptor_version(self) -> str | None:
+        """Version of the descriptor set (None without descriptors)."""
+        return self.descriptor_set.version if self.descriptor_set is not None else None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Featurize, fit the transform on the training split, build the graph datasets; only the first call works."""
+        if self.train_set is not None:
+            return
+        spec = self.spec
+        descriptors: list[np.ndarray | None] = [None, None]
+        if self.descriptor_set is not None:
+            frames = [
+                featurize(
+                    d.structures,
+                    self.descriptor_set,
+                    n_jobs=spec.n_jobs,
+                    cache_dir=self.cache_dir,
+                    ids=d.ids,
+                    progress=spec.progress,
+                )
+                for d in (self.train, self.val)
+            ]
+            self.transform_ = DescriptorTransform().fit(frames[0])
+            descriptors = [f.to_numpy(dtype=np.float64) for f in frames]  # raw: the model standardizes them
+        self.train_set, self.val_set = (
+            build_dataset(d.structures, self.element_types, spec.cutoff, d.ids, x, d.targets)
+            for d, x in zip((self.train, self.val), descriptors, strict=True)
+        )
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def train_dataloader(self) -> Any:
+        world, rank = self._world()
+        if world > 1:
+            sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            # BatchNorm cannot normalise a batch of one: drop a last training batch of a single structure.
+            return make_loader(
+                self.train_set, self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        drop_last = len(self.train_set) % self.batch_size == 1
+        return make_loader(self.train_set, self.batch_size, shuffle=True, generator=generator, drop_last=drop_last)
+
+    def val_dataloader(self) -> Any:
+        world, rank = self._world()
+        sampler = None
+        if world > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False)
+        return make_loader(self.val_set, self.batch_size, sampler=sampler)

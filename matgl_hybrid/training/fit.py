@@ -1,0 +1,198 @@
+"""``fit``: one model, trained with early stopping, the best weights kept, checkpoints that resume."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from matgl_hybrid.data import StructureData, from_structures
+from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.modules import History, KeepBestWeights, build_model, build_module
+from matgl_hybrid.training.resume import ResumableRun
+from matgl_hybrid.training.spec import TrainSpec
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the model (best validation weights) and its training record."""
+
+    model: HybridModel
+    best_val_mae: float
+    best_epoch: int
+    epochs_run: int
+    train_ids: list[str]
+    val_ids: list[str]
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    global_rank: int = 0
+
+
+def device_name(accelerator: str = "auto") -> str:
+    """The device Lightning's ``accelerator`` resolves to here, as recorded with results: a GPU's name or the CPU."""
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+#: Trainer arguments that ``fit`` takes as its own arguments or from the spec, refused in ``trainer_kwargs``.
+_OWN_TRAINER_ARGS = {
+    "callbacks": "pass them as fit(callbacks=...)",
+    "logger": "pass it as fit(logger=...)",
+    "max_epochs": "set TrainSpec.max_epochs (it is part of the run's fingerprint and its learning-rate decay)",
+}
+
+
+def _n_devices(devices: Any) -> int:
+    """The number of devices a Trainer's ``devices`` asks for explicitly (1 for "auto" and the like)."""
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    if isinstance(devices, str) and devices.strip().isdigit():
+        return int(devices)
+    return 1
+
+
+def fit(
+    data: StructureData | Sequence,
+    targets: Sequence[float] | None = None,
+    spec: TrainSpec | None = None,
+    *,
+    val_data: StructureData | None = None,
+    target_units: str | None = None,
+    cache_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    callbacks: Iterable[Callback] = (),
+    logger: Logger | bool | None = None,
+) -> FitResult:
+    """Train a :class:`HybridModel` on structures and targets.
+
+    Built from the library's pieces: a :class:`HybridDataModule` (set up here, before the model, which takes its
+    fitted descriptor transform), :func:`build_model`, :func:`build_module` and a Lightning ``Trainer``.
+
+    Args:
+        data: a :class:`StructureData` with targets, or a list of structures with ``targets``.
+        targets: (n,) target values when ``data`` is a list.
+        spec: model and training settings (defaults: hybrid MEGNet, extensive readout, gong28, concat).
+        val_data: explicit validation data; otherwise ``spec.val_fraction`` of ``data`` (seeded).
+        target_units: units of the target, stored with the model.
+        cache_dir: descriptor cache folder; None: no cache.
+        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``) with a
+            ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
+            same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
+            run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew.
+        trainer_kwargs: Lightning ``Trainer`` arguments, merged over those ``fit`` chooses (``accelerator`` and
+            ``devices`` from the spec, ``strategy``, ``enable_progress_bar``, ``use_distributed_sampler=False``,
+            ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``gradient_clip_val``, ``accumulate_grad_batches``.
+            ``callbacks``, ``logger`` and ``max_epochs`` are refused here (fit's own arguments, and the spec's).
+        callbacks: Lightning callbacks added to fit's own (early stopping on validation MAE, the best weights,
+            the history and, with ``checkpoint_dir``, checkpointing).
+        logger: a Lightning logger, or False for none; default: a ``CSVLogger`` writing
+            ``<checkpoint_dir>/logs/version_<n>/metrics.csv`` (a new version each run, resumes included) when
+            ``checkpoint_dir`` is given, else none. ``FitResult.history`` does not depend on it.
+
+    Returns:
+        :class:`FitResult`; its model carries the best validation weights and everything needed to predict. Under
+        DDP every process returns one; only the one with ``global_rank == 0`` should write anything.
+
+    Raises:
+        ValueError: settings or data that cannot train (checked before any work).
+    """
+    spec = spec or TrainSpec()
+    spec.validate()
+    trainer_kwargs = dict(trainer_kwargs or {})
+    refused = sorted(trainer_kwargs.keys() & _OWN_TRAINER_ARGS.keys())
+    if refused:
+        raise ValueError(
+            "trainer_kwargs: "
+            + "; ".join(f"{name!r} is not a Trainer option here: {_OWN_TRAINER_ARGS[name]}" for name in refused)
+        )
+    if not isinstance(data, StructureData):
+        data = from_structures(data, targets, target_name="target")
+    if data.targets is None or (val_data is not None and val_data.targets is None):
+        raise ValueError("fit needs targets: load the data with target=...")
+    if val_data is None:
+        train_idx, val_idx = split_indices(len(data), spec.val_fraction, spec.seed)
+        train, val = data.subset(train_idx), data.subset(val_idx)
+    else:
+        train, val = data, val_data
+    if len(train) < 2 or len(val) < 1:
+        raise ValueError(
+            f"cannot train on {len(train)} training and {len(val)} validation structures: at least 2 and 1 are "
+            "needed (more data, or another val_fraction)"
+        )
+    if spec.task == "classification" and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all():
+        raise ValueError("classification targets must be 0 or 1")
+    datamodule = HybridDataModule(train, val, spec, cache_dir=cache_dir)
+    resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version)
+    L.seed_everything(spec.seed, verbose=False)
+    start = time.perf_counter()
+
+    datamodule.setup("fit")  # featurize, fit the transform on the training split, build the graphs
+    model = build_model(spec, datamodule, target_name=data.target_name or "target", target_units=target_units)
+
+    best = KeepBestWeights()
+    history = History()
+    own: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
+    if checkpoint_dir is not None:
+        own.append(ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE", save_last=True))
+    all_callbacks = [*own, *callbacks]
+    if logger is None:  # a restored finished run trains nothing: nothing to log
+        logger = (
+            CSVLogger(Path(checkpoint_dir), name="logs")
+            if checkpoint_dir is not None and resume.finished_epochs is None
+            else False
+        )
+    settings: dict[str, Any] = {
+        "max_epochs": resume.finished_epochs or spec.max_epochs,
+        "accelerator": spec.accelerator,
+        "devices": spec.devices,
+        "use_distributed_sampler": False,  # HybridDataModule shards the data itself
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in all_callbacks),
+        "enable_progress_bar": spec.progress,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        **trainer_kwargs,
+    }
+    if "strategy" not in settings:
+        # The backbone's own (native) head is MatGL's: let DDP find any parameter it leaves unused. Hybrid models
+        # use every parameter (MatGL's readout and head are dropped from their backbones).
+        many = _n_devices(settings["devices"]) > 1
+        settings["strategy"] = ("ddp_find_unused_parameters_true" if model.native else "ddp") if many else "auto"
+    trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
+    batches_per_epoch = max(1, -(-len(datamodule.train_set) // trainer.world_size) // spec.batch_size)
+    module = build_module(spec, model, batches_per_epoch)
+    resume.check_weights(module)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path)
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    model.eval()
+    if trainer.is_global_zero:
+        resume.mark_finished(trainer.current_epoch)
+    return FitResult(
+        model=model,
+        best_val_mae=best.best,
+        best_epoch=best.best_epoch,
+        epochs_run=trainer.current_epoch,
+        train_ids=list(train.ids),
+        val_ids=list(val.ids),
+        seconds=time.perf_counter() - start,
+        history=history.rows,
+        global_rank=trainer.global_rank,
+    )

@@ -1,0 +1,168 @@
+"""The Lightning pieces of training: the LightningModule (MatGL's), its callbacks, the model built for a spec."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torchmetrics
+from lightning.pytorch.callbacks import Callback
+from matgl.utils.training import ModelLightningModule
+
+from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.models.negnn import encoder_spec
+from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.spec import TrainSpec
+
+
+class HybridLightningModule(ModelLightningModule):
+    """MatGL's ``ModelLightningModule`` with the validation MAE computed over the whole validation split.
+
+    ``val_MAE`` is a torchmetrics ``MeanAbsoluteError`` whose sums are reduced over all processes: under DDP
+    every rank sees the same value (one best epoch, one early stop), and it equals the MAE of the model on the
+    whole validation split (the validation sampler gives each structure to exactly one rank).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(sync_dist=True, **kwargs)
+        self.val_mae = torchmetrics.MeanAbsoluteError()
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        g, lattice, state_attr, labels = batch
+        predictions = self(g=g, lat=lattice, state_attr=state_attr)
+        results = self.loss_fn(loss=self.loss, preds=predictions, labels=labels)
+        self.val_mae.update(predictions.reshape(labels.shape), labels)
+        self.log("val_MAE", self.val_mae, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(
+            {"val_Total_Loss": results["Total_Loss"], "val_RMSE": results["RMSE"]},
+            batch_size=labels.numel(),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        return results["Total_Loss"]
+
+
+def build_model(
+    spec: TrainSpec, datamodule: HybridDataModule, *, target_name: str = "target", target_units: str | None = None
+) -> HybridModel:
+    """A fresh :class:`HybridModel` for ``spec``, taking the data module's elements and fitted descriptor transform.
+
+    ``datamodule.setup()`` must have run (the transform is fitted there). Regression targets are standardized with
+    the training split's mean and standard deviation; with ``spec.node_embeddings`` (``path:layers``) the
+    pretrained encoder is loaded into the model (NEGNN).
+    """
+    if datamodule.descriptor_set is not None and datamodule.transform_ is None:
+        raise RuntimeError("build_model needs a set-up data module: call datamodule.setup('fit') first")
+    model_args: dict[str, Any] = {}
+    if datamodule.descriptor_set is not None:
+        model_args = {
+            "descriptor_set": spec.descriptors,
+            "descriptor_version": datamodule.descriptor_version,
+            "descriptor_transform": datamodule.transform_.to_dict(),
+            "descriptor_dim": spec.descriptor_dim,
+            "fusion": spec.fusion,
+        }
+    encoder = None
+    if spec.node_embeddings:
+        path, _, layers = spec.node_embeddings.rpartition(":")
+        encoder = load_model(path)
+        model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
+    y_train = datamodule.train.targets
+    regression = spec.task == "regression"
+    model = HybridModel(
+        backbone=spec.backbone,
+        element_types=datamodule.element_types,
+        cutoff=spec.cutoff,
+        backbone_kwargs=spec.backbone_kwargs,
+        readout=spec.readout,
+        head_hidden=spec.head_hidden,
+        activation=spec.activation,
+        target_names=(target_name,),
+        target_units=target_units,
+        task_type=spec.task,
+        target_mean=[float(np.mean(y_train))] if regression else None,
+        target_std=[float(np.std(y_train)) or 1.0] if regression else None,
+        **model_args,
+    )
+    if encoder is not None:
+        model.ne_encoder.encoder.load_state_dict(encoder.state_dict())
+    return model
+
+
+def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) -> HybridLightningModule:
+    """The Lightning module training ``model`` with ``spec``'s loss, learning rate and cosine decay.
+
+    ``batches_per_epoch``: training batches per epoch and process (the decay runs over ``max_epochs`` of them).
+    Classification trains on binary cross-entropy.
+    """
+    module = HybridLightningModule(
+        model=model,
+        data_mean=0.0,  # the model de-standardizes itself (target_mean / target_std)
+        data_std=1.0,
+        loss=spec.loss,
+        lr=spec.lr,
+        decay_steps=spec.max_epochs * batches_per_epoch,
+        decay_alpha=spec.decay_alpha,
+    )
+    if spec.task == "classification":
+        module.loss = _binary_cross_entropy
+    return module
+
+
+def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:
+    """BCE with MatGL's loss argument order ``loss(labels, predictions)``."""
+    return torch.nn.functional.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels)
+
+
+class KeepBestWeights(Callback):
+    """Keeps a copy of the weights with the lowest validation MAE; ``fit`` restores them at the end."""
+
+    def __init__(self, monitor: str = "val_MAE"):
+        self.monitor = monitor
+        self.best = float("inf")
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not value < self.best:
+            return
+        self.best, self.best_epoch = float(value), trainer.current_epoch
+        self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state_dict["best"], state_dict["best_epoch"], state_dict["state"]
+
+
+class History(Callback):
+    """Per-epoch train and validation metrics; saved in Lightning checkpoints, so a resumed run keeps them all.
+
+    The source of ``FitResult.history`` (and of the training record), rather than the CSV logger: a logger is
+    optional (none without ``checkpoint_dir``, any other the user passes), ``CSVLogger`` starts a new file for each
+    run of a resumed training, may hold an epoch twice when a run was killed after logging it but before its
+    checkpoint, and a restored finished run trains (and logs) nothing. These rows always match the checkpoint.
+    """
+
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("MAE", "Loss"))})
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])

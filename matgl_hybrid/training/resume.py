@@ -1,0 +1,84 @@
+"""Resuming a run from its checkpoint folder: fingerprint, weights check, finished runs restored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from matgl_hybrid.checkpoint import CheckpointError
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
+from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
+from matgl_hybrid.training.spec import TrainSpec
+
+
+class ResumableRun:
+    """A ``checkpoint_dir``: its fingerprint, whether and from where training resumes, and if it already finished.
+
+    ``fingerprint.json`` holds ``{"fingerprint": …, "budget": {"max_epochs", "patience"}, "finished_epochs"}``. An
+    existing ``last.ckpt`` is resumed only when the stored fingerprint (data, target, every setting but the
+    budget, descriptor version) equals this run's, and only when it loads and fits the model. A run that finished
+    with the same budget is restored, not trained further; a larger budget continues it.
+    """
+
+    HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
+    BUDGET = ("max_epochs", "patience")
+
+    def __init__(
+        self, directory: str | Path | None, datasets: Sequence[StructureData], spec: TrainSpec, version: str | None
+    ):
+        self.directory = None if directory is None else check_output_dir(directory)
+        self.path: str | None = None
+        self.finished_epochs: int | None = None
+        self.state: dict[str, Any] | None = None
+        if self.directory is None:
+            return
+        settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
+        self.fingerprint = run_fingerprint(datasets, settings, version)
+        self.budget = {k: getattr(spec, k) for k in self.BUDGET}
+        stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
+        if last.exists():
+            stored = read_json(stamp) if stamp.is_file() else {}
+            check_fingerprint(stored.get("fingerprint"), self.fingerprint, last, self.HINT)
+            try:
+                checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+                self.state = checkpoint["state_dict"]
+            except Exception as exc:  # a truncated file, or no Lightning checkpoint at all
+                raise CheckpointError(
+                    f"{last} cannot be resumed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
+                    "delete it, or choose another checkpoint folder, to start over"
+                ) from None
+            self.path = str(last)
+            if stored.get("budget") == self.budget:
+                self.finished_epochs = stored.get("finished_epochs")
+        self._write(None)
+
+    def _write(self, finished_epochs: int | None) -> None:
+        if self.directory is not None:
+            record = {"fingerprint": self.fingerprint, "budget": self.budget, "finished_epochs": finished_epochs}
+            atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
+
+    def check_weights(self, module: L.LightningModule) -> None:
+        """Raise unless the checkpoint's weights have the names and shapes of ``module``'s."""
+        if self.state is None:
+            return
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in self.state.items()}
+        if expected != found:
+            wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+            detail = (
+                f"{wrong[0]} has shape {found[wrong[0]]}, the model needs {expected[wrong[0]]}"
+                if wrong
+                else f"{len(expected.keys() ^ found.keys())} weights differ in name"
+            )
+            raise CheckpointError(f"{self.path} does not fit this model ({detail}): {self.HINT}")
+        self.state = None
+
+    def mark_finished(self, epochs: int) -> None:
+        """Record that training ended after ``epochs`` epochs: a rerun restores it instead of training further."""
+        self._write(epochs)

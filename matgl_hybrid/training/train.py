@@ -1,0 +1,206 @@
+"""``train``: what ``matgl-hybrid train`` does (held-out test split, ensembles) and saving the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+
+from matgl_hybrid.checkpoint import save_model
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.model_card import holdout_metrics, render_card
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training.fit import FitResult, device_name, fit
+from matgl_hybrid.training.spec import TrainSpec
+
+
+@dataclass
+class TrainedModel:
+    """What :func:`train` returns: the model, the fits of its members, the held-out test split and the record.
+
+    Attributes:
+        model: a :class:`HybridModel`, or a :class:`HybridEnsemble` of several members; on the CPU.
+        results: one :class:`FitResult` per member.
+        test: the held-out test split (never seen in training or early stopping), or None.
+        record: the training record (``training.json``): ``target_name``, ``units``, ``n_structures`` (training
+            and validation), ``spec``, ``device``, ``members`` (seed, best validation MAE and epoch, epochs run,
+            seconds, history of each), ``val_ids``, and ``test`` (fraction, seed, metrics, ids and predictions)
+            once the test split is scored (:meth:`score_test`, :meth:`save`).
+        test_fraction, test_seed: how the test split was drawn.
+        cache_dir: the descriptor cache the test split is scored through (None: no cache).
+    """
+
+    model: HybridModel | HybridEnsemble
+    results: list[FitResult]
+    test: StructureData | None
+    record: dict[str, Any]
+    test_fraction: float = 0.0
+    test_seed: int = 0
+    cache_dir: str | Path | None = None
+
+    #: The record's keys that precede ``command`` in ``training.json``.
+    _HEAD = ("target_name", "units", "n_structures", "spec", "device")
+
+    @property
+    def global_rank(self) -> int:
+        """This process's rank under DDP (0 otherwise); only rank 0 writes."""
+        return self.results[0].global_rank
+
+    def score_test(self) -> dict[str, Any]:
+        """Score the model on the held-out test split on the CPU, into ``record["test"]``, and return that."""
+        if self.test is None:
+            raise ValueError("no held-out test split: train with test_fraction > 0")
+        metrics = holdout_metrics(self.model, self.test, self.cache_dir)
+        self.record["test"] = {"fraction": self.test_fraction, "seed": self.test_seed, **metrics}
+        return self.record["test"]
+
+    def training_record(self, source: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
+        """The record as ``training.json`` holds it: ``source`` first, then ``record``, ``command`` after ``device``."""
+        record = {**(source or {}), **{k: self.record[k] for k in self._HEAD}}
+        if command is not None:
+            record["command"] = command
+        record.update({k: v for k, v in self.record.items() if k not in self._HEAD})
+        return record
+
+    def save(
+        self,
+        out: str | Path,
+        *,
+        source: dict[str, Any] | None = None,
+        command: str | None = None,
+        title: str | None = None,
+        overwrite: bool = False,
+        allow: Iterable[str | Path] = (),
+    ) -> Path | None:
+        """Save the model with ``training.json`` and ``model_card.md``; with a test split, score it and save again.
+
+        The test split is scored after the model is safely saved (a structure the model cannot read loses nothing),
+        then the checkpoint is saved again with the metrics in its record and card. Under DDP only the process of
+        ``global_rank`` 0 writes; the others return None.
+
+        Args:
+            out: the checkpoint folder (see :func:`~matgl_hybrid.checkpoint.save_model`).
+            source: where the data came from, recorded first (the CLI's ``data``, ``target``, ``target_transform``;
+                with them the test split can be rebuilt by :func:`~matgl_hybrid.model_card.heldout_split`).
+            command: the command line that trained the model, recorded and shown in the card.
+            title: the card's title (default: ``matgl-hybrid checkpoint: <folder name>``).
+            overwrite, allow: see :func:`~matgl_hybrid.checkpoint.check_model_dir`.
+        """
+        if self.global_rank != 0:  # under DDP the other processes trained the same model: one writes it
+            return None
+        title = title or f"matgl-hybrid checkpoint: {Path(out).name}"
+        allow = list(allow)
+
+        def write() -> Path:
+            record = self.training_record(source, command)
+            texts = {"model_card.md": render_card(record, title)}
+            return save_model(self.model, out, {"training": record}, texts=texts, overwrite=overwrite, allow=allow)
+
+        path = write()
+        if self.test is not None and "test" not in self.record:
+            self.score_test()
+            path = write()
+        return path
+
+
+def train(
+    data: StructureData,
+    spec: TrainSpec | None = None,
+    *,
+    ensemble: int = 1,
+    test_fraction: float = 0.0,
+    test_seed: int = 0,
+    target_units: str | None = None,
+    cache_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    callbacks: Iterable[Callback] = (),
+    logger: Logger | bool | None = None,
+    on_member: Callable[[int, FitResult], None] | None = None,
+) -> TrainedModel:
+    """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, one model or an ensemble.
+
+    The held-out test split (``test_fraction`` of ``data``, seeded with ``test_seed``) is drawn first and never
+    reaches training or early stopping. The members train on the same train/validation split of the rest
+    (``spec.val_fraction``, seeded with ``spec.seed``) and differ in their initialisation: member ``k`` trains
+    with seed ``spec.seed + k``. Save the result, with its model card and the test metrics, with
+    :meth:`TrainedModel.save`.
+
+    Args:
+        data: structures with targets.
+        spec: model and training settings (default: ``TrainSpec()``).
+        ensemble: number of members (K > 1: a :class:`HybridEnsemble`).
+        test_fraction: fraction held out as a test split, in [0, 1) (0: none).
+        test_seed: seed of the test split.
+        target_units: units of the target, stored with the model.
+        cache_dir: descriptor cache folder; None: no cache.
+        checkpoint_dir: Lightning checkpoints of member ``k`` in ``<checkpoint_dir>/member_<k>`` (see :func:`fit`:
+            a rerun resumes them).
+        trainer_kwargs, callbacks, logger: see :func:`fit`; the same ones serve every member.
+        on_member: called as ``on_member(k, result)`` after member ``k`` (from 0) is trained, in every process.
+
+    Raises:
+        ValueError: settings or data that cannot train (checked before any work).
+    """
+    spec = spec or TrainSpec()
+    spec.validate()
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
+    if data.targets is None:
+        raise ValueError("train needs targets: load the data with target=...")
+    test = None
+    if test_fraction:
+        # The held-out test split is drawn first and never reaches training or early stopping.
+        keep, held = split_indices(len(data), test_fraction, test_seed)
+        data, test = data.subset(keep), data.subset(held)
+    # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
+    split = split_indices(len(data), spec.val_fraction, spec.seed)
+    train_split, val_split = data.subset(split[0]), data.subset(split[1])
+    callbacks = list(callbacks)  # the same ones for every member
+    results = []
+    for k in range(ensemble):
+        member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
+        result = fit(
+            train_split,
+            spec=member_spec,
+            val_data=val_split,
+            target_units=target_units,
+            cache_dir=cache_dir,
+            checkpoint_dir=Path(checkpoint_dir) / f"member_{k}" if checkpoint_dir is not None else None,
+            trainer_kwargs=trainer_kwargs,
+            callbacks=callbacks,
+            logger=logger,
+        )
+        if on_member is not None:
+            on_member(k, result)
+        results.append(result)
+    model = results[0].model if ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
+    model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
+    accelerator = (trainer_kwargs or {}).get("accelerator", spec.accelerator)
+    record = {
+        "target_name": data.target_name,
+        "units": target_units,
+        "n_structures": len(data),
+        "spec": spec.to_dict(),
+        "device": device_name(accelerator),
+        "members": [
+            {
+                "seed": spec.seed + k,
+                "best_val_mae": r.best_val_mae,
+                "best_epoch": r.best_epoch,
+                "epochs_run": r.epochs_run,
+                "seconds": r.seconds,
+                "history": r.history,
+            }
+            for k, r in enumerate(results)
+        ],
+        "val_ids": results[0].val_ids,
+    }
+    return TrainedModel(model, results, test, record, test_fraction, test_seed, cache_dir)

@@ -1,0 +1,132 @@
+"""The prediction path and what v2 changed in the model: no MatGL head, raw descriptors in, one featurization per
+ensemble, old checkpoint formats refused and migrated."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEMO_DATA, TINY_MEGNET
+from matgl.models import MEGNet
+from matgl.utils.training import ModelLightningModule
+from safetensors.torch import load_file, save_file
+
+from matgl_hybrid import inference
+from matgl_hybrid.checkpoint import CheckpointError, load_model, migrate_checkpoint, save_model, sha256_file
+from matgl_hybrid.data import load_records
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.graphs import build_dataset, make_loader
+from matgl_hybrid.layers import DescriptorScaler
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.models.backbones import SkippedHead
+
+
+@pytest.fixture(scope="module")
+def structures():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_records(DEMO_DATA / "de_jong_2015_elasticity.json.gz", limit=12).structures
+
+
+def _model(structures, seed: int = 0) -> HybridModel:
+    frame = featurize(structures, "lattice", progress=False)
+    torch.manual_seed(seed)
+    return HybridModel(
+        element_types=sorted({e.symbol for s in structures for e in s.composition.elements}),
+        cutoff=5.0,
+        backbone_kwargs=TINY_MEGNET,
+        descriptor_set="lattice",
+        descriptor_version=get_descriptor_set("lattice").version,
+        descriptor_transform=DescriptorTransform().fit(frame).to_dict(),
+        descriptor_dim=4,
+        head_hidden=(4,),
+    ).eval()
+
+
+def test_the_hybrid_backbone_has_no_matgl_head_and_trains_every_weight(structures):
+    model = _model(structures).train()
+    plain = MEGNet(element_types=model.element_types, cutoff=5.0, **TINY_MEGNET)
+    head = sum(p.numel() for name in ("node_s2s", "edge_s2s", "output_proj") for p in getattr(plain, name).parameters())
+    assert head > 0
+    assert all(isinstance(getattr(model.backbone, n), SkippedHead) for n in ("node_s2s", "edge_s2s", "output_proj"))
+    assert sum(p.numel() for p in model.backbone.parameters()) == sum(p.numel() for p in plain.parameters()) - head
+    raw = featurize(structures, "lattice", progress=False).to_numpy()
+    dataset = build_dataset(structures, model.element_types, 5.0, [str(i) for i in range(12)], raw)
+    g, lattice, state_attr, _ = next(iter(make_loader(dataset, 12)))
+    ModelLightningModule(model=model)(g=g, lat=lattice, state_attr=state_attr).sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused  # DDP needs no find_unused_parameters
+
+
+def test_the_model_standardizes_raw_descriptors_as_the_transform_does():
+    frame = np.array([[1.0, np.nan, 5.0], [2.0, 4.0, np.inf], [3.0, 8.0, 5.0]])
+    transform = DescriptorTransform().fit(frame[:2])
+    scaled = DescriptorScaler(transform.to_dict())(torch.as_tensor(frame))
+    assert scaled.dtype == torch.float32
+    np.testing.assert_array_equal(scaled.numpy(), transform.transform(frame).astype(np.float32))
+
+
+def test_an_ensemble_featurizes_once_and_agrees_with_its_members(structures, monkeypatch):
+    members = [_model(structures, seed) for seed in (1, 2, 3)]
+    ensemble = HybridEnsemble.from_models(members)
+    expected = np.stack([m.predict(structures) for m in members])
+    calls = []
+    original = inference.featurize
+    monkeypatch.setattr(inference, "featurize", lambda *a, **k: calls.append(1) or original(*a, **k))
+    mean, std = ensemble.predict(structures, return_std=True)
+    assert len(calls) == 1
+    np.testing.assert_allclose(mean, expected.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, expected.std(axis=0), rtol=1e-5, atol=1e-7)
+    assert ensemble.predict_structure(structures[0]).item() == pytest.approx(mean[0], rel=1e-6)
+
+
+def test_members_of_different_descriptor_sets_are_refused(structures):
+    first = _model(structures)
+    other = HybridModel(**{**first._init_args, "descriptor_set": None, "descriptor_transform": None})
+    with pytest.raises(ValueError, match="members differ in descriptor_set"):
+        HybridEnsemble.from_models([first, other])
+
+
+def _as_format_2(folder, extra: dict[str, torch.Tensor]) -> None:
+    """Turn a saved checkpoint into one of format 2, whose weights also held ``extra``."""
+    weights = {**load_file(str(folder / "weights.safetensors")), **extra}
+    save_file(weights, str(folder / "weights.safetensors"))
+    header = json.loads((folder / "model.json").read_text())
+    header["metadata"]["format_version"] = 2
+    (folder / "model.json").write_text(json.dumps(header))
+    names = sorted(p.name for p in folder.iterdir() if p.name != "SHA256SUMS")
+    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(folder / n)}  {n}\n" for n in names))
+
+
+def test_an_old_checkpoint_is_refused_with_the_command_that_migrates_it(structures, tmp_path):
+    model = _model(structures)
+    before = model.predict(structures)
+    save_model(model, tmp_path / "old", {"training": {"note": "kept"}}, texts={"model_card.md": "# card\n"})
+    plain = MEGNet(element_types=model.element_types, cutoff=5.0, **TINY_MEGNET)
+    head = {f"backbone.{k}": v for k, v in plain.state_dict().items() if k.startswith(("node_s2s", "output_proj"))}
+    _as_format_2(tmp_path / "old", head)
+    with pytest.raises(CheckpointError, match=r"checkpoint format 2.*matgl-hybrid migrate"):
+        load_model(tmp_path / "old")
+    migrate_checkpoint(tmp_path / "old", tmp_path / "new")
+    np.testing.assert_array_equal(load_model(tmp_path / "new").predict(structures), before)
+    assert json.loads((tmp_path / "new" / "training.json").read_text()) == {"note": "kept"}
+    assert (tmp_path / "new" / "model_card.md").read_text() == "# card\n"
+    assert (tmp_path / "old" / "model.json").exists()  # the old folder is left as it was
+
+    save_model(model, tmp_path / "foreign")
+    _as_format_2(tmp_path / "foreign", {"head.extra.weight": torch.zeros(2)})  # a weight the model never had
+    with pytest.raises(CheckpointError, match="does not fit"):
+        migrate_checkpoint(tmp_path / "foreign", tmp_path / "refused")
+
+
+def test_prediction_path_validates_before_any_work(structures):
+    model = _model(structures)
+    with pytest.raises(ValueError, match="3 ids for 2 structures"):
+        inference.predict(model, structures[:2], ids=["a", "b", "c"])
+    graph = inference.embed(model, structures[:3])
+    fused = inference.embed(model, structures[:3], tap="fused")
+    assert graph.shape[0] == fused.shape[0] == 3
+    np.testing.assert_allclose(inference.predict(model, structures[:3]), model.predict(structures[:3]), rtol=0)
