@@ -38,7 +38,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore, cross_validate, summarize
 from matgl_hybrid.files import atomic_write_text
@@ -68,7 +68,7 @@ def pretrain_encoder(dataset: str) -> None:
 
 def representations(dataset: str, structures, ids) -> dict[str, np.ndarray]:
     """``gong28`` and the summed NE vectors (per layer and concatenated) of every structure: name -> (n, D)."""
-    encoder = load_model(encoder_dir(dataset))
+    encoder = load_checkpoint(encoder_dir(dataset))
     per_atom = node_embeddings(encoder, structures, LAYERS)
     summed = np.stack([a.sum(axis=0) for a in per_atom])
     edges = np.cumsum([0, *(embedding_width(encoder, [k]) for k in LAYERS)])

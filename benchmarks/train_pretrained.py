@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from matgl_hybrid.checkpoint import load_model, save_model, sha256_file
+from matgl_hybrid.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.model_card import heldout_split, holdout_metrics, render_card
 from matgl_hybrid.pretrained import REGISTRY_FILE
@@ -70,12 +70,12 @@ def rescore(name: str) -> None:
     """Score the held-out split of checkpoint ``name`` on this machine; rewrite its record, card and manifest."""
     path = checkpoint_dir(name)
     record = json.loads((path / "training.json").read_text())
-    model = load_model(path)
+    model = load_checkpoint(path)
     test = holdout_metrics(model, heldout_split(record, ROOT / SHARED))
     record["test"] = {"fraction": record["test"]["fraction"], "seed": record["test"]["seed"], **test}
     record["command"] = shlex.join(["matgl-hybrid", "train", *SHIPPED[name][1], "--out", str(path.relative_to(ROOT))])
     card = render_card(record, f"matgl-hybrid checkpoint: {name}")
-    save_model(model, path, {"training": record}, texts={"model_card.md": card})
+    save_checkpoint(model, path, {"training": record}, texts={"model_card.md": card})
 
 
 def register(names: list[str]) -> None:

@@ -2,7 +2,8 @@
 
 The public API is re-exported here lazily (importing the package does not import torch or MatGL):
 ``featurize``, ``DescriptorTransform``, ``HybridModel``, ``HybridEnsemble``, ``TrainSpec``, ``fit``,
-``load_model``, ``save_model``, ``load_pretrained``, ``load``, ``load_records``.
+``load_checkpoint``, ``save_checkpoint``, ``load_pretrained``, ``load``, ``load_records`` (``load_model`` and
+``save_model`` are the deprecated names of the checkpoint functions).
 """
 
 from importlib import import_module
@@ -16,6 +17,8 @@ _EXPORTS = {
     "HybridEnsemble": "matgl_hybrid.models",
     "TrainSpec": "matgl_hybrid.training",
     "fit": "matgl_hybrid.training",
+    "load_checkpoint": "matgl_hybrid.checkpoint",
+    "save_checkpoint": "matgl_hybrid.checkpoint",
     "load_model": "matgl_hybrid.checkpoint",
     "save_model": "matgl_hybrid.checkpoint",
     "load_pretrained": "matgl_hybrid.pretrained",

@@ -10,11 +10,12 @@ A checkpoint directory holds
   mean/std, one file each (ensembles keep them per member inside ``kwargs``);
 - any records (``training.json``, ``model_card.md``);
 - ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder; for
-  matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedCheckpointMixIn`), i.e. :func:`load_model`;
+  matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedCheckpointMixIn`), i.e.
+  :func:`load_checkpoint`;
 - ``SHA256SUMS``: the sha256 of every other file. Loading verifies it first, names any file that differs, and
   refuses a checkpoint whose manifest lacks a file the loader reads (``metadata["files"]`` lists them).
 
-Nothing here is unpickled by :func:`load_model`: weights come from safetensors, everything else from JSON.
+Nothing here is unpickled by :func:`load_checkpoint`: weights come from safetensors, everything else from JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ def sha256_file(path: Path) -> str:
 
 
 def is_saved_model(path: str | Path) -> bool:
-    """Whether ``path`` is a folder holding a checkpoint written by :func:`save_model` (manifest and header)."""
+    """Whether ``path`` is a folder holding a checkpoint written by :func:`save_checkpoint` (manifest and header)."""
     path = Path(path)
     return (path / MANIFEST).is_file() and (path / "model.json").is_file()
 
@@ -112,7 +114,7 @@ def check_model_dir(path: str | Path, overwrite: bool = False, allow: Iterable[s
     return path
 
 
-def save_model(
+def save_checkpoint(
     model: MatGLModel,
     out_dir: str | Path,
     records: dict[str, Any] | None = None,
@@ -201,7 +203,7 @@ def verify(path: str | Path) -> dict[str, str]:
 
     Raises:
         CheckpointError: no manifest, no entry for ``model.json``, a listed file missing, or a file whose bytes
-            differ (named, with hashes). :func:`load_model` also requires an entry for every file it reads.
+            differ (named, with hashes). :func:`load_checkpoint` also requires an entry for every file it reads.
     """
     path = Path(path)
     manifest = path / MANIFEST
@@ -263,7 +265,7 @@ def model_class(header: dict[str, Any], path: Path) -> type[MatGLModel]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_model(path: str | Path) -> MatGLModel:
+def load_checkpoint(path: str | Path) -> MatGLModel:
     """Load a checkpoint directory without unpickling anything: verify hashes, read JSON, load safetensors.
 
     Raises:
@@ -283,14 +285,14 @@ def migrate_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
     records and texts of the old folder (training record, model card) are carried over.
 
     Raises:
-        CheckpointError: see :func:`load_model`; also when weights other than those of dropped modules do not fit.
+        CheckpointError: see :func:`load_checkpoint`; also when weights other than those of dropped modules do not fit.
     """
     path = Path(path)
     model, _ = _read_checkpoint(path, migrating=True)
     extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
     records = {f[: -len(".json")]: read_json(path / f) for f in extra if f.endswith(".json")}
     texts = {f: (path / f).read_text() for f in extra if not f.endswith(".json")}
-    return save_model(model, out_dir, records, texts)
+    return save_checkpoint(model, out_dir, records, texts)
 
 
 def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str, Any]]:
@@ -341,22 +343,34 @@ def _dropped(model: torch.nn.Module, key: str) -> bool:
     return False
 
 
+def load_model(path: str | Path) -> MatGLModel:
+    """Deprecated name of :func:`load_checkpoint` (it loads a checkpoint folder, verified)."""
+    warnings.warn("matgl_hybrid load_model is now load_checkpoint", DeprecationWarning, stacklevel=2)
+    return load_checkpoint(path)
+
+
+def save_model(model: MatGLModel, out_dir: str | Path, *args: Any, **kwargs: Any) -> Path:
+    """Deprecated name of :func:`save_checkpoint`."""
+    warnings.warn("matgl_hybrid save_model is now save_checkpoint", DeprecationWarning, stacklevel=2)
+    return save_checkpoint(model, out_dir, *args, **kwargs)
+
+
 class VerifiedCheckpointMixIn:
-    """MatGL's ``save`` / ``load`` of a model class, as :func:`save_model` / :func:`load_model`.
+    """MatGL's ``save`` / ``load`` of a model class, as :func:`save_checkpoint` / :func:`load_checkpoint`.
 
     ``model.save(dir)`` writes a full checkpoint (hashes, JSON, safetensors), and ``matgl.load_model(dir)``, which
-    calls ``cls.load``, goes through every check of :func:`load_model`.
+    calls ``cls.load``, goes through every check of :func:`load_checkpoint`.
     """
 
     def save(self, path: str | Path = ".", metadata: dict | None = None, makedirs: bool = True) -> None:
-        """Write the model as a checkpoint folder at ``path`` (:func:`save_model`; ``metadata`` is ignored)."""
-        save_model(self, path)
+        """Write the model as a checkpoint folder at ``path`` (:func:`save_checkpoint`; ``metadata`` is ignored)."""
+        save_checkpoint(self, path)
 
     @classmethod
     def load(cls, path: str | Path | dict, **kwargs: Any) -> MatGLModel:
-        """Load a checkpoint folder, or MatGL's ``{"model.json": path, …}``, verified like :func:`load_model`."""
+        """Load a checkpoint folder, or MatGL's ``{"model.json": path, …}``, verified like :func:`load_checkpoint`."""
         folder = Path(path["model.json"]).parent if isinstance(path, dict) else Path(path)
-        model = load_model(folder)
+        model = load_checkpoint(folder)
         if not isinstance(model, cls):
             raise CheckpointError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
         return model

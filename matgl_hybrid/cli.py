@@ -17,10 +17,10 @@ from matgl_hybrid import data, inference
 from matgl_hybrid.checkpoint import (
     FORMAT_VERSION,
     check_model_dir,
-    load_model,
+    load_checkpoint,
     migrate_checkpoint,
     read_header,
-    save_model,
+    save_checkpoint,
 )
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import run_cv
@@ -210,7 +210,7 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict a dataset with a saved model; CSV columns ``id,prediction`` (+ ``std`` for an ensemble)."""
     check_output_file(args.out)
-    return predict_to_csv(load_model(args.model), args)
+    return predict_to_csv(load_checkpoint(args.model), args)
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
@@ -260,7 +260,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     cache = _cache(args)
     descriptors = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=cache, ids=dataset.ids)
     if args.model:
-        models = {args.model.name: load_model(args.model)}
+        models = {args.model.name: load_checkpoint(args.model)}
     else:
         models = untrained_models(args.backbone, args.readouts.split(","), args.seed)
     embeddings = {
@@ -276,7 +276,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data."""
     check_output_dir(args.out)
-    model = load_model(args.model)
+    model = load_checkpoint(args.model)
     dataset = data.load(args.data, target=args.target)
     table = descriptor_importance(
         model, dataset.structures, dataset.targets, dataset.ids, _cache(args), n_repeats=args.repeats
@@ -314,7 +314,7 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     elif args.action == "download":
         print(path)
     else:
-        return predict_to_csv(load_model(path), args)
+        return predict_to_csv(load_checkpoint(path), args)
     return 0
 
 
@@ -337,7 +337,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "max_epochs": args.max_epochs,
         "command": shlex.join(["matgl-hybrid", *args.argv]),
     }
-    save_model(module.encoder, args.out, {"pretraining": record})
+    save_checkpoint(module.encoder, args.out, {"pretraining": record})
     print(f"saved the encoder to {args.out}")
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, parse_manifest, sha256_file, verify
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_checkpoint, parse_manifest, sha256_file, verify
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import make_temp_dir
 from matgl_hybrid.paths import cache_root
@@ -61,7 +61,7 @@ def resolve(source: str | Path) -> Path:
 
 def load_pretrained(source: str | Path) -> MatGLModel:
     """Load a checkpoint by name, path or URL (``file://``, ``https://``, ``hf://owner/repo``)."""
-    return load_model(resolve(source))
+    return load_checkpoint(resolve(source))
 
 
 def download(url: str, cache: Path | None = None) -> Path:

@@ -126,7 +126,7 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
-    from matgl_hybrid.checkpoint import load_model
+    from matgl_hybrid.checkpoint import load_checkpoint
     from matgl_hybrid.model_card import heldout_split, holdout_metrics
     from matgl_hybrid.training import device_name
 
@@ -147,7 +147,7 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     held_out = heldout_split(record)
     expected = np.log10([r["bulk_modulus_vrh"] for r in records if r["id"] in set(test["ids"])])
     assert np.allclose(np.sort(held_out.targets), np.sort(expected))
-    rescored = holdout_metrics(load_model(out), held_out, cache_dir=None)
+    rescored = holdout_metrics(load_checkpoint(out), held_out, cache_dir=None)
     assert rescored["mae"] == pytest.approx(test["mae"], abs=1e-9)
     card = (out / "model_card.md").read_text()
     assert f"| {test['mae']:.6g} |" in card

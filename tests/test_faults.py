@@ -22,7 +22,7 @@ from pymatgen.core import Lattice, Structure
 
 import matgl_hybrid.files
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_model, save_model, sha256_file
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from matgl_hybrid.cli import main
 from matgl_hybrid.descriptors import DescriptorTransform, get_descriptor_set
 from matgl_hybrid.descriptors.groups import value_digest
@@ -45,7 +45,7 @@ def elastic():
 def trained(elastic, tmp_path_factory):
     """A tiny trained hybrid, saved once; tests copy the folder before changing it."""
     result = fit(elastic, spec=TrainSpec(max_epochs=1, **TINY), cache_dir=None)
-    return save_model(result.model, tmp_path_factory.mktemp("model") / "model", {"training": {"note": "test"}})
+    return save_checkpoint(result.model, tmp_path_factory.mktemp("model") / "model", {"training": {"note": "test"}})
 
 
 def _copy(model_dir: Path, tmp_path: Path) -> Path:
@@ -67,7 +67,7 @@ def _flip_a_byte(path: Path) -> None:
 
 def _both_loaders_refuse(folder: Path, match: str) -> None:
     with pytest.raises(CheckpointError, match=match):
-        load_model(folder)
+        load_checkpoint(folder)
     with pytest.raises((ValueError, RuntimeError)) as caught:  # matgl wraps our error; it must refuse all the same
         matgl.load_model(folder)
     chained = caught.value.__cause__ or caught.value
@@ -108,12 +108,12 @@ def test_model_classes_are_matched_by_exact_module_and_name(trained, tmp_path, m
     (folder / "model.json").write_text(json.dumps(header))
     _rewrite_manifest(folder)
     with pytest.raises(CheckpointError, match="not a matgl-hybrid model"):
-        load_model(folder)
+        load_checkpoint(folder)
 
 
 def test_matgl_load_model_verifies_hashes_and_format_too(trained, tmp_path):
     folder = _copy(trained, tmp_path)
-    assert isinstance(matgl.load_model(folder), type(load_model(folder)))
+    assert isinstance(matgl.load_model(folder), type(load_checkpoint(folder)))
     _flip_a_byte(folder / "weights.safetensors")
     _both_loaders_refuse(folder, "corrupted or was modified")
     folder = Path(shutil.copytree(trained, tmp_path / "newer"))
@@ -132,25 +132,25 @@ def test_saving_over_a_model_keeps_what_the_package_did_not_write(trained, tmp_p
     (folder / "predictions.csv").write_text("id,prediction\na,1\n")
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    model = load_model(folder)
-    save_model(model, folder)  # without the "training" record of the first save
+    model = load_checkpoint(folder)
+    save_checkpoint(model, folder)  # without the "training" record of the first save
     assert (folder / "predictions.csv").read_text() == "id,prediction\na,1\n"
     assert (folder / "checkpoints" / "last.ckpt").read_bytes() == b"x"
     assert not (folder / "training.json").exists()  # the package's own file of the earlier save is replaced
-    load_model(folder)
+    load_checkpoint(folder)
 
 
 def test_a_folder_that_is_not_a_model_is_refused_unless_overwrite(trained, tmp_path):
-    model = load_model(trained)
+    model = load_checkpoint(trained)
     folder = tmp_path / "results"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="holds no saved model"):
-        save_model(model, folder)
+        save_checkpoint(model, folder)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
-    save_model(model, folder, overwrite=True)
+    save_checkpoint(model, folder, overwrite=True)
     assert (folder / "notes.txt").read_text() == "mine"
-    load_model(folder)
+    load_checkpoint(folder)
 
 
 @pytest.mark.slow
@@ -170,7 +170,7 @@ def test_train_refuses_a_foreign_out_before_any_work_and_accepts_a_checkpoint_di
     code = main([*base, "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"), "--no-cache"])
     assert code == 0
     assert (out / "checkpoints" / "member_0" / "last.ckpt").is_file()
-    load_model(out)
+    load_checkpoint(out)
 
 
 # 3. Cross-validation folds of another run ------------------------------------------------------------------------
@@ -404,7 +404,7 @@ def test_predict_has_no_descriptor_option_and_skips_invalid_entries_on_request(t
 def test_written_files_and_folders_follow_the_umask(trained, tmp_path):
     old = os.umask(0o027)
     try:
-        folder = save_model(load_model(trained), tmp_path / "m")
+        folder = save_checkpoint(load_checkpoint(trained), tmp_path / "m")
         matgl_hybrid.files.atomic_write_text(tmp_path / "t.txt", "x")
     finally:
         os.umask(old)

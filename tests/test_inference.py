@@ -15,7 +15,15 @@ from matgl.utils.training import ModelLightningModule
 from safetensors.torch import load_file, save_file
 
 from matgl_hybrid import inference
-from matgl_hybrid.checkpoint import CheckpointError, load_model, migrate_checkpoint, save_model, sha256_file
+from matgl_hybrid.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    migrate_checkpoint,
+    save_checkpoint,
+    save_model,
+    sha256_file,
+)
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, make_loader
@@ -104,19 +112,19 @@ def _as_format_2(folder, extra: dict[str, torch.Tensor]) -> None:
 def test_an_old_checkpoint_is_refused_with_the_command_that_migrates_it(structures, tmp_path):
     model = _model(structures)
     before = model.predict(structures)
-    save_model(model, tmp_path / "old", {"training": {"note": "kept"}}, texts={"model_card.md": "# card\n"})
+    save_checkpoint(model, tmp_path / "old", {"training": {"note": "kept"}}, texts={"model_card.md": "# card\n"})
     plain = MEGNet(element_types=model.element_types, cutoff=5.0, **TINY_MEGNET)
     head = {f"backbone.{k}": v for k, v in plain.state_dict().items() if k.startswith(("node_s2s", "output_proj"))}
     _as_format_2(tmp_path / "old", head)
     with pytest.raises(CheckpointError, match=r"checkpoint format 2.*matgl-hybrid migrate"):
-        load_model(tmp_path / "old")
+        load_checkpoint(tmp_path / "old")
     migrate_checkpoint(tmp_path / "old", tmp_path / "new")
-    np.testing.assert_array_equal(load_model(tmp_path / "new").predict(structures), before)
+    np.testing.assert_array_equal(load_checkpoint(tmp_path / "new").predict(structures), before)
     assert json.loads((tmp_path / "new" / "training.json").read_text()) == {"note": "kept"}
     assert (tmp_path / "new" / "model_card.md").read_text() == "# card\n"
     assert (tmp_path / "old" / "model.json").exists()  # the old folder is left as it was
 
-    save_model(model, tmp_path / "foreign")
+    save_checkpoint(model, tmp_path / "foreign")
     _as_format_2(tmp_path / "foreign", {"head.extra.weight": torch.zeros(2)})  # a weight the model never had
     with pytest.raises(CheckpointError, match="does not fit"):
         migrate_checkpoint(tmp_path / "foreign", tmp_path / "refused")
@@ -130,3 +138,12 @@ def test_prediction_path_validates_before_any_work(structures):
     fused = inference.embed(model, structures[:3], tap="fused")
     assert graph.shape[0] == fused.shape[0] == 3
     np.testing.assert_allclose(inference.predict(model, structures[:3]), model.predict(structures[:3]), rtol=0)
+
+
+def test_the_old_names_of_the_checkpoint_functions_still_work_with_a_warning(structures, tmp_path):
+    model = _model(structures)
+    with pytest.warns(DeprecationWarning, match="save_checkpoint"):
+        save_model(model, tmp_path / "m")
+    with pytest.warns(DeprecationWarning, match="load_checkpoint"):
+        loaded = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(structures[:2]), model.predict(structures[:2]))

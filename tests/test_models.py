@@ -13,7 +13,7 @@ import torch
 from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Lattice, Structure
 
-from matgl_hybrid.checkpoint import CheckpointError, load_model, save_model, sha256_file
+from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader
@@ -91,7 +91,7 @@ def test_save_then_matgl_load_model_gives_identical_predictions(backbone, heat_c
     before = model.predict(structures, cache_dir=None)
     assert before.shape == (12,)
     assert np.isfinite(before).all()
-    save_model(model, tmp_path / "model")
+    save_checkpoint(model, tmp_path / "model")
     loaded = matgl.load_model(tmp_path / "model")
     assert type(loaded) is HybridModel
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), before)
@@ -180,7 +180,7 @@ def test_incompatible_checkpoints_are_refused(heat_capacity, tmp_path):
     stale = HybridModel(**{**model._init_args, "descriptor_version": "0000"}).eval()
     with pytest.raises(ValueError, match="descriptor set 'lattice' version 0000"):
         stale.predict(structures, cache_dir=None)
-    save_model(model, tmp_path / "m")
+    save_checkpoint(model, tmp_path / "m")
     header = json.loads((tmp_path / "m" / "model.json").read_text())
     header["metadata"]["format_version"] = 99
     (tmp_path / "m" / "model.json").write_text(json.dumps(header))
@@ -189,9 +189,9 @@ def test_incompatible_checkpoints_are_refused(heat_capacity, tmp_path):
     )
     (tmp_path / "m" / "SHA256SUMS").write_text(manifest)  # a genuine checkpoint from a newer version
     with pytest.raises(CheckpointError, match="upgrade matgl-hybrid"):
-        load_model(tmp_path / "m")
+        load_checkpoint(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="not a saved model"):
-        load_model(tmp_path)
+        load_checkpoint(tmp_path)
 
 
 def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
@@ -206,7 +206,7 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
     expected = np.stack([m.predict(structures, cache_dir=None) for m in members])
     np.testing.assert_allclose(mean, expected.mean(axis=0), rtol=1e-6)
     assert (std > 0).all()
-    save_model(ensemble, tmp_path / "ens")
+    save_checkpoint(ensemble, tmp_path / "ens")
     loaded = matgl.load_model(tmp_path / "ens")
     assert type(loaded) is HybridEnsemble
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
@@ -232,7 +232,7 @@ def test_native_readout_is_matgls_own_megnet(heat_capacity, tmp_path):
     assert model.head is None
     prediction = model.predict(structures, cache_dir=None)
     assert np.isfinite(prediction).all()
-    save_model(model, tmp_path / "native")
+    save_checkpoint(model, tmp_path / "native")
     np.testing.assert_array_equal(matgl.load_model(tmp_path / "native").predict(structures, cache_dir=None), prediction)
     with pytest.raises(ValueError, match="cannot fuse descriptors"):
         _tiny_model(structures, "megnet", readout="native")
@@ -256,7 +256,7 @@ def test_classification_gives_probabilities(heat_capacity):
 def test_checkpoint_has_safe_files_and_refuses_any_flipped_byte(heat_capacity, tmp_path):
     structures = heat_capacity.structures[:4]
     model = _tiny_model(structures, "megnet")
-    save_model(model, tmp_path / "m", records={"training": {"note": "x"}}, texts={"model_card.md": "# card\n"})
+    save_checkpoint(model, tmp_path / "m", records={"training": {"note": "x"}}, texts={"model_card.md": "# card\n"})
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert {
         "model.json",
@@ -271,7 +271,7 @@ def test_checkpoint_has_safe_files_and_refuses_any_flipped_byte(heat_capacity, t
     assert "descriptor_transform" not in header["kwargs"]  # stored once, in its own file
     assert header["metadata"]["descriptor_set"] == "lattice"
     expected = model.predict(structures, cache_dir=None)
-    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(structures, cache_dir=None), expected)
+    np.testing.assert_array_equal(load_checkpoint(tmp_path / "m").predict(structures, cache_dir=None), expected)
     for name in names:
         if name == "SHA256SUMS":
             continue
@@ -281,4 +281,4 @@ def test_checkpoint_has_safe_files_and_refuses_any_flipped_byte(heat_capacity, t
         data[len(data) // 2] ^= 0x01
         (copy / name).write_bytes(bytes(data))
         with pytest.raises(CheckpointError, match=name.replace(".", "\\.")):
-            load_model(copy)
+            load_checkpoint(copy)

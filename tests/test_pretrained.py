@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from matgl_hybrid.checkpoint import FORMAT_VERSION, CheckpointError, save_model
+from matgl_hybrid.checkpoint import FORMAT_VERSION, CheckpointError, save_checkpoint
 from matgl_hybrid.data import load_records
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.pretrained import list_pretrained, load_pretrained, pretrained_cache_dir
@@ -32,7 +32,7 @@ def saved(shared_data, tmp_path, monkeypatch):
         target_std=[20.0],
         backbone_kwargs={"nblocks": 1},
     ).eval()
-    save_model(model, tmp_path / "ckpt")
+    save_checkpoint(model, tmp_path / "ckpt")
     return tmp_path / "ckpt", data.structures, model.predict(data.structures, cache_dir=None)
 
 

@@ -116,12 +116,12 @@ def test_cli_pretrain_saves_a_loadable_encoder(tmp_path):
 
 
 def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
-    from matgl_hybrid.checkpoint import save_model
+    from matgl_hybrid.checkpoint import save_checkpoint
     from matgl_hybrid.descriptors import featurize
 
     torch.manual_seed(0)
     encoder = _encoder().eval()
-    save_model(encoder, tmp_path / "enc")
+    save_checkpoint(encoder, tmp_path / "enc")
     spec = f"ssl:{tmp_path / 'enc'}:0,2"
     frame = featurize(structures[:4], spec, cache_dir=tmp_path / "cache", progress=False)
     assert frame.shape == (4, 32)
@@ -137,13 +137,13 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
 def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_path):
     import matgl
 
-    from matgl_hybrid.checkpoint import save_model
+    from matgl_hybrid.checkpoint import save_checkpoint
     from matgl_hybrid.data import from_structures
     from matgl_hybrid.training import TrainSpec, fit
 
     torch.manual_seed(0)
     encoder = _encoder().eval()
-    save_model(encoder, tmp_path / "enc")
+    save_checkpoint(encoder, tmp_path / "enc")
     data = from_structures(structures[:30], targets=np.linspace(0, 1, 30), target_name="y")
     megnet = {k: v for k, v in SMALL.items() if k != "nblocks"} | {"nblocks": 1}
     spec = TrainSpec(
@@ -159,7 +159,7 @@ def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_pa
         torch.testing.assert_close(model.ne_encoder.encoder.state_dict()[name], value)
     assert not any(p.requires_grad for p in model.ne_encoder.parameters())
     before = model.predict(structures[:5], cache_dir=None)
-    save_model(model, tmp_path / "negnn")
+    save_checkpoint(model, tmp_path / "negnn")
     np.testing.assert_array_equal(matgl.load_model(tmp_path / "negnn").predict(structures[:5], cache_dir=None), before)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.errors import UnknownNameError
@@ -21,7 +21,7 @@ from matgl_hybrid.inference import embedding_width, material_embeddings
 
 @lru_cache(maxsize=4)
 def _encoder(path: str) -> MatGLModel:
-    return load_model(path)
+    return load_checkpoint(path)
 
 
 def ssl_set(spec: str) -> DescriptorSet:

@@ -12,7 +12,7 @@ import torchmetrics
 from lightning.pytorch.callbacks import Callback
 from matgl.utils.training import ModelLightningModule
 
-from matgl_hybrid.checkpoint import load_model
+from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.training.datamodule import HybridDataModule
@@ -70,7 +70,7 @@ def build_model(
     encoder = None
     if spec.node_embeddings:
         path, _, layers = spec.node_embeddings.rpartition(":")
-        encoder = load_model(path)
+        encoder = load_checkpoint(path)
         model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
     y_train = datamodule.train.targets
     regression = spec.task == "regression"

@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import Logger
-
-from matgl_hybrid.checkpoint import save_model
+from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.model_card import holdout_metrics, render_card
@@ -99,7 +96,7 @@ class TrainedModel:
         def write() -> Path:
             record = self.training_record(source, command)
             texts = {"model_card.md": render_card(record, title)}
-            return save_model(self.model, out, {"training": record}, texts=texts, overwrite=overwrite, allow=allow)
+            return save_checkpoint(self.model, out, {"training": record}, texts=texts, overwrite=overwrite, allow=allow)
 
         path = write()
         if self.test is not None and "test" not in self.record:
@@ -115,13 +112,9 @@ def train(
     ensemble: int = 1,
     test_fraction: float = 0.0,
     test_seed: int = 0,
-    target_units: str | None = None,
-    cache_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
-    trainer_kwargs: dict[str, Any] | None = None,
-    callbacks: Iterable[Callback] = (),
-    logger: Logger | bool | None = None,
     on_member: Callable[[int, FitResult], None] | None = None,
+    **fit_options: Any,
 ) -> TrainedModel:
     """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, one model or an ensemble.
 
@@ -137,12 +130,11 @@ def train(
         ensemble: number of members (K > 1: a :class:`HybridEnsemble`).
         test_fraction: fraction held out as a test split, in [0, 1) (0: none).
         test_seed: seed of the test split.
-        target_units: units of the target, stored with the model.
-        cache_dir: descriptor cache folder; None: no cache.
         checkpoint_dir: Lightning checkpoints of member ``k`` in ``<checkpoint_dir>/member_<k>`` (see :func:`fit`:
             a rerun resumes them).
-        trainer_kwargs, callbacks, logger: see :func:`fit`; the same ones serve every member.
         on_member: called as ``on_member(k, result)`` after member ``k`` (from 0) is trained, in every process.
+        fit_options: ``target_units``, ``cache_dir``, ``trainer_kwargs``, ``callbacks``, ``logger`` of :func:`fit`;
+            the same ones serve every member.
 
     Raises:
         ValueError: settings or data that cannot train (checked before any work).
@@ -163,7 +155,9 @@ def train(
     # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
     split = split_indices(len(data), spec.val_fraction, spec.seed)
     train_split, val_split = data.subset(split[0]), data.subset(split[1])
-    callbacks = list(callbacks)  # the same ones for every member
+    if unknown := sorted(set(fit_options) - {"target_units", "cache_dir", "trainer_kwargs", "callbacks", "logger"}):
+        raise TypeError(f"train() got unexpected keyword arguments {unknown}")
+    fit_options["callbacks"] = list(fit_options.get("callbacks", ()))  # the same ones for every member
     results = []
     for k in range(ensemble):
         member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
@@ -171,22 +165,18 @@ def train(
             train_split,
             spec=member_spec,
             val_data=val_split,
-            target_units=target_units,
-            cache_dir=cache_dir,
             checkpoint_dir=Path(checkpoint_dir) / f"member_{k}" if checkpoint_dir is not None else None,
-            trainer_kwargs=trainer_kwargs,
-            callbacks=callbacks,
-            logger=logger,
+            **fit_options,
         )
         if on_member is not None:
             on_member(k, result)
         results.append(result)
     model = results[0].model if ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
     model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
-    accelerator = (trainer_kwargs or {}).get("accelerator", spec.accelerator)
+    accelerator = (fit_options.get("trainer_kwargs") or {}).get("accelerator", spec.accelerator)
     record = {
         "target_name": data.target_name,
-        "units": target_units,
+        "units": fit_options.get("target_units"),
         "n_structures": len(data),
         "spec": spec.to_dict(),
         "device": device_name(accelerator),
@@ -203,4 +193,4 @@ def train(
         ],
         "val_ids": results[0].val_ids,
     }
-    return TrainedModel(model, results, test, record, test_fraction, test_seed, cache_dir)
+    return TrainedModel(model, results, test, record, test_fraction, test_seed, fit_options.get("cache_dir"))
