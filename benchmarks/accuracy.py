@@ -107,10 +107,10 @@ def gnn_spec(
     return TrainSpec(
         backbone=backbone,
         readout=readout,
-        descriptors=descriptors,
+        descriptor_set=descriptors,
         fusion=fusion,
         lr=2e-3,
-        elements="all",  # a test fold may hold elements its training folds lack
+        element_types="all",  # a test fold may hold elements its training folds lack
         progress=False,
         **{**BUDGETS[dataset], **overrides},
     )

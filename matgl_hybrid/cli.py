@@ -107,19 +107,19 @@ _SPEC_FLAGS = {
     "n_jobs": int,
     "elements": str,
 }
+#: Flags whose TrainSpec field has another name (the flags keep their 0.1 names).
+_FLAG_FIELDS = {"descriptors": "descriptor_set", "elements": "element_types"}
 
 
 def train_spec(args: argparse.Namespace) -> TrainSpec:
     """Defaults, then the ``--config`` JSON file, then the flags given on the command line."""
-    spec = TrainSpec.from_json(args.config) if args.config else TrainSpec()
-    for name in _SPEC_FLAGS:
-        value = getattr(args, name)
-        if value is not None:
-            setattr(spec, name, value)
+    values = TrainSpec.from_json(args.config).to_dict() if args.config else {}
+    for flag in _SPEC_FLAGS:
+        if (value := getattr(args, flag)) is not None:
+            values[_FLAG_FIELDS.get(flag, flag)] = value
     if args.devices is not None:
-        spec.devices = int(args.devices) if args.devices.isdigit() else args.devices
-    spec.__post_init__()
-    return spec
+        values["devices"] = int(args.devices) if args.devices.isdigit() else args.devices
+    return TrainSpec.from_dict(values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -364,7 +364,8 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
     p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
     for name, kind in _SPEC_FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{name}")
+        field = _FLAG_FIELDS.get(name, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{field}")
     _add_cache_options(p)
 
 

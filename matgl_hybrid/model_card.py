@@ -65,13 +65,14 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
 def render_card(record: dict[str, Any], title: str) -> str:
     """The ``model_card.md`` of a checkpoint from its training record (``matgl-hybrid train``'s ``training.json``)."""
     spec = record["spec"]
+    descriptor_set = spec["descriptor_set"] if "descriptor_set" in spec else spec["descriptors"]  # 0.1 records
     member = record["members"][0]
     units = record.get("units") or "target units"
     lines = [
         f"# {title}",
         "",
         "## Model",
-        f"- {spec['backbone']} backbone, `{spec['readout']}` readout, descriptors `{spec['descriptors']}` "
+        f"- {spec['backbone']} backbone, `{spec['readout']}` readout, descriptors `{descriptor_set}` "
         f"({spec['fusion']} fusion), cutoff {spec['cutoff']} Å; {len(record['members'])} member(s).",
         f"- Predicts `{record['target_name']}` in {units}.",
         "",

@@ -20,7 +20,7 @@ def test_ddp_on_two_cpu_processes_saves_one_model_whose_record_is_exact(tmp_path
     path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 44, tmp_path)
     config = tmp_path / "tiny.json"
     # 44 structures, 25 % validation: 11, an odd number, so that the two ranks validate unequal shares.
-    spec = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "val_fraction": 0.25, "descriptors": "lattice"}
+    spec = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "val_fraction": 0.25, "descriptor_set": "lattice"}
     config.write_text(json.dumps({**spec, "progress": False}))
     out = tmp_path / "model"
     command = [sys.executable, "-m", "matgl_hybrid.cli", "train", "--data", str(path), "--target", "K_VRH"]

@@ -31,7 +31,7 @@ from matgl_hybrid.fingerprint import FingerprintMismatch, run_fingerprint
 from matgl_hybrid.pretrained import load_pretrained
 from matgl_hybrid.training import HybridLightningModule, TrainSpec, fit
 
-TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptors": "lattice", "progress": False}
+TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptor_set": "lattice", "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ def test_training_on_200_real_structures_beats_the_mean_predictor(heat_capacity,
     spec = TrainSpec(
         backbone="megnet",
         readout="extensive",
-        descriptors="gong28",
+        descriptor_set="gong28",
         max_epochs=15,
         lr=3e-3,
         progress=False,
@@ -214,7 +214,7 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
 
 @pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(heat_capacity, tmp_path):
-    spec = TrainSpec(max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptors="lattice")
+    spec = TrainSpec(max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptor_set="lattice")
     data = heat_capacity.subset(range(40))
     first = fit(data, spec=spec, cache_dir=None, checkpoint_dir=tmp_path)
     assert (tmp_path / "last.ckpt").exists()
@@ -243,7 +243,11 @@ def test_classification_gives_probabilities(heat_capacity):
     data = heat_capacity.subset(range(40))
     data.targets = (data.targets > np.median(data.targets)).astype(float)
     spec = TrainSpec(
-        max_epochs=2, progress=False, backbone_kwargs=SMALL["megnet"], descriptors="lattice", task="classification"
+        max_epochs=2,
+        progress=False,
+        backbone_kwargs=SMALL["megnet"],
+        descriptor_set="lattice",
+        task_type="classification",
     )
     model = fit(data, spec=spec, cache_dir=None).model
     probabilities = model.predict(data.structures, cache_dir=None)

@@ -54,7 +54,7 @@ def test_natoms_is_recovered_from_sum_pooling_but_not_from_mean_pooling(binaries
 def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_path):
     data = binaries.subset(range(120))
     data.targets = np.log10(np.clip(data.targets, 1, None))
-    spec = TrainSpec(max_epochs=3, progress=False, backbone_kwargs=SMALL, descriptors="lattice", readout="sum")
+    spec = TrainSpec(max_epochs=3, progress=False, backbone_kwargs=SMALL, descriptor_set="lattice", readout="sum")
     model = fit(data, spec=spec, cache_dir=tmp_path).model
     graph = embed(model, data.structures[:10], cache_dir=tmp_path)
     fused = embed(model, data.structures[:10], tap="fused", cache_dir=tmp_path)
@@ -93,7 +93,7 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
     assert (tmp_path / "probe" / "probe.png").exists()
 
     config = tmp_path / "spec.json"
-    config.write_text(json.dumps({"backbone_kwargs": SMALL, "descriptors": "lattice", "progress": False}))
+    config.write_text(json.dumps({"backbone_kwargs": SMALL, "descriptor_set": "lattice", "progress": False}))
     train = ["train", "--data", str(path), "--target", "bulk_modulus_vrh", "--config", str(config), "--max-epochs", "1"]
     assert main([*train, "--out", str(tmp_path / "model"), *cache]) == 0
     explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]

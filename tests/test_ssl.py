@@ -149,7 +149,7 @@ def test_negnn_trains_saves_and_loads_with_its_frozen_encoder(structures, tmp_pa
     spec = TrainSpec(
         max_epochs=2,
         progress=False,
-        descriptors=None,
+        descriptor_set=None,
         backbone_kwargs=megnet,
         node_embeddings=f"{tmp_path / 'enc'}:0,1",
     )

@@ -17,8 +17,9 @@ from matgl_hybrid import data
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import HybridDataModule, TrainedModel, TrainSpec, fit, train
+from matgl_hybrid.training.spec import upgrade_fingerprint
 
-TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptors": "lattice", "progress": False}
+TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptor_set": "lattice", "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_data_module_without_descriptors_and_with_all_elements(elastic):
     module = HybridDataModule(
         elastic.subset(range(6)),
         elastic.subset(range(6, 8)),
-        TrainSpec(**{**TINY, "descriptors": None, "elements": "all"}),
+        TrainSpec(**{**TINY, "descriptor_set": None, "element_types": "all"}),
     )
     module.setup()
     assert module.transform_ is None
@@ -132,7 +133,7 @@ def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_c
     seen = []
     trained = train(
         elastic,
-        TrainSpec(max_epochs=1, elements="all", **TINY),  # the test split may hold elements training lacks
+        TrainSpec(max_epochs=1, element_types="all", **TINY),  # the test split may hold elements training lacks
         ensemble=2,
         test_fraction=0.25,
         test_seed=3,
@@ -179,3 +180,21 @@ def test_a_resumed_fit_logs_each_run_in_a_new_csv_version_and_a_finished_rerun_l
     assert rerun.history == resumed.history
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["version_0", "version_1"]
     assert isinstance(rerun.model, HybridModel)
+
+
+def test_the_0_1_names_of_trainspec_fields_still_work_with_a_warning(tmp_path):
+    with pytest.warns(DeprecationWarning, match="TrainSpec.descriptors is now TrainSpec.descriptor_set"):
+        spec = TrainSpec(descriptors="lattice", elements="all", task="classification")
+    assert (spec.descriptor_set, spec.element_types, spec.task_type) == ("lattice", "all", "classification")
+    with pytest.warns(DeprecationWarning, match="descriptor_set"):
+        assert spec.descriptors == "lattice"
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"descriptors": None, "elements": ["Na", "Cl"]}))
+    with pytest.warns(DeprecationWarning, match="element_types"):
+        loaded = TrainSpec.from_json(config)
+    assert loaded.descriptor_set is None
+    assert loaded.element_types == ["Na", "Cl"]
+    assert "descriptors" not in loaded.to_dict()
+    old = {"data": "x", "spec": {"descriptors": "lattice", "seed": 0}}
+    assert upgrade_fingerprint(old) == {"data": "x", "spec": {"descriptor_set": "lattice", "seed": 0}}
+    assert upgrade_fingerprint(None) is None

@@ -34,12 +34,12 @@ def run_cv(
     """
     out = check_output_dir(out)
     spec.validate()
-    version = get_descriptor_set(spec.descriptors).version if spec.descriptors else None
+    version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
     store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version))
 
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
-        fold_spec = type(spec)(**{**spec.to_dict(), "seed": spec.seed + fold, "elements": "all"})
+        fold_spec = type(spec)(**{**spec.to_dict(), "seed": spec.seed + fold, "element_types": "all"})
         result = fit(train, spec=fold_spec, cache_dir=cache_dir)
         predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
         return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch}
@@ -49,7 +49,7 @@ def run_cv(
     summary = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
     name = data.target_name or "target"
-    label = f"{spec.backbone}/{spec.readout}/{spec.descriptors or 'no descriptors'}"
+    label = f"{spec.backbone}/{spec.readout}/{spec.descriptor_set or 'no descriptors'}"
     write_report(
         out / "cv",
         f"Cross-validation of {name} (Matbench protocol)",

@@ -16,6 +16,7 @@ from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.files import atomic_write_text, read_json
 from matgl_hybrid.fingerprint import check_fingerprint
+from matgl_hybrid.training.spec import upgrade_fingerprint
 
 
 class FoldStore:
@@ -43,7 +44,8 @@ class FoldStore:
         if not self.path(fold).is_file():
             return False
         if self.fingerprint is not None:
-            check_fingerprint(self.load(fold).get("fingerprint"), self.fingerprint, self.path(fold), self.HINT)
+            stored = upgrade_fingerprint(self.load(fold).get("fingerprint"))
+            check_fingerprint(stored, self.fingerprint, self.path(fold), self.HINT)
         return True
 
     def load(self, fold: int) -> dict[str, Any]:

@@ -204,14 +204,14 @@ class MatbenchRun:
         data = StructureData(
             list(df["structure"]), df[target].to_numpy(dtype=float), [str(i) for i in df.index], target
         )
-        version = get_descriptor_set(self.spec.descriptors).version if self.spec.descriptors else None
+        version = get_descriptor_set(self.spec.descriptor_set).version if self.spec.descriptor_set else None
         return run_fingerprint([data], self.spec.to_dict(), version, task=task.dataset_name)
 
     def _train_and_predict(self, task, fold: int) -> dict[str, Any]:
         classification = task.metadata.task_type == "classification"
         # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
         task_type = "classification" if classification else "regression"
-        spec = TrainSpec(**{**self.spec.to_dict(), "task": task_type, "elements": "all"})
+        spec = TrainSpec(**{**self.spec.to_dict(), "task_type": task_type, "element_types": "all"})
         inputs, outputs = task.get_train_and_val_data(fold)
         train = _structures(inputs)
         train.targets = np.asarray(outputs, dtype=float)
@@ -254,8 +254,9 @@ class MatbenchRun:
             or (
                 f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout"
                 + (
-                    f", fused ({spec.fusion}) with the {spec.descriptors} structure descriptors of Gong et al. (2023)"
-                    if spec.descriptors
+                    f", fused ({spec.fusion}) with the {spec.descriptor_set} structure descriptors of Gong et al. "
+                    "(2023)"
+                    if spec.descriptor_set
                     else ""
                 )
                 + f"; trained per fold with early stopping on 10 % of the training data (max {spec.max_epochs} "

@@ -24,7 +24,7 @@ from matgl_hybrid.training.spec import TrainSpec
 class HybridDataModule(L.LightningDataModule):
     """The training and validation data of a run: descriptors, the fitted transform, graph datasets, loaders.
 
-    :meth:`setup` featurizes both splits (when ``spec.descriptors`` is set), fits a :class:`DescriptorTransform` on
+    :meth:`setup` featurizes both splits (when ``spec.descriptor_set`` is set), fits a :class:`DescriptorTransform` on
     the training split only (``transform_``, which the model takes as ``descriptor_transform``) and builds MatGL
     graph datasets (``train_set``, ``val_set``) carrying the *raw* descriptors (the model standardizes them
     itself). It does its work once: :func:`fit` calls it before building the model, and Lightning's own call in
@@ -37,11 +37,11 @@ class HybridDataModule(L.LightningDataModule):
 
     Args:
         train, val: the training and validation splits, with targets.
-        spec: the run's settings; used: ``descriptors``, ``cutoff``, ``elements``, ``batch_size``, ``seed``,
-            ``n_jobs``, ``progress``.
+        spec: the run's settings; used: ``descriptor_set``, ``cutoff``, ``element_types``, ``batch_size``,
+            ``seed``, ``n_jobs``, ``progress``.
         cache_dir: descriptor cache folder; None: no cache.
-        element_types: the model's element list (default: MatGL's 89 with ``spec.elements == "all"``, else the
-            elements of ``train`` and ``val``).
+        element_types: the model's element list (default: ``spec.element_types``: MatGL's 89 for "all", the elements
+            of ``train`` and ``val`` for "training", or the list given).
     """
 
     def __init__(
@@ -55,13 +55,15 @@ class HybridDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.train, self.val, self.spec, self.cache_dir = train, val, spec, cache_dir
-        if element_types is None:
-            element_types = (
-                DEFAULT_ELEMENTS if spec.elements == "all" else get_element_list(train.structures + val.structures)
-            )
+        if element_types is None and spec.element_types == "all":
+            element_types = DEFAULT_ELEMENTS
+        elif element_types is None and spec.element_types == "training":
+            element_types = get_element_list(train.structures + val.structures)
+        elif element_types is None:
+            element_types = spec.element_types
         self.element_types: tuple[str, ...] = tuple(element_types)
         self.descriptor_set: DescriptorSet | None = (
-            get_descriptor_set(spec.descriptors) if spec.descriptors is not None else None
+            get_descriptor_set(spec.descriptor_set) if spec.descriptor_set is not None else None
         )
         self.batch_size, self.seed = spec.batch_size, spec.seed
         self.transform_: DescriptorTransform | None = None

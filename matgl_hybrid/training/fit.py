@@ -134,7 +134,10 @@ def fit(
             f"cannot train on {len(train)} training and {len(val)} validation structures: at least 2 and 1 are "
             "needed (more data, or another val_fraction)"
         )
-    if spec.task == "classification" and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all():
+    if (
+        spec.task_type == "classification"
+        and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all()
+    ):
         raise ValueError("classification targets must be 0 or 1")
     datamodule = HybridDataModule(train, val, spec, cache_dir=cache_dir)
     resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version)

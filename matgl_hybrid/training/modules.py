@@ -61,7 +61,7 @@ def build_model(
     model_args: dict[str, Any] = {}
     if datamodule.descriptor_set is not None:
         model_args = {
-            "descriptor_set": spec.descriptors,
+            "descriptor_set": spec.descriptor_set,
             "descriptor_version": datamodule.descriptor_version,
             "descriptor_transform": datamodule.transform_.to_dict(),
             "descriptor_dim": spec.descriptor_dim,
@@ -73,7 +73,7 @@ def build_model(
         encoder = load_checkpoint(path)
         model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
     y_train = datamodule.train.targets
-    regression = spec.task == "regression"
+    regression = spec.task_type == "regression"
     model = HybridModel(
         backbone=spec.backbone,
         element_types=datamodule.element_types,
@@ -84,7 +84,7 @@ def build_model(
         activation=spec.activation,
         target_names=(target_name,),
         target_units=target_units,
-        task_type=spec.task,
+        task_type=spec.task_type,
         target_mean=[float(np.mean(y_train))] if regression else None,
         target_std=[float(np.std(y_train)) or 1.0] if regression else None,
         **model_args,
@@ -109,7 +109,7 @@ def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) ->
         decay_steps=spec.max_epochs * batches_per_epoch,
         decay_alpha=spec.decay_alpha,
     )
-    if spec.task == "classification":
+    if spec.task_type == "classification":
         module.loss = _binary_cross_entropy
     return module
 

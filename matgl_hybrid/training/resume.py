@@ -14,7 +14,7 @@ from matgl_hybrid.checkpoint import CheckpointError
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
-from matgl_hybrid.training.spec import TrainSpec
+from matgl_hybrid.training.spec import TrainSpec, upgrade_fingerprint
 
 
 class ResumableRun:
@@ -44,7 +44,7 @@ class ResumableRun:
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():
             stored = read_json(stamp) if stamp.is_file() else {}
-            check_fingerprint(stored.get("fingerprint"), self.fingerprint, last, self.HINT)
+            check_fingerprint(upgrade_fingerprint(stored.get("fingerprint")), self.fingerprint, last, self.HINT)
             try:
                 checkpoint = torch.load(last, map_location="cpu", weights_only=True)
                 self.state = checkpoint["state_dict"]

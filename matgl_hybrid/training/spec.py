@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from collections.abc import Mapping
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,14 @@ from matgl_hybrid.files import read_json
 
 #: The losses MatGL's ``ModelLightningModule`` knows (it falls back to L1 for any other name).
 LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
+#: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
+#: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
+RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
+_NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "<not given>"})()
+
+
+def _warn_renamed(old: str) -> None:
+    warnings.warn(f"TrainSpec.{old} is now TrainSpec.{RENAMED[old]}", DeprecationWarning, stacklevel=4)
 
 
 @dataclass
@@ -19,12 +29,13 @@ class TrainSpec:
 
     Model: ``backbone`` (megnet | m3gnet | tensornet), ``backbone_kwargs``, ``cutoff`` (Å), ``readout``
     (mean | sum | max | extensive | attention | set2set | native: the backbone's own, as MatGL ships it),
-    ``descriptors`` (a descriptor set name such as ``gong28`` or ``gong28+composition``; None for the plain
+    ``descriptor_set`` (a descriptor set name such as ``gong28`` or ``gong28+composition``; None for the plain
     backbone), ``fusion`` (concat | gate | film),
-    ``descriptor_dim``, ``head_hidden``, ``activation``, ``task`` (regression | classification: 0/1 targets,
-    probabilities out, binary cross-entropy loss), ``elements`` (training: the elements of the training data, so
-    that any other element is refused at prediction; all: MatGL's 89 default elements, for test sets that may hold
-    elements the training data lack, as in Matbench).
+    ``descriptor_dim``, ``head_hidden``, ``activation``, ``task_type`` (regression | classification: 0/1 targets,
+    probabilities out, binary cross-entropy loss), ``element_types`` (training: the elements of the training data,
+    so that any other element is refused at prediction; all: MatGL's 89 default elements, for test sets that may
+    hold elements the training data lack, as in Matbench; or a list of element symbols). The model's arguments have
+    the same names; the 0.1 names ``descriptors``, ``task`` and ``elements`` still work, deprecated.
 
     Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha),
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
@@ -36,13 +47,13 @@ class TrainSpec:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     cutoff: float = 5.0
     readout: str = "extensive"
-    descriptors: str | None = "gong28"
+    descriptor_set: str | None = "gong28"
     fusion: str = "concat"
     descriptor_dim: int = 64
     head_hidden: tuple[int, ...] = (64, 64)
     activation: str = "softplus2"
-    task: str = "regression"
-    elements: str = "training"
+    task_type: str = "regression"
+    element_types: str | list[str] = "training"
     node_embeddings: str | None = None
     max_epochs: int = 200
     batch_size: int = 32
@@ -56,20 +67,29 @@ class TrainSpec:
     devices: int | str = "auto"
     n_jobs: int = 1
     progress: bool = True
+    descriptors: InitVar[str | None] = _NOT_GIVEN
+    elements: InitVar[str] = _NOT_GIVEN
+    task: InitVar[str] = _NOT_GIVEN
 
-    def __post_init__(self):
-        if self.descriptors in ("none", "None", ""):
-            self.descriptors = None
+    def __post_init__(self, descriptors: str | None, elements: str, task: str):
+        for old, value in (("descriptors", descriptors), ("elements", elements), ("task", task)):
+            if value is not _NOT_GIVEN:
+                _warn_renamed(old)
+                setattr(self, RENAMED[old], value)
+        if self.descriptor_set in ("none", "None", ""):
+            self.descriptor_set = None
+        if not isinstance(self.element_types, str):
+            self.element_types = [str(e) for e in self.element_types]
         self.head_hidden = tuple(self.head_hidden)
         self.validate()
 
     def validate(self) -> None:
         """Refuse settings that cannot train, before any work (MatGL would silently train on L1 for any loss name)."""
         problems = []
-        if self.elements not in ("training", "all"):
-            problems.append(f"elements must be 'training' or 'all', got {self.elements!r}")
-        if self.task not in ("regression", "classification"):
-            problems.append(f"task must be 'regression' or 'classification', got {self.task!r}")
+        if isinstance(self.element_types, str) and self.element_types not in ("training", "all"):
+            problems.append(f"element_types must be 'training', 'all' or a list of symbols, got {self.element_types!r}")
+        if self.task_type not in ("regression", "classification"):
+            problems.append(f"task_type must be 'regression' or 'classification', got {self.task_type!r}")
         if self.loss not in LOSSES:
             problems.append(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         for name in ("max_epochs", "batch_size", "patience"):
@@ -89,12 +109,51 @@ class TrainSpec:
         values = read_json(path)
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of TrainSpec fields, got {type(values).__name__}")
+        return cls.from_dict(values, source=str(path))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "TrainSpec") -> TrainSpec:
+        """A spec from a dict of its fields (e.g. a training record's ``spec``); 0.1 names are mapped, with a warning.
+
+        Raises:
+            UnknownNameError: a key that is no field (it would be silently ignored otherwise), named with ``source``.
+        """
+        values = dict(values)
+        for old, new in RENAMED.items():
+            if old in values:
+                _warn_renamed(old)
+                values.setdefault(new, values.pop(old))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise UnknownNameError(f"unknown keys in {path}: {unknown}; known: {sorted(known)}")
+            raise UnknownNameError(f"unknown keys in {source}: {unknown}; known: {sorted(known)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)
+
+
+def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A run fingerprint (fold record, checkpoint folder) stored by 0.1, its settings under today's names, so that
+    the work it stands for is reused; any other fingerprint as it is."""
+    if not fingerprint or not isinstance(fingerprint.get("spec"), Mapping):
+        return fingerprint
+    spec = {RENAMED.get(k, k): v for k, v in fingerprint["spec"].items()}
+    return {**fingerprint, "spec": spec}
+
+
+def _renamed_property(old: str) -> property:
+    def get(self: TrainSpec) -> Any:
+        _warn_renamed(old)
+        return getattr(self, RENAMED[old])
+
+    def set_(self: TrainSpec, value: Any) -> None:
+        _warn_renamed(old)
+        setattr(self, RENAMED[old], value)
+
+    return property(get, set_, doc=f"Deprecated name of :attr:`{RENAMED[old]}`.")
+
+
+for _old in RENAMED:  # after the dataclass is made: its __init__ keeps the InitVar of the same name
+    setattr(TrainSpec, _old, _renamed_property(_old))
