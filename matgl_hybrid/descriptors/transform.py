@@ -15,7 +15,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from matgl_hybrid.files import atomic_write_text, read_json
 
-FORMAT_VERSION = 1
 _LEARNED = ("feature_names_in_", "n_features_in_", "median_", "mean_", "scale_")
 
 
@@ -88,7 +87,6 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         """JSON-safe state; floats round-trip exactly."""
         self._check_fitted()
         return {
-            "format_version": FORMAT_VERSION,
             "feature_names": [str(n) for n in self.feature_names_in_],
             "median": self.median_.tolist(),
             "mean": self.mean_.tolist(),
@@ -98,11 +96,9 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> DescriptorTransform:
         """Restore a transform saved with :meth:`to_dict`."""
-        version = state.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"DescriptorTransform format_version {version!r} not supported (expected {FORMAT_VERSION})"
-            )
+        version = state.get("format_version", 1)  # 0.1 wrote format_version 1; the checkpoint format covers it now
+        if version != 1:
+            raise ValueError(f"DescriptorTransform format_version {version!r} is not one this installation reads")
         t = cls()
         t.feature_names_in_ = np.array(state["feature_names"], dtype=object)
         t.median_, t.mean_, t.scale_ = (np.array(state[k], dtype=float) for k in ("median", "mean", "scale"))
