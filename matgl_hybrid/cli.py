@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from matgl_hybrid import data, inference
@@ -23,6 +22,7 @@ from matgl_hybrid.checkpoint import (
     save_checkpoint,
 )
 from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
@@ -79,14 +79,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     errors = frame.attrs["errors"]
     print(f"featurizer failures recorded as NaN: {len(errors)}")
-    positive = dataset.targets > 0
-    log_k = pd.Series(np.log10(dataset.targets[positive]))
-    summary = frame[positive].describe().T[["mean", "std", "min", "max"]]
-    summary["NaN"] = frame.isna().sum()
-    summary["spearman log10 K"] = frame[positive].reset_index(drop=True).corrwith(log_k, method="spearman")
+    summary = describe_descriptors(frame, dataset.targets, "log10 K")
     options = ("display.width", 200, "display.max_rows", 200, "display.max_columns", 20)
     with pd.option_context(*options, "display.float_format", "{:.4g}".format):
-        print(summary.sort_values("spearman log10 K", key=np.abs, ascending=False))
+        print(summary)
     return 0
 
 

@@ -33,6 +33,7 @@ from matgl_hybrid.descriptors import (
     structure_key,
 )
 from matgl_hybrid.descriptors import bank as bank_module
+from matgl_hybrid.descriptors.summary import describe_descriptors
 
 # The 28 descriptors of Gong et al. (Sci. Adv. 2023), in the order the foundation issue fixes.
 GONG28 = [
@@ -398,3 +399,14 @@ def test_cache_dir_default_honours_environment(monkeypatch, tmp_path):
 
     monkeypatch.setenv("MATGL_HYBRID_CACHE", os.fspath(tmp_path))
     assert descriptor_cache_dir() == tmp_path / "descriptors"
+
+
+def test_describe_descriptors_ranks_by_rank_correlation_with_the_log_target():
+    frame = pd.DataFrame({"up": [1.0, 2.0, 3.0, 4.0, 5.0], "down": [9.0, np.nan, 5.0, 1.0, 0.0], "flat": [1.0] * 5})
+    target = np.array([10.0, 20.0, 30.0, 40.0, -1.0])  # the last is left out of the statistics
+    table = describe_descriptors(frame, target, "log10 y")
+    assert table.index[:2].tolist() == ["up", "down"]  # |rho| = 1, 1, then the constant column (NaN)
+    assert table.loc["up", "spearman log10 y"] == pytest.approx(1.0)
+    assert table.loc["down", "spearman log10 y"] == pytest.approx(-1.0)
+    assert table.loc["down", "NaN"] == 1
+    assert table.loc["up", "max"] == 4.0
