@@ -2,10 +2,12 @@
 
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
+from matgl_hybrid import data
 from matgl_hybrid.datasets import DE_JONG_2015_PATH
 
 # The real datasets live next to the repository, in ../shared/data (see its README.md).
@@ -48,3 +50,15 @@ TINY_MEGNET = {
 
 #: The columns of the ``lattice`` descriptor set, in order.
 LATTICE_COLUMNS = ["a", "b", "c", "alpha", "beta", "gamma", "volume", "natoms", "crystal_system_int"]
+
+
+#: Training settings small enough for fast tests (a one-block MEGNet, the lattice descriptors).
+TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptor_set": "lattice", "progress": False}
+
+
+@pytest.fixture(scope="session")
+def elastic() -> data.StructureData:
+    """The first 24 structures of the packaged de Jong et al. 2015 set, with K_VRH (GPa)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)

@@ -17,7 +17,7 @@ from pathlib import Path
 import matgl
 import numpy as np
 import pytest
-from conftest import DEMO_DATA, TINY_MEGNET, write_small_records
+from conftest import DEMO_DATA, TINY, write_small_records
 from pymatgen.core import Lattice, Structure
 
 import matgl_hybrid.files
@@ -30,15 +30,6 @@ from matgl_hybrid.evaluation import FoldStore, cross_validate, run_cv
 from matgl_hybrid.fingerprint import FingerprintMismatch, run_fingerprint
 from matgl_hybrid.pretrained import load_pretrained
 from matgl_hybrid.training import HybridLightningModule, TrainSpec, fit
-
-TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptor_set": "lattice", "progress": False}
-
-
-@pytest.fixture(scope="module")
-def elastic():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 
 import numpy as np
 import pytest
-from conftest import DEMO_DATA, TINY_MEGNET
+from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 
@@ -18,15 +17,6 @@ from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import HybridDataModule, TrainedModel, TrainSpec, fit, train
 from matgl_hybrid.training.spec import upgrade_fingerprint
-
-TINY = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "descriptor_set": "lattice", "progress": False}
-
-
-@pytest.fixture(scope="module")
-def elastic():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
 
 
 def _val(dataset: data.StructureData, ids: list[str]) -> data.StructureData:
