@@ -62,6 +62,14 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
     return dataset.subset([position[i] for i in record["test"]["ids"]])
 
 
+#: The leakage statement of models that use CHGNet descriptors (README, model cards).
+LEAKAGE_CHGNET = (
+    "- Leakage: the `chgnet` descriptors come from CHGNet 0.3.0, pretrained on MPtrj, the relaxation trajectories "
+    "of nearly all Materials Project structures; it has seen the structures (not the labels) of MP-derived data, "
+    "and its energy per atom is close to a formation-energy label (`chgnet_noenergy` leaves it out)."
+)
+
+
 def render_card(record: dict[str, Any], title: str) -> str:
     """The ``model_card.md`` of a checkpoint from its training record (``matgl-hybrid train``'s ``training.json``)."""
     spec = record["spec"]
@@ -78,6 +86,8 @@ def render_card(record: dict[str, Any], title: str) -> str:
         "",
         "## Data and split",
     ]
+    if "chgnet" in str(descriptor_set):
+        lines.append(LEAKAGE_CHGNET)
     if record.get("data"):  # trained from a data file (the command line)
         lines.append(
             f"- `{Path(record['data']).name}`, target `{record['target']}`"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matminer.featurizers.base import BaseFeaturizer
@@ -47,6 +48,13 @@ class StructureContext:
 
     def __init__(self, structure: Structure):
         self.structure = structure
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, name: str, compute: Callable[[Structure], Any]) -> Any:
+        """``compute(structure)``, computed once per structure for all the groups that ask for ``name``."""
+        if name not in self._shared:
+            self._shared[name] = compute(self.structure)
+        return self._shared[name]
 
     @cached_property
     def voronoi(self) -> list[SiteFaces]:
@@ -65,6 +73,8 @@ class FeatureGroup:
         version: the version of the group's definition; change it whenever the definition changes.
         check_values: add the digest of the values on the reference structures to the key (:func:`value_digest`);
             off for groups whose version already pins their values (a learned encoder's weights hash).
+        requires: called when a set with this group is resolved; raises (one clear line) when what the group needs
+            is not installed, before any structure is featurized.
     """
 
     name: str
@@ -72,6 +82,7 @@ class FeatureGroup:
     compute: Callable[[StructureContext], Sequence[float]] = field(repr=False, compare=False)
     version: str = GROUP_VERSION
     check_values: bool = True
+    requires: Callable[[], object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:

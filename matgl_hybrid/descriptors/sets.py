@@ -15,6 +15,7 @@ from matminer.featurizers.base import BaseFeaturizer
 
 from matgl_hybrid.data import read_csv
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup, group_for_featurizer
+from matgl_hybrid.descriptors.uip import UIP_GROUPS
 from matgl_hybrid.errors import UnknownNameError
 
 
@@ -133,8 +134,9 @@ class DescriptorSet:
 
 def _named(name: str, columns: dict[str, Sequence[str] | None]) -> DescriptorSet:
     """A set from group names, each with the columns it contributes (None: all its labels)."""
-    groups = tuple(GROUPS[g] for g in columns)
-    cols = [c for g, sel in columns.items() for c in (GROUPS[g].labels if sel is None else sel)]
+    known = {**GROUPS, **UIP_GROUPS}
+    groups = tuple(known[g] for g in columns)
+    cols = [c for g, sel in columns.items() for c in (known[g].labels if sel is None else sel)]
     return DescriptorSet(name, groups, tuple(cols))
 
 
@@ -156,6 +158,10 @@ NAMED_SETS: dict[str, DescriptorSet] = {
         },
     ),
     "composition": _named("composition", {"magpie": None}),
+    # CHGNet 0.3.0 (descriptors/uip.py): its crystal and mean atom features, energy per atom and mean |magmom|;
+    # chgnet_noenergy leaves out the energy, close to a formation-energy label.
+    "chgnet": _named("chgnet", dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_energy", "chgnet_magmom"))),
+    "chgnet_noenergy": _named("chgnet_noenergy", dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_magmom"))),
     "lattice": _named(
         "lattice", {"lattice": None, "volume": None, "natoms": None, "symmetry": ("crystal_system_int",)}
     ),
@@ -185,7 +191,11 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
             raise UnknownNameError(
                 f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and ssl:<encoder>:<layers>"
             )
-        return _combine([NAMED_SETS[p] if p in NAMED_SETS else _prefixed_set(p) for p in parts])
+        dset = _combine([NAMED_SETS[p] if p in NAMED_SETS else _prefixed_set(p) for p in parts])
+        for group in dset.groups:
+            if group.requires is not None:
+                group.requires()  # e.g. chgnet installed: one clear line before any structure is featurized
+        return dset
     if isinstance(spec, BaseFeaturizer):
         group = group_for_featurizer(spec)
         return DescriptorSet(group.name, (group,), group.labels)

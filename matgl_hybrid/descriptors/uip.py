@@ -1,0 +1,106 @@
+"""Descriptors from a pretrained universal interatomic potential: CHGNet 0.3.0, whose weights ship in the chgnet wheel.
+
+One CHGNet pass per structure (energy and magnetic moments, no forces) gives four groups:
+
+- ``chgnet_crystal``: the 64-d crystal feature (CHGNet's pooled readout input);
+- ``chgnet_atoms``: the mean over atoms of the 64-d atom features before the last layer;
+- ``chgnet_energy``: the predicted energy per atom (eV/atom) — close to a formation-energy label, so the
+  ``chgnet_noenergy`` set leaves it out;
+- ``chgnet_magmom``: the mean absolute predicted magnetic moment (μB).
+
+Leakage: CHGNet was trained on MPtrj, the relaxation trajectories of nearly all Materials Project structures. It has
+seen the structures (not the labels) of MP-derived tasks.
+
+The weights are read with ``torch.load(weights_only=True)`` (no code runs). The group version names the chgnet model
+and the sha256 of its weights file, and the values on the reference structures are part of every cache key, as for
+every group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
+
+#: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
+CHGNET_MODEL = "0.3.0"
+#: ``pip install`` line that provides them.
+CHGNET_REQUIREMENT = "chgnet==0.4.2"
+WIDTH = 64
+
+
+def chgnet_weights() -> Path:
+    """The weights file of :data:`CHGNET_MODEL` inside the installed chgnet package."""
+    spec = importlib.util.find_spec("chgnet")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the chgnet descriptor sets need chgnet: pip install {CHGNET_REQUIREMENT}")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pretrained" / CHGNET_MODEL
+    files = sorted(folder.glob("*.pth.tar"))
+    if not files:
+        raise FileNotFoundError(f"no CHGNet {CHGNET_MODEL} weights in {folder}: pip install {CHGNET_REQUIREMENT}")
+    return files[0]
+
+
+@cache
+def _weights_digest() -> str:
+    """sha256 (12 hex digits) of the weights file."""
+    return hashlib.sha256(chgnet_weights().read_bytes()).hexdigest()[:12]
+
+
+@cache
+def chgnet_model() -> Any:
+    """The pretrained CHGNet, loaded once per process (on the GPU when there is one), in eval mode."""
+    from chgnet.model import CHGNet  # imported on first use: a heavy import, and an optional dependency
+
+    state = torch.load(chgnet_weights(), map_location="cpu", weights_only=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its parameter count
+        model = CHGNet.from_dict(state["model"])
+    return model.to(device).eval()
+
+
+def _prediction(ctx: StructureContext) -> dict[str, np.ndarray]:
+    """CHGNet's energy, magnetic moments, atom and crystal features of ``ctx.structure`` (computed once)."""
+
+    def predict(structure) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            return chgnet_model().predict_structure(
+                structure, task="em", return_atom_feas=True, return_crystal_feas=True
+            )
+
+    return ctx.shared("chgnet", predict)
+
+
+def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
+    return FeatureGroup(name, labels, lambda ctx: values(_prediction(ctx)), version=_version(), requires=chgnet_weights)
+
+
+def _version() -> str:
+    """The groups' definition version: the bank's, the model name and the weights' digest (when installed)."""
+    try:
+        digest = _weights_digest()
+    except (ModuleNotFoundError, FileNotFoundError):
+        digest = "not-installed"
+    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}"
+
+
+UIP_GROUPS: dict[str, FeatureGroup] = {
+    g.name: g
+    for g in (
+        _group("chgnet_crystal", tuple(f"chgnet_crystal_{i}" for i in range(WIDTH)), lambda p: p["crystal_fea"]),
+        _group(
+            "chgnet_atoms", tuple(f"chgnet_atom_mean_{i}" for i in range(WIDTH)), lambda p: p["atom_fea"].mean(axis=0)
+        ),
+        _group("chgnet_energy", ("chgnet_energy_per_atom",), lambda p: [float(np.ravel(p["e"])[0])]),
+        _group("chgnet_magmom", ("chgnet_mean_abs_magmom",), lambda p: [float(np.abs(p["m"]).mean())]),
+    )
+}
