@@ -130,10 +130,10 @@ def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureDat
     return data.subset(connected) if len(connected) < len(data) else data
 
 
-def _descriptor_model(make: Callable[[], object]) -> Callable:
+def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:
     def run(train: StructureData, test: StructureData, cache: Path, **_) -> np.ndarray:
         frames = [
-            featurize(d.structures, DESCRIPTORS_ONLY, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
+            featurize(d.structures, descriptors, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
             for d in (train, test)
         ]
         transform = DescriptorTransform().fit(frames[0])
@@ -148,6 +148,14 @@ def _descriptor_model(make: Callable[[], object]) -> Callable:
 def encoder_dir(dataset: str) -> Path:
     """The SSL encoder pretrained without ``dataset`` (``benchmarks/ssl_study.py`` makes it)."""
     return RESULTS / "ssl_work" / f"encoder_without_{dataset}"
+
+
+def _forest() -> RandomForestRegressor:
+    return RandomForestRegressor(n_estimators=300, n_jobs=-1, random_state=0)
+
+
+def _mlp() -> MLPRegressor:
+    return MLPRegressor(hidden_layer_sizes=(256, 128), early_stopping=True, max_iter=1000, random_state=0)
 
 
 def _gnn_model(
@@ -170,10 +178,14 @@ def _gnn_model(
 MODELS: dict[str, Callable] = {
     "megnet": _gnn_model("native", None),
     "megnet_readout": _gnn_model("extensive", None),
-    "descriptors_rf": _descriptor_model(lambda: RandomForestRegressor(n_estimators=300, n_jobs=-1, random_state=0)),
-    "descriptors_mlp": _descriptor_model(
-        lambda: MLPRegressor(hidden_layer_sizes=(256, 128), early_stopping=True, max_iter=1000, random_state=0)
-    ),
+    "descriptors_rf": _descriptor_model(_forest),
+    "descriptors_mlp": _descriptor_model(_mlp),
+    # Universal-potential knowledge (issue #18): the same models given CHGNet 0.3.0's descriptors as well;
+    # the _noenergy variants leave out CHGNet's energy per atom (close to a formation-energy label).
+    "descriptors_rf_chgnet": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet"),
+    "descriptors_mlp_chgnet": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet"),
+    "descriptors_rf_chgnet_noenergy": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet_noenergy"),
+    "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet_noenergy"),
     "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
     "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
@@ -200,6 +212,10 @@ COLUMN_NAMES = {
     "megnet_readout": "MEGNet, extensive readout",
     "descriptors_rf": "descriptors RF",
     "descriptors_mlp": "descriptors MLP",
+    "descriptors_rf_chgnet": "descriptors + chgnet RF",
+    "descriptors_mlp_chgnet": "descriptors + chgnet MLP",
+    "descriptors_rf_chgnet_noenergy": "descriptors + chgnet (no energy) RF",
+    "descriptors_mlp_chgnet_noenergy": "descriptors + chgnet (no energy) MLP",
     "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
     "hybrid_megnet_gate": "hybrid MEGNet (gate)",
     "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
@@ -231,7 +247,8 @@ def run(
             continue
         data = load_task(dataset, task, data_dir)
         # Fill the descriptor cache first, so that no fold's training time includes featurization.
-        featurize(data.structures, f"{DESCRIPTORS_ONLY}+gong28", n_jobs=-1, cache_dir=cache, ids=data.ids)
+        needed = f"{DESCRIPTORS_ONLY}+gong28" + ("+chgnet" if any("chgnet" in m for m in models) else "")
+        featurize(data.structures, needed, n_jobs=-1, cache_dir=cache, ids=data.ids)
         for model in models:
 
             def train_and_predict(train, test, fold, model=model):
