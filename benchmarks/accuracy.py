@@ -188,6 +188,9 @@ MODELS: dict[str, Callable] = {
     "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet_noenergy"),
     "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
     "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
+    # The hybrid given what the descriptor-only models see, then CHGNet's descriptors too (issue #18).
+    "hybrid_megnet_composition": _gnn_model("extensive", DESCRIPTORS_ONLY, "concat"),
+    "hybrid_megnet_chgnet": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet", "concat"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
     "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
     "tensornet": _gnn_model("native", None, backbone="tensornet"),
@@ -218,6 +221,8 @@ COLUMN_NAMES = {
     "descriptors_mlp_chgnet_noenergy": "descriptors + chgnet (no energy) MLP",
     "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
     "hybrid_megnet_gate": "hybrid MEGNet (gate)",
+    "hybrid_megnet_composition": "hybrid MEGNet (gong28+composition, concat)",
+    "hybrid_megnet_chgnet": "hybrid MEGNet (gong28+composition+chgnet, concat)",
     "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
     "tensornet": "plain TensorNet (MatGL)",
     "tensornet_readout": "TensorNet, extensive readout",
