@@ -288,6 +288,8 @@ def migrate_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
         CheckpointError: see :func:`load_checkpoint`; also when weights other than those of dropped modules do not fit.
     """
     path = Path(path)
+    if Path(out_dir).resolve() == path.resolve():
+        raise CheckpointError(f"{path}: migrate into another folder (--out), the old checkpoint is kept as it is")
     model, _ = _read_checkpoint(path, migrating=True)
     extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
     records = {f[: -len(".json")]: read_json(path / f) for f in extra if f.endswith(".json")}

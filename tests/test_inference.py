@@ -147,3 +147,9 @@ def test_the_old_names_of_the_checkpoint_functions_still_work_with_a_warning(str
     with pytest.warns(DeprecationWarning, match="load_checkpoint"):
         loaded = load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(structures[:2]), model.predict(structures[:2]))
+
+
+def test_migrating_into_the_old_folder_is_refused(structures, tmp_path):
+    save_checkpoint(_model(structures), tmp_path / "old")
+    with pytest.raises(CheckpointError, match="migrate into another folder"):
+        migrate_checkpoint(tmp_path / "old", tmp_path / "old")

@@ -39,10 +39,12 @@ class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
             values = {repr(getattr(m, name)) for m in self.members}
             if len(values) > 1:
                 raise ValueError(f"ensemble members differ in {name}: {sorted(values)}")
-        first = self.members[0]
-        self.element_types, self.cutoff = first.element_types, first.cutoff
-        self.descriptor_set, self.descriptor_version = first.descriptor_set, first.descriptor_version
-        self.descriptor_names = first.descriptor_names
+
+    def __getattr__(self, name: str) -> Any:
+        """What the members share (:data:`SHARED`) is read from the first member."""
+        if name in SHARED:
+            return getattr(self.members[0], name)
+        return super().__getattr__(name)
 
     @classmethod
     def from_models(cls, models: Sequence[HybridModel]) -> HybridEnsemble:
