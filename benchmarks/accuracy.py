@@ -191,6 +191,7 @@ MODELS: dict[str, Callable] = {
     # The hybrid given what the descriptor-only models see, then CHGNet's descriptors too (issue #18).
     "hybrid_megnet_composition": _gnn_model("extensive", DESCRIPTORS_ONLY, "concat"),
     "hybrid_megnet_chgnet": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet", "concat"),
+    "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet_noenergy", "concat"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
     "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
     "tensornet": _gnn_model("native", None, backbone="tensornet"),
@@ -223,11 +224,26 @@ COLUMN_NAMES = {
     "hybrid_megnet_gate": "hybrid MEGNet (gate)",
     "hybrid_megnet_composition": "hybrid MEGNet (gong28+composition, concat)",
     "hybrid_megnet_chgnet": "hybrid MEGNet (gong28+composition+chgnet, concat)",
+    "hybrid_megnet_chgnet_noenergy": "hybrid MEGNet (gong28+composition+chgnet without its energy, concat)",
     "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
     "tensornet": "plain TensorNet (MatGL)",
     "tensornet_readout": "TensorNet, extensive readout",
     "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
 }
+
+
+#: The descriptor-only models given the same descriptors as a GNN recipe (issue #18's fair comparison).
+SAME_DESCRIPTORS = {
+    "hybrid_megnet_composition": ("descriptors_rf", "descriptors_mlp"),
+    "hybrid_megnet_chgnet": ("descriptors_rf_chgnet", "descriptors_mlp_chgnet"),
+    "hybrid_megnet_chgnet_noenergy": ("descriptors_rf_chgnet_noenergy", "descriptors_mlp_chgnet_noenergy"),
+}
+
+
+def recommended_model(results: Path = RESULTS) -> str | None:
+    """The recipe ``select_recipe.py`` chose on inner validation (None before it has run)."""
+    path = results / "recipe_selection.json"
+    return json.loads(path.read_text())["winner"] if path.exists() else None
 
 
 def store(dataset: str, task: str, model: str) -> FoldStore:
@@ -371,7 +387,9 @@ def summary(results: Path = RESULTS) -> str:
     MAE of the row among the models shown.
     """
     tables = _load_tables(results)
-    columns = [*HEADLINE, *(m for m in (*FUSIONS, *TENSORNET) if any(m in rows for rows in tables.values()))]
+    recipe = recommended_model(results)
+    extra = (*FUSIONS, *TENSORNET, *((recipe, *SAME_DESCRIPTORS[recipe]) if recipe else ()))
+    columns = list(dict.fromkeys([*HEADLINE, *(m for m in extra if any(m in rows for rows in tables.values()))]))
     lines = [
         "# Accuracy summary (issue #4)",
         "",
@@ -432,11 +450,51 @@ def summary(results: Path = RESULTS) -> str:
         "",
         *tensornet_lines(tables),
     ]
+    if recipe:
+        lines += [
+            "",
+            f"Issue #18, the recommended recipe ({COLUMN_NAMES[recipe]}, chosen by `benchmarks/select_recipe.py` on "
+            "inner validation of training folds; `recipe_selection.md`):",
+            "",
+            *recipe_lines(tables, recipe),
+        ]
     lines += ["", "![MAE relative to plain MEGNet](summary.png)"]
     text = "\n".join(lines) + "\n"
     atomic_write_text(results / "summary.md", text)
     plot_summary(tables, columns, results / "summary.png")
     return text
+
+
+def recipe_lines(tables: dict[tuple[str, Task], dict], recipe: str) -> list[str]:
+    """Issue #18's targets for ``recipe``: on every task a lower mean MAE than the best descriptor-only model given
+    the same descriptors and than plain MEGNet; ≥ 10 % lower than ``descriptors_rf`` on at least three tasks."""
+    lines, gains, pending = [], {}, []
+    for (dataset, task), rows in tables.items():
+        name = f"{SHORT_NAMES[dataset]} {task.name}"
+        mae = _complete_means(rows)
+        needed = (recipe, *SAME_DESCRIPTORS[recipe], "megnet", "descriptors_rf")
+        missing = [m for m in needed if m not in mae]
+        if missing:
+            pending.append(name)
+            lines.append(f"- {name}: not finished yet ({', '.join(missing)})")
+            continue
+        ours = mae[recipe]
+        best = min(SAME_DESCRIPTORS[recipe], key=mae.get)
+        gains[name] = 1 - ours / mae["descriptors_rf"]
+        checks = [
+            (f"< {COLUMN_NAMES[best]} ({ours:.4g} vs {mae[best]:.4g})", ours < mae[best]),
+            (f"< plain MEGNet ({mae['megnet']:.4g})", ours < mae["megnet"]),
+        ]
+        lines.append(
+            f"- {name}: "
+            + "; ".join(f"{text}: {'met' if ok else '**MISSED**'}" for text, ok in checks)
+            + f"; {100 * gains[name]:+.1f} % vs descriptors RF"
+        )
+    wins = [name for name, g in gains.items() if g >= 0.10]
+    verdict = "met" if len(wins) >= 3 else ("**MISSED**" if not pending else "pending")
+    listed = ", ".join(wins) or "none"
+    lines.append(f"- ≥ 10 % lower than descriptors RF on at least three tasks: {len(wins)} ({listed}): {verdict}")
+    return lines
 
 
 def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
