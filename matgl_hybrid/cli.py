@@ -230,6 +230,8 @@ def cmd_matbench(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=not args.no_download,
         cache_dir=_cache(args),
+        allow_unofficial_data=args.allow_unofficial_data,
+        data_provenance=args.data_provenance,
     )
     run.run()
     problems = validate_submission(out)
@@ -433,6 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="default: matbench_submissions/matbench_v0.1_<algorithm>")
     p.add_argument("--data-dir", type=Path, default=None, help="folder of the dataset files (sets MATMINER_DATA)")
     p.add_argument("--no-download", action="store_true", help="fail with instructions instead of downloading")
+    p.add_argument(
+        "--allow-unofficial-data",
+        action="store_true",
+        help="accept dataset files whose sha256 differs from matminer's (files you vouch for, e.g. reconstructions); "
+        "info.json and the report then give each file's sha256 and call it reconstructed (default: refuse them)",
+    )
+    p.add_argument("--data-provenance", default="", help="where such files come from, recorded with them")
     _add_spec_options(p)
     p.set_defaults(func=cmd_matbench)
 

@@ -8,6 +8,7 @@ clearly labelled STAND-IN target (heat capacity per atom, not exfoliation energy
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,67 @@ def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(a
     assert "matbench_jdft2d" in report
     assert "MODNet v0.1.12 (leaderboard)" in report
     assert (out / "report.png").stat().st_size > 0
+
+
+def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stand_in_dir, tmp_path, monkeypatch):
+    """A file whose sha256 differs is refused unless the user vouches for it; then info.json and the report give
+    its sha256, call it reconstructed and carry the provenance, and the official folds still apply."""
+    with pytest.raises(DatasetFileError, match="--allow-unofficial-data"):
+        verify_dataset_file(TASK, stand_in_dir)
+    checked = verify_dataset_file(TASK, stand_in_dir, allow_unofficial=True, provenance="a test stand-in")
+    assert not checked.official
+    assert checked.sha256 == sha256_file(stand_in_dir / f"{TASK}.json.gz")
+
+    def train_mean(self, task, fold):  # no training: the recording path is what is tested
+        _, targets = task.get_train_and_val_data(fold)
+        test = task.get_test_data(fold, include_target=False)
+        return {
+            "mae": None,
+            "train_seconds": 0.0,
+            "n_train": len(targets),
+            "n_test": len(test),
+            "params": {},
+            "ids": list(test.index),
+            "y_true": None,
+            "y_pred": [float(np.mean(targets))] * len(test),
+        }
+
+    monkeypatch.setattr(MatbenchRun, "_train_and_predict", train_mean)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    out = tmp_path / "matbench_v0.1_Reconstr"
+    with pytest.raises(DatasetFileError):  # the default refuses it before any work
+        MatbenchRun([TASK], TINY, out, algorithm="Reconstr", data_dir=stand_in_dir, progress=False).run()
+    assert not (out / "info.json").exists()
+    MatbenchRun(
+        [TASK],
+        TINY,
+        out,
+        algorithm="Reconstr",
+        data_dir=stand_in_dir,
+        progress=False,
+        allow_unofficial_data=True,
+        data_provenance="a test stand-in",
+    ).run()
+    for text in (json.loads((out / "info.json").read_text())["notes"], (out / "report.md").read_text()):
+        assert "reconstructed" in text
+        assert checked.sha256 in text
+        assert "a test stand-in" in text
+    assert validate_submission(out) == []
+    splits = mbv01_validation.splits[TASK]
+    for fold in range(5):
+        record = json.loads((out / "folds" / TASK / f"fold{fold}.json").read_text())
+        assert record["ids"] == list(splits[f"fold_{fold}"].test)
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).parents[2] / "shared/data/matbench").is_dir(), reason="../shared/data/matbench absent"
+)
+def test_the_shared_reconstructions_need_the_opt_in():
+    folder = Path(__file__).parents[2] / "shared" / "data" / "matbench"
+    for task in ("matbench_jdft2d", "matbench_phonons"):
+        with pytest.raises(DatasetFileError, match="sha256"):
+            verify_dataset_file(task, folder)
+        assert not verify_dataset_file(task, folder, allow_unofficial=True).official
 
 
 def test_validation_catches_broken_submissions(accept_stand_in, tmp_path):

@@ -93,14 +93,53 @@ def dataset_file(task: str, data_dir: str | Path | None = None) -> Path:
     return Path(_get_data_home(str(data_dir) if data_dir else None)) / f"{task}.{meta['file_type']}"
 
 
-def verify_dataset_file(task: str, data_dir: str | Path | None = None, download: bool = True) -> Path | None:
+@dataclass(frozen=True)
+class DatasetFile:
+    """A Matbench dataset file as checked before use.
+
+    Attributes:
+        task: the dataset name, e.g. ``matbench_jdft2d``.
+        path: where it was read.
+        sha256: its checksum.
+        official: whether it matches matminer's metadata.
+        provenance: where an unofficial file comes from, as the user vouching for it said.
+    """
+
+    task: str
+    path: Path
+    sha256: str
+    official: bool
+    provenance: str = ""
+
+    def note(self) -> str:
+        """One sentence for info.json notes and reports; an unofficial file is called "reconstructed"."""
+        if self.official:
+            return f"{self.task}: the official dataset file (sha256 {self.sha256})."
+        official = _load_dataset_dict()[self.task]["hash"]
+        return (
+            f"{self.task}: a reconstructed dataset file, not the official one: {self.path.name} has sha256 "
+            f"{self.sha256} (matminer's official file: {official}); provenance: {self.provenance or 'not given'}. "
+            "Run with the official folds (matbench_v0.1_validation.json) on the same rows."
+        )
+
+
+def verify_dataset_file(
+    task: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    allow_unofficial: bool = False,
+    provenance: str = "",
+) -> DatasetFile | None:
     """Check ``task``'s file against matminer's sha256 before use.
 
-    Returns the path of a verified file, or None when it is absent and ``download`` lets matminer fetch it.
+    ``allow_unofficial``: accept a file whose sha256 differs (one the user vouches for, e.g. a reconstruction;
+    ``provenance`` says where it comes from); the returned record then says it is not official.
+
+    Returns the checked file, or None when it is absent and ``download`` lets matminer fetch it.
 
     Raises:
         DatasetFileError: absent with ``download=False`` (names the file, where to put it and its URL), or
-            present with the wrong sha256.
+            present with the wrong sha256 and ``allow_unofficial`` off.
     """
     meta = _load_dataset_dict()[task]
     path = dataset_file(task, data_dir)
@@ -112,17 +151,25 @@ def verify_dataset_file(task: str, data_dir: str | Path | None = None, download:
             f"(sha256 {meta['hash']}) and put it at {path}, or pass --data-dir DIR holding {path.name}"
         )
     actual = sha256_file(path)
-    if actual != meta["hash"]:
+    if actual != meta["hash"] and not allow_unofficial:
         raise DatasetFileError(
             f"{task}: {path} has sha256 {actual}, but matminer's metadata says {meta['hash']}: the file is corrupt, "
-            f"truncated or not the official dataset; delete it and download {meta['url']} again"
+            f"truncated or not the official dataset; delete it and download {meta['url']} again (or, for a file you "
+            "vouch for, pass --allow-unofficial-data: the run then records its sha256 and calls it reconstructed)"
         )
-    return path
+    return DatasetFile(task, path, actual, actual == meta["hash"], provenance if actual != meta["hash"] else "")
 
 
-def load_task(task, data_dir: str | Path | None = None, download: bool = True) -> None:
-    """Load a ``MatbenchTask``'s data through matminer (``MATMINER_DATA`` = ``data_dir``), verified first."""
-    verify_dataset_file(task.dataset_name, data_dir, download)
+def load_task(
+    task,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    allow_unofficial: bool = False,
+    provenance: str = "",
+) -> DatasetFile:
+    """Load a ``MatbenchTask``'s data through matminer (``MATMINER_DATA`` = ``data_dir``), verified first (see
+    :func:`verify_dataset_file`); returns the file that was read."""
+    checked = verify_dataset_file(task.dataset_name, data_dir, download, allow_unofficial, provenance)
     if data_dir is not None:
         os.environ["MATMINER_DATA"] = str(Path(data_dir).resolve())
     try:
@@ -133,6 +180,7 @@ def load_task(task, data_dir: str | Path | None = None, download: bool = True) -
             f"{task.dataset_name}: could not download {meta['url']} ({exc}). Without internet, download it "
             f"elsewhere and put it at {dataset_file(task.dataset_name, data_dir)} (or pass --data-dir)"
         ) from exc
+    return checked or verify_dataset_file(task.dataset_name, data_dir, download=False)  # the downloaded file
 
 
 def _structures(inputs) -> StructureData:
@@ -151,6 +199,9 @@ class MatbenchRun:
         algorithm: 5–15 characters, the leaderboard name.
         data_dir: folder of the dataset files (``MATMINER_DATA``); None: matminer's default.
         download: let matminer download missing files.
+        allow_unofficial_data: accept dataset files whose sha256 differs from matminer's (files the user vouches
+            for); info.json notes and the report then give each file's sha256 and call it reconstructed.
+        data_provenance: where such files come from (recorded with them).
         folds: which folds to run (all five for a submission).
         cache_dir: descriptor cache folder; None: no cache.
     """
@@ -166,6 +217,9 @@ class MatbenchRun:
     folds: Sequence[int] = (0, 1, 2, 3, 4)
     progress: bool = True
     cache_dir: Path | None = None
+    allow_unofficial_data: bool = False
+    data_provenance: str = ""
+    dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
 
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
@@ -179,7 +233,9 @@ class MatbenchRun:
         stores = {}
         for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
             if task.df is None:
-                load_task(task, self.data_dir, self.download)
+                self.dataset_files_[task.dataset_name] = load_task(
+                    task, self.data_dir, self.download, self.allow_unofficial_data, self.data_provenance
+                )
             stores[task.dataset_name] = store = FoldStore(
                 self.out / "folds" / task.dataset_name, self._fingerprint(task)
             )
@@ -242,7 +298,11 @@ class MatbenchRun:
         os.replace(tmp, self.out / "results.json.gz")
         atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
         atomic_write_text(self.out / "run_matbench.py", self.script())
-        write_matbench_report(mb, self.out / "report")
+        write_matbench_report(mb, self.out / "report", notes=self.dataset_notes())
+
+    def dataset_notes(self) -> list[str]:
+        """One sentence per dataset file read (official or reconstructed, with its sha256)."""
+        return [checked.note() for checked in self.dataset_files_.values()]
 
     def info(self) -> dict[str, Any]:
         """The leaderboard's ``info.json``."""
@@ -263,7 +323,9 @@ class MatbenchRun:
                 "epochs). Produced by run_matbench.py in this folder."
             ),
             "bibtex_refs": [CITATIONS[k] for k in ("gong2023", "matgl", "megnet", "matbench")],
-            "notes": f"Run on {platform.platform()}; python {platform.python_version()}.",
+            "notes": " ".join(
+                [f"Run on {platform.platform()}; python {platform.python_version()}.", *self.dataset_notes()]
+            ),
             "requirements": requirements(),
         }
 
@@ -283,6 +345,10 @@ SPEC = {spec}
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=None, help="folder of the matminer dataset files")
+    parser.add_argument(
+        "--allow-unofficial-data", action="store_true", help="accept dataset files you vouch for (recorded as such)"
+    )
+    parser.add_argument("--data-provenance", default="", help="where such files come from")
     args = parser.parse_args()
     run = MatbenchRun(
         tasks={list(self.tasks)!r},
@@ -291,6 +357,8 @@ if __name__ == "__main__":
         algorithm={self.algorithm!r},
         authors={self.authors!r},
         data_dir=args.data_dir,
+        allow_unofficial_data=args.allow_unofficial_data,
+        data_provenance=args.data_provenance,
     )
     mb = run.run()
     # matbench's own recording API, as the leaderboard expects:
@@ -315,8 +383,9 @@ def load_leaderboard() -> dict[str, list[dict[str, Any]]]:
     return json.loads(LEADERBOARD_FILE.read_text())["tasks"]
 
 
-def write_matbench_report(mb: MatbenchBenchmark, stem: Path) -> None:
-    """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG)."""
+def write_matbench_report(mb: MatbenchBenchmark, stem: Path, notes: Sequence[str] = ()) -> None:
+    """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG); ``notes``
+    (e.g. which dataset files were read) go under the title."""
     leaderboard = load_leaderboard()
     tables, units, reference = {}, {}, {}
     for task in mb.tasks:
@@ -342,7 +411,7 @@ def write_matbench_report(mb: MatbenchBenchmark, stem: Path) -> None:
         units[task.dataset_name] = f"{metric.upper()}, {task.metadata.get('unit') or ''}"
         reference[task.dataset_name] = leaderboard.get(task.dataset_name, [])
     if tables:
-        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference)
+        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference, notes=list(notes))
 
 
 def validate_submission(folder: str | Path) -> list[str]:
