@@ -172,7 +172,10 @@ DescriptorSpec = str | DescriptorSet | BaseFeaturizer | UserDescriptors | Sequen
 #: Sets named ``<prefix>:<argument>`` whose features come from a trained network, made by ``"module:function"``
 #: (``function(name) -> DescriptorSet``). They live in packages above the descriptor bank (the function runs a
 #: model), so they are found by name at first use, as plugins are, instead of imported here.
-PREFIXED_SETS = {"ssl": "matgl_hybrid.ssl.descriptors:ssl_set"}
+PREFIXED_SETS = {
+    "ssl": "matgl_hybrid.ssl.descriptors:ssl_set",
+    "sim": "matgl_hybrid.descriptors.simulation:simulation_set",
+}
 
 
 def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
@@ -189,7 +192,8 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
         unknown = [p for p in parts if p not in NAMED_SETS and p.partition(":")[0] not in PREFIXED_SETS]
         if unknown:
             raise UnknownNameError(
-                f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and ssl:<encoder>:<layers>"
+                f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)}, ssl:<encoder>:<layers> and "
+                "sim:chgnet[:full]"
             )
         dset = _combine([NAMED_SETS[p] if p in NAMED_SETS else _prefixed_set(p) for p in parts])
         for group in dset.groups:

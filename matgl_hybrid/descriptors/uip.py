@@ -51,7 +51,7 @@ def chgnet_weights() -> Path:
 
 
 @cache
-def _weights_digest() -> str:
+def weights_digest() -> str:
     """sha256 (12 hex digits) of the weights file."""
     return hashlib.sha256(chgnet_weights().read_bytes()).hexdigest()[:12]
 
@@ -87,7 +87,7 @@ def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
 def _version() -> str:
     """The groups' definition version: the bank's, the model name and the weights' digest (when installed)."""
     try:
-        digest = _weights_digest()
+        digest = weights_digest()
     except (ModuleNotFoundError, FileNotFoundError):
         digest = "not-installed"
     return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}"

@@ -1,0 +1,255 @@
+"""Simulated physical quantities as descriptors: ``sim:<potential>[:full]`` (e.g. ``sim:chgnet``).
+
+A pretrained universal interatomic potential computes, in seconds per structure, what a small-data GNN cannot
+learn: how stiff the lattice is, how high its phonons go, how the energy changes with volume. The calculations are
+matcalc's (``RelaxCalc``, ``EOSCalc``, ``PhononCalc`` through phonopy, ``ElasticityCalc``) on CHGNet 0.3.0's ASE
+calculator, whose weights ship in the chgnet wheel (:mod:`matgl_hybrid.descriptors.uip`).
+
+Cheap tier, ``sim:chgnet`` (about a second per small structure on one core):
+
+- ``sim_chgnet_relax``: relaxed energy per atom (eV/atom) and relative volume change on relaxation;
+- ``sim_chgnet_eos``: Birch–Murnaghan bulk modulus (GPa) and its pressure derivative, on the relaxed structure;
+- ``sim_chgnet_gamma``: Γ-point phonon frequencies of the relaxed primitive cell (THz): the highest, the mean of
+  the optical modes, and 1.0 when a mode is imaginary (below ``IMAGINARY_THZ``), else 0.0.
+
+Full tier, ``sim:chgnet:full`` (opt-in; minutes per structure on a CPU, meant for a GPU), adds:
+
+- ``sim_chgnet_elastic``: K_VRH and G_VRH (GPa) and the universal anisotropy of the elastic tensor;
+- ``sim_chgnet_phonon``: from the phonon DOS, the frequency of its last (highest-frequency) peak (cm⁻¹, as
+  Matbench's ``last phdos peak``), and heat capacity (J/K/mol of atoms) and internal energy (kJ/mol of atoms,
+  with the zero-point energy) at 300 K.
+
+Settings (:data:`SETTINGS`) are part of every group's version, with the potential's name and weights digest and
+the versions of matcalc, phonopy and ASE, so that a cached value or a trained model is never mixed with values
+computed otherwise. A calculation that fails (no convergence, a failed fit) gives NaN for its group with the reason
+recorded, as for every group; a group that needs the relaxed structure fails with the relaxation.
+
+Leakage: CHGNet was trained on MPtrj energies, forces and stresses (Materials Project relaxations), never on the
+labels of the benchmark tasks; its relaxed energy per atom is close to a formation-energy label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import io
+import json
+import logging
+from functools import cache
+from typing import Any
+from unittest import mock
+
+import numpy as np
+from pymatgen.analysis.eos import BirchMurnaghan
+from pymatgen.core import Structure
+
+from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
+from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.descriptors.uip import CHGNET_MODEL, chgnet_model, chgnet_weights, weights_digest
+from matgl_hybrid.errors import UnknownNameError
+
+#: How each quantity is computed; stored in every group's version (and so with every model trained on them).
+SETTINGS: dict[str, Any] = {
+    "relax": {"fmax": 0.02, "max_steps": 500, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter"},
+    "eos": {"n_points": 7, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
+    "gamma": {"supercell": 2, "atom_disp": 0.015},  # 2×2×2 supercell of the primitive cell
+    "elastic": {"relax_deformed_structures": True, "fmax": 0.05},
+    "phonon": {"min_length": 12.0, "atom_disp": 0.015, "temperature": 300.0, "peak_fraction": 0.05},
+}
+#: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).
+IMAGINARY_THZ = -0.1
+THZ_TO_INVERSE_CM = 33.35641
+POTENTIALS = ("chgnet",)
+TIERS = ("cheap", "full")
+
+
+@cache
+def _matcalc() -> Any:
+    """matcalc, imported on first use without its import-time query of the Hugging Face hub for MatGL's potentials
+    (a network call that stalls offline; this module uses none of those potentials)."""
+    import matgl
+
+    with mock.patch.object(matgl, "get_available_pretrained_models", return_value=[]):
+        import matcalc
+    logging.getLogger("matcalc").setLevel(logging.ERROR)  # imaginary modes are a feature here, not a warning
+    return matcalc
+
+
+@cache
+def calculator() -> Any:
+    """CHGNet 0.3.0 as an ASE calculator (on the GPU when there is one), built once per process."""
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    model = chgnet_model()
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints the device it runs on
+        return CHGNetCalculator(model=model, use_device=str(next(model.parameters()).device))
+
+
+def _relaxed(ctx: StructureContext) -> dict[str, Any]:
+    """matcalc's relaxation of ``ctx.structure`` (cell and atoms), computed once per structure."""
+
+    def relax(structure: Structure) -> dict[str, Any]:
+        s = SETTINGS["relax"]
+        result = _matcalc().RelaxCalc(calculator(), optimizer=s["optimizer"], max_steps=s["max_steps"], fmax=s["fmax"])
+        out = result.calc(structure)
+        # matcalc's is_converged looks at the atoms' forces only; the cell's generalized forces of ASE's
+        # FrechetCellFilter are volume × stress / n_atoms (eV/Å): a symmetric cell under stress is not relaxed.
+        final = out["final_structure"]
+        cell_force = final.volume * float(np.abs(np.asarray(out["stress"])).max()) / len(final)
+        if max(out["max_force"], cell_force) > s["fmax"]:
+            raise RuntimeError(f"relaxation did not converge to fmax {s['fmax']} eV/Å in {s['max_steps']} steps")
+        return out
+
+    return ctx.shared("sim_chgnet_relax", relax)
+
+
+def _relax_values(ctx: StructureContext) -> list[float]:
+    out = _relaxed(ctx)
+    return [out["energy"] / len(out["final_structure"]), out["final_structure"].volume / ctx.structure.volume - 1]
+
+
+def _eos_values(ctx: StructureContext) -> list[float]:
+    s = SETTINGS["eos"]
+    calc = _matcalc().EOSCalc(
+        calculator(), n_points=s["n_points"], max_abs_strain=s["max_abs_strain"], fmax=s["fmax"], relax_structure=False
+    )
+    eos = calc.calc(_relaxed(ctx)["final_structure"])["eos"]
+    fit = BirchMurnaghan(eos["volumes"], eos["energies"])
+    fit.fit()
+    return [float(fit.b0_GPa), float(fit.b1)]
+
+
+def _phonons(structure: Structure, **kwargs) -> Any:
+    """A phonopy ``Phonopy`` of ``structure`` with its force constants, from matcalc's ``PhononCalc``."""
+    calc = _matcalc().PhononCalc(
+        calculator(), relax_structure=False, write_phonon=False, on_imaginary_modes="warn", **kwargs
+    )
+    return calc.calc(structure)
+
+
+def _gamma_values(ctx: StructureContext) -> list[float]:
+    s = SETTINGS["gamma"]
+    primitive = _relaxed(ctx)["final_structure"].get_primitive_structure()
+    supercell = s["supercell"] * np.eye(3, dtype=int)
+    phonon = _phonons(primitive, supercell_matrix=supercell, atom_disp=s["atom_disp"])["phonon"]
+    phonon.run_qpoints([[0, 0, 0]])
+    frequencies = np.sort(phonon.qpoints.frequencies[0])
+    optical = frequencies[3:]
+    return [
+        float(frequencies.max()),
+        float(optical.mean()) if optical.size else float("nan"),
+        float(frequencies.min() < IMAGINARY_THZ),
+    ]
+
+
+def _elastic_values(ctx: StructureContext) -> list[float]:
+    s = SETTINGS["elastic"]
+    calc = _matcalc().ElasticityCalc(
+        calculator(),
+        fmax=s["fmax"],
+        relax_structure=False,
+        relax_deformed_structures=s["relax_deformed_structures"],
+        units_GPa=True,
+    )
+    out = calc.calc(_relaxed(ctx)["final_structure"])
+    return [out["bulk_modulus_vrh"], out["shear_modulus_vrh"], out["elastic_tensor"].universal_anisotropy]
+
+
+def last_dos_peak(frequencies: np.ndarray, dos: np.ndarray, fraction: float) -> float:
+    """The highest frequency at which ``dos`` has a local maximum of at least ``fraction`` × its maximum."""
+    high = dos >= fraction * dos.max()
+    peaks = [i for i in range(1, len(dos) - 1) if high[i] and dos[i] >= dos[i - 1] and dos[i] > dos[i + 1]]
+    if not peaks:
+        raise ValueError("the phonon DOS has no peak")
+    return float(frequencies[peaks[-1]])
+
+
+def _phonon_values(ctx: StructureContext) -> list[float]:
+    s = SETTINGS["phonon"]
+    structure = _relaxed(ctx)["final_structure"]
+    t = s["temperature"]
+    out = _phonons(structure, min_length=s["min_length"], atom_disp=s["atom_disp"], t_min=t, t_max=t, t_step=1)
+    phonon = out["phonon"]
+    phonon.run_total_dos()
+    peak = last_dos_peak(phonon.total_dos.frequency_points, phonon.total_dos.dos, s["peak_fraction"])
+    thermal = out["thermal_properties"]  # per mole of input cells
+    n = len(structure)
+    heat_capacity = thermal["heat_capacity"][0] / n
+    internal_energy = (thermal["free_energy"][0] + t * thermal["entropy"][0] / 1000) / n
+    return [peak * THZ_TO_INVERSE_CM, float(heat_capacity), float(internal_energy)]
+
+
+def _requires() -> None:
+    """matcalc, phonopy and chgnet's weights are installed (one clear line otherwise)."""
+    chgnet_weights()
+    for package in ("matcalc", "phonopy"):
+        try:
+            importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc") from None
+
+
+@cache
+def _version() -> str:
+    """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
+    versions = {p: _installed(p) for p in ("matcalc", "phonopy", "ase")}
+    settings = json.dumps({"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions}, sort_keys=True)
+    try:
+        digest = weights_digest()
+    except (ModuleNotFoundError, FileNotFoundError):
+        digest = "not-installed"
+    return f"{GROUP_VERSION}-sim-chgnet{CHGNET_MODEL}-{digest}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+
+
+def _installed(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not-installed"
+
+
+def _group(name: str, labels: tuple[str, ...], compute) -> FeatureGroup:
+    # The version pins the values (weights, settings, library versions): no reference-structure digest, which
+    # would run these simulations on every reference structure in every process.
+    return FeatureGroup(name, labels, compute, version=_version(), check_values=False, requires=_requires)
+
+
+CHEAP_GROUPS = (
+    _group(
+        "sim_chgnet_relax",
+        ("sim_chgnet_relaxed_energy_per_atom", "sim_chgnet_relax_volume_change"),
+        _relax_values,
+    ),
+    _group("sim_chgnet_eos", ("sim_chgnet_eos_bulk_modulus", "sim_chgnet_eos_bulk_modulus_derivative"), _eos_values),
+    _group(
+        "sim_chgnet_gamma",
+        ("sim_chgnet_gamma_max_frequency", "sim_chgnet_gamma_mean_optical_frequency", "sim_chgnet_gamma_imaginary"),
+        _gamma_values,
+    ),
+)
+FULL_GROUPS = (
+    _group(
+        "sim_chgnet_elastic",
+        ("sim_chgnet_k_vrh", "sim_chgnet_g_vrh", "sim_chgnet_universal_anisotropy"),
+        _elastic_values,
+    ),
+    _group(
+        "sim_chgnet_phonon",
+        ("sim_chgnet_last_dos_peak", "sim_chgnet_heat_capacity_300K", "sim_chgnet_internal_energy_300K"),
+        _phonon_values,
+    ),
+)
+
+
+def simulation_set(name: str) -> DescriptorSet:
+    """The set ``sim:<potential>`` (cheap tier) or ``sim:<potential>:full`` (both tiers)."""
+    parts = name.split(":")
+    potential, tier = ([*parts, "cheap"])[1:3] if len(parts) in (2, 3) else ("", "")
+    if potential not in POTENTIALS or tier not in TIERS:
+        raise UnknownNameError(
+            f"unknown simulation set {name!r}: use sim:<potential> or sim:<potential>:full, potentials "
+            f"{', '.join(POTENTIALS)}"
+        )
+    groups = CHEAP_GROUPS + (FULL_GROUPS if tier == "full" else ())
+    return DescriptorSet(name, groups, tuple(label for g in groups for label in g.labels))

@@ -1,0 +1,103 @@
+"""Simulated quantities as descriptors (``sim:chgnet``, cheap tier): values, failures, cache, a model end to end."""
+
+from __future__ import annotations
+
+import matgl
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MEGNET
+from pymatgen.core import Lattice, Structure
+
+from matgl_hybrid.checkpoint import save_checkpoint
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.descriptors import featurize, get_descriptor_set, simulation
+from matgl_hybrid.errors import UnknownNameError
+from matgl_hybrid.training import TrainSpec, fit
+
+pytest.importorskip("chgnet", reason="the sim: descriptor sets need chgnet")
+pytest.importorskip("matcalc", reason="the sim: descriptor sets need matcalc")
+
+
+@pytest.fixture(scope="module")
+def crystals() -> list[Structure]:
+    """Rock-salt NaCl slightly expanded (the relaxation has work to do) and diamond Si (2-atom primitive cell)."""
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.9), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    return [nacl, si]
+
+
+@pytest.fixture(scope="module")
+def simulated(crystals, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("sim_cache")
+    return featurize(crystals, "sim:chgnet", cache_dir=cache, progress=False), cache
+
+
+def test_cheap_tier_values_are_physical_and_come_back_from_the_cache(crystals, simulated):
+    frame, cache = simulated
+    assert list(frame.columns) == list(get_descriptor_set("sim:chgnet").columns)
+    assert not frame.isna().any().any()
+    assert frame.attrs["errors"] == []
+    nacl, si = frame.iloc[0], frame.iloc[1]
+    assert nacl["sim_chgnet_relax_volume_change"] < -0.05  # 5.9 Å is ~4 % too large a lattice parameter
+    assert si["sim_chgnet_relaxed_energy_per_atom"] == pytest.approx(-5.31, abs=0.05)  # CHGNet's Si, eV/atom
+    assert 15 < nacl["sim_chgnet_eos_bulk_modulus"] < 40  # GPa (experiment: 24)
+    assert 55 < si["sim_chgnet_eos_bulk_modulus"] < 110  # GPa (experiment: 98; CHGNet is softer)
+    assert 2 < si["sim_chgnet_eos_bulk_modulus_derivative"] < 12
+    assert 10 < si["sim_chgnet_gamma_max_frequency"] < 16  # THz (experiment: 15.5)
+    assert si["sim_chgnet_gamma_imaginary"] == 0.0
+    cached = featurize(crystals, "sim:chgnet", cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(cached.to_numpy(), frame.to_numpy())
+
+
+def test_the_version_pins_potential_settings_and_libraries(monkeypatch):
+    group = get_descriptor_set("sim:chgnet").groups[0]
+    assert f"chgnet{simulation.CHGNET_MODEL}" in group.version
+    assert not group.check_values
+    full = get_descriptor_set("sim:chgnet:full")
+    assert {g.name for g in full.groups} >= {"sim_chgnet_elastic", "sim_chgnet_phonon"}
+    for bad in ("sim:mace", "sim:chgnet:huge", "sim:chgnet:full:x"):
+        with pytest.raises(UnknownNameError, match="sim:<potential>"):
+            get_descriptor_set(bad)
+
+
+def test_a_failed_relaxation_is_nan_with_its_reason_for_every_group_that_needs_it(crystals, monkeypatch):
+    monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "max_steps": 1})
+    with pytest.warns(UserWarning, match="featurizer failure"):
+        frame = featurize(crystals[:1], "sim:chgnet", progress=False)  # no cache: the settings changed
+    assert frame.isna().all().all()
+    errors = frame.attrs["errors"]
+    assert {e["group"] for e in errors} == {"sim_chgnet_relax", "sim_chgnet_eos", "sim_chgnet_gamma"}
+    assert all("did not converge" in e["error"] for e in errors)
+
+
+def test_last_dos_peak_is_the_highest_frequency_local_maximum():
+    f = np.linspace(0, 10, 101)
+    dos = np.exp(-((f - 3) ** 2)) + 0.5 * np.exp(-((f - 7) ** 2) / 0.1) + 0.001 * np.exp(-((f - 9.5) ** 2) / 0.01)
+    assert simulation.last_dos_peak(f, dos, 0.05) == pytest.approx(7.0)  # the tiny peak at 9.5 is below 5 %
+    with pytest.raises(ValueError, match="no peak"):
+        simulation.last_dos_peak(f, f, 0.05)
+
+
+@pytest.mark.slow
+def test_a_hybrid_on_simulated_descriptors_trains_saves_and_predicts_the_same(crystals, simulated, tmp_path):
+    _, cache = simulated
+    rattled = [s.copy() for s in crystals for _ in range(3)]
+    for i, s in enumerate(rattled):
+        s.scale_lattice(s.volume * (1 + 0.02 * i))
+    torch.manual_seed(0)
+    spec = TrainSpec(
+        descriptor_set="lattice+sim:chgnet",
+        backbone_kwargs=TINY_MEGNET,
+        batch_size=4,
+        max_epochs=2,
+        element_types="all",
+        progress=False,
+    )
+    data = StructureData(rattled, np.arange(len(rattled), dtype=float), [f"s{i}" for i in range(len(rattled))], "y")
+    model = fit(data, spec=spec, cache_dir=cache).model
+    assert model.descriptor_names[-1] == "sim_chgnet_gamma_imaginary"
+    before = model.predict(rattled[:3], cache_dir=cache)
+    save_checkpoint(model, tmp_path / "m")
+    loaded = matgl.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(rattled[:3], cache_dir=cache), before)
