@@ -41,13 +41,19 @@ class TrainSpec:
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
     on validation MAE, epochs), ``seed``, ``accelerator`` / ``devices`` (Lightning's; "auto" uses a GPU when
     present, several devices train with DDP), ``n_jobs`` (descriptor workers), ``progress``.
+
+    The defaults are the recommended recipe, chosen on inner validation of training folds only
+    (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
+    concatenation of ``gong28+composition+chgnet_noenergy`` (the structure descriptors of Gong et al., Magpie
+    composition statistics and CHGNet 0.3.0's crystal and atom features without its energy), lr 2e-3 with cosine
+    decay, batch 32, at most 120 epochs, early stopping with patience 25.
     """
 
     backbone: str = "megnet"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     cutoff: float = 5.0
     readout: str = "extensive"
-    descriptor_set: str | None = "gong28"
+    descriptor_set: str | None = "gong28+composition+chgnet_noenergy"
     fusion: str = "concat"
     descriptor_dim: int = 64
     head_hidden: tuple[int, ...] = (64, 64)
@@ -55,13 +61,13 @@ class TrainSpec:
     task_type: str = "regression"
     element_types: str | list[str] = "training"
     node_embeddings: str | None = None
-    max_epochs: int = 200
+    max_epochs: int = 120
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     decay_alpha: float = 0.01
     loss: str = "l1_loss"
     val_fraction: float = 0.1
-    patience: int = 30
+    patience: int = 25
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = "auto"
