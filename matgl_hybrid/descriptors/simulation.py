@@ -184,10 +184,8 @@ def _requires() -> None:
     """matcalc, phonopy and chgnet's weights are installed (one clear line otherwise)."""
     chgnet_weights()
     for package in ("matcalc", "phonopy"):
-        try:
-            importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc") from None
+        if _installed(package) == "not-installed":
+            raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc")
 
 
 @cache
