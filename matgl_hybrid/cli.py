@@ -6,7 +6,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,13 +20,16 @@ from matgl_hybrid.checkpoint import (
     read_header,
     save_checkpoint,
 )
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.demo import DEMO_CHECKPOINT, MODEL, PLOT, TABLE, run_demo
+from matgl_hybrid.descriptors import NAMED_SETS, featurize
 from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
 from matgl_hybrid.inference import split_predictable
+from matgl_hybrid.layers import FUSIONS, READOUTS
 from matgl_hybrid.models import HybridEnsemble
+from matgl_hybrid.models.backbones import BACKBONES
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.pretrained import list_pretrained, resolve
 from matgl_hybrid.probe import (
@@ -41,6 +43,8 @@ from matgl_hybrid.probe import (
 from matgl_hybrid.ssl import pretrain
 from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.training import FitResult, TrainSpec, train
+from matgl_hybrid.training.spec import LOSSES
+from matgl_hybrid.version import __version__
 
 
 def _add_featurize_options(p: argparse.ArgumentParser) -> None:
@@ -63,46 +67,76 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         frame[dataset.target_name] = dataset.targets
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} rows x {frame.shape[1] - 1} columns to {args.out}")
+    if args.summary:
+        if dataset.targets is None:
+            raise ValueError("--summary ranks descriptors by their correlation with the target: give --target")
+        summary = describe_descriptors(frame.drop(columns=["id", dataset.target_name]), dataset.targets)
+        with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
+            print(summary)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Featurize the embedded de Jong et al. (2015) elastic dataset and summarise the descriptors."""
-    dataset = data.load_demo("K_VRH")
-    print(f"de Jong et al. 2015 elastic constants: {len(dataset)} structures, target K_VRH (GPa)")
-    start = time.perf_counter()
-    frame = _featurize(args, dataset)
-    seconds = time.perf_counter() - start
-    print(
-        f"{args.descriptors}: {frame.shape[1]} descriptors in {seconds:.1f} s "
-        f"({1000 * seconds / len(frame):.1f} ms/structure, n_jobs={args.n_jobs})"
+    """The main job: plain MEGNet against the recommended hybrid on the embedded de Jong set, then next steps."""
+    result = run_demo(
+        args.out,
+        max_epochs=args.max_epochs,
+        n_structures=args.n_structures,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        cache_dir=_cache(args),
     )
-    errors = frame.attrs["errors"]
-    print(f"featurizer failures recorded as NaN: {len(errors)}")
-    summary = describe_descriptors(frame, dataset.targets, "log10 K")
-    options = ("display.width", 200, "display.max_rows", 200, "display.max_columns", 20)
-    with pd.option_context(*options, "display.float_format", "{:.4g}".format):
-        print(summary)
+    print()
+    print(result.table())
+    print()
+    print(result.verdict)
+    print(f"\nshipped checkpoint {DEMO_CHECKPOINT} (trained on Materials Project binaries):")
+    for name, predicted, measured in result.examples:
+        print(f"  {name:20s} K_VRH {predicted:6.1f} GPa   (measured about {measured:.0f} GPa)")
+    print(f"\nwrote {result.out / TABLE}, {result.out / PLOT} and the trained hybrid in {result.out / MODEL}")
+    print(
+        "\nnext:\n"
+        "  matgl-hybrid train --data my_structures.json.gz --target my_property --out my_model   # your own data\n"
+        "  matgl-hybrid matbench --tasks matbench_jdft2d --data-dir DIR                       # a Matbench task\n"
+        f"  matgl-hybrid probe --model {result.out / MODEL} --data DATA --out probe       "
+        "# what the embeddings encode"
+    )
     return 0
 
 
-_SPEC_FLAGS = {
-    "backbone": str,
-    "readout": str,
-    "descriptors": str,
-    "fusion": str,
-    "cutoff": float,
-    "max_epochs": int,
-    "batch_size": int,
-    "lr": float,
-    "loss": str,
-    "val_fraction": float,
-    "patience": int,
-    "seed": int,
-    "accelerator": str,
-    "n_jobs": int,
-    "elements": str,
+#: The training flags: flag -> (type, meaning). Their defaults are ``TrainSpec()``'s (the recommended recipe), shown in
+#: ``--help``; a flag not given keeps the ``--config`` file's value, else that default.
+_SPEC_FLAGS: dict[str, tuple[type, str]] = {
+    "backbone": (str, "graph network"),
+    "readout": (
+        str,
+        "pooling of node features into one vector per structure; native: the backbone's own readout and head, "
+        "as MatGL ships it (no descriptors)",
+    ),
+    "descriptors": (
+        str,
+        f"descriptor set fused into the readout: {', '.join(NAMED_SETS)}, ssl:<encoder>:<layers> or "
+        "sim:chgnet[:full], several joined with '+' (e.g. gong28+composition); none: the plain backbone",
+    ),
+    "fusion": (str, "how the descriptors join the readout"),
+    "cutoff": (float, "graph cutoff radius (Å)"),
+    "max_epochs": (int, "most training epochs"),
+    "batch_size": (int, "structures per batch"),
+    "lr": (float, "learning rate (cosine decay to lr × decay_alpha)"),
+    "loss": (str, "training loss"),
+    "val_fraction": (float, "fraction of the training data held out for early stopping"),
+    "patience": (int, "epochs without a better validation MAE before training stops"),
+    "seed": (int, "seed of the validation split and of the initialisation"),
+    "accelerator": (str, "Lightning accelerator: auto (a GPU when present), cpu, gpu, …"),
+    "n_jobs": (int, "descriptor workers (-1: all cores)"),
+    "elements": (
+        str,
+        "elements the model accepts: training (those of the training data) or all (MatGL's 89); a list of "
+        "symbols: in --config",
+    ),
 }
+#: The allowed values of the training flags that have a fixed set of them.
+_SPEC_CHOICES = {"backbone": list(BACKBONES), "readout": [*READOUTS, "native"], "fusion": list(FUSIONS), "loss": LOSSES}
 #: Flags whose TrainSpec field has another name (the flags keep their 0.1 names).
 _FLAG_FIELDS = {"descriptors": "descriptor_set", "elements": "element_types"}
 
@@ -359,11 +393,23 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="JSON training spec (flags given here override it)")
-    p.add_argument("--devices", default=None, help="Lightning devices (e.g. 1, 4, auto)")
-    for name, kind in _SPEC_FLAGS.items():
-        field = _FLAG_FIELDS.get(name, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"TrainSpec.{field}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON file of TrainSpec fields; flags given here override it (default: none, the defaults below)",
+    )
+    p.add_argument("--devices", default=None, help="Lightning devices, e.g. 1, 4 (default: auto)")
+    recipe = TrainSpec()
+    for name, (kind, meaning) in _SPEC_FLAGS.items():
+        default = getattr(recipe, _FLAG_FIELDS.get(name, name))
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            choices=_SPEC_CHOICES.get(name),
+            help=f"{meaning} (default: {'none' if default is None else default})",
+        )
     _add_cache_options(p)
 
 
@@ -382,23 +428,65 @@ def _cache(args: argparse.Namespace) -> Path | None:
     return None if args.no_cache else (args.cache_dir or descriptor_cache_dir())
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, or says it is required (unless the help already names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.default is None:
+            return f"{text} (default: none)"
+        if action.default is False and action.nargs == 0:
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand, listed with its one-line ``summary`` in ``matgl-hybrid --help``."""
+    return sub.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:] + ".", formatter_class=_HelpFormatter
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
-    parser = argparse.ArgumentParser(prog="matgl-hybrid", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="matgl-hybrid",
+        description="Hybrid graph networks for materials: fuse descriptors and universal-potential knowledge into "
+        "MatGL models. Run `matgl-hybrid COMMAND --help` for the options of a command.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"matgl-hybrid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="featurize the embedded demo dataset and print a summary")
-    _add_featurize_options(p)
+    p = _command(sub, "demo", "the main job: plain MEGNet vs the recommended hybrid on the embedded de Jong set")
+    p.add_argument("--out", type=Path, default=Path("demo"), help="folder of the table, parity plot and trained model")
+    p.add_argument("--max-epochs", type=int, default=10, help="training budget of each model")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 80/20 test split")
+    p.add_argument(
+        "--n-structures",
+        type=int,
+        default=None,
+        help="only the first N structures, for a quick try (default: all 1181)",
+    )
+    p.add_argument("--n-jobs", type=int, default=-1, help="descriptor workers (-1: all cores)")
+    _add_cache_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("featurize", help="compute descriptors of a dataset and write a CSV")
+    p = _command(sub, "featurize", "compute descriptors of a dataset and write a CSV")
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--target", default=None, help="target column to carry into the CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
+    p.add_argument(
+        "--summary", action="store_true", help="print each descriptor's range and rank correlation with the target"
+    )
     _add_featurize_options(p)
     p.set_defaults(func=cmd_featurize)
 
-    p = sub.add_parser("train", help="train a hybrid (or plain, --descriptors none) model")
+    p = _command(sub, "train", "train a hybrid (or plain, --descriptors none) model")
     _add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
@@ -422,13 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("cv", help="Matbench protocol (5-fold, seed 18012019) on any dataset, with a report")
+    p = _command(sub, "cv", "Matbench protocol (5-fold, seed 18012019) on any dataset, with a report")
     _add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
     _add_spec_options(p)
     p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("matbench", help="run Matbench v0.1 tasks and write a leaderboard submission folder")
+    p = _command(sub, "matbench", "run Matbench v0.1 tasks and write a leaderboard submission folder")
     p.add_argument("--tasks", required=True, help="comma-separated task names, e.g. matbench_jdft2d,matbench_phonons")
     p.add_argument("--algorithm", default="MatGLHybrid", help="leaderboard name, 5-15 characters")
     p.add_argument("--authors", default="matgl-hybrid developers")
@@ -445,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_options(p)
     p.set_defaults(func=cmd_matbench)
 
-    p = sub.add_parser("probe", help="how well frozen embeddings encode each descriptor (R²)")
+    p = _command(sub, "probe", "how well frozen embeddings encode each descriptor (R²)")
     p.add_argument("--model", type=Path, default=None, help="a saved model directory")
     p.add_argument("--backbone", default=None, help="or a freshly initialised backbone (megnet, m3gnet, tensornet)")
     p.add_argument("--readouts", default="mean,sum,extensive", help="readouts of the fresh backbone")
@@ -457,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_featurize_options(p)
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("explain", help="permutation importance of a hybrid's descriptor inputs")
+    p = _command(sub, "explain", "permutation importance of a hybrid's descriptor inputs")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--data", required=True, help="held-out data with targets")
     p.add_argument("--target", required=True)
@@ -466,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_options(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("pretrained", help="registered checkpoints: list, info, download, predict")
+    p = _command(sub, "pretrained", "registered checkpoints: list, info, download, predict")
     p.add_argument("action", choices=["list", "info", "download", "predict"])
     p.add_argument("source", nargs="?", default=None, help="a registered name, a checkpoint folder or a URL")
     p.add_argument("--data", default=None, help="structures to predict (predict)")
@@ -474,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prediction_options(p)
     p.set_defaults(func=cmd_pretrained)
 
-    p = sub.add_parser("pretrain", help="self-supervised masked-atom pretraining of an encoder (no labels)")
+    p = _command(sub, "pretrain", "self-supervised masked-atom pretraining of an encoder (no labels)")
     p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
     p.add_argument("--backbone", default="megnet")
     p.add_argument("--task", default="masked", choices=["masked", "contrastive"], help="pretext task")
@@ -490,16 +578,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="directory of the saved encoder")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("validate", help="check a submission folder (or a folder of them) like the leaderboard does")
+    p = _command(sub, "validate", "check a submission folder (or a folder of them) like the leaderboard does")
     p.add_argument("folder", type=Path)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("migrate", help="convert a checkpoint of an older matgl-hybrid into this version's format")
+    p = _command(sub, "migrate", "convert a checkpoint of an older matgl-hybrid into this version's format")
     p.add_argument("source", type=Path, help="the old checkpoint folder (left as it is)")
     p.add_argument("--out", required=True, type=Path, help="folder of the converted checkpoint")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("predict", help="predict a dataset with a saved model")
+    p = _command(sub, "predict", "predict a dataset with a saved model")
     p.add_argument("--model", required=True, type=Path, help="directory written by train")
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV (id,prediction[,std])")

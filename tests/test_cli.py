@@ -1,7 +1,8 @@
-"""The matgl-hybrid command line: featurize and demo end to end, errors as one line and exit status 2."""
+"""The matgl-hybrid command line: featurize and demo end to end, help texts, errors as one line and exit status 2."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -9,8 +10,12 @@ import pandas as pd
 import pytest
 from conftest import DEMO_DATA, LATTICE_COLUMNS, TINY_MEGNET, write_small_records
 
-from matgl_hybrid.cli import main
+from matgl_hybrid import data
+from matgl_hybrid.checkpoint import load_checkpoint
+from matgl_hybrid.cli import build_parser, main
 from matgl_hybrid.model_card import regression_metrics
+from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.version import __version__
 
 
 def _small_records(shared_data, tmp_path, n=6):
@@ -31,13 +36,16 @@ def test_featurize_writes_id_descriptors_and_target(shared_data, tmp_path, capsy
         "--out",
         str(out),
     ]
-    assert main([*args, "--n-jobs", "1", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main([*args, "--n-jobs", "1", "--cache-dir", str(tmp_path / "cache"), "--summary"]) == 0
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", *LATTICE_COLUMNS, "heat_capacity"]
     assert frame["id"].tolist() == [r["id"] for r in records]
     assert frame["heat_capacity"].tolist() == [r["heat_capacity"] for r in records]
     assert frame["natoms"].tolist() == [len(r["structure"]["sites"]) for r in records]
-    assert "wrote 6 rows" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 6 rows" in printed
+    assert "spearman log10 target" in printed  # --summary ranks the descriptors by correlation with the target
+    assert "heat_capacity " not in printed  # the target itself is not ranked as a descriptor
 
 
 def test_bad_input_prints_one_line_and_exits_2(shared_data, tmp_path, capsys):
@@ -54,13 +62,76 @@ def test_bad_input_prints_one_line_and_exits_2(shared_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_featurizes_the_embedded_dataset(tmp_path, capsys):
-    assert main(["demo", "--descriptors", "lattice", "--n-jobs", "1", "--cache-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "1181 structures" in out
-    assert "9 descriptors" in out
-    assert "spearman log10 K" in out
-    assert "vpa" not in out  # only the chosen set is summarised
+def test_demo_trains_both_models_writes_its_files_and_ends_with_next_steps(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("mine")  # a file of the user's: left alone
+    args = ["demo", "--out", str(out), "--n-structures", "30", "--max-epochs", "1", "--n-jobs", "1"]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "| MEGNet (as MatGL ships it) |" in printed
+    assert "| hybrid MEGNet + gong28+composition+chgnet_noenergy |" in printed
+    assert "GaAs (zinc blende)" in printed
+    assert "matgl-hybrid train --data" in printed
+    assert (out / "notes.txt").read_text() == "mine"
+    table = (out / "demo_results.md").read_text()
+    assert "held-out test split of 6 structures" in table
+    assert (out / "demo_parity.png").stat().st_size > 0
+    # the saved hybrid reproduces the test predictions of the table's run
+    record = json.loads((out / "hybrid_model" / "training.json").read_text())
+    model = load_checkpoint(out / "hybrid_model")
+    dataset = data.log10_targets(data.load_demo("K_VRH"))
+    test = dataset.subset([dataset.ids.index(i) for i in record["test"]["ids"]])
+    np.testing.assert_allclose(model.predict(test.structures, ids=test.ids), record["test"]["predictions"], rtol=1e-5)
+    # a second run replaces the demo's own model and keeps the user's file
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def _option_helps(parser: argparse.ArgumentParser) -> dict[str, dict[str, str]]:
+    """``{command: {option: rendered help text}}`` of every subcommand."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps = {}
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()
+        helps[name] = {
+            action.option_strings[-1]: " ".join(formatter._expand_help(action).split())
+            for action in sub._actions
+            if action.option_strings and action.dest != "help"
+        }
+    return helps
+
+
+def test_every_option_of_every_command_names_its_default_or_says_it_is_required():
+    helps = _option_helps(build_parser())
+    assert set(helps) >= {"demo", "featurize", "train", "cv", "matbench", "probe", "predict", "pretrained"}
+    for command, options in helps.items():
+        for option, text in options.items():
+            assert "default" in text or "(required)" in text, f"{command} {option}: {text!r}"
+
+
+def test_training_options_show_the_recipe_defaults_and_their_allowed_values():
+    spec = TrainSpec()
+    train = _option_helps(build_parser())["train"]
+    assert f"(default: {spec.descriptor_set})" in train["--descriptors"]
+    assert f"(default: {spec.lr})" in train["--lr"]
+    assert f"(default: {spec.max_epochs})" in train["--max-epochs"]
+    assert "gong28+composition" in train["--descriptors"]
+    assert "sim:chgnet" in train["--descriptors"]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "x", "--target", "y", "--out", "z", "--readout", "median"])
+    assert exc.value.code == 2  # argparse refuses a value outside the choices, before any work
+
+
+def test_top_level_help_lists_each_command_on_one_line_and_version_prints(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"matgl-hybrid {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    printed = capsys.readouterr().out
+    for command in ("demo", "train", "matbench", "predict"):
+        assert f"\n    {command} " in printed or f"\n    {command}\n" in printed
 
 
 @pytest.mark.slow

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -185,6 +187,11 @@ def test_the_0_1_names_of_trainspec_fields_still_work_with_a_warning(tmp_path):
     assert loaded.descriptor_set is None
     assert loaded.element_types == ["Na", "Cl"]
     assert "descriptors" not in loaded.to_dict()
+    with warnings.catch_warnings():  # dataclasses.replace sees today's names only: no old name overrides a change
+        warnings.simplefilter("error", DeprecationWarning)
+        assert dataclasses.replace(spec, descriptor_set=None).descriptor_set is None
+    with pytest.raises(TypeError, match="both 'descriptors' and its new name"):
+        TrainSpec(descriptors="lattice", descriptor_set="gong28")
     old = {"data": "x", "spec": {"descriptors": "lattice", "seed": 0}}
     assert upgrade_fingerprint(old) == {"data": "x", "spec": {"descriptor_set": "lattice", "seed": 0}}
     assert upgrade_fingerprint(None) is None

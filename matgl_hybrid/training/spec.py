@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
-from dataclasses import InitVar, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,10 @@ LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
 RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
-_NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "<not given>"})()
 
 
-def _warn_renamed(old: str) -> None:
-    warnings.warn(f"TrainSpec.{old} is now TrainSpec.{RENAMED[old]}", DeprecationWarning, stacklevel=4)
+def _warn_renamed(old: str, stacklevel: int = 4) -> None:
+    warnings.warn(f"TrainSpec.{old} is now TrainSpec.{RENAMED[old]}", DeprecationWarning, stacklevel=stacklevel)
 
 
 @dataclass
@@ -73,15 +73,8 @@ class TrainSpec:
     devices: int | str = "auto"
     n_jobs: int = 1
     progress: bool = True
-    descriptors: InitVar[str | None] = _NOT_GIVEN
-    elements: InitVar[str] = _NOT_GIVEN
-    task: InitVar[str] = _NOT_GIVEN
 
-    def __post_init__(self, descriptors: str | None, elements: str, task: str):
-        for old, value in (("descriptors", descriptors), ("elements", elements), ("task", task)):
-            if value is not _NOT_GIVEN:
-                _warn_renamed(old)
-                setattr(self, RENAMED[old], value)
+    def __post_init__(self) -> None:
         if self.descriptor_set in ("none", "None", ""):
             self.descriptor_set = None
         if not isinstance(self.element_types, str):
@@ -161,5 +154,23 @@ def _renamed_property(old: str) -> property:
     return property(get, set_, doc=f"Deprecated name of :attr:`{RENAMED[old]}`.")
 
 
-for _old in RENAMED:  # after the dataclass is made: its __init__ keeps the InitVar of the same name
+def _accept_renamed(init: Any) -> Any:
+    """``TrainSpec.__init__`` that also takes the 0.1 names as keywords (not fields: ``dataclasses.replace`` and
+    ``fields`` see today's names only)."""
+
+    @functools.wraps(init)
+    def __init__(self: TrainSpec, *args: Any, **kwargs: Any) -> None:
+        for old, new in RENAMED.items():
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(f"TrainSpec got both {old!r} and its new name {new!r}")
+                _warn_renamed(old, stacklevel=3)
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+TrainSpec.__init__ = _accept_renamed(TrainSpec.__init__)
+for _old in RENAMED:
     setattr(TrainSpec, _old, _renamed_property(_old))
