@@ -157,7 +157,8 @@ def run_demo(
     start = time.perf_counter()
     featurize(dataset.structures, recipe.descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     featurize_seconds = time.perf_counter() - start
-    log(f"featurized {recipe.descriptor_set} in {featurize_seconds:.0f} s" + (" (cached)" if cache_dir else ""))
+    kept = f" (kept in the descriptor cache {cache_dir}: the next run reads them)" if cache_dir else ""
+    log(f"featurized {recipe.descriptor_set} in {featurize_seconds:.0f} s{kept}")
 
     rows, trained_hybrid = [], None
     for name, spec in specs.items():
