@@ -81,6 +81,7 @@ DATASETS: dict[str, tuple[str, list[Task]]] = {
 }
 
 DESCRIPTORS_ONLY = "gong28+composition"
+RECIPE_DESCRIPTORS = f"{DESCRIPTORS_ONLY}+chgnet_noenergy"  # the recommended recipe's set (TrainSpec's default)
 CUTOFF = 5.0  # Å, MEGNet's graph cutoff here
 NE_LAYERS = "0,1,2,3"  # NEGNN input: NE0 … NE3 of the pretrained MEGNet encoder, concatenated
 
@@ -184,14 +185,18 @@ MODELS: dict[str, Callable] = {
     # the _noenergy variants leave out CHGNet's energy per atom (close to a formation-energy label).
     "descriptors_rf_chgnet": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet"),
     "descriptors_mlp_chgnet": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet"),
-    "descriptors_rf_chgnet_noenergy": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet_noenergy"),
-    "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet_noenergy"),
+    "descriptors_rf_chgnet_noenergy": _descriptor_model(_forest, RECIPE_DESCRIPTORS),
+    "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, RECIPE_DESCRIPTORS),
     "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
     "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
     # The hybrid given what the descriptor-only models see, then CHGNet's descriptors too (issue #18).
     "hybrid_megnet_composition": _gnn_model("extensive", DESCRIPTORS_ONLY, "concat"),
     "hybrid_megnet_chgnet": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet", "concat"),
-    "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet_noenergy", "concat"),
+    "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat"),
+    # Simulation knowledge (issue #21): the recipe and the same descriptor-only models with ``sim:chgnet`` added.
+    "descriptors_rf_sim": _descriptor_model(_forest, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
+    "descriptors_mlp_sim": _descriptor_model(_mlp, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
+    "hybrid_megnet_sim": _gnn_model("extensive", f"{RECIPE_DESCRIPTORS}+sim:chgnet", "concat"),
     "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
     "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
     "tensornet": _gnn_model("native", None, backbone="tensornet"),
@@ -226,6 +231,9 @@ COLUMN_NAMES = {
     "hybrid_megnet_chgnet": "hybrid MEGNet (gong28+composition+chgnet, concat)",
     "hybrid_megnet_chgnet_noenergy": "hybrid MEGNet (gong28+composition+chgnet without its energy, concat)",
     "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
+    "descriptors_rf_sim": "descriptors + chgnet (no energy) + sim:chgnet RF",
+    "descriptors_mlp_sim": "descriptors + chgnet (no energy) + sim:chgnet MLP",
+    "hybrid_megnet_sim": "recipe + sim:chgnet (hybrid MEGNet, concat)",
     "tensornet": "plain TensorNet (MatGL)",
     "tensornet_readout": "TensorNet, extensive readout",
     "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
@@ -237,6 +245,7 @@ SAME_DESCRIPTORS = {
     "hybrid_megnet_composition": ("descriptors_rf", "descriptors_mlp"),
     "hybrid_megnet_chgnet": ("descriptors_rf_chgnet", "descriptors_mlp_chgnet"),
     "hybrid_megnet_chgnet_noenergy": ("descriptors_rf_chgnet_noenergy", "descriptors_mlp_chgnet_noenergy"),
+    "hybrid_megnet_sim": ("descriptors_rf_sim", "descriptors_mlp_sim"),
 }
 
 

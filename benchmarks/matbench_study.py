@@ -11,7 +11,9 @@ Models (all on the same folds):
   submission folder ``matbench_submissions/matbench_v0.1_<--algorithm>/``;
 - ``megnet``: plain MEGNet as MatGL ships it (its Set2Set readout and head), no descriptors, the same budget;
 - ``hybrid_gong28``: the hybrid as it was before the recipe (extensive readout, gong28, concat), the same budget;
-- ``descriptors_rf``: a random forest (500 trees) on ``gong28+composition``.
+- ``descriptors_rf``: a random forest (500 trees) on ``gong28+composition``;
+- ``descriptors_rf_recipe``: the same forest on the recipe's descriptors (``gong28+composition+chgnet_noenergy``);
+- ``recipe_sim`` and ``descriptors_rf_sim`` (issue #21): both given ``sim:chgnet`` (cheap tier) as well.
 
     python benchmarks/matbench_study.py                     # every model, both tasks (resumable per fold)
     python benchmarks/matbench_study.py --models descriptors_rf --tasks matbench_jdft2d
@@ -54,11 +56,21 @@ PROVENANCE = (
 )
 #: Never submitted to the leaderboard; self-reported on the same folds (DenseGNN, npj Comput. Mater. 2024).
 SELF_REPORTED = {"matbench_jdft2d": 30.22, "matbench_phonons": 23.52}
+RECIPE_DESCRIPTORS = TrainSpec().descriptor_set
 GNN_CHANGES = {
     "megnet": {"readout": "native", "descriptor_set": None},
     "hybrid_gong28": {"readout": "extensive", "descriptor_set": "gong28", "fusion": "concat"},
+    # issue #21: the recipe with simulated quantities (sim:chgnet, cheap tier) added to its descriptors
+    "recipe_sim": {"descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet"},
 }
-MODELS = ("recipe", *GNN_CHANGES, "descriptors_rf")
+#: The random forests (500 trees) and their descriptor sets: the issue's baseline, the recipe's inputs, and those
+#: plus sim:chgnet, so that every GNN has a forest given the same inputs.
+FORESTS = {
+    "descriptors_rf": "gong28+composition",
+    "descriptors_rf_recipe": RECIPE_DESCRIPTORS,
+    "descriptors_rf_sim": f"{RECIPE_DESCRIPTORS}+sim:chgnet",
+}
+MODELS = ("recipe", *GNN_CHANGES, *FORESTS)
 
 
 def recipe_spec() -> TrainSpec:
@@ -94,20 +106,20 @@ def _fold_data(task, fold: int) -> tuple[StructureData, StructureData]:
     return train, test
 
 
-def run_forest(tasks: list[str]) -> None:
-    """``descriptors_rf`` on every official fold (resumable per fold)."""
+def run_forest(model: str, tasks: list[str]) -> None:
+    """The random forest ``model`` (on its set, :data:`FORESTS`) on every official fold (resumable per fold)."""
     from matbench.bench import MatbenchBenchmark
 
     cache = descriptor_cache_dir()
     for task in MatbenchBenchmark(autoload=False, subset=tasks).tasks:
         load_task(task, DATA, download=False, allow_unofficial=True, provenance=PROVENANCE)
-        store = FoldStore(RUNS / "descriptors_rf" / task.dataset_name)
+        store = FoldStore(RUNS / model / task.dataset_name)
         for fold in task.folds:
             if store.has(fold):
                 continue
             train, test = _fold_data(task, fold)
             frames = [
-                featurize(d.structures, "gong28+composition", n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
+                featurize(d.structures, FORESTS[model], n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
                 for d in (train, test)
             ]
             transform = DescriptorTransform().fit(frames[0])
@@ -128,13 +140,13 @@ def run_forest(tasks: list[str]) -> None:
                     "train_seconds": 0.0,
                 },
             )
-            print(f"{task.dataset_name} fold {fold}: descriptors_rf done", flush=True)
+            print(f"{task.dataset_name} fold {fold}: {model} done", flush=True)
 
 
 def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
     """The finished fold records of ``model`` on ``task``."""
-    if model == "descriptors_rf":
-        return FoldStore(RUNS / "descriptors_rf" / task).records()
+    if model in FORESTS:
+        return FoldStore(RUNS / model / task).records()
     return FoldStore(gnn_run(model, [task], algorithm).out / "folds" / task).records()
 
 
@@ -222,8 +234,8 @@ def main() -> None:
     tasks = args.tasks.split(",")
     if not args.report_only:
         for model in args.models.split(","):
-            if model == "descriptors_rf":
-                run_forest(tasks)
+            if model in FORESTS:
+                run_forest(model, tasks)
             else:
                 gnn_run(model, tasks, args.algorithm).run()
     report(tasks, args.algorithm)

@@ -49,9 +49,12 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
 
     Args:
         record: the record of ``matgl-hybrid train --test-fraction``.
-        data_dir: folder holding the data file (default: the path in the record).
+        data_dir: folder holding the data file, directly or in a subfolder (default: the path in the record).
     """
-    source = Path(record["data"]) if data_dir is None else Path(data_dir) / Path(record["data"]).name
+    source = Path(record["data"])
+    if data_dir is not None:
+        found = [Path(data_dir) / source.name, *sorted(Path(data_dir).rglob(source.name))]
+        source = next((path for path in found if path.is_file()), found[0])
     dataset = data.load(source, target=record["target"])
     if record.get("target_transform") == "log10":
         dataset = data.log10_targets(dataset)

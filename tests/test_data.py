@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matminer.utils.io import store_dataframe_as_json
 from pymatgen.core import DummySpecies, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -178,6 +179,22 @@ def test_load_dispatch(tmp_path: Path) -> None:
         load(odd)
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.json")
+
+
+def test_load_matminer_dataframe_file_with_matbench_ids(tmp_path: Path) -> None:
+    """matminer's ``store_dataframe_as_json`` layout; a Matbench file gets matbench's own zero-padded mbids."""
+    structures = [nacl(2.0 + i / 100) for i in range(12)]
+    df = pd.DataFrame({"exfoliation_en": [float(i) for i in range(12)], "structure": structures})
+    store_dataframe_as_json(df, str(tmp_path / "matbench_jdft2d.json.gz"), compression="gz")
+    data = load(tmp_path / "matbench_jdft2d.json.gz", "exfoliation_en")
+    assert data.ids[:2] == ["mb-jdft2d-01", "mb-jdft2d-02"]  # zero-padded to the width of len(df), as matbench
+    assert data.ids[-1] == "mb-jdft2d-12"
+    assert data.targets.tolist() == df["exfoliation_en"].tolist()
+    assert_same_structure(data.structures[3], df["structure"][3])
+    store_dataframe_as_json(df, str(tmp_path / "mine.json"))
+    assert load(tmp_path / "mine.json", "exfoliation_en").ids[:2] == ["0", "1"]
+    with pytest.raises(ValueError, match=r"mine\.json: DataFrame has no target column 'gap'"):
+        load(tmp_path / "mine.json", "gap")
 
 
 def test_subset_keeps_index_order() -> None:

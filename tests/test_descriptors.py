@@ -210,6 +210,7 @@ def test_cache_hit_skips_computation_and_returns_identical_values(tmp_path, real
     monkeypatch.setattr(bank_module, "compute_groups", fail)
     second = featurize(structures, "gong28", cache_dir=tmp_path, progress=False)
     pd.testing.assert_frame_equal(first, second)
+    assert (first.attrs["n_computed"], second.attrs["n_computed"]) == (6, 0)
     # A set sharing groups with the cached one reuses them: only 'volume' is new for gong28+lattice.
     monkeypatch.undo()
     calls = []
@@ -220,7 +221,7 @@ def test_cache_hit_skips_computation_and_returns_identical_values(tmp_path, real
         return original(structure, groups)
 
     monkeypatch.setattr(bank_module, "compute_groups", spy)
-    featurize(structures, "gong28+lattice", cache_dir=tmp_path, progress=False)
+    assert featurize(structures, "gong28+lattice", cache_dir=tmp_path, progress=False).attrs["n_computed"] == 6
     assert calls == [["volume"]] * 6
 
 

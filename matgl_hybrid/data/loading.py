@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import warnings
 import zlib
@@ -99,7 +100,8 @@ def load_records(
     allowed_elements: Collection[str] | None = None,
     limit: int | None = None,
 ) -> StructureData:
-    """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records."""
+    """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records, or a matminer
+    DataFrame file (``store_dataframe_as_json``, e.g. a Matbench dataset; see :func:`_from_matminer_json`)."""
     raw = Path(path).read_bytes()
     if not raw.strip():
         raise ValueError(f"{path} is empty: expected a JSON list of records")
@@ -111,6 +113,8 @@ def load_records(
         raise ValueError(f"{path} is not a readable gzip file (truncated or damaged?): {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from None
+    if isinstance(records, dict) and set(records) == {"index", "columns", "data"}:
+        return _from_matminer_json(records, path, target, skip_invalid, allowed_elements, limit)
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     if limit is not None:
@@ -129,6 +133,33 @@ def load_records(
             yield str(record["id"]), structure, value
 
     return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def _from_matminer_json(
+    table: dict[str, list[Any]],
+    path: StrPath,
+    target: str | None,
+    skip_invalid: bool,
+    allowed_elements: Collection[str] | None,
+    limit: int | None,
+) -> StructureData:
+    """A DataFrame file of matminer's ``store_dataframe_as_json`` (``orient="split"``: index, columns, data).
+
+    Its structure column is ``structure``. A Matbench dataset file (``matbench_<task>.json[.gz]``) gets Matbench's
+    own ids (``mb-<task>-<row + 1>``, zero-padded as ``matbench.data_ops.load`` does); any other file its index.
+    """
+    df = pd.DataFrame(table["data"], index=table["index"], columns=table["columns"])
+    if limit is not None:
+        df = df.iloc[: max(limit, 0)]
+    name = _uncompressed_name(Path(path)).stem
+    if name.startswith("matbench_"):
+        width = math.floor(math.log10(len(table["index"]))) + 1
+        prefix = name.replace("matbench", "mb").replace("_", "-")
+        df.index = [f"{prefix}-{int(i) + 1:0{width}d}" for i in df.index]
+    try:
+        return from_dataframe(df, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:

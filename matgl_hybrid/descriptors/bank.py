@@ -151,7 +151,8 @@ def featurize(
     Returns:
         DataFrame of shape (n_structures, n_descriptors), columns named as matminer labels them. A feature whose
         featurizer raised for a structure is NaN; ``df.attrs["errors"]`` lists each such case as
-        ``{"row", "id", "group", "columns", "error"}``.
+        ``{"row", "id", "group", "columns", "error"}``; ``df.attrs["n_computed"]`` counts the structures whose
+        values (some or all) were computed rather than read from the cache.
     """
     dset = get_descriptor_set(descriptor_set)
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
@@ -182,7 +183,9 @@ def featurize(
                         cache.put(keys[i], new)
                 bar.update(len(chunk))
 
-    return _assemble(dset, entries, ids)
+    frame = _assemble(dset, entries, ids)
+    frame.attrs["n_computed"] = len(todo)
+    return frame
 
 
 def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str]) -> pd.DataFrame:
