@@ -1,0 +1,400 @@
+"""Simulation knowledge as descriptors (issue #21): what ``sim:chgnet`` costs, what it knows, what it adds.
+
+Stages (each resumable through the descriptor cache; results accumulate in ``benchmarks/results/sim_descriptors.json``):
+
+- ``cost``: ms/structure of the cheap tier (``sim:chgnet``) and of the full one (``sim:chgnet:full``, which
+  includes the cheap groups) on a seeded sample of de Jong 2015, on 1 and 2 cores, cold and cached (the
+  same runs as ``descriptor_speed.py``). Run it on an otherwise idle machine.
+- ``datasets``: the cheap tier on every structure of de Jong 2015, Alexandria heat capacity, mp_binary and
+  Matbench phonons through the default cache: wall time of the whole dataset (cold when nothing was cached
+  before, as ``n_computed`` says), then again from the cache; failures per group.
+- ``full``: the full tier on a seeded sample of each dataset (``--n-full`` structures).
+- ``report`` (always last): the simulated quantities against the DFT labels (before any learning: MAE and
+  correlation), and the recipe with and without ``sim:chgnet`` against the random forest on the same inputs,
+  read from the fold results of ``accuracy.py`` (models ``hybrid_megnet_sim``, ``descriptors_rf_sim``) and of
+  ``matbench_study.py`` (``recipe_sim``, ``descriptors_rf_sim``). Writes ``sim_descriptors.{md,json,png}``.
+
+    python benchmarks/sim_descriptors.py --stages cost,datasets,full     # then the fold runs, then:
+    python benchmarks/sim_descriptors.py                                  # report only
+
+Leakage: CHGNet 0.3.0 was trained on MPtrj energies, forces and stresses (Materials Project relaxations), never on
+these labels; it has seen the structures of the MP-derived sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from descriptor_speed import featurize_runs, speed_runs
+from scipy.stats import pearsonr, spearmanr
+
+from matgl_hybrid.data import StructureData, load
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS, SETTINGS, THZ_TO_INVERSE_CM
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.training import device_name
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+OUT = RESULTS / "sim_descriptors.json"
+CHEAP, FULL = "sim:chgnet", "sim:chgnet:full"
+R_GAS = 8.314462618  # J/K/mol: the Dulong–Petit limit of the heat capacity is 3R per mole of atoms
+
+#: dataset -> (file under ../shared/data, {label name: field in the file})
+DATASETS = {
+    "de_jong_2015": ("de_jong_2015_elasticity.json.gz", {"K_VRH": "K_VRH", "G_VRH": "G_VRH"}),
+    "mp_binary": ("mp_binary_elasticity.json.gz", {"K_VRH": "bulk_modulus_vrh", "G_VRH": "shear_modulus_vrh"}),
+    "alexandria_heat_capacity": ("alexandria_heat_capacity.json.gz", {"heat_capacity": "heat_capacity"}),
+    "matbench_phonons": ("matbench/matbench_phonons.json.gz", {"last_phdos_peak": "last phdos peak"}),
+}
+
+#: (dataset, label, simulated column, tier, how the column becomes the label's quantity, units, log scale)
+COMPARISONS = [
+    ("de_jong_2015", "K_VRH", "sim_chgnet_eos_bulk_modulus", "cheap", "EOS bulk modulus", "GPa", True),
+    ("mp_binary", "K_VRH", "sim_chgnet_eos_bulk_modulus", "cheap", "EOS bulk modulus", "GPa", True),
+    ("de_jong_2015", "K_VRH", "sim_chgnet_k_vrh", "full", "elastic-tensor K_VRH", "GPa", True),
+    ("mp_binary", "K_VRH", "sim_chgnet_k_vrh", "full", "elastic-tensor K_VRH", "GPa", True),
+    ("de_jong_2015", "G_VRH", "sim_chgnet_g_vrh", "full", "elastic-tensor G_VRH", "GPa", True),
+    ("mp_binary", "G_VRH", "sim_chgnet_g_vrh", "full", "elastic-tensor G_VRH", "GPa", True),
+    ("matbench_phonons", "last_phdos_peak", "sim_chgnet_gamma_max_frequency", "cheap", "highest Γ frequency",
+     "cm⁻¹", False),
+    ("matbench_phonons", "last_phdos_peak", "sim_chgnet_last_dos_peak", "full", "last DOS peak", "cm⁻¹", False),
+    ("alexandria_heat_capacity", "heat_capacity", "sim_chgnet_heat_capacity_300K", "full", "phonon C_V(300 K)",
+     "J/K/mol of cells", False),
+]  # fmt: skip
+
+#: The accuracy.py results the report reads: (task label, results file, task key)
+HYBRID_ROWS = [
+    ("heat capacity", "alexandria_heat_capacity.json", "heat_capacity"),
+    ("de Jong log10 K", "de_jong_2015_elasticity.json", "log10_K_VRH"),
+    ("de Jong log10 G", "de_jong_2015_elasticity.json", "log10_G_VRH"),
+    ("mp_binary log10 K", "mp_binary_elasticity.json", "log10_bulk_modulus"),
+    ("mp_binary log10 G", "mp_binary_elasticity.json", "log10_shear_modulus"),
+]
+ACCURACY_MODELS = ("hybrid_megnet_chgnet_noenergy", "hybrid_megnet_sim", "descriptors_rf_chgnet_noenergy",
+                   "descriptors_rf_sim")  # fmt: skip
+MATBENCH_MODELS = ("recipe", "recipe_sim", "descriptors_rf_recipe", "descriptors_rf_sim")
+
+
+def load_dataset(name: str) -> StructureData:
+    """Every valid structure of ``name``, its first label as the target (the others are read by :func:`labels`)."""
+    file, fields = DATASETS[name]
+    return load(SHARED / file, next(iter(fields.values())), skip_invalid=True)
+
+
+def labels(name: str, data: StructureData) -> dict[str, np.ndarray]:
+    """Each label of ``name`` for the entries of ``data`` (NaN where an entry lacks it)."""
+    file, fields = DATASETS[name]
+    out = {}
+    for label, field in fields.items():
+        other = load(SHARED / file, field, skip_invalid=True)
+        by_id = dict(zip(other.ids, other.targets, strict=True))
+        out[label] = np.array([by_id.get(i, np.nan) for i in data.ids], dtype=float)
+    return out
+
+
+def sample(data: StructureData, n: int, seed: int = 21) -> StructureData:
+    """A seeded sample of ``n`` entries (all when there are fewer), in file order."""
+    if n >= len(data):
+        return data
+    return data.subset(sorted(np.random.default_rng(seed).choice(len(data), n, replace=False).tolist()))
+
+
+def update(key: str, value) -> dict:
+    """Merge ``{key: value}`` into the results file (atomically) and return the whole record."""
+    record = json.loads(OUT.read_text()) if OUT.exists() else {}
+    record[key] = value
+    atomic_write_text(OUT, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def stage_cost(n_cheap: int, n_full: int) -> None:
+    """ms/structure of each tier on a seeded de Jong sample, 1 and 2 cores, cold and cached."""
+    data = sample(load_dataset("de_jong_2015"), n_cheap)
+    result = {"data": "de_jong_2015", "device": device_name()}
+    seconds, _ = featurize_runs(data.structures, CHEAP, speed_runs("cheap tier", loads_model=True))
+    result["cheap"] = {
+        "n": len(data),
+        "mean_sites": float(np.mean([len(s) for s in data.structures])),
+        "ms_per_structure": {k: v / len(data) * 1000 for k, v in seconds.items()},
+    }
+    full = sample(data, n_full)
+    runs = [("full tier (with the cheap one), 1 core, cold", 1, "one"), ("full tier, 2 cores, cold", 2, "two")]
+    seconds, _ = featurize_runs(full.structures, FULL, runs)
+    result["full"] = {
+        "n": len(full),
+        "mean_sites": float(np.mean([len(s) for s in full.structures])),
+        "ms_per_structure": {k: v / len(full) * 1000 for k, v in seconds.items()},
+    }
+    update("cost", result)
+    print(json.dumps(result, indent=1))
+
+
+def stage_datasets(names: list[str]) -> None:
+    """The cheap tier on every structure of each dataset, through the default cache: cold and cached wall time."""
+    record = json.loads(OUT.read_text()).get("datasets", {}) if OUT.exists() else {}
+    for name in names:
+        data = load_dataset(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # failures are counted below
+            start = time.perf_counter()
+            frame = featurize(data.structures, CHEAP, -1, descriptor_cache_dir(), ids=data.ids)
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            featurize(data.structures, CHEAP, -1, descriptor_cache_dir(), ids=data.ids, progress=False)
+            cached = time.perf_counter() - start
+        failures = {g.name: sum(e["group"] == g.name for e in frame.attrs["errors"]) for g in CHEAP_GROUPS}
+        entry = {"n": len(data), "n_computed": frame.attrs["n_computed"], "seconds": first, "cached_seconds": cached,
+                 "failures": failures, "device": device_name()}  # fmt: skip
+        if entry["n_computed"] == 0 and name in record:  # nothing computed now: keep the earlier cold timing
+            entry = {**record[name], "cached_seconds": cached}
+        record[name] = entry
+        update("datasets", record)
+        print(f"{name}: {entry}", flush=True)
+
+
+def stage_full(names: list[str], n: int) -> None:
+    """The full tier on a seeded sample of each dataset, through the default cache."""
+    record = json.loads(OUT.read_text()).get("full_sample", {}) if OUT.exists() else {}
+    for name in names:
+        data = sample(load_dataset(name), n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            frame = featurize(data.structures, FULL, -1, descriptor_cache_dir(), ids=data.ids)
+            seconds = time.perf_counter() - start
+        failures = {g.name: sum(e["group"] == g.name for e in frame.attrs["errors"]) for g in FULL_GROUPS}
+        record[name] = {"n": len(data), "n_computed": frame.attrs["n_computed"], "seconds": seconds,
+                        "failures": failures, "device": device_name()}  # fmt: skip
+        update("full_sample", record)
+        print(f"{name}: {record[name]}", flush=True)
+
+
+def simulated(name: str, tier: str, n_full: int) -> tuple[StructureData, object]:
+    """The dataset (or its full-tier sample) and its cached ``sim:`` values (nothing is computed here)."""
+    data = load_dataset(name) if tier == "cheap" else sample(load_dataset(name), n_full)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = featurize(data.structures, CHEAP if tier == "cheap" else FULL, 1, descriptor_cache_dir(),
+                          ids=data.ids, progress=False)  # fmt: skip
+    if frame.attrs["n_computed"]:
+        raise RuntimeError(f"{name}: {frame.attrs['n_computed']} structures were not cached; run its stage first")
+    return data, frame
+
+
+def direct_accuracy(n_full: int, available: set[tuple[str, str]]) -> list[dict]:
+    """Each comparison of :data:`COMPARISONS` whose values are cached: MAE and correlation against the label."""
+    rows = []
+    for name, label, column, tier, quantity, units, log in COMPARISONS:
+        if (name, tier) not in available:
+            continue
+        data, frame = simulated(name, tier, n_full)
+        truth = labels(name, data)[label]
+        sim = frame[column].to_numpy(dtype=float)
+        if column.endswith("gamma_max_frequency"):
+            sim = sim * THZ_TO_INVERSE_CM
+        if column.endswith("heat_capacity_300K"):  # per mole of atoms -> per mole of cells, as the label
+            sim = sim * np.array([len(s) for s in data.structures])
+        ok = np.isfinite(truth) & np.isfinite(sim) & ((truth > 0) & (sim > 0) if log else True)
+        t, s = truth[ok], sim[ok]
+        row = {
+            "dataset": name, "label": label, "column": column, "tier": tier, "quantity": quantity, "units": units,
+            "n": int(ok.sum()), "n_total": len(truth), "mae": float(np.mean(np.abs(s - t))),
+            "pearson": float(pearsonr(s, t)[0]), "spearman": float(spearmanr(s, t)[0]),
+            "truth": t.tolist(), "simulated": s.tolist(),
+        }  # fmt: skip
+        if log:
+            row["mae_log10"] = float(np.mean(np.abs(np.log10(s) - np.log10(t))))
+            row["pearson_log10"] = float(pearsonr(np.log10(s), np.log10(t))[0])
+        if label == "heat_capacity":  # the knowledge-free reference: 3R per atom (Dulong–Petit)
+            n_atoms = np.array([len(x) for x in data.structures])[ok]
+            row["dulong_petit_mae"] = float(np.mean(np.abs(3 * R_GAS * n_atoms - t)))
+        rows.append(row)
+    return rows
+
+
+def hybrid_rows() -> list[dict]:
+    """The recipe with and without ``sim:chgnet`` and the forests on the same inputs: mean test-fold MAE."""
+    rows = []
+    for task, file, key in HYBRID_ROWS:
+        path = RESULTS / file
+        models = json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+        rows.append({"task": task, **{m: _mean(models.get(m)) for m in ACCURACY_MODELS}})
+    path = RESULTS / "matbench_matbench_phonons.json"
+    models = json.loads(path.read_text()) if path.exists() else {}
+    means = {a: _mean(models.get(m)) for a, m in zip(ACCURACY_MODELS, MATBENCH_MODELS, strict=True)}
+    rows.append({"task": "Matbench phonons (official folds)", **means})
+    return rows
+
+
+def _mean(result: dict | None) -> dict | None:
+    """Mean ± std and fold count of a model's result (None when it has not run)."""
+    if not result:
+        return None
+    done = [m for m in result["fold_mae"] if m is not None]
+    return {"mean": result["mae_mean"], "std": result["mae_std"], "folds": len(done)}
+
+
+def report(n_full: int) -> None:
+    """``sim_descriptors.{md,json,png}`` from what the stages have measured."""
+    record = json.loads(OUT.read_text()) if OUT.exists() else {}
+    available = {(name, "cheap") for name in record.get("datasets", {})}
+    available |= {(name, "full") for name in record.get("full_sample", {})}
+    direct = direct_accuracy(n_full, available)
+    hybrid = hybrid_rows()
+    record = update("direct", direct)
+    record = update("hybrid", hybrid)
+    lines = [
+        "# Simulation knowledge as descriptors: `sim:chgnet` (issue #21)",
+        "",
+        "CHGNet 0.3.0 (weights from the chgnet wheel) through matcalc: relaxation, EOS, Γ phonons (cheap tier); "
+        "elastic tensor, phonon DOS and thermal properties (full tier). Settings: "
+        f"`{json.dumps(SETTINGS)}`. Command: `python benchmarks/sim_descriptors.py` (see its docstring for the "
+        "stages).",
+        "",
+        "Leakage: CHGNet was trained on MPtrj energies, forces and stresses of Materials Project relaxations, "
+        "never on these labels; it has seen the structures of the MP-derived sets (mp_binary, de Jong, phonons).",
+        "",
+        *_cost_lines(record),
+        "## What the potential knows before any learning",
+        "",
+        "Simulated quantity against the DFT label, every structure with both values (full tier: a seeded sample).",
+        "",
+        "| dataset | label | simulated | tier | n | MAE | MAE log10 | Pearson r | Spearman ρ |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in direct:
+        log_mae = f"{r['mae_log10']:.3f}" if "mae_log10" in r else ""
+        lines.append(
+            f"| {r['dataset']} | {r['label']} ({r['units']}) | {r['quantity']} | {r['tier']} | {r['n']}/{r['n_total']}"
+            f" | {r['mae']:.3g} | {log_mae} | {r['pearson']:.3f} | {r['spearman']:.3f} |"
+        )
+        if "dulong_petit_mae" in r:
+            lines.append(f"| | | Dulong–Petit 3R per atom (no simulation) | | | {r['dulong_petit_mae']:.3g} | | | |")
+    lines += [
+        "",
+        "## The recipe with and without `sim:chgnet`",
+        "",
+        "Mean test-fold MAE (5 folds; KFold seed 18012019 or the official Matbench folds); every choice made on "
+        "training folds only. RF: the random forest given the same inputs.",
+        "",
+        "| task | recipe | recipe + sim:chgnet | RF (recipe's inputs) | RF + sim:chgnet |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in hybrid:
+        cells = [_cell(r[m]) for m in ACCURACY_MODELS]
+        lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
+    lines += ["", "![simulated vs DFT](sim_descriptors.png)", ""]
+    atomic_write_text(RESULTS / "sim_descriptors.md", "\n".join(lines))
+    _plot(direct, record.get("cost"))
+
+
+def _cost_lines(record: dict) -> list[str]:
+    lines = ["## Cost", ""]
+    cost = record.get("cost")
+    if cost:
+        lines += [f"Seeded sample of {cost['data']}, {cost['device']}.", "", "| run | structures (mean sites) | ms / "
+                  "structure |", "|---|---:|---:|"]  # fmt: skip
+        for tier in ("cheap", "full"):
+            t = cost[tier]
+            lines += [f"| {k} | {t['n']} ({t['mean_sites']:.1f}) | {v:.0f} |" for k, v in t["ms_per_structure"].items()]
+        lines.append("")
+    datasets = record.get("datasets", {})
+    if datasets:
+        lines += ["Whole datasets, cheap tier, all cores, through the cache:", "",
+                  "| dataset | structures | computed | wall time | cached (2nd run) | failures per group |",
+                  "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for name, d in datasets.items():
+            fails = ", ".join(f"{g}: {n}" for g, n in d["failures"].items())
+            times = f"{d['seconds']:.0f} s | {d['cached_seconds']:.1f} s"
+            lines.append(f"| {name} | {d['n']} | {d['n_computed']} | {times} | {fails} |")
+        lines.append("")
+    full = record.get("full_sample", {})
+    if full:
+        lines += ["Full tier on seeded samples (all cores):", "", "| dataset | structures | computed | wall time | "
+                  "failures per group |", "|---|---:|---:|---:|---|"]  # fmt: skip
+        for name, d in full.items():
+            fails = ", ".join(f"{g}: {n}" for g, n in d["failures"].items())
+            lines.append(f"| {name} | {d['n']} | {d['n_computed']} | {d['seconds']:.0f} s | {fails} |")
+        lines.append("")
+    return lines
+
+
+def _cell(value: dict | None) -> str:
+    if value is None:
+        return "not run"
+    suffix = "" if value["folds"] == 5 else f" ({value['folds']}/5 folds)"
+    return f"{value['mean']:.4g} ± {value['std']:.2g}{suffix}"
+
+
+def _plot(direct: list[dict], cost: dict | None) -> None:
+    panels = len(direct) + (1 if cost else 0)
+    if not panels:
+        return
+    cols = min(panels, 3)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, direct, strict=False):
+        t, s = np.asarray(r["truth"]), np.asarray(r["simulated"])
+        ax.scatter(t, s, s=6, alpha=0.5)
+        low, high = min(t.min(), s.min()), max(t.max(), s.max())
+        ax.plot([low, high], [low, high], "k--", lw=0.8)
+        if "mae_log10" in r:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(f"DFT {r['label']} ({r['units']})")
+        ax.set_ylabel(f"CHGNet {r['quantity']}")
+        ax.set_title(f"{r['dataset']} ({r['tier']}): r = {r['pearson']:.2f}, n = {r['n']}", fontsize=9)
+    used = len(direct)
+    if cost:
+        ax = axes.flat[used]
+        runs = {**cost["cheap"]["ms_per_structure"], **cost["full"]["ms_per_structure"]}
+        ax.barh(list(runs), list(runs.values()), color="#9467bd")
+        ax.set_xscale("log")
+        ax.set_xlabel("ms per structure")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title("cost per structure", fontsize=9)
+        used += 1
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "sim_descriptors.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", default="", help="comma-separated: cost, datasets, full (default: report only)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="for the datasets and full stages")
+    parser.add_argument("--n-cost", type=int, default=24, help="structures timed for the cheap tier")
+    parser.add_argument("--n-cost-full", type=int, default=3, help="structures timed for the full tier")
+    parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset")
+    args = parser.parse_args()
+    names = args.datasets.split(",")
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = set(stages) - {"cost", "datasets", "full"} | set(names) - set(DATASETS)
+    if unknown:
+        parser.error(f"unknown stages or datasets: {sorted(unknown)}")
+    if "cost" in stages:
+        stage_cost(args.n_cost, args.n_cost_full)
+    if "datasets" in stages:
+        stage_datasets(names)
+    if "full" in stages:
+        stage_full(names, args.n_full)
+    report(args.n_full)
+
+
+if __name__ == "__main__":
+    main()
