@@ -27,6 +27,7 @@ from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
     MatbenchRun,
+    describe_descriptor_set,
     sha256_file,
     validate_submission,
     verify_dataset_file,
@@ -114,6 +115,10 @@ def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(a
     info = json.loads((out / "info.json").read_text())
     assert info["algorithm"] == "HybridTest"
     assert any("Gong" in ref for ref in info["bibtex_refs"])
+    assert f"{TINY.max_epochs} epochs" in info["algorithm_long"]
+    assert "Compute: 5 folds" in info["notes"]
+    assert "cpu" in info["notes"]
+    assert all(json.loads((out / "folds" / TASK / f"fold{f}.json").read_text())["params"]["device"] for f in (2, 3))
     assert any(pin.startswith("matgl==") for pin in info["requirements"]["python"])
     assert (out / "run_matbench.py").is_file()
     report = (out / "report.md").read_text()
@@ -197,6 +202,20 @@ def test_validation_catches_broken_submissions(accept_stand_in, tmp_path):
     assert "5 to 15 characters" in problems
     assert "cannot be read" in problems
     assert "no .py or .ipynb" in problems
+
+
+def test_info_names_the_descriptor_sets_and_the_universal_potential_it_used():
+    recipe = MatbenchRun([TASK], TrainSpec(), Path("unused")).info()
+    assert "Magpie" in recipe["algorithm_long"]
+    assert "CHGNet 0.3.0" in recipe["algorithm_long"]
+    assert "MPtrj" in recipe["algorithm_long"]
+    assert "without its energy" in recipe["algorithm_long"]
+    assert any("Deng" in ref and "CHGNet" in ref for ref in recipe["bibtex_refs"])
+    plain = MatbenchRun([TASK], TrainSpec(descriptor_set="gong28"), Path("unused")).info()
+    assert not any("CHGNet" in ref for ref in plain["bibtex_refs"])
+    assert describe_descriptor_set("gong28+mine") == (
+        "the 28 global structure descriptors of Gong et al. (2023); the 'mine' descriptors"
+    )
 
 
 def test_composition_tasks_are_refused():

@@ -29,7 +29,7 @@ from matgl_hybrid.evaluation.folds import FoldStore, summarize
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
-from matgl_hybrid.training import TrainSpec, fit
+from matgl_hybrid.training import TrainSpec, device_name, fit
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
@@ -72,6 +72,12 @@ CITATIONS = {
         "journal={Chemistry of Materials}, volume={31}, number={9}, pages={3564--3572}, year={2019}, "
         "doi={10.1021/acs.chemmater.9b01294}}"
     ),
+    "chgnet": (
+        "@article{deng2023chgnet, title={CHGNet as a pretrained universal neural network potential for "
+        "charge-informed atomistic modelling}, author={Deng, Bowen and Zhong, Peichen and Jun, KyuJung and Riebesell, "
+        "Janosh and Han, Kevin and Bartel, Christopher J. and Ceder, Gerbrand}, journal={Nature Machine "
+        "Intelligence}, volume={5}, pages={1031--1041}, year={2023}, doi={10.1038/s42256-023-00716-3}}"
+    ),
     "matbench": (
         "@article{dunn2020benchmarking, title={Benchmarking materials property prediction methods: the Matbench "
         "test set and Automatminer reference algorithm}, author={Dunn, Alexander and Wang, Qi and Ganose, Alex and "
@@ -79,6 +85,32 @@ CITATIONS = {
         "year={2020}, doi={10.1038/s41524-020-00406-3}}"
     ),
 }
+
+
+#: How info.json's long description names each descriptor set of a spec (a ``+``-joined set name).
+SET_DESCRIPTIONS = {
+    "gong28": "the 28 global structure descriptors of Gong et al. (2023)",
+    "composition": "Magpie composition statistics (matminer's ElementProperty)",
+    "chgnet": (
+        "frozen CHGNet 0.3.0 features (crystal and mean atom features, energy per atom and mean |magmom|; the "
+        "universal potential pretrained on MPtrj, the Materials Project relaxation trajectories, weights from the "
+        "chgnet PyPI wheel)"
+    ),
+    "chgnet_noenergy": (
+        "frozen CHGNet 0.3.0 features (crystal and mean atom features and mean |magmom|, without its energy; the "
+        "universal potential pretrained on MPtrj, the Materials Project relaxation trajectories, weights from the "
+        "chgnet PyPI wheel)"
+    ),
+    "sim:chgnet": (
+        "quantities simulated with CHGNet 0.3.0 through matcalc (relaxed energy and volume change, EOS bulk modulus "
+        "and its derivative, Γ-point phonon frequencies)"
+    ),
+}
+
+
+def describe_descriptor_set(name: str) -> str:
+    """The descriptor set ``name`` in words, part by part (unknown parts by their name)."""
+    return "; ".join(SET_DESCRIPTIONS.get(part, f"the '{part}' descriptors") for part in name.split("+"))
 
 
 class DatasetFileError(FileNotFoundError):
@@ -220,6 +252,7 @@ class MatbenchRun:
     allow_unofficial_data: bool = False
     data_provenance: str = ""
     dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
+    fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
@@ -249,6 +282,7 @@ class MatbenchRun:
             if not store.has(fold):
                 store.save(fold, self._train_and_predict(task, fold))
             record = store.load(fold)
+            self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
             task.record(fold, record["y_pred"], params=record["params"])
         self.write_submission(mb)
         return mb
@@ -284,7 +318,12 @@ class MatbenchRun:
             "train_seconds": time.perf_counter() - start,
             "n_train": len(train),
             "n_test": len(test),
-            "params": {"spec": spec.to_dict(), "best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch},
+            "params": {
+                "spec": spec.to_dict(),
+                "best_val_mae": result.best_val_mae,
+                "best_epoch": result.best_epoch,
+                "device": device_name(spec.accelerator),
+            },
             "ids": list(test.ids),
             "y_true": None,
             "y_pred": [float(p) for p in predicted],
@@ -305,29 +344,43 @@ class MatbenchRun:
         return [checked.note() for checked in self.dataset_files_.values()]
 
     def info(self) -> dict[str, Any]:
-        """The leaderboard's ``info.json``."""
+        """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
         spec = self.spec
+        fused = ""
+        if spec.descriptor_set:
+            fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
+        citations = ["gong2023", "matgl", "megnet", "matbench"]
+        if spec.descriptor_set and "chgnet" in spec.descriptor_set:
+            citations.insert(3, "chgnet")
         return {
             "authors": self.authors,
             "algorithm": self.algorithm,
             "algorithm_long": self.algorithm_long
             or (
-                f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout"
-                + (
-                    f", fused ({spec.fusion}) with the {spec.descriptor_set} structure descriptors of Gong et al. "
-                    "(2023)"
-                    if spec.descriptor_set
-                    else ""
-                )
-                + f"; trained per fold with early stopping on 10 % of the training data (max {spec.max_epochs} "
-                "epochs). Produced by run_matbench.py in this folder."
+                f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; trained per fold with "
+                f"early stopping on {spec.val_fraction:.0%} of the training data (at most {spec.max_epochs} epochs, "
+                f"batch {spec.batch_size}, lr {spec.lr:g} with cosine decay, {spec.loss}). Produced by run_matbench.py "
+                "in this folder."
             ),
-            "bibtex_refs": [CITATIONS[k] for k in ("gong2023", "matgl", "megnet", "matbench")],
+            "bibtex_refs": [CITATIONS[k] for k in citations],
             "notes": " ".join(
-                [f"Run on {platform.platform()}; python {platform.python_version()}.", *self.dataset_notes()]
+                [
+                    f"Run on {platform.platform()}; python {platform.python_version()}.",
+                    self.compute_note(),
+                    *self.dataset_notes(),
+                ]
             ),
             "requirements": requirements(),
         }
+
+    def compute_note(self) -> str:
+        """Devices and the wall time of training and prediction, summed over the recorded folds."""
+        records = [r for task in self.fold_records_.values() for r in task.values()]
+        if not records:
+            return ""
+        devices = sorted({str(r["params"].get("device", "not recorded")) for r in records})
+        hours = sum(r["train_seconds"] for r in records) / 3600
+        return f"Compute: {len(records)} folds, {hours:.2f} h of training and prediction on {', '.join(devices)}."
 
     def script(self) -> str:
         """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
