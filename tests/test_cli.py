@@ -108,6 +108,7 @@ def test_every_option_of_every_command_names_its_default_or_says_it_is_required(
     for command, options in helps.items():
         for option, text in options.items():
             assert "default" in text or "(required)" in text, f"{command} {option}: {text!r}"
+            assert not text.startswith(("(default", "(required")), f"{command} {option} does not say what it is"
 
 
 def test_training_options_show_the_recipe_defaults_and_their_allowed_values():
