@@ -38,37 +38,39 @@ HELD_OUT = ["--test-fraction", "0.1", "--elements", "all"]
 LARGE_SET_BUDGET = ["--batch-size", "128", "--max-epochs", "100", "--patience", "20"]
 MATBENCH = SHARED / "matbench"
 
+
+def _recipe(what: str, data: Path, target: str, units: str, *extra: str) -> tuple[str, list[str]]:
+    """The description and ``matgl-hybrid train`` arguments (without --out) of a shipped recipe model."""
+    return f"{RECIPE} for {what}", ["--data", str(data), "--target", target, "--units", units, *HELD_OUT, *extra]
+
+
 #: name -> (description, ``matgl-hybrid train`` arguments without --out)
 SHIPPED: dict[str, tuple[str, list[str]]] = {
-    "hybrid-megnet-heat-capacity": (
-        f"{RECIPE} for the phonon heat capacity per cell at 300 K of binaries (Alexandria PBE)",
-        ["--data", str(SHARED / "alexandria_heat_capacity.json.gz"), "--target", "heat_capacity",
-         "--units", "J/K/mol of cells", *HELD_OUT],
+    "hybrid-megnet-heat-capacity": _recipe(
+        "the phonon heat capacity per cell at 300 K of binaries (Alexandria PBE)",
+        SHARED / "alexandria_heat_capacity.json.gz", "heat_capacity", "J/K/mol of cells",
     ),
-    "hybrid-megnet-log10-bulk-modulus": (
-        f"{RECIPE} for log10 of the VRH bulk modulus (GPa) of binaries (Materials Project PBE)",
-        ["--data", str(SHARED / "mp_binary_elasticity.json.gz"), "--target", "bulk_modulus_vrh",
-         "--log10-target", "--units", "log10(GPa)", *HELD_OUT, *LARGE_SET_BUDGET],
+    "hybrid-megnet-log10-bulk-modulus": _recipe(
+        "log10 of the VRH bulk modulus (GPa) of binaries (Materials Project PBE)",
+        SHARED / "mp_binary_elasticity.json.gz", "bulk_modulus_vrh", "log10(GPa)", "--log10-target",
+        *LARGE_SET_BUDGET,
     ),
-    "hybrid-megnet-log10-shear-modulus": (
-        f"{RECIPE} for log10 of the VRH shear modulus (GPa) of binaries (Materials Project PBE)",
-        ["--data", str(SHARED / "mp_binary_elasticity.json.gz"), "--target", "shear_modulus_vrh",
-         "--log10-target", "--units", "log10(GPa)", *HELD_OUT, *LARGE_SET_BUDGET],
+    "hybrid-megnet-log10-shear-modulus": _recipe(
+        "log10 of the VRH shear modulus (GPa) of binaries (Materials Project PBE)",
+        SHARED / "mp_binary_elasticity.json.gz", "shear_modulus_vrh", "log10(GPa)", "--log10-target",
+        *LARGE_SET_BUDGET,
     ),
-    "hybrid-megnet-formation-energy": (
-        f"{RECIPE} for the formation energy per atom (eV/atom; FLLA 2015, Materials Project PBE)",
-        ["--data", str(SHARED / "flla_2015_formation_energy.json.gz"), "--target", "formation_energy_per_atom",
-         "--units", "eV/atom", *HELD_OUT, *LARGE_SET_BUDGET],
+    "hybrid-megnet-formation-energy": _recipe(
+        "the formation energy per atom (FLLA 2015, Materials Project PBE)",
+        SHARED / "flla_2015_formation_energy.json.gz", "formation_energy_per_atom", "eV/atom", *LARGE_SET_BUDGET,
     ),
-    "hybrid-megnet-exfoliation-energy": (
-        f"{RECIPE} for the exfoliation energy of layered materials (meV/atom; Matbench jdft2d, JARVIS optB88vdW)",
-        ["--data", str(MATBENCH / "matbench_jdft2d.json.gz"), "--target", "exfoliation_en",
-         "--units", "meV/atom", *HELD_OUT],
+    "hybrid-megnet-exfoliation-energy": _recipe(
+        "the exfoliation energy of layered materials (Matbench jdft2d, JARVIS optB88vdW)",
+        MATBENCH / "matbench_jdft2d.json.gz", "exfoliation_en", "meV/atom",
     ),
-    "hybrid-megnet-last-phdos-peak": (
-        f"{RECIPE} for the frequency of the last phonon DOS peak (cm^-1; Matbench phonons, Materials Project DFPT)",
-        ["--data", str(MATBENCH / "matbench_phonons.json.gz"), "--target", "last phdos peak",
-         "--units", "cm^-1", *HELD_OUT],
+    "hybrid-megnet-last-phdos-peak": _recipe(
+        "the frequency of the last phonon DOS peak (Matbench phonons, Materials Project DFPT)",
+        MATBENCH / "matbench_phonons.json.gz", "last phdos peak", "cm^-1",
     ),
 }  # fmt: skip
 
