@@ -86,9 +86,14 @@ def render_card(record: dict[str, Any], title: str) -> str:
         f"- {spec['backbone']} backbone, `{spec['readout']}` readout, descriptors `{descriptor_set}` "
         f"({spec['fusion']} fusion), cutoff {spec['cutoff']} Å; {len(record['members'])} member(s).",
         f"- Predicts `{record['target_name']}` in {units}.",
-        "",
-        "## Data and split",
     ]
+    for weights in record.get("referenced_weights", []):
+        lines.append(
+            f"- Needs {weights['model']}'s weights, referenced, not embedded: they ship in `{weights['package']}`, "
+            f"sha256 `{weights['sha256']}`; other weights are refused at prediction (the model's descriptor version "
+            "pins their digest)."
+        )
+    lines += ["", "## Data and split"]
     if "chgnet" in str(descriptor_set):
         lines.append(LEAKAGE_CHGNET)
     if record.get("data"):  # trained from a data file (the command line)

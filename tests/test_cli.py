@@ -79,6 +79,9 @@ def test_demo_trains_both_models_writes_its_files_and_ends_with_next_steps(tmp_p
     assert (out / "demo_parity.png").stat().st_size > 0
     # the saved hybrid reproduces the test predictions of the table's run
     record = json.loads((out / "hybrid_model" / "training.json").read_text())
+    (weights,) = record["referenced_weights"]  # CHGNet's, referenced by digest, not embedded
+    assert weights["model"] == "CHGNet 0.3.0"
+    assert f"sha256 `{weights['sha256']}`" in (out / "hybrid_model" / "model_card.md").read_text()
     model = load_checkpoint(out / "hybrid_model")
     dataset = data.log10_targets(data.load_demo("K_VRH"))
     test = dataset.subset([dataset.ids.index(i) for i in record["test"]["ids"]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import matgl
 import numpy as np
 import pytest
@@ -38,6 +40,16 @@ def test_chgnet_values_are_the_potentials_own_and_come_back_from_the_cache(elast
     assert uip.chgnet_weights().name.endswith(".pth.tar")
 
 
+def test_sets_reference_the_potentials_weights_by_name_and_sha256():
+    (reference,) = get_descriptor_set("gong28+chgnet_noenergy+sim:chgnet").referenced_weights()
+    assert reference == {
+        "model": "CHGNet 0.3.0",
+        "package": uip.CHGNET_REQUIREMENT,
+        "sha256": hashlib.sha256(uip.chgnet_weights().read_bytes()).hexdigest(),
+    }
+    assert get_descriptor_set("gong28+composition").referenced_weights() == []
+
+
 def test_a_missing_chgnet_is_one_clear_error_before_any_work(monkeypatch):
     monkeypatch.setattr(uip.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install chgnet"):
@@ -69,5 +81,8 @@ def test_model_cards_of_chgnet_models_state_the_leakage():
     record["spec"].update({"cutoff": 5.0, "val_fraction": 0.1, "batch_size": 8, "lr": 1e-3, "max_epochs": 2})
     record["spec"].update({"patience": 1, "loss": "l1_loss", "seed": 0})
     assert LEAKAGE_CHGNET in render_card(record, "t")
+    record["referenced_weights"] = [{"model": "CHGNet 0.3.0", "package": "chgnet==0.4.2", "sha256": "ab" * 32}]
+    assert f"sha256 `{'ab' * 32}`" in render_card(record, "t")
+    del record["referenced_weights"]
     record["spec"]["descriptor_set"] = "gong28"
     assert "Leakage" not in render_card(record, "t")

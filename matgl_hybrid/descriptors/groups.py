@@ -75,6 +75,9 @@ class FeatureGroup:
             off for groups whose version already pins their values (a learned encoder's weights hash).
         requires: called when a set with this group is resolved; raises (one clear line) when what the group needs
             is not installed, before any structure is featurized.
+        weights: for a group computed by pretrained weights that ship elsewhere (a universal potential's):
+            ``weights() -> {"model", "package", "sha256"}``, what a model trained on the group references (by name
+            and digest) instead of embedding.
     """
 
     name: str
@@ -83,6 +86,7 @@ class FeatureGroup:
     version: str = GROUP_VERSION
     check_values: bool = True
     requires: Callable[[], object] | None = field(default=None, repr=False, compare=False)
+    weights: Callable[[], dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -108,6 +108,16 @@ class DescriptorSet:
         name = f"{self.name}+{other.name}"
         return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + other.user)
 
+    def referenced_weights(self) -> list[dict[str, str]]:
+        """The pretrained weights the set's groups are computed with (``{"model", "package", "sha256"}``, each once):
+        a model trained on the set references them, it does not embed them."""
+        found = {}
+        for group in self.groups:
+            if group.weights is not None:
+                reference = group.weights()
+                found[reference["sha256"]] = reference
+        return list(found.values())
+
     @property
     def version(self) -> str:
         """Hash of what determines the values: groups (definition versions, value digests) and the column order."""

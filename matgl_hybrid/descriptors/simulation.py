@@ -46,7 +46,7 @@ from pymatgen.core import Structure
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSet
-from matgl_hybrid.descriptors.uip import CHGNET_MODEL, chgnet_model, chgnet_weights, weights_digest
+from matgl_hybrid.descriptors.uip import CHGNET_MODEL, chgnet_model, chgnet_weights, weights_digest, weights_reference
 from matgl_hybrid.errors import UnknownNameError
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
@@ -210,7 +210,9 @@ def _installed(package: str) -> str:
 def _group(name: str, labels: tuple[str, ...], compute) -> FeatureGroup:
     # The version pins the values (weights, settings, library versions): no reference-structure digest, which
     # would run these simulations on every reference structure in every process.
-    return FeatureGroup(name, labels, compute, version=_version(), check_values=False, requires=_requires)
+    return FeatureGroup(
+        name, labels, compute, version=_version(), check_values=False, requires=_requires, weights=weights_reference
+    )
 
 
 CHEAP_GROUPS = (

@@ -53,7 +53,7 @@ def chgnet_weights() -> Path:
 @cache
 def weights_digest() -> str:
     """sha256 (12 hex digits) of the weights file."""
-    return hashlib.sha256(chgnet_weights().read_bytes()).hexdigest()[:12]
+    return weights_reference()["sha256"][:12]
 
 
 @cache
@@ -80,8 +80,22 @@ def _prediction(ctx: StructureContext) -> dict[str, np.ndarray]:
     return ctx.shared("chgnet", predict)
 
 
+@cache
+def weights_reference() -> dict[str, str]:
+    """What a model using CHGNet's groups references: the model, the package shipping its weights, their sha256."""
+    digest = hashlib.sha256(chgnet_weights().read_bytes()).hexdigest()
+    return {"model": f"CHGNet {CHGNET_MODEL}", "package": CHGNET_REQUIREMENT, "sha256": digest}
+
+
 def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
-    return FeatureGroup(name, labels, lambda ctx: values(_prediction(ctx)), version=_version(), requires=chgnet_weights)
+    return FeatureGroup(
+        name,
+        labels,
+        lambda ctx: values(_prediction(ctx)),
+        version=_version(),
+        requires=chgnet_weights,
+        weights=weights_reference,
+    )
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.fit import FitResult, device_name, fit
@@ -179,6 +180,10 @@ def train(
         "units": fit_options.get("target_units"),
         "n_structures": len(data),
         "spec": spec.to_dict(),
+        # Pretrained weights the descriptors are computed with: referenced by name and sha256, never embedded.
+        "referenced_weights": get_descriptor_set(spec.descriptor_set).referenced_weights()
+        if spec.descriptor_set
+        else [],
         "device": device_name(accelerator),
         "members": [
             {
