@@ -21,9 +21,15 @@ def test_at_least_two_checkpoints_are_shipped_and_registered():
         assert (folder / "model_card.md").read_text().count("matgl-hybrid train") == 1
 
 
+@pytest.fixture(scope="module")
+def descriptor_cache(tmp_path_factory):
+    """One descriptor cache for the module, empty at first: checkpoints on the same structures share their values."""
+    return tmp_path_factory.mktemp("descriptors")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeypatch, tmp_path):
+def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeypatch, tmp_path, descriptor_cache):
     monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path))  # offline, nothing cached beforehand
     path = resolve(name)
     verify(path)
@@ -33,7 +39,7 @@ def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeyp
     assert len(held_out) == test["n"]
     assert SHIPPED[name]["data"] == Path(record["data"]).name
     model = load_pretrained(name)
-    scored = holdout_metrics(model, held_out, cache_dir=None)
+    scored = holdout_metrics(model, held_out, cache_dir=descriptor_cache)
     for metric in ("mae", "rmse", "r2"):
         assert scored[metric] == pytest.approx(test[metric], abs=1e-6), metric
         assert SHIPPED[name]["metrics"][metric] == test[metric]
