@@ -14,7 +14,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from pymatgen.core import Lattice, Structure
+
+from matgl_hybrid.data import from_structures
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
@@ -521,3 +525,34 @@ def test_recipe_lines(accuracy):
     lines = accuracy.recipe_lines(tables, recipe)
     assert "not finished yet (megnet)" in lines[0]
     assert lines[-1].endswith(": pending")
+
+
+@pytest.fixture
+def sim_study(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports descriptor_speed as a sibling script
+    module = _script("sim_descriptors")
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    monkeypatch.setattr(module, "OUT", tmp_path / "sim_descriptors.json")
+    return module
+
+
+def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
+    """THz → cm⁻¹ for the Γ frequency, per atom → per cell for the heat capacity, Dulong–Petit beside it."""
+    cells = [
+        Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.cubic(6.0), ["Mg", "O", "Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]]),
+    ]
+    data = from_structures(cells, ids=["a", "b"])
+    frame = pd.DataFrame({"sim_chgnet_gamma_max_frequency": [6.0, 12.0],
+                          "sim_chgnet_heat_capacity_300K": [24.0, 20.0]})  # fmt: skip
+    truth = {"last_phdos_peak": np.array([200.0, 400.0]), "heat_capacity": np.array([50.0, 70.0])}
+    monkeypatch.setattr(sim_study, "simulated", lambda name, tier, n: (data, frame))
+    monkeypatch.setattr(sim_study, "labels", lambda name, d: truth)
+    rows = sim_study.direct_accuracy(8, {("matbench_phonons", "cheap"), ("alexandria_heat_capacity", "full")})
+    phonon, heat = rows
+    assert phonon["simulated"] == pytest.approx([6.0 * 33.35641, 12.0 * 33.35641])
+    assert phonon["mae"] == pytest.approx(np.mean(np.abs(np.array(phonon["simulated"]) - [200, 400])))
+    assert heat["simulated"] == pytest.approx([48.0, 80.0])  # 24 J/K/mol of atoms × 2 atoms, 20 × 4
+    assert heat["mae"] == pytest.approx(6.0)
+    assert heat["dulong_petit_mae"] == pytest.approx(np.mean(np.abs(3 * 8.314462618 * np.array([2, 4]) - [50, 70])))
+    assert [r["column"] for r in rows] == ["sim_chgnet_gamma_max_frequency", "sim_chgnet_heat_capacity_300K"]
