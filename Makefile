@@ -16,4 +16,4 @@ lint:
 	lint-imports
 
 test: install lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
