@@ -143,6 +143,7 @@ def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS
         model.fit(transform.transform(frames[0]), (train.targets - mean) / std)
         return model.predict(transform.transform(frames[1])) * std + mean
 
+    run.descriptor_set = descriptors
     return run
 
 
@@ -173,6 +174,7 @@ def _gnn_model(
         result = fit(train, spec=spec, cache_dir=cache)
         return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
 
+    run.descriptor_set = descriptors
     return run
 
 
@@ -249,6 +251,15 @@ SAME_DESCRIPTORS = {
 }
 
 
+def prefill_set(models: list[str]) -> str:
+    """Every descriptor the ``models`` use (and the descriptor-only set): what to cache before any fold."""
+    parts = dict.fromkeys(DESCRIPTORS_ONLY.split("+"))
+    for model in models:
+        if descriptors := getattr(MODELS[model], "descriptor_set", None):
+            parts.update(dict.fromkeys(descriptors.split("+")))
+    return "+".join(parts)
+
+
 def recommended_model(results: Path = RESULTS) -> str | None:
     """The recipe ``select_recipe.py`` chose on inner validation (None before it has run)."""
     path = results / "recipe_selection.json"
@@ -277,8 +288,7 @@ def run(
             continue
         data = load_task(dataset, task, data_dir)
         # Fill the descriptor cache first, so that no fold's training time includes featurization.
-        needed = f"{DESCRIPTORS_ONLY}+gong28" + ("+chgnet" if any("chgnet" in m for m in models) else "")
-        featurize(data.structures, needed, n_jobs=-1, cache_dir=cache, ids=data.ids)
+        featurize(data.structures, prefill_set(models), n_jobs=-1, cache_dir=cache, ids=data.ids)
         for model in models:
 
             def train_and_predict(train, test, fold, model=model):

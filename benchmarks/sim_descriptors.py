@@ -4,7 +4,7 @@ Stages (each resumable through the descriptor cache; results accumulate in ``ben
 
 - ``cost``: ms/structure of the cheap tier (``sim:chgnet``) and of the full one (``sim:chgnet:full``, which
   includes the cheap groups) on a seeded sample of de Jong 2015, on 1 and 2 cores, cold and cached (the
-  same runs as ``descriptor_speed.py``). Run it on an otherwise idle machine.
+  same runs as ``descriptor_speed.py``; the full tier cold only). Run it on an otherwise idle machine.
 - ``datasets``: the cheap tier on every structure of de Jong 2015, Alexandria heat capacity, mp_binary and
   Matbench phonons through the default cache: wall time of the whole dataset (cold when nothing was cached
   before, as ``n_computed`` says), then again from the cache; failures per group.
@@ -38,7 +38,7 @@ from descriptor_speed import featurize_runs, speed_runs
 from scipy.stats import pearsonr, spearmanr
 
 from matgl_hybrid.data import StructureData, load
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors import DescriptorCache, featurize, get_descriptor_set, structure_key
 from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS, SETTINGS, THZ_TO_INVERSE_CM
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
@@ -182,41 +182,55 @@ def stage_full(names: list[str], n: int) -> None:
 
 
 def simulated(name: str, tier: str, n_full: int) -> tuple[StructureData, object]:
-    """The dataset (or its full-tier sample) and its cached ``sim:`` values (nothing is computed here)."""
+    """The dataset (or its full-tier sample of ``n_full``) and its ``sim:`` values, read from the cache.
+
+    Raises:
+        RuntimeError: a structure's values are not all cached (its stage has not run): nothing is computed here.
+    """
     data = load_dataset(name) if tier == "cheap" else sample(load_dataset(name), n_full)
+    set_name = CHEAP if tier == "cheap" else FULL
+    cache = DescriptorCache(descriptor_cache_dir())
+    keys = [g.key for g in get_descriptor_set(set_name).groups]
+    missing = sum(any(k not in cache.get(structure_key(s)) for k in keys) for s in data.structures)
+    if missing:
+        raise RuntimeError(f"{name}: {missing} structures lack cached {set_name} values; run its stage first")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = featurize(data.structures, CHEAP if tier == "cheap" else FULL, 1, descriptor_cache_dir(),
-                          ids=data.ids, progress=False)  # fmt: skip
-    if frame.attrs["n_computed"]:
-        raise RuntimeError(f"{name}: {frame.attrs['n_computed']} structures were not cached; run its stage first")
+        frame = featurize(data.structures, set_name, 1, descriptor_cache_dir(), ids=data.ids, progress=False)
     return data, frame
 
 
-def direct_accuracy(n_full: int, available: set[tuple[str, str]]) -> list[dict]:
-    """Each comparison of :data:`COMPARISONS` whose values are cached: MAE and correlation against the label."""
+def direct_accuracy(record: dict) -> list[dict]:
+    """Each comparison of :data:`COMPARISONS` whose stage has run: MAE and correlation against the label.
+
+    Linear metrics use every structure with both values finite; the log10 ones (moduli) those with both positive.
+    """
     rows = []
     for name, label, column, tier, quantity, units, log in COMPARISONS:
-        if (name, tier) not in available:
+        stage = record.get("datasets" if tier == "cheap" else "full_sample", {})
+        if name not in stage:
             continue
-        data, frame = simulated(name, tier, n_full)
+        data, frame = simulated(name, tier, stage[name]["n"])
         truth = labels(name, data)[label]
         sim = frame[column].to_numpy(dtype=float)
         if column.endswith("gamma_max_frequency"):
             sim = sim * THZ_TO_INVERSE_CM
         if column.endswith("heat_capacity_300K"):  # per mole of atoms -> per mole of cells, as the label
             sim = sim * np.array([len(s) for s in data.structures])
-        ok = np.isfinite(truth) & np.isfinite(sim) & ((truth > 0) & (sim > 0) if log else True)
+        ok = np.isfinite(truth) & np.isfinite(sim)
+        row = {"dataset": name, "label": label, "column": column, "tier": tier, "quantity": quantity,
+               "units": units, "n": int(ok.sum()), "n_total": len(truth)}  # fmt: skip
+        if row["n"] < 2:
+            rows.append(row)  # too few values to compare
+            continue
         t, s = truth[ok], sim[ok]
-        row = {
-            "dataset": name, "label": label, "column": column, "tier": tier, "quantity": quantity, "units": units,
-            "n": int(ok.sum()), "n_total": len(truth), "mae": float(np.mean(np.abs(s - t))),
-            "pearson": float(pearsonr(s, t)[0]), "spearman": float(spearmanr(s, t)[0]),
-            "truth": t.tolist(), "simulated": s.tolist(),
-        }  # fmt: skip
-        if log:
-            row["mae_log10"] = float(np.mean(np.abs(np.log10(s) - np.log10(t))))
-            row["pearson_log10"] = float(pearsonr(np.log10(s), np.log10(t))[0])
+        row.update({"mae": float(np.mean(np.abs(s - t))), "pearson": float(pearsonr(s, t)[0]),
+                    "spearman": float(spearmanr(s, t)[0]), "truth": t.tolist(), "simulated": s.tolist()})  # fmt: skip
+        positive = (t > 0) & (s > 0)
+        if log and positive.sum() >= 2:
+            row["n_log"] = int(positive.sum())
+            row["mae_log10"] = float(np.mean(np.abs(np.log10(s[positive]) - np.log10(t[positive]))))
+            row["pearson_log10"] = float(pearsonr(np.log10(s[positive]), np.log10(t[positive]))[0])
         if label == "heat_capacity":  # the knowledge-free reference: 3R per atom (Dulong–Petit)
             n_atoms = np.array([len(x) for x in data.structures])[ok]
             row["dulong_petit_mae"] = float(np.mean(np.abs(3 * R_GAS * n_atoms - t)))
@@ -246,12 +260,10 @@ def _mean(result: dict | None) -> dict | None:
     return {"mean": result["mae_mean"], "std": result["mae_std"], "folds": len(done)}
 
 
-def report(n_full: int) -> None:
+def report() -> None:
     """``sim_descriptors.{md,json,png}`` from what the stages have measured."""
     record = json.loads(OUT.read_text()) if OUT.exists() else {}
-    available = {(name, "cheap") for name in record.get("datasets", {})}
-    available |= {(name, "full") for name in record.get("full_sample", {})}
-    direct = direct_accuracy(n_full, available)
+    direct = direct_accuracy(record)
     hybrid = hybrid_rows()
     record = update("direct", direct)
     record = update("hybrid", hybrid)
@@ -275,7 +287,11 @@ def report(n_full: int) -> None:
         "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in direct:
-        log_mae = f"{r['mae_log10']:.3f}" if "mae_log10" in r else ""
+        if "mae" not in r:
+            lines.append(f"| {r['dataset']} | {r['label']} ({r['units']}) | {r['quantity']} | {r['tier']} | "
+                         f"{r['n']}/{r['n_total']} | too few values | | | |")  # fmt: skip
+            continue
+        log_mae = f"{r['mae_log10']:.3f} (n {r['n_log']})" if "mae_log10" in r else ""
         lines.append(
             f"| {r['dataset']} | {r['label']} ({r['units']}) | {r['quantity']} | {r['tier']} | {r['n']}/{r['n_total']}"
             f" | {r['mae']:.3g} | {log_mae} | {r['pearson']:.3f} | {r['spearman']:.3f} |"
@@ -295,9 +311,10 @@ def report(n_full: int) -> None:
     for r in hybrid:
         cells = [_cell(r[m]) for m in ACCURACY_MODELS]
         lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
-    lines += ["", "![simulated vs DFT](sim_descriptors.png)", ""]
-    atomic_write_text(RESULTS / "sim_descriptors.md", "\n".join(lines))
-    _plot(direct, record.get("cost"))
+    compared = [r for r in direct if "mae" in r]
+    if _plot(compared, record.get("cost")):
+        lines += ["", "![simulated vs DFT](sim_descriptors.png)"]
+    atomic_write_text(RESULTS / "sim_descriptors.md", "\n".join([*lines, ""]))
 
 
 def _cost_lines(record: dict) -> list[str]:
@@ -338,10 +355,11 @@ def _cell(value: dict | None) -> str:
     return f"{value['mean']:.4g} ± {value['std']:.2g}{suffix}"
 
 
-def _plot(direct: list[dict], cost: dict | None) -> None:
+def _plot(direct: list[dict], cost: dict | None) -> bool:
+    """Scatter panels of the comparisons and the cost bars into ``sim_descriptors.png``; False when nothing to plot."""
     panels = len(direct) + (1 if cost else 0)
     if not panels:
-        return
+        return False
     cols = min(panels, 3)
     rows = -(-panels // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
@@ -372,6 +390,7 @@ def _plot(direct: list[dict], cost: dict | None) -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / "sim_descriptors.png", dpi=110)
     plt.close(fig)
+    return True
 
 
 def main() -> None:
@@ -380,7 +399,7 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS), help="for the datasets and full stages")
     parser.add_argument("--n-cost", type=int, default=24, help="structures timed for the cheap tier")
     parser.add_argument("--n-cost-full", type=int, default=3, help="structures timed for the full tier")
-    parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset")
+    parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset (full stage)")
     args = parser.parse_args()
     names = args.datasets.split(",")
     stages = [s for s in args.stages.split(",") if s]
@@ -393,7 +412,7 @@ def main() -> None:
         stage_datasets(names)
     if "full" in stages:
         stage_full(names, args.n_full)
-    report(args.n_full)
+    report()
 
 
 if __name__ == "__main__":

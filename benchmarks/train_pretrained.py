@@ -79,21 +79,38 @@ def checkpoint_dir(name: str) -> Path:
     return REGISTRY_FILE.parent / name
 
 
+def train_arguments(name: str) -> list[str]:
+    """``matgl-hybrid train``'s arguments for model ``name``, run from the repository root (the card's paths)."""
+    return ["train", *SHIPPED[name][1], "--out", str(checkpoint_dir(name).relative_to(ROOT))]
+
+
 def train(name: str) -> None:
     """Run the model's training command from the repository root (so that its data path is the card's)."""
-    out = checkpoint_dir(name).relative_to(ROOT)
-    command = [sys.executable, "-m", "matgl_hybrid.cli", "train", *SHIPPED[name][1], "--out", str(out)]
-    subprocess.run(command, cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "matgl_hybrid.cli", *train_arguments(name)], cwd=ROOT, check=True)
+
+
+def trained_record(name: str) -> dict:
+    """The training record of checkpoint ``name``, refused unless it was trained with the command shipped here."""
+    path = checkpoint_dir(name) / "training.json"
+    if not path.is_file():
+        raise SystemExit(f"{name} is not trained yet: python benchmarks/train_pretrained.py --only {name}")
+    record = json.loads(path.read_text())
+    expected = shlex.join(["matgl-hybrid", *train_arguments(name)])
+    if record.get("command") != expected:
+        raise SystemExit(
+            f"{name} was trained with `{record.get('command')}`, not with this script's `{expected}`: retrain it "
+            f"(python benchmarks/train_pretrained.py --only {name})"
+        )
+    return record
 
 
 def rescore(name: str) -> None:
     """Score the held-out split of checkpoint ``name`` on this machine; rewrite its record, card and manifest."""
     path = checkpoint_dir(name)
-    record = json.loads((path / "training.json").read_text())
+    record = trained_record(name)
     model = load_checkpoint(path)
     test = holdout_metrics(model, heldout_split(record, ROOT / SHARED))
     record["test"] = {"fraction": record["test"]["fraction"], "seed": record["test"]["seed"], **test}
-    record["command"] = shlex.join(["matgl-hybrid", "train", *SHIPPED[name][1], "--out", str(path.relative_to(ROOT))])
     card = render_card(record, f"matgl-hybrid checkpoint: {name}")
     save_checkpoint(model, path, {"training": record}, texts={"model_card.md": card})
 
@@ -103,7 +120,7 @@ def register(names: list[str]) -> None:
     registry = json.loads(REGISTRY_FILE.read_text()) if REGISTRY_FILE.exists() else {"models": {}}
     for name in names:
         path = checkpoint_dir(name)
-        record = json.loads((path / "training.json").read_text())
+        record = trained_record(name)
         test = record["test"]
         registry["models"][name] = {
             "description": SHIPPED[name][0],

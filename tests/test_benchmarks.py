@@ -548,7 +548,8 @@ def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
     truth = {"last_phdos_peak": np.array([200.0, 400.0]), "heat_capacity": np.array([50.0, 70.0])}
     monkeypatch.setattr(sim_study, "simulated", lambda name, tier, n: (data, frame))
     monkeypatch.setattr(sim_study, "labels", lambda name, d: truth)
-    rows = sim_study.direct_accuracy(8, {("matbench_phonons", "cheap"), ("alexandria_heat_capacity", "full")})
+    record = {"datasets": {"matbench_phonons": {"n": 2}}, "full_sample": {"alexandria_heat_capacity": {"n": 2}}}
+    rows = sim_study.direct_accuracy(record)
     phonon, heat = rows
     assert phonon["simulated"] == pytest.approx([6.0 * 33.35641, 12.0 * 33.35641])
     assert phonon["mae"] == pytest.approx(np.mean(np.abs(np.array(phonon["simulated"]) - [200, 400])))
@@ -556,3 +557,7 @@ def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
     assert heat["mae"] == pytest.approx(6.0)
     assert heat["dulong_petit_mae"] == pytest.approx(np.mean(np.abs(3 * 8.314462618 * np.array([2, 4]) - [50, 70])))
     assert [r["column"] for r in rows] == ["sim_chgnet_gamma_max_frequency", "sim_chgnet_heat_capacity_300K"]
+    frame.loc[0, "sim_chgnet_heat_capacity_300K"] = np.nan  # one value left: reported, not compared
+    (phonon, heat) = sim_study.direct_accuracy(record)
+    assert heat["n"] == 1
+    assert "mae" not in heat

@@ -12,6 +12,7 @@ from pymatgen.core import Lattice, Structure
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors import featurize, get_descriptor_set, simulation
+from matgl_hybrid.descriptors.groups import StructureContext
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.training import TrainSpec, fit
 
@@ -99,3 +100,19 @@ def test_a_hybrid_on_simulated_descriptors_trains_saves_and_predicts_the_same(cr
     save_checkpoint(model, tmp_path / "m")
     loaded = matgl.load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(repeated[:3], cache_dir=cache), before)
+
+
+@pytest.mark.slow
+def test_full_tier_heat_capacity_is_per_atom_whatever_the_cell(crystals, monkeypatch):
+    """The conventional 8-atom and the primitive 2-atom cell of Si give the same per-atom C_V, below 3R."""
+    # fast: smaller supercells, and the experimental lattice (CHGNet's is within 1 %) instead of a relaxation
+    monkeypatch.setitem(simulation.SETTINGS, "phonon", {**simulation.SETTINGS["phonon"], "min_length": 7.0})
+    monkeypatch.setattr(simulation, "_relaxed", lambda ctx: {"final_structure": ctx.structure})
+    phonon_group = next(g for g in get_descriptor_set("sim:chgnet:full").groups if g.name == "sim_chgnet_phonon")
+    si = crystals[1]
+    conventional = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0, 0, 0]])
+    assert (len(si), len(conventional)) == (2, 8)
+    column = phonon_group.labels.index("sim_chgnet_heat_capacity_300K")
+    primitive_cv, conventional_cv = (phonon_group.compute(StructureContext(s))[column] for s in (si, conventional))
+    assert primitive_cv == pytest.approx(conventional_cv, rel=0.02)
+    assert 15 < primitive_cv < 3 * 8.314462618  # J/K/mol of atoms (experiment: ~19.8 at 300 K)

@@ -148,17 +148,19 @@ def _from_matminer_json(
     Its structure column is ``structure``. A Matbench dataset file (``matbench_<task>.json[.gz]``) gets Matbench's
     own ids (``mb-<task>-<row + 1>``, zero-padded as ``matbench.data_ops.load`` does); any other file its index.
     """
-    df = pd.DataFrame(table["data"], index=table["index"], columns=table["columns"])
-    if limit is not None:
-        df = df.iloc[: max(limit, 0)]
-    name = _uncompressed_name(Path(path)).stem
-    if name.startswith("matbench_"):
-        width = math.floor(math.log10(len(table["index"]))) + 1
-        prefix = name.replace("matbench", "mb").replace("_", "-")
-        df.index = [f"{prefix}-{int(i) + 1:0{width}d}" for i in df.index]
+    if not table["index"]:
+        raise ValueError(f"{path} holds an empty table")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
     try:
+        df = pd.DataFrame(table["data"], index=table["index"], columns=table["columns"]).iloc[:limit]
+        name = _uncompressed_name(Path(path)).stem
+        if name.startswith("matbench_"):
+            width = math.floor(math.log(len(table["index"]), 10)) + 1  # exactly as matbench computes it
+            prefix = name.replace("matbench", "mb").replace("_", "-")
+            df.index = [f"{prefix}-{int(i) + 1:0{width}d}" for i in df.index]
         return from_dataframe(df, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 

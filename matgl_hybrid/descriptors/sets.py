@@ -114,7 +114,7 @@ class DescriptorSet:
         found = {}
         for group in self.groups:
             if group.weights is not None:
-                reference = group.weights()
+                reference = dict(group.weights())  # a copy: the group's answer is cached
                 found[reference["sha256"]] = reference
         return list(found.values())
 

@@ -173,8 +173,8 @@ def _phonon_values(ctx: StructureContext) -> list[float]:
     phonon = out["phonon"]
     phonon.run_total_dos()
     peak = last_dos_peak(phonon.total_dos.frequency_points, phonon.total_dos.dos, s["peak_fraction"])
-    thermal = out["thermal_properties"]  # per mole of input cells
-    n = len(structure)
+    thermal = out["thermal_properties"]  # per mole of primitive cells (matcalc builds phonopy with primitive "P")
+    n = len(phonon.primitive)
     heat_capacity = thermal["heat_capacity"][0] / n
     internal_energy = (thermal["free_energy"][0] + t * thermal["entropy"][0] / 1000) / n
     return [peak * THZ_TO_INVERSE_CM, float(heat_capacity), float(internal_energy)]
@@ -192,7 +192,9 @@ def _requires() -> None:
 def _version() -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
     versions = {p: _installed(p) for p in ("matcalc", "phonopy", "ase")}
-    settings = json.dumps({"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions}, sort_keys=True)
+    # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell)
+    definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 2}
+    settings = json.dumps(definition, sort_keys=True)
     try:
         digest = weights_digest()
     except (ModuleNotFoundError, FileNotFoundError):

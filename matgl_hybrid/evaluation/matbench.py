@@ -105,6 +105,11 @@ SET_DESCRIPTIONS = {
         "quantities simulated with CHGNet 0.3.0 through matcalc (relaxed energy and volume change, EOS bulk modulus "
         "and its derivative, Γ-point phonon frequencies)"
     ),
+    "sim:chgnet:full": (
+        "quantities simulated with CHGNet 0.3.0 through matcalc (relaxed energy and volume change, EOS bulk modulus "
+        "and its derivative, Γ-point phonon frequencies; elastic moduli and anisotropy; last phonon DOS peak, heat "
+        "capacity and internal energy at 300 K)"
+    ),
 }
 
 
@@ -364,11 +369,13 @@ class MatbenchRun:
             ),
             "bibtex_refs": [CITATIONS[k] for k in citations],
             "notes": " ".join(
-                [
+                note
+                for note in (
                     f"Run on {platform.platform()}; python {platform.python_version()}.",
                     self.compute_note(),
                     *self.dataset_notes(),
-                ]
+                )
+                if note
             ),
             "requirements": requirements(),
         }
