@@ -5,7 +5,7 @@ to ``matgl_hybrid/pretrained_models/<name>/`` with its model card (held-out metr
 ``matgl_hybrid/pretrained_models/registry.json`` then lists it as ``package:<name>``. The data stay in
 ``../shared``: only the weights and the records are committed.
 
-    python benchmarks/train_pretrained.py                      # train and register all
+    python benchmarks/train_pretrained.py                      # train (those not yet trained) and register all
     python benchmarks/train_pretrained.py --only hybrid-megnet-heat-capacity
     python benchmarks/train_pretrained.py --rescore            # after training elsewhere (e.g. a GPU machine)
 
@@ -104,6 +104,15 @@ def trained_record(name: str) -> dict:
     return record
 
 
+def is_trained(name: str) -> bool:
+    """Whether checkpoint ``name`` exists, trained with the command shipped here (so a rerun resumes the list)."""
+    try:
+        trained_record(name)
+    except SystemExit:
+        return False
+    return True
+
+
 def rescore(name: str) -> None:
     """Score the held-out split of checkpoint ``name`` on this machine; rewrite its record, card and manifest."""
     path = checkpoint_dir(name)
@@ -141,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SHIPPED), help="comma-separated names")
     parser.add_argument("--rescore", action="store_true", help="only rescore on this machine and register")
+    parser.add_argument("--retrain", action="store_true", help="train again models already trained with their command")
     args = parser.parse_args()
     names = args.only.split(",")
     unknown = sorted(set(names) - set(SHIPPED))
@@ -149,8 +159,10 @@ def main() -> None:
     for name in names:
         if args.rescore:
             rescore(name)
-        else:
+        elif args.retrain or not is_trained(name):
             train(name)
+        else:
+            print(f"{name}: trained with its command already (--retrain to train it again)")
     register(names)
 
 
