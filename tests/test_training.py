@@ -145,7 +145,9 @@ def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_c
 
     out = trained.save(tmp_path / "model")  # from Python: no data file, no command line
     record = json.loads((out / "training.json").read_text())
-    assert list(record) == ["target_name", "units", "n_structures", "spec", "device", "members", "val_ids", "test"]
+    head = ["target_name", "units", "n_structures", "spec", "referenced_weights", "device"]
+    assert list(record) == [*head, "members", "val_ids", "test"]
+    assert record["referenced_weights"] == []  # descriptors computed without pretrained weights
     assert record["test"]["n"] == 6
     assert record["test"]["seed"] == 3
     card = (out / "model_card.md").read_text()
@@ -157,7 +159,7 @@ def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_c
     trained.save(out, source=source, command="matgl-hybrid train …")
     record = json.loads((out / "training.json").read_text())
     assert list(record)[:3] == ["data", "target", "target_transform"]
-    assert list(record)[8] == "command"
+    assert list(record)[3 + len(head)] == "command"  # right after the head
     assert "matgl-hybrid train …" in (out / "model_card.md").read_text()
 
 

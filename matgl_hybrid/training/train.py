@@ -42,7 +42,7 @@ class TrainedModel:
     cache_dir: str | Path | None = None
 
     #: The record's keys that precede ``command`` in ``training.json``.
-    _HEAD = ("target_name", "units", "n_structures", "spec", "device")
+    _HEAD = ("target_name", "units", "n_structures", "spec", "referenced_weights", "device")
 
     @property
     def global_rank(self) -> int:
