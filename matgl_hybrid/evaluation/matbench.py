@@ -355,7 +355,8 @@ class MatbenchRun:
         if spec.descriptor_set:
             fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
         citations = ["gong2023", "matgl", "megnet", "matbench"]
-        if spec.descriptor_set and "chgnet" in spec.descriptor_set:
+        weights = get_descriptor_set(spec.descriptor_set).referenced_weights() if spec.descriptor_set else []
+        if any(w["model"].startswith("CHGNet") for w in weights):  # the pretrained potential the descriptors use
             citations.insert(3, "chgnet")
         return {
             "authors": self.authors,
