@@ -39,7 +39,7 @@ from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore, cross_validate, pooled_parity, summarize, write_report
 from matgl_hybrid.files import atomic_write_text
-from matgl_hybrid.graphs import has_edges
+from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, device_name, fit
 
@@ -127,8 +127,7 @@ def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureDat
     data.target_name = task.name
     # A graph network cannot read a structure with no neighbour pair within its cutoff (a few alkali-metal cells
     # of flla_2015): they are dropped for every model, so that all models see the same folds.
-    connected = [i for i, s in enumerate(data.structures) if has_edges(s, CUTOFF)]
-    return data.subset(connected) if len(connected) < len(data) else data
+    return drop_unconnected(data, CUTOFF)
 
 
 def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:

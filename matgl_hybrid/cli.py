@@ -26,6 +26,7 @@ from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
+from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.inference import split_predictable
 from matgl_hybrid.layers import FUSIONS, READOUTS
 from matgl_hybrid.models import HybridEnsemble
@@ -152,6 +153,21 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
     return TrainSpec.from_dict(values)
 
 
+def _training_data(args: argparse.Namespace, spec: TrainSpec) -> data.StructureData:
+    """``--data``/``--target``; with ``--skip-invalid``, without the invalid entries and those whose graph has no
+    edges within the model's cutoff (listed on the screen)."""
+    dataset = data.load(args.data, target=args.target, skip_invalid=args.skip_invalid)
+    if not args.skip_invalid:
+        return dataset
+    dataset = drop_unconnected(dataset, spec.cutoff)
+    if not len(dataset):
+        raise ValueError(f"{args.data}: no valid entry to train on ({len(dataset.skipped)} skipped)")
+    if skipped := dataset.skipped:
+        shown = "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        print(f"skipped {len(skipped)} of {len(skipped) + len(dataset)} entries ({shown})")
+    return dataset
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it, with a model card, to ``--out``."""
     spec = train_spec(args)
@@ -163,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_model_dir(args.out, overwrite=args.overwrite, allow=ckpt_dirs)
     for folder in ckpt_dirs:
         check_output_dir(folder)
-    dataset = data.load(args.data, target=args.target)
+    dataset = _training_data(args, spec)
     if args.log10_target:
         dataset = data.log10_targets(dataset)
 
@@ -191,6 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "target": args.target,
         "target_transform": "log10" if args.log10_target else None,
+        "skipped_entries": [vars(e) for e in dataset.skipped],
     }
     command = shlex.join(["matgl-hybrid", *args.argv])
     trained.save(args.out, source=source, command=command, overwrite=args.overwrite, allow=ckpt_dirs)
@@ -247,7 +264,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     """Matbench protocol (5-fold KFold, seed 18012019) on any dataset, with a report."""
     spec = train_spec(args)
     check_output_dir(args.out)
-    summary = run_cv(data.load(args.data, target=args.target), spec, args.out, _cache(args))
+    summary = run_cv(_training_data(args, spec), spec, args.out, _cache(args))
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 
@@ -390,6 +407,12 @@ def _add_cache_options(p: argparse.ArgumentParser) -> None:
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="record file (.json.gz), folder of CIF/POSCAR, or CSV")
     p.add_argument("--target", required=True, help="target to learn")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out invalid entries and structures with no neighbour pair within the cutoff, listing them "
+        "(default: stop at the first, naming it)",
+    )
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:

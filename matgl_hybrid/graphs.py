@@ -13,9 +13,18 @@ from matgl.graph.data import MGLDataset, collate_fn_graph
 from pymatgen.core import Structure
 from torch.utils.data import DataLoader, Sampler
 
-from matgl_hybrid.data import InvalidStructureError
+from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData
 
-__all__ = ["build_dataset", "collate_fn_graph", "has_edges", "make_loader", "set_descriptors", "swapped_node_types"]
+__all__ = [
+    "build_dataset",
+    "collate_fn_graph",
+    "drop_unconnected",
+    "has_edges",
+    "make_loader",
+    "no_edges_error",
+    "set_descriptors",
+    "swapped_node_types",
+]
 
 
 def build_dataset(
@@ -50,9 +59,7 @@ def build_dataset(
         )
     for graph, structure_id in zip(dataset.graphs, ids, strict=True):
         if graph.edge_index.shape[1] == 0:
-            raise InvalidStructureError(
-                structure_id, f"no atom has a neighbour within the cutoff of {cutoff} Å: the graph has no edges"
-            )
+            raise no_edges_error(structure_id, cutoff)
     if descriptors is not None:
         set_descriptors(dataset, descriptors)
     return dataset
@@ -68,6 +75,31 @@ def set_descriptors(dataset: MGLDataset, descriptors: np.ndarray) -> None:
 def has_edges(structure, cutoff: float) -> bool:
     """Whether any atom of ``structure`` has a neighbour within ``cutoff`` (Å), i.e. its graph is not empty."""
     return len(structure.get_neighbor_list(cutoff)[0]) > 0
+
+
+def no_edges_error(structure_id: str, cutoff: float) -> InvalidStructureError:
+    """The error of a structure whose graph at ``cutoff`` (Å) has no edges (no graph network can read it)."""
+    return InvalidStructureError(
+        structure_id, f"no atom has a neighbour within the cutoff of {cutoff} Å: the graph has no edges"
+    )
+
+
+def drop_unconnected(data: StructureData, cutoff: float) -> StructureData:
+    """``data`` without the structures whose graph at ``cutoff`` (Å) has no edges; they are added to ``skipped``.
+
+    Returns ``data`` itself when every graph has edges.
+    """
+    keep, skipped = [], list(data.skipped)
+    for i, (structure, structure_id) in enumerate(zip(data.structures, data.ids, strict=True)):
+        if has_edges(structure, cutoff):
+            keep.append(i)
+        else:
+            skipped.append(SkippedEntry(structure_id, no_edges_error(structure_id, cutoff).reason))
+    if len(keep) == len(data):
+        return data
+    connected = data.subset(keep)
+    connected.skipped = skipped
+    return connected
 
 
 def make_loader(

@@ -25,7 +25,7 @@ from torch import nn
 
 from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData, as_structure, validate_structure
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
-from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, set_descriptors
+from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error, set_descriptors
 
 
 def entry_ids(n: int, ids: Sequence[Any] | None = None) -> list[str]:
@@ -46,9 +46,7 @@ def check_structure(model: nn.Module, structure: Any, id: str) -> Structure:
     structure = as_structure(structure, id)
     validate_structure(structure, id, allowed_elements=model.element_types)
     if not has_edges(structure, model.cutoff):
-        raise InvalidStructureError(
-            id, f"no atom has a neighbour within the cutoff of {model.cutoff} Å: the graph has no edges"
-        )
+        raise no_edges_error(id, model.cutoff)
     return structure
 
 

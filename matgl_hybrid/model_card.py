@@ -102,6 +102,11 @@ def render_card(record: dict[str, Any], title: str) -> str:
             + (f" (modelled as {record['target_transform']})" if record.get("target_transform") else "")
             + f": {record['n_structures']} structures used for training and validation."
         )
+        if skipped := record.get("skipped_entries"):
+            lines.append(
+                f"- Left out (`--skip-invalid`): {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}, invalid "
+                "or with no neighbour pair within the cutoff; ids and reasons in `training.json`."
+            )
     else:  # trained from Python (matgl_hybrid.training.train)
         lines.append(
             f"- Target `{record['target_name']}`: {record['n_structures']} structures used for training and validation."

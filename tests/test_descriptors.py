@@ -34,6 +34,7 @@ from matgl_hybrid.descriptors import (
     structure_key,
 )
 from matgl_hybrid.descriptors import bank as bank_module
+from matgl_hybrid.descriptors.groups import StructureContext
 from matgl_hybrid.descriptors.summary import describe_descriptors
 
 # The 28 descriptors of Gong et al. (Sci. Adv. 2023), in the order the foundation issue fixes.
@@ -413,3 +414,18 @@ def test_describe_descriptors_ranks_by_rank_correlation_with_the_log_target():
     assert table.loc["down", "spearman log10 y"] == pytest.approx(-1.0)
     assert table.loc["down", "NaN"] == 1
     assert table.loc["up", "max"] == 4.0
+
+
+def test_a_shared_analysis_that_fails_is_not_computed_again_for_the_next_group(elastic):
+    calls = []
+
+    def relax(structure):
+        calls.append(structure)
+        raise RuntimeError("did not converge")
+
+    ctx = StructureContext(elastic.structures[0])
+    for _ in range(3):  # three groups need the same relaxation
+        with pytest.raises(RuntimeError, match="did not converge"):
+            ctx.shared("relax", relax)
+    assert len(calls) == 1
+    assert ctx.shared("volume", lambda s: s.volume) == elastic.structures[0].volume

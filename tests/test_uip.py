@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 
 import matgl
 import numpy as np
@@ -35,8 +36,10 @@ def test_chgnet_values_are_the_potentials_own_and_come_back_from_the_cache(elast
     without = featurize(structures, "lattice+chgnet_noenergy", cache_dir=tmp_path, progress=False)
     assert without.shape == (4, 9 + 129)
     assert "chgnet_energy_per_atom" not in without.columns
-    version = get_descriptor_set("chgnet").groups[0].version
-    assert f"chgnet{uip.CHGNET_MODEL}" in version
+    group = get_descriptor_set("chgnet").groups[0]
+    assert f"chgnet{uip.CHGNET_MODEL}" in group.version
+    assert group.version.endswith(f"-chgnet{importlib.metadata.version('chgnet')}")  # the code that computes them
+    assert not group.check_values  # float32 values: a CPU-trained model must predict on a GPU (and vice versa)
     assert uip.chgnet_weights().name.endswith(".pth.tar")
 
 

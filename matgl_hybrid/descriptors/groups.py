@@ -48,13 +48,23 @@ class StructureContext:
 
     def __init__(self, structure: Structure):
         self.structure = structure
-        self._shared: dict[str, Any] = {}
+        self._shared: dict[str, tuple[Any, Exception | None]] = {}
 
     def shared(self, name: str, compute: Callable[[Structure], Any]) -> Any:
-        """``compute(structure)``, computed once per structure for all the groups that ask for ``name``."""
+        """``compute(structure)``, computed once per structure for all the groups that ask for ``name``.
+
+        A failure is shared too: every group asking for ``name`` after it gets the same exception, without
+        computing again (a relaxation that did not converge is not run once per group).
+        """
         if name not in self._shared:
-            self._shared[name] = compute(self.structure)
-        return self._shared[name]
+            try:
+                self._shared[name] = (compute(self.structure), None)
+            except Exception as exc:
+                self._shared[name] = (None, exc)
+        value, failure = self._shared[name]
+        if failure is not None:
+            raise failure
+        return value
 
     @cached_property
     def voronoi(self) -> list[SiteFaces]:

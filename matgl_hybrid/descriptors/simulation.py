@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import io
 import json
 import logging
@@ -46,7 +45,14 @@ from pymatgen.core import Structure
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSet
-from matgl_hybrid.descriptors.uip import CHGNET_MODEL, chgnet_model, chgnet_weights, weights_digest, weights_reference
+from matgl_hybrid.descriptors.uip import (
+    CHGNET_MODEL,
+    chgnet_model,
+    chgnet_weights,
+    installed_version,
+    weights_digest,
+    weights_reference,
+)
 from matgl_hybrid.errors import UnknownNameError
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
@@ -184,14 +190,14 @@ def _requires() -> None:
     """matcalc, phonopy and chgnet's weights are installed (one clear line otherwise)."""
     chgnet_weights()
     for package in ("matcalc", "phonopy"):
-        if _installed(package) == "not-installed":
+        if installed_version(package) == "not-installed":
             raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc")
 
 
 @cache
 def _version() -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
-    versions = {p: _installed(p) for p in ("matcalc", "phonopy", "ase")}
+    versions = {p: installed_version(p) for p in ("matcalc", "phonopy", "ase", "chgnet")}
     # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell)
     definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 2}
     settings = json.dumps(definition, sort_keys=True)
@@ -200,13 +206,6 @@ def _version() -> str:
     except (ModuleNotFoundError, FileNotFoundError):
         digest = "not-installed"
     return f"{GROUP_VERSION}-sim-chgnet{CHGNET_MODEL}-{digest}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
-
-
-def _installed(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not-installed"
 
 
 def _group(name: str, labels: tuple[str, ...], compute) -> FeatureGroup:

@@ -11,15 +11,17 @@ One CHGNet pass per structure (energy and magnetic moments, no forces) gives fou
 Leakage: CHGNet was trained on MPtrj, the relaxation trajectories of nearly all Materials Project structures. It has
 seen the structures (not the labels) of MP-derived tasks.
 
-The weights are read with ``torch.load(weights_only=True)`` (no code runs). The group version names the chgnet model
-and the sha256 of its weights file, and the values on the reference structures are part of every cache key, as for
-every group.
+The weights are read with ``torch.load(weights_only=True)`` (no code runs). The group version names the chgnet model,
+the sha256 of its weights file and the installed chgnet version: those pin the values. Unlike the matminer groups,
+the values on the reference structures are not part of the key: CHGNet computes in float32, whose last digits differ
+between a CPU and a GPU (or two CPUs), and a model trained on one must predict on the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import importlib.util
 import io
 from functools import cache
@@ -87,24 +89,33 @@ def weights_reference() -> dict[str, str]:
     return {"model": f"CHGNet {CHGNET_MODEL}", "package": CHGNET_REQUIREMENT, "sha256": digest}
 
 
+def installed_version(package: str) -> str:
+    """The installed version of ``package``, or ``"not-installed"``."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not-installed"
+
+
 def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
     return FeatureGroup(
         name,
         labels,
         lambda ctx: values(_prediction(ctx)),
         version=_version(),
+        check_values=False,  # float32: the version below pins the values (see the module docstring)
         requires=chgnet_weights,
         weights=weights_reference,
     )
 
 
 def _version() -> str:
-    """The groups' definition version: the bank's, the model name and the weights' digest (when installed)."""
+    """The groups' definition version: the bank's, the model name, the weights' digest and the chgnet version."""
     try:
         digest = weights_digest()
     except (ModuleNotFoundError, FileNotFoundError):
         digest = "not-installed"
-    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}"
+    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}-chgnet{installed_version('chgnet')}"
 
 
 UIP_GROUPS: dict[str, FeatureGroup] = {
