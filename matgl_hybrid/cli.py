@@ -21,7 +21,8 @@ from matgl_hybrid.checkpoint import (
     save_checkpoint,
 )
 from matgl_hybrid.demo import DEMO_CHECKPOINT, MODEL, PLOT, TABLE, run_demo
-from matgl_hybrid.descriptors import NAMED_SETS, featurize
+from matgl_hybrid.descriptors import NAMED_SETS, DescriptorCache, featurize, get_descriptor_set
+from matgl_hybrid.descriptors.cache import export_archive, import_archive
 from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
@@ -68,12 +69,27 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         frame[dataset.target_name] = dataset.targets
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} rows x {frame.shape[1] - 1} columns to {args.out}")
+    if args.archive:
+        if (cache := _cache(args)) is None:
+            raise ValueError("--archive writes the cached values: it cannot be used with --no-cache")
+        keys = [g.key for g in get_descriptor_set(args.descriptors).groups]
+        n = export_archive(DescriptorCache(cache), dataset.structures, keys, args.archive)
+        print(f"archived the {args.descriptors} values of {n} structures in {args.archive}")
     if args.summary:
         if dataset.targets is None:
             raise ValueError("--summary ranks descriptors by their correlation with the target: give --target")
         summary = describe_descriptors(frame.drop(columns=["id", dataset.target_name]), dataset.targets)
         with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
             print(summary)
+    return 0
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    """Add the values of archives written by ``featurize --archive`` to the descriptor cache."""
+    cache = args.cache_dir or descriptor_cache_dir()
+    for archive in args.archives:
+        n = import_archive(DescriptorCache(cache), archive)
+        print(f"imported the values of {n} structures from {archive} into {cache}")
     return 0
 
 
@@ -506,8 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--summary", action="store_true", help="print each descriptor's range and rank correlation with the target"
     )
+    p.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="also write the cached values to this gzipped archive, for `cache-import` on another machine "
+        "(e.g. simulations run on a GPU)",
+    )
     _add_featurize_options(p)
     p.set_defaults(func=cmd_featurize)
+
+    p = _command(sub, "cache-import", "add descriptor values archived by `featurize --archive` to the cache")
+    p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.set_defaults(func=cmd_cache_import)
 
     p = _command(sub, "train", "train a hybrid (or plain, --descriptors none) model")
     _add_data_options(p)

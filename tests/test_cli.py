@@ -274,3 +274,30 @@ def test_pretrain_excludes_evaluation_structures_by_id_and_by_material(shared_da
     assert record["n_excluded"] == 12  # 6 by id, 6 by material
     assert record["n_structures"] == 10
     assert record["exclude"] == [evaluated]
+
+
+def test_an_archive_of_featurized_values_fills_another_cache_and_a_bad_one_is_refused(tmp_path, capsys):
+    import gzip
+
+    from matgl_hybrid.descriptors import featurize
+
+    source = DEMO_DATA / "de_jong_2015_elasticity.json.gz"
+    archive = tmp_path / "values.json.gz"
+    first = ["featurize", "--data", str(source), "--descriptors", "lattice", "--n-jobs", "1"]
+    first += ["--cache-dir", str(tmp_path / "here"), "--out", str(tmp_path / "d.csv"), "--archive", str(archive)]
+    assert main(first) == 0
+    assert "archived the lattice values of 1181 structures" in capsys.readouterr().out
+    assert main(["cache-import", str(archive), "--cache-dir", str(tmp_path / "there")]) == 0
+    structures = data.load(source, limit=50).structures
+    imported = featurize(structures, "lattice", cache_dir=tmp_path / "there", progress=False)
+    assert imported.attrs["n_computed"] == 0  # every value came from the archive
+    computed = featurize(structures, "lattice", cache_dir=None, progress=False)
+    pd.testing.assert_frame_equal(imported, computed)
+
+    escaping = tmp_path / "escaping.json.gz"
+    entry = {"lattice@3": {"values": [1.0], "error": None}}
+    escaping.write_bytes(gzip.compress(json.dumps({"format": 1, "entries": {"../../x" + "0" * 58: entry}}).encode()))
+    for bad, message in ((escaping, "malformed entry"), (tmp_path / "d.csv", "not a descriptor cache archive")):
+        assert main(["cache-import", str(bad), "--cache-dir", str(tmp_path / "third")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()
