@@ -9,6 +9,8 @@ Stages (each resumable through the descriptor cache; results accumulate in ``ben
   Matbench phonons through the default cache: wall time of the whole dataset (cold when nothing was cached
   before, as ``n_computed`` says), then again from the cache; failures per group.
 - ``full``: the full tier on a seeded sample of each dataset (``--n-full`` structures).
+- Every run first imports the committed archives of ``benchmarks/results/sim_values/`` (values computed before,
+  here or on another machine) into the default cache, and the datasets and full stages archive what they computed.
 - ``report`` (always last): the simulated quantities against the DFT labels (before any learning: MAE and
   correlation), and the recipe with and without ``sim:chgnet`` against the random forest on the same inputs,
   read from the fold results of ``accuracy.py`` (models ``hybrid_megnet_sim``, ``descriptors_rf_sim``) and of
@@ -39,6 +41,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from matgl_hybrid.data import StructureData, load
 from matgl_hybrid.descriptors import DescriptorCache, featurize, get_descriptor_set, structure_key
+from matgl_hybrid.descriptors.cache import export_archive, import_archive
 from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS, SETTINGS, THZ_TO_INVERSE_CM
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
@@ -48,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 OUT = RESULTS / "sim_descriptors.json"
+#: The computed values, committed (``featurize --archive`` format): later sessions and machines import them instead
+#: of simulating again (``matgl-hybrid cache-import benchmarks/results/sim_values/*.json.gz``).
+ARCHIVES = RESULTS / "sim_values"
 CHEAP, FULL = "sim:chgnet", "sim:chgnet:full"
 R_GAS = 8.314462618  # J/K/mol: the Dulong–Petit limit of the heat capacity is 3R per mole of atoms
 
@@ -141,6 +147,21 @@ def stage_cost(n_cheap: int, n_full: int) -> None:
     print(json.dumps(result, indent=1))
 
 
+def archive(name: str, set_name: str, data: StructureData) -> None:
+    """Write the cached ``set_name`` values of ``data`` to ``ARCHIVES/<name>.<set>.json.gz``."""
+    keys = [g.key for g in get_descriptor_set(set_name).groups]
+    path = ARCHIVES / f"{name}.{set_name.replace(':', '_')}.json.gz"
+    n = export_archive(DescriptorCache(descriptor_cache_dir()), data.structures, keys, path)
+    print(f"archived the {set_name} values of {n} structures in {path.relative_to(ROOT)}", flush=True)
+
+
+def restore_archives() -> None:
+    """Import every archive of :data:`ARCHIVES` into the default cache (what earlier sessions computed)."""
+    for path in sorted(ARCHIVES.glob("*.json.gz")):
+        n = import_archive(DescriptorCache(descriptor_cache_dir()), path)
+        print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
+
+
 def timed_entry(previous: dict | None, data: StructureData, frame, seconds: float, groups) -> dict:
     """What a stage records of one dataset: sizes, the wall time of the structures computed in this run (a resumed
     run computes only the rest), failures per group and the device.
@@ -169,6 +190,7 @@ def stage_datasets(names: list[str]) -> None:
             cached = time.perf_counter() - start
         record[name] = {**timed_entry(record.get(name), data, frame, first, CHEAP_GROUPS), "cached_seconds": cached}
         update("datasets", record)
+        archive(name, CHEAP, data)
         print(f"{name}: {record[name]}", flush=True)
 
 
@@ -184,6 +206,7 @@ def stage_full(names: list[str], n: int) -> None:
             seconds = time.perf_counter() - start
         record[name] = timed_entry(record.get(name), data, frame, seconds, FULL_GROUPS)
         update("full_sample", record)
+        archive(name, FULL, data)
         print(f"{name}: {record[name]}", flush=True)
 
 
@@ -413,6 +436,7 @@ def main() -> None:
     unknown = set(stages) - {"cost", "datasets", "full"} | set(names) - set(DATASETS)
     if unknown:
         parser.error(f"unknown stages or datasets: {sorted(unknown)}")
+    restore_archives()
     if "cost" in stages:
         stage_cost(args.n_cost, args.n_cost_full)
     if "datasets" in stages:
