@@ -6,8 +6,8 @@ Stages (each resumable through the descriptor cache; results accumulate in ``ben
   includes the cheap groups) on a seeded sample of de Jong 2015, on 1 and 2 cores, cold and cached (the
   same runs as ``descriptor_speed.py``; the full tier cold only). Run it on an otherwise idle machine.
 - ``datasets``: the cheap tier on every structure of de Jong 2015, Alexandria heat capacity, mp_binary and
-  Matbench phonons through the default cache: wall time of the whole dataset (cold when nothing was cached
-  before, as ``n_computed`` says), then again from the cache; failures per group.
+  Matbench phonons through the default cache, in chunks (a stopped run resumes): the wall time of the structures
+  computed cold (``n_computed``, summed over runs), then of the whole dataset from the cache; failures per group.
 - ``full``: the full tier on a seeded sample of each dataset (``--n-full`` structures).
 - Every run first imports the committed archives of ``benchmarks/results/sim_values/`` (values computed before,
   here or on another machine) into the default cache, and the datasets and full stages archive what they computed.
@@ -42,7 +42,7 @@ from scipy.stats import pearsonr, spearmanr
 from matgl_hybrid.data import StructureData, load
 from matgl_hybrid.descriptors import DescriptorCache, featurize, get_descriptor_set, structure_key
 from matgl_hybrid.descriptors.cache import export_archive, import_archive
-from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS, SETTINGS, THZ_TO_INVERSE_CM
+from matgl_hybrid.descriptors.simulation import SETTINGS, THZ_TO_INVERSE_CM
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import device_name
@@ -162,52 +162,56 @@ def restore_archives() -> None:
         print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
 
 
-def timed_entry(previous: dict | None, data: StructureData, frame, seconds: float, groups) -> dict:
-    """What a stage records of one dataset: sizes, the wall time of the structures computed in this run (a resumed
-    run computes only the rest), failures per group and the device.
+def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureData, chunk: int) -> dict:
+    """``set_name`` on ``data`` through the default cache, ``chunk`` structures at a time; after each chunk that
+    computed anything, the record (``stage`` / ``name``) and the archive are updated, so a run stopped half-way
+    loses at most one chunk, and its rerun adds the rest.
 
-    A run that computed nothing (all cached) keeps the earlier run's timing.
+    The record sums, over every run, the structures computed cold and their wall time (all cores), and counts
+    the failures per group over the whole dataset.
     """
-    if frame.attrs["n_computed"] == 0 and previous is not None:
-        return previous
-    failures = {g.name: sum(e["group"] == g.name for e in frame.attrs["errors"]) for g in groups}
-    return {"n": len(data), "n_computed": frame.attrs["n_computed"], "seconds": seconds, "failures": failures,
-            "device": device_name()}  # fmt: skip
-
-
-def stage_datasets(names: list[str]) -> None:
-    """The cheap tier on every structure of each dataset, through the default cache: cold and cached wall time."""
-    record = json.loads(OUT.read_text()).get("datasets", {}) if OUT.exists() else {}
-    for name in names:
-        data = load_dataset(name)
+    record = json.loads(OUT.read_text()).get(stage, {}) if OUT.exists() else {}
+    entry = record.get(name) or {"n": len(data), "n_computed": 0, "seconds": 0.0, "device": device_name()}
+    for first in range(0, len(data), chunk):
+        part = data.subset(range(first, min(first + chunk, len(data))))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # failures are counted below
             start = time.perf_counter()
-            frame = featurize(data.structures, CHEAP, -1, descriptor_cache_dir(), ids=data.ids)
-            first = time.perf_counter() - start
-            start = time.perf_counter()
-            featurize(data.structures, CHEAP, -1, descriptor_cache_dir(), ids=data.ids, progress=False)
-            cached = time.perf_counter() - start
-        record[name] = {**timed_entry(record.get(name), data, frame, first, CHEAP_GROUPS), "cached_seconds": cached}
-        update("datasets", record)
-        archive(name, CHEAP, data)
-        print(f"{name}: {record[name]}", flush=True)
+            frame = featurize(part.structures, set_name, -1, descriptor_cache_dir(), ids=part.ids, progress=False)
+            seconds = time.perf_counter() - start
+        if frame.attrs["n_computed"]:
+            entry["n_computed"] += frame.attrs["n_computed"]
+            entry["seconds"] += seconds
+            entry["device"] = device_name()
+            record[name] = entry
+            update(stage, record)
+            archive(name, set_name, data)
+        cold = f"{entry['n_computed']} computed cold in {entry['seconds']:.0f} s"
+        print(f"{name} {set_name}: {min(first + chunk, len(data))}/{len(data)} ({cold})", flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        frame = featurize(data.structures, set_name, -1, descriptor_cache_dir(), ids=data.ids, progress=False)
+        entry["cached_seconds"] = time.perf_counter() - start
+    groups = get_descriptor_set(set_name).groups
+    entry["failures"] = {g.name: sum(e["group"] == g.name for e in frame.attrs["errors"]) for g in groups}
+    record[name] = entry
+    update(stage, record)
+    return entry
+
+
+def stage_datasets(names: list[str]) -> None:
+    """The cheap tier on every structure of each dataset: cold wall time (summed over runs) and cached."""
+    for name in names:
+        entry = featurize_in_chunks("datasets", name, CHEAP, load_dataset(name), chunk=100)
+        print(f"{name}: {entry}", flush=True)
 
 
 def stage_full(names: list[str], n: int) -> None:
-    """The full tier on a seeded sample of each dataset, through the default cache."""
-    record = json.loads(OUT.read_text()).get("full_sample", {}) if OUT.exists() else {}
+    """The full tier on a seeded sample of each dataset."""
     for name in names:
-        data = sample(load_dataset(name), n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            start = time.perf_counter()
-            frame = featurize(data.structures, FULL, -1, descriptor_cache_dir(), ids=data.ids)
-            seconds = time.perf_counter() - start
-        record[name] = timed_entry(record.get(name), data, frame, seconds, FULL_GROUPS)
-        update("full_sample", record)
-        archive(name, FULL, data)
-        print(f"{name}: {record[name]}", flush=True)
+        entry = featurize_in_chunks("full_sample", name, FULL, sample(load_dataset(name), n), chunk=4)
+        print(f"{name}: {entry}", flush=True)
 
 
 def simulated(name: str, tier: str, n_full: int) -> tuple[StructureData, object]:

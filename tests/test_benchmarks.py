@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -561,3 +562,34 @@ def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
     (phonon, heat) = sim_study.direct_accuracy(record)
     assert heat["n"] == 1
     assert "mae" not in heat
+
+
+def test_sim_study_resumes_a_stopped_dataset_and_archives_what_it_computed(sim_study, monkeypatch, tmp_path, elastic):
+    data = elastic.subset(range(5))
+    monkeypatch.setattr(sim_study, "ARCHIVES", tmp_path / "archives")
+    monkeypatch.setattr(sim_study, "ROOT", tmp_path)
+    monkeypatch.setattr(sim_study, "descriptor_cache_dir", lambda: tmp_path / "cache")
+    featurize, calls = sim_study.featurize, []
+
+    def stopped_at_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the deadline, half-way
+        return featurize(*args, **kwargs)
+
+    monkeypatch.setattr(sim_study, "featurize", stopped_at_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
+    record = json.loads(sim_study.OUT.read_text())["datasets"]["set"]
+    assert record["n_computed"] == 2
+    monkeypatch.setattr(sim_study, "featurize", featurize)
+    shutil.rmtree(tmp_path / "cache")  # a new session: the cache is gone, the committed archive is not
+    sim_study.restore_archives()
+    entry = sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
+    assert entry["n_computed"] == 5  # 2 from the first run (restored, not recomputed) + 3
+    assert entry["failures"] == dict.fromkeys(["lattice", "natoms", "symmetry", "volume"], 0)
+    shutil.rmtree(tmp_path / "cache")
+    sim_study.restore_archives()
+    again = sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
+    assert again["n_computed"] == 5  # everything came from the archive
+    assert again["seconds"] == entry["seconds"]
