@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -40,8 +41,14 @@ from descriptor_speed import featurize_runs, speed_runs
 from scipy.stats import pearsonr, spearmanr
 
 from matgl_hybrid.data import StructureData, load
-from matgl_hybrid.descriptors import DescriptorCache, featurize, get_descriptor_set, structure_key
-from matgl_hybrid.descriptors.cache import export_archive, import_archive
+from matgl_hybrid.descriptors import (
+    DescriptorCache,
+    archive_values,
+    featurize,
+    get_descriptor_set,
+    import_archive,
+    structure_key,
+)
 from matgl_hybrid.descriptors.simulation import SETTINGS, THZ_TO_INVERSE_CM
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
@@ -149,9 +156,8 @@ def stage_cost(n_cheap: int, n_full: int) -> None:
 
 def archive(name: str, set_name: str, data: StructureData) -> None:
     """Write the cached ``set_name`` values of ``data`` to ``ARCHIVES/<name>.<set>.json.gz``."""
-    keys = [g.key for g in get_descriptor_set(set_name).groups]
     path = ARCHIVES / f"{name}.{set_name.replace(':', '_')}.json.gz"
-    n = export_archive(DescriptorCache(descriptor_cache_dir()), data.structures, keys, path)
+    n = archive_values(data.structures, set_name, descriptor_cache_dir(), path)
     print(f"archived the {set_name} values of {n} structures in {path.relative_to(ROOT)}", flush=True)
 
 
@@ -171,7 +177,11 @@ def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureDat
     the failures per group over the whole dataset.
     """
     record = json.loads(OUT.read_text()).get(stage, {}) if OUT.exists() else {}
-    entry = record.get(name) or {"n": len(data), "n_computed": 0, "seconds": 0.0, "device": device_name()}
+    version = get_descriptor_set(set_name).version
+    entry = record.get(name, {})
+    if (entry.get("n"), entry.get("version")) != (len(data), version):  # another sample or definition: start over
+        entry = {"n": len(data), "version": version, "n_computed": 0, "seconds": 0.0, "device": device_name()}
+    entry["complete"] = False
     for first in range(0, len(data), chunk):
         part = data.subset(range(first, min(first + chunk, len(data))))
         with warnings.catch_warnings():
@@ -195,8 +205,10 @@ def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureDat
         entry["cached_seconds"] = time.perf_counter() - start
     groups = get_descriptor_set(set_name).groups
     entry["failures"] = {g.name: sum(e["group"] == g.name for e in frame.attrs["errors"]) for g in groups}
+    entry["complete"] = True
     record[name] = entry
     update(stage, record)
+    archive(name, set_name, data)  # also when everything came from a local cache (deterministic bytes)
     return entry
 
 
@@ -210,7 +222,9 @@ def stage_datasets(names: list[str]) -> None:
 def stage_full(names: list[str], n: int) -> None:
     """The full tier on a seeded sample of each dataset."""
     for name in names:
-        entry = featurize_in_chunks("full_sample", name, FULL, sample(load_dataset(name), n), chunk=4)
+        # chunks of at least the core count: every core busy, as in the cold timings
+        chunk = max(4, os.cpu_count() or 1)
+        entry = featurize_in_chunks("full_sample", name, FULL, sample(load_dataset(name), n), chunk=chunk)
         print(f"{name}: {entry}", flush=True)
 
 
@@ -241,7 +255,7 @@ def direct_accuracy(record: dict) -> list[dict]:
     rows = []
     for name, label, column, tier, quantity, units, log in COMPARISONS:
         stage = record.get("datasets" if tier == "cheap" else "full_sample", {})
-        if name not in stage:
+        if not stage.get(name, {}).get("complete"):  # its stage has not run to the end
             continue
         data, frame = simulated(name, tier, stage[name]["n"])
         truth = labels(name, data)[label]
@@ -366,9 +380,9 @@ def _cost_lines(record: dict) -> list[str]:
                   "| dataset | structures | computed | wall time of those | cached (2nd run) | failures per group |",
                   "|---|---:|---:|---:|---:|---|"]  # fmt: skip
         for name, d in datasets.items():
-            fails = ", ".join(f"{g}: {n}" for g, n in d["failures"].items())
-            times = f"{d['seconds']:.0f} s | {d['cached_seconds']:.1f} s"
-            lines.append(f"| {name} | {d['n']} | {d['n_computed']} | {times} | {fails} |")
+            fails = ", ".join(f"{g}: {n}" for g, n in d.get("failures", {}).items()) or "— (incomplete)"
+            cached = f"{d['cached_seconds']:.1f} s" if d.get("complete") else "—"
+            lines.append(f"| {name} | {d['n']} | {d['n_computed']} | {d['seconds']:.0f} s | {cached} | {fails} |")
         lines.append("")
     full = record.get("full_sample", {})
     if full:
@@ -376,7 +390,7 @@ def _cost_lines(record: dict) -> list[str]:
                   "| dataset | structures | computed | wall time of those | failures per group |",
                   "|---|---:|---:|---:|---|"]  # fmt: skip
         for name, d in full.items():
-            fails = ", ".join(f"{g}: {n}" for g, n in d["failures"].items())
+            fails = ", ".join(f"{g}: {n}" for g, n in d.get("failures", {}).items()) or "— (incomplete)"
             lines.append(f"| {name} | {d['n']} | {d['n_computed']} | {d['seconds']:.0f} s | {fails} |")
         lines.append("")
     return lines

@@ -21,8 +21,7 @@ from matgl_hybrid.checkpoint import (
     save_checkpoint,
 )
 from matgl_hybrid.demo import DEMO_CHECKPOINT, MODEL, PLOT, TABLE, run_demo
-from matgl_hybrid.descriptors import NAMED_SETS, DescriptorCache, featurize, get_descriptor_set
-from matgl_hybrid.descriptors.cache import export_archive, import_archive
+from matgl_hybrid.descriptors import NAMED_SETS, DescriptorCache, archive_values, featurize, import_archive
 from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
@@ -62,6 +61,10 @@ def _featurize(args: argparse.Namespace, dataset: data.StructureData) -> pd.Data
 def cmd_featurize(args: argparse.Namespace) -> int:
     """Compute descriptors of a dataset and write them as CSV (``id`` then one column per descriptor)."""
     check_output_file(args.out)
+    if args.archive:  # checked before the work
+        check_output_file(args.archive)
+        if args.no_cache:
+            raise ValueError("--archive writes the cached values: it cannot be used with --no-cache")
     dataset = data.load(args.data, target=args.target)
     frame = _featurize(args, dataset)
     frame.insert(0, "id", dataset.ids)
@@ -70,10 +73,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} rows x {frame.shape[1] - 1} columns to {args.out}")
     if args.archive:
-        if (cache := _cache(args)) is None:
-            raise ValueError("--archive writes the cached values: it cannot be used with --no-cache")
-        keys = [g.key for g in get_descriptor_set(args.descriptors).groups]
-        n = export_archive(DescriptorCache(cache), dataset.structures, keys, args.archive)
+        n = archive_values(dataset.structures, args.descriptors, _cache(args), args.archive)
         print(f"archived the {args.descriptors} values of {n} structures in {args.archive}")
     if args.summary:
         if dataset.targets is None:
@@ -415,8 +415,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+_CACHE_DIR_HELP = (
+    "descriptor cache folder (default: descriptors/ under $MATGL_HYBRID_CACHE, else ~/.cache/matgl-hybrid)"
+)
+
+
 def _add_cache_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--cache-dir", type=Path, default=None, help=_CACHE_DIR_HELP)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
 
 
@@ -534,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "cache-import", "add descriptor values archived by `featurize --archive` to the cache")
     p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="descriptor cache (default: $MATGL_HYBRID_CACHE)")
+    p.add_argument("--cache-dir", type=Path, default=None, help=_CACHE_DIR_HELP)
     p.set_defaults(func=cmd_cache_import)
 
     p = _command(sub, "train", "train a hybrid (or plain, --descriptors none) model")

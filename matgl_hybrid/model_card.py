@@ -55,7 +55,8 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
     if data_dir is not None:
         found = [Path(data_dir) / source.name, *sorted(Path(data_dir).rglob(source.name))]
         source = next((path for path in found if path.is_file()), found[0])
-    dataset = data.load(source, target=record["target"])
+    # by id: entries the training left out (--skip-invalid) may not even load
+    dataset = data.load(source, target=record["target"], skip_invalid=bool(record.get("skipped_entries")))
     if record.get("target_transform") == "log10":
         dataset = data.log10_targets(dataset)
     position = {entry_id: i for i, entry_id in enumerate(dataset.ids)}
@@ -104,8 +105,8 @@ def render_card(record: dict[str, Any], title: str) -> str:
         )
         if skipped := record.get("skipped_entries"):
             lines.append(
-                f"- Left out (`--skip-invalid`): {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}, invalid "
-                "or with no neighbour pair within the cutoff; ids and reasons in `training.json`."
+                f"- Left out: {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} (invalid, no neighbour pair "
+                "within the cutoff, or a target ≤ 0 under log10); ids and reasons in `training.json`."
             )
     else:  # trained from Python (matgl_hybrid.training.train)
         lines.append(

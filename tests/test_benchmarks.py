@@ -549,7 +549,8 @@ def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
     truth = {"last_phdos_peak": np.array([200.0, 400.0]), "heat_capacity": np.array([50.0, 70.0])}
     monkeypatch.setattr(sim_study, "simulated", lambda name, tier, n: (data, frame))
     monkeypatch.setattr(sim_study, "labels", lambda name, d: truth)
-    record = {"datasets": {"matbench_phonons": {"n": 2}}, "full_sample": {"alexandria_heat_capacity": {"n": 2}}}
+    done = {"n": 2, "complete": True}
+    record = {"datasets": {"matbench_phonons": done}, "full_sample": {"alexandria_heat_capacity": done}}
     rows = sim_study.direct_accuracy(record)
     phonon, heat = rows
     assert phonon["simulated"] == pytest.approx([6.0 * 33.35641, 12.0 * 33.35641])
@@ -580,8 +581,10 @@ def test_sim_study_resumes_a_stopped_dataset_and_archives_what_it_computed(sim_s
     monkeypatch.setattr(sim_study, "featurize", stopped_at_the_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
-    record = json.loads(sim_study.OUT.read_text())["datasets"]["set"]
-    assert record["n_computed"] == 2
+    record = json.loads(sim_study.OUT.read_text())
+    assert record["datasets"]["set"]["n_computed"] == 2
+    assert not record["datasets"]["set"]["complete"]
+    assert "| set | 5 | 2 |" in "\n".join(sim_study._cost_lines(record))  # an unfinished dataset is reported
     monkeypatch.setattr(sim_study, "featurize", featurize)
     shutil.rmtree(tmp_path / "cache")  # a new session: the cache is gone, the committed archive is not
     sim_study.restore_archives()

@@ -394,33 +394,38 @@ def test_predict_has_no_descriptor_option_and_skips_invalid_entries_on_request(t
 
 
 def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_request(elastic, tmp_path, capsys):
+    from matgl_hybrid.model_card import heldout_split
+
     lonely = Structure(Lattice.cubic(30.0), ["Na"], [[0, 0, 0]])  # valid, but no neighbour within the cutoff
     entries = zip(elastic.ids[:12], elastic.structures[:12], elastic.targets[:12], strict=True)
     records = [{"id": i, "structure": s.as_dict(), "y": float(t)} for i, s, t in entries]
-    records += [{"id": "lonely", "structure": lonely.as_dict(), "y": 1.0}, {"id": "broken", "structure": {}, "y": 1.0}]
+    records.insert(3, {"id": "lonely", "structure": lonely.as_dict(), "y": 1.0})
     path = tmp_path / "mixed.json.gz"
-    with gzip.open(path, "wt") as f:
-        json.dump(records, f)
+
+    def write(rows):
+        with gzip.open(path, "wt") as f:
+            json.dump(rows, f)
+
     config = tmp_path / "spec.json"
     config.write_text(json.dumps({**TINY, "max_epochs": 1}))
     base = ["train", "--data", str(path), "--target", "y", "--config", str(config), "--no-cache", "--elements", "all"]
-    assert main([*base, "--out", str(tmp_path / "refused")]) == 2
-    assert "broken" in capsys.readouterr().err
-    records.pop()  # without the broken record, the lonely cell is the one named
-    with gzip.open(path, "wt") as f:
-        json.dump(records, f)
+    write(records)
     assert main([*base, "--out", str(tmp_path / "refused")]) == 2
     error = capsys.readouterr().err
     assert "lonely" in error
     assert "no edges" in error
+    write([*records, {"id": "broken", "structure": {}, "y": 1.0}])
+    assert main([*base, "--out", str(tmp_path / "refused")]) == 2
+    assert "broken" in capsys.readouterr().err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main([*base, "--skip-invalid", "--out", str(tmp_path / "m")]) == 0
-    assert "skipped 1 of 13 entries (lonely: no atom has a neighbour" in capsys.readouterr().out
+        assert main([*base, "--skip-invalid", "--test-fraction", "0.25", "--out", str(tmp_path / "m")]) == 0
+    assert "skipped 2 of 14 entries (broken: " in capsys.readouterr().out
     record = json.loads((tmp_path / "m" / "training.json").read_text())
-    assert record["n_structures"] == 12
-    assert [e["id"] for e in record["skipped_entries"]] == ["lonely"]
-    assert "Left out (`--skip-invalid`): 1 entry," in (tmp_path / "m" / "model_card.md").read_text()
+    assert record["n_structures"] + record["test"]["n"] == 12
+    assert sorted(e["id"] for e in record["skipped_entries"]) == ["broken", "lonely"]
+    assert "Left out: 2 entries (" in (tmp_path / "m" / "model_card.md").read_text()
+    assert heldout_split(record).ids == record["test"]["ids"]  # rebuilt by id, past the broken record
 
 
 def test_written_files_and_folders_follow_the_umask(trained, tmp_path):

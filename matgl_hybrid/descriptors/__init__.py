@@ -1,7 +1,7 @@
 """The descriptor bank: human-designed crystal descriptors (Gong et al. 2023, matminer), fast and cached."""
 
-from matgl_hybrid.descriptors.bank import featurize
-from matgl_hybrid.descriptors.cache import DescriptorCache, structure_key
+from matgl_hybrid.descriptors.bank import archive_values, featurize
+from matgl_hybrid.descriptors.cache import DescriptorCache, import_archive, structure_key
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
 from matgl_hybrid.descriptors.sets import NAMED_SETS, DescriptorSet, UserDescriptors, get_descriptor_set
 from matgl_hybrid.descriptors.transform import DescriptorTransform
@@ -14,7 +14,9 @@ __all__ = [
     "DescriptorTransform",
     "FeatureGroup",
     "UserDescriptors",
+    "archive_values",
     "featurize",
     "get_descriptor_set",
+    "import_archive",
     "structure_key",
 ]

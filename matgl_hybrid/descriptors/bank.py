@@ -18,7 +18,7 @@ from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 from matgl_hybrid.data import as_structure, validate_structure
-from matgl_hybrid.descriptors.cache import DescriptorCache, Entry, structure_key
+from matgl_hybrid.descriptors.cache import DescriptorCache, Entry, export_archive, structure_key
 from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 
@@ -165,7 +165,7 @@ def featurize(
     cache = DescriptorCache(cache_dir) if cache_dir is not None else None
     keys = [structure_key(s) for s in structures] if cache else [None] * len(structures)
     entries: list[dict[str, Entry]] = [cache.get(k) if cache else {} for k in keys]
-    missing = {i: [g for g in dset.groups if g.key not in e] for i, e in enumerate(entries)}
+    missing = {i: [g for g in dset.groups if not _usable(e.get(g.key), g)] for i, e in enumerate(entries)}
     todo = [i for i in range(len(entries)) if missing[i]]
 
     if todo:
@@ -186,6 +186,21 @@ def featurize(
     frame = _assemble(dset, entries, ids)
     frame.attrs["n_computed"] = len(todo)
     return frame
+
+
+def _usable(entry: Entry | None, group: FeatureGroup) -> bool:
+    """Whether a cached ``entry`` holds ``group``'s values (one per label); anything else is computed again."""
+    values = entry.get("values") if isinstance(entry, dict) else None
+    return isinstance(values, list) and len(values) == len(group.labels)
+
+
+def archive_values(
+    structures: Sequence[Structure], descriptor_set: str, cache_dir: str | Path, path: str | Path
+) -> int:
+    """Write the values of ``descriptor_set`` cached in ``cache_dir`` for ``structures`` to the archive ``path``
+    (:func:`~matgl_hybrid.descriptors.cache.export_archive`); returns the number of structures archived."""
+    keys = [g.key for g in get_descriptor_set(descriptor_set).groups]
+    return export_archive(DescriptorCache(cache_dir), structures, keys, path)
 
 
 def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str]) -> pd.DataFrame:

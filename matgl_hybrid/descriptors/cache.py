@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,14 @@ def export_archive(
 def import_archive(cache: DescriptorCache, path: str | Path) -> int:
     """Add the entries of an archive of :func:`export_archive` to ``cache``; returns the number of structures.
 
+    Values already cached here are kept (an archived one replaces only a recorded failure).
+
     Raises:
         ValueError: ``path`` is not such an archive (one line naming it); nothing is written then.
     """
     try:
         payload = json.loads(gzip.decompress(Path(path).read_bytes()))
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise ValueError(f"{path} is not a descriptor cache archive (gzipped JSON): {exc}") from None
     entries = payload.get("entries") if isinstance(payload, dict) else None
     if not isinstance(payload, dict) or payload.get("format") != ARCHIVE_FORMAT or not isinstance(entries, dict):
@@ -94,7 +97,9 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
         if not (re.fullmatch("[0-9a-f]{64}", key) and valid):
             raise ValueError(f"{path}: malformed entry for structure {key[:70]!r}")
     for key, groups in entries.items():
-        cache.put(key, groups)
+        local = cache.get(key)
+        if new := {g: entry for g, entry in groups.items() if g not in local or local[g].get("error") is not None}:
+            cache.put(key, new)  # local values stay; an archived value replaces only a local failure
     return len(entries)
 
 
@@ -102,6 +107,6 @@ def _is_entry(entry: Any) -> bool:
     return (
         isinstance(entry, dict)
         and isinstance(entry.get("values"), list)
-        and all(isinstance(v, (int, float)) or v is None for v in entry["values"])
+        and all(type(v) in (int, float) for v in entry["values"])
         and (entry.get("error") is None or isinstance(entry["error"], str))
     )

@@ -49,11 +49,11 @@ from matgl_hybrid.descriptors.uip import (
     CHGNET_MODEL,
     chgnet_model,
     chgnet_weights,
-    installed_version,
     weights_digest,
     weights_reference,
 )
 from matgl_hybrid.errors import UnknownNameError
+from matgl_hybrid.version import installed_version
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
 SETTINGS: dict[str, Any] = {
@@ -190,14 +190,14 @@ def _requires() -> None:
     """matcalc, phonopy and chgnet's weights are installed (one clear line otherwise)."""
     chgnet_weights()
     for package in ("matcalc", "phonopy"):
-        if installed_version(package) == "not-installed":
+        if installed_version(package) is None:
             raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc")
 
 
 @cache
 def _version() -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
-    versions = {p: installed_version(p) for p in ("matcalc", "phonopy", "ase", "chgnet")}
+    versions = {p: installed_version(p) or "not-installed" for p in ("matcalc", "phonopy", "ase", "chgnet")}
     # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell)
     definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 2}
     settings = json.dumps(definition, sort_keys=True)

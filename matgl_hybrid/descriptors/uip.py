@@ -12,16 +12,16 @@ Leakage: CHGNet was trained on MPtrj, the relaxation trajectories of nearly all 
 seen the structures (not the labels) of MP-derived tasks.
 
 The weights are read with ``torch.load(weights_only=True)`` (no code runs). The group version names the chgnet model,
-the sha256 of its weights file and the installed chgnet version: those pin the values. Unlike the matminer groups,
-the values on the reference structures are not part of the key: CHGNet computes in float32, whose last digits differ
-between a CPU and a GPU (or two CPUs), and a model trained on one must predict on the other.
+the sha256 of its weights file and the installed chgnet version: those pin the values (up to float32 rounding).
+Unlike the matminer groups, the values on the reference structures are not part of the key: CHGNet computes in
+float32, whose last digits differ between a CPU and a GPU (or two CPUs), and a model trained on one must predict on
+the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import importlib.util
 import io
 from functools import cache
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
+from matgl_hybrid.version import installed_version
 
 #: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
 CHGNET_MODEL = "0.3.0"
@@ -89,14 +90,6 @@ def weights_reference() -> dict[str, str]:
     return {"model": f"CHGNet {CHGNET_MODEL}", "package": CHGNET_REQUIREMENT, "sha256": digest}
 
 
-def installed_version(package: str) -> str:
-    """The installed version of ``package``, or ``"not-installed"``."""
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not-installed"
-
-
 def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
     return FeatureGroup(
         name,
@@ -115,7 +108,7 @@ def _version() -> str:
         digest = weights_digest()
     except (ModuleNotFoundError, FileNotFoundError):
         digest = "not-installed"
-    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}-chgnet{installed_version('chgnet')}"
+    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}-chgnet{installed_version('chgnet') or 'not-installed'}"
 
 
 UIP_GROUPS: dict[str, FeatureGroup] = {

@@ -47,6 +47,8 @@ def run_cv(
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)
     summary = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
+    if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
+        summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
     name = data.target_name or "target"
     label = f"{spec.backbone}/{spec.readout}/{spec.descriptor_set or 'no descriptors'}"
@@ -58,6 +60,7 @@ def run_cv(
         {name: (label, y, p)},
         notes=[
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
+            + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
         ],
     )
     return summary

@@ -14,7 +14,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, device_name, fit
+from matgl_hybrid.version import installed_version
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
@@ -430,13 +430,8 @@ if __name__ == "__main__":
 
 def requirements() -> dict[str, list[str]]:
     """Exact installed versions of the packages the run depends on, in the leaderboard's format."""
-    pins = []
-    for name in REQUIREMENTS:
-        try:
-            pins.append(f"{name}=={importlib_metadata.version(name)}")
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return {"python": pins}
+    versions = {name: installed_version(name) for name in REQUIREMENTS}
+    return {"python": [f"{name}=={version}" for name, version in versions.items() if version is not None]}
 
 
 def load_leaderboard() -> dict[str, list[dict[str, Any]]]:
