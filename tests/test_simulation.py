@@ -116,3 +116,13 @@ def test_full_tier_heat_capacity_is_per_atom_whatever_the_cell(crystals, monkeyp
     primitive_cv, conventional_cv = (phonon_group.compute(StructureContext(s))[column] for s in (si, conventional))
     assert primitive_cv == pytest.approx(conventional_cv, rel=0.02)
     assert 15 < primitive_cv < 3 * 8.314462618  # J/K/mol of atoms (experiment: ~19.8 at 300 K)
+
+
+def test_gamma_acoustic_modes_are_zero_after_symmetrization(crystals):
+    """Finite displacements with a potential break translational invariance; symmetrized, the three acoustic modes
+    at Γ are zero, so that no stable crystal is flagged as having imaginary modes."""
+    phonon = simulation._phonons(crystals[0], supercell_matrix=2 * np.eye(3, dtype=int), atom_disp=0.015)
+    phonon.run_qpoints([[0, 0, 0]])
+    frequencies = np.sort(phonon.qpoints.frequencies[0])
+    np.testing.assert_allclose(frequencies[:3], 0.0, atol=1e-4)  # THz (unsymmetrized: about -0.005 for NaCl)
+    assert frequencies[3] > 1.0

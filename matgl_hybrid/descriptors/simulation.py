@@ -61,7 +61,7 @@ SETTINGS: dict[str, Any] = {
     "eos": {"n_points": 7, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
     "gamma": {"supercell": 2, "atom_disp": 0.015},  # 2×2×2 supercell of the primitive cell
     "elastic": {"relax_deformed_structures": True, "fmax": 0.05},
-    "phonon": {"min_length": 12.0, "atom_disp": 0.015, "temperature": 300.0, "peak_fraction": 0.05},
+    "phonon": {"min_length": 12.0, "atom_disp": 0.015, "mesh": 100.0, "temperature": 300.0, "peak_fraction": 0.05},
 }
 #: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).
 IMAGINARY_THZ = -0.1
@@ -127,18 +127,25 @@ def _eos_values(ctx: StructureContext) -> list[float]:
 
 
 def _phonons(structure: Structure, **kwargs) -> Any:
-    """A phonopy ``Phonopy`` of ``structure`` with its force constants, from matcalc's ``PhononCalc``."""
+    """A phonopy ``Phonopy`` of ``structure`` with force constants from matcalc's ``PhononCalc``, symmetrized.
+
+    Symmetrized (phonopy's ``symmetrize_force_constants``): the finite-displacement force constants of a potential
+    break translational invariance slightly, which leaves the acoustic modes at Γ at ±0.1–0.2 THz instead of 0
+    and would flag stable crystals as having imaginary modes.
+    """
     calc = _matcalc().PhononCalc(
         calculator(), relax_structure=False, write_phonon=False, on_imaginary_modes="warn", **kwargs
     )
-    return calc.calc(structure)
+    phonon = calc.calc(structure)["phonon"]
+    phonon.symmetrize_force_constants(show_drift=False)
+    return phonon
 
 
 def _gamma_values(ctx: StructureContext) -> list[float]:
     s = SETTINGS["gamma"]
     primitive = _relaxed(ctx)["final_structure"].get_primitive_structure()
     supercell = s["supercell"] * np.eye(3, dtype=int)
-    phonon = _phonons(primitive, supercell_matrix=supercell, atom_disp=s["atom_disp"])["phonon"]
+    phonon = _phonons(primitive, supercell_matrix=supercell, atom_disp=s["atom_disp"])
     phonon.run_qpoints([[0, 0, 0]])
     frequencies = np.sort(phonon.qpoints.frequencies[0])
     optical = frequencies[3:]
@@ -175,11 +182,12 @@ def _phonon_values(ctx: StructureContext) -> list[float]:
     s = SETTINGS["phonon"]
     structure = _relaxed(ctx)["final_structure"]
     t = s["temperature"]
-    out = _phonons(structure, min_length=s["min_length"], atom_disp=s["atom_disp"], t_min=t, t_max=t, t_step=1)
-    phonon = out["phonon"]
+    phonon = _phonons(structure, min_length=s["min_length"], atom_disp=s["atom_disp"], t_min=t, t_max=t, t_step=1)
+    phonon.run_mesh(s["mesh"])
     phonon.run_total_dos()
     peak = last_dos_peak(phonon.total_dos.frequency_points, phonon.total_dos.dos, s["peak_fraction"])
-    thermal = out["thermal_properties"]  # per mole of primitive cells (matcalc builds phonopy with primitive "P")
+    phonon.run_thermal_properties(t_min=t, t_max=t, t_step=1)
+    thermal = phonon.get_thermal_properties_dict()  # per mole of primitive cells (matcalc's phonopy: primitive "P")
     n = len(phonon.primitive)
     heat_capacity = thermal["heat_capacity"][0] / n
     internal_energy = (thermal["free_energy"][0] + t * thermal["entropy"][0] / 1000) / n
@@ -198,8 +206,9 @@ def _requires() -> None:
 def _version() -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
     versions = {p: installed_version(p) or "not-installed" for p in ("matcalc", "phonopy", "ase", "chgnet")}
-    # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell)
-    definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 2}
+    # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell;
+    # 3: symmetrized force constants)
+    definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 3}
     settings = json.dumps(definition, sort_keys=True)
     try:
         digest = weights_digest()
