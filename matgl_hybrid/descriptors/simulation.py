@@ -5,12 +5,13 @@ learn: how stiff the lattice is, how high its phonons go, how the energy changes
 matcalc's (``RelaxCalc``, ``EOSCalc``, ``PhononCalc`` through phonopy, ``ElasticityCalc``) on CHGNet 0.3.0's ASE
 calculator, whose weights ship in the chgnet wheel (:mod:`matgl_hybrid.descriptors.uip`).
 
-Cheap tier, ``sim:chgnet`` (about a second per small structure on one core):
+Cheap tier, ``sim:chgnet`` (seconds per structure on one CPU core: most of it the relaxations):
 
 - ``sim_chgnet_relax``: relaxed energy per atom (eV/atom) and relative volume change on relaxation;
 - ``sim_chgnet_eos``: Birch–Murnaghan bulk modulus (GPa) and its pressure derivative, on the relaxed structure;
-- ``sim_chgnet_gamma``: Γ-point phonon frequencies of the relaxed primitive cell (THz): the highest, the mean of
-  the optical modes, and 1.0 when a mode is imaginary (below ``IMAGINARY_THZ``), else 0.0.
+- ``sim_chgnet_gamma``: Γ-point phonon frequencies of the relaxed primitive cell (THz; phonopy's displacements
+  in the cell itself, exact at Γ, :func:`gamma_frequencies`): the highest, the mean of the optical modes, and 1.0
+  when a mode is imaginary (below ``IMAGINARY_THZ``), else 0.0.
 
 Full tier, ``sim:chgnet:full`` (opt-in; minutes per structure on a CPU, meant for a GPU), adds:
 
@@ -57,9 +58,9 @@ from matgl_hybrid.version import installed_version
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
 SETTINGS: dict[str, Any] = {
-    "relax": {"fmax": 0.02, "max_steps": 500, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter"},
-    "eos": {"n_points": 7, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
-    "gamma": {"supercell": 2, "atom_disp": 0.015},  # 2×2×2 supercell of the primitive cell
+    "relax": {"fmax": 0.05, "max_steps": 500, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter"},
+    "eos": {"n_points": 5, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
+    "gamma": {"supercell": 1, "atom_disp": 0.015},  # displacements in the primitive cell itself: exact at Γ
     "elastic": {"relax_deformed_structures": True, "fmax": 0.05},
     "phonon": {"min_length": 12.0, "atom_disp": 0.015, "mesh": 100.0, "temperature": 300.0, "peak_fraction": 0.05},
 }
@@ -141,13 +142,34 @@ def _phonons(structure: Structure, **kwargs) -> Any:
     return phonon
 
 
+def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) -> np.ndarray:
+    """The Γ-point phonon frequencies (THz, sorted) of ``structure`` with CHGNet, by phonopy's finite displacements.
+
+    Forces come from matcalc's ``run_pes_calc``, the force constants are symmetrized (acoustic modes exactly 0).
+    At Γ the primitive cell itself (``supercell=1``) is exact: a displaced atom moves with all its periodic images,
+    which is the Γ mode; larger supercells only add other q-points. matcalc's ``PhononCalc`` would also run a
+    dense mesh with eigenvectors and the thermal properties, most of the cost, which Γ does not need.
+    """
+    from phonopy import Phonopy
+    from pymatgen.io.phonopy import get_phonopy_structure, get_pmg_structure
+
+    _matcalc()  # imported without its hub query, before its backend module
+    from matcalc.backend import run_pes_calc
+
+    phonon = Phonopy(get_phonopy_structure(structure), supercell_matrix=supercell * np.eye(3, dtype=int))
+    phonon.generate_displacements(distance=atom_disp)
+    cells = [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements if cell is not None]
+    phonon.forces = [run_pes_calc(cell, calculator()).forces for cell in cells]
+    phonon.produce_force_constants()
+    phonon.symmetrize_force_constants(show_drift=False)
+    phonon.run_qpoints([[0, 0, 0]])
+    return np.sort(phonon.qpoints.frequencies[0])
+
+
 def _gamma_values(ctx: StructureContext) -> list[float]:
     s = SETTINGS["gamma"]
     primitive = _relaxed(ctx)["final_structure"].get_primitive_structure()
-    supercell = s["supercell"] * np.eye(3, dtype=int)
-    phonon = _phonons(primitive, supercell_matrix=supercell, atom_disp=s["atom_disp"])
-    phonon.run_qpoints([[0, 0, 0]])
-    frequencies = np.sort(phonon.qpoints.frequencies[0])
+    frequencies = gamma_frequencies(primitive, s["supercell"], s["atom_disp"])
     optical = frequencies[3:]
     return [
         float(frequencies.max()),
@@ -207,7 +229,7 @@ def _version() -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
     versions = {p: installed_version(p) or "not-installed" for p in ("matcalc", "phonopy", "ase", "chgnet")}
     # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell;
-    # 3: symmetrized force constants)
+    # 3: symmetrized force constants, Γ phonons in the primitive cell)
     definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 3}
     settings = json.dumps(definition, sort_keys=True)
     try:
