@@ -89,11 +89,11 @@ COMPARISONS = [
 
 #: The accuracy.py results the report reads: (task label, results file, task key)
 HYBRID_ROWS = [
-    ("heat capacity", "alexandria_heat_capacity.json", "heat_capacity"),
-    ("de Jong log10 K", "de_jong_2015_elasticity.json", "log10_K_VRH"),
-    ("de Jong log10 G", "de_jong_2015_elasticity.json", "log10_G_VRH"),
-    ("mp_binary log10 K", "mp_binary_elasticity.json", "log10_bulk_modulus"),
-    ("mp_binary log10 G", "mp_binary_elasticity.json", "log10_shear_modulus"),
+    ("heat capacity (J/K/mol of cells)", "alexandria_heat_capacity.json", "heat_capacity"),
+    ("de Jong log10 K (log10 GPa)", "de_jong_2015_elasticity.json", "log10_K_VRH"),
+    ("de Jong log10 G (log10 GPa)", "de_jong_2015_elasticity.json", "log10_G_VRH"),
+    ("mp_binary log10 K (log10 GPa)", "mp_binary_elasticity.json", "log10_bulk_modulus"),
+    ("mp_binary log10 G (log10 GPa)", "mp_binary_elasticity.json", "log10_shear_modulus"),
 ]
 ACCURACY_MODELS = ("hybrid_megnet_chgnet_noenergy", "hybrid_megnet_sim", "descriptors_rf_chgnet_noenergy",
                    "descriptors_rf_sim")  # fmt: skip
@@ -295,7 +295,7 @@ def hybrid_rows() -> list[dict]:
     path = RESULTS / "matbench_matbench_phonons.json"
     models = json.loads(path.read_text()) if path.exists() else {}
     means = {a: _mean(models.get(m)) for a, m in zip(ACCURACY_MODELS, MATBENCH_MODELS, strict=True)}
-    rows.append({"task": "Matbench phonons (official folds)", **means})
+    rows.append({"task": "Matbench phonons, official folds (cm⁻¹)", **means})
     return rows
 
 
@@ -372,7 +372,9 @@ def _cost_lines(record: dict) -> list[str]:
                   "structure |", "|---|---:|---:|"]  # fmt: skip
         for tier in ("cheap", "full"):
             t = cost[tier]
-            lines += [f"| {k} | {t['n']} ({t['mean_sites']:.1f}) | {v:.0f} |" for k, v in t["ms_per_structure"].items()]
+            for run, ms in t["ms_per_structure"].items():
+                lines.append(f"| {run} | {t['n']} ({t['mean_sites']:.1f}) | {ms:.0f} |" if ms >= 10 else
+                             f"| {run} | {t['n']} ({t['mean_sites']:.1f}) | {ms:.2g} |")  # fmt: skip
         lines.append("")
     datasets = record.get("datasets", {})
     if datasets:
