@@ -127,3 +127,13 @@ def test_gamma_frequencies_in_the_primitive_cell_equal_the_supercells_and_acoust
     np.testing.assert_allclose(in_cell[:3], 0.0, atol=1e-4)  # THz (unsymmetrized: about -0.005 for NaCl)
     np.testing.assert_allclose(in_cell[3:], in_supercell[3:], rtol=0.02)
     assert in_cell[3] > 1.0
+
+
+def test_a_cell_over_the_size_limit_is_nan_with_the_reason(crystals, monkeypatch):
+    monkeypatch.setitem(simulation.SETTINGS, "max_sites", 4)
+    with pytest.warns(UserWarning, match="featurizer failure"):
+        frame = featurize(crystals, "sim:chgnet", progress=False)  # no cache: the settings changed
+    assert frame.iloc[0].isna().all()  # NaCl's conventional cell: 8 sites
+    assert {e["group"] for e in frame.attrs["errors"] if e["row"] == 0} == {g.name for g in simulation.CHEAP_GROUPS}
+    assert all("8 sites: over the limit of 4" in e["error"] for e in frame.attrs["errors"])
+    assert frame.iloc[1].notna().all()  # Si's primitive cell: 2 sites

@@ -58,6 +58,8 @@ from matgl_hybrid.version import installed_version
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
 SETTINGS: dict[str, Any] = {
+    # larger cells take minutes on a CPU (a 152-site cell: over 10 min): their values are NaN with the reason
+    "max_sites": 64,
     "relax": {"fmax": 0.05, "max_steps": 500, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter"},
     "eos": {"n_points": 5, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
     "gamma": {"supercell": 1, "atom_disp": 0.015},  # displacements in the primitive cell itself: exact at Γ
@@ -97,6 +99,9 @@ def _relaxed(ctx: StructureContext) -> dict[str, Any]:
     """matcalc's relaxation of ``ctx.structure`` (cell and atoms), computed once per structure."""
 
     def relax(structure: Structure) -> dict[str, Any]:
+        if len(structure) > SETTINGS["max_sites"]:
+            limit = SETTINGS["max_sites"]
+            raise ValueError(f"{len(structure)} sites: over the limit of {limit} (SETTINGS['max_sites'])")
         s = SETTINGS["relax"]
         result = _matcalc().RelaxCalc(calculator(), optimizer=s["optimizer"], max_steps=s["max_steps"], fmax=s["fmax"])
         out = result.calc(structure)
@@ -156,7 +161,9 @@ def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) ->
     _matcalc()  # imported without its hub query, before its backend module
     from matcalc.backend import run_pes_calc
 
-    phonon = Phonopy(get_phonopy_structure(structure), supercell_matrix=supercell * np.eye(3, dtype=int))
+    cell = get_phonopy_structure(structure)
+    # "auto": phonopy's primitive cell of the structure (what phonopy 4 defaults to, said here to silence its warning)
+    phonon = Phonopy(cell, supercell_matrix=supercell * np.eye(3, dtype=int), primitive_matrix="auto")
     phonon.generate_displacements(distance=atom_disp)
     cells = [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements if cell is not None]
     phonon.forces = [run_pes_calc(cell, calculator()).forces for cell in cells]
