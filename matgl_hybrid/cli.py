@@ -169,6 +169,11 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
     return TrainSpec.from_dict(values)
 
 
+def _first_skipped(skipped: Sequence[data.SkippedEntry]) -> str:
+    """The first three skipped entries with their reasons, for a one-line message."""
+    return "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+
+
 def _training_data(args: argparse.Namespace, spec: TrainSpec) -> data.StructureData:
     """``--data``/``--target``; with ``--skip-invalid``, without the invalid entries and those whose graph has no
     edges within the model's cutoff (listed on the screen)."""
@@ -179,7 +184,7 @@ def _training_data(args: argparse.Namespace, spec: TrainSpec) -> data.StructureD
     if not len(dataset):
         raise ValueError(f"{args.data}: no valid entry to train on ({len(dataset.skipped)} skipped)")
     if skipped := dataset.skipped:
-        shown = "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        shown = _first_skipped(skipped)
         print(f"skipped {len(skipped)} of {len(skipped) + len(dataset)} entries ({shown})")
     return dataset
 
@@ -265,7 +270,7 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
         atomic_write_text(
             listing, pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"]).to_csv(index=False)
         )
-        shown = "; ".join(f"{e.id}: {e.reason}" for e in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        shown = _first_skipped(skipped)
         print(f"skipped {len(skipped)} invalid entries ({shown or 'none'}); listed in {listing}")
     return 0
 

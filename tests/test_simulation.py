@@ -124,7 +124,7 @@ def test_gamma_frequencies_in_the_primitive_cell_equal_the_supercells_and_acoust
     nacl = crystals[0].get_primitive_structure()
     in_cell = simulation.gamma_frequencies(nacl, supercell=1, atom_disp=0.015)
     in_supercell = simulation.gamma_frequencies(nacl, supercell=2, atom_disp=0.015)
-    np.testing.assert_allclose(in_cell[:3], 0.0, atol=1e-4)  # THz (unsymmetrized: about -0.005 for NaCl)
+    np.testing.assert_allclose(in_cell[:3], 0.0, atol=1e-4)  # THz; unsymmetrized they are not
     np.testing.assert_allclose(in_cell[3:], in_supercell[3:], rtol=0.02)
     assert in_cell[3] > 1.0
 

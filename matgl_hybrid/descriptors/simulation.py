@@ -58,7 +58,7 @@ from matgl_hybrid.version import installed_version
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
 SETTINGS: dict[str, Any] = {
-    # larger cells take minutes on a CPU (a 152-site cell: over 10 min): their values are NaN with the reason
+    # larger cells take many minutes on a CPU core: their values are NaN with the reason
     "max_sites": 64,
     "relax": {"fmax": 0.05, "max_steps": 500, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter"},
     "eos": {"n_points": 5, "max_abs_strain": 0.04, "fmax": 0.1},  # linear strain: volumes 0.88–1.12 × relaxed
