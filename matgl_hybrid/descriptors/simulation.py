@@ -148,7 +148,9 @@ def _phonons(structure: Structure, **kwargs) -> Any:
 
 
 def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) -> np.ndarray:
-    """The Γ-point phonon frequencies (THz, sorted) of ``structure`` with CHGNet, by phonopy's finite displacements.
+    """The Γ-point phonon frequencies (THz, sorted) of the primitive cell ``structure`` with CHGNet.
+
+    Phonopy's finite displacements in the cell as given (``supercell`` times along each axis).
 
     Forces come from matcalc's ``run_pes_calc``, the force constants are symmetrized (acoustic modes exactly 0).
     At Γ the primitive cell itself (``supercell=1``) is exact: a displaced atom moves with all its periodic images,
@@ -162,8 +164,8 @@ def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) ->
     from matcalc.backend import run_pes_calc
 
     cell = get_phonopy_structure(structure)
-    # "auto": phonopy's primitive cell of the structure (what phonopy 4 defaults to, said here to silence its warning)
-    phonon = Phonopy(cell, supercell_matrix=supercell * np.eye(3, dtype=int), primitive_matrix="auto")
+    # "P": the callers pass a primitive cell already; "auto" would only reorient it (and warn once per structure)
+    phonon = Phonopy(cell, supercell_matrix=supercell * np.eye(3, dtype=int), primitive_matrix="P")
     phonon.generate_displacements(distance=atom_disp)
     cells = [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements if cell is not None]
     phonon.forces = [run_pes_calc(cell, calculator()).forces for cell in cells]
