@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import pprint
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -342,7 +343,8 @@ class MatbenchRun:
         os.replace(tmp, self.out / "results.json.gz")
         atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
         atomic_write_text(self.out / "run_matbench.py", self.script())
-        write_matbench_report(mb, self.out / "report", notes=self.dataset_notes())
+        seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
+        write_matbench_report(mb, self.out / "report", notes=self.dataset_notes(), train_seconds=seconds)
 
     def dataset_notes(self) -> list[str]:
         """One sentence per dataset file read (official or reconstructed, with its sha256)."""
@@ -392,7 +394,7 @@ class MatbenchRun:
 
     def script(self) -> str:
         """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
-        spec = json.dumps(self.spec.to_dict(), indent=4)
+        spec = pprint.pformat(self.spec.to_dict(), sort_dicts=False, width=100)  # Python literals (None, False)
         return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR]."""
 
 import argparse
@@ -439,15 +441,24 @@ def load_leaderboard() -> dict[str, list[dict[str, Any]]]:
     return json.loads(LEADERBOARD_FILE.read_text())["tasks"]
 
 
-def write_matbench_report(mb: MatbenchBenchmark, stem: Path, notes: Sequence[str] = ()) -> None:
+def write_matbench_report(
+    mb: MatbenchBenchmark,
+    stem: Path,
+    notes: Sequence[str] = (),
+    train_seconds: Mapping[str, Mapping[int, float]] | None = None,
+) -> None:
     """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG); ``notes``
-    (e.g. which dataset files were read) go under the title."""
+    (e.g. which dataset files were read) go under the title; ``train_seconds`` (task -> fold -> s, training and
+    prediction) gives the time column (NaN where a fold's time is not known)."""
     leaderboard = load_leaderboard()
     tables, units, reference = {}, {}, {}
     for task in mb.tasks:
         metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
         folds = {
-            f: {metric: float(task.results[task.folds_map[f]]["scores"][metric]), "train_seconds": 0.0}
+            f: {
+                metric: float(task.results[task.folds_map[f]]["scores"][metric]),
+                "train_seconds": (train_seconds or {}).get(task.dataset_name, {}).get(f, float("nan")),
+            }
             for f in task.folds
             if task.is_recorded[f]
         }
@@ -459,7 +470,7 @@ def write_matbench_report(mb: MatbenchBenchmark, stem: Path, notes: Sequence[str
                 "fold_mae": summary[f"fold_{metric}"],
                 "mae_mean": summary[f"{metric}_mean"],
                 "mae_std": summary[f"{metric}_std"],
-                "train_seconds": float("nan"),
+                "train_seconds": summary["train_seconds"],
                 "folds_done": summary["folds_done"],
                 "mad": task.metadata.get("mad"),
             }

@@ -6,35 +6,30 @@ from pathlib import Path
 from matgl_hybrid.evaluation.matbench import MatbenchRun
 from matgl_hybrid.training import TrainSpec
 
-SPEC = {
-    "backbone": "megnet",
-    "backbone_kwargs": {},
-    "cutoff": 5.0,
-    "readout": "extensive",
-    "descriptor_set": "gong28+composition+chgnet_noenergy+sim:chgnet",
-    "fusion": "concat",
-    "descriptor_dim": 64,
-    "head_hidden": [
-        64,
-        64
-    ],
-    "activation": "softplus2",
-    "task_type": "regression",
-    "element_types": "training",
-    "node_embeddings": null,
-    "max_epochs": 120,
-    "batch_size": 32,
-    "lr": 0.002,
-    "decay_alpha": 0.01,
-    "loss": "l1_loss",
-    "val_fraction": 0.1,
-    "patience": 25,
-    "seed": 0,
-    "accelerator": "auto",
-    "devices": "auto",
-    "n_jobs": 1,
-    "progress": false
-}
+SPEC = {'backbone': 'megnet',
+ 'backbone_kwargs': {},
+ 'cutoff': 5.0,
+ 'readout': 'extensive',
+ 'descriptor_set': 'gong28+composition+chgnet_noenergy+sim:chgnet',
+ 'fusion': 'concat',
+ 'descriptor_dim': 64,
+ 'head_hidden': (64, 64),
+ 'activation': 'softplus2',
+ 'task_type': 'regression',
+ 'element_types': 'training',
+ 'node_embeddings': None,
+ 'max_epochs': 120,
+ 'batch_size': 32,
+ 'lr': 0.002,
+ 'decay_alpha': 0.01,
+ 'loss': 'l1_loss',
+ 'val_fraction': 0.1,
+ 'patience': 25,
+ 'seed': 0,
+ 'accelerator': 'auto',
+ 'devices': 'auto',
+ 'n_jobs': 1,
+ 'progress': False}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
