@@ -33,6 +33,7 @@ from matgl_hybrid.evaluation.matbench import (
     validate_submission,
     verify_dataset_file,
 )
+from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.training import TrainSpec
 
 TASK = "matbench_jdft2d"
@@ -253,3 +254,13 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
     test_ids = sorted(i for f in folds for i in f["ids"])
     assert test_ids == sorted(r["id"] for r in records)  # every structure is tested exactly once
     assert (tmp_path / "cv" / "cv.md").read_text().count("/5") == 1
+
+
+def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp_path):
+    row = {"fold_mae": [1.0] * 5, "mae_std": 0.1, "train_seconds": 1.0, "folds_done": 5, "mad": 10.0}
+    tables = {"t": {"ours": {**row, "mae_mean": 2.0}, "other": {**row, "mae_mean": 3.0}}}
+    reference = {"t": [{"algorithm": "Leader", "mae_mean": 1.5, "mae_std": 0.2, "source": "s"}]}
+    write_report(tmp_path / "behind", "r", tables, {"t": "eV"}, reference=reference)
+    assert "(best)" not in (tmp_path / "behind.md").read_text()
+    write_report(tmp_path / "ahead", "r", tables, {"t": "eV"})
+    assert "| ours **(best)** |" in (tmp_path / "ahead.md").read_text()

@@ -37,7 +37,10 @@ def write_report(
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
     for target, rows in tables.items():
         complete = {m: r["mae_mean"] for m, r in rows.items() if r["folds_done"] == 5}
+        others = [r["mae_mean"] for r in (reference or {}).get(target, [])]
         best = min(complete, key=complete.get) if complete else None
+        if best is not None and (len(complete) + len(others) < 2 or min(others, default=np.inf) < complete[best]):
+            best = None  # "(best)" only on the lowest row of a comparison, leaderboard entries included
         lines += [
             f"## {target} ({units.get(target, '')})",
             "",
