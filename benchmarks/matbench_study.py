@@ -7,18 +7,28 @@ recipe was chosen by ``select_recipe.py`` on other data).
 
 Models (all on the same folds):
 
-- ``recipe``: the recommended recipe, ``TrainSpec()``'s defaults, run by ``matgl-hybrid matbench`` into the
-  submission folder ``matbench_submissions/matbench_v0.1_<--algorithm>/``;
-- ``megnet``: plain MEGNet as MatGL ships it (its Set2Set readout and head), no descriptors, the same budget;
+- ``submission``: what ``matbench_submissions/matbench_v0.1_<--algorithm>/`` holds, run by the library's
+  ``MatbenchRun`` with candidates: per fold, each of the four candidates below is trained on the training fold
+  and the one with the lowest MAE on the inner validation split (10 % of the training fold, the same for all)
+  predicts the test fold. The test fold plays no part in the choice;
+- the candidates, each also reported on its own: ``recipe``, the recommended recipe (``TrainSpec()``'s defaults,
+  chosen by ``select_recipe.py`` on other data); ``recipe_sim`` (issue #21), the recipe given ``sim:chgnet``
+  (cheap tier) as well; ``recipe_long`` and ``recipe_sim_long``, the same two with a larger budget, 300 epochs of
+  cosine decay without early stopping (the weights of the best inner-validation epoch are kept: with the recipe's
+  patience of 25, two of five phonons folds of ``recipe_sim`` stopped with their best epoch at 3 and 10);
+- ``megnet``: plain MEGNet as MatGL ships it (its Set2Set readout and head), no descriptors, the recipe's budget;
 - ``hybrid_gong28``: the hybrid as it was before the recipe (extensive readout, gong28, concat), the same budget;
 - ``descriptors_rf``: a random forest (500 trees) on ``gong28+composition``;
 - ``descriptors_rf_recipe``: the same forest on the recipe's descriptors (``gong28+composition+chgnet_noenergy``);
-- ``recipe_sim`` and ``descriptors_rf_sim`` (issue #21): both given ``sim:chgnet`` (cheap tier) as well;
-- ``recipe_long`` and ``recipe_sim_long``: the same two GNNs with a larger budget, 300 epochs of cosine decay without
-  early stopping (the weights of the best inner-validation epoch are kept). With the recipe's patience of 25, two
-  of five phonons folds of ``recipe_sim`` stopped with their best inner-validation epoch at 3 and 10.
+- ``descriptors_rf_sim``: the same forest on those and ``sim:chgnet``.
+
+Before the candidates' choice existed (2026-12-01), the submission was the recipe alone, and ``recipe_sim``,
+``recipe_sim_long`` and ``recipe_long`` (jdft2d) were scored on the test folds as separate runs; their fold
+records are the candidates' records now (same specs, same fingerprints). The ``sim:chgnet`` values of both tasks
+come from ``sim_descriptors.py --stages datasets`` (archived in ``benchmarks/results/sim_values/``).
 
     python benchmarks/matbench_study.py                     # every model, both tasks (resumable per fold)
+    python benchmarks/matbench_study.py --models submission # the four candidates and the choice
     python benchmarks/matbench_study.py --models descriptors_rf --tasks matbench_jdft2d
     python benchmarks/matbench_study.py --report-only
 
@@ -63,13 +73,18 @@ SELF_REPORTED = {"matbench_jdft2d": 30.22, "matbench_phonons": 23.52}
 RECIPE_DESCRIPTORS = TrainSpec().descriptor_set
 #: The larger budget: the whole cosine schedule, no early stopping (2 cores: about 1.5 s per phonons epoch).
 LONG_BUDGET = {"max_epochs": 300, "patience": 300}
+#: The submission's candidates (changes to the recipe), chosen per fold on the inner validation split.
+CANDIDATES = {
+    "recipe": {},
+    "recipe_long": LONG_BUDGET,
+    # issue #21: the recipe with simulated quantities (sim:chgnet, cheap tier) added to its descriptors
+    "recipe_sim": {"descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet"},
+    "recipe_sim_long": {"descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet", **LONG_BUDGET},
+}
+#: The GNN baselines (changes to the recipe), each run on its own.
 GNN_CHANGES = {
     "megnet": {"readout": "native", "descriptor_set": None},
     "hybrid_gong28": {"readout": "extensive", "descriptor_set": "gong28", "fusion": "concat"},
-    # issue #21: the recipe with simulated quantities (sim:chgnet, cheap tier) added to its descriptors
-    "recipe_sim": {"descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet"},
-    "recipe_long": LONG_BUDGET,
-    "recipe_sim_long": {"descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet", **LONG_BUDGET},
 }
 #: The random forests (500 trees) and their descriptor sets: the issue's baseline, the recipe's inputs, and those
 #: plus sim:chgnet, so that every GNN has a forest given the same inputs.
@@ -78,7 +93,9 @@ FORESTS = {
     "descriptors_rf_recipe": RECIPE_DESCRIPTORS,
     "descriptors_rf_sim": f"{RECIPE_DESCRIPTORS}+sim:chgnet",
 }
-MODELS = ("recipe", *GNN_CHANGES, *FORESTS)
+SUBMISSION = "submission"
+RUNNABLE = (SUBMISSION, *GNN_CHANGES, *FORESTS)
+MODELS = (SUBMISSION, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
 
 
 def recipe_spec() -> TrainSpec:
@@ -87,17 +104,19 @@ def recipe_spec() -> TrainSpec:
 
 
 def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
-    """The runner of a GNN model: the recipe writes the submission folder, the others their own folders."""
-    spec = recipe_spec()
+    """The runner of a GNN model: the submission (with its candidates) writes the submission folder, the baselines
+    their own folders."""
+    spec, candidates = recipe_spec(), CANDIDATES
     out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
-    if model != "recipe":
-        spec = replace(spec, **GNN_CHANGES[model])
+    if model != SUBMISSION:
+        spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"
     return MatbenchRun(
         tasks=tasks,
         spec=spec,
+        candidates=candidates,
         out=out,
-        algorithm=algorithm if model == "recipe" else model.replace("_", "")[:15],
+        algorithm=algorithm if model == SUBMISSION else model.replace("_", "")[:15],
         data_dir=DATA,
         download=False,
         cache_dir=descriptor_cache_dir(),
@@ -154,10 +173,18 @@ def run_forest(model: str, tasks: list[str]) -> None:
 
 
 def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
-    """The finished fold records of ``model`` on ``task``."""
+    """The finished fold records of ``model`` on ``task`` (the submission's: its choice where every candidate of
+    the fold is finished)."""
     if model in FORESTS:
         return FoldStore(RUNS / model / task).records()
-    return FoldStore(gnn_run(model, [task], algorithm).out / "folds" / task).records()
+    if model in GNN_CHANGES:
+        return FoldStore(gnn_run(model, [task], algorithm).out / "folds" / task).records()
+    run = gnn_run(SUBMISSION, [task], algorithm)
+    by_candidate = {name: FoldStore(run.candidate_folder(task, name)).records() for name in CANDIDATES}
+    if model in CANDIDATES:
+        return by_candidate[model]
+    folds = set.intersection(*(set(records) for records in by_candidate.values()))
+    return {fold: run.choose({n: r[fold] for n, r in by_candidate.items()}) for fold in sorted(folds)}
 
 
 def report(tasks: list[str], algorithm: str) -> None:
@@ -181,6 +208,9 @@ def report(tasks: list[str], algorithm: str) -> None:
                     "fold_mae": maes,
                     "devices": devices,
                     "best_epochs": [e for e in epochs if e is not None],
+                    "chosen": [
+                        r["params"]["candidate"] for _, r in sorted(records.items()) if "candidate" in r["params"]
+                    ],
                 }
         if not rows:
             continue
@@ -195,7 +225,10 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "",
         data_note,
         "",
-        "Command: `python benchmarks/matbench_study.py`. MAE per official test fold, each scored once.",
+        "Command: `python benchmarks/matbench_study.py`. MAE per official test fold, each scored once; every "
+        "configuration scored on these test folds is listed. `submission` (the submission folder's model): per fold, "
+        f"the candidate among {', '.join(CANDIDATES)} with the lowest MAE on the inner validation split of the "
+        "training fold (the test fold plays no part in the choice); a fold shows once all its candidates ran.",
         "",
         "| model | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | "
         f"mean ± std ({units}) | folds below {best['algorithm']} ({best['mae_mean']:.2f}) |",
@@ -207,6 +240,8 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         done = [m for m in maes if m is not None]
         mean, std = float(np.mean(done)), float(np.std(done))
         summary[model] = {"fold_mae": maes, "mae_mean": mean, "mae_std": std, "devices": r["devices"]}
+        if r["chosen"]:
+            summary[model]["chosen"] = r["chosen"]
         cells = " | ".join("—" if m is None else f"{m:.2f}" for m in maes)
         below = sum(m < best["mae_mean"] for m in done)
         suffix = "" if len(done) == 5 else f" *{len(done)}/5*"
@@ -220,6 +255,8 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "",
         "Devices: " + "; ".join(f"{m}: {', '.join(s['devices'])}" for m, s in summary.items()) + ".",
         "",
+        *(f"Candidate chosen per fold, {m}: {', '.join(s['chosen'])}." for m, s in summary.items() if "chosen" in s),
+        "",
         *(
             f"Best inner-validation epoch per fold, {m}: {', '.join(str(e) for e in r['best_epochs'])}."
             for m, r in rows.items()
@@ -232,7 +269,7 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
     atomic_write_text(RESULTS / f"matbench_{task}.json", json.dumps(summary, indent=1) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (model, s) in enumerate(summary.items()):
-        ax.bar(i, s["mae_mean"], color="#1f77b4" if model == "recipe" else "#999999")
+        ax.bar(i, s["mae_mean"], color="#1f77b4" if model == SUBMISSION else "#999999")
         ax.plot([i] * 5, s["fold_mae"], "k.", ms=5)
     for entry in entries:
         ax.axhline(entry["mae_mean"], ls=":", lw=0.8, color="#d62728")
@@ -248,11 +285,14 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(RUNNABLE), help=f"comma-separated, of {', '.join(RUNNABLE)}")
     parser.add_argument("--algorithm", default="MatGLHybrid", help="the recipe's leaderboard name (5-15 characters)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
+    unknown = sorted(set(args.models.split(",")) - set(RUNNABLE))
+    if unknown:
+        parser.error(f"unknown models {unknown} (the candidates run as part of '{SUBMISSION}'); known: {RUNNABLE}")
     if not args.report_only:
         for model in args.models.split(","):
             if model in FORESTS:

@@ -6,8 +6,9 @@ Stages (each resumable through the descriptor cache; results accumulate in ``ben
   includes the cheap groups) on a seeded sample of de Jong 2015, on 1 and 2 cores, cold and cached (the
   same runs as ``descriptor_speed.py``; the full tier cold only). Run it on an otherwise idle machine.
 - ``datasets``: the cheap tier on every structure of de Jong 2015, Alexandria heat capacity, mp_binary and
-  Matbench phonons through the default cache, in chunks (a stopped run resumes): the wall time of the structures
-  computed cold (``n_computed``, summed over runs), then of the whole dataset from the cache; failures per group.
+  Matbench phonons (by default; ``--datasets matbench_jdft2d`` for the Matbench runs) through the default cache, in
+  chunks (a stopped run resumes): the wall time of the structures computed cold (``n_computed``, summed over
+  runs), then of the whole dataset from the cache; failures per group.
 - ``full``: the full tier on a seeded sample of each dataset (``--n-full`` structures).
 - Every run first imports the committed archives of ``benchmarks/results/sim_values/`` (values computed before,
   here or on another machine) into the default cache, and the datasets and full stages archive what they computed.
@@ -73,6 +74,8 @@ DATASETS = {
     "mp_binary": ("mp_binary_elasticity.json.gz", {"K_VRH": "bulk_modulus_vrh", "G_VRH": "shear_modulus_vrh"}),
     "alexandria_heat_capacity": ("alexandria_heat_capacity.json.gz", {"heat_capacity": "heat_capacity"}),
     "matbench_phonons": ("matbench/matbench_phonons.json.gz", {"last_phdos_peak": "last phdos peak"}),
+    # no simulated counterpart of the exfoliation energy: computed for the Matbench runs (matbench_study.py)
+    "matbench_jdft2d": ("matbench/matbench_jdft2d.json.gz", {"exfoliation_en": "exfoliation_en"}),
 }
 
 #: (dataset, label, simulated column, tier, how the column becomes the label's quantity, units, log scale)
@@ -475,7 +478,8 @@ def _plot(direct: list[dict], cost: dict | None) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="", help="comma-separated: cost, datasets, full (default: report only)")
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="for the datasets and full stages")
+    compared = ",".join(dict.fromkeys(c[0] for c in COMPARISONS))  # the datasets with a label to compare
+    parser.add_argument("--datasets", default=compared, help=f"for the datasets and full stages (default {compared})")
     parser.add_argument("--n-cost", type=int, default=24, help="structures timed for the cheap tier")
     parser.add_argument("--n-cost-full", type=int, default=3, help="structures timed for the full tier")
     parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset (full stage)")

@@ -24,7 +24,7 @@ from matgl_hybrid.demo import DEMO_CHECKPOINT, MODEL, PLOT, TABLE, run_demo
 from matgl_hybrid.descriptors import NAMED_SETS, DescriptorCache, archive_values, featurize, import_archive
 from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.evaluation import run_cv
-from matgl_hybrid.evaluation.matbench import MatbenchRun, validate_folder, validate_submission
+from matgl_hybrid.evaluation.matbench import MatbenchRun, read_candidates, validate_folder, validate_submission
 from matgl_hybrid.files import atomic_write_text, check_output_dir, check_output_file
 from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.inference import split_predictable
@@ -296,6 +296,7 @@ def cmd_matbench(args: argparse.Namespace) -> int:
     run = MatbenchRun(
         tasks=args.tasks.split(","),
         spec=train_spec(args),
+        candidates=read_candidates(args.candidates) if args.candidates else {},
         out=out,
         algorithm=args.algorithm,
         authors=args.authors,
@@ -591,6 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
         "info.json and the report then give each file's sha256 and call it reconstructed (default: refuse them)",
     )
     p.add_argument("--data-provenance", default="", help="where such files come from, recorded with them")
+    p.add_argument(
+        "--candidates",
+        type=Path,
+        default=None,
+        help='JSON file {"name": {spec field: value}}: per fold, train each candidate (the spec so changed) and '
+        "record the one with the lowest inner-validation MAE",
+    )
     _add_spec_options(p)
     p.set_defaults(func=cmd_matbench)
 

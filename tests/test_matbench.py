@@ -29,6 +29,7 @@ from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
     MatbenchRun,
     describe_descriptor_set,
+    read_candidates,
     sha256_file,
     validate_submission,
     verify_dataset_file,
@@ -92,9 +93,9 @@ def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(a
     trained = []
     original = MatbenchRun._train_and_predict
 
-    def counting(self, task, fold):
+    def counting(self, task, fold, spec):
         trained.append(fold)
-        return original(self, task, fold)
+        return original(self, task, fold, spec)
 
     monkeypatch.setattr(MatbenchRun, "_train_and_predict", counting)
     MatbenchRun([TASK], TINY, out, algorithm="HybridTest", data_dir=accept_stand_in, progress=False).run()
@@ -141,7 +142,7 @@ def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stan
     assert not checked.official
     assert checked.sha256 == sha256_file(stand_in_dir / f"{TASK}.json.gz")
 
-    def train_mean(self, task, fold):  # no training: the recording path is what is tested
+    def train_mean(self, task, fold, spec):  # no training: the recording path is what is tested
         _, targets = task.get_train_and_val_data(fold)
         test = task.get_test_data(fold, include_target=False)
         return {
@@ -180,6 +181,73 @@ def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stan
     for fold in range(5):
         record = json.loads((out / "folds" / TASK / f"fold{fold}.json").read_text())
         assert record["ids"] == list(splits[f"fold_{fold}"].test)
+
+
+def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accept_stand_in, tmp_path, monkeypatch):
+    """With candidates, every fold trains each one and records the one with the lowest inner-validation MAE, never
+    looking at the test fold; the choice, each MAE and the summed cost are in the record; reruns train nothing."""
+    trained = []
+
+    def fake_fit(self, task, fold, spec):  # candidate "long" validates better on odd folds only
+        trained.append((fold, spec.max_epochs))
+        test = task.get_test_data(fold, include_target=False)
+        long = spec.max_epochs == 3
+        return {"mae": None, "train_seconds": 30.0 if long else 10.0, "n_train": 1, "n_test": len(test),
+                "params": {"best_val_mae": 1.0 + fold % 2 * 2.0 if long else 2.0}, "ids": list(test.index),
+                "y_true": None, "y_pred": [3.0 if long else 1.0] * len(test)}  # fmt: skip
+
+    monkeypatch.setattr(MatbenchRun, "_train_and_predict", fake_fit)
+    out = tmp_path / "matbench_v0.1_Chooser"
+    run = MatbenchRun([TASK], TINY, out, algorithm="Chooser", data_dir=accept_stand_in, progress=False,
+                      candidates={"short": {}, "long": {"max_epochs": 3}})  # fmt: skip
+    run.run()
+    assert sorted(trained) == sorted((f, e) for f in range(5) for e in (1, 3))
+    for fold in range(5):
+        record = run.fold_records_[TASK][fold]
+        chosen = "long" if fold % 2 == 0 else "short"  # long: 1.0 on even folds, 3.0 on odd ones; short: 2.0
+        assert record["params"]["candidate"] == chosen
+        assert record["params"]["inner_val_mae"] == {"short": 2.0, "long": 1.0 + fold % 2 * 2.0}
+        assert set(record["y_pred"]) == {3.0 if chosen == "long" else 1.0}
+        assert record["train_seconds"] == 40.0
+        for name in ("short", "long"):
+            assert (out / "folds" / TASK / name / f"fold{fold}.json").is_file()
+    loaded = MatbenchBenchmark.from_file(str(out / "results.json.gz")).tasks_map[TASK]
+    assert [loaded.results[f"fold_{f}"]["parameters"]["candidate"] for f in range(5)] == [
+        "long", "short", "long", "short", "long"]  # fmt: skip
+    assert validate_submission(out) == []
+    script = runpy.run_path(str(out / "run_matbench.py"))
+    assert script["CANDIDATES"] == {"short": {}, "long": {"max_epochs": 3}}
+    assert read_candidates(out / "candidates.json") == script["CANDIDATES"]  # for the CLI's --candidates
+    assert "lowest MAE on that inner validation split" in json.loads((out / "info.json").read_text())["algorithm_long"]
+    trained.clear()
+    MatbenchRun([TASK], TINY, out, algorithm="Chooser", data_dir=accept_stand_in, progress=False,
+                candidates={"short": {}, "long": {"max_epochs": 3}}).run()  # fmt: skip
+    assert trained == []  # every candidate's fold is reused
+    cli_out = tmp_path / "matbench_v0.1_ChooserCli"
+    args = ["matbench", "--tasks", TASK, "--algorithm", "ChooserCli", "--out", str(cli_out), "--data-dir",
+            str(accept_stand_in), "--candidates", str(out / "candidates.json")]  # fmt: skip
+    assert main(args) == 0
+    again = MatbenchBenchmark.from_file(str(cli_out / "results.json.gz")).tasks_map[TASK]
+    assert [again.results[f"fold_{f}"]["parameters"]["candidate"] for f in range(5)] == [
+        "long", "short", "long", "short", "long"]  # fmt: skip
+
+
+def test_candidates_must_share_one_inner_split_and_name_known_fields(tmp_path):
+    def specs(candidates):
+        return MatbenchRun([TASK], TINY, tmp_path, candidates=candidates).candidate_specs()
+
+    assert specs({"a": {}, "b": {"lr": 0.01}})["b"].lr == 0.01
+    assert specs({})[""] == TINY
+    with pytest.raises(ValueError, match="'b' changes \\['seed'\\]"):
+        specs({"a": {}, "b": {"seed": 1}})
+    with pytest.raises(ValueError, match="unknown TrainSpec fields \\['epochs'\\]"):
+        specs({"a": {"epochs": 3}})
+    path = tmp_path / "candidates.json"
+    path.write_text(json.dumps({"a": {"lr": 0.01}, "b": 3}))
+    with pytest.raises(ValueError, match="candidate 'b' is int"):
+        read_candidates(path)
+    path.write_text(json.dumps({"a": {"lr": 0.01}}))
+    assert read_candidates(path) == {"a": {"lr": 0.01}}
 
 
 @pytest.mark.skipif(

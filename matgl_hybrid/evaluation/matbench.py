@@ -7,6 +7,7 @@ in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, summarize
 from matgl_hybrid.evaluation.report import write_report
-from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.files import atomic_write_text, read_json
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, device_name, fit
 from matgl_hybrid.version import installed_version
@@ -221,6 +222,21 @@ def load_task(
     return checked or verify_dataset_file(task.dataset_name, data_dir, download=False)  # the downloaded file
 
 
+def read_candidates(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Candidates for :attr:`MatbenchRun.candidates` from a JSON file: ``{"name": {TrainSpec field: value}}``.
+
+    Raises:
+        ValueError: the file is not such an object (one line naming the file and the entry).
+    """
+    values = read_json(path)
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"{path}: expected a non-empty JSON object {{candidate name: {{TrainSpec field: value}}}}")
+    for name, changes in values.items():
+        if not isinstance(changes, dict):
+            raise ValueError(f"{path}: candidate {name!r} is {type(changes).__name__}, not an object of spec fields")
+    return values
+
+
 def _structures(inputs) -> StructureData:
     frame = inputs.to_frame(name="structure")
     return from_dataframe(frame)
@@ -242,6 +258,14 @@ class MatbenchRun:
         data_provenance: where such files come from (recorded with them).
         folds: which folds to run (all five for a submission).
         cache_dir: descriptor cache folder; None: no cache.
+        candidates: model choice inside each fold: ``{name: TrainSpec field changes applied to spec}``. With
+            any, every fold trains every candidate (each resumable in ``folds/<task>/<name>/``) and records the one
+            with the lowest MAE on its inner validation split; the candidates share ``spec``'s ``seed`` and
+            ``val_fraction``, hence the split, carved from the training fold, so the test fold plays no part in
+            the choice. Empty: ``spec`` alone (``folds/<task>/``).
+
+    Learned state: ``dataset_files_`` (the files read, by task) and ``fold_records_`` (the recorded fold per task
+    and fold; with candidates, the chosen one's, its ``train_seconds`` summed over all candidates).
     """
 
     tasks: Sequence[str]
@@ -257,57 +281,105 @@ class MatbenchRun:
     cache_dir: Path | None = None
     allow_unofficial_data: bool = False
     data_provenance: str = ""
+    candidates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
     fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+
+    def candidate_specs(self) -> dict[str, TrainSpec]:
+        """Each candidate's spec (``spec`` changed by its :attr:`candidates` entry); ``{"": spec}`` without any.
+
+        Raises:
+            ValueError: a candidate changes an unknown field, the seed or the validation fraction (the choice must
+                compare the candidates on one inner split; ``TrainSpec`` always has one).
+        """
+        if not self.candidates:
+            return {"": self.spec}
+        known = {f.name for f in dataclasses.fields(TrainSpec)}
+        specs = {}
+        for name, changes in self.candidates.items():
+            if not name or "/" in name:
+                raise ValueError(f"candidate name {name!r}: give a non-empty folder name")
+            unknown = sorted(set(changes) - known)
+            if unknown:
+                raise ValueError(f"candidate {name!r}: unknown TrainSpec fields {unknown}")
+            shared = sorted({"seed", "val_fraction"} & {k for k, v in changes.items() if v != getattr(self.spec, k)})
+            if shared:
+                raise ValueError(f"candidate {name!r} changes {shared}: candidates must share one inner split")
+            specs[name] = dataclasses.replace(self.spec, **changes)
+        return specs
 
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
         self.out = Path(self.out)
+        specs = self.candidate_specs()
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
 
         mb = MatbenchBenchmark(autoload=False, subset=list(self.tasks))
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
-        stores = {}
+        stores: dict[str, dict[str, FoldStore]] = {}
         for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
             if task.df is None:
                 self.dataset_files_[task.dataset_name] = load_task(
                     task, self.data_dir, self.download, self.allow_unofficial_data, self.data_provenance
                 )
-            stores[task.dataset_name] = store = FoldStore(
-                self.out / "folds" / task.dataset_name, self._fingerprint(task)
-            )
-            for fold in self.folds:  # a fold of another run is refused before any training
-                store.has(fold)
-        todo = [(t, f) for t in mb.tasks for f in self.folds]
-        bar = tqdm(todo, desc="matbench", unit="fold", disable=not self.progress)
-        for task, fold in bar:
-            bar.set_postfix(task=task.dataset_name, fold=fold)
-            store = stores[task.dataset_name]
+            stores[task.dataset_name] = {
+                name: FoldStore(self.candidate_folder(task.dataset_name, name), self._fingerprint(task, spec))
+                for name, spec in specs.items()
+            }
+            for store in stores[task.dataset_name].values():
+                for fold in self.folds:  # a fold of another run is refused before any training
+                    store.has(fold)
+        todo = [(t, f, name) for t in mb.tasks for f in self.folds for name in specs]
+        bar = tqdm(todo, desc="matbench", unit="fit", disable=not self.progress)
+        for task, fold, name in bar:
+            bar.set_postfix(task=task.dataset_name, fold=fold, **({"candidate": name} if name else {}))
+            store = stores[task.dataset_name][name]
             if not store.has(fold):
-                store.save(fold, self._train_and_predict(task, fold))
-            record = store.load(fold)
+                store.save(fold, self._train_and_predict(task, fold, specs[name]))
+            if name != list(specs)[-1]:
+                continue
+            record = self.choose({n: s.load(fold) for n, s in stores[task.dataset_name].items()})
             self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
             task.record(fold, record["y_pred"], params=record["params"])
         self.write_submission(mb)
         return mb
 
-    def _fingerprint(self, task) -> dict[str, Any]:
+    def candidate_folder(self, task: str, name: str) -> Path:
+        """Where the fold records of candidate ``name`` on ``task`` are kept (without candidates: the task's)."""
+        return self.out / "folds" / task / name if name else self.out / "folds" / task
+
+    @staticmethod
+    def choose(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """The record of the candidate with the lowest inner-validation MAE (the first on a tie), its ``params``
+        naming the choice and every candidate's inner-validation MAE, its ``train_seconds`` those of all."""
+        if list(records) == [""]:
+            return records[""]
+        maes = {name: r["params"]["best_val_mae"] for name, r in records.items()}
+        chosen = min(maes, key=lambda name: (maes[name] is None or not np.isfinite(maes[name]), maes[name] or 0.0))
+        record = records[chosen]
+        return {
+            **record,
+            "train_seconds": sum(r["train_seconds"] for r in records.values()),
+            "params": {**record["params"], "candidate": chosen, "inner_val_mae": maes},
+        }
+
+    def _fingerprint(self, task, spec: TrainSpec) -> dict[str, Any]:
         """What determines a task's fold results: the task, its data, the spec and the descriptor version."""
         df = task.df
         target = task.metadata.target
         data = StructureData(
             list(df["structure"]), df[target].to_numpy(dtype=float), [str(i) for i in df.index], target
         )
-        version = get_descriptor_set(self.spec.descriptor_set).version if self.spec.descriptor_set else None
-        return run_fingerprint([data], self.spec.to_dict(), version, task=task.dataset_name)
+        version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
+        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name)
 
-    def _train_and_predict(self, task, fold: int) -> dict[str, Any]:
+    def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
         classification = task.metadata.task_type == "classification"
         # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
         task_type = "classification" if classification else "regression"
-        spec = TrainSpec(**{**self.spec.to_dict(), "task_type": task_type, "element_types": "all"})
+        spec = TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
         inputs, outputs = task.get_train_and_val_data(fold)
         train = _structures(inputs)
         train.targets = np.asarray(outputs, dtype=float)
@@ -336,13 +408,16 @@ class MatbenchRun:
         }
 
     def write_submission(self, mb: MatbenchBenchmark) -> None:
-        """``results.json.gz`` (matbench's ``to_file``), ``info.json``, the run script, and a report."""
+        """``results.json.gz`` (matbench's ``to_file``), ``info.json``, the run script, ``candidates.json`` (with
+        candidates), and a report."""
         self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.out / ".results.json.gz.tmp"
         mb.to_file(str(tmp))
         os.replace(tmp, self.out / "results.json.gz")
         atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
         atomic_write_text(self.out / "run_matbench.py", self.script())
+        if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
+            atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
         seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
         write_matbench_report(mb, self.out / "report", notes=self.dataset_notes(), train_seconds=seconds)
 
@@ -352,24 +427,19 @@ class MatbenchRun:
 
     def info(self) -> dict[str, Any]:
         """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
-        spec = self.spec
-        fused = ""
-        if spec.descriptor_set:
-            fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
         citations = ["gong2023", "matgl", "megnet", "matbench"]
-        weights = get_descriptor_set(spec.descriptor_set).referenced_weights() if spec.descriptor_set else []
+        weights = [
+            w
+            for spec in self.candidate_specs().values()
+            if spec.descriptor_set
+            for w in get_descriptor_set(spec.descriptor_set).referenced_weights()
+        ]
         if any(w["model"].startswith("CHGNet") for w in weights):  # the pretrained potential the descriptors use
             citations.insert(3, "chgnet")
         return {
             "authors": self.authors,
             "algorithm": self.algorithm,
-            "algorithm_long": self.algorithm_long
-            or (
-                f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; trained per fold with "
-                f"early stopping on {spec.val_fraction:.0%} of the training data (at most {spec.max_epochs} epochs, "
-                f"batch {spec.batch_size}, lr {spec.lr:g} with cosine decay, {spec.loss}). Produced by run_matbench.py "
-                "in this folder."
-            ),
+            "algorithm_long": self.algorithm_long or self.describe(),
             "bibtex_refs": [CITATIONS[k] for k in citations],
             "notes": " ".join(
                 note
@@ -383,6 +453,34 @@ class MatbenchRun:
             "requirements": requirements(),
         }
 
+    def describe(self) -> str:
+        """The model in words (info.json's default ``algorithm_long``): the spec, and the candidates if any."""
+        spec = self.spec
+        fused = ""
+        if spec.descriptor_set:
+            fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
+        text = (
+            f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; trained per fold with "
+            f"early stopping on {spec.val_fraction:.0%} of the training data (at most {spec.max_epochs} epochs, "
+            f"batch {spec.batch_size}, lr {spec.lr:g} with cosine decay, {spec.loss})."
+        )
+        if self.candidates:
+            described = []
+            for name, changes in self.candidates.items():
+                parts = []
+                for key, value in changes.items():
+                    if key == "descriptor_set" and value:
+                        parts.append(f"descriptors {value}: {describe_descriptor_set(value)}")
+                    else:
+                        parts.append(f"{key} {value}")
+                described.append(f"{name} ({'; '.join(parts) or 'as above'})")
+            text += (
+                f" Per fold, {len(self.candidates)} candidates are trained and the one with the lowest MAE on that "
+                f"inner validation split (carved from the training fold; the test fold plays no part in the "
+                f"choice) predicts the test fold: {', '.join(described)}. params of each record name the choice."
+            )
+        return text + " Produced by run_matbench.py in this folder."
+
     def compute_note(self) -> str:
         """Devices and the wall time of training and prediction, summed over the recorded folds."""
         records = [r for task in self.fold_records_.values() for r in task.values()]
@@ -395,6 +493,7 @@ class MatbenchRun:
     def script(self) -> str:
         """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
         spec = pprint.pformat(self.spec.to_dict(), sort_dicts=False, width=100)  # Python literals (None, False)
+        candidates = pprint.pformat({k: dict(v) for k, v in self.candidates.items()}, sort_dicts=False, width=100)
         return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR]."""
 
 import argparse
@@ -404,6 +503,8 @@ from matgl_hybrid.evaluation.matbench import MatbenchRun
 from matgl_hybrid.training import TrainSpec
 
 SPEC = {spec}
+#: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.
+CANDIDATES = {candidates}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -416,6 +517,7 @@ if __name__ == "__main__":
     run = MatbenchRun(
         tasks={list(self.tasks)!r},
         spec=TrainSpec(**SPEC),
+        candidates=CANDIDATES,
         out=Path(__file__).resolve().parent,
         algorithm={self.algorithm!r},
         authors={self.authors!r},
