@@ -312,12 +312,13 @@ def hybrid_rows() -> list[dict]:
         path = RESULTS / file
         models = json.loads(path.read_text()).get(key, {}) if path.exists() else {}
         rows.append({"task": task, **{m: _mean(models.get(m)) for m in ACCURACY_MODELS}})
-    path = RESULTS / "matbench_matbench_phonons.json"
-    models = json.loads(path.read_text()) if path.exists() else {}
-    for task, names in (("Matbench phonons, official folds (cm⁻¹)", MATBENCH_MODELS),
-                        ("Matbench phonons, 300 epochs, no early stopping", MATBENCH_LONG_MODELS)):  # fmt: skip
-        means = {a: _mean(models.get(m)) if m else "—" for a, m in zip(ACCURACY_MODELS, names, strict=True)}
-        rows.append({"task": task, **means})
+    for name, title in (("phonons", "Matbench phonons (cm⁻¹)"), ("jdft2d", "Matbench jdft2d (meV/atom)")):
+        path = RESULTS / f"matbench_matbench_{name}.json"
+        models = json.loads(path.read_text()) if path.exists() else {}
+        for task, names in ((f"{title}, official folds", MATBENCH_MODELS),
+                            (f"{title}, 300 epochs, no early stopping", MATBENCH_LONG_MODELS)):  # fmt: skip
+            means = {a: _mean(models.get(m)) if m else "—" for a, m in zip(ACCURACY_MODELS, names, strict=True)}
+            rows.append({"task": task, **means})
     return rows
 
 
