@@ -284,6 +284,10 @@ def test_info_names_the_descriptor_sets_and_the_universal_potential_it_used():
     assert "MPtrj" in recipe["algorithm_long"]
     assert "without its energy" in recipe["algorithm_long"]
     assert any("Deng" in ref and "CHGNet" in ref for ref in recipe["bibtex_refs"])
+    with_sim = {"sim": {"descriptor_set": f"{TrainSpec().descriptor_set}+sim:chgnet"}}
+    described = MatbenchRun([TASK], TrainSpec(), Path("unused"), candidates=with_sim).describe()
+    assert "sim (adds sim:chgnet: quantities simulated with CHGNet 0.3.0 through matcalc" in described
+    assert described.count("Magpie") == 1  # the candidate's set is described by what it adds
     plain = MatbenchRun([TASK], TrainSpec(descriptor_set="gong28"), Path("unused")).info()
     assert not any("CHGNet" in ref for ref in plain["bibtex_refs"])
     assert describe_descriptor_set("gong28+mine") == (

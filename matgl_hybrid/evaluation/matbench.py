@@ -469,7 +469,11 @@ class MatbenchRun:
             for name, changes in self.candidates.items():
                 parts = []
                 for key, value in changes.items():
-                    if key == "descriptor_set" and value:
+                    base = (spec.descriptor_set or "").split("+")
+                    if key == "descriptor_set" and value and value.startswith(f"{spec.descriptor_set}+"):
+                        added = "+".join(value.split("+")[len(base) :])  # only what the candidate adds
+                        parts.append(f"adds {added}: {describe_descriptor_set(added)}")
+                    elif key == "descriptor_set" and value:
                         parts.append(f"descriptors {value}: {describe_descriptor_set(value)}")
                     else:
                         parts.append(f"{key} {value}")
