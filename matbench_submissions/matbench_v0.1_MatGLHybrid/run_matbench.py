@@ -30,6 +30,13 @@ SPEC = {'backbone': 'megnet',
  'devices': 'auto',
  'n_jobs': 1,
  'progress': False}
+#: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.
+CANDIDATES = {'recipe': {},
+ 'recipe_long': {'max_epochs': 300, 'patience': 300},
+ 'recipe_sim': {'descriptor_set': 'gong28+composition+chgnet_noenergy+sim:chgnet'},
+ 'recipe_sim_long': {'descriptor_set': 'gong28+composition+chgnet_noenergy+sim:chgnet',
+                     'max_epochs': 300,
+                     'patience': 300}}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -42,6 +49,7 @@ if __name__ == "__main__":
     run = MatbenchRun(
         tasks=['matbench_jdft2d', 'matbench_phonons'],
         spec=TrainSpec(**SPEC),
+        candidates=CANDIDATES,
         out=Path(__file__).resolve().parent,
         algorithm='MatGLHybrid',
         authors='matgl-hybrid developers',
