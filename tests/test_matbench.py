@@ -30,6 +30,7 @@ from matgl_hybrid.evaluation.matbench import (
     MatbenchRun,
     describe_descriptor_set,
     read_candidates,
+    rerun_submission,
     sha256_file,
     validate_submission,
     verify_dataset_file,
@@ -220,9 +221,11 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     assert read_candidates(out / "candidates.json") == script["CANDIDATES"]  # for the CLI's --candidates
     assert "lowest MAE on that inner validation split" in json.loads((out / "info.json").read_text())["algorithm_long"]
     trained.clear()
-    MatbenchRun([TASK], TINY, out, algorithm="Chooser", data_dir=accept_stand_in, progress=False,
-                candidates={"short": {}, "long": {"max_epochs": 3}}).run()  # fmt: skip
-    assert trained == []  # every candidate's fold is reused
+    # what the folder's run_matbench.py runs, with its own settings: every candidate's fold is reused
+    rerun_submission(
+        out, script["SPEC"], script["CANDIDATES"], [TASK], "Chooser", "me", ["--data-dir", str(accept_stand_in)]
+    )
+    assert trained == []
     cli_out = tmp_path / "matbench_v0.1_ChooserCli"
     args = ["matbench", "--tasks", TASK, "--algorithm", "ChooserCli", "--out", str(cli_out), "--data-dir",
             str(accept_stand_in), "--candidates", str(out / "candidates.json")]  # fmt: skip

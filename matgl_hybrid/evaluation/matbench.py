@@ -7,6 +7,7 @@ in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -498,42 +499,55 @@ class MatbenchRun:
         """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
         spec = pprint.pformat(self.spec.to_dict(), sort_dicts=False, width=100)  # Python literals (None, False)
         candidates = pprint.pformat({k: dict(v) for k, v in self.candidates.items()}, sort_dicts=False, width=100)
-        return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR]."""
+        return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR] (see --help)."""
 
-import argparse
 from pathlib import Path
 
-from matgl_hybrid.evaluation.matbench import MatbenchRun
-from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.evaluation.matbench import rerun_submission
 
+TASKS = {list(self.tasks)!r}
+ALGORITHM, AUTHORS = {self.algorithm!r}, {self.authors!r}
 SPEC = {spec}
 #: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.
 CANDIDATES = {candidates}
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    here = Path(__file__).resolve().parent
+    mb = rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)
+    mb.to_file(str(here / "results.json.gz"))  # matbench's own recording, as the leaderboard expects
+'''
+
+
+def rerun_submission(
+    folder: Path,
+    spec: Mapping[str, Any],
+    candidates: Mapping[str, Mapping[str, Any]],
+    tasks: Sequence[str],
+    algorithm: str,
+    authors: str,
+    argv: Sequence[str] | None = None,
+) -> MatbenchBenchmark:
+    """What a submission's ``run_matbench.py`` runs: its options (``--data-dir``, ``--allow-unofficial-data``,
+    ``--data-provenance``) parsed from ``argv``, then the run of :class:`MatbenchRun` into ``folder``."""
+    parser = argparse.ArgumentParser(description=f"Reproduce the Matbench submission in {folder}.")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder of the matminer dataset files")
     parser.add_argument(
         "--allow-unofficial-data", action="store_true", help="accept dataset files you vouch for (recorded as such)"
     )
     parser.add_argument("--data-provenance", default="", help="where such files come from")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     run = MatbenchRun(
-        tasks={list(self.tasks)!r},
-        spec=TrainSpec(**SPEC),
-        candidates=CANDIDATES,
-        out=Path(__file__).resolve().parent,
-        algorithm={self.algorithm!r},
-        authors={self.authors!r},
+        tasks=tasks,
+        spec=TrainSpec(**spec),
+        candidates=candidates,
+        out=folder,
+        algorithm=algorithm,
+        authors=authors,
         data_dir=args.data_dir,
         allow_unofficial_data=args.allow_unofficial_data,
         data_provenance=args.data_provenance,
     )
-    mb = run.run()
-    # matbench's own recording API, as the leaderboard expects:
-    # for task in mb.tasks: for fold in task.folds: task.record(fold, predictions, params=...)
-    mb.to_file(str(Path(__file__).resolve().parent / "results.json.gz"))
-'''
+    return run.run()
 
 
 def requirements() -> dict[str, list[str]]:

@@ -1,11 +1,11 @@
-"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR]."""
+"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR] (see --help)."""
 
-import argparse
 from pathlib import Path
 
-from matgl_hybrid.evaluation.matbench import MatbenchRun
-from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.evaluation.matbench import rerun_submission
 
+TASKS = ['matbench_jdft2d', 'matbench_phonons']
+ALGORITHM, AUTHORS = 'hybridgong28', 'matgl-hybrid developers'
 SPEC = {'backbone': 'megnet',
  'backbone_kwargs': {},
  'cutoff': 5.0,
@@ -34,25 +34,6 @@ SPEC = {'backbone': 'megnet',
 CANDIDATES = {}
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder of the matminer dataset files")
-    parser.add_argument(
-        "--allow-unofficial-data", action="store_true", help="accept dataset files you vouch for (recorded as such)"
-    )
-    parser.add_argument("--data-provenance", default="", help="where such files come from")
-    args = parser.parse_args()
-    run = MatbenchRun(
-        tasks=['matbench_jdft2d', 'matbench_phonons'],
-        spec=TrainSpec(**SPEC),
-        candidates=CANDIDATES,
-        out=Path(__file__).resolve().parent,
-        algorithm='hybridgong28',
-        authors='matgl-hybrid developers',
-        data_dir=args.data_dir,
-        allow_unofficial_data=args.allow_unofficial_data,
-        data_provenance=args.data_provenance,
-    )
-    mb = run.run()
-    # matbench's own recording API, as the leaderboard expects:
-    # for task in mb.tasks: for fold in task.folds: task.record(fold, predictions, params=...)
-    mb.to_file(str(Path(__file__).resolve().parent / "results.json.gz"))
+    here = Path(__file__).resolve().parent
+    mb = rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)
+    mb.to_file(str(here / "results.json.gz"))  # matbench's own recording, as the leaderboard expects
