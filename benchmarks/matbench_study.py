@@ -251,6 +251,12 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
             f"| {entry['algorithm']} (leaderboard) | | | | | | {entry['mae_mean']:.2f} ± {entry['mae_std']:.2f} | |"
         )
     lines.append(f"| DenseGNN (self-reported, never submitted) | | | | | | {SELF_REPORTED[task]:.2f} | |")
+    if SUBMISSION in summary:
+        ours = summary[SUBMISSION]["mae_mean"]
+        gap = ours - best["mae_mean"]
+        verdict = "met" if gap < 0 else f"missed by {gap:.2f} {units} ({gap / best['mae_mean']:.0%})"
+        lines += ["", f"Target (issue #19): the submission below {best['algorithm']}'s {best['mae_mean']:.2f}: "
+                  f"{ours:.2f}, {verdict}; DenseGNN's self-report {SELF_REPORTED[task]:.2f}."]  # fmt: skip
     lines += [
         "",
         "Devices: " + "; ".join(f"{m}: {', '.join(s['devices'])}" for m, s in summary.items()) + ".",
