@@ -249,6 +249,9 @@ def test_candidates_must_share_one_inner_split_and_name_known_fields(tmp_path):
     path.write_text(json.dumps({"a": {"lr": 0.01}, "b": 3}))
     with pytest.raises(ValueError, match="candidate 'b' is int"):
         read_candidates(path)
+    path.write_text(json.dumps({"a": {"epochs": 3}}))
+    with pytest.raises(ValueError, match=r"candidates\.json: candidate .a. has unknown TrainSpec fields"):
+        read_candidates(path)  # named with the file, before any data is loaded
     path.write_text(json.dumps({"a": {"lr": 0.01}}))
     assert read_candidates(path) == {"a": {"lr": 0.01}}
 

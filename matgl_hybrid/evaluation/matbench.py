@@ -232,9 +232,12 @@ def read_candidates(path: str | Path) -> dict[str, dict[str, Any]]:
     values = read_json(path)
     if not isinstance(values, dict) or not values:
         raise ValueError(f"{path}: expected a non-empty JSON object {{candidate name: {{TrainSpec field: value}}}}")
+    known = {f.name for f in dataclasses.fields(TrainSpec)}
     for name, changes in values.items():
         if not isinstance(changes, dict):
             raise ValueError(f"{path}: candidate {name!r} is {type(changes).__name__}, not an object of spec fields")
+        if unknown := sorted(set(changes) - known):
+            raise ValueError(f"{path}: candidate {name!r} has unknown TrainSpec fields {unknown}")
     return values
 
 
