@@ -13,8 +13,14 @@ from matgl_hybrid.pretrained import REGISTRY_FILE, list_pretrained, load_pretrai
 SHIPPED = {name: entry for name, entry in list_pretrained().items() if entry["source"].startswith("package:")}
 
 
-def test_at_least_two_checkpoints_are_shipped_and_registered():
-    assert {"hybrid-megnet-heat-capacity", "hybrid-megnet-log10-bulk-modulus"} <= set(SHIPPED)
+def test_the_recipe_checkpoints_are_shipped_and_registered():
+    recipe = {
+        "hybrid-megnet-heat-capacity",
+        "hybrid-megnet-log10-bulk-modulus",
+        "hybrid-megnet-exfoliation-energy",
+        "hybrid-megnet-last-phdos-peak",
+    }
+    assert recipe <= set(SHIPPED)
     for name in SHIPPED:
         folder = REGISTRY_FILE.parent / name
         assert sum(p.stat().st_size for p in folder.iterdir()) <= 5 * 2**20, f"{name} is over 5 MB"
@@ -41,7 +47,8 @@ def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeyp
     model = load_pretrained(name)
     scored = holdout_metrics(model, held_out, cache_dir=descriptor_cache)
     for metric in ("mae", "rmse", "r2"):
-        assert scored[metric] == pytest.approx(test[metric], abs=1e-6), metric
+        # float32 sums: a few ulps of a value of hundreds of cm⁻¹ (2.7e-6 cm⁻¹ seen on phonons) are not a change
+        assert scored[metric] == pytest.approx(test[metric], rel=1e-6, abs=1e-6), metric
         assert SHIPPED[name]["metrics"][metric] == test[metric]
     assert f"{test['mae']:.6g}" in (path / "model_card.md").read_text()
     assert np.allclose(scored["predictions"], test["predictions"], atol=1e-5)
