@@ -17,6 +17,8 @@ def test_the_recipe_checkpoints_are_shipped_and_registered():
     recipe = {
         "hybrid-megnet-heat-capacity",
         "hybrid-megnet-log10-bulk-modulus",
+        "hybrid-megnet-log10-shear-modulus",
+        "hybrid-megnet-formation-energy",
         "hybrid-megnet-exfoliation-energy",
         "hybrid-megnet-last-phdos-peak",
     }
