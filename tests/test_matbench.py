@@ -342,3 +342,24 @@ def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp
     assert "(best)" not in (tmp_path / "behind.md").read_text()
     write_report(tmp_path / "ahead", "r", tables, {"t": "eV"})
     assert "| ours **(best)** |" in (tmp_path / "ahead.md").read_text()
+
+
+def test_a_run_of_one_task_keeps_the_earlier_finished_tasks_of_its_folder(tmp_path):
+    def run(**kwargs):
+        return MatbenchRun([TASK], TINY, tmp_path, **kwargs)
+
+    finished, unfinished = tmp_path / "folds" / "matbench_phonons", tmp_path / "folds" / "matbench_dielectric"
+    for folder, folds in ((finished, range(5)), (unfinished, range(2))):
+        folder.mkdir(parents=True)
+        for fold in folds:
+            (folder / f"fold{fold}.json").write_text("{}")
+    (tmp_path / "folds" / "not_a_task").mkdir()
+    with pytest.warns(UserWarning, match="matbench_dielectric: an earlier run's unfinished task"):
+        assert run().submission_tasks() == [TASK, "matbench_phonons"]
+    assert run(folds=(0, 1)).submission_tasks() == [TASK, "matbench_dielectric", "matbench_phonons"]
+    # with candidates, a task is finished when every candidate finished every fold
+    with pytest.warns(UserWarning, match="matbench_phonons: an earlier run's unfinished task"):
+        assert run(candidates={"a": {}}).submission_tasks() == [TASK]
+    recorded = run()
+    recorded.fold_records_ = {TASK: {}, "matbench_phonons": {}}  # as run() leaves them
+    assert f"TASKS = {[TASK, 'matbench_phonons']!r}" in recorded.script()

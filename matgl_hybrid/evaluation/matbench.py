@@ -318,7 +318,7 @@ class MatbenchRun:
         specs = self.candidate_specs()
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
 
-        mb = MatbenchBenchmark(autoload=False, subset=list(self.tasks))
+        mb = MatbenchBenchmark(autoload=False, subset=self.submission_tasks())
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
@@ -349,6 +349,25 @@ class MatbenchRun:
             task.record(fold, record["y_pred"], params=record["params"])
         self.write_submission(mb)
         return mb
+
+    def submission_tasks(self) -> list[str]:
+        """The tasks the submission folder records: :attr:`tasks`, then those of earlier runs into :attr:`out`
+        with every fold finished, so that a run of one task never drops another from ``results.json.gz`` and
+        ``run_matbench.py`` (their folds are resumed, and refused if another spec made them). An earlier task with
+        unfinished folds is left out with a warning; its folds stay."""
+        tasks = list(self.tasks)
+        root = self.out / "folds"
+        earlier = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        for task in earlier:
+            if task in tasks or task not in _load_dataset_dict():
+                continue
+            stores = [FoldStore(self.candidate_folder(task, name)) for name in self.candidate_specs()]
+            if all(store.has(fold) for store in stores for fold in self.folds):
+                tasks.append(task)
+            else:
+                warnings.warn(f"{root / task}: an earlier run's unfinished task, left out of the submission",
+                              stacklevel=2)  # fmt: skip
+        return tasks
 
     def candidate_folder(self, task: str, name: str) -> Path:
         """Where the fold records of candidate ``name`` on ``task`` are kept (without candidates: the task's)."""
@@ -499,7 +518,8 @@ class MatbenchRun:
         return f"Compute: {len(records)} folds, {hours:.2f} h of training and prediction on {', '.join(devices)}."
 
     def script(self) -> str:
-        """A runnable script reproducing this run (matbench's checks want the recording code in the folder)."""
+        """A runnable script reproducing this run (matbench's checks want the recording code in the folder); after
+        :meth:`run`, its tasks are those the folder records."""
         spec = pprint.pformat(self.spec.to_dict(), sort_dicts=False, width=100)  # Python literals (None, False)
         candidates = pprint.pformat({k: dict(v) for k, v in self.candidates.items()}, sort_dicts=False, width=100)
         return f'''"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR] (see --help)."""
@@ -508,7 +528,7 @@ from pathlib import Path
 
 from matgl_hybrid.evaluation.matbench import rerun_submission
 
-TASKS = {list(self.tasks)!r}
+TASKS = {list(self.fold_records_) or list(self.tasks)!r}
 ALGORITHM, AUTHORS = {self.algorithm!r}, {self.authors!r}
 SPEC = {spec}
 #: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.

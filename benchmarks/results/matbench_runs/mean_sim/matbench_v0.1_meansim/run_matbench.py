@@ -4,7 +4,7 @@ from pathlib import Path
 
 from matgl_hybrid.evaluation.matbench import rerun_submission
 
-TASKS = ['matbench_jdft2d']
+TASKS = ['matbench_jdft2d', 'matbench_phonons']
 ALGORITHM, AUTHORS = 'meansim', 'matgl-hybrid developers'
 SPEC = {'backbone': 'megnet',
  'backbone_kwargs': {},
