@@ -11,3 +11,10 @@ class UnknownNameError(ValueError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped by a signal (SIGTERM, SIGINT) before a model was written; the message names what to resume.
+
+    The command line prints it as one line and exits with status 143 (128 + SIGTERM), never 0.
+    """
