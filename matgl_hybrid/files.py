@@ -85,19 +85,48 @@ def _check_writable(path: Path, what: Path) -> None:
     os.unlink(probe)
 
 
-def check_output_file(path: str | Path) -> Path:
+def check_output_file(path: str | Path, overwrite: bool = True) -> Path:
     """Check, before any work, that a file can be written at ``path``; returns it as a Path.
+
+    Args:
+        path: the file to be written.
+        overwrite: whether an existing file there may be replaced.
 
     Raises:
         IsADirectoryError: ``path`` is an existing folder.
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
         NotADirectoryError: a component of ``path`` is a file.
         PermissionError: the folder that would hold it is not writable.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the name of the file to write")
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists: choose another name, or --overwrite to replace it")
     _check_writable(path.parent, path)
     return path
+
+
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (through links, ``..`` or a relative path), existing or not."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_paths_distinct(outputs: dict[str, str | Path], inputs: dict[str, str | Path]) -> None:
+    """Refuse, before any work, an output that is an input or another output (``{"--flag": path}`` each).
+
+    Raises:
+        ValueError: naming both flags and the path.
+    """
+    named = list(outputs.items())
+    for i, (flag, path) in enumerate(named):
+        for other, source in [*inputs.items(), *named[i + 1 :]]:
+            if same_path(path, source):
+                role = "the input" if other in inputs else "also"
+                raise ValueError(f"{flag} {path} is {role} {other}: writing it would destroy it; give another path")
 
 
 def check_output_dir(path: str | Path) -> Path:

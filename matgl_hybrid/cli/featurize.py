@@ -1,0 +1,87 @@
+"""``featurize`` (descriptors of a dataset as CSV) and ``cache-import`` (archived values into the cache)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from matgl_hybrid import data
+from matgl_hybrid.cli.options import (
+    CACHE_DIR_HELP,
+    DATA_HELP,
+    add_cache_options,
+    add_overwrite_option,
+    cache,
+    check_outputs,
+)
+from matgl_hybrid.descriptors import DescriptorCache, archive_values, featurize, import_archive
+from matgl_hybrid.descriptors.summary import describe_descriptors
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.paths import descriptor_cache_dir
+
+
+def add_featurize_options(p: argparse.ArgumentParser) -> None:
+    """``--descriptors``, ``--n-jobs`` and the cache options."""
+    p.add_argument("--descriptors", default="gong28", help="descriptor set, e.g. gong28, composition, gong28+lattice")
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel workers (-1: all cores)")
+    add_cache_options(p)
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    """Compute descriptors of a dataset and write them as CSV (``id`` then one column per descriptor)."""
+    check_outputs(args, {"--out": args.out, "--archive": args.archive}, {"--data": args.data})
+    if args.archive and args.no_cache:
+        raise ValueError("--archive writes the cached values: it cannot be used with --no-cache")
+    if args.summary and args.target is None:
+        raise ValueError("--summary ranks descriptors by their correlation with the target: give --target")
+    dataset = data.load(args.data, target=args.target)
+    frame = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=cache(args), ids=dataset.ids)
+    frame.insert(0, "id", dataset.ids)
+    if dataset.targets is not None:
+        frame[dataset.target_name] = dataset.targets
+    atomic_write_text(args.out, frame.to_csv(index=False))
+    print(f"wrote {len(frame)} rows x {frame.shape[1] - 1} columns to {args.out}")
+    if args.archive:
+        n = archive_values(dataset.structures, args.descriptors, cache(args), args.archive)
+        print(f"archived the {args.descriptors} values of {n} structures in {args.archive}")
+    if args.summary:
+        summary = describe_descriptors(frame.drop(columns=["id", dataset.target_name]), dataset.targets)
+        with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
+            print(summary)
+    return 0
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    """Add the values of archives written by ``featurize --archive`` to the descriptor cache."""
+    folder = args.cache_dir or descriptor_cache_dir()
+    for archive in args.archives:
+        n = import_archive(DescriptorCache(folder), archive)
+        print(f"imported the values of {n} structures from {archive} into {folder}")
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options of ``featurize`` or ``cache-import``."""
+    if command == "cache-import":
+        p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
+        p.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
+        p.set_defaults(func=cmd_cache_import)
+        return
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--target", default=None, help="target column to carry into the CSV")
+    p.add_argument("--out", required=True, type=Path, help="output CSV")
+    p.add_argument(
+        "--summary", action="store_true", help="print each descriptor's range and rank correlation with the target"
+    )
+    p.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="also write the cached values to this gzipped archive, for `cache-import` on another machine "
+        "(e.g. simulations run on a GPU)",
+    )
+    add_overwrite_option(p, "replace an existing --out or --archive file")
+    add_featurize_options(p)
+    p.set_defaults(func=cmd_featurize)

@@ -1,0 +1,79 @@
+"""``probe`` (what frozen embeddings encode) and ``explain`` (which descriptor inputs a hybrid relies on)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from matgl_hybrid import data
+from matgl_hybrid.checkpoint import load_checkpoint
+from matgl_hybrid.cli.featurize import add_featurize_options
+from matgl_hybrid.cli.options import DATA_HELP, add_cache_options, cache
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.files import check_output_dir
+from matgl_hybrid.probe import (
+    descriptor_importance,
+    embed,
+    probe,
+    untrained_models,
+    write_importance_report,
+    write_probe_report,
+)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
+    if (args.model is None) == (args.backbone is None):
+        raise ValueError("give --model DIR (a trained model) or --backbone NAME (a fresh one), one of the two")
+    check_output_dir(args.out)
+    dataset = data.load(args.data)
+    folder = cache(args)
+    descriptors = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=folder, ids=dataset.ids)
+    if args.model:
+        models = {args.model.name: load_checkpoint(args.model)}
+    else:
+        models = untrained_models(args.backbone, args.readouts.split(","), args.seed)
+    embeddings = {
+        name: embed(m, dataset.structures, dataset.ids, args.tap, cache_dir=folder, n_jobs=args.n_jobs)
+        for name, m in models.items()
+    }
+    table = probe(embeddings, descriptors, probes=args.probes.split(","))
+    matrix = write_probe_report(table, args.out, str(args.data), len(dataset), args.tap)
+    print(matrix.to_string(float_format="{:.3f}".format))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Permutation importance of each descriptor input of a trained hybrid on held-out data."""
+    check_output_dir(args.out)
+    model = load_checkpoint(args.model)
+    dataset = data.load(args.data, target=args.target)
+    table = descriptor_importance(
+        model, dataset.structures, dataset.targets, dataset.ids, cache(args), n_repeats=args.repeats
+    )
+    write_importance_report(table, args.out, str(args.model), str(args.data), len(dataset), args.repeats)
+    print(table.to_string(index=False))
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options of ``probe`` or ``explain``."""
+    if command == "explain":
+        p.add_argument("--model", required=True, type=Path, help="directory of a trained hybrid model")
+        p.add_argument("--data", required=True, help="held-out data with targets")
+        p.add_argument("--target", required=True, help="target of --data to score against")
+        p.add_argument("--repeats", type=int, default=3, help="permutations per descriptor group")
+        p.add_argument("--out", required=True, type=Path, help="folder of the importance report (md, json, png)")
+        add_cache_options(p)
+        p.set_defaults(func=cmd_explain)
+        return
+    p.add_argument("--model", type=Path, default=None, help="a saved model directory")
+    p.add_argument("--backbone", default=None, help="or a freshly initialised backbone (megnet, m3gnet, tensornet)")
+    p.add_argument("--readouts", default="mean,sum,extensive", help="readouts of the fresh backbone")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the fresh backbone")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--tap", default="graph", choices=["graph", "fused"], help="embedding after readout or fusion")
+    p.add_argument("--probes", default="ridge,mlp", help="probe models: ridge and/or mlp")
+    p.add_argument("--out", required=True, type=Path, help="folder of the probe report (md, json, png)")
+    add_featurize_options(p)
+    p.set_defaults(func=cmd_probe)

@@ -1,0 +1,107 @@
+"""``train`` (a model, or an ensemble, with its card) and ``cv`` (the Matbench protocol on any dataset)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from matgl_hybrid import data
+from matgl_hybrid.checkpoint import check_model_dir
+from matgl_hybrid.cli.options import add_data_options
+from matgl_hybrid.cli.options import cache as cache_of
+from matgl_hybrid.cli.spec import add_spec_options, train_spec, training_data
+from matgl_hybrid.evaluation import run_cv
+from matgl_hybrid.files import check_output_dir, check_paths_distinct
+from matgl_hybrid.training import FitResult, train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it, with a model card, to ``--out``."""
+    spec = train_spec(args)
+    if not 0 <= args.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    if args.ensemble < 1:
+        raise ValueError(f"--ensemble must be >= 1, got {args.ensemble}")
+    ckpt_dirs = [args.checkpoint_dir] if args.checkpoint_dir else []
+    check_paths_distinct({"--out": args.out}, {"--data": args.data})
+    check_model_dir(args.out, overwrite=args.overwrite, allow=ckpt_dirs)
+    for folder in ckpt_dirs:
+        check_output_dir(folder)
+    dataset = training_data(args, spec)
+    if args.log10_target:
+        dataset = data.log10_targets(dataset)
+
+    def report(k: int, result: FitResult) -> None:
+        if result.global_rank == 0:
+            print(
+                f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
+                f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
+            )
+
+    trained = train(
+        dataset,
+        spec,
+        ensemble=args.ensemble,
+        test_fraction=args.test_fraction,
+        test_seed=args.test_seed,
+        target_units=args.units,
+        cache_dir=cache_of(args),
+        checkpoint_dir=args.checkpoint_dir,
+        on_member=report,
+    )
+    if trained.global_rank != 0:  # under DDP the other processes trained the same model: one writes it
+        return 0
+    source = {
+        "data": str(args.data),
+        "target": args.target,
+        "target_transform": "log10" if args.log10_target else None,
+        "skipped_entries": [vars(e) for e in dataset.skipped],
+    }
+    command = shlex.join(["matgl-hybrid", *args.argv])
+    trained.save(args.out, source=source, command=command, overwrite=args.overwrite, allow=ckpt_dirs)
+    if trained.test is not None:
+        print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
+    print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
+    return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    """Matbench protocol (5-fold KFold, seed 18012019) on any dataset, with a report."""
+    spec = train_spec(args)
+    check_paths_distinct({"--out": args.out}, {"--data": args.data})
+    check_output_dir(args.out)
+    summary = run_cv(training_data(args, spec), spec, args.out, cache_of(args))
+    print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The options of ``train`` or ``cv``."""
+    add_data_options(p)
+    if command == "cv":
+        p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
+        add_spec_options(p)
+        p.set_defaults(func=cmd_cv)
+        return
+    p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
+    p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
+    p.add_argument("--log10-target", action="store_true", help="learn log10 of the target (non-positive dropped)")
+    p.add_argument("--units", default=None, help="units of the (transformed) target, stored with the model")
+    p.add_argument(
+        "--test-fraction", type=float, default=0.0, help="hold out this fraction as a test split, scored in the card"
+    )
+    p.add_argument("--test-seed", type=int, default=0, help="seed of the held-out test split")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="Lightning checkpoints; rerunning with the same data and settings resumes from them",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)",
+    )
+    add_spec_options(p)
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,123 @@
+"""The command line never destroys an input, replaces an output only when told to, and never reports a stopped
+training as a success (issue "Reliability v2", bugs 2-4 and the weak cases of overwriting and start-up time)."""
+
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from matgl_hybrid.cli import EXIT_INTERRUPTED, main
+from matgl_hybrid.datasets import DE_JONG_2015_PATH
+
+
+@pytest.fixture
+def records(tmp_path):
+    """Six de Jong structures with K_VRH as a record file; returns its path and its bytes."""
+    with gzip.open(DE_JONG_2015_PATH, "rt") as f:
+        rows = json.load(f)[:6]
+    path = tmp_path / "data.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump(rows, f)
+    return path, path.read_bytes()
+
+
+def _featurize(path, out, tmp_path, *extra):
+    cache = str(tmp_path / "cache")
+    options = ["--descriptors", "lattice", "--out", str(out), "--n-jobs", "1", "--cache-dir", cache]
+    return main(["featurize", "--data", str(path), *options, *extra])
+
+
+@pytest.mark.parametrize("flag", ["--out", "--archive"])
+def test_featurize_refuses_to_write_over_its_input(records, tmp_path, capsys, flag):
+    path, before = records
+    out = tmp_path / "x.csv"
+    args = ["--overwrite"] + (["--archive", str(path)] if flag == "--archive" else [])
+    code = _featurize(path, path if flag == "--out" else out, tmp_path, *args)
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flag} {path} is the input --data" in err
+    assert "\n" not in err
+    assert path.read_bytes() == before
+    assert not out.exists()
+
+
+def test_featurize_refuses_an_archive_at_the_csv_path(records, tmp_path, capsys):
+    path, _ = records
+    out = tmp_path / "x.csv"
+    assert _featurize(path, out, tmp_path, "--archive", str(tmp_path / "." / "x.csv")) == 2
+    assert "--out" in capsys.readouterr().err
+    assert not out.exists()  # refused before any work: nothing written and then overwritten
+
+
+def test_predict_refuses_to_write_over_its_input(records, tmp_path, capsys):
+    path, before = records
+    code = main(["predict", "--model", str(tmp_path / "no-model"), "--data", str(path), "--out", str(path)])
+    assert code == 2
+    assert "is the input --data" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_existing_output_files_are_replaced_only_with_overwrite(records, tmp_path, capsys):
+    path, _ = records
+    out, archive = tmp_path / "x.csv", tmp_path / "x.json.gz"
+    out.write_text("mine\n")
+    assert _featurize(path, out, tmp_path) == 2
+    assert "exists" in capsys.readouterr().err
+    assert out.read_text() == "mine\n"
+    assert _featurize(path, out, tmp_path, "--overwrite") == 0
+    assert out.read_text().startswith("id,")
+    archive.write_text("mine\n")
+    assert _featurize(path, tmp_path / "y.csv", tmp_path, "--archive", str(archive)) == 2
+    assert archive.read_text() == "mine\n"
+    assert not (tmp_path / "y.csv").exists()
+    predictions = tmp_path / "p.csv"
+    predictions.write_text("mine\n")
+    code = main(["predict", "--model", str(tmp_path / "m"), "--data", str(path), "--out", str(predictions)])
+    assert code == 2
+    assert predictions.read_text() == "mine\n"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_training_stopped_by_sigterm_exits_143_naming_the_folder_to_resume(records, tmp_path):
+    """A real SIGTERM, sent by the process to itself at the end of the first validation epoch."""
+    path, _ = records
+    out, ckpt = tmp_path / "model", tmp_path / "ckpt"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from matgl_hybrid.training import modules as callbacks
+        original = callbacks.KeepBestWeights.on_validation_epoch_end
+        def stop(self, trainer, module):
+            original(self, trainer, module)
+            os.kill(os.getpid(), signal.SIGTERM)
+        callbacks.KeepBestWeights.on_validation_epoch_end = stop
+        from matgl_hybrid.cli import main
+        sys.exit(main(["train", "--data", {str(path)!r}, "--target", "K_VRH", "--out", {str(out)!r},
+            "--checkpoint-dir", {str(ckpt)!r}, "--descriptors", "none", "--readout", "mean", "--max-epochs", "3",
+            "--batch-size", "4", "--val-fraction", "0.34", "--cache-dir", {str(tmp_path / "cache")!r},
+            "--n-jobs", "1", "--accelerator", "cpu"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT_INTERRUPTED, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("matgl-hybrid train: interrupted:")
+    assert str(ckpt) in last
+    assert not (out / "SHA256SUMS").exists()
+
+
+def test_version_and_help_import_no_heavy_library():
+    """``--version`` and ``--help`` answer without importing torch, matgl or matminer (seconds each)."""
+    script = (
+        "import sys, contextlib, io\n"
+        "from matgl_hybrid.cli import main\n"
+        "for argv in (['--version'], ['--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in ('torch', 'matgl', 'matminer', 'lightning') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
