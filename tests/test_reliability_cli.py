@@ -121,3 +121,12 @@ def test_version_and_help_import_no_heavy_library():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_command_has_its_entry_point_and_every_entry_point_a_command():
+    """The command table and pyproject's entry points name the same commands (a new command needs both)."""
+    from importlib.metadata import entry_points
+
+    from matgl_hybrid.cli import COMMANDS, ENTRY_POINTS
+
+    assert sorted(ep.name for ep in entry_points(group=ENTRY_POINTS)) == sorted(COMMANDS)

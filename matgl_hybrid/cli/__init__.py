@@ -1,36 +1,39 @@
 """The ``matgl-hybrid`` command line: parse arguments, call the package API, print or write the result.
 
-One module per command group; each adds its commands' options (``add_parsers``) and runs them. Only the module of
-the command being run is imported, so ``matgl-hybrid --version`` and ``--help`` answer without importing torch.
+One module per command group; each command has a function that adds its options to its parser (and the function
+that runs it). They are registered as entry points (group ``matgl_hybrid.commands`` in pyproject.toml), and only
+the command being run is loaded, so ``matgl-hybrid --version`` and ``--help`` answer without importing torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from matgl_hybrid.cli.options import HelpFormatter
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.version import __version__
 
-#: Each command: the module of its group (under ``matgl_hybrid.cli``) and the one line ``--help`` lists.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "the main job: plain MEGNet vs the recommended hybrid on the embedded de Jong set"),
-    "featurize": ("featurize", "compute descriptors of a dataset and write a CSV"),
-    "cache-import": ("featurize", "add descriptor values archived by `featurize --archive` to the cache"),
-    "train": ("train", "train a hybrid (or plain, --descriptors none) model"),
-    "cv": ("train", "Matbench protocol (5-fold, seed 18012019) on any dataset, with a report"),
-    "matbench": ("matbench", "run Matbench v0.1 tasks and write a leaderboard submission folder"),
-    "probe": ("probe", "how well frozen embeddings encode each descriptor (R²)"),
-    "explain": ("probe", "permutation importance of a hybrid's descriptor inputs"),
-    "pretrained": ("predict", "registered checkpoints: list, info, download, predict"),
-    "pretrain": ("pretrain", "self-supervised masked-atom pretraining of an encoder (no labels)"),
-    "validate": ("matbench", "check a submission folder (or a folder of them) like the leaderboard does"),
-    "migrate": ("migrate", "convert a checkpoint of an older matgl-hybrid into this version's format"),
-    "predict": ("predict", "predict a dataset with a saved model"),
+#: Each command and the one line ``--help`` lists (its options: the entry point of the same name).
+COMMANDS: dict[str, str] = {
+    "demo": "the main job: plain MEGNet vs the recommended hybrid on the embedded de Jong set",
+    "featurize": "compute descriptors of a dataset and write a CSV",
+    "cache-import": "add descriptor values archived by `featurize --archive` to the cache",
+    "train": "train a hybrid (or plain, --descriptors none) model",
+    "cv": "Matbench protocol (5-fold, seed 18012019) on any dataset, with a report",
+    "matbench": "run Matbench v0.1 tasks and write a leaderboard submission folder",
+    "probe": "how well frozen embeddings encode each descriptor (R²)",
+    "explain": "permutation importance of a hybrid's descriptor inputs",
+    "pretrained": "registered checkpoints: list, info, download, predict",
+    "pretrain": "self-supervised masked-atom pretraining of an encoder (no labels)",
+    "validate": "check a submission folder (or a folder of them) like the leaderboard does",
+    "migrate": "convert a checkpoint of an older matgl-hybrid into this version's format",
+    "predict": "predict a dataset with a saved model",
 }
+#: The entry-point group of the commands' option functions.
+ENTRY_POINTS = "matgl_hybrid.commands"
 #: Exit status of a command stopped by SIGTERM or Ctrl-C (128 + SIGTERM), as a shell reports a killed process.
 EXIT_INTERRUPTED = 143
 
@@ -46,13 +49,15 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"matgl-hybrid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     wanted = set(COMMANDS if commands is None else commands)
-    for name, (module, summary) in COMMANDS.items():
+    options = {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name in wanted}
+    if missing := sorted(wanted - options.keys()):
+        raise RuntimeError(f"no entry point for the command(s) {missing}: reinstall matgl-hybrid (pip install -e .)")
+    for name, summary in COMMANDS.items():
         p = sub.add_parser(
             name, help=summary, description=summary[0].upper() + summary[1:] + ".", formatter_class=HelpFormatter
         )
         if name in wanted:
-            group = importlib.import_module(f"matgl_hybrid.cli.{module}")
-            group.add_arguments(name, p)
+            options[name].load()(p)
     return parser
 
 

@@ -37,7 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+def demo_options(p: argparse.ArgumentParser) -> None:
     """The options of ``demo``."""
     p.add_argument("--out", type=Path, default=Path("demo"), help="folder of the table, parity plot and trained model")
     p.add_argument("--max-epochs", type=int, default=10, help="training budget of each model")

@@ -62,13 +62,15 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """The options of ``featurize`` or ``cache-import``."""
-    if command == "cache-import":
-        p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
-        p.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
-        p.set_defaults(func=cmd_cache_import)
-        return
+def cache_import_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``cache-import``."""
+    p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
+    p.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
+    p.set_defaults(func=cmd_cache_import)
+
+
+def featurize_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``featurize``."""
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--target", default=None, help="target column to carry into the CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV")

@@ -42,12 +42,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if found and not any(found.values()) else 1
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """The options of ``matbench`` or ``validate``."""
-    if command == "validate":
-        p.add_argument("folder", type=Path)
-        p.set_defaults(func=cmd_validate)
-        return
+def validate_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``validate``."""
+    p.add_argument("folder", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+
+def matbench_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``matbench``."""
     p.add_argument("--tasks", required=True, help="comma-separated task names, e.g. matbench_jdft2d,matbench_phonons")
     p.add_argument("--algorithm", default="MatGLHybrid", help="leaderboard name, 5-15 characters")
     p.add_argument("--authors", default="matgl-hybrid developers", help="info.json's authors")

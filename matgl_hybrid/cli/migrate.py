@@ -15,7 +15,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+def migrate_options(p: argparse.ArgumentParser) -> None:
     """The options of ``migrate``."""
     p.add_argument("source", type=Path, help="the old checkpoint folder (left as it is)")
     p.add_argument("--out", required=True, type=Path, help="folder of the converted checkpoint")

@@ -102,16 +102,18 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """The options of ``predict`` or ``pretrained``."""
-    if command == "pretrained":
-        p.add_argument("action", choices=["list", "info", "download", "predict"])
-        p.add_argument("source", nargs="?", default=None, help="a registered name, a checkpoint folder or a URL")
-        p.add_argument("--data", default=None, help="structures to predict (predict)")
-        p.add_argument("--out", type=Path, default=None, help="output CSV (predict)")
-        add_prediction_options(p)
-        p.set_defaults(func=cmd_pretrained)
-        return
+def pretrained_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``pretrained``."""
+    p.add_argument("action", choices=["list", "info", "download", "predict"])
+    p.add_argument("source", nargs="?", default=None, help="a registered name, a checkpoint folder or a URL")
+    p.add_argument("--data", default=None, help="structures to predict (predict)")
+    p.add_argument("--out", type=Path, default=None, help="output CSV (predict)")
+    add_prediction_options(p)
+    p.set_defaults(func=cmd_pretrained)
+
+
+def predict_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``predict``."""
     p.add_argument("--model", required=True, type=Path, help="directory written by train")
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, type=Path, help="output CSV (id,prediction[,std])")

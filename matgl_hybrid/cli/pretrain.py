@@ -36,7 +36,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+def pretrain_options(p: argparse.ArgumentParser) -> None:
     """The options of ``pretrain``."""
     p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
     p.add_argument("--backbone", default="megnet", choices=list(BACKBONES), help="encoder to pretrain")

@@ -56,17 +56,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """The options of ``probe`` or ``explain``."""
-    if command == "explain":
-        p.add_argument("--model", required=True, type=Path, help="directory of a trained hybrid model")
-        p.add_argument("--data", required=True, help="held-out data with targets")
-        p.add_argument("--target", required=True, help="target of --data to score against")
-        p.add_argument("--repeats", type=int, default=3, help="permutations per descriptor group")
-        p.add_argument("--out", required=True, type=Path, help="folder of the importance report (md, json, png)")
-        add_cache_options(p)
-        p.set_defaults(func=cmd_explain)
-        return
+def explain_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``explain``."""
+    p.add_argument("--model", required=True, type=Path, help="directory of a trained hybrid model")
+    p.add_argument("--data", required=True, help="held-out data with targets")
+    p.add_argument("--target", required=True, help="target of --data to score against")
+    p.add_argument("--repeats", type=int, default=3, help="permutations per descriptor group")
+    p.add_argument("--out", required=True, type=Path, help="folder of the importance report (md, json, png)")
+    add_cache_options(p)
+    p.set_defaults(func=cmd_explain)
+
+
+def probe_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``probe``."""
     p.add_argument("--model", type=Path, default=None, help="a saved model directory")
     p.add_argument("--backbone", default=None, help="or a freshly initialised backbone (megnet, m3gnet, tensornet)")
     p.add_argument("--readouts", default="mean,sum,extensive", help="readouts of the fresh backbone")

@@ -76,14 +76,17 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
-    """The options of ``train`` or ``cv``."""
+def cv_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``cv``."""
     add_data_options(p)
-    if command == "cv":
-        p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
-        add_spec_options(p)
-        p.set_defaults(func=cmd_cv)
-        return
+    p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
+    add_spec_options(p)
+    p.set_defaults(func=cmd_cv)
+
+
+def train_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``train``."""
+    add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
     p.add_argument("--log10-target", action="store_true", help="learn log10 of the target (non-positive dropped)")
