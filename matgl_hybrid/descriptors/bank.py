@@ -144,7 +144,8 @@ def featurize(
             matminer featurizers, :class:`~matgl_hybrid.descriptors.UserDescriptors`, or a mix.
         n_jobs: parallel workers through joblib (``-1``: all cores). Wrap the call in
             ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) to run on a cluster.
-        cache_dir: directory of the on-disk cache; ``None`` disables it.
+        cache_dir: directory of the on-disk cache; ``None`` disables it. When values are to be computed, it is
+            checked to be writable before any is (an OSError naming it otherwise).
         ids: structure ids, used in error reports and to align user descriptors keyed by id.
         progress: show a progress bar.
 
@@ -167,6 +168,8 @@ def featurize(
     entries: list[dict[str, Entry]] = [cache.get(k) if cache else {} for k in keys]
     missing = {i: [g for g in dset.groups if not _usable(e.get(g.key), g)] for i, e in enumerate(entries)}
     todo = [i for i in range(len(entries)) if missing[i]]
+    if todo and cache:
+        cache.check_writable()  # before any work; a cache that holds every value is only read, and may be read-only
 
     if todo:
         chunks = _chunks(todo, n_jobs)

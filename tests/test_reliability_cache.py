@@ -1,0 +1,268 @@
+"""Reliability of the descriptor cache (issue 33): archives that cannot poison it, damaged entries that are misses,
+a cache folder that cannot be written refused before any work."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import DEMO_DATA
+from pymatgen.core import Lattice, Structure
+
+import matgl_hybrid.files
+from matgl_hybrid import data
+from matgl_hybrid.descriptors import DescriptorCache, featurize, get_descriptor_set, import_archive, structure_key
+from matgl_hybrid.descriptors import bank as bank_module
+from matgl_hybrid.descriptors import cache as cache_module
+from matgl_hybrid.descriptors.bank import archive_values
+
+
+def _cscl() -> Structure:
+    return Structure(Lattice.cubic(4.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _archive(path: Path, entries: dict) -> Path:
+    path.write_bytes(gzip.compress(json.dumps({"format": 1, "entries": entries}).encode()))
+    return path
+
+
+def _lattice_keys() -> dict[str, str]:
+    """Group name -> group key of the ``lattice`` set."""
+    return {g.name: g.key for g in get_descriptor_set("lattice").groups}
+
+
+@pytest.fixture
+def counted(monkeypatch) -> list[int]:
+    """Counts the structures whose groups are computed (featurize with n_jobs=1 computes in this process)."""
+    calls: list[int] = []
+    original = bank_module.compute_groups
+
+    def spy(structure, groups):
+        calls.append(1)
+        return original(structure, groups)
+
+    monkeypatch.setattr(bank_module, "compute_groups", spy)
+    return calls
+
+
+# Bug 6: entries without "error" (or of other types) poison the cache; and the read side must not crash on them.
+
+
+def _good_lattice_entries() -> dict[str, dict]:
+    keys = _lattice_keys()
+    return {
+        keys["lattice"]: {"values": [4.0, 4.0, 4.0, 90.0, 90.0, 90.0], "error": None},
+        keys["volume"]: {"values": [64.0], "error": None},
+        keys["natoms"]: {"values": [2], "error": None},
+        keys["symmetry"]: {"values": [221, 1], "error": None},
+    }
+
+
+@pytest.mark.parametrize(
+    ("group", "entry", "reason"),
+    [
+        ("lattice", {"values": [4.0, 4.0, 4.0, 90.0, 90.0, 90.0]}, "not {"),  # no "error": the KeyError of the issue
+        ("lattice", {"values": [4.0] * 6, "error": None, "extra": 1}, "not {"),
+        ("lattice", {"values": None, "error": None}, "not {"),
+        ("lattice", {"values": ["4.0"] * 6, "error": None}, "not {"),
+        ("lattice", {"values": [4.0] * 6, "error": ["x"]}, "not {"),
+        ("lattice", [4.0] * 6, "not {"),
+        ("no version", {"values": [1.0], "error": None}, "not a group key"),
+        ("lattice@3\nforged", {"values": [1.0], "error": None}, "not a group key"),
+    ],
+)
+def test_import_refuses_a_malformed_entry_before_writing_anything(tmp_path, group, entry, reason):
+    s = _cscl()
+    entries = _good_lattice_entries()
+    key = _lattice_keys().get(group, group)
+    entries[key] = entry
+    archive = _archive(tmp_path / "bad.json.gz", {structure_key(s): entries})
+    with pytest.raises(ValueError, match=reason) as refused:
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(archive) in message
+    assert structure_key(s) in message
+    assert repr(key)[:20] in message
+    assert not (tmp_path / "cache").exists()  # nothing written
+
+
+def test_a_cache_entry_without_error_or_with_bad_values_is_a_miss_not_a_crash(tmp_path, counted):
+    s = _cscl()
+    first = featurize([s], "lattice", cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.rglob("*.json")
+    stored = json.loads(path.read_text())
+    keys = _lattice_keys()
+    del stored[keys["lattice"]]["error"]  # what an unchecked import used to write: a KeyError on every read
+    stored[keys["volume"]]["values"] = ["64"]  # a value of the wrong type
+    path.write_text(json.dumps(stored))
+    again = featurize([s], "lattice", cache_dir=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    assert again.attrs["n_computed"] == 1
+    assert len(counted) == 2
+    repaired = json.loads(path.read_text())
+    assert repaired[keys["lattice"]]["error"] is None
+    assert repaired[keys["volume"]]["values"] == [64.0]
+
+
+def test_an_archive_that_featurize_wrote_is_imported_whole(tmp_path):
+    structures = data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", limit=6).structures
+    computed = featurize(structures, "gong28+lattice", cache_dir=tmp_path / "here", progress=False)
+    archive = tmp_path / "values.json.gz"
+    assert archive_values(structures, "gong28+lattice", tmp_path / "here", archive) == 6
+    assert import_archive(DescriptorCache(tmp_path / "there"), archive) == 6
+    imported = featurize(structures, "gong28+lattice", cache_dir=tmp_path / "there", progress=False)
+    assert imported.attrs["n_computed"] == 0
+    pd.testing.assert_frame_equal(computed, imported)
+
+
+def test_null_values_import_as_nan(tmp_path):
+    s = _cscl()
+    entries = _good_lattice_entries()
+    entries[_lattice_keys()["lattice"]] = {"values": [None] * 6, "error": "ValueError: failed elsewhere"}
+    import_archive(DescriptorCache(tmp_path / "cache"), _archive(tmp_path / "a.json.gz", {structure_key(s): entries}))
+    with pytest.warns(UserWarning, match="failed elsewhere"):
+        frame = featurize([s], "lattice", cache_dir=tmp_path / "cache", progress=False)
+    assert frame.attrs["n_computed"] == 0
+    assert frame[["a", "alpha"]].isna().all(axis=None)
+
+
+# Bug 7: a cache file holding JSON that is not an object.
+
+
+@pytest.mark.parametrize(
+    "content", ["null", "[1, 2, 3]", '"text"', "7", "[" * 100_000], ids=["null", "list", "text", "number", "deep"]
+)
+def test_a_cache_file_that_is_not_an_object_is_a_miss_and_is_rewritten(tmp_path, content):
+    s = _cscl()
+    first = featurize([s], "lattice", cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.rglob("*.json")
+    path.write_text(content)
+    again = featurize([s], "lattice", cache_dir=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    assert again.attrs["n_computed"] == 1
+    assert isinstance(json.loads(path.read_text()), dict)  # rewritten
+
+
+# Weak: no size limit on cache-import (a gzip bomb), no value checks.
+
+
+def test_an_archive_expanding_beyond_the_limit_is_refused(tmp_path, monkeypatch):
+    # valid JSON (an empty archive) padded with 8 MB of spaces: 8 kB compressed
+    padded = b'{"format": 1, "entries": {}' + b" " * 8_000_000 + b"}"
+    archive = tmp_path / "bomb.json.gz"
+    archive.write_bytes(gzip.compress(padded))
+    assert archive.stat().st_size < 100_000
+    monkeypatch.setattr(cache_module, "MAX_ARCHIVE_BYTES", 1_000_000)
+    with pytest.raises(ValueError, match="expands to more than 1000000 bytes") as refused:
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    assert str(archive) in str(refused.value)
+    assert "\n" not in str(refused.value)
+    monkeypatch.setattr(cache_module, "MAX_ARCHIVE_BYTES", 10_000_000)
+    assert import_archive(DescriptorCache(tmp_path / "cache"), archive) == 0  # under the limit: read
+
+
+def test_the_archive_limit_reads_in_bounded_chunks(tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.json.gz"
+    archive.write_bytes(gzip.compress(b" " * 50_000_000))
+    monkeypatch.setattr(cache_module, "MAX_ARCHIVE_BYTES", 1_000_000)
+    reads = []
+    original = gzip.GzipFile.read
+
+    def spy(self, size=-1):
+        reads.append(size)
+        return original(self, size)
+
+    monkeypatch.setattr(gzip.GzipFile, "read", spy)
+    with pytest.raises(ValueError, match="expands to more than"):
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    assert reads
+    assert all(0 < size <= 1_000_001 for size in reads)
+
+
+@pytest.mark.parametrize(
+    ("group", "values", "reason"),
+    [
+        ("natoms", [-5], r"natoms = -5.0 is not plausible: not a whole number in \[1, inf\)"),
+        ("natoms", [2.5], "natoms = 2.5 is not plausible"),
+        ("volume", [0.0], r"volume = 0.0 is not plausible: not in \(0, inf\)"),
+        ("symmetry", [231, 1], "spacegroup_num = 231.0"),
+        ("lattice", [4.0, 4.0, -4.0, 90.0, 90.0, 90.0], "c = -4.0"),
+        ("lattice", [4.0, 4.0, 4.0, 90.0, 90.0, 270.0], "gamma = 270.0"),
+        ("lattice", [4.0, 4.0, 4.0, 90.0, 90.0], "5 values for the 6 features"),
+        ("lattice", [4.0, 4.0, 4.0, 90.0, 90.0, math.inf], "value 5 is infinite"),
+    ],
+)
+def test_import_refuses_impossible_values(tmp_path, group, values, reason):
+    s = _cscl()
+    entries = _good_lattice_entries()
+    entries[_lattice_keys()[group]] = {"values": values, "error": None}
+    archive = _archive(tmp_path / "bad.json.gz", {structure_key(s): entries})
+    with pytest.raises(ValueError, match=reason) as refused:
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    assert str(archive) in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_import_refuses_an_implausible_density_of_a_known_group(tmp_path):
+    s = _cscl()
+    key = next(g.key for g in get_descriptor_set("gong28").groups if g.name == "density")
+    entries = {key: {"values": [1e308, 30.0], "error": None}}
+    archive = _archive(tmp_path / "bad.json.gz", {structure_key(s): entries})
+    with pytest.raises(ValueError, match=r"density = 1e\+308 is not plausible: not in \(0, 1000\]"):
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    # the same value under a group this version does not know (another version, a user's) is only checked finite
+    other = {key.replace("density@", "density@0-other-"): {"values": [1e308, 30.0], "error": None}}
+    assert import_archive(DescriptorCache(tmp_path / "cache"), _archive(tmp_path / "ok.json.gz", {"0" * 64: other}))
+
+
+# Weak: an unusable cache folder failed late, with a raw errno, after work had started.
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_cache_folder_that_is_a_file_is_refused_before_any_computation(tmp_path, counted, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    cache_dir = blocker if where == "a file" else blocker / "descriptors"
+    with pytest.raises(OSError, match="--no-cache") as refused:
+        featurize([_cscl()], "lattice", cache_dir=cache_dir, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(cache_dir) in message
+    assert "cache_dir=None" in message
+    assert counted == []  # nothing computed
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_read_only_cache_folder_is_refused_before_any_computation_but_can_be_read(tmp_path, counted, monkeypatch):
+    s = _cscl()
+    first = featurize([s], "lattice", cache_dir=tmp_path, progress=False)
+
+    def read_only(*args, **kwargs):  # root ignores permission bits: make every file creation fail as EROFS would
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(matgl_hybrid.files.tempfile, "mkstemp", read_only)
+    again = featurize([s], "lattice", cache_dir=tmp_path, progress=False)  # every value cached: only read
+    pd.testing.assert_frame_equal(first, again)
+    calls = len(counted)
+    with pytest.raises(OSError, match="--no-cache") as refused:
+        featurize([s], "gong28", cache_dir=tmp_path, progress=False)  # new groups to compute and store
+    assert str(tmp_path) in str(refused.value)
+    assert "Read-only" in str(refused.value)
+    assert len(counted) == calls  # refused before computing
+
+
+def test_cache_import_into_a_file_is_one_line_naming_the_folder(tmp_path):
+    s = _cscl()
+    archive = _archive(tmp_path / "a.json.gz", {structure_key(s): _good_lattice_entries()})
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot write the descriptor cache folder") as refused:
+        import_archive(DescriptorCache(blocker), archive)
+    assert str(blocker) in str(refused.value)
+    assert blocker.read_text() == "x"
