@@ -6,30 +6,40 @@ The public API is re-exported here lazily (importing the package does not import
 ``save_model`` are the deprecated names of the checkpoint functions).
 """
 
-from importlib import import_module
-
 from matgl_hybrid.version import __version__
 
-_EXPORTS = {
-    "featurize": "matgl_hybrid.descriptors",
-    "DescriptorTransform": "matgl_hybrid.descriptors",
-    "HybridModel": "matgl_hybrid.models",
-    "HybridEnsemble": "matgl_hybrid.models",
-    "TrainSpec": "matgl_hybrid.training",
-    "fit": "matgl_hybrid.training",
-    "load_checkpoint": "matgl_hybrid.checkpoint",
-    "save_checkpoint": "matgl_hybrid.checkpoint",
-    "load_model": "matgl_hybrid.checkpoint",
-    "save_model": "matgl_hybrid.checkpoint",
-    "load_pretrained": "matgl_hybrid.pretrained",
-    "load": "matgl_hybrid.data",
-    "load_records": "matgl_hybrid.data",
-}
-
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "DescriptorTransform",
+    "HybridEnsemble",
+    "HybridModel",
+    "TrainSpec",
+    "__version__",
+    "featurize",
+    "fit",
+    "load",
+    "load_checkpoint",
+    "load_model",
+    "load_pretrained",
+    "load_records",
+    "save_checkpoint",
+    "save_model",
+]
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'matgl_hybrid' has no attribute {name!r}")
+    """The public API, imported at first use (``import matgl_hybrid`` imports neither torch nor MatGL)."""
+    if name in {"featurize", "DescriptorTransform"}:
+        from matgl_hybrid import descriptors as module
+    elif name in {"HybridModel", "HybridEnsemble"}:
+        from matgl_hybrid import models as module
+    elif name in {"TrainSpec", "fit"}:
+        from matgl_hybrid import training as module
+    elif name in {"load_checkpoint", "save_checkpoint", "load_model", "save_model"}:
+        from matgl_hybrid import checkpoint as module
+    elif name == "load_pretrained":
+        from matgl_hybrid import pretrained as module
+    elif name in {"load", "load_records"}:
+        from matgl_hybrid import data as module
+    else:
+        raise AttributeError(f"module 'matgl_hybrid' has no attribute {name!r}")
+    return getattr(module, name)

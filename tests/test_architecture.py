@@ -39,3 +39,30 @@ def test_no_function_level_imports_of_the_package():
 def test_the_check_finds_a_function_level_import():
     tree = ast.parse("import os\n\ndef f():\n    from matgl_hybrid.data import load\n    import matgl_hybrid.files\n")
     assert _nested_imports(tree) == [(4, "matgl_hybrid.data"), (5, "matgl_hybrid.files")]
+
+
+def _dynamic_imports(tree: ast.Module) -> list[int]:
+    """Lines that call ``import_module`` or ``__import__`` (a module named in a string, hidden from lint-imports)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in {"import_module", "__import__"}:
+                found.append(node.lineno)
+    return found
+
+
+def test_no_module_is_imported_by_a_name_in_a_string():
+    """Plugins (commands, prefixed descriptor sets) are entry points; model classes come from a registry."""
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line in _dynamic_imports(ast.parse(path.read_text(), str(path)))
+    ]
+    assert not offenders, offenders
+
+
+def test_the_check_finds_an_import_by_name():
+    tree = ast.parse("import importlib\nm = importlib.import_module('matgl_hybrid.ssl')\nn = __import__('os')\n")
+    assert _dynamic_imports(tree) == [2, 3]

@@ -11,15 +11,15 @@ import zlib
 from collections.abc import Collection, Iterable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import Structure
 
+from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
+from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS
+from matgl_hybrid.descriptors.uip import UIP_GROUPS
 from matgl_hybrid.files import atomic_write_bytes, atomic_write_text, check_output_dir
-
-if TYPE_CHECKING:
-    from matgl_hybrid.descriptors.groups import FeatureGroup
 
 #: A cached group result: ``{"values": [float, ...], "error": str | None}``.
 Entry = dict[str, Any]
@@ -249,9 +249,5 @@ def _float(value: int | float) -> float:
 @cache
 def _known_groups() -> dict[str, FeatureGroup]:
     """The groups this version of the package defines, by ``name@version`` (their labels are known)."""
-    from matgl_hybrid.descriptors.groups import GROUPS
-    from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS
-    from matgl_hybrid.descriptors.uip import UIP_GROUPS
-
     groups = [*GROUPS.values(), *UIP_GROUPS.values(), *CHEAP_GROUPS, *FULL_GROUPS]
     return {f"{g.name}@{g.version}": g for g in groups}

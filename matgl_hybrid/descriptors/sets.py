@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import matminer
@@ -179,13 +179,15 @@ NAMED_SETS: dict[str, DescriptorSet] = {
 
 DescriptorSpec = str | DescriptorSet | BaseFeaturizer | UserDescriptors | Sequence
 
-#: Sets named ``<prefix>:<argument>`` whose features come from a trained network, made by ``"module:function"``
-#: (``function(name) -> DescriptorSet``). They live in packages above the descriptor bank (the function runs a
-#: model), so they are found by name at first use, as plugins are, instead of imported here.
-PREFIXED_SETS = {
-    "ssl": "matgl_hybrid.ssl.descriptors:ssl_set",
-    "sim": "matgl_hybrid.descriptors.simulation:simulation_set",
-}
+#: Entry-point group of the sets named ``<prefix>:<argument>`` (``ssl:``, ``sim:``): each entry point, named by its
+#: prefix, is a function ``(name) -> DescriptorSet``. Their makers run models and live in the layers that own them
+#: (pyproject.toml registers this package's own); another package can register a prefix of its own the same way.
+PREFIXED_SETS = "matgl_hybrid.descriptor_sets"
+
+
+def prefixed_set_makers() -> dict[str, object]:
+    """``{prefix: entry point}`` of the registered ``<prefix>:<argument>`` sets (loaded only when used)."""
+    return {ep.name: ep for ep in entry_points(group=PREFIXED_SETS)}
 
 
 def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
@@ -199,13 +201,15 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
         return spec
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split("+")]
-        unknown = [p for p in parts if p not in NAMED_SETS and p.partition(":")[0] not in PREFIXED_SETS]
+        makers = prefixed_set_makers()
+        unknown = [p for p in parts if p not in NAMED_SETS and p.partition(":")[0] not in makers]
         if unknown:
             raise UnknownNameError(
-                f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)}, ssl:<encoder>:<layers> and "
-                "sim:chgnet[:full]"
+                f"unknown descriptor set(s) {unknown}; known: {sorted(NAMED_SETS)} and the prefixed "
+                f"{', '.join(f'{m}:…' for m in sorted(makers))} (e.g. ssl:<encoder>:<layers>, sim:chgnet[:full])"
             )
-        dset = _combine([NAMED_SETS[p] if p in NAMED_SETS else _prefixed_set(p) for p in parts])
+        sets = [NAMED_SETS[p] if p in NAMED_SETS else makers[p.partition(":")[0]].load()(p) for p in parts]
+        dset = _combine(sets)
         for group in dset.groups:
             if group.requires is not None:
                 group.requires()  # e.g. chgnet installed: one clear line before any structure is featurized
@@ -224,12 +228,6 @@ def current_version(name: str, version: str | None) -> str | None:
     """``version`` of the set ``name`` as stored in a model, with a format-1 (legacy) version mapped to today's."""
     dset = get_descriptor_set(name)
     return dset.version if version == dset.legacy_version else version
-
-
-def _prefixed_set(spec: str) -> DescriptorSet:
-    """The set ``<prefix>:<argument>`` made by the function :data:`PREFIXED_SETS` names for its prefix."""
-    module, _, function = PREFIXED_SETS[spec.partition(":")[0]].partition(":")
-    return getattr(importlib.import_module(module), function)(spec)
 
 
 def _combine(sets: list[DescriptorSet]) -> DescriptorSet:
