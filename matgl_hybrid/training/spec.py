@@ -9,14 +9,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from matgl_hybrid.descriptors import NAMED_SETS
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import read_json
+from matgl_hybrid.layers import FUSIONS, READOUTS
+from matgl_hybrid.models.backbones import BACKBONES
 
 #: The losses MatGL's ``ModelLightningModule`` knows (it falls back to L1 for any other name).
 LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
 RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
+
+
+def option(kind: type, meaning: str, flag: str | None = None, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A field's metadata that makes it a command-line flag: its type, what it means, the flag's name (default: the
+    field's) and its allowed values. ``TrainSpec``'s flags and their help are generated from it."""
+    return {"option": {"kind": kind, "meaning": meaning, "flag": flag, "choices": choices}}
 
 
 def _warn_renamed(old: str, stacklevel: int = 4) -> None:
@@ -49,29 +58,61 @@ class TrainSpec:
     decay, batch 32, at most 120 epochs, early stopping with patience 25.
     """
 
-    backbone: str = "megnet"
+    backbone: str = field(default="megnet", metadata=option(str, "graph network", choices=tuple(BACKBONES)))
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    cutoff: float = 5.0
-    readout: str = "extensive"
-    descriptor_set: str | None = "gong28+composition+chgnet_noenergy"
-    fusion: str = "concat"
+    cutoff: float = field(default=5.0, metadata=option(float, "graph cutoff radius (Å)"))
+    readout: str = field(
+        default="extensive",
+        metadata=option(
+            str,
+            "pooling of node features into one vector per structure; native: the backbone's own readout and head, "
+            "as MatGL ships it (no descriptors)",
+            choices=(*READOUTS, "native"),
+        ),
+    )
+    descriptor_set: str | None = field(
+        default="gong28+composition+chgnet_noenergy",
+        metadata=option(
+            str,
+            f"descriptor set fused into the readout: {', '.join(NAMED_SETS)}, ssl:<encoder>:<layers> or "
+            "sim:chgnet[:full], several joined with '+' (e.g. gong28+composition); none: the plain backbone",
+            flag="descriptors",
+        ),
+    )
+    fusion: str = field(
+        default="concat", metadata=option(str, "how the descriptors join the readout", choices=tuple(FUSIONS))
+    )
     descriptor_dim: int = 64
     head_hidden: tuple[int, ...] = (64, 64)
     activation: str = "softplus2"
     task_type: str = "regression"
-    element_types: str | list[str] = "training"
+    element_types: str | list[str] = field(
+        default="training",
+        metadata=option(
+            str,
+            "elements the model accepts: training (those of the training data) or all (MatGL's 89); a list of "
+            "symbols: in --config",
+            flag="elements",
+        ),
+    )
     node_embeddings: str | None = None
-    max_epochs: int = 120
-    batch_size: int = 32
-    lr: float = 2e-3
+    max_epochs: int = field(default=120, metadata=option(int, "most training epochs"))
+    batch_size: int = field(default=32, metadata=option(int, "structures per batch"))
+    lr: float = field(default=2e-3, metadata=option(float, "learning rate (cosine decay to lr × decay_alpha)"))
     decay_alpha: float = 0.01
-    loss: str = "l1_loss"
-    val_fraction: float = 0.1
-    patience: int = 25
-    seed: int = 0
-    accelerator: str = "auto"
+    loss: str = field(default="l1_loss", metadata=option(str, "training loss", choices=LOSSES))
+    val_fraction: float = field(
+        default=0.1, metadata=option(float, "fraction of the training data held out for early stopping")
+    )
+    patience: int = field(
+        default=25, metadata=option(int, "epochs without a better validation MAE before training stops")
+    )
+    seed: int = field(default=0, metadata=option(int, "seed of the validation split and of the initialisation"))
+    accelerator: str = field(
+        default="auto", metadata=option(str, "Lightning accelerator: auto (a GPU when present), cpu, gpu, …")
+    )
     devices: int | str = "auto"
-    n_jobs: int = 1
+    n_jobs: int = field(default=1, metadata=option(int, "descriptor workers (-1: all cores)"))
     progress: bool = True
 
     def __post_init__(self) -> None:
