@@ -11,18 +11,23 @@ A checkpoint directory holds
 - any records (``training.json``, ``model_card.md``);
 - ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder; for
   matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedCheckpointMixIn`), i.e.
-  :func:`load_checkpoint`;
+  :func:`load_checkpoint`. MatGL imports the module that ``model.json`` names (``@module``) *before* that, so
+  ``matgl.load_model`` is only for folders you trust (see docs/upstream/matgl-load-model-imports-module.md);
 - ``SHA256SUMS``: the sha256 of every other file. Loading verifies it first, names any file that differs, and
   refuses a checkpoint whose manifest lacks a file the loader reads (``metadata["files"]`` lists them).
 
-Nothing here is unpickled by :func:`load_checkpoint`: weights come from safetensors, everything else from JSON.
+Nothing here is unpickled by :func:`load_checkpoint`: weights come from safetensors, everything else from JSON; it
+imports nothing the folder names before the hashes and the class allowlist are checked, and it checks the sizes the
+JSON asks for (:func:`check_config`) before building anything.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import json
 import os
 import shutil
@@ -32,9 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import matgl
+import matgl.utils.io
 import torch
 from matgl.models._core import MatGLModel
 from matgl.utils.io import IOMixIn
+from pymatgen.core.periodic_table import Element
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir, read_json
@@ -63,6 +71,13 @@ ALLOWED_CLASSES = {
 BASE_FILES = ("model.json", "weights.safetensors", "model.pt", "state.pt")
 #: Prefix of the folder a save assembles its files in, inside the destination.
 _SAVING_PREFIX = ".saving."
+#: Bounds on what a checkpoint's ``kwargs`` may ask to build, far above any real model: any number (a width, a
+#: count), the entries of a list of numbers (layer widths), and a cutoff in Å.
+MAX_NUMBER = 65536
+MAX_LAYERS = 16
+MAX_CUTOFF = 20.0
+#: Keys of the fitted state (data, not architecture: its size is that of the file), which :func:`check_config` skips.
+_FITTED_STATE = frozenset(k for keys in SEPARATE_STATE.values() for k in keys)
 
 
 class CheckpointError(ValueError):
@@ -138,53 +153,73 @@ def save_checkpoint(
     """
     out_dir = check_model_dir(out_dir, overwrite, allow)
     manifest_path = out_dir / MANIFEST
-    previous = set(parse_manifest(manifest_path.read_text(), manifest_path)) if is_saved_model(out_dir) else set()
+    had_model = is_saved_model(out_dir)
+    previous = set(parse_manifest(read_text(manifest_path), manifest_path)) if had_model else set()
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
-        IOMixIn.save(model, tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
-        kwargs = dict(model._init_args)
-        for name, keys in SEPARATE_STATE.items():
-            if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
-                _write_json(tmp / name, {k: kwargs.pop(k) for k in keys})
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
-        for name, value in (records or {}).items():
-            _write_json(tmp / f"{name}.json", value)
-        for name, text in (texts or {}).items():
-            (tmp / name).write_text(text)
-        files = sorted({p.name for p in tmp.iterdir() if p.is_file()} | {"model.json"})
-        header = {
-            "@class": type(model).__name__,
-            "@module": type(model).__module__,
-            "@model_version": getattr(model, "__version__", 0),
-            "kwargs": kwargs,
-            "metadata": {
-                "format_version": FORMAT_VERSION,
-                "files": files,
-                "matgl_hybrid_version": PACKAGE_VERSION,
-                "matgl_version": matgl.__version__,
-                "torch_version": torch.__version__,
-                "matminer_version": importlib.metadata.version("matminer"),
-                "pymatgen_version": importlib.metadata.version("pymatgen"),
-                "descriptor_set": getattr(model, "descriptor_set", None),
-                "descriptor_version": getattr(model, "descriptor_version", None),
-                "target_names": list(getattr(model, "target_names", ()) or ()),
-                "target_units": getattr(model, "target_units", None),
-            },
-        }
-        _write_json(tmp / "model.json", header)
-        for f in files:
-            (tmp / f).chmod(0o666 & ~current_umask())
-        manifest = "".join(f"{sha256_file(tmp / f)}  {f}\n" for f in files)
-        (out_dir / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the folder does not load
-        for f in files:
-            os.replace(tmp / f, out_dir / f)
-        for f in sorted(previous - set(files)):  # files of the earlier checkpoint that this one does not have
-            (out_dir / f).unlink(missing_ok=True)
-        atomic_write_text(out_dir / MANIFEST, manifest)
+        try:
+            files, manifest = _assemble(model, tmp, records or {}, texts or {})
+        except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
+            kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
+            raise _not_saved(out_dir, exc, kept) from exc
+        try:
+            (out_dir / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the folder does not load
+            for f in files:
+                os.replace(tmp / f, out_dir / f)
+            for f in sorted(previous - set(files)):  # files of the earlier checkpoint that this one does not have
+                (out_dir / f).unlink(missing_ok=True)
+            atomic_write_text(out_dir / MANIFEST, manifest)
+        except OSError as exc:
+            raise _not_saved(out_dir, exc, "it now holds an incomplete model, which does not load: save again") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _assemble(model: MatGLModel, tmp: Path, records: dict[str, Any], texts: dict[str, str]) -> tuple[list[str], str]:
+    """Write the checkpoint's files into ``tmp``; returns their names and the manifest's text."""
+    IOMixIn.save(model, tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
+    kwargs = dict(model._init_args)
+    for name, keys in SEPARATE_STATE.items():
+        if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
+            _write_json(tmp / name, {k: kwargs.pop(k) for k in keys})
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
+    for name, value in records.items():
+        _write_json(tmp / f"{name}.json", value)
+    for name, text in texts.items():
+        (tmp / name).write_text(text, encoding="utf-8")
+    files = sorted({p.name for p in tmp.iterdir() if p.is_file()} | {"model.json"})
+    header = {
+        "@class": type(model).__name__,
+        "@module": type(model).__module__,
+        "@model_version": getattr(model, "__version__", 0),
+        "kwargs": kwargs,
+        "metadata": {
+            "format_version": FORMAT_VERSION,
+            "files": files,
+            "matgl_hybrid_version": PACKAGE_VERSION,
+            "matgl_version": matgl.__version__,
+            "torch_version": torch.__version__,
+            "matminer_version": importlib.metadata.version("matminer"),
+            "pymatgen_version": importlib.metadata.version("pymatgen"),
+            "descriptor_set": getattr(model, "descriptor_set", None),
+            "descriptor_version": getattr(model, "descriptor_version", None),
+            "target_names": list(getattr(model, "target_names", ()) or ()),
+            "target_units": getattr(model, "target_units", None),
+        },
+    }
+    _write_json(tmp / "model.json", header)
+    for f in files:
+        (tmp / f).chmod(0o666 & ~current_umask())
+    return files, "".join(f"{sha256_file(tmp / f)}  {f}\n" for f in files)
+
+
+def _not_saved(out_dir: Path, exc: BaseException, state: str) -> OSError:
+    """The one-line error of a save that failed while writing (``exc``), saying what ``out_dir`` now holds."""
+    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+    reason = reasons.get(getattr(exc, "errno", None)) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return OSError(f"cannot save the model in {out_dir} ({reason}); {state}")
 
 
 def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
@@ -209,7 +244,7 @@ def verify(path: str | Path) -> dict[str, str]:
     manifest = path / MANIFEST
     if not manifest.is_file():
         raise CheckpointError(f"{path} has no {MANIFEST}: not a matgl-hybrid checkpoint, or an incomplete copy")
-    expected = parse_manifest(manifest.read_text(), manifest)
+    expected = parse_manifest(read_text(manifest), manifest)
     if "model.json" not in expected:
         raise CheckpointError(f"{manifest} has no entry for model.json: the checkpoint cannot be verified")
     for name, digest in expected.items():
@@ -223,9 +258,21 @@ def verify(path: str | Path) -> dict[str, str]:
 
 
 def read_header(path: str | Path, migrating: bool = False) -> dict[str, Any]:
-    """``model.json`` of a verified checkpoint in this installation's format (any older one when ``migrating``)."""
-    header = read_json(Path(path) / "model.json")
-    metadata = header.get("metadata") or {}
+    """``model.json`` of a verified checkpoint in this installation's format (any older one when ``migrating``).
+
+    Raises:
+        CheckpointError: ``model.json`` (named) is not UTF-8 JSON of the expected shape (objects ``kwargs`` and
+            ``metadata``, a list of file names ``metadata.files``), or it is in another format.
+    """
+    file = Path(path) / "model.json"
+    header = read_object(file)
+    for key in ("kwargs", "metadata"):
+        if not isinstance(header.get(key), dict):
+            raise CheckpointError(f"{file}: {key} must be a JSON object, not {_json_type(header.get(key))}")
+    metadata = header["metadata"]
+    files = metadata.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise CheckpointError(f"{file}: metadata.files must be a list of file names")
     version = metadata.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{path}/model.json has no format_version: not a matgl-hybrid checkpoint")
@@ -252,8 +299,7 @@ def required_files(header: dict[str, Any]) -> list[str]:
     # Format 1 did not list its files: its separate state files are there whenever their keys left the kwargs.
     required = set(BASE_FILES)
     if header.get("@class") == "HybridModel":
-        kwargs = header.get("kwargs") or {}
-        required |= {f for f, keys in SEPARATE_STATE.items() if not any(k in kwargs for k in keys)}
+        required |= {f for f, keys in SEPARATE_STATE.items() if not any(k in header["kwargs"] for k in keys)}
     return sorted(required)
 
 
@@ -263,6 +309,77 @@ def model_class(header: dict[str, Any], path: Path) -> type[MatGLModel]:
     if name not in ALLOWED_CLASSES.get(module, ()):
         raise CheckpointError(f"{path}/model.json names class {module}.{name}, which is not a matgl-hybrid model")
     return getattr(importlib.import_module(module), name)
+
+
+def read_object(file: Path) -> dict[str, Any]:
+    """The JSON object in a checkpoint's ``file``; anything else raises a :class:`CheckpointError` naming it."""
+    value = _read_json(file)
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{file} must hold a JSON object, not {_json_type(value)}")
+    return value
+
+
+def _read_json(file: Path) -> Any:
+    """The JSON value in a checkpoint's ``file``; one that is not UTF-8 JSON raises a ValueError naming it."""
+    try:
+        return read_json(file)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(file, exc) from None
+
+
+def read_text(file: Path) -> str:
+    """The UTF-8 text of a checkpoint's ``file``; other bytes raise a :class:`CheckpointError` naming it."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(file, exc) from None
+
+
+def _not_utf8(file: Path, exc: UnicodeDecodeError) -> CheckpointError:
+    return CheckpointError(f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason})")
+
+
+def check_config(kwargs: dict[str, Any], file: Path) -> None:
+    """Check the constructor arguments read from ``file`` before anything is built from them.
+
+    At any depth (ensemble members, a NEGNN's encoder): every number must be finite and at most
+    :data:`MAX_NUMBER` in size, a list of numbers (layer widths) at most :data:`MAX_LAYERS` long, a ``…cutoff`` in
+    (0, :data:`MAX_CUTOFF`] Å, and ``element_types`` a list of distinct element symbols. The fitted state (the
+    descriptor transform, the target normalization) is data, the size of its file, and is not checked here.
+
+    Raises:
+        CheckpointError: naming ``file`` and the field (e.g. ``kwargs.head_hidden[0]``).
+    """
+    _check_value(kwargs, "kwargs", file)
+
+
+def _check_value(value: Any, field: str, file: Path) -> None:
+    """:func:`check_config` of ``value``, found at ``field`` of ``file``."""
+    name = field.rpartition(".")[2]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _FITTED_STATE:
+                _check_value(item, f"{field}.{key}", file)
+    elif isinstance(value, list) and name == "element_types":
+        symbols = [v for v in value if isinstance(v, str) and Element.is_valid_symbol(v)]
+        if not value or len(symbols) < len(value) or len(set(symbols)) < len(symbols):
+            raise CheckpointError(f"{file}: {field} must be a list of distinct element symbols")
+    elif isinstance(value, list):
+        if len(value) > MAX_LAYERS and all(isinstance(v, int | float) for v in value):
+            raise CheckpointError(f"{file}: {field} has {len(value)} entries; at most {MAX_LAYERS} are allowed")
+        for i, item in enumerate(value):
+            _check_value(item, f"{field}[{i}]", file)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if name.endswith("cutoff") and not 0 < value <= MAX_CUTOFF:
+            raise CheckpointError(f"{file}: {field} = {value!r} Å is out of range (0, {MAX_CUTOFF}]")
+        if not abs(value) <= MAX_NUMBER:  # also NaN
+            raise CheckpointError(f"{file}: {field} = {value!r} is out of range (at most {MAX_NUMBER} in size)")
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def load_checkpoint(path: str | Path) -> MatGLModel:
@@ -277,24 +394,36 @@ def load_checkpoint(path: str | Path) -> MatGLModel:
     return model
 
 
-def migrate_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
+def migrate_checkpoint(path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Convert a checkpoint of an older format into this installation's, at ``out_dir`` (``path`` is kept).
 
     The model is rebuilt from its verified JSON and weights; weights of modules the current model no longer has
     (MatGL's readout and output head, which a hybrid never used) are left out, every other weight must fit. The
     records and texts of the old folder (training record, model card) are carried over.
 
+    Args:
+        overwrite: replace a saved model already at ``out_dir``, or write beside the files of a non-empty folder
+            that holds none (as ``train --overwrite``; nothing else there is deleted). Without it both are refused,
+            before any work.
+
     Raises:
-        CheckpointError: see :func:`load_checkpoint`; also when weights other than those of dropped modules do not fit.
+        CheckpointError: see :func:`load_checkpoint`; also when weights other than those of dropped modules do not
+            fit, or a record or text file is not UTF-8 (named).
+        FileExistsError: ``out_dir`` holds a saved model or other files, and ``overwrite`` is False.
     """
     path = Path(path)
     if Path(out_dir).resolve() == path.resolve():
         raise CheckpointError(f"{path}: migrate into another folder (--out), the old checkpoint is kept as it is")
+    if is_saved_model(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a saved model: choose another folder, or replace it (--overwrite)"
+        )
+    check_model_dir(out_dir, overwrite)
     model, _ = _read_checkpoint(path, migrating=True)
     extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
-    records = {f[: -len(".json")]: read_json(path / f) for f in extra if f.endswith(".json")}
-    texts = {f: (path / f).read_text() for f in extra if not f.endswith(".json")}
-    return save_checkpoint(model, out_dir, records, texts)
+    records = {f[: -len(".json")]: _read_json(path / f) for f in extra if f.endswith(".json")}
+    texts = {f: read_text(path / f) for f in extra if not f.endswith(".json")}
+    return save_checkpoint(model, out_dir, records, texts, overwrite=overwrite)
 
 
 def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str, Any]]:
@@ -313,12 +442,16 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
     kwargs = dict(header["kwargs"])
     for legacy in ("format_version", "package_version"):  # format 1 froze these into HybridModel's arguments
         kwargs.pop(legacy, None)
-    for file in SEPARATE_STATE:
+    check_config(kwargs, path / "model.json")
+    for file, keys in SEPARATE_STATE.items():
         if (path / file).is_file() and file in listed:
-            kwargs.update(read_json(path / file))
+            state = read_object(path / file)
+            if unknown := sorted(set(state) - set(keys)):
+                raise CheckpointError(f"{path / file} holds {', '.join(unknown)}; it may hold only {', '.join(keys)}")
+            kwargs.update(state)
     try:
         model = cls(**kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing a size
         raise CheckpointError(f"cannot rebuild {cls.__name__} from {path}/model.json: {exc}") from exc
     state = load_file(str(path / "weights.safetensors"))
     if migrating:
@@ -360,8 +493,10 @@ def save_model(model: MatGLModel, out_dir: str | Path, *args: Any, **kwargs: Any
 class VerifiedCheckpointMixIn:
     """MatGL's ``save`` / ``load`` of a model class, as :func:`save_checkpoint` / :func:`load_checkpoint`.
 
-    ``model.save(dir)`` writes a full checkpoint (hashes, JSON, safetensors), and ``matgl.load_model(dir)``, which
-    calls ``cls.load``, goes through every check of :func:`load_checkpoint`.
+    ``model.save(dir)`` writes a full checkpoint (hashes, JSON, safetensors), and ``cls.load(dir)`` goes through
+    every check of :func:`load_checkpoint`. ``matgl.load_model(dir)`` calls ``cls.load`` only after importing the
+    module that ``model.json`` names: it is safe for folders you trust, not for untrusted ones (see
+    docs/upstream/matgl-load-model-imports-module.md).
     """
 
     def save(self, path: str | Path = ".", metadata: dict | None = None, makedirs: bool = True) -> None:
@@ -370,11 +505,23 @@ class VerifiedCheckpointMixIn:
 
     @classmethod
     def load(cls, path: str | Path | dict, **kwargs: Any) -> MatGLModel:
-        """Load a checkpoint folder, or MatGL's ``{"model.json": path, …}``, verified like :func:`load_checkpoint`."""
+        """Load a checkpoint folder, or MatGL's ``{"model.json": path, …}``, verified like :func:`load_checkpoint`.
+
+        ``matgl.load_model`` replaces any error by its own "Bad serialized model … clear your cache" (the reason only
+        in ``__cause__``), so when called from it, the reason is also given as a warning, one line.
+        """
         folder = Path(path["model.json"]).parent if isinstance(path, dict) else Path(path)
-        model = load_checkpoint(folder)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        try:
+            model = load_checkpoint(folder)
+            if not isinstance(model, cls):
+                raise CheckpointError(f"{folder} holds a {type(model).__name__}, not a {cls.__name__}")
+        except Exception as exc:
+            caller = inspect.currentframe().f_back
+            if caller is not None and caller.f_code is matgl.utils.io.load_model.__code__:
+                warnings.warn(
+                    f"matgl.load_model refused {folder}: {exc} (clearing MatGL's cache does not help)", stacklevel=3
+                )
+            raise
         return model
 
 

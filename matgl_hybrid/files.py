@@ -50,7 +50,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def read_json(path: str | Path) -> Any:
     """The value of a JSON file; an empty, truncated or malformed file raises a one-line ValueError naming it."""
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -19,5 +19,10 @@ def migrate_options(p: argparse.ArgumentParser) -> None:
     """The options of ``migrate``."""
     p.add_argument("source", type=Path, help="the old checkpoint folder (left as it is)")
     p.add_argument("--out", required=True, type=Path, help="folder of the converted checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a saved model already at --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a saved model already at --out (or write beside the files of a non-empty folder; nothing else is "
+        "deleted)",
+    )
     p.set_defaults(func=cmd_migrate)

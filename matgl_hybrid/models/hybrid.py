@@ -39,8 +39,9 @@ class HybridModel(VerifiedCheckpointMixIn, MatGLModel):
     encoder, which lives inside the model (its weights are saved with it).
 
     Everything needed to predict from a bare structure is a constructor argument, so ``save(dir)`` and
-    ``matgl.load_model(dir)`` round-trip it: element list, cutoff, descriptor set and version, the fitted
-    :class:`DescriptorTransform` (as a dict) and the target mean and standard deviation.
+    :func:`~matgl_hybrid.checkpoint.load_checkpoint` (or, for folders you trust, ``matgl.load_model(dir)``, which
+    imports the module ``model.json`` names before any check) round-trip it: element list, cutoff, descriptor set
+    and version, the fitted :class:`DescriptorTransform` (as a dict) and the target mean and standard deviation.
     """
 
     __version__ = 2  # 2: MatGL's unused readout and head dropped from the backbone

@@ -1,0 +1,246 @@
+"""Reliability of checkpoints (issue 33): no code from a model folder, absurd configs refused before anything is
+built, MatGL's wrapped refusals explained, non-UTF-8 files named, a full disk while saving, migrate over a model."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matgl
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import LATTICE_COLUMNS, TINY_MEGNET
+
+from matgl_hybrid import checkpoint
+from matgl_hybrid.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    load_checkpoint,
+    migrate_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
+from matgl_hybrid.descriptors import DescriptorTransform, get_descriptor_set
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.pretrained import load_pretrained
+
+
+def _tiny(seed: int = 0) -> HybridModel:
+    """A one-block MEGNet hybrid with the lattice descriptors (its transform fitted on random values)."""
+    frame = pd.DataFrame(np.random.default_rng(seed).normal(size=(8, len(LATTICE_COLUMNS))), columns=LATTICE_COLUMNS)
+    torch.manual_seed(seed)
+    return HybridModel(
+        element_types=("O", "Si"),
+        backbone_kwargs=TINY_MEGNET,
+        descriptor_set="lattice",
+        descriptor_version=get_descriptor_set("lattice").version,
+        descriptor_transform=DescriptorTransform().fit(frame).to_dict(),
+        descriptor_dim=4,
+        head_hidden=(4,),
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny model with a training record and a model card (copy it before changing it)."""
+    folder = tmp_path_factory.mktemp("saved") / "model"
+    return save_checkpoint(_tiny(), folder, {"training": {"note": "kept"}}, {"model_card.md": "# card\n"})
+
+
+def _copy(saved: Path, folder: Path) -> Path:
+    shutil.copytree(saved, folder)
+    return folder
+
+
+def _edit_header(folder: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Replace model.json by ``edit(header)`` (which may change the header in place and return None)."""
+    header = json.loads((folder / "model.json").read_text())
+    result = edit(header)
+    (folder / "model.json").write_text(json.dumps(header if result is None else result))
+
+
+def _rehash(folder: Path) -> None:
+    """Rewrite SHA256SUMS for the files now there: only the loader's own checks can catch an edit."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    (folder / MANIFEST).write_text("".join(f"{sha256_file(folder / n)}  {n}\n" for n in names))
+
+
+def _as_format_2(folder: Path) -> None:
+    """Mark a saved checkpoint as format 2, which only ``migrate`` reads."""
+    _edit_header(folder, lambda h: h["metadata"].update(format_version=2))
+    _rehash(folder)
+
+
+def _plant_module(folder: Path, sentinel: Path) -> None:
+    """The attack of bug 1: ``<folder>/evil.py`` writes ``sentinel``, and model.json names it as ``@module``."""
+    (folder / "evil.py").write_text(f"import pathlib\npathlib.Path({str(sentinel)!r}).write_text('ran')\n")
+    _edit_header(folder, lambda h: h.update({"@module": f"{folder.name}.evil"}))
+
+
+def test_this_package_refuses_a_planted_module_without_importing_it(saved, tmp_path, monkeypatch):
+    folder, sentinel = _copy(saved, tmp_path / "dl_model"), tmp_path / "sentinel"
+    _plant_module(folder, sentinel)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as for `python -c` in the parent folder: the import would work
+    with pytest.raises(CheckpointError, match=r"model\.json is corrupted or was modified"):
+        load_checkpoint(folder)
+    _rehash(folder)  # the hashes are no barrier against the folder's author: the class allowlist is
+    for load in (load_checkpoint, load_pretrained, lambda f: migrate_checkpoint(f, tmp_path / "out")):
+        with pytest.raises(CheckpointError, match=r"names class dl_model\.evil\.HybridModel, which is not"):
+            load(folder)
+    assert not sentinel.exists()
+    assert "dl_model.evil" not in sys.modules
+
+
+@pytest.mark.slow  # a fresh interpreter importing matgl
+def test_matgl_load_model_runs_a_planted_module_upstream_behaviour(saved, tmp_path):
+    """Documents MatGL's behaviour described in docs/upstream/matgl-load-model-imports-module.md.
+
+    ``matgl.load_model`` imports the ``@module`` of model.json before any check of this package can run, so it runs
+    ``evil.py`` when the folder's parent is on ``sys.path`` (``python -c``, notebooks, scripts beside the folder).
+    If MatGL fixes this, this test fails: then update that document and the README's safety section (which say
+    ``matgl.load_model`` is only for folders you trust) and turn this test around.
+    """
+    folder, sentinel = _copy(saved, tmp_path / "dl_model"), tmp_path / "sentinel"
+    _plant_module(folder, sentinel)
+    script = "import matgl\ntry:\n    matgl.load_model('dl_model')\nexcept Exception:\n    pass\n"
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, timeout=300, check=True)
+    assert sentinel.read_text() == "ran"
+
+
+def _never_built(*args: Any, **kwargs: Any) -> None:
+    pytest.fail("a model was built from a config that the loader must refuse first")
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda header: header["kwargs"].update({key: value})
+
+
+ABSURD = {
+    "descriptor_dim int": (_set("descriptor_dim", 10**7), "model.json: kwargs.descriptor_dim = 10000000 is out"),
+    "descriptor_dim float": (_set("descriptor_dim", 1e7), "model.json: kwargs.descriptor_dim = 10000000.0 is out"),
+    "descriptor_dim NaN": (_set("descriptor_dim", float("nan")), "model.json: kwargs.descriptor_dim = nan is out"),
+    "hidden width": (_set("head_hidden", [10**13]), "model.json: kwargs.head_hidden[0] = 10000000000000 is out"),
+    "hidden layers": (_set("head_hidden", [4] * 17), "model.json: kwargs.head_hidden has 17 entries"),
+    "cutoff": (_set("cutoff", 1e4), "model.json: kwargs.cutoff = 10000.0 Å is out of range"),
+    "negative cutoff": (_set("cutoff", -1.0), "model.json: kwargs.cutoff = -1.0 Å is out of range"),
+    "elements": (_set("element_types", ["O", "Xx"]), "model.json: kwargs.element_types must be a list of distinct"),
+    "nested width": (
+        lambda h: h["kwargs"]["backbone_kwargs"].update(dim_node_embedding=70000),
+        "model.json: kwargs.backbone_kwargs.dim_node_embedding = 70000 is out",
+    ),
+    "model.json a list": (lambda h: [h], "model.json must hold a JSON object, not a list"),
+    "kwargs a list": (lambda h: h.update(kwargs=[1, 2]), "model.json: kwargs must be a JSON object, not a list"),
+    "metadata a string": (lambda h: h.update(metadata="x"), "model.json: metadata must be a JSON object, not a"),
+}
+
+
+@pytest.mark.parametrize(("edit", "message"), ABSURD.values(), ids=ABSURD.keys())
+def test_an_absurd_rehashed_config_is_refused_naming_file_and_field_before_building(
+    saved, tmp_path, monkeypatch, edit, message
+):
+    folder = _copy(saved, tmp_path / "m")
+    _edit_header(folder, edit)
+    _rehash(folder)
+    monkeypatch.setattr(HybridModel, "__init__", _never_built)
+    with pytest.raises(CheckpointError, match=re.escape(f"{folder}/{message}")):
+        load_checkpoint(folder)
+
+
+def test_a_state_file_cannot_smuggle_constructor_arguments(saved, tmp_path, monkeypatch):
+    folder = _copy(saved, tmp_path / "m")
+    state = json.loads((folder / "target_normalization.json").read_text())
+    (folder / "target_normalization.json").write_text(json.dumps({**state, "head_hidden": [10**13]}))
+    _rehash(folder)
+    monkeypatch.setattr(HybridModel, "__init__", _never_built)
+    with pytest.raises(CheckpointError, match=r"target_normalization\.json holds head_hidden; it may hold only"):
+        load_checkpoint(folder)
+
+
+def test_matgl_load_model_refusals_say_the_real_reason(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "m")
+    with (folder / "weights.safetensors").open("ab") as f:
+        f.write(b"\0")
+    with (
+        pytest.warns(UserWarning, match=r"matgl\.load_model refused .*weights\.safetensors is corrupted"),
+        pytest.raises(ValueError, match="clear your cache"),  # MatGL's own message, which we cannot change
+    ):
+        matgl.load_model(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # called directly, the error itself says it: no warning
+        with pytest.raises(CheckpointError, match=r"weights\.safetensors is corrupted"):
+            HybridModel.load(folder)
+
+
+@pytest.mark.parametrize("name", ["model_card.md", "training.json"])
+def test_migrate_names_a_listed_file_that_is_not_utf8(saved, tmp_path, name):
+    folder = _copy(saved, tmp_path / "old")
+    (folder / name).write_bytes("caf\xe9\n".encode("latin-1"))
+    _as_format_2(folder)
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(folder / name))} is not UTF-8 text \(byte 3"):
+        migrate_checkpoint(folder, tmp_path / "new")
+    assert not (tmp_path / "new" / "model.json").exists()
+
+
+def _full_disk(*args: Any, **kwargs: Any) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _torch_write_failed(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+WRITE_FAILURES = {  # what the writers raise on a full disk: an OSError (safetensors' is wrapped), torch's RuntimeError
+    "safetensors": (lambda mp: mp.setattr(checkpoint, "save_file", _full_disk), "the disk is full"),
+    "torch": (lambda mp: mp.setattr(torch, "save", _torch_write_failed), "[enforce fail at inline_container.cc:672]"),
+}
+
+
+@pytest.mark.parametrize(("patch", "reason"), WRITE_FAILURES.values(), ids=WRITE_FAILURES.keys())
+def test_a_failed_write_keeps_the_earlier_model_and_says_so_in_one_line(saved, tmp_path, monkeypatch, patch, reason):
+    folder = _copy(saved, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model = _tiny(seed=1)
+    patch(monkeypatch)
+    with pytest.raises(OSError, match=r"; the earlier model there is unchanged$") as caught:
+        save_checkpoint(model, folder)
+    assert str(caught.value).startswith(f"cannot save the model in {folder} ({reason}")
+    assert "\n" not in str(caught.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # and no temporary folder is left
+    with pytest.raises(OSError, match=r"; nothing was written there$"):
+        save_checkpoint(model, tmp_path / "new")
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_failed_rename_says_the_folder_no_longer_loads(saved, tmp_path, monkeypatch):
+    folder = _copy(saved, tmp_path / "m")
+    model = _tiny(seed=1)
+    monkeypatch.setattr(checkpoint.os, "replace", _full_disk)
+    with pytest.raises(OSError, match=r"\(the disk is full\); it now holds an incomplete model, which does not load"):
+        save_checkpoint(model, folder)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=f"has no {MANIFEST}"):  # refused, never loaded wrong
+        load_checkpoint(folder)
+
+
+def test_migrate_refuses_an_out_that_holds_another_model_unless_overwrite(saved, tmp_path):
+    old = _copy(saved, tmp_path / "old")
+    _as_format_2(old)
+    other = save_checkpoint(_tiny(seed=1), tmp_path / "other")
+    before = {p.name: p.read_bytes() for p in other.iterdir()}
+    with pytest.raises(FileExistsError, match=rf"{re.escape(str(other))} already holds a saved model.*--overwrite"):
+        migrate_checkpoint(old, other)
+    assert {p.name: p.read_bytes() for p in other.iterdir()} == before
+    migrate_checkpoint(old, other, overwrite=True)
+    migrated, original = load_checkpoint(other).state_dict(), load_checkpoint(saved).state_dict()
+    assert migrated.keys() == original.keys()
+    assert all(torch.equal(migrated[k], original[k]) for k in original)
