@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib
 import importlib.metadata
 import inspect
 import json
@@ -33,6 +32,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,10 @@ SEPARATE_STATE = {
     "descriptor_transform.json": ("descriptor_transform",),
     "target_normalization.json": ("target_names", "target_units", "target_mean", "target_std"),
 }
-#: The classes a checkpoint may name, by exact module (no import of any other module).
-ALLOWED_CLASSES = {
-    "matgl_hybrid.models.hybrid": ("HybridModel",),
-    "matgl_hybrid.models.ensemble": ("HybridEnsemble",),
-    "matgl.models._megnet": ("MEGNet",),
-    "matgl.models._m3gnet": ("M3GNet",),
-    "matgl.models._tensornet": ("TensorNet",),
-}
+#: Entry-point group of the classes a checkpoint may name: each entry point is named ``<@module>.<@class>`` exactly
+#: as a header gives them and loads that class (pyproject.toml registers matgl-hybrid's models and MatGL's three
+#: backbones). Nothing outside it is imported.
+MODEL_CLASSES = "matgl_hybrid.model_classes"
 #: Files every checkpoint has: the header, the weights, and MatGL's own two files (for ``matgl.load_model``).
 BASE_FILES = ("model.json", "weights.safetensors", "model.pt", "state.pt")
 #: Prefix of the folder a save assembles its files in, inside the destination.
@@ -303,12 +299,18 @@ def required_files(header: dict[str, Any]) -> list[str]:
     return sorted(required)
 
 
+def allowed_classes() -> dict[str, EntryPoint]:
+    """``{"<module>.<class>": entry point}`` of the classes a checkpoint may name (:data:`MODEL_CLASSES`)."""
+    return {ep.name: ep for ep in entry_points(group=MODEL_CLASSES)}
+
+
 def model_class(header: dict[str, Any], path: Path) -> type[MatGLModel]:
-    """The class a header names, if it is one of :data:`ALLOWED_CLASSES` (exact module and name)."""
-    module, name = str(header.get("@module")), str(header.get("@class"))
-    if name not in ALLOWED_CLASSES.get(module, ()):
-        raise CheckpointError(f"{path}/model.json names class {module}.{name}, which is not a matgl-hybrid model")
-    return getattr(importlib.import_module(module), name)
+    """The class a header names, if it is one of :func:`allowed_classes` (exact module and name)."""
+    qualified = f"{header.get('@module')}.{header.get('@class')}"
+    entry = allowed_classes().get(qualified)
+    if entry is None:
+        raise CheckpointError(f"{path}/model.json names class {qualified}, which is not a matgl-hybrid model")
+    return entry.load()
 
 
 def read_object(file: Path) -> dict[str, Any]:
@@ -320,11 +322,11 @@ def read_object(file: Path) -> dict[str, Any]:
 
 
 def _read_json(file: Path) -> Any:
-    """The JSON value in a checkpoint's ``file``; one that is not UTF-8 JSON raises a ValueError naming it."""
+    """The JSON value in a checkpoint's ``file``; one that is not UTF-8 JSON raises a CheckpointError naming it."""
     try:
         return read_json(file)
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(file, exc) from None
+    except ValueError as exc:  # not UTF-8, or not JSON: the message names the file
+        raise CheckpointError(str(exc)) from None
 
 
 def read_text(file: Path) -> str:
@@ -387,7 +389,7 @@ def load_checkpoint(path: str | Path) -> MatGLModel:
 
     Raises:
         CheckpointError: a file it reads without a manifest entry, a file whose hash differs, another format than
-            this installation's (an older one says how to migrate it), a class outside :data:`ALLOWED_CLASSES`, or
+            this installation's (an older one says how to migrate it), a class outside :func:`allowed_classes`, or
             weights that do not fit.
     """
     model, _ = _read_checkpoint(Path(path), migrating=False)
