@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_MEGNET, read_records, write_small_records
-from matbench.bench import MatbenchBenchmark
 from matbench.constants import MBV01_KEY
 from matbench.metadata import mbv01_validation
 from matminer.datasets import dataset_retrieval
@@ -110,7 +109,7 @@ def test_runner_uses_the_published_folds_resumes_and_writes_a_valid_submission(a
         assert np.isfinite(record["y_pred"]).all()
 
     assert validate_submission(out) == []
-    loaded = MatbenchBenchmark.from_file(str(out / "results.json.gz"))
+    loaded = runner.read_results(out / "results.json.gz")
     assert loaded.is_valid
     assert loaded.benchmark_name == MBV01_KEY
     task = loaded.tasks_map[TASK]
@@ -212,7 +211,7 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
         assert record["train_seconds"] == 40.0
         for name in ("short", "long"):
             assert (out / "folds" / TASK / name / f"fold{fold}.json").is_file()
-    loaded = MatbenchBenchmark.from_file(str(out / "results.json.gz")).tasks_map[TASK]
+    loaded = runner.read_results(out / "results.json.gz").tasks_map[TASK]
     assert [loaded.results[f"fold_{f}"]["parameters"]["candidate"] for f in range(5)] == [
         "long", "short", "long", "short", "long"]  # fmt: skip
     assert validate_submission(out) == []
@@ -230,7 +229,7 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     args = ["matbench", "--tasks", TASK, "--algorithm", "ChooserCli", "--out", str(cli_out), "--data-dir",
             str(accept_stand_in), "--candidates", str(out / "candidates.json")]  # fmt: skip
     assert main(args) == 0
-    again = MatbenchBenchmark.from_file(str(cli_out / "results.json.gz")).tasks_map[TASK]
+    again = runner.read_results(cli_out / "results.json.gz").tasks_map[TASK]
     assert [again.results[f"fold_{f}"]["parameters"]["candidate"] for f in range(5)] == [
         "long", "short", "long", "short", "long"]  # fmt: skip
 
@@ -301,9 +300,9 @@ def test_info_names_the_descriptor_sets_and_the_universal_potential_it_used():
     )
 
 
-def test_composition_tasks_are_refused():
+def test_composition_tasks_are_refused(tmp_path):
     with pytest.raises(ValueError, match="composition task"):
-        MatbenchRun(["matbench_steels"], TINY, progress=False).run()
+        MatbenchRun(["matbench_steels"], TINY, out=tmp_path / "out", progress=False).run()
 
 
 @pytest.mark.slow

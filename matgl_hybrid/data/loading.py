@@ -46,8 +46,12 @@ def _collect(
     *,
     skip_invalid: bool,
     allowed_elements: Collection[str] | None,
+    source: StrPath | None = None,
 ) -> StructureData:
-    """Validate ``(id, raw structure, raw target)`` entries into StructureData, skipping or raising on bad ones."""
+    """Validate ``(id, raw structure, raw target)`` entries into StructureData, skipping or raising on bad ones.
+
+    ``source``: the file or folder the entries come from, named in the error on a duplicate id.
+    """
     ids: list[str] = []
     structures: list[Structure] = []
     targets: list[float] = []
@@ -55,7 +59,7 @@ def _collect(
     seen: set[str] = set()
     for entry_id, raw_structure, raw_target in entries:
         if entry_id in seen:
-            raise ValueError(f"duplicate id {entry_id!r}")
+            raise ValueError(f"{source}: duplicate id {entry_id!r}" if source else f"duplicate id {entry_id!r}")
         seen.add(entry_id)
         try:
             if isinstance(raw_target, _Missing):
@@ -132,7 +136,7 @@ def load_records(
                 value = _Missing(f"record has no target {target!r}; available keys: {', '.join(record)}")
             yield str(record["id"]), structure, value
 
-    return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+    return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=path)
 
 
 def _from_matminer_json(
@@ -174,6 +178,23 @@ def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:
         raise ValueError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None
 
 
+def _csv_numbers(column: pd.Series, path: StrPath) -> list[Any]:
+    """The cells of a CSV target column as numbers, each on its own: a text cell stands for its row alone.
+
+    One text cell makes pandas read the whole column as text; here each cell that parses is a number again and any
+    other becomes a :class:`_Missing` naming its text and row, so that only its row is invalid.
+    """
+    values: list[Any] = []
+    for row, cell in enumerate(column, start=1):
+        if isinstance(cell, str):
+            try:
+                cell = float(cell)
+            except ValueError:
+                cell = _Missing(f"target {column.name!r} is not a number: {cell!r} (data row {row} of {path})")
+        values.append(cell)
+    return values
+
+
 def _uncompressed_name(path: Path) -> Path:
     """Return the file name without a compression suffix (``mp-1.cif.gz`` -> ``mp-1.cif``)."""
     return Path(path.stem if path.suffix.lower() in _COMPRESSION_SUFFIXES else path.name)
@@ -209,9 +230,9 @@ def load_folder(
     files = _structure_files(folder)
     if targets_csv is None:
         if target is not None:
-            raise ValueError(f"target {target!r} asked but no targets_csv given")
+            raise ValueError(f"target {target!r} asked but no targets_csv given for {folder}")
         entries: Iterable[tuple[str, Any, Any]] = ((_uncompressed_name(p).stem, p, None) for p in files)
-        return _collect(entries, None, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+        return _collect(entries, None, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=folder)
 
     column = target or "target"
     table = read_csv(targets_csv, dtype={"id": str})
@@ -232,8 +253,9 @@ def load_folder(
             return _Missing(f"id is in {Path(targets_csv).name} but {folder} has no structure file named {entry_id}.*")
         return _Missing(f"several structure files for this id: {', '.join(p.name for p in paths)}")
 
-    entries = ((str(i), structure_for(str(i)), v) for i, v in zip(table["id"], table[column], strict=True))
-    return _collect(entries, column, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+    values = _csv_numbers(table[column], targets_csv)
+    entries = ((str(i), structure_for(str(i)), v) for i, v in zip(table["id"], values, strict=True))
+    return _collect(entries, column, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=targets_csv)
 
 
 def from_dataframe(
@@ -246,13 +268,48 @@ def from_dataframe(
     allowed_elements: Collection[str] | None = None,
 ) -> StructureData:
     """Load a matminer/Matbench-style DataFrame; structures may be Structures, as_dict() dicts or JSON/CIF strings."""
+    entries = _frame_entries(df, target, structure_column, id_column)
+    return _collect(entries, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+
+
+def _frame_entries(
+    df: pd.DataFrame, target: str | None, structure_column: str, id_column: str | None, csv: StrPath | None = None
+) -> Iterable[tuple[str, Any, Any]]:
+    """The ``(id, structure, target)`` entries of a DataFrame, or of the CSV file ``csv`` it was read from (named
+    in the errors; its target cells are numbers cell by cell, see :func:`_csv_numbers`)."""
     for name, role in ((structure_column, "structure"), (target, "target"), (id_column, "id")):
         if name is not None and name not in df.columns:
-            raise ValueError(f"DataFrame has no {role} column {name!r} (columns: {', '.join(map(str, df.columns))})")
+            where = csv or "DataFrame"
+            raise ValueError(f"{where} has no {role} column {name!r} (columns: {', '.join(map(str, df.columns))})")
     ids = df.index if id_column is None else df[id_column]
-    values = df[target] if target is not None else [None] * len(df)
-    entries = zip((str(i) for i in ids), df[structure_column], values, strict=True)
-    return _collect(entries, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
+    if target is None:
+        values: Iterable[Any] = [None] * len(df)
+    else:
+        values = df[target] if csv is None else _csv_numbers(df[target], csv)
+    return zip((str(i) for i in ids), df[structure_column], values, strict=True)
+
+
+def _load_csv(
+    path: Path,
+    target: str | None,
+    *,
+    structure_column: str | None = None,
+    id_column: str | None = None,
+    skip_invalid: bool = False,
+    allowed_elements: Collection[str] | None = None,
+) -> StructureData:
+    """A CSV file of structures (column ``structure_column``, else ``structure`` or ``cif``), ids (``id_column``,
+    else ``id`` if present, else row numbers) and targets."""
+    df = read_csv(path, dtype={id_column or "id": str})
+    if structure_column is None:
+        columns = [c for c in ("structure", "cif") if c in df.columns]
+        if not columns:
+            raise ValueError(f"{path} has no 'structure' or 'cif' column; for a table of targets load its folder")
+        structure_column = columns[0]
+    if id_column is None and "id" in df.columns:
+        id_column = "id"
+    entries = _frame_entries(df, target, structure_column, id_column, csv=path)
+    return _collect(entries, target, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=path)
 
 
 def from_structures(
@@ -322,16 +379,7 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     if name.endswith((".json", ".json.gz")):
         return load_records(path, target, **kwargs)
     if name.endswith((".csv", ".csv.gz")):
-        id_column = kwargs.get("id_column") or "id"
-        df = read_csv(path, dtype={id_column: str})
-        if "structure_column" not in kwargs:
-            columns = [c for c in ("structure", "cif") if c in df.columns]
-            if not columns:
-                raise ValueError(f"{path} has no 'structure' or 'cif' column; for a table of targets load its folder")
-            kwargs["structure_column"] = columns[0]
-        if "id_column" not in kwargs and "id" in df.columns:
-            kwargs["id_column"] = "id"
-        return from_dataframe(df, target, **kwargs)
+        return _load_csv(path, target, **kwargs)
     raise ValueError(f"cannot load {path}: expected a folder, .json, .json.gz or .csv file")
 
 

@@ -1,20 +1,24 @@
 """Matbench v0.1 runner on the published folds, and leaderboard-ready submission folders.
 
 The folds, the recording and the scoring are matbench's own (``MatbenchBenchmark``, ``task.record``,
-``mb.to_file``); datasets load through matminer's ``load_dataset`` (``MATMINER_DATA``). Each finished fold is kept
-in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in progress.
+``mb.as_dict``, written gzipped by :func:`write_results`); datasets load through matminer's ``load_dataset``
+(``MATMINER_DATA``). Each finished fold is kept in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at
+most the fold in progress.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import os
 import platform
 import pprint
+import re
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +33,7 @@ from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, summarize
 from matgl_hybrid.evaluation.report import write_report
-from matgl_hybrid.files import atomic_write_text, read_json
+from matgl_hybrid.files import atomic_write_bytes, atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, device_name, fit
 from matgl_hybrid.version import installed_version
@@ -223,22 +227,114 @@ def load_task(
     return checked or verify_dataset_file(task.dataset_name, data_dir, download=False)  # the downloaded file
 
 
+#: A candidate's name, which names its folder ``folds/<task>/<name>/``: no path separator, no leading dot.
+CANDIDATE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+#: The JSON values that each type annotation of a TrainSpec field accepts (a part not listed accepts any).
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+    "tuple[int, ...]": (list,),
+    "list[str]": (list,),
+    "dict[str, Any]": (dict,),
+}
+
+
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json`` ``object_pairs_hook`` refusing a key given twice (``json`` would keep the last one silently)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _json_kind_accepts(annotation: str, value: Any) -> bool:
+    """Whether a JSON ``value`` fits a TrainSpec field annotated ``annotation`` (a bool is no number)."""
+    parts = annotation.split(" | ")
+    if isinstance(value, bool):
+        return "bool" in parts
+    return any(isinstance(value, _JSON_KINDS.get(part, object)) for part in parts)
+
+
+def check_candidate_name(name: Any) -> None:
+    """Raise ValueError unless ``name`` matches :data:`CANDIDATE_NAME` (it becomes a folder name)."""
+    if not isinstance(name, str) or not CANDIDATE_NAME.fullmatch(name):
+        raise ValueError(
+            f"candidate name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.' (it names a folder)"
+        )
+
+
 def read_candidates(path: str | Path) -> dict[str, dict[str, Any]]:
     """Candidates for :attr:`MatbenchRun.candidates` from a JSON file: ``{"name": {TrainSpec field: value}}``.
 
     Raises:
-        ValueError: the file is not such an object (one line naming the file and the entry).
+        ValueError: the file is not such an object: not JSON, a name given twice, a name that is no simple folder
+            name, a candidate that is no object or sets an unknown field or a value of the wrong type (one line
+            naming the file and the entry).
     """
-    values = read_json(path)
+    try:
+        values = json.loads(Path(path).read_text(), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ValueError(f"{path}: {exc.args[0]!r} is given twice in one object (json would keep the last)") from None
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON (empty, truncated or damaged?): {exc}") from None
     if not isinstance(values, dict) or not values:
         raise ValueError(f"{path}: expected a non-empty JSON object {{candidate name: {{TrainSpec field: value}}}}")
-    known = {f.name for f in dataclasses.fields(TrainSpec)}
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(TrainSpec)}
     for name, changes in values.items():
+        try:
+            check_candidate_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         if not isinstance(changes, dict):
             raise ValueError(f"{path}: candidate {name!r} is {type(changes).__name__}, not an object of spec fields")
-        if unknown := sorted(set(changes) - known):
+        if unknown := sorted(set(changes) - set(annotations)):
             raise ValueError(f"{path}: candidate {name!r} has unknown TrainSpec fields {unknown}")
+        wrong = [
+            f"{k}={v!r} ({annotations[k]})" for k, v in changes.items() if not _json_kind_accepts(annotations[k], v)
+        ]
+        if wrong:
+            raise ValueError(f"{path}: candidate {name!r} has values of the wrong type: {', '.join(wrong)}")
+        try:
+            TrainSpec(**changes)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: candidate {name!r}: {exc}") from None
     return values
+
+
+def write_results(mb: MatbenchBenchmark, path: str | Path) -> None:
+    """Write ``mb`` as the leaderboard's ``results.json.gz``: the JSON of ``mb.as_dict()``, gzip-compressed (as
+    matbench's own ``to_file`` writes and its ``from_file`` reads a ``.gz`` name upstream; matbench 0.6's writes
+    plain JSON whatever the name), atomically."""
+    atomic_write_bytes(path, gzip.compress(json.dumps(mb.as_dict()).encode(), mtime=0))
+
+
+def read_results(path: str | Path) -> MatbenchBenchmark:
+    """A ``results.json.gz`` read as the leaderboard reads it (gzip-compressed JSON of a MatbenchBenchmark).
+
+    Raises:
+        ValueError: the file is not gzip-compressed (e.g. plain JSON, as earlier versions wrote it), or its
+            content is not JSON.
+    """
+    from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is read
+
+    raw = Path(path).read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        raise ValueError(f"{path} is not gzip-compressed (plain JSON?): the leaderboard reads it with gzip")
+    try:
+        values = json.loads(gzip.decompress(raw))
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise ValueError(f"{path} is not gzip-compressed JSON (truncated or damaged?): {exc}") from None
+    return MatbenchBenchmark.from_dict(values)
 
 
 def _structures(inputs) -> StructureData:
@@ -293,24 +389,57 @@ class MatbenchRun:
         """Each candidate's spec (``spec`` changed by its :attr:`candidates` entry); ``{"": spec}`` without any.
 
         Raises:
-            ValueError: a candidate changes an unknown field, the seed or the validation fraction (the choice must
-                compare the candidates on one inner split; ``TrainSpec`` always has one).
+            ValueError: a candidate whose name is no simple folder name (:data:`CANDIDATE_NAME`), that is no
+                mapping, changes an unknown field, gives a value TrainSpec refuses, or changes the seed or the
+                validation fraction (the choice must compare the candidates on one inner split; ``TrainSpec``
+                always has one).
         """
         if not self.candidates:
             return {"": self.spec}
         known = {f.name for f in dataclasses.fields(TrainSpec)}
         specs = {}
         for name, changes in self.candidates.items():
-            if not name or "/" in name:
-                raise ValueError(f"candidate name {name!r}: give a non-empty folder name")
+            check_candidate_name(name)
+            if not isinstance(changes, Mapping):
+                raise ValueError(f"candidate {name!r} is {type(changes).__name__}, not a mapping of TrainSpec fields")
             unknown = sorted(set(changes) - known)
             if unknown:
                 raise ValueError(f"candidate {name!r}: unknown TrainSpec fields {unknown}")
             shared = sorted({"seed", "val_fraction"} & {k for k, v in changes.items() if v != getattr(self.spec, k)})
             if shared:
                 raise ValueError(f"candidate {name!r} changes {shared}: candidates must share one inner split")
-            specs[name] = dataclasses.replace(self.spec, **changes)
+            try:
+                specs[name] = dataclasses.replace(self.spec, **changes)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"candidate {name!r}: {exc}") from None
         return specs
+
+    def check_recorded_candidates(self) -> None:
+        """Refuse a run into :attr:`out` with other candidates than the folder records (its ``candidates.json``; a
+        folder with ``results.json.gz`` but no ``candidates.json`` records none): the run would choose again and
+        rewrite the recorded results and candidates.
+
+        Raises:
+            ValueError: one line naming the folder and the candidates that differ.
+        """
+        recorded_file = self.out / "candidates.json"
+        if recorded_file.is_file():
+            recorded = read_candidates(recorded_file)
+        elif (self.out / "results.json.gz").is_file():
+            recorded = {}
+        else:
+            return
+        current = json.loads(json.dumps({name: dict(changes) for name, changes in self.candidates.items()}))
+        differ = sorted(n for n in recorded.keys() | current.keys() if recorded.get(n) != current.get(n))
+        if differ:
+
+            def described(candidates: Mapping[str, Any]) -> str:
+                return f"candidates {', '.join(candidates)}" if candidates else "no candidates"
+
+            raise ValueError(
+                f"{self.out} records {described(recorded)}, this run has {described(current)} (differing: "
+                f"{', '.join(differ)}): it would choose again and rewrite the folder's results; give another --out"
+            )
 
     def run(self) -> MatbenchBenchmark:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
@@ -322,6 +451,7 @@ class MatbenchRun:
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
+        self.check_recorded_candidates()
         stores: dict[str, dict[str, FoldStore]] = {}
         for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
             if task.df is None:
@@ -431,12 +561,10 @@ class MatbenchRun:
         }
 
     def write_submission(self, mb: MatbenchBenchmark) -> None:
-        """``results.json.gz`` (matbench's ``to_file``), ``info.json``, the run script, ``candidates.json`` (with
+        """``results.json.gz`` (:func:`write_results`), ``info.json``, the run script, ``candidates.json`` (with
         candidates), and a report."""
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / ".results.json.gz.tmp"
-        mb.to_file(str(tmp))
-        os.replace(tmp, self.out / "results.json.gz")
+        write_results(mb, self.out / "results.json.gz")
         atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
         atomic_write_text(self.out / "run_matbench.py", self.script())
         if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
@@ -536,8 +664,7 @@ CANDIDATES = {candidates}
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
-    mb = rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)
-    mb.to_file(str(here / "results.json.gz"))  # matbench's own recording, as the leaderboard expects
+    rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)  # writes results.json.gz (gzip), info.json
 '''
 
 
@@ -629,7 +756,8 @@ def validate_submission(folder: str | Path) -> list[str]:
 
     Re-implements ``scripts/test_submission.py`` of the matbench repository: ``info.json`` and
     ``results.json.gz`` present; ``notes`` present and ``authors``, ``algorithm``, ``algorithm_long``,
-    ``bibtex_refs``, ``requirements`` non-empty; results readable by ``MatbenchBenchmark.from_file`` and valid
+    ``bibtex_refs``, ``requirements`` non-empty; results readable as matbench's ``from_file`` reads a ``.gz`` name
+    (gzip-compressed JSON, :func:`read_results`) and valid
     (``mb.is_valid``: every fold of every recorded task, the official test ids, the right score keys); a ``.py`` or
     ``.ipynb`` at the top level; no ``.ipynb_checkpoints``; every other file at most 10 MB. Also checks the
     documented recommendations this project follows: a ``matbench_v0.1_`` folder name and 5–15 characters of
@@ -688,9 +816,7 @@ def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: s
 
 def _results_problems(path: Path) -> list[str]:
     """Problems of a ``results.json.gz`` that MatbenchBenchmark reads."""
-    from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is there
-
-    valid = MatbenchBenchmark.from_file(str(path)).is_valid
+    valid = read_results(path).is_valid
     return [] if valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
 
 

@@ -35,5 +35,4 @@ CANDIDATES = {}
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
-    mb = rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)
-    mb.to_file(str(here / "results.json.gz"))  # matbench's own recording, as the leaderboard expects
+    rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)  # writes results.json.gz (gzip), info.json

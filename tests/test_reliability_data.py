@@ -1,0 +1,174 @@
+"""Reliability v2 (issue 33), data loading and the Matbench runner: a text cell in a CSV target column, CSV errors
+naming their file, ``results.json.gz`` really gzipped, and the Matbench ``--candidates`` checks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from monty.serialization import loadfn
+from pymatgen.core import Lattice, Structure
+
+from matgl_hybrid.data import InvalidStructureError, load, load_folder
+from matgl_hybrid.evaluation.matbench import (
+    MatbenchRun,
+    read_candidates,
+    read_results,
+    validate_submission,
+    write_results,
+)
+from matgl_hybrid.training import TrainSpec
+
+TASK = "matbench_jdft2d"
+SUBMISSIONS = Path(__file__).resolve().parents[1] / "matbench_submissions"
+TINY = TrainSpec(backbone="megnet", descriptor_set="lattice", head_hidden=(8,), max_epochs=1, progress=False)
+
+
+def cubic(a: float) -> Structure:
+    """A two-atom NaCl cell of edge ``a`` Å."""
+    return Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+# --- case 1: one text cell in a CSV target column ------------------------------------------------
+
+
+@pytest.fixture
+def folder_with_text_cell(tmp_path: Path) -> Path:
+    """Five structure files and a targets CSV whose fourth row (s3) reads "abc"."""
+    cells = ["1.5", "2.5", "3.5", "abc", "5.5"]
+    for i in range(5):
+        cubic(4.0 + i / 10).to(filename=str(tmp_path / f"s{i}.cif"))
+    rows = "\n".join(f"s{i},{cell}" for i, cell in enumerate(cells))
+    (tmp_path / "targets.csv").write_text(f"id,K\n{rows}\n")
+    return tmp_path
+
+
+def test_a_text_cell_in_a_csv_target_column_invalidates_only_its_row(folder_with_text_cell: Path) -> None:
+    with pytest.raises(InvalidStructureError, match=r"entry 's3': target 'K' is not a number: 'abc' \(data row 4"):
+        load(folder_with_text_cell, "K")  # the row at fault, not row 0
+    with pytest.warns(UserWarning, match="skipped 1 of 5 entries"):
+        data = load(folder_with_text_cell, "K", skip_invalid=True)
+    assert data.ids == ["s0", "s1", "s2", "s4"]
+    assert data.targets.tolist() == [1.5, 2.5, 3.5, 5.5]
+    assert [e.id for e in data.skipped] == ["s3"]
+
+    table = folder_with_text_cell / "structures.csv"  # a CSV holding the structures themselves
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "cif": [cubic(4.0 + i / 10).to(fmt="cif") for i in range(3)]})
+    frame.assign(y=["1.0", "unknown", "3.0"]).to_csv(table, index=False)
+    with pytest.raises(InvalidStructureError, match=r"'b'.*'unknown'"):
+        load(table, "y")
+    with pytest.warns(UserWarning, match="skipped 1 of 3"):
+        assert load(table, "y", skip_invalid=True).targets.tolist() == [1.0, 3.0]
+
+
+def test_csv_errors_name_the_file_and_the_entry(folder_with_text_cell: Path, tmp_path: Path) -> None:
+    targets = folder_with_text_cell / "targets.csv"
+    targets.write_text("id,K\ns0,1.0\ns1,2.0\ns0,3.0\n")
+    with pytest.raises(ValueError, match=r"targets\.csv: duplicate id 's0'"):
+        load_folder(folder_with_text_cell, targets, "K")
+    with pytest.raises(ValueError, match=r"targets\.csv lacks column\(s\) G"):
+        load_folder(folder_with_text_cell, targets, "G")
+
+    table = tmp_path / "structures.csv"
+    frame = pd.DataFrame({"id": ["a", "a"], "cif": [cubic(4.0).to(fmt="cif")] * 2, "y": [1.0, 2.0]})
+    frame.to_csv(table, index=False)
+    with pytest.raises(ValueError, match=r"structures\.csv: duplicate id 'a'"):
+        load(table, "y")
+    with pytest.raises(ValueError, match=r"structures\.csv has no target column 'z'"):
+        load(table, "z")
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps([{"id": "x", "structure": cubic(4.0).as_dict()}] * 2))
+    with pytest.raises(ValueError, match=r"records\.json: duplicate id 'x'"):
+        load(records)
+
+
+# --- case 2: results.json.gz is gzip -------------------------------------------------------------
+
+
+def test_the_submission_writer_writes_gzip_that_gzip_and_monty_read(tmp_path: Path) -> None:
+    from matbench.bench import MatbenchBenchmark
+
+    mb = MatbenchBenchmark(autoload=False, subset=[TASK])
+    run = MatbenchRun([TASK], TINY, tmp_path / "matbench_v0.1_Gzipped", progress=False)
+    run.write_submission(mb)  # what MatbenchRun.run writes
+    path = run.out / "results.json.gz"
+    with gzip.open(path, "rt") as f:
+        written = json.load(f)
+    assert written["@class"] == "MatbenchBenchmark"
+    assert list(written["tasks"]) == [TASK]
+    assert loadfn(path, cls=json.JSONDecoder) == written  # monty opens .gz with gzip (MSON decoding aside)
+    assert not list(run.out.glob(".*"))  # no temporary file left behind
+
+    plain = tmp_path / "plain.json.gz"
+    plain.write_text(json.dumps(written))  # what the runner wrote before
+    with pytest.raises(ValueError, match=r"plain\.json\.gz is not gzip-compressed"):
+        read_results(plain)
+    write_results(mb, plain)
+    assert json.loads(gzip.decompress(plain.read_bytes()))["tasks"].keys() == written["tasks"].keys()
+
+
+def test_the_committed_submissions_are_gzip_and_valid() -> None:
+    for path in sorted(SUBMISSIONS.glob("*/results.json.gz")):
+        assert path.read_bytes()[:2] == b"\x1f\x8b", path
+        assert validate_submission(path.parent) == []
+
+
+# --- case 3: Matbench --candidates ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": {}, "a": {"lr": 0.01}}', r"candidates\.json: 'a' is given twice"),
+        ('{"a": {"lr": 0.01, "lr": 0.02}}', r"candidates\.json: 'lr' is given twice"),
+        ('{"..": {}}', r"candidates\.json: candidate name '\.\.'"),
+        ('{"a/b": {}}', r"candidates\.json: candidate name 'a/b'"),
+        ('{"": {}}', r"candidates\.json: candidate name ''"),
+        ('{".hidden": {}}', r"candidates\.json: candidate name '\.hidden'"),
+        ('{"a": {"max_epochs": "ten"}}', r"candidates\.json: candidate 'a' has values of the wrong type: max_epochs"),
+        ('{"a": {"cutoff": [5]}}', r"candidates\.json: candidate 'a' has values of the wrong type: cutoff"),
+        ('{"a": {"max_epochs": 0}}', r"candidates\.json: candidate 'a': invalid training settings: max_epochs"),
+        ('{"a": {}, "b": [1]}', r"candidates\.json: candidate 'b' is list"),
+    ],
+)
+def test_a_candidates_file_refuses_duplicates_unsafe_names_and_wrong_types(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "candidates.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_candidates(path)
+
+
+def test_candidate_names_and_values_are_checked_without_a_file(tmp_path: Path) -> None:
+    for name in ("..", "a/b", ".x"):
+        with pytest.raises(ValueError, match="candidate name"):
+            MatbenchRun([TASK], TINY, tmp_path, candidates={name: {}}).candidate_specs()
+    with pytest.raises(ValueError, match="candidate 'a': invalid training settings"):
+        MatbenchRun([TASK], TINY, tmp_path, candidates={"a": {"max_epochs": "ten"}}).candidate_specs()
+    assert list(MatbenchRun([TASK], TINY, tmp_path, candidates={"v1.2_b-3": {}}).candidate_specs()) == ["v1.2_b-3"]
+
+
+def test_a_rerun_with_other_candidates_is_refused_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "matbench_v0.1_Chosen"
+    out.mkdir()
+    (out / "results.json.gz").write_bytes(b"recorded")
+    (out / "candidates.json").write_text(json.dumps({"a": {}, "b": {"lr": 0.01}}))
+
+    def run(candidates: dict) -> None:  # no dataset there and no download: only the check can pass or fail
+        MatbenchRun([TASK], TINY, out, candidates=candidates, data_dir=tmp_path, download=False, progress=False).run()
+
+    for candidates, differing in (({"a": {}}, "b"), ({"a": {}, "b": {"lr": 0.1}}, "b"), ({}, "a, b")):
+        with pytest.raises(ValueError, match=rf"Chosen records candidates a, b.*differing: {differing}\).*--out"):
+            run(candidates)
+    assert (out / "results.json.gz").read_bytes() == b"recorded"
+    assert json.loads((out / "candidates.json").read_text()) == {"a": {}, "b": {"lr": 0.01}}
+    MatbenchRun([TASK], TINY, out, candidates={"b": {"lr": 0.01}, "a": {}}).check_recorded_candidates()  # same ones
+
+    (out / "candidates.json").unlink()  # a folder with results and no candidates.json records none
+    with pytest.raises(ValueError, match=r"records no candidates, this run has candidates a"):
+        run({"a": {}})
+    MatbenchRun([TASK], TINY, out).check_recorded_candidates()
