@@ -24,8 +24,10 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from matgl_hybrid import inference
+from matgl_hybrid import data, inference
+from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.data.splits import kfold_splits
+from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embed
 from matgl_hybrid.markdown import markdown_table
@@ -39,6 +41,8 @@ __all__ = [
     "plot_probe",
     "probe",
     "probe_matrix",
+    "run_explain",
+    "run_probe",
     "untrained_models",
     "write_importance_report",
     "write_probe_report",
@@ -244,3 +248,60 @@ def write_importance_report(
     ]
     atomic_write_text(out / "importance.md", "\n".join(text))
     plot_importance(table, out / "importance.png")
+
+
+def run_probe(
+    source: str | Path,
+    out: str | Path,
+    *,
+    model: str | Path | None = None,
+    backbone: str | None = None,
+    readouts: Sequence[str] = ("mean", "sum", "extensive"),
+    seed: int = 0,
+    tap: str = "graph",
+    probes: Sequence[str] = ("ridge", "mlp"),
+    descriptor_set: str = "gong28",
+    cache_dir: str | Path | None = None,
+    n_jobs: int = -1,
+) -> pd.DataFrame:
+    """Probe the frozen embeddings of a saved ``model`` (or of a fresh ``backbone`` with each of ``readouts``) on
+    the structures of ``source`` for every descriptor of ``descriptor_set``; writes the report (``probe.csv``,
+    ``.md``, ``.png``) into ``out`` and returns the (models × descriptors) matrix of held-out R².
+
+    Raises:
+        ValueError: neither or both of ``model`` and ``backbone``.
+    """
+    if (model is None) == (backbone is None):
+        raise ValueError("give a trained model (--model DIR) or a fresh backbone (--backbone NAME), one of the two")
+    dataset = data.load(source)
+    descriptors = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
+    if model is not None:
+        models = {Path(model).name: load_checkpoint(model)}
+    else:
+        models = untrained_models(backbone, readouts, seed)
+    embeddings = {
+        name: embed(m, dataset.structures, dataset.ids, tap, cache_dir=cache_dir, n_jobs=n_jobs)
+        for name, m in models.items()
+    }
+    table = probe(embeddings, descriptors, probes=probes)
+    return write_probe_report(table, out, str(source), len(dataset), tap)
+
+
+def run_explain(
+    model: str | Path,
+    source: str | Path,
+    target: str,
+    out: str | Path,
+    *,
+    repeats: int = 3,
+    cache_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Permutation importance of each descriptor input of the saved hybrid ``model`` on the held-out data
+    ``source`` (with its ``target``); writes ``importance.{csv,md,png}`` into ``out`` and returns the table."""
+    hybrid = load_checkpoint(model)
+    dataset = data.load(source, target=target)
+    table = descriptor_importance(
+        hybrid, dataset.structures, dataset.targets, dataset.ids, cache_dir, n_repeats=repeats
+    )
+    write_importance_report(table, out, str(model), str(source), len(dataset), repeats)
+    return table

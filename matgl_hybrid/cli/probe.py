@@ -5,40 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from matgl_hybrid import data
-from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.cli.featurize import add_featurize_options
 from matgl_hybrid.cli.options import DATA_HELP, add_cache_options, cache
-from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.files import check_output_dir
-from matgl_hybrid.probe import (
-    descriptor_importance,
-    embed,
-    probe,
-    untrained_models,
-    write_importance_report,
-    write_probe_report,
-)
+from matgl_hybrid.probe import run_explain, run_probe
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
-    if (args.model is None) == (args.backbone is None):
-        raise ValueError("give --model DIR (a trained model) or --backbone NAME (a fresh one), one of the two")
     check_output_dir(args.out)
-    dataset = data.load(args.data)
-    folder = cache(args)
-    descriptors = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=folder, ids=dataset.ids)
-    if args.model:
-        models = {args.model.name: load_checkpoint(args.model)}
-    else:
-        models = untrained_models(args.backbone, args.readouts.split(","), args.seed)
-    embeddings = {
-        name: embed(m, dataset.structures, dataset.ids, args.tap, cache_dir=folder, n_jobs=args.n_jobs)
-        for name, m in models.items()
-    }
-    table = probe(embeddings, descriptors, probes=args.probes.split(","))
-    matrix = write_probe_report(table, args.out, str(args.data), len(dataset), args.tap)
+    matrix = run_probe(
+        args.data,
+        args.out,
+        model=args.model,
+        backbone=args.backbone,
+        readouts=args.readouts.split(","),
+        seed=args.seed,
+        tap=args.tap,
+        probes=args.probes.split(","),
+        descriptor_set=args.descriptors,
+        cache_dir=cache(args),
+        n_jobs=args.n_jobs,
+    )
     print(matrix.to_string(float_format="{:.3f}".format))
     return 0
 
@@ -46,12 +34,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data."""
     check_output_dir(args.out)
-    model = load_checkpoint(args.model)
-    dataset = data.load(args.data, target=args.target)
-    table = descriptor_importance(
-        model, dataset.structures, dataset.targets, dataset.ids, cache(args), n_repeats=args.repeats
-    )
-    write_importance_report(table, args.out, str(args.model), str(args.data), len(dataset), args.repeats)
+    table = run_explain(args.model, args.data, args.target, args.out, repeats=args.repeats, cache_dir=cache(args))
     print(table.to_string(index=False))
     return 0
 
