@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from matgl_hybrid import data
 from matgl_hybrid.cli.options import (
     CACHE_DIR_HELP,
     DATA_HELP,
@@ -16,9 +15,7 @@ from matgl_hybrid.cli.options import (
     cache,
     check_outputs,
 )
-from matgl_hybrid.descriptors import DescriptorCache, archive_values, featurize, import_archive
-from matgl_hybrid.descriptors.summary import describe_descriptors
-from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.descriptors import DescriptorCache, featurize_file, import_archive
 from matgl_hybrid.paths import descriptor_cache_dir
 
 
@@ -32,24 +29,22 @@ def add_featurize_options(p: argparse.ArgumentParser) -> None:
 def cmd_featurize(args: argparse.Namespace) -> int:
     """Compute descriptors of a dataset and write them as CSV (``id`` then one column per descriptor)."""
     check_outputs(args, {"--out": args.out, "--archive": args.archive}, {"--data": args.data})
-    if args.archive and args.no_cache:
-        raise ValueError("--archive writes the cached values: it cannot be used with --no-cache")
-    if args.summary and args.target is None:
-        raise ValueError("--summary ranks descriptors by their correlation with the target: give --target")
-    dataset = data.load(args.data, target=args.target)
-    frame = featurize(dataset.structures, args.descriptors, n_jobs=args.n_jobs, cache_dir=cache(args), ids=dataset.ids)
-    frame.insert(0, "id", dataset.ids)
-    if dataset.targets is not None:
-        frame[dataset.target_name] = dataset.targets
-    atomic_write_text(args.out, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} rows x {frame.shape[1] - 1} columns to {args.out}")
-    if args.archive:
-        n = archive_values(dataset.structures, args.descriptors, cache(args), args.archive)
-        print(f"archived the {args.descriptors} values of {n} structures in {args.archive}")
-    if args.summary:
-        summary = describe_descriptors(frame.drop(columns=["id", dataset.target_name]), dataset.targets)
+    table = featurize_file(
+        args.data,
+        args.descriptors,
+        target=args.target,
+        out=args.out,
+        archive=args.archive,
+        summary=args.summary,
+        cache_dir=cache(args),
+        n_jobs=args.n_jobs,
+    )
+    print(f"wrote {len(table.frame)} rows x {table.frame.shape[1] - 1} columns to {args.out}")
+    if table.archived is not None:
+        print(f"archived the {args.descriptors} values of {table.archived} structures in {args.archive}")
+    if table.summary is not None:
         with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
-            print(summary)
+            print(table.summary)
     return 0
 
 

@@ -6,32 +6,18 @@ import argparse
 import shlex
 from pathlib import Path
 
-from matgl_hybrid.checkpoint import check_model_dir, save_checkpoint
+from matgl_hybrid.checkpoint import check_model_dir
 from matgl_hybrid.models.backbones import BACKBONES
-from matgl_hybrid.ssl import pretrain
-from matgl_hybrid.ssl.corpus import pretraining_corpus
+from matgl_hybrid.ssl import pretrain_datasets
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
     check_model_dir(args.out)
-    corpus = pretraining_corpus(args.data, args.exclude or ())
-    print(
-        f"pretraining on {len(corpus.structures)} structures from {len(args.data)} file(s), "
-        f"{corpus.n_excluded} excluded"
-    )
     options = ("backbone", "cutoff", "max_epochs", "batch_size", "lr", "seed", "accelerator", "task")
-    module = pretrain(corpus.structures, **{name: getattr(args, name) for name in options})
-    record = {
-        "data": [str(d) for d in args.data],
-        "exclude": [str(d) for d in args.exclude or []],
-        "n_excluded": corpus.n_excluded,
-        "n_structures": module.n_structures,
-        "task": args.task,
-        "max_epochs": args.max_epochs,
-        "command": shlex.join(["matgl-hybrid", *args.argv]),
-    }
-    save_checkpoint(module.encoder, args.out, {"pretraining": record})
+    command = shlex.join(["matgl-hybrid", *args.argv])
+    result = pretrain_datasets(args.data, args.exclude or (), command=command, **{o: getattr(args, o) for o in options})
+    result.save(args.out)
     print(f"saved the encoder to {args.out}")
     return 0
 

@@ -8,7 +8,7 @@ from matgl_hybrid.inference import layer_keys, material_embeddings, node_embeddi
 from matgl_hybrid.models.encoders import MASK_TOKEN, build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining
 from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, distance_bins, periodic_labels
-from matgl_hybrid.ssl.pretrain import MaskedPretraining, pretrain
+from matgl_hybrid.ssl.pretrain import MaskedPretraining, PretrainingResult, pretrain, pretrain_datasets
 
 __all__ = [
     "MASK_TOKEN",
@@ -16,6 +16,7 @@ __all__ = [
     "MaskedPretraining",
     "PretextHeads",
     "PretextModule",
+    "PretrainingResult",
     "build_encoder",
     "choose_masked",
     "distance_bins",
@@ -24,4 +25,5 @@ __all__ = [
     "node_embeddings",
     "periodic_labels",
     "pretrain",
+    "pretrain_datasets",
 ]

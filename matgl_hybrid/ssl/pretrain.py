@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,12 +14,14 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
 
+from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, swapped_node_types
 from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.encoders import build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
+from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
 
 
@@ -121,3 +125,46 @@ def pretrain(
         trainer.fit(module, *loaders)
     module.n_structures = len(structures)  # the corpus actually used, after the filter above
     return module.eval()
+
+
+@dataclass
+class PretrainingResult:
+    """A pretrained encoder and the record of how it was made (data, exclusions, task, epochs, command)."""
+
+    encoder: MatGLModel
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out: str | Path) -> Path:
+        """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record)."""
+        return save_checkpoint(self.encoder, out, {"pretraining": self.record})
+
+
+def pretrain_datasets(
+    sources: Sequence,
+    exclude: Sequence = (),
+    *,
+    command: str | None = None,
+    log: Callable[[str], Any] = print,
+    **options: Any,
+) -> PretrainingResult:
+    """Pretrain an encoder on the union of ``sources`` minus the structures of ``exclude`` (by id and by material,
+    :func:`~matgl_hybrid.ssl.corpus.pretraining_corpus`); ``options`` are :func:`pretrain`'s.
+
+    Args:
+        sources, exclude: anything :func:`matgl_hybrid.data.load` reads (record files, folders, CSV).
+        command: the command line that ran it, kept in the record.
+        log: where the size of the corpus is reported.
+    """
+    corpus = pretraining_corpus(sources, exclude)
+    log(f"pretraining on {len(corpus.structures)} structures from {len(sources)} file(s), {corpus.n_excluded} excluded")
+    module = pretrain(corpus.structures, **options)
+    record = {
+        "data": [str(d) for d in sources],
+        "exclude": [str(d) for d in exclude],
+        "n_excluded": corpus.n_excluded,
+        "n_structures": module.n_structures,
+        "task": options.get("task", "masked"),
+        "max_epochs": options.get("max_epochs", 50),
+        "command": command,
+    }
+    return PretrainingResult(module.encoder, record)
