@@ -9,7 +9,8 @@ A checkpoint directory holds
 - ``descriptor_transform.json`` (hybrids) and ``target_normalization.json``: the fitted imputer/scaler and target
   mean/std, one file each (ensembles keep them per member inside ``kwargs``);
 - any records (``training.json``, ``model_card.md``);
-- ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder; for
+- ``model.pt`` and ``state.pt``: MatGL's own files, which ``matgl.load_model(dir)`` needs to find the folder (empty
+  for matgl-hybrid's models, whose weights are stored once; MatGL's content for a bare MatGL model); for
   matgl-hybrid's models it then calls the class's ``load`` (:class:`VerifiedCheckpointMixIn`), i.e.
   :func:`load_checkpoint`. MatGL imports the module that ``model.json`` names (``@module``) *before* that, so
   ``matgl.load_model`` is only for folders you trust (see docs/upstream/matgl-load-model-imports-module.md);
@@ -63,8 +64,12 @@ SEPARATE_STATE = {
 #: as a header gives them and loads that class (pyproject.toml registers matgl-hybrid's models and MatGL's three
 #: backbones). Nothing outside it is imported.
 MODEL_CLASSES = "matgl_hybrid.model_classes"
-#: Files every checkpoint has: the header, the weights, and MatGL's own two files (for ``matgl.load_model``).
-BASE_FILES = ("model.json", "weights.safetensors", "model.pt", "state.pt")
+#: MatGL's own two files, by which ``matgl.load_model`` recognises a model folder. matgl-hybrid's models keep them
+#: empty (their weights are in ``weights.safetensors`` only); a bare MatGL model keeps MatGL's content, which
+#: MatGL's loader reads.
+MATGL_MARKERS = ("model.pt", "state.pt")
+#: Files every checkpoint has: the header, the weights, and MatGL's two markers.
+BASE_FILES = ("model.json", "weights.safetensors", *MATGL_MARKERS)
 #: Prefix of the folder a save assembles its files in, inside the destination.
 _SAVING_PREFIX = ".saving."
 #: Bounds on what a checkpoint's ``kwargs`` may ask to build, far above any real model: any number (a width, a
@@ -175,7 +180,13 @@ def save_checkpoint(
 
 def _assemble(model: MatGLModel, tmp: Path, records: dict[str, Any], texts: dict[str, str]) -> tuple[list[str], str]:
     """Write the checkpoint's files into ``tmp``; returns their names and the manifest's text."""
-    IOMixIn.save(model, tmp)  # MatGL's files: model.pt, state.pt, model.json (rewritten below)
+    if isinstance(model, VerifiedCheckpointMixIn):
+        # matgl.load_model finds a folder by model.pt and state.pt, then calls the class's load, which reads
+        # weights.safetensors: the two files are empty markers, so the weights are stored once.
+        for marker in MATGL_MARKERS:
+            (tmp / marker).write_bytes(b"")
+    else:  # MatGL's own classes (an SSL encoder) load through MatGL's loader, which reads state.pt and model.pt
+        IOMixIn.save(model, tmp)
     kwargs = dict(model._init_args)
     for name, keys in SEPARATE_STATE.items():
         if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
