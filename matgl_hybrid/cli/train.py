@@ -71,7 +71,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     spec = train_spec(args)
     check_paths_distinct({"--out": args.out}, {"--data": args.data})
     check_output_dir(args.out)
-    summary = run_cv(training_data(args, spec), spec, args.out, cache_of(args))
+    summary = run_cv(training_data(args, spec), spec, args.out, cache_of(args), units=args.units)
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 
@@ -80,6 +80,7 @@ def cv_options(p: argparse.ArgumentParser) -> None:
     """The options of ``cv``."""
     add_data_options(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
+    p.add_argument("--units", default=None, help="units of the target, for the report (default: known targets' own)")
     add_spec_options(p)
     p.set_defaults(func=cmd_cv)
 

@@ -7,7 +7,7 @@ One concept per module (imports run one way: validation ← structure_data ← l
 - :mod:`~matgl_hybrid.data.structure_data`: ``StructureData``, the validated dataset every loader returns;
 - :mod:`~matgl_hybrid.data.loading`: ``load`` and the loaders it dispatches to (``load_records``, ``load_folder``,
   ``from_dataframe``, ``from_structures``), ``read_csv``, ``load_demo``;
-- :mod:`~matgl_hybrid.data.targets`: target transforms (``log10_targets``);
+- :mod:`~matgl_hybrid.data.targets`: target transforms (``log10_targets``) and known units (``target_units``);
 - :mod:`~matgl_hybrid.data.identity`: ``material_key``, one material across databases (de-duplication);
 - :mod:`~matgl_hybrid.data.splits`: ``split_indices``, ``kfold_splits``, ``MATBENCH_SEED``.
 
@@ -27,7 +27,7 @@ from matgl_hybrid.data.loading import (
 )
 from matgl_hybrid.data.splits import MATBENCH_SEED, kfold_splits, split_indices
 from matgl_hybrid.data.structure_data import StructureData
-from matgl_hybrid.data.targets import log10_targets
+from matgl_hybrid.data.targets import log10_targets, target_units
 from matgl_hybrid.data.validation import (
     InvalidStructureError,
     SkippedEntry,
@@ -54,6 +54,7 @@ __all__ = [
     "material_key",
     "read_csv",
     "split_indices",
+    "target_units",
     "validate_structure",
     "validate_target",
 ]

@@ -9,6 +9,31 @@ import numpy as np
 from matgl_hybrid.data.structure_data import StructureData
 from matgl_hybrid.data.validation import SkippedEntry
 
+#: Units of the targets of the datasets this package knows (``../shared/data``, Matbench), for labels and cards
+#: when the user gives none.
+KNOWN_UNITS = {
+    "heat_capacity": "J/K/mol",
+    "K_VRH": "GPa",
+    "G_VRH": "GPa",
+    "bulk_modulus_vrh": "GPa",
+    "shear_modulus_vrh": "GPa",
+    "formation_energy_per_atom": "eV/atom",
+    "e_above_hull": "eV/atom",
+    "e_form": "eV/atom",
+    "exfoliation_en": "meV/atom",
+    "last phdos peak": "cm⁻¹",
+    "gap pbe": "eV",
+}
+
+
+def target_units(name: str | None) -> str | None:
+    """The units of a known target (``log10_<name>`` in ``log10 <units>``), else None."""
+    if not name:
+        return None
+    if name.startswith("log10_") and (units := KNOWN_UNITS.get(name[len("log10_") :])):
+        return f"log10 {units}"
+    return KNOWN_UNITS.get(name)
+
 
 def log10_targets(dataset: StructureData) -> StructureData:
     """The entries with a positive target, their target replaced by its log10 (as Matbench's ``log_kvrh``).

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from matgl_hybrid.data import StructureData
+from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
@@ -23,7 +23,7 @@ def run_cv(
     spec: TrainSpec,
     out: str | Path,
     cache_dir: str | Path | None = None,
-    units: str = "",
+    units: str | None = None,
 ) -> dict[str, Any]:
     """Matbench protocol for a :class:`~matgl_hybrid.training.TrainSpec` on any dataset (``matgl-hybrid cv``).
 
@@ -51,7 +51,8 @@ def run_cv(
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
     name = data.target_name or "target"
-    label = f"{spec.backbone}/{spec.readout}/{spec.descriptor_set or 'no descriptors'}"
+    units = units or target_units(name)
+    label = f"{spec.backbone}, {spec.readout} readout"
     write_report(
         out / "cv",
         f"Cross-validation of {name} (Matbench protocol)",
@@ -59,6 +60,8 @@ def run_cv(
         {name: units},
         {name: (label, y, p)},
         notes=[
+            f"Model: {spec.backbone} backbone, {spec.readout} readout, descriptors "
+            f"{spec.descriptor_set or 'none'} ({spec.fusion}).",
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
             + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
         ],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
+from matgl_hybrid.figures import Entry, axis_label, bars, panels, save
+from matgl_hybrid.figures import parity as parity_plot
 from matgl_hybrid.files import atomic_write_text
 
 
@@ -20,6 +22,7 @@ def write_report(
     parity: dict[str, tuple[str, np.ndarray, np.ndarray]] | None = None,
     reference: dict[str, list[dict[str, Any]]] | None = None,
     notes: Sequence[str] = (),
+    baselines: Collection[str] = (),
 ) -> None:
     """Markdown table + PNG (bar chart of per-fold MAE, parity plot of the best model) for several targets.
 
@@ -32,6 +35,7 @@ def write_report(
         reference: ``{target: [{"algorithm", "mae_mean", "mae_std", "source"}, …]}``, e.g. leaderboard entries,
             listed beside our rows.
         notes: lines added under the title.
+        baselines: models drawn as baselines (grey) rather than ours.
     """
     stem = Path(stem)
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
@@ -42,7 +46,7 @@ def write_report(
         if best is not None and (len(complete) + len(others) < 2 or min(others, default=np.inf) < complete[best]):
             best = None  # "(best)" only on the lowest row of a comparison, leaderboard entries included
         lines += [
-            f"## {target} ({units.get(target, '')})",
+            f"## {axis_label(target, units.get(target))}",
             "",
             "| model | MAE (mean ± std) | MAE/MAD | folds | train s / fold |",
             "|---|---:|---:|---:|---:|",
@@ -64,29 +68,34 @@ def write_report(
     lines += [f"![results]({stem.name}.png)", ""]
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines))
 
-    fig, axes = plt.subplots(len(tables), 2, figsize=(11, 3.8 * len(tables)), squeeze=False)
+    save(report_figure(tables, units, parity, reference, baselines), stem.with_suffix(".png"))
+
+
+def report_figure(
+    tables: dict[str, dict[str, dict[str, Any]]],
+    units: dict[str, str],
+    parity: dict[str, tuple[str, np.ndarray, np.ndarray]] | None = None,
+    reference: dict[str, list[dict[str, Any]]] | None = None,
+    baselines: Collection[str] = (),
+) -> Figure:
+    """Per target, MAE per model (bars, fold dots, reference entries; ``baselines`` in grey) and the parity of
+    ``parity``'s model."""
+    ncols = 2 if parity else 1
+    fig, axes = panels(ncols * len(tables), ncols=ncols)
     for row, (target, rows) in enumerate(tables.items()):
-        ax = axes[row, 0]
-        models = sorted(rows, key=lambda m: rows[m]["mae_mean"])
-        for i, m in enumerate(models):
-            ax.bar(i, rows[m]["mae_mean"], color="#1f77b4" if m.startswith("hybrid") else "#999999")
-            ax.plot([i] * len(rows[m]["fold_mae"]), rows[m]["fold_mae"], "k.", ms=5)
-        for ref in (reference or {}).get(target, []):
-            ax.axhline(ref["mae_mean"], ls=":", lw=0.8, color="#d62728")
-        ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
-        ax.set_ylabel(f"MAE ({units.get(target, '')})")
-        ax.set_title(f"{target}: MAE per model (dots: folds)", fontsize=10)
-        ax = axes[row, 1]
+        entries = [
+            Entry(model, r["mae_mean"], r["fold_mae"], "baseline" if model in baselines else "ours")
+            for model, r in rows.items()
+        ]
+        entries += [
+            Entry(ref["algorithm"], ref["mae_mean"], kind="reference") for ref in (reference or {}).get(target, [])
+        ]
+        bars(axes[ncols * row], entries, units=units.get(target), title=f"{target}: MAE per model (dots: folds)")
         if parity and target in parity:
             name, y, p = parity[target]
-            ax.scatter(y, p, s=4, alpha=0.5)
-            lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
-            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-            ax.set_xlabel(f"reference ({units.get(target, '')})")
-            ax.set_ylabel("predicted")
-            ax.set_title(f"{target}: parity of {name} (held-out folds)", fontsize=10)
-        else:
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(stem.with_suffix(".png"), dpi=110)
-    plt.close(fig)
+            parity_plot(
+                axes[ncols * row + 1], y, p, quantity=target, units=units.get(target), title=f"{name}, held-out folds"
+            )
+        elif parity:
+            axes[ncols * row + 1].set_visible(False)
+    return fig

@@ -1,0 +1,190 @@
+"""The one look of every report figure (cv, Matbench, demo, benchmarks): bars with fold dots, parity, learning curves.
+
+Colour-blind-safe colours (Okabe & Ito), constrained layout, units on every axis, short labels with reference lines
+named in a legend, and axis ranges set by the entries that matter: a reference far outside them (a dummy
+predictor) is drawn as an arrow at the edge with its value, not allowed to squeeze the rest.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from matgl_hybrid.files import atomic_write_bytes
+
+#: Okabe & Ito's colour-blind-safe palette: ours first, then baselines, then references.
+COLOURS = {
+    "ours": "#0072B2",
+    "baseline": "#999999",
+    "published": "#E69F00",
+    "reference": ("#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"),
+}
+#: A reference line farther than this multiple of the largest entry is drawn as an arrow at the axis edge.
+FAR = 2.5
+#: Resolution of saved figures (dots per inch).
+DPI = 150
+
+
+@dataclass
+class Entry:
+    """One bar: a model's mean score over folds.
+
+    Attributes:
+        label: a short name (the axis label).
+        mean: the mean score.
+        folds: the per-fold scores, drawn as dots.
+        kind: ``ours``, ``baseline`` (a model we ran for comparison) or ``reference`` (a score reported elsewhere,
+            e.g. a leaderboard entry): its colour.
+    """
+
+    label: str
+    mean: float
+    folds: Sequence[float] = field(default_factory=tuple)
+    kind: str = "ours"
+
+
+@dataclass
+class Reference:
+    """A score to compare with (a leaderboard entry, a published number, a dummy predictor), drawn as a line."""
+
+    label: str
+    value: float
+
+
+def axis_label(quantity: str, units: str | None = None) -> str:
+    """``quantity (units)``, or the quantity alone when it has no units (never ``()``)."""
+    return f"{quantity} ({units})" if units else quantity
+
+
+def panels(n: int, *, ncols: int | None = None, size: tuple[float, float] = (5.6, 4.2)) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels (``ncols`` per row, default all in one row) with constrained layout.
+
+    Args:
+        size: (width, height) of one panel in inches.
+    """
+    ncols = ncols or n
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), layout="constrained", squeeze=False
+    )
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def bars(
+    ax: Axes,
+    entries: Sequence[Entry],
+    *,
+    quantity: str = "MAE",
+    units: str | None = None,
+    references: Sequence[Reference] = (),
+    title: str | None = None,
+) -> None:
+    """Horizontal bars of ``entries`` (best at the top) with fold dots, and ``references`` as labelled lines.
+
+    The score axis is set by the entries that matter: those we ran (all entries when there are none), and the
+    entries and references within :data:`FAR` times the largest of them. Anything beyond (a dummy predictor) is
+    named with its value under the axis ("off the axis: Dummy 323.8 →").
+    """
+    ran = [e for e in entries if e.kind != "reference"] or list(entries)
+    largest = max([max([e.mean, *e.folds]) for e in ran], default=1.0)
+    shown = sorted((e for e in entries if e.mean <= FAR * largest), key=lambda e: e.mean)
+    near = [r for r in references if r.value <= FAR * largest]
+    beyond = [(e.label, e.mean) for e in entries if e.mean > FAR * largest]
+    beyond += [(r.label, r.value) for r in references if r.value > FAR * largest]
+    limit = 1.15 * max([largest, *(e.mean for e in shown), *(r.value for r in near)])
+    rows = np.arange(len(shown))
+    for row, entry in zip(rows, shown, strict=True):
+        colour = COLOURS["published"] if entry.kind == "reference" else COLOURS[entry.kind]
+        ax.barh(row, entry.mean, color=colour, height=0.62, hatch="//" if entry.kind == "reference" else None)
+        if len(entry.folds):
+            ax.plot(entry.folds, [row] * len(entry.folds), "o", ms=3.5, color="black", alpha=0.75, zorder=3)
+        right = max([entry.mean, *entry.folds])
+        ax.annotate(
+            f"{entry.mean:.4g}", (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+        )
+    ax.set_yticks(rows, [e.label for e in shown])
+    pad = max(0.0, (3 - len(shown)) / 2)  # a lone bar is as thick as one of three, not the whole panel
+    ax.set_ylim(len(shown) - 0.5 + pad, -0.5 - pad)  # best at the top
+    for colour, ref in zip(COLOURS["reference"], near, strict=False):
+        ax.axvline(ref.value, color=colour, ls="--", lw=1.2, label=f"{ref.label}: {ref.value:.4g}")
+    ax.set_xlim(0, limit)
+    off_axis = "; ".join(f"{label} {value:.4g} →" for label, value in beyond)
+    ax.set_xlabel(axis_label(quantity, units) + (f"\noff the axis: {off_axis}" if off_axis else ""))
+    if title:
+        ax.set_title(title, fontsize=10)
+    kinds = [k for k in ("ours", "baseline", "reference") if any(e.kind == k for e in shown)]
+    patches = {
+        "ours": Patch(facecolor=COLOURS["ours"], label="ours"),
+        "baseline": Patch(facecolor=COLOURS["baseline"], label="baseline we ran"),
+        "reference": Patch(facecolor=COLOURS["published"], hatch="//", label="reported elsewhere"),
+    }
+    handles = [patches[k] for k in kinds] if len(kinds) > 1 else []
+    handles += ax.get_legend_handles_labels()[0]
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+
+
+def parity(
+    ax: Axes,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    quantity: str,
+    units: str | None = None,
+    title: str | None = None,
+) -> None:
+    """Predicted against reference on a square panel with the diagonal; the title ends with the MAE."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    lo = float(np.nanmin([y_true.min(), y_pred.min()]))
+    hi = float(np.nanmax([y_true.max(), y_pred.max()]))
+    pad = 0.04 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=0.8)
+    ax.scatter(y_true, y_pred, s=7, alpha=0.55, color=COLOURS["ours"], edgecolors="none")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(axis_label(f"reference {quantity}", units))
+    ax.set_ylabel(axis_label(f"predicted {quantity}", units))
+    mae = float(np.nanmean(np.abs(y_true - y_pred)))
+    unit = f" {units}" if units else ""
+    ax.set_title(f"{title + chr(10) if title else ''}MAE {mae:.4g}{unit}", fontsize=10)
+
+
+def learning_curves(
+    ax: Axes,
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    quantity: str = "validation MAE",
+    units: str | None = None,
+    title: str | None = None,
+) -> None:
+    """``{label: (epochs, values)}`` as lines, one colour each, with a legend."""
+    colours = [COLOURS["ours"], *COLOURS["reference"]]
+    for colour, (label, (epochs, values)) in zip(colours, curves.items(), strict=False):
+        ax.plot(epochs, values, color=colour, lw=1.4, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(axis_label(quantity, units))
+    if title:
+        ax.set_title(title, fontsize=10)
+    if curves:
+        ax.legend(fontsize=8)
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically, :data:`DPI`) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)

@@ -1,0 +1,95 @@
+"""Report figures read at a glance: labelled axes with units, named reference lines, no overlapping titles, a
+readable PNG (issue "Figures that read at a glance")."""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from matgl_hybrid.evaluation.report import report_figure
+from matgl_hybrid.figures import Entry, Reference, axis_label, bars, panels, save
+
+
+def _summary(folds):
+    return {"mae_mean": float(np.mean(folds)), "fold_mae": folds, "folds_done": len(folds), "train_seconds": 1.0}
+
+
+def check_readable(fig: Figure, units: str | None) -> None:
+    """Every visible panel has labelled axes (with ``units`` on the score axis), every dashed reference line a
+    legend entry, and no two titles or tick labels of different panels overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert visible
+    for ax in visible:
+        assert ax.get_xlabel(), ax.get_title()
+        if units:
+            assert f"({units})" in ax.get_xlabel() + ax.get_ylabel(), (ax.get_xlabel(), ax.get_ylabel())
+        assert "()" not in ax.get_xlabel() + ax.get_ylabel()
+        legend = ax.get_legend()
+        named = {t.get_text() for t in legend.get_texts()} if legend else set()
+        for line in ax.get_lines():  # a horizontal or vertical line marks a reference value: it must be named
+            x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            if len(x) == 2 and (x[0] == x[1] or y[0] == y[1]):
+                assert line.get_label() in named, f"unnamed reference line in {ax.get_title()!r}"
+    boxes = [(ax, ax.title.get_window_extent(renderer)) for ax in visible if ax.get_title()]
+    for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
+        assert not box_a.overlaps(box_b), (a.get_title(), b.get_title())
+    panels_ = [ax.get_tightbbox(renderer) for ax in visible]
+    for box_a, box_b in itertools.combinations(panels_, 2):
+        assert not box_a.overlaps(box_b)
+
+
+def test_axis_labels_never_print_empty_units():
+    assert axis_label("MAE", "meV/atom") == "MAE (meV/atom)"
+    assert axis_label("MAE", None) == "MAE"
+    assert axis_label("MAE", "") == "MAE"
+
+
+def test_a_far_reference_does_not_squeeze_the_entries():
+    fig, (ax,) = panels(1)
+    entries = [Entry("ours", 42.7, [44.3, 39.8, 48.6]), Entry("MEGNet-kgcnn", 28.76, kind="reference")]
+    bars(ax, [*entries, Entry("Dummy", 323.8, kind="reference")], units="cm⁻¹", references=[Reference("RF", 54.3)])
+    assert ax.get_xlim()[1] < 100  # set by the entries that matter, not by the dummy's 324
+    assert any("Dummy: 323.8" in t.get_text() for t in ax.texts)  # the dummy is an annotated arrow
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["MEGNet-kgcnn", "ours"]  # sorted, best first
+    check_readable(fig, "cm⁻¹")
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("units", ["log10 GPa", None])
+def test_the_cv_and_matbench_report_figure_is_readable(units):
+    tables = {
+        "log10_K_VRH": {
+            "megnet, extensive readout": _summary([0.051, 0.049, 0.055, 0.048, 0.052]),
+            "descriptors RF": _summary([0.060, 0.058, 0.061, 0.057, 0.059]),
+        },
+        "exfoliation_en": {"hybrid recipe": _summary([22.7, 51.7, 44.4, 31.6, 40.1])},
+    }
+    reference = {
+        "exfoliation_en": [{"algorithm": "MODNet", "mae_mean": 33.19}, {"algorithm": "Dummy", "mae_mean": 67.3}]
+    }
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=50)
+    fig = report_figure(
+        tables, {"log10_K_VRH": units}, {"log10_K_VRH": ("megnet", y, y + rng.normal(0, 0.1, 50))}, reference
+    )
+    check_readable(fig, None)
+    ax = fig.axes[0]
+    if units:
+        assert ax.get_xlabel() == f"MAE ({units})"
+    plt.close(fig)
+
+
+def test_figures_are_written_as_readable_png(tmp_path):
+    fig, (ax,) = panels(1)
+    bars(ax, [Entry("a", 1.0, [0.9, 1.1])], units="eV")
+    path = save(fig, tmp_path / "f.png")
+    width, height = Image.open(path).size
+    assert width >= 600
+    assert height >= 400
