@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid import data
 from matgl_hybrid.checkpoint import check_model_dir, load_checkpoint
 from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.figures import panels, parity, save
 from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.pretrained import resolve
 from matgl_hybrid.training import TrainSpec, train
@@ -206,17 +206,9 @@ def _write(result: DemoResult, n_structures: int, command: str) -> None:
         "",
     ]
     atomic_write_text(result.out / TABLE, "\n".join(lines))
-    fig, axes = plt.subplots(1, len(result.rows), figsize=(5 * len(result.rows), 4.6), sharex=True, sharey=True)
-    y = result.y_test
-    for ax, row in zip(np.atleast_1d(axes), result.rows, strict=True):
-        ax.scatter(y, row.predictions, s=6, alpha=0.6)
-        lo, hi = float(min(y.min(), row.predictions.min())), float(max(y.max(), row.predictions.max()))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(f"{row.model}\ntest MAE {row.mae:.3f}", fontsize=10)
-        ax.set_xlabel("DFT log10 K_VRH (log10 GPa)")
-    np.atleast_1d(axes)[0].set_ylabel("predicted")
-    fig.tight_layout()
-    tmp = result.out / f".{PLOT}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(result.out / PLOT)
+    fig, axes = panels(len(result.rows), size=(4.8, 4.6))
+    for ax, row in zip(axes, result.rows, strict=True):
+        parity(
+            ax, result.y_test, row.predictions, quantity="log10 K_VRH", units="log10 GPa", title=f"{row.model}, test"
+        )
+    save(fig, result.out / PLOT)
