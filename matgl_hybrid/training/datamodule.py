@@ -30,7 +30,9 @@ class HybridDataModule(L.LightningDataModule):
     itself). It does its work once: :func:`fit` calls it before building the model, and Lightning's own call in
     ``trainer.fit`` finds everything in place.
 
-    Loaders: training batches are shuffled (seeded); under DDP a ``DistributedSampler`` shards them. Validation is
+    Loaders: training batches are shuffled (seeded); under DDP a ``DistributedSampler`` shards them (and reshuffles
+    with the seed plus the epoch). The single-process shuffle's generator state is saved in Lightning checkpoints
+    (:meth:`state_dict`): a resumed run shuffles its next epochs as the uninterrupted run did. Validation is
     sharded without repeats (``UnrepeatedDistributedSampler``), so that the reduced metric is exact; the Trainer
     must not replace the samplers (``use_distributed_sampler=False``). A last training batch of a single structure
     is dropped (BatchNorm cannot normalise a batch of one).
@@ -69,6 +71,8 @@ class HybridDataModule(L.LightningDataModule):
         self.transform_: DescriptorTransform | None = None
         self.train_set: Any = None
         self.val_set: Any = None
+        self._shuffle: torch.Generator | None = None  # the last training loader's generator
+        self._shuffle_state: torch.Tensor | None = None  # its state restored from a checkpoint
 
     @property
     def descriptor_version(self) -> str | None:
@@ -112,9 +116,11 @@ class HybridDataModule(L.LightningDataModule):
             return make_loader(
                 self.train_set, self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1
             )
-        generator = torch.Generator().manual_seed(self.seed)
+        self._shuffle = torch.Generator().manual_seed(self.seed)
+        if self._shuffle_state is not None:
+            self._shuffle.set_state(self._shuffle_state)
         drop_last = len(self.train_set) % self.batch_size == 1
-        return make_loader(self.train_set, self.batch_size, shuffle=True, generator=generator, drop_last=drop_last)
+        return make_loader(self.train_set, self.batch_size, shuffle=True, generator=self._shuffle, drop_last=drop_last)
 
     def val_dataloader(self) -> Any:
         world, rank = self._world()
@@ -122,3 +128,11 @@ class HybridDataModule(L.LightningDataModule):
         if world > 1:
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=world, rank=rank, shuffle=False)
         return make_loader(self.val_set, self.batch_size, sampler=sampler)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning checkpoints keep of the data module: the training shuffle's generator state, if any."""
+        return {} if self._shuffle is None else {"shuffle": self._shuffle.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the training shuffle from a checkpoint: the next training loader goes on from its state."""
+        self._shuffle_state = state_dict.get("shuffle")

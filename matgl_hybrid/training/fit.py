@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -14,12 +16,21 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.training.datamodule import HybridDataModule
-from matgl_hybrid.training.modules import History, KeepBestWeights, build_model, build_module
+from matgl_hybrid.training.modules import (
+    History,
+    KeepBestWeights,
+    LastCheckpoint,
+    RandomState,
+    build_model,
+    build_module,
+)
 from matgl_hybrid.training.resume import ResumableRun
 from matgl_hybrid.training.spec import TrainSpec
 
@@ -90,7 +101,8 @@ def fit(
         val_data: explicit validation data; otherwise ``spec.val_fraction`` of ``data`` (seeded).
         target_units: units of the target, stored with the model.
         cache_dir: descriptor cache folder; None: no cache.
-        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` every epoch, ``best.ckpt``) with a
+        checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` after every epoch, holding the random
+            states and the shuffle's, so that a resumed run reproduces the uninterrupted one; ``best.ckpt``) with a
             ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
             same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
             run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew.
@@ -110,6 +122,8 @@ def fit(
 
     Raises:
         ValueError: settings or data that cannot train (checked before any work).
+        TrainingInterrupted: SIGTERM or SIGINT (Ctrl+C) stopped training; with ``checkpoint_dir``, a rerun with the
+            same data and settings resumes from the last finished epoch and reproduces the uninterrupted run.
     """
     spec = spec or TrainSpec()
     spec.validate()
@@ -151,7 +165,9 @@ def fit(
     history = History()
     own: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
     if checkpoint_dir is not None:
-        own.append(ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE", save_last=True))
+        best_checkpoint = ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE")
+        # last.ckpt after every epoch, with the random states: a resumed run reproduces the uninterrupted one.
+        own += [best_checkpoint, LastCheckpoint(checkpoint_dir), RandomState()]
     all_callbacks = [*own, *callbacks]
     if logger is None:  # a restored finished run trains nothing: nothing to log
         logger = (
@@ -182,7 +198,7 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path)
+        _fit_or_raise_interrupted(trainer, module, datamodule, resume)
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
@@ -199,3 +215,36 @@ def fit(
         history=history.rows,
         global_rank=trainer.global_rank,
     )
+
+
+def _fit_or_raise_interrupted(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: HybridDataModule, resume: ResumableRun
+) -> None:
+    """``trainer.fit``, with a stop by SIGTERM or SIGINT raised as :class:`TrainingInterrupted`, not ``SystemExit``.
+
+    Lightning's own SIGTERM handler (installed by the Trainer on the main thread) ends training with its
+    ``SIGTERMException``, a ``SystemExit`` without a code; on a ``KeyboardInterrupt`` it calls ``sys.exit(1)`` and
+    leaves SIGINT ignored. The first exits 0 (success, to a pipeline), the second 1 without a word: both are raised
+    here as a one-line error naming what can be resumed, with Ctrl+C restored.
+    """
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path)
+    except SystemExit as exc:
+        if isinstance(exc, SIGTERMException):
+            name = "SIGTERM"
+        elif trainer.interrupted and isinstance(exc.__context__, KeyboardInterrupt):
+            name = "SIGINT"
+            if sigint is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)
+        else:
+            raise
+        epochs = trainer.fit_loop.epoch_progress.current.completed
+        stopped = f"{name} stopped training after {epochs} finished epoch{'s' * (epochs != 1)}"
+        if resume.directory is None:
+            hint = ": nothing can be resumed, it ran without a checkpoint folder (--checkpoint-dir, checkpoint_dir)"
+        elif (last := resume.directory / "last.ckpt").is_file():
+            hint = f"; {last} holds the last one: rerun with the same data, settings and checkpoint folder to resume"
+        else:
+            hint = f"; nothing was saved in {resume.directory} yet: a rerun starts it over"
+        raise TrainingInterrupted(stopped + hint) from None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import random
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torchmetrics
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from matgl.utils.training import ModelLightningModule
 
 from matgl_hybrid.checkpoint import load_checkpoint
@@ -149,14 +151,14 @@ class History(Callback):
     optional (none without ``checkpoint_dir``, any other the user passes), ``CSVLogger`` starts a new file for each
     run of a resumed training, may hold an epoch twice when a run was killed after logging it but before its
     checkpoint, and a restored finished run trains (and logs) nothing. These rows always match the checkpoint.
+    A row is taken at the end of its training epoch, after its validation: it holds that epoch's training metrics
+    (at validation time they are still the previous epoch's, and a resumed run has none yet).
     """
 
     def __init__(self):
         self.rows: list[dict[str, float]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("MAE", "Loss"))})
         self.rows.append(row)
@@ -166,3 +168,52 @@ class History(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict["rows"])
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``<directory>/last.ckpt`` at the end of every training epoch, the point a resumed run goes on from.
+
+    Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` with a monitor writes ``last.ckpt`` only when the
+    monitored value improves: a resume would repeat every epoch since the best one. Lightning runs checkpoint
+    callbacks after the others, so the file holds the epoch's history, best weights and early-stopping state.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / "last.ckpt"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+class RandomState(Callback):
+    """Saves the global random states (torch, CUDA, NumPy, Python) in Lightning checkpoints and restores them on resume.
+
+    With the data module's shuffle state (:meth:`HybridDataModule.state_dict`), a run resumed from an epoch's
+    checkpoint draws what the uninterrupted run drew (dropout, a callback's noise). Stored as tensors and numbers,
+    the checkpoint still loads with ``torch.load(weights_only=True)``. Under DDP rank 0's states serve every rank.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (the global state is saved)
+        version, internal, gauss_next = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
+            "numpy": {
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(gauss),
+            },
+            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss_next},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
+        state = state_dict["numpy"]
+        keys = state["keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))  # noqa: NPY002
+        state = state_dict["python"]
+        random.setstate((state["version"], tuple(state["internal"].tolist()), state["gauss"]))

@@ -11,6 +11,7 @@ from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.descriptors import get_descriptor_set
+from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.fit import FitResult, device_name, fit
@@ -139,6 +140,8 @@ def train(
 
     Raises:
         ValueError: settings or data that cannot train (checked before any work).
+        TrainingInterrupted: SIGTERM or SIGINT stopped training (see :func:`fit`); it names the member, and with
+            ``checkpoint_dir`` a rerun resumes it (the members before it are restored from their checkpoints).
     """
     spec = spec or TrainSpec()
     spec.validate()
@@ -162,13 +165,18 @@ def train(
     results = []
     for k in range(ensemble):
         member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
-        result = fit(
-            train_split,
-            spec=member_spec,
-            val_data=val_split,
-            checkpoint_dir=Path(checkpoint_dir) / f"member_{k}" if checkpoint_dir is not None else None,
-            **fit_options,
-        )
+        try:
+            result = fit(
+                train_split,
+                spec=member_spec,
+                val_data=val_split,
+                checkpoint_dir=Path(checkpoint_dir) / f"member_{k}" if checkpoint_dir is not None else None,
+                **fit_options,
+            )
+        except TrainingInterrupted as exc:
+            if ensemble == 1:
+                raise
+            raise TrainingInterrupted(f"ensemble member {k + 1} of {ensemble}: {exc}") from None
         if on_member is not None:
             on_member(k, result)
         results.append(result)

@@ -1,0 +1,97 @@
+"""Training reliability: a signal raises TrainingInterrupted; a resumed run reproduces the uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
+
+from matgl_hybrid.errors import TrainingInterrupted
+from matgl_hybrid.training import TrainSpec, fit, train
+
+
+class Interrupt(Callback):
+    """Sends ``signum`` to this process in ``hook`` of epoch ``epoch`` of its ``fit``-th fit; notes the handler."""
+
+    def __init__(self, epoch: int, signum: int = signal.SIGTERM, hook: str = "on_train_epoch_start", fit: int = 1):
+        self.epoch, self.signum, self.fit, self.fits, self.handler = epoch, signum, fit, 0, None
+        setattr(self, hook, self._send)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.fits += 1
+
+    def _send(self, trainer, pl_module) -> None:
+        if self.fits == self.fit and trainer.current_epoch == self.epoch:
+            self.handler = signal.getsignal(self.signum)
+            os.kill(os.getpid(), self.signum)
+
+
+class Noise(Callback):
+    """Perturbs the weights each epoch with torch, NumPy and Python random draws: the curve depends on all three."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        with torch.no_grad():
+            for p in pl_module.parameters():
+                shift = float(np.random.randn()) + random.random()  # noqa: NPY002
+                p.add_(1e-2 * (torch.randn_like(p) + shift))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_fit_raises_training_interrupted_naming_the_checkpoint_folder(elastic, tmp_path, signum):
+    spec = TrainSpec(max_epochs=3, **TINY)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = Interrupt(epoch=1, signum=signum)
+    ckpt = tmp_path / "ckpt"
+    stopped = f"^{signal.Signals(signum).name} stopped training after 1 finished epoch; .* holds the last one: rerun"
+    with pytest.raises(TrainingInterrupted, match=stopped) as info:
+        fit(elastic, spec=spec, checkpoint_dir=ckpt, callbacks=[stop])  # today: SystemExit
+    assert str(ckpt / "last.ckpt") in str(info.value)
+    assert "\n" not in str(info.value)
+    assert (ckpt / "last.ckpt").is_file()
+    if signum == signal.SIGTERM:
+        assert isinstance(stop.handler, _HandlersCompose)  # Lightning's own handler received it
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # Ctrl+C works again, SIGTERM is not swallowed
+
+    with pytest.raises(TrainingInterrupted, match=r"nothing can be resumed.*--checkpoint-dir"):
+        fit(elastic, spec=spec, callbacks=[Interrupt(epoch=1, signum=signum)])
+
+
+def test_an_interrupted_ensemble_member_is_named(elastic, tmp_path):
+    stopped = r"^ensemble member 2 of 2: SIGTERM stopped training after 0 finished epochs; nothing was saved in "
+    with pytest.raises(TrainingInterrupted, match=stopped) as info:
+        train(
+            elastic,
+            TrainSpec(max_epochs=1, **TINY),
+            ensemble=2,
+            checkpoint_dir=tmp_path,
+            callbacks=[Interrupt(0, fit=2)],
+        )  # today: SystemExit
+    assert str(tmp_path / "member_1") in str(info.value)
+
+
+@pytest.mark.parametrize("hook", ["on_train_epoch_start", "on_train_epoch_end"], ids=["mid-epoch", "epoch-end"])
+def test_a_run_interrupted_and_resumed_reproduces_the_uninterrupted_one(elastic, tmp_path, hook):
+    spec = TrainSpec(max_epochs=3, **TINY)
+    straight = fit(elastic, spec=spec, checkpoint_dir=tmp_path / "straight", callbacks=[Noise()])
+    ckpt = tmp_path / "resumed"
+    with pytest.raises(TrainingInterrupted):
+        fit(elastic, spec=spec, checkpoint_dir=ckpt, callbacks=[Noise(), Interrupt(epoch=1, hook=hook)])
+    saved = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)  # portable: tensors and numbers
+    assert saved["epoch"] == (1 if hook == "on_train_epoch_end" else 0)  # last.ckpt: the last epoch, not the best
+    assert "RandomState" in saved["callbacks"]
+    assert "HybridDataModule" in saved
+    resumed = fit(elastic, spec=spec, checkpoint_dir=ckpt, callbacks=[Noise()])
+
+    assert [row["epoch"] for row in resumed.history] == [row["epoch"] for row in straight.history] == [0, 1, 2]
+    curves = [[row["val_MAE"] for row in result.history] for result in (straight, resumed)]
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-6)  # today: diverges from the resumed epoch
+    for row, expected in zip(resumed.history, straight.history, strict=True):  # training metrics too
+        assert row == pytest.approx(expected, rel=1e-6)
+    assert resumed.best_val_mae == pytest.approx(straight.best_val_mae, rel=1e-6)
