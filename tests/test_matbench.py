@@ -22,18 +22,19 @@ from matminer.datasets.utils import _load_dataset_dict
 from matminer.utils.io import store_dataframe_as_json
 from pymatgen.core import Structure
 
+from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.cli import main
+from matgl_hybrid.descriptors.sets import describe_descriptor_set
 from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
     MatbenchRun,
-    describe_descriptor_set,
     read_candidates,
     rerun_submission,
-    sha256_file,
     validate_submission,
     verify_dataset_file,
 )
+from matgl_hybrid.evaluation.matbench import datasets as matbench_datasets
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.training import TrainSpec
 
@@ -65,7 +66,7 @@ def accept_stand_in(stand_in_dir, monkeypatch):
     """Make matminer's metadata expect the stand-in's sha256 (the one thing a stand-in cannot match)."""
     metadata = {**_load_dataset_dict()}
     metadata[TASK] = {**metadata[TASK], "hash": sha256_file(stand_in_dir / f"{TASK}.json.gz")}
-    monkeypatch.setattr(runner, "_load_dataset_dict", lambda: metadata)
+    monkeypatch.setattr(matbench_datasets, "_load_dataset_dict", lambda: metadata)
     monkeypatch.setattr(dataset_retrieval, "_dataset_dict", metadata)
     monkeypatch.delenv("MATMINER_DATA", raising=False)
     return stand_in_dir
@@ -176,6 +177,8 @@ def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stan
         assert "reconstructed" in text
         assert checked.sha256 in text
         assert "a test stand-in" in text
+    script = runpy.run_path(str(out / "run_matbench.py"))  # its rerun accepts the same files, recorded the same way
+    assert script["OPTIONS"] == {"allow_unofficial_data": True, "data_provenance": "a test stand-in"}
     assert validate_submission(out) == []
     splits = mbv01_validation.splits[TASK]
     for fold in range(5):
@@ -221,9 +224,7 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     assert "lowest MAE on that inner validation split" in json.loads((out / "info.json").read_text())["algorithm_long"]
     trained.clear()
     # what the folder's run_matbench.py runs, with its own settings: every candidate's fold is reused
-    rerun_submission(
-        out, script["SPEC"], script["CANDIDATES"], [TASK], "Chooser", "me", ["--data-dir", str(accept_stand_in)]
-    )
+    rerun_submission(out, script["SPEC"], script["CANDIDATES"], [TASK], "Chooser", "me", data_dir=accept_stand_in)
     assert trained == []
     cli_out = tmp_path / "matbench_v0.1_ChooserCli"
     args = ["matbench", "--tasks", TASK, "--algorithm", "ChooserCli", "--out", str(cli_out), "--data-dir",

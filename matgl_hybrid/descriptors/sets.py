@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -95,18 +95,21 @@ class DescriptorSet:
         groups: feature groups to compute (each once).
         columns: output columns in order; a subset of the groups' labels plus the user columns.
         user: precomputed user descriptors appended after the computed columns.
+        description: the set in words, for model descriptions (e.g. info.json of a Matbench submission).
     """
 
     name: str
     groups: tuple[FeatureGroup, ...]
     columns: tuple[str, ...]
     user: tuple[UserDescriptors, ...] = ()
+    description: str = field(default="", compare=False)
 
     def __add__(self, other: DescriptorSet) -> DescriptorSet:
         groups = {g.name: g for g in (*self.groups, *other.groups)}
         columns = dict.fromkeys((*self.columns, *other.columns))
         name = f"{self.name}+{other.name}"
-        return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + other.user)
+        description = "; ".join(d for d in (self.description, other.description) if d)
+        return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + other.user, description)
 
     def referenced_weights(self) -> list[dict[str, str]]:
         """The pretrained weights the set's groups are computed with (``{"model", "package", "sha256"}``, each once):
@@ -142,12 +145,18 @@ class DescriptorSet:
         return len(self.columns)
 
 
-def _named(name: str, columns: dict[str, Sequence[str] | None]) -> DescriptorSet:
+def _named(name: str, columns: dict[str, Sequence[str] | None], description: str) -> DescriptorSet:
     """A set from group names, each with the columns it contributes (None: all its labels)."""
     known = {**GROUPS, **UIP_GROUPS}
     groups = tuple(known[g] for g in columns)
     cols = [c for g, sel in columns.items() for c in (known[g].labels if sel is None else sel)]
-    return DescriptorSet(name, groups, tuple(cols))
+    return DescriptorSet(name, groups, tuple(cols), description=description)
+
+
+_CHGNET = (
+    "the universal potential pretrained on MPtrj, the Materials Project relaxation trajectories, weights from the "
+    "chgnet PyPI wheel"
+)
 
 
 #: The named sets. ``gong28`` is Gong et al. (Sci. Adv. 2023), in the paper's order.
@@ -166,16 +175,54 @@ NAMED_SETS: dict[str, DescriptorSet] = {
             "lattice": None,
             "natoms": None,
         },
+        "the 28 global structure descriptors of Gong et al. (2023)",
     ),
-    "composition": _named("composition", {"magpie": None}),
+    "composition": _named(
+        "composition", {"magpie": None}, "Magpie composition statistics (matminer's ElementProperty)"
+    ),
     # CHGNet 0.3.0 (descriptors/uip.py): its crystal and mean atom features, energy per atom and mean |magmom|;
     # chgnet_noenergy leaves out the energy, close to a formation-energy label.
-    "chgnet": _named("chgnet", dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_energy", "chgnet_magmom"))),
-    "chgnet_noenergy": _named("chgnet_noenergy", dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_magmom"))),
+    "chgnet": _named(
+        "chgnet",
+        dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_energy", "chgnet_magmom")),
+        f"frozen CHGNet 0.3.0 features (crystal and mean atom features, energy per atom and mean |magmom|; {_CHGNET})",
+    ),
+    "chgnet_noenergy": _named(
+        "chgnet_noenergy",
+        dict.fromkeys(("chgnet_crystal", "chgnet_atoms", "chgnet_magmom")),
+        f"frozen CHGNet 0.3.0 features (crystal and mean atom features and mean |magmom|, without its energy; "
+        f"{_CHGNET})",
+    ),
     "lattice": _named(
-        "lattice", {"lattice": None, "volume": None, "natoms": None, "symmetry": ("crystal_system_int",)}
+        "lattice",
+        {"lattice": None, "volume": None, "natoms": None, "symmetry": ("crystal_system_int",)},
+        "the lattice parameters, volume, number of atoms and crystal system",
     ),
 }
+
+#: The prefixed sets in words (their makers run models, so a description must not build them).
+PREFIXED_DESCRIPTIONS = {
+    "sim:chgnet": (
+        "quantities simulated with CHGNet 0.3.0 through matcalc (relaxed energy and volume change, EOS bulk modulus "
+        "and its derivative, Γ-point phonon frequencies)"
+    ),
+    "sim:chgnet:full": (
+        "quantities simulated with CHGNet 0.3.0 through matcalc (relaxed energy and volume change, EOS bulk modulus "
+        "and its derivative, Γ-point phonon frequencies; elastic moduli and anisotropy; last phonon DOS peak, heat "
+        "capacity and internal energy at 300 K)"
+    ),
+}
+
+
+def describe_descriptor_set(name: str) -> str:
+    """The descriptor set ``name`` (``+``-joined names) in words, part by part, without building it (a part with
+    no description by its name)."""
+    described = []
+    for part in name.split("+"):
+        named = NAMED_SETS[part].description if part in NAMED_SETS else ""
+        described.append(named or PREFIXED_DESCRIPTIONS.get(part) or f"the '{part}' descriptors")
+    return "; ".join(described)
+
 
 DescriptorSpec = str | DescriptorSet | BaseFeaturizer | UserDescriptors | Sequence
 

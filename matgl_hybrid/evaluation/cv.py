@@ -63,7 +63,7 @@ def run_cv(
             f"Model: {spec.backbone} backbone, {spec.readout} readout, descriptors "
             f"{spec.descriptor_set or 'none'} ({spec.fusion}).",
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
-            + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
+            + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else ""),
         ],
     )
     return summary

@@ -1,4 +1,9 @@
-"""Reproduce this Matbench submission: python run_matbench.py [--data-dir DIR] (see --help)."""
+"""Reproduce this Matbench submission: python run_matbench.py (rewrites this folder's results).
+
+Dataset files are read from $MATMINER_DATA, else matminer's folder (a missing one is downloaded). Other options (a
+data folder, no download, a descriptor cache) are MatbenchRun fields: pass them to rerun_submission as keywords, or
+run `matgl-hybrid matbench --out <this folder>` with these settings.
+"""
 
 from pathlib import Path
 
@@ -32,7 +37,12 @@ SPEC = {'backbone': 'megnet',
  'progress': False}
 #: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.
 CANDIDATES = {}
+#: The run's dataset settings: whether it accepts files whose sha256 differs from matminer's, and their provenance.
+OPTIONS = {'allow_unofficial_data': True,
+ 'data_provenance': 'reconstructed from a public CSV export of the Matbench data (GitHub '
+                    'dhw059/LLM-predictor, data/allmatbench_*/matbench_*.csv), official row order, '
+                    'oxidation states removed; checked against the official fold ids and an '
+                    'independent copy (see ../shared/data/matbench/README.md of matgl-hybrid)'}
 
 if __name__ == "__main__":
-    here = Path(__file__).resolve().parent
-    rerun_submission(here, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS)  # writes results.json.gz (gzip), info.json
+    rerun_submission(Path(__file__).resolve().parent, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS, **OPTIONS)

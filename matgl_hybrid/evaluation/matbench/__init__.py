@@ -1,0 +1,51 @@
+"""Matbench v0.1 on the published folds, and leaderboard-ready submission folders.
+
+``datasets`` (the dataset files, checked against matminer's sha256), ``candidates`` (models chosen per fold on the
+inner validation split), ``runner`` (:class:`MatbenchRun`), ``submission`` (``results.json.gz``, ``info.json``,
+``run_matbench.py``), ``rules`` (the leaderboard's checks of a folder), ``report`` (scores beside the leaderboard).
+"""
+
+from matgl_hybrid.descriptors.sets import describe_descriptor_set
+from matgl_hybrid.evaluation.matbench.candidates import CANDIDATE_NAME, check_candidate_name, read_candidates
+from matgl_hybrid.evaluation.matbench.datasets import (
+    DatasetFile,
+    DatasetFileError,
+    dataset_file,
+    load_task,
+    verify_dataset_file,
+)
+from matgl_hybrid.evaluation.matbench.report import LEADERBOARD_FILE, load_leaderboard, write_matbench_report
+from matgl_hybrid.evaluation.matbench.rules import validate_folder, validate_submission, validate_submissions
+from matgl_hybrid.evaluation.matbench.runner import MatbenchRun, rerun_submission
+from matgl_hybrid.evaluation.matbench.submission import (
+    CITATIONS,
+    REQUIREMENTS,
+    read_results,
+    requirements,
+    write_results,
+)
+
+__all__ = [
+    "CANDIDATE_NAME",
+    "CITATIONS",
+    "LEADERBOARD_FILE",
+    "REQUIREMENTS",
+    "DatasetFile",
+    "DatasetFileError",
+    "MatbenchRun",
+    "check_candidate_name",
+    "dataset_file",
+    "describe_descriptor_set",
+    "load_leaderboard",
+    "load_task",
+    "read_candidates",
+    "read_results",
+    "requirements",
+    "rerun_submission",
+    "validate_folder",
+    "validate_submission",
+    "validate_submissions",
+    "verify_dataset_file",
+    "write_matbench_report",
+    "write_results",
+]

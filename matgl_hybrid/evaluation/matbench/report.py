@@ -1,0 +1,61 @@
+"""A Matbench run's report: per-fold scores and the stored leaderboard entries side by side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matgl_hybrid.evaluation.folds import summarize
+from matgl_hybrid.evaluation.report import write_report
+
+if TYPE_CHECKING:
+    from matbench.bench import MatbenchBenchmark
+
+LEADERBOARD_FILE = Path(__file__).resolve().parents[1] / "leaderboard.json"
+
+
+def load_leaderboard() -> dict[str, list[dict[str, Any]]]:
+    """Stored leaderboard figures per task: ``{task: [{"algorithm", "mae_mean", "mae_std", "source"}, …]}``."""
+    return json.loads(LEADERBOARD_FILE.read_text())["tasks"]
+
+
+def write_matbench_report(
+    mb: MatbenchBenchmark,
+    stem: Path,
+    notes: Sequence[str] = (),
+    train_seconds: Mapping[str, Mapping[int, float]] | None = None,
+) -> None:
+    """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG); ``notes``
+    (e.g. which dataset files were read) go under the title; ``train_seconds`` (task -> fold -> s, training and
+    prediction) gives the time column (NaN where a fold's time is not known)."""
+    leaderboard = load_leaderboard()
+    tables, units, reference = {}, {}, {}
+    for task in mb.tasks:
+        metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
+        folds = {
+            f: {
+                metric: float(task.results[task.folds_map[f]]["scores"][metric]),
+                "train_seconds": (train_seconds or {}).get(task.dataset_name, {}).get(f, float("nan")),
+            }
+            for f in task.folds
+            if task.is_recorded[f]
+        }
+        if not folds:
+            continue
+        summary = summarize(folds, metric)
+        tables[task.dataset_name] = {
+            "matgl-hybrid": {
+                "fold_mae": summary[f"fold_{metric}"],
+                "mae_mean": summary[f"{metric}_mean"],
+                "mae_std": summary[f"{metric}_std"],
+                "train_seconds": summary["train_seconds"],
+                "folds_done": summary["folds_done"],
+                "mad": task.metadata.get("mad"),
+            }
+        }
+        units[task.dataset_name] = f"{metric.upper()}, {task.metadata.get('unit') or ''}"
+        reference[task.dataset_name] = leaderboard.get(task.dataset_name, [])
+    if tables:
+        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference, notes=list(notes))

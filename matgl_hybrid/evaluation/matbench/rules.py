@@ -1,0 +1,88 @@
+"""The leaderboard's rules for a submission folder (``scripts/test_submission.py`` of the matbench repository).
+
+A folder ``matbench_v0.1_<algorithm>`` holds ``info.json`` (``notes`` present; ``authors``, ``algorithm``,
+``algorithm_long``, ``bibtex_refs``, ``requirements`` non-empty), ``results.json.gz`` (gzip-compressed JSON that
+``MatbenchBenchmark`` reads and finds valid: every fold of every recorded task, the official test ids, the right
+score keys), a ``.py`` or ``.ipynb`` at the top level, no ``.ipynb_checkpoints``, every other file at most 10 MB;
+each algorithm name once. Also the documented recommendation this project follows: 5–15 characters of ``algorithm``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from matgl_hybrid.evaluation.matbench.submission import read_results
+
+
+def validate_submission(folder: str | Path) -> list[str]:
+    """Problems that would fail the leaderboard's submission test (empty list: valid)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} is not a directory"]
+    problems = []
+    if not folder.name.startswith("matbench_v0.1_"):
+        problems.append(f"folder name {folder.name!r} must start with 'matbench_v0.1_'")
+    problems += _file_problems(folder / "results.json.gz", _results_problems, "cannot be read by MatbenchBenchmark")
+    problems += _file_problems(folder / "info.json", lambda p: _info_problems(json.loads(p.read_text())), "is not JSON")
+    if not [p for p in folder.glob("*") if p.suffix in (".py", ".ipynb")]:
+        problems.append("no .py or .ipynb with the code that recorded the results")
+    if (folder / ".ipynb_checkpoints").exists():
+        problems.append(".ipynb_checkpoints must not be submitted")
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != "results.json.gz" and path.stat().st_size > 10e6:
+            problems.append(f"{path.relative_to(folder)} is larger than 10 MB")
+    return problems
+
+
+def validate_folder(folder: str | Path) -> dict[str, list[str]]:
+    """Problems of a submission folder (``matbench_v0.1_<algorithm>`` or one with ``info.json``), or of every
+    submission folder inside ``folder``: ``{folder name: [problem, …]}`` (an empty list: valid)."""
+    folder = Path(folder)
+    if folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists():
+        return {str(folder): validate_submission(folder)}
+    return validate_submissions(folder)
+
+
+def validate_submissions(root: str | Path) -> dict[str, list[str]]:
+    """:func:`validate_submission` for every folder of ``root``, plus the leaderboard's unique-algorithm check."""
+    root = Path(root)
+    found = {p.name: validate_submission(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    names: dict[str, str] = {}
+    for name in found:
+        info = root / name / "info.json"
+        algorithm = json.loads(info.read_text()).get("algorithm") if info.is_file() else None
+        if algorithm in names:
+            found[name].append(f"algorithm {algorithm!r} is already used by {names[algorithm]}")
+        names.setdefault(algorithm, name)
+    return found
+
+
+def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: str) -> list[str]:
+    """``check(path)``, or a problem saying that the file is missing or cannot be read."""
+    if not path.is_file():
+        return [f"{path.name} is missing"]
+    try:
+        return check(path)
+    except Exception as exc:  # any failure to read is a problem to report, not to raise
+        return [f"{path.name} {unreadable}: {exc}"]
+
+
+def _results_problems(path: Path) -> list[str]:
+    """Problems of a ``results.json.gz`` that MatbenchBenchmark reads."""
+    valid = read_results(path).is_valid
+    return [] if valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
+
+
+def _info_problems(info: dict[str, Any]) -> list[str]:
+    """Problems of ``info.json``'s fields."""
+    problems = [] if "notes" in info else ["info.json has no 'notes' (it may be empty, not absent)"]
+    for key in ("authors", "algorithm", "algorithm_long", "bibtex_refs", "requirements"):
+        if not info.get(key):
+            problems.append(f"info.json {key!r} is missing or empty")
+    algorithm = info.get("algorithm")
+    if isinstance(algorithm, str) and not 5 <= len(algorithm) <= 15:
+        problems.append(f"info.json 'algorithm' should have 5 to 15 characters, has {len(algorithm)}")
+    return problems

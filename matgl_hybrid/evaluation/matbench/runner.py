@@ -1,0 +1,250 @@
+"""Matbench v0.1 on the published folds: train and record every (task, fold), resumably, into a submission folder.
+
+The folds, the recording and the scoring are matbench's own (``MatbenchBenchmark``, ``task.record``); each finished
+fold is kept in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from matgl_hybrid.data import StructureData, from_dataframe
+from matgl_hybrid.descriptors import get_descriptor_set
+from matgl_hybrid.evaluation.folds import FoldStore
+from matgl_hybrid.evaluation.matbench.candidates import candidate_specs, check_recorded_candidates, choose
+from matgl_hybrid.evaluation.matbench.datasets import DatasetFile, is_dataset, load_task
+from matgl_hybrid.evaluation.matbench.report import write_matbench_report
+from matgl_hybrid.evaluation.matbench.submission import (
+    compute_note,
+    describe_model,
+    info_json,
+    run_script,
+    write_results,
+)
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.fingerprint import run_fingerprint
+from matgl_hybrid.training import TrainSpec, device_name, fit
+
+if TYPE_CHECKING:
+    from matbench.bench import MatbenchBenchmark
+
+
+@dataclass
+class MatbenchRun:
+    """A Matbench run: which tasks, which model, where the submission folder goes.
+
+    Attributes:
+        tasks: Matbench v0.1 task names (structure tasks; ``matbench_mp_is_metal`` records probabilities).
+        spec: model and training settings (the ``matgl-hybrid train`` format).
+        out: the submission folder, e.g. ``matbench_submissions/matbench_v0.1_MatGLHybrid``.
+        algorithm: 5–15 characters, the leaderboard name.
+        data_dir: folder of the dataset files (``MATMINER_DATA``); None: matminer's default.
+        download: let matminer download missing files.
+        allow_unofficial_data: accept dataset files whose sha256 differs from matminer's (files the user vouches
+            for); info.json notes and the report then give each file's sha256 and call it reconstructed.
+        data_provenance: where such files come from (recorded with them).
+        folds: which folds to run (all five for a submission).
+        cache_dir: descriptor cache folder; None: no cache.
+        candidates: model choice inside each fold: ``{name: TrainSpec field changes applied to spec}``. With
+            any, every fold trains every candidate (each resumable in ``folds/<task>/<name>/``) and records the one
+            with the lowest MAE on its inner validation split; the candidates share ``spec``'s ``seed`` and
+            ``val_fraction``, hence the split, carved from the training fold, so the test fold plays no part in
+            the choice. Empty: ``spec`` alone (``folds/<task>/``).
+
+    Learned state: ``dataset_files_`` (the files read, by task) and ``fold_records_`` (the recorded fold per task
+    and fold; with candidates, the chosen one's, its ``train_seconds`` summed over all candidates).
+    """
+
+    tasks: Sequence[str]
+    spec: TrainSpec = field(default_factory=TrainSpec)
+    out: Path = Path("matbench_submissions/matbench_v0.1_MatGLHybrid")
+    algorithm: str = "MatGLHybrid"
+    algorithm_long: str = ""
+    authors: str = "matgl-hybrid developers"
+    data_dir: Path | None = None
+    download: bool = True
+    folds: Sequence[int] = (0, 1, 2, 3, 4)
+    progress: bool = True
+    cache_dir: Path | None = None
+    allow_unofficial_data: bool = False
+    data_provenance: str = ""
+    candidates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
+    fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+
+    choose = staticmethod(choose)
+
+    def candidate_specs(self) -> dict[str, TrainSpec]:
+        """Each candidate's spec (see :func:`.candidates.candidate_specs`); ``{"": spec}`` without any."""
+        return candidate_specs(self.spec, self.candidates)
+
+    def check_recorded_candidates(self) -> None:
+        """Refuse a run into :attr:`out` with other candidates than it records (see
+        :func:`.candidates.check_recorded_candidates`)."""
+        check_recorded_candidates(self.out, self.candidates)
+
+    def run(self) -> MatbenchBenchmark:
+        """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
+        self.out = Path(self.out)
+        specs = self.candidate_specs()
+        from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
+
+        mb = MatbenchBenchmark(autoload=False, subset=self.submission_tasks())
+        for task in mb.tasks:
+            if task.metadata.input_type != "structure":
+                raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
+        self.check_recorded_candidates()
+        stores: dict[str, dict[str, FoldStore]] = {}
+        for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
+            if task.df is None:
+                self.dataset_files_[task.dataset_name] = load_task(
+                    task, self.data_dir, self.download, self.allow_unofficial_data, self.data_provenance
+                )
+            stores[task.dataset_name] = {
+                name: FoldStore(self.candidate_folder(task.dataset_name, name), self._fingerprint(task, spec))
+                for name, spec in specs.items()
+            }
+            for store in stores[task.dataset_name].values():
+                for fold in self.folds:  # a fold of another run is refused before any training
+                    store.has(fold)
+        todo = [(t, f, name) for t in mb.tasks for f in self.folds for name in specs]
+        bar = tqdm(todo, desc="matbench", unit="fit", disable=not self.progress)
+        for task, fold, name in bar:
+            bar.set_postfix(task=task.dataset_name, fold=fold, **({"candidate": name} if name else {}))
+            store = stores[task.dataset_name][name]
+            if not store.has(fold):
+                store.save(fold, self._train_and_predict(task, fold, specs[name]))
+            if name != list(specs)[-1]:
+                continue
+            record = self.choose({n: s.load(fold) for n, s in stores[task.dataset_name].items()})
+            self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
+            task.record(fold, record["y_pred"], params=record["params"])
+        self.write_submission(mb)
+        return mb
+
+    def submission_tasks(self) -> list[str]:
+        """The tasks the submission folder records: :attr:`tasks`, then those of earlier runs into :attr:`out`
+        with every fold finished, so that a run of one task never drops another from ``results.json.gz`` and
+        ``run_matbench.py`` (their folds are resumed, and refused if another spec made them). An earlier task with
+        unfinished folds is left out with a warning; its folds stay."""
+        tasks = list(self.tasks)
+        root = self.out / "folds"
+        earlier = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        for task in earlier:
+            if task in tasks or not is_dataset(task):
+                continue
+            stores = [FoldStore(self.candidate_folder(task, name)) for name in self.candidate_specs()]
+            if all(store.has(fold) for store in stores for fold in self.folds):
+                tasks.append(task)
+            else:
+                warnings.warn(f"{root / task}: an earlier run's unfinished task, left out of the submission",
+                              stacklevel=2)  # fmt: skip
+        return tasks
+
+    def candidate_folder(self, task: str, name: str) -> Path:
+        """Where the fold records of candidate ``name`` on ``task`` are kept (without candidates: the task's)."""
+        return self.out / "folds" / task / name if name else self.out / "folds" / task
+
+    def write_submission(self, mb: MatbenchBenchmark) -> None:
+        """``results.json.gz`` (:func:`.submission.write_results`), ``info.json``, the run script,
+        ``candidates.json`` (with candidates), and a report."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_results(mb, self.out / "results.json.gz")
+        atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
+        atomic_write_text(self.out / "run_matbench.py", self.script())
+        if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
+            atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
+        seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
+        notes = [checked.note() for checked in self.dataset_files_.values()]
+        write_matbench_report(mb, self.out / "report", notes=notes, train_seconds=seconds)
+
+    def info(self) -> dict[str, Any]:
+        """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
+        records = [r for task in self.fold_records_.values() for r in task.values()]
+        notes = [compute_note(records), *(checked.note() for checked in self.dataset_files_.values())]
+        specs = self.candidate_specs().values()
+        return info_json(self.authors, self.algorithm, self.algorithm_long or self.describe(), specs, notes)
+
+    def describe(self) -> str:
+        """The model in words (info.json's default ``algorithm_long``), see :func:`.submission.describe_model`."""
+        return describe_model(self.spec, self.candidates)
+
+    def script(self) -> str:
+        """``run_matbench.py`` reproducing this run (see :func:`.submission.run_script`); after :meth:`run`, its tasks
+        are those the folder records; its options say which dataset files the run accepted."""
+        accepted = {"allow_unofficial_data": True, "data_provenance": self.data_provenance}
+        options = accepted if self.allow_unofficial_data else {}
+        tasks = list(self.fold_records_) or list(self.tasks)
+        return run_script(tasks, self.algorithm, self.authors, self.spec, self.candidates, options)
+
+    def _fingerprint(self, task, spec: TrainSpec) -> dict[str, Any]:
+        """What determines a task's fold results: the task, its data, the spec and the descriptor version."""
+        df, target = task.df, task.metadata.target
+        data = StructureData(list(df["structure"]), df[target].to_numpy(float), [str(i) for i in df.index], target)
+        version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
+        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name)
+
+    def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
+        """One fold: train on its training data (the inner validation split carved from it), predict its test
+        data; the fold record :class:`FoldStore` keeps."""
+        classification = task.metadata.task_type == "classification"
+        # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
+        task_type = "classification" if classification else "regression"
+        spec = TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
+        inputs, outputs = task.get_train_and_val_data(fold)
+        train = from_dataframe(inputs.to_frame(name="structure"))
+        train.targets = np.asarray(outputs, dtype=float)
+        train.target_name = task.metadata.target
+        test = from_dataframe(task.get_test_data(fold, include_target=False).to_frame(name="structure"))
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit(train, spec=spec, cache_dir=self.cache_dir)
+            predicted = result.model.predict(test.structures, ids=test.ids, cache_dir=self.cache_dir)
+        return {
+            "mae": None,
+            "train_seconds": time.perf_counter() - start,
+            "n_train": len(train),
+            "n_test": len(test),
+            "params": {
+                "spec": spec.to_dict(),
+                "best_val_mae": result.best_val_mae,
+                "best_epoch": result.best_epoch,
+                "device": device_name(spec.accelerator),
+            },
+            "ids": list(test.ids),
+            "y_true": None,
+            "y_pred": [float(p) for p in predicted],
+        }
+
+
+def rerun_submission(
+    folder: Path,
+    spec: Mapping[str, Any],
+    candidates: Mapping[str, Mapping[str, Any]],
+    tasks: Sequence[str],
+    algorithm: str,
+    authors: str,
+    **options: Any,
+) -> MatbenchBenchmark:
+    """What a submission's ``run_matbench.py`` runs: :class:`MatbenchRun` with its settings into ``folder``;
+    ``options`` are other :class:`MatbenchRun` fields (``data_dir``, ``allow_unofficial_data``, …)."""
+    run = MatbenchRun(
+        tasks=tasks,
+        spec=TrainSpec(**spec),
+        candidates=candidates,
+        out=folder,
+        algorithm=algorithm,
+        authors=authors,
+        **options,
+    )
+    return run.run()
