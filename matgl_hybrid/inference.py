@@ -25,6 +25,7 @@ from torch import nn
 
 from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData, as_structure, validate_structure
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
+from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error, set_descriptors
 
 
@@ -69,6 +70,39 @@ def split_predictable(model: nn.Module, dataset: StructureData) -> tuple[Structu
     return dataset.subset(keep), skipped
 
 
+def recorded_keys(model: nn.Module) -> dict[str, str] | None:
+    """The keys (``name@version[:values digest]``) of the descriptor groups ``model`` was trained with, as its
+    constructor arguments record them (``descriptor_keys``; an ensemble's in its members'); None if they do not."""
+    first = getattr(model, "members", [model])[0]
+    keys = getattr(first, "_init_args", {}).get("descriptor_keys")
+    return keys if isinstance(keys, dict) else None
+
+
+def group_differences(dset: DescriptorSet, recorded: dict[str, str]) -> list[str]:
+    """What differs between the groups of ``dset`` as this installation computes them and their ``recorded`` keys:
+    per group, its weights (the sha256 a group of pretrained weights references), its definition (its version) or
+    its values (the digest of its values on the reference structures)."""
+    found = []
+    for group in dset.groups:
+        old, new = recorded.get(group.name), group.key
+        if old is None:
+            found.append(f"group {group.name} is not among the model's")
+        elif old.startswith(f"{group.name}@{group.version}"):
+            if old != new:
+                found.append(
+                    f"group {group.name} gives other values (the model's digest {old.rpartition(':')[2]}, this "
+                    f"installation's {new.rpartition(':')[2]})"
+                )
+        elif group.weights is not None and group.weights()["sha256"][:12] not in old:
+            found.append(
+                f"group {group.name} is computed with other weights ({group.weights()['model']} sha256 "
+                f"{group.weights()['sha256'][:12]} here; the model's key: {old})"
+            )
+        else:
+            found.append(f"group {group.name} has another definition (version {group.version}; the model's key: {old})")
+    return found
+
+
 def model_descriptors(
     model: nn.Module, structures: Sequence[Structure], ids: Sequence[str], cache_dir=None, n_jobs: int = 1
 ) -> np.ndarray | None:
@@ -76,20 +110,25 @@ def model_descriptors(
 
     Raises:
         ValueError: this installation computes another version of the model's descriptor set (its values would
-            not mean what the model learned).
+            not mean what the model learned); the message names the groups that differ when the model records its
+            groups' keys (:func:`recorded_keys`).
     """
     name = getattr(model, "descriptor_set", None)
     if name is None:
         return None
-    current = get_descriptor_set(name).version
-    if current != model.descriptor_version:
+    dset = get_descriptor_set(name)
+    if dset.version != model.descriptor_version:
+        recorded = recorded_keys(model)
+        if recorded is None:
+            what = "the model records no key per group (trained before matgl-hybrid did): which differs is unknown"
+        else:
+            what = "; ".join(group_differences(dset, recorded)) or "the same groups, other columns"
         raise ValueError(
             f"the model was trained with descriptor set {name!r} version {model.descriptor_version}, but this "
-            f"installation computes version {current}: a changed descriptor definition, or a matminer/pymatgen "
-            "whose values differ on the reference structures; its descriptors would not mean what the model learned "
-            "(retrain it, or install the versions in its model.json)"
+            f"installation computes version {dset.version}: {what}; its descriptors would not mean what the model "
+            "learned: retrain it with this installation"
         )
-    frame = featurize(structures, name, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
+    frame = featurize(structures, dset, n_jobs=n_jobs, cache_dir=cache_dir, ids=ids, progress=False)
     if tuple(frame.columns) != tuple(model.descriptor_names):
         raise ValueError(f"descriptor set {name!r} gives other columns than the model was trained on")
     return frame.to_numpy(dtype=np.float64)
@@ -162,6 +201,12 @@ class MemberOutputs(nn.Module):
         return torch.stack([m(g, state_attr=state_attr).reshape(g.num_graphs, -1) for m in self.members])
 
 
+def model_name(model: nn.Module) -> str:
+    """``model`` in a message: its class and targets (``HybridModel of band_gap``)."""
+    targets = getattr(getattr(model, "members", [model])[0], "target_names", ())
+    return f"{type(model).__name__} of {', '.join(targets) or 'its target'}"
+
+
 def predict(
     model: nn.Module,
     structures: Sequence,
@@ -181,11 +226,18 @@ def predict(
 
     Raises:
         InvalidStructureError: see :func:`prepare`.
+        ValueError: a prediction (of any member) is not finite; the message names the model and the first ids.
     """
     data = prepare(model, structures, ids, cache_dir, n_jobs)
     members = MemberOutputs(list(getattr(model, "members", [model])))
     outputs = run(members, data, lambda out, g: out.transpose(0, 1), batch_size).numpy().astype(np.float64)
     mean, std = outputs.mean(axis=1), outputs.std(axis=1)  # (n, K, T) -> (n, T)
+    bad = [i for i, row in zip(data.ids, np.isfinite(outputs).all(axis=(1, 2)), strict=True) if not row]
+    if bad:
+        raise ValueError(
+            f"{model_name(model)} gave non-finite predictions for {len(bad)} of {len(data.ids)} structures (first: "
+            f"{', '.join(bad[:5])}): its weights or target normalization are broken"
+        )
     if mean.shape[1] == 1:
         mean, std = mean[:, 0], std[:, 0]
     return (mean, std) if return_std else mean

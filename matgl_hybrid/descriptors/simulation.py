@@ -25,6 +25,14 @@ the versions of matcalc, phonopy and ASE, so that a cached value or a trained mo
 computed otherwise. A calculation that fails (no convergence, a failed fit) gives NaN for its group with the reason
 recorded, as for every group; a group that needs the relaxed structure fails with the relaxation.
 
+Budgets: each relaxation (the structure's own, or one of its EOS or elastic fits) stops after its step limit
+(``SETTINGS["relax"]["max_steps"]``; matcalc's 500 for the fits) or :data:`RELAX_WALL_S` seconds: NaN with the reason,
+and no change of any value of a structure that relaxes within it (not in the version). A vacuum-dominated cell (a
+slab or a molecule in a box: an empty gap wider than :data:`VACUUM_GAP_A` along a lattice vector,
+:func:`vacuum_gap`) gets no volume response (EOS, elastic constants: NaN with the reason), since that of a box of
+vacuum is not the material's; its relaxed energy and phonons are computed as for any cell. The EOS and elastic
+groups' versions carry this change (revision 1), so values cached before it are not served.
+
 Leakage: CHGNet was trained on MPtrj energies, forces and stresses (Materials Project relaxations), never on the
 labels of the benchmark tasks; its relaxed energy per atom is close to a formation-energy label.
 """
@@ -36,6 +44,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from functools import cache
 from typing import Any
 from unittest import mock
@@ -66,6 +75,14 @@ SETTINGS: dict[str, Any] = {
     "elastic": {"relax_deformed_structures": True, "fmax": 0.05},
     "phonon": {"min_length": 12.0, "atom_disp": 0.015, "mesh": 100.0, "temperature": 300.0, "peak_fraction": 0.05},
 }
+#: Wall-clock seconds one relaxation may take before it stops (TimeoutError: NaN with the reason); read at each
+#: relaxation. An ordinary cheap-tier structure relaxes in seconds; a pathological one (atoms 0.6 Å apart) takes
+#: seconds per step and would run the 500 steps for the better part of an hour.
+RELAX_WALL_S = 300.0
+#: An empty gap (Å) wider than this along a lattice vector makes a cell vacuum-dominated (not simulated): over CHGNet's
+#: 5 Å cutoff, nothing interacts across it. In the shipped data sets, bulk crystals (layered ones included) have 4.8 Å
+#: at most; Materials Project's monolayer entries 8–20 Å, Matbench jdft2d's monolayers (every one) 20–34 Å.
+VACUUM_GAP_A = 6.0
 #: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).
 IMAGINARY_THZ = -0.1
 THZ_TO_INVERSE_CM = 33.35641
@@ -95,6 +112,40 @@ def calculator() -> Any:
         return CHGNetCalculator(model=model, use_device=str(next(model.parameters()).device))
 
 
+def vacuum_gap(structure: Structure) -> tuple[float, str]:
+    """The widest empty slab of ``structure`` (Å) between planes of atoms spanned by two lattice vectors, and the
+    third vector's name (``a``, ``b`` or ``c``): the largest gap between the atoms' fractional coordinates along it,
+    periodically, times the spacing of those planes."""
+    lattice = structure.lattice
+    widths = []
+    for i in range(3):
+        spacing = lattice.volume / np.linalg.norm(np.cross(lattice.matrix[(i + 1) % 3], lattice.matrix[(i + 2) % 3]))
+        f = np.sort(np.mod(structure.frac_coords[:, i], 1.0))
+        widths.append(float(np.diff(np.append(f, f[0] + 1.0)).max()) * spacing)
+    i = int(np.argmax(widths))
+    return widths[i], "abc"[i]
+
+
+def _budgeted(optimizer: str) -> type:
+    """ASE's ``optimizer`` class, unchanged but for a TimeoutError at a step once a run is :data:`RELAX_WALL_S` old."""
+    import ase.optimize
+
+    class Budgeted(getattr(ase.optimize, optimizer)):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.deadline = time.monotonic() + RELAX_WALL_S
+
+        def step(self, *args, **kwargs):
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(
+                    f"relaxation stopped at step {self.nsteps}: over its budget of {RELAX_WALL_S:g} s "
+                    "(simulation.RELAX_WALL_S)"
+                )
+            return super().step(*args, **kwargs)
+
+    return Budgeted
+
+
 def _relaxed(ctx: StructureContext) -> dict[str, Any]:
     """matcalc's relaxation of ``ctx.structure`` (cell and atoms), computed once per structure."""
 
@@ -103,7 +154,9 @@ def _relaxed(ctx: StructureContext) -> dict[str, Any]:
             limit = SETTINGS["max_sites"]
             raise ValueError(f"{len(structure)} sites: over the limit of {limit} (SETTINGS['max_sites'])")
         s = SETTINGS["relax"]
-        result = _matcalc().RelaxCalc(calculator(), optimizer=s["optimizer"], max_steps=s["max_steps"], fmax=s["fmax"])
+        result = _matcalc().RelaxCalc(
+            calculator(), optimizer=_budgeted(s["optimizer"]), max_steps=s["max_steps"], fmax=s["fmax"]
+        )
         out = result.calc(structure)
         # matcalc's is_converged looks at the atoms' forces only; the cell's generalized forces of ASE's
         # FrechetCellFilter are volume × stress / n_atoms (eV/Å): a symmetric cell under stress is not relaxed.
@@ -116,6 +169,19 @@ def _relaxed(ctx: StructureContext) -> dict[str, Any]:
     return ctx.shared("sim_chgnet_relax", relax)
 
 
+def _bulk(ctx: StructureContext) -> Structure:
+    """The relaxed structure, for a calculation of the volume response (EOS, elastic constants); a
+    vacuum-dominated cell (a slab or a molecule in a box) is refused: the response of a box of vacuum is not the
+    material's."""
+    gap, axis = vacuum_gap(ctx.structure)
+    if gap > VACUUM_GAP_A:
+        raise ValueError(
+            f"vacuum-dominated cell (a slab or a molecule in a box): an empty gap of {gap:.1f} Å along {axis}, "
+            f"over {VACUUM_GAP_A:g} Å (simulation.VACUUM_GAP_A); no volume response computed"
+        )
+    return _relaxed(ctx)["final_structure"]
+
+
 def _relax_values(ctx: StructureContext) -> list[float]:
     out = _relaxed(ctx)
     return [out["energy"] / len(out["final_structure"]), out["final_structure"].volume / ctx.structure.volume - 1]
@@ -123,10 +189,16 @@ def _relax_values(ctx: StructureContext) -> list[float]:
 
 def _eos_values(ctx: StructureContext) -> list[float]:
     s = SETTINGS["eos"]
+    structure = _bulk(ctx)  # first: a structure that is not relaxed builds no calculator
     calc = _matcalc().EOSCalc(
-        calculator(), n_points=s["n_points"], max_abs_strain=s["max_abs_strain"], fmax=s["fmax"], relax_structure=False
+        calculator(),
+        optimizer=_budgeted("FIRE"),  # matcalc's default optimizer, with the budget
+        n_points=s["n_points"],
+        max_abs_strain=s["max_abs_strain"],
+        fmax=s["fmax"],
+        relax_structure=False,
     )
-    eos = calc.calc(_relaxed(ctx)["final_structure"])["eos"]
+    eos = calc.calc(structure)["eos"]
     fit = BirchMurnaghan(eos["volumes"], eos["energies"])
     fit.fit()
     return [float(fit.b0_GPa), float(fit.b1)]
@@ -189,14 +261,16 @@ def _gamma_values(ctx: StructureContext) -> list[float]:
 
 def _elastic_values(ctx: StructureContext) -> list[float]:
     s = SETTINGS["elastic"]
+    structure = _bulk(ctx)
     calc = _matcalc().ElasticityCalc(
         calculator(),
         fmax=s["fmax"],
         relax_structure=False,
         relax_deformed_structures=s["relax_deformed_structures"],
+        relax_calc_kwargs={"optimizer": _budgeted("FIRE")},  # matcalc's default optimizer, with the budget
         units_GPa=True,
     )
-    out = calc.calc(_relaxed(ctx)["final_structure"])
+    out = calc.calc(structure)
     return [out["bulk_modulus_vrh"], out["shear_modulus_vrh"], out["elastic_tensor"].universal_anisotropy]
 
 
@@ -248,11 +322,14 @@ def _version() -> str:
     return f"{GROUP_VERSION}-sim-chgnet{CHGNET_MODEL}-{digest}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
-def _group(name: str, labels: tuple[str, ...], compute) -> FeatureGroup:
+def _group(name: str, labels: tuple[str, ...], compute, revision: int = 0) -> FeatureGroup:
+    """A simulated group; ``revision`` counts changes of this group's own definition (1: the volume response of
+    a vacuum-dominated cell is NaN, no longer a number describing the box)."""
     # The version pins the values (weights, settings, library versions): no reference-structure digest, which
     # would run these simulations on every reference structure in every process.
+    version = _version() + (f"-r{revision}" if revision else "")
     return FeatureGroup(
-        name, labels, compute, version=_version(), check_values=False, requires=_requires, weights=weights_reference
+        name, labels, compute, version=version, check_values=False, requires=_requires, weights=weights_reference
     )
 
 
@@ -262,7 +339,12 @@ CHEAP_GROUPS = (
         ("sim_chgnet_relaxed_energy_per_atom", "sim_chgnet_relax_volume_change"),
         _relax_values,
     ),
-    _group("sim_chgnet_eos", ("sim_chgnet_eos_bulk_modulus", "sim_chgnet_eos_bulk_modulus_derivative"), _eos_values),
+    _group(
+        "sim_chgnet_eos",
+        ("sim_chgnet_eos_bulk_modulus", "sim_chgnet_eos_bulk_modulus_derivative"),
+        _eos_values,
+        revision=1,
+    ),
     _group(
         "sim_chgnet_gamma",
         ("sim_chgnet_gamma_max_frequency", "sim_chgnet_gamma_mean_optical_frequency", "sim_chgnet_gamma_imaginary"),
@@ -274,6 +356,7 @@ FULL_GROUPS = (
         "sim_chgnet_elastic",
         ("sim_chgnet_k_vrh", "sim_chgnet_g_vrh", "sim_chgnet_universal_anisotropy"),
         _elastic_values,
+        revision=1,
     ),
     _group(
         "sim_chgnet_phonon",

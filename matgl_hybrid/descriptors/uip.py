@@ -11,11 +11,12 @@ One CHGNet pass per structure (energy and magnetic moments, no forces) gives fou
 Leakage: CHGNet was trained on MPtrj, the relaxation trajectories of nearly all Materials Project structures. It has
 seen the structures (not the labels) of MP-derived tasks.
 
-The weights are read with ``torch.load(weights_only=True)`` (no code runs). The group version names the chgnet model,
-the sha256 of its weights file and the installed chgnet version: those pin the values (up to float32 rounding).
-Unlike the matminer groups, the values on the reference structures are not part of the key: CHGNet computes in
-float32, whose last digits differ between a CPU and a GPU (or two CPUs), and a model trained on one must predict on
-the other.
+The weights are read with ``torch.load(weights_only=True)`` (no code runs). A group's key is what changes its values,
+as for the matminer groups: its version names the chgnet model and the sha256 of its weights file, and the key adds
+:func:`values_digest`, CHGNet's values on one reference structure rounded to 0.01 (the installed chgnet's code). Not
+the installed chgnet version: a release that computes the same values with the same weights keeps every model. Not
+the values to 8 digits either: CHGNet computes in float32, whose last digits differ between a CPU and a GPU (or two
+CPUs), and a model trained on one must predict on the other.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext
-from matgl_hybrid.version import installed_version
+from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext, reference_structures
 
 #: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
 CHGNET_MODEL = "0.3.0"
@@ -90,25 +91,59 @@ def weights_reference() -> dict[str, str]:
     return {"model": f"CHGNet {CHGNET_MODEL}", "package": CHGNET_REQUIREMENT, "sha256": digest}
 
 
-def _group(name: str, labels: tuple[str, ...], values) -> FeatureGroup:
-    return FeatureGroup(
+def reference_values() -> list[float]:
+    """What :func:`values_digest` rounds: CHGNet's energy per atom, mean absolute magnetic moment and the norms of the
+    crystal and mean atom features of the first reference structure (:func:`~.groups.reference_structures`)."""
+    p = chgnet_model().predict_structure(
+        reference_structures()[0], task="em", return_atom_feas=True, return_crystal_feas=True
+    )
+    summary = [np.ravel(p["e"])[0], np.abs(p["m"]).mean(), np.linalg.norm(p["crystal_fea"])]
+    return [float(v) for v in (*summary, np.linalg.norm(p["atom_fea"].mean(axis=0)))]
+
+
+@cache
+def values_digest() -> str:
+    """sha256 (12 hex digits) of :func:`reference_values` to 0.01, once per process; ``not-installed`` without chgnet.
+
+    0.01 is far above float32's differences between devices (~1e-5 here) and below any change of the potential's
+    code that matters; each value is at least 1e-3 from a rounding boundary (a test checks it).
+    """
+    try:
+        with torch.no_grad():
+            values = reference_values()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return "not-installed"
+    return hashlib.sha256(json.dumps([f"{v:.2f}" for v in values]).encode()).hexdigest()[:12]
+
+
+class PotentialGroup(FeatureGroup):
+    """A group computed by CHGNet: keyed by its version (the weights' digest) and :func:`values_digest`."""
+
+    @property
+    def key(self) -> str:
+        """``name@version:values_digest``, the matminer groups' format with CHGNet's own digest."""
+        return f"{self.name}@{self.version}:{values_digest()}"
+
+
+def _group(name: str, labels: tuple[str, ...], values) -> PotentialGroup:
+    return PotentialGroup(
         name,
         labels,
         lambda ctx: values(_prediction(ctx)),
         version=_version(),
-        check_values=False,  # float32: the version below pins the values (see the module docstring)
+        check_values=False,  # float32: the 8-digit value digest would differ between devices (module docstring)
         requires=chgnet_weights,
         weights=weights_reference,
     )
 
 
 def _version() -> str:
-    """The groups' definition version: the bank's, the model name, the weights' digest and the chgnet version."""
+    """The groups' definition version: the bank's, the model name and the weights' digest."""
     try:
         digest = weights_digest()
     except (ModuleNotFoundError, FileNotFoundError):
         digest = "not-installed"
-    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}-chgnet{installed_version('chgnet') or 'not-installed'}"
+    return f"{GROUP_VERSION}-chgnet{CHGNET_MODEL}-{digest}"
 
 
 UIP_GROUPS: dict[str, FeatureGroup] = {

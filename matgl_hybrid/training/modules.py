@@ -65,6 +65,8 @@ def build_model(
         model_args = {
             "descriptor_set": spec.descriptor_set,
             "descriptor_version": datamodule.descriptor_version,
+            # each group's key, so that a model refused later is told which group changed, and how
+            "descriptor_keys": {g.name: g.key for g in datamodule.descriptor_set.groups},
             "descriptor_transform": datamodule.transform_.to_dict(),
             "descriptor_dim": spec.descriptor_dim,
             "fusion": spec.fusion,
