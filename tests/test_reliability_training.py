@@ -9,11 +9,12 @@ import signal
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, TINY_MEGNET
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
 
 from matgl_hybrid.errors import TrainingInterrupted
+from matgl_hybrid.ssl import pretrain
 from matgl_hybrid.training import TrainSpec, fit, train
 
 
@@ -95,3 +96,19 @@ def test_a_run_interrupted_and_resumed_reproduces_the_uninterrupted_one(elastic,
     for row, expected in zip(resumed.history, straight.history, strict=True):  # training metrics too
         assert row == pytest.approx(expected, rel=1e-6)
     assert resumed.best_val_mae == pytest.approx(straight.best_val_mae, rel=1e-6)
+
+
+def test_a_signal_during_pretraining_raises_training_interrupted(elastic):
+    """Label-free pretraining stops the same way (it keeps no checkpoints: nothing to resume)."""
+    stop = Interrupt(epoch=1)
+    with pytest.raises(TrainingInterrupted, match=r"^SIGTERM stopped training after 1 finished epoch: pretraining"):
+        pretrain(
+            elastic.structures[:12],
+            backbone_kwargs=TINY_MEGNET,
+            max_epochs=3,
+            batch_size=4,
+            val_fraction=0.25,
+            accelerator="cpu",
+            progress=False,
+            trainer_kwargs={"callbacks": [stop]},
+        )

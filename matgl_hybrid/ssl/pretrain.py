@@ -23,6 +23,7 @@ from matgl_hybrid.models.encoders import build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
 from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
+from matgl_hybrid.training.fit import fit_or_raise_interrupted
 
 
 class MaskedPretraining(PretextModule):
@@ -122,7 +123,13 @@ def pretrain(
     trainer = L.Trainer(**{**settings, **quiet, **(trainer_kwargs or {})})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, *loaders)
+        fit_or_raise_interrupted(
+            trainer,
+            module,
+            lambda: ": pretraining keeps no checkpoints, a rerun starts over",
+            train_dataloaders=loaders[0],
+            val_dataloaders=loaders[1],
+        )
     module.n_structures = len(structures)  # the corpus actually used, after the filter above
     return module.eval()
 

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,9 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        _fit_or_raise_interrupted(trainer, module, datamodule, resume)
+        fit_or_raise_interrupted(
+            trainer, module, lambda: _resume_hint(resume), datamodule=datamodule, ckpt_path=resume.path
+        )
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
@@ -217,10 +219,11 @@ def fit(
     )
 
 
-def _fit_or_raise_interrupted(
-    trainer: L.Trainer, module: L.LightningModule, datamodule: HybridDataModule, resume: ResumableRun
+def fit_or_raise_interrupted(
+    trainer: L.Trainer, module: L.LightningModule, resume_hint: Callable[[], str], **fit_kwargs: Any
 ) -> None:
-    """``trainer.fit``, with a stop by SIGTERM or SIGINT raised as :class:`TrainingInterrupted`, not ``SystemExit``.
+    """``trainer.fit(module, **fit_kwargs)``, with a stop by SIGTERM or SIGINT raised as :class:`TrainingInterrupted`
+    (its message: what stopped, after how many epochs, and ``resume_hint()``), not ``SystemExit``.
 
     Lightning's own SIGTERM handler (installed by the Trainer on the main thread) ends training with its
     ``SIGTERMException``, a ``SystemExit`` without a code; on a ``KeyboardInterrupt`` it calls ``sys.exit(1)`` and
@@ -229,7 +232,7 @@ def _fit_or_raise_interrupted(
     """
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume.path)
+        trainer.fit(module, **fit_kwargs)
     except SystemExit as exc:
         if isinstance(exc, SIGTERMException):
             name = "SIGTERM"
@@ -241,10 +244,13 @@ def _fit_or_raise_interrupted(
             raise
         epochs = trainer.fit_loop.epoch_progress.current.completed
         stopped = f"{name} stopped training after {epochs} finished epoch{'s' * (epochs != 1)}"
-        if resume.directory is None:
-            hint = ": nothing can be resumed, it ran without a checkpoint folder (--checkpoint-dir, checkpoint_dir)"
-        elif (last := resume.directory / "last.ckpt").is_file():
-            hint = f"; {last} holds the last one: rerun with the same data, settings and checkpoint folder to resume"
-        else:
-            hint = f"; nothing was saved in {resume.directory} yet: a rerun starts it over"
-        raise TrainingInterrupted(stopped + hint) from None
+        raise TrainingInterrupted(stopped + resume_hint()) from None
+
+
+def _resume_hint(resume: ResumableRun) -> str:
+    """What a rerun of an interrupted :func:`fit` resumes from."""
+    if resume.directory is None:
+        return ": nothing can be resumed, it ran without a checkpoint folder (--checkpoint-dir, checkpoint_dir)"
+    if (last := resume.directory / "last.ckpt").is_file():
+        return f"; {last} holds the last one: rerun with the same data, settings and checkpoint folder to resume"
+    return f"; nothing was saved in {resume.directory} yet: a rerun starts it over"
