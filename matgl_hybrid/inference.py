@@ -14,18 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matgl.graph.data import MGLDataset
 from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Element, Lattice, Structure
 from torch import nn
 
-from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData, as_structure, validate_structure
+from matgl_hybrid.data import (
+    InvalidStructureError,
+    SkippedEntry,
+    StructureData,
+    as_structure,
+    load,
+    validate_structure,
+)
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error, set_descriptors
 
 
@@ -241,6 +251,71 @@ def predict(
     if mean.shape[1] == 1:
         mean, std = mean[:, 0], std[:, 0]
     return (mean, std) if return_std else mean
+
+
+@dataclass
+class FilePredictions:
+    """What :func:`predict_file` wrote.
+
+    Attributes:
+        frame: ``id, prediction`` (+ ``std`` over an ensemble's members), one row per predicted entry.
+        skipped: the entries left out (``skip_invalid``), with their reasons.
+        listing: the file that lists them (``<out>.skipped.csv``), when ``skip_invalid``.
+    """
+
+    frame: pd.DataFrame
+    skipped: list[SkippedEntry]
+    listing: Path | None = None
+
+
+def skipped_listing(out: str | Path) -> Path:
+    """Where :func:`predict_file` lists the entries it left out of ``out``."""
+    out = Path(out)
+    return out.with_name(out.name + ".skipped.csv")
+
+
+def predict_file(
+    model: nn.Module,
+    source: str | Path,
+    out: str | Path,
+    *,
+    skip_invalid: bool = False,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
+) -> FilePredictions:
+    """Predict the structures of ``source`` (anything :func:`matgl_hybrid.data.load` reads) into the CSV ``out``.
+
+    With ``skip_invalid``, entries the model cannot predict (unreadable, invalid, unknown elements, no edges within
+    the cutoff) are left out and listed in ``<out>.skipped.csv`` (``id,reason``; written even when empty, so that
+    the listing of an earlier run is never left stale).
+    """
+    dataset = load(source, skip_invalid=skip_invalid)
+    skipped = list(dataset.skipped)
+    if skip_invalid:
+        try:
+            dataset, skipped = split_predictable(model, dataset)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    mean, std = predict(
+        model,
+        dataset.structures,
+        dataset.ids,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        n_jobs=n_jobs,
+        return_std=True,
+    )
+    frame = pd.DataFrame({"id": dataset.ids, "prediction": mean})
+    if hasattr(model, "members"):
+        frame["std"] = std
+    atomic_write_text(out, frame.to_csv(index=False))
+    result = FilePredictions(frame, skipped)
+    if skip_invalid:
+        result.listing = skipped_listing(out)
+        listing = pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"])
+        atomic_write_text(result.listing, listing.to_csv(index=False))
+    return result
 
 
 def embed(

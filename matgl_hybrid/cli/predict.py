@@ -6,61 +6,26 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
-from matgl_hybrid import data, inference
 from matgl_hybrid.checkpoint import load_checkpoint, read_header
 from matgl_hybrid.cli.options import DATA_HELP, add_prediction_options, cache, check_outputs, first_skipped
-from matgl_hybrid.files import atomic_write_text
-from matgl_hybrid.inference import split_predictable
-from matgl_hybrid.models import HybridEnsemble
+from matgl_hybrid.inference import predict_file, skipped_listing
 from matgl_hybrid.pretrained import list_pretrained, resolve
-
-
-def _skipped_listing(out: Path) -> Path:
-    """Where ``--skip-invalid`` lists the entries left out of ``out``."""
-    return out.with_name(out.name + ".skipped.csv")
 
 
 def check_prediction_outputs(args: argparse.Namespace) -> None:
     """Before loading anything: ``--out`` (and its skipped listing) can be written and destroy no input."""
-    outputs = {"--out": args.out, "the skipped listing": _skipped_listing(args.out) if args.skip_invalid else None}
+    outputs = {"--out": args.out, "the skipped listing": skipped_listing(args.out) if args.skip_invalid else None}
     check_outputs(args, outputs, {"--data": args.data})
 
 
 def predict_to_csv(model, args: argparse.Namespace) -> int:
-    """Predict ``args.data`` with ``model`` into the CSV ``args.out`` (``id,prediction`` + ``std`` for an ensemble).
-
-    With ``--skip-invalid``, entries the model cannot predict (unreadable, invalid, unknown elements, no edges
-    within the cutoff) are left out, listed on the screen and in ``<out>.skipped.csv`` (``id,reason``).
-    """
-    dataset = data.load(args.data, skip_invalid=args.skip_invalid)
-    skipped = list(dataset.skipped)
-    if args.skip_invalid:
-        try:
-            dataset, skipped = split_predictable(model, dataset)
-        except ValueError as exc:
-            raise ValueError(f"{args.data}: {exc}") from None
-    mean, std = inference.predict(
-        model,
-        dataset.structures,
-        dataset.ids,
-        batch_size=args.batch_size,
-        cache_dir=cache(args),
-        n_jobs=args.n_jobs,
-        return_std=True,
-    )
-    frame = pd.DataFrame({"id": dataset.ids, "prediction": mean})
-    if isinstance(model, HybridEnsemble):
-        frame["std"] = std
-    atomic_write_text(args.out, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} predictions to {args.out}")
-    if args.skip_invalid:  # written even when empty, so that a listing of an earlier run is never left stale
-        listing = _skipped_listing(args.out)
-        atomic_write_text(
-            listing, pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"]).to_csv(index=False)
-        )
-        print(f"skipped {len(skipped)} invalid entries ({first_skipped(skipped) or 'none'}); listed in {listing}")
+    """Predict ``--data`` with ``model`` into ``--out`` (:func:`~matgl_hybrid.inference.predict_file`) and say so."""
+    options = {"batch_size": args.batch_size, "cache_dir": cache(args), "n_jobs": args.n_jobs}
+    result = predict_file(model, args.data, args.out, skip_invalid=args.skip_invalid, **options)
+    print(f"wrote {len(result.frame)} predictions to {args.out}")
+    if result.listing is not None:
+        shown = first_skipped(result.skipped) or "none"
+        print(f"skipped {len(result.skipped)} invalid entries ({shown}); listed in {result.listing}")
     return 0
 
 
