@@ -9,7 +9,6 @@ from pathlib import Path
 
 from matgl_hybrid import data
 from matgl_hybrid.cli.options import add_cache_options, first_skipped
-from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.training import TrainSpec
 
 
@@ -57,15 +56,7 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
     return TrainSpec.from_dict(values)
 
 
-def training_data(args: argparse.Namespace, spec: TrainSpec) -> data.StructureData:
-    """``--data``/``--target``; with ``--skip-invalid``, without the invalid entries and those whose graph has no
-    edges within the model's cutoff (listed on the screen)."""
-    dataset = data.load(args.data, target=args.target, skip_invalid=args.skip_invalid)
-    if not args.skip_invalid:
-        return dataset
-    dataset = drop_unconnected(dataset, spec.cutoff)
-    if not len(dataset):
-        raise ValueError(f"{args.data}: no valid entry to train on ({len(dataset.skipped)} skipped)")
+def print_skipped(dataset: data.StructureData) -> None:
+    """Say how many entries were left out on loading (``--skip-invalid``), naming the first."""
     if skipped := dataset.skipped:
         print(f"skipped {len(skipped)} of {len(skipped) + len(dataset)} entries ({first_skipped(skipped)})")
-    return dataset

@@ -6,63 +6,35 @@ import argparse
 import shlex
 from pathlib import Path
 
-from matgl_hybrid import data
-from matgl_hybrid.checkpoint import check_model_dir
 from matgl_hybrid.cli.options import add_data_options
 from matgl_hybrid.cli.options import cache as cache_of
-from matgl_hybrid.cli.spec import add_spec_options, train_spec, training_data
+from matgl_hybrid.cli.spec import add_spec_options, print_skipped, train_spec
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.files import check_output_dir, check_paths_distinct
-from matgl_hybrid.training import FitResult, train
+from matgl_hybrid.training import FitResult, load_training_data, train_file
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a hybrid model (or an ensemble of ``--ensemble K``) and save it, with a model card, to ``--out``."""
-    spec = train_spec(args)
-    if not 0 <= args.test_fraction < 1:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
-    if args.ensemble < 1:
-        raise ValueError(f"--ensemble must be >= 1, got {args.ensemble}")
-    ckpt_dirs = [args.checkpoint_dir] if args.checkpoint_dir else []
-    check_paths_distinct({"--out": args.out}, {"--data": args.data})
-    check_model_dir(args.out, overwrite=args.overwrite, allow=ckpt_dirs)
-    for folder in ckpt_dirs:
-        check_output_dir(folder)
-    dataset = training_data(args, spec)
-    if args.log10_target:
-        dataset = data.log10_targets(dataset)
 
     def report(k: int, result: FitResult) -> None:
         if result.global_rank == 0:
             print(
-                f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} "
-                f"at epoch {result.best_epoch} ({result.seconds:.0f} s)"
+                f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} at epoch "
+                f"{result.best_epoch} ({result.seconds:.0f} s)"
             )
 
-    trained = train(
-        dataset,
-        spec,
-        ensemble=args.ensemble,
-        test_fraction=args.test_fraction,
-        test_seed=args.test_seed,
-        target_units=args.units,
-        cache_dir=cache_of(args),
-        checkpoint_dir=args.checkpoint_dir,
-        on_member=report,
-    )
-    if trained.global_rank != 0:  # under DDP the other processes trained the same model: one writes it
-        return 0
-    source = {
-        "data": str(args.data),
-        "target": args.target,
-        "target_transform": "log10" if args.log10_target else None,
-        "skipped_entries": [vars(e) for e in dataset.skipped],
-    }
+    names = ("skip_invalid", "log10_target", "units", "ensemble", "test_fraction", "test_seed", "checkpoint_dir")
+    options = {name: getattr(args, name) for name in (*names, "overwrite")}
     command = shlex.join(["matgl-hybrid", *args.argv])
-    trained.save(args.out, source=source, command=command, overwrite=args.overwrite, allow=ckpt_dirs)
-    if trained.test is not None:
-        print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
-    print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
+    trained = train_file(
+        args.data, args.target, args.out, train_spec(args), cache_dir=cache_of(args), command=command,
+        on_data=print_skipped, on_member=report, **options,
+    )  # fmt: skip
+    if trained.global_rank == 0:  # under DDP the other processes trained the same model; one wrote it
+        if trained.test is not None:
+            print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
+        print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
     return 0
 
 
@@ -71,7 +43,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
     spec = train_spec(args)
     check_paths_distinct({"--out": args.out}, {"--data": args.data})
     check_output_dir(args.out)
-    summary = run_cv(training_data(args, spec), spec, args.out, cache_of(args), units=args.units)
+    dataset = load_training_data(args.data, args.target, spec.cutoff, args.skip_invalid)
+    print_skipped(dataset)
+    summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units)
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 

@@ -5,7 +5,8 @@ graph datasets and their loaders), :func:`build_model` (a :class:`HybridModel` f
 :class:`HybridLightningModule` (MatGL's ``ModelLightningModule``) and a Lightning ``Trainer``. :func:`fit` is the
 one-call convenience on top (one model, with early stopping, the best weights, checkpoints that resume);
 :func:`train` is what ``matgl-hybrid train`` does (an optional held-out test split, an ensemble), and
-:meth:`TrainedModel.save` writes its checkpoint with a model card.
+:meth:`TrainedModel.save` writes its checkpoint with a model card; :func:`train_file` goes from a data file to the
+saved model.
 """
 
 from matgl_hybrid.training.datamodule import HybridDataModule
@@ -14,6 +15,7 @@ from matgl_hybrid.training.modules import History, HybridLightningModule, KeepBe
 from matgl_hybrid.training.resume import ResumableRun
 from matgl_hybrid.training.spec import LOSSES, TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
+from matgl_hybrid.training.train_file import load_training_data, train_file
 
 __all__ = [
     "LOSSES",
@@ -29,5 +31,7 @@ __all__ = [
     "build_module",
     "device_name",
     "fit",
+    "load_training_data",
     "train",
+    "train_file",
 ]

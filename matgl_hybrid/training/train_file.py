@@ -1,0 +1,96 @@
+"""Training from a data file to a saved model with its card: what ``matgl-hybrid train`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from matgl_hybrid import data
+from matgl_hybrid.checkpoint import check_model_dir
+from matgl_hybrid.files import check_output_dir, check_paths_distinct
+from matgl_hybrid.graphs import drop_unconnected
+from matgl_hybrid.training.fit import FitResult
+from matgl_hybrid.training.spec import TrainSpec
+from matgl_hybrid.training.train import TrainedModel, train
+
+
+def load_training_data(
+    source: str | Path, target: str, cutoff: float, skip_invalid: bool = False
+) -> data.StructureData:
+    """``source``'s structures with ``target``; with ``skip_invalid``, without the invalid entries and those whose
+    graph has no edges within ``cutoff`` (Å), each listed in ``skipped``.
+
+    Raises:
+        ValueError: an invalid entry (without ``skip_invalid``), or none left to train on.
+    """
+    dataset = data.load(source, target=target, skip_invalid=skip_invalid)
+    if not skip_invalid:
+        return dataset
+    dataset = drop_unconnected(dataset, cutoff)
+    if not len(dataset):
+        raise ValueError(f"{source}: no valid entry to train on ({len(dataset.skipped)} skipped)")
+    return dataset
+
+
+def train_file(
+    source: str | Path,
+    target: str,
+    out: str | Path,
+    spec: TrainSpec | None = None,
+    *,
+    skip_invalid: bool = False,
+    log10_target: bool = False,
+    units: str | None = None,
+    ensemble: int = 1,
+    test_fraction: float = 0.0,
+    test_seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    overwrite: bool = False,
+    cache_dir: str | Path | None = None,
+    command: str | None = None,
+    on_data: Callable[[data.StructureData], Any] | None = None,
+    on_member: Callable[[int, FitResult], None] | None = None,
+) -> TrainedModel:
+    """Train on ``target`` of ``source`` (see :func:`train`) and save the model with ``training.json`` and its card
+    in ``out``, recording where the data came from and ``command``; the test split, if any, is scored in the card.
+
+    Output paths are checked before any work: ``out`` may not be ``source``, and it must be a new or empty folder,
+    or an earlier model, unless ``overwrite`` (a ``checkpoint_dir`` inside it is allowed).
+
+    Args:
+        log10_target: learn log10 of the target (non-positive entries dropped, listed in ``skipped``).
+        units: units of the (transformed) target, stored with the model (default: a known target's own).
+        on_data: called with the dataset once it is loaded (e.g. to report the skipped entries).
+        on_member: called as ``on_member(k, result)`` after member ``k`` is trained.
+    """
+    spec = spec or TrainSpec()
+    allow = [checkpoint_dir] if checkpoint_dir else []
+    check_paths_distinct({"--out": out}, {"--data": source})
+    check_model_dir(out, overwrite=overwrite, allow=allow)
+    if checkpoint_dir is not None:
+        check_output_dir(checkpoint_dir)
+    dataset = load_training_data(source, target, spec.cutoff, skip_invalid)
+    if log10_target:
+        dataset = data.log10_targets(dataset)
+    if on_data is not None:
+        on_data(dataset)
+    trained = train(
+        dataset,
+        spec,
+        ensemble=ensemble,
+        test_fraction=test_fraction,
+        test_seed=test_seed,
+        target_units=units or data.target_units(dataset.target_name),
+        cache_dir=cache_dir,
+        checkpoint_dir=checkpoint_dir,
+        on_member=on_member,
+    )
+    provenance = {
+        "data": str(source),
+        "target": target,
+        "target_transform": "log10" if log10_target else None,
+        "skipped_entries": [vars(e) for e in dataset.skipped],
+    }
+    trained.save(out, source=provenance, command=command, overwrite=overwrite, allow=allow)
+    return trained
