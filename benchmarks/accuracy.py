@@ -25,222 +25,38 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # the Agg backend is chosen by matgl_hybrid.evaluation, imported below
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.neural_network import MLPRegressor
+from tasks import (
+    BASELINES,
+    BUDGETS,
+    COLUMN_NAMES,
+    DATASETS,
+    DESCRIPTORS_ONLY,
+    MODELS,
+    RESULTS,
+    SHARED,
+    SHORT_NAMES,
+    Task,
+    gnn_spec,
+    load_task,
+    store,
+)
 
-from matgl_hybrid.data import StructureData, load_records, log10_targets
 from matgl_hybrid.data.splits import MATBENCH_SEED
-from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore, cross_validate, pooled_parity, summarize, write_report
+from matgl_hybrid.figures import Entry, bars, panels, save
 from matgl_hybrid.files import atomic_write_text
-from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.training import TrainSpec, device_name, fit
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-SHARED = ROOT.parent / "shared" / "data"
-
-
-@dataclass(frozen=True)
-class Task:
-    """One target of a dataset: the record field, whether it is modelled as log10, and its units."""
-
-    name: str
-    field: str
-    log10: bool
-    units: str
-
-
-DATASETS: dict[str, tuple[str, list[Task]]] = {
-    "alexandria_heat_capacity": (
-        "alexandria_heat_capacity.json.gz",
-        [Task("heat_capacity", "heat_capacity", False, "J/K/mol of cells")],
-    ),
-    "mp_binary_elasticity": (
-        "mp_binary_elasticity.json.gz",
-        [
-            Task("log10_bulk_modulus", "bulk_modulus_vrh", True, "log10 GPa"),
-            Task("log10_shear_modulus", "shear_modulus_vrh", True, "log10 GPa"),
-        ],
-    ),
-    "de_jong_2015_elasticity": (
-        "de_jong_2015_elasticity.json.gz",
-        [Task("log10_K_VRH", "K_VRH", True, "log10 GPa"), Task("log10_G_VRH", "G_VRH", True, "log10 GPa")],
-    ),
-    "flla_2015_formation_energy": (
-        "flla_2015_formation_energy.json.gz",
-        [Task("formation_energy_per_atom", "formation_energy_per_atom", False, "eV/atom")],
-    ),
-}
-
-DESCRIPTORS_ONLY = "gong28+composition"
-RECIPE_DESCRIPTORS = f"{DESCRIPTORS_ONLY}+chgnet_noenergy"  # the recommended recipe's set (TrainSpec's default)
-CUTOFF = 5.0  # Å, MEGNet's graph cutoff here
-NE_LAYERS = "0,1,2,3"  # NEGNN input: NE0 … NE3 of the pretrained MEGNet encoder, concatenated
-
-#: GNN training budget per dataset: small sets train on 2 CPU cores, the ≈ 4000-structure sets on one GPU.
-SMALL_BUDGET = {"batch_size": 32, "max_epochs": 120, "patience": 25}
-LARGE_BUDGET = {"batch_size": 128, "max_epochs": 100, "patience": 20}
-BUDGETS = {
-    "alexandria_heat_capacity": SMALL_BUDGET,
-    "de_jong_2015_elasticity": SMALL_BUDGET,
-    "mp_binary_elasticity": LARGE_BUDGET,
-    "flla_2015_formation_energy": LARGE_BUDGET,
-}
-
-
-def gnn_spec(
-    dataset: str,
-    readout: str,
-    descriptors: str | None,
-    fusion: str = "concat",
-    backbone: str = "megnet",
-    **overrides,
-) -> TrainSpec:
-    """The GNN training budget of this benchmark for ``dataset`` (see ``BUDGETS``); MatGL's default model size."""
-    return TrainSpec(
-        backbone=backbone,
-        readout=readout,
-        descriptor_set=descriptors,
-        fusion=fusion,
-        lr=2e-3,
-        element_types="all",  # a test fold may hold elements its training folds lack
-        progress=False,
-        **{**BUDGETS[dataset], **overrides},
-    )
-
-
-def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureData:
-    """The dataset's records with a finite (and, for log10 targets, positive) target, in file order."""
-    data = load_records(data_dir / DATASETS[dataset][0], task.field, skip_invalid=True)
-    if task.log10:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # moduli ≤ 0 are dropped, as Matbench does
-            data = log10_targets(data)
-    data.target_name = task.name
-    # A graph network cannot read a structure with no neighbour pair within its cutoff (a few alkali-metal cells
-    # of flla_2015): they are dropped for every model, so that all models see the same folds.
-    return drop_unconnected(data, CUTOFF)
-
-
-def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:
-    def run(train: StructureData, test: StructureData, cache: Path, **_) -> np.ndarray:
-        frames = [
-            featurize(d.structures, descriptors, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
-            for d in (train, test)
-        ]
-        transform = DescriptorTransform().fit(frames[0])
-        mean, std = train.targets.mean(), train.targets.std()
-        model = make()
-        model.fit(transform.transform(frames[0]), (train.targets - mean) / std)
-        return model.predict(transform.transform(frames[1])) * std + mean
-
-    run.descriptor_set = descriptors
-    return run
-
-
-def encoder_dir(dataset: str) -> Path:
-    """The SSL encoder pretrained without ``dataset`` (``benchmarks/ssl_study.py`` makes it)."""
-    return RESULTS / "ssl_work" / f"encoder_without_{dataset}"
-
-
-def _forest() -> RandomForestRegressor:
-    return RandomForestRegressor(n_estimators=300, n_jobs=-1, random_state=0)
-
-
-def _mlp() -> MLPRegressor:
-    return MLPRegressor(hidden_layer_sizes=(256, 128), early_stopping=True, max_iter=1000, random_state=0)
-
-
-def _gnn_model(
-    readout: str,
-    descriptors: str | None,
-    fusion: str = "concat",
-    ne_layers: str | None = None,
-    backbone: str = "megnet",
-) -> Callable:
-    def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
-        if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
-            overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
-        spec = gnn_spec(dataset, readout, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
-        result = fit(train, spec=spec, cache_dir=cache)
-        return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
-
-    run.descriptor_set = descriptors
-    return run
-
-
-MODELS: dict[str, Callable] = {
-    "megnet": _gnn_model("native", None),
-    "megnet_readout": _gnn_model("extensive", None),
-    "descriptors_rf": _descriptor_model(_forest),
-    "descriptors_mlp": _descriptor_model(_mlp),
-    # Universal-potential knowledge (issue #18): the same models given CHGNet 0.3.0's descriptors as well;
-    # the _noenergy variants leave out CHGNet's energy per atom (close to a formation-energy label).
-    "descriptors_rf_chgnet": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet"),
-    "descriptors_mlp_chgnet": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet"),
-    "descriptors_rf_chgnet_noenergy": _descriptor_model(_forest, RECIPE_DESCRIPTORS),
-    "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, RECIPE_DESCRIPTORS),
-    "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
-    "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
-    # The hybrid given what the descriptor-only models see, then CHGNet's descriptors too (issue #18).
-    "hybrid_megnet_composition": _gnn_model("extensive", DESCRIPTORS_ONLY, "concat"),
-    "hybrid_megnet_chgnet": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet", "concat"),
-    "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat"),
-    # Simulation knowledge (issue #21): the recipe and the same descriptor-only models with ``sim:chgnet`` added.
-    "descriptors_rf_sim": _descriptor_model(_forest, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
-    "descriptors_mlp_sim": _descriptor_model(_mlp, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
-    "hybrid_megnet_sim": _gnn_model("extensive", f"{RECIPE_DESCRIPTORS}+sim:chgnet", "concat"),
-    "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
-    "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
-    "tensornet": _gnn_model("native", None, backbone="tensornet"),
-    "tensornet_readout": _gnn_model("extensive", None, backbone="tensornet"),
-    "hybrid_tensornet": _gnn_model("extensive", "gong28", "concat", backbone="tensornet"),
-}
-
+from matgl_hybrid.training import device_name
 
 #: Models the hybrid is compared with in the target lines, and the headline table's columns (issue #4's models 1–4).
 COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
 TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid
-SHORT_NAMES = {
-    "alexandria_heat_capacity": "alexandria",
-    "mp_binary_elasticity": "mp_binary",
-    "de_jong_2015_elasticity": "de Jong 2015",
-    "flla_2015_formation_energy": "flla 2015",
-}
-COLUMN_NAMES = {
-    "megnet": "plain MEGNet (MatGL, Set2Set)",
-    "megnet_readout": "MEGNet, extensive readout",
-    "descriptors_rf": "descriptors RF",
-    "descriptors_mlp": "descriptors MLP",
-    "descriptors_rf_chgnet": "descriptors + chgnet RF",
-    "descriptors_mlp_chgnet": "descriptors + chgnet MLP",
-    "descriptors_rf_chgnet_noenergy": "descriptors + chgnet (no energy) RF",
-    "descriptors_mlp_chgnet_noenergy": "descriptors + chgnet (no energy) MLP",
-    "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
-    "hybrid_megnet_gate": "hybrid MEGNet (gate)",
-    "hybrid_megnet_composition": "hybrid MEGNet (gong28+composition, concat)",
-    "hybrid_megnet_chgnet": "hybrid MEGNet (gong28+composition+chgnet, concat)",
-    "hybrid_megnet_chgnet_noenergy": "hybrid MEGNet (gong28+composition+chgnet without its energy, concat)",
-    "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
-    "descriptors_rf_sim": "descriptors + chgnet (no energy) + sim:chgnet RF",
-    "descriptors_mlp_sim": "descriptors + chgnet (no energy) + sim:chgnet MLP",
-    "hybrid_megnet_sim": "recipe + sim:chgnet (hybrid MEGNet, concat)",
-    "tensornet": "plain TensorNet (MatGL)",
-    "tensornet_readout": "TensorNet, extensive readout",
-    "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
-}
-
-
 #: The descriptor-only models given the same descriptors as a GNN recipe (issue #18's fair comparison).
 SAME_DESCRIPTORS = {
     "hybrid_megnet_composition": ("descriptors_rf", "descriptors_mlp"),
@@ -263,10 +79,6 @@ def recommended_model(results: Path = RESULTS) -> str | None:
     """The recipe ``select_recipe.py`` chose on inner validation (None before it has run)."""
     path = results / "recipe_selection.json"
     return json.loads(path.read_text())["winner"] if path.exists() else None
-
-
-def store(dataset: str, task: str, model: str) -> FoldStore:
-    return FoldStore(RESULTS / "folds" / dataset / task / model)
 
 
 def run(
@@ -364,7 +176,13 @@ def report(dataset: str) -> None:
         by_task = {(dataset, t): tables[t.name] for t in DATASETS[dataset][1] if t.name in tables}
         notes += ["", "Model 5 (TensorNet, same folds and budget):", *tensornet_lines(by_task)]
     write_report(
-        RESULTS / dataset, f"{dataset}: hybrid vs plain GNN vs descriptors", tables, units, parity, notes=notes
+        RESULTS / dataset,
+        f"{dataset}: hybrid vs plain GNN vs descriptors",
+        tables,
+        units,
+        parity,
+        notes=notes,
+        baselines=BASELINES,
     )
     print((RESULTS / f"{dataset}.md").read_text())
 
@@ -555,34 +373,21 @@ def tensornet_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
 
 
 def plot_summary(tables: dict[tuple[str, Task], dict], columns: list[str], path: Path) -> None:
-    """Grouped bars: MAE of each model / MAE of plain MEGNet, per task (log scale; hatched: < 5 folds)."""
-    rows = {key: r for key, r in tables.items() if "megnet" in r}
-    fig, ax = plt.subplots(figsize=(3.6 + 1.5 * len(rows), 4.2))
-    width = 0.8 / len(columns)
-    for j, model in enumerate(columns):
-        for i, r in enumerate(rows.values()):
-            if model in r:
-                done = len(r[model]["fold_mae"]) == 5
-                ax.bar(
-                    i + (j - (len(columns) - 1) / 2) * width,
-                    r[model]["mae_mean"] / r["megnet"]["mae_mean"],
-                    width,
-                    color=f"C{j}",
-                    hatch="" if done else "//",
-                    alpha=1 if done else 0.5,
-                    label=COLUMN_NAMES.get(model, model),
-                )
-    ax.axhline(1, color="k", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(rows)), [f"{SHORT_NAMES[d]}\n{t.name}" for d, t in rows], fontsize=8)
-    ax.set_ylabel("MAE / MAE of plain MEGNet")
-    ax.set_title("Matbench 5-fold MAE relative to plain MEGNet (lower is better; hatched: < 5 folds)", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))  # one legend entry per model
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """One panel per task: MAE of each model of ``columns`` (bars, fold dots; baselines grey, *k/5*: unfinished)."""
+    fig, axes = panels(len(tables), ncols=min(3, len(tables)) or 1, size=(5.2, 3.6))
+    for ax, ((dataset, task), rows) in zip(axes, tables.items(), strict=True):
+        entries = [
+            Entry(
+                m if len(rows[m]["fold_mae"]) == 5 else f"{m} ({len(rows[m]['fold_mae'])}/5)",
+                rows[m]["mae_mean"],
+                rows[m]["fold_mae"],
+                "baseline" if m in BASELINES else "ours",
+            )
+            for m in columns
+            if m in rows
+        ]
+        bars(ax, entries, units=task.units, title=f"{SHORT_NAMES[dataset]}: {task.name}")
+    save(fig, path)
 
 
 def _mean_std(mean: float, std: float) -> str:

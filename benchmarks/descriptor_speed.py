@@ -6,6 +6,7 @@ the values agree. Then the cost of the ``chgnet`` set (one CHGNet 0.3.0 pass per
 and cached. Writes ``benchmarks/results/descriptor_speed.{md,json,png}``.
 
     python benchmarks/descriptor_speed.py [--n 100] [--data ../shared/data/alexandria_heat_capacity.json.gz]
+    python benchmarks/descriptor_speed.py --report-only   # md and png from the json
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matminer.featurizers.base import MultipleFeaturizer
 from matminer.featurizers.site import AverageBondAngle, AverageBondLength, CoordinationNumber
@@ -33,9 +31,11 @@ from matminer.featurizers.structure import (
     StructuralHeterogeneity,
 )
 from pymatgen.core.local_env import VoronoiNN
+from timing import featurize_runs, speed_runs, timed
 
 from matgl_hybrid.data import load_records
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.figures import COLOURS, axis_label, panels, save
+from matgl_hybrid.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,46 +63,66 @@ def matminer_gong28(structures, n_jobs: int) -> np.ndarray:
     return np.array([[*r, *x] for r, x in zip(rows, lattice, strict=True)], dtype=float)
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-def speed_runs(prefix: str, loads_model: bool = False) -> list[tuple[str, int, str]]:
-    """``(label, n_jobs, cache folder)`` of the runs of one set: cold on 1 core (when the first run ``loads_model``,
-    a second one with the model loaded), cold on 2 cores with and without the workers' start-up, then cached."""
-    first = f"{prefix}, 1 core, cold cache"
-    runs = [(f"{first}, incl. model load", 1, "one"), (f"{first}, model loaded", 1, "two")] if loads_model else []
-    return [
-        *(runs or [(first, 1, "one")]),
-        (f"{prefix}, 2 cores, cold cache, incl. worker start-up", 2, "three"),
-        (f"{prefix}, 2 cores, cold cache, workers running", 2, "four"),
-        (f"{prefix}, cached (2nd run)", 1, "one"),
+def write_report(summary: dict) -> list[str]:
+    """``descriptor_speed.{md,png}`` from the measured ``summary`` (``descriptor_speed.json``); returns the lines."""
+    n, mean_sites, identical_runs = summary["n_structures"], summary["mean_sites"], summary["runs_identical"]
+    ms, chgnet_ms = summary["ms_per_structure"], summary["chgnet_ms_per_structure"]
+    lines = [
+        "# Descriptor speed: `gong28`, matminer vs matgl-hybrid",
+        "",
+        f"{n} structures of `{summary['data']}` (mean {mean_sites:.1f} sites), 2-core CI-class machine. "
+        "Command: `python benchmarks/descriptor_speed.py`.",
+        "",
+        "| run | ms / structure | vs matminer 1 core |",
+        "|---|---:|---:|",
+        *(f"| {k} | {v:.1f} | {ms['matminer, 1 core'] / v:.1f}× |" for k, v in ms.items()),
+        "",
+        f"- Speed-up on one core, cold cache: **{summary['speedup_1_core']:.0f}×** (target ≥ 10×).",
+        f"- Scaling from 1 to 2 cores: **{summary['scaling_2_cores']:.2f}×** with the worker processes running, "
+        f"{summary['scaling_2_cores_incl_startup']:.2f}× including their start-up (about 2 s of imports, paid once "
+        "per Python session; it matters only for small datasets).",
+        f"- Cached second run vs cold: **{summary['cache_speedup']:.0f}×** faster (target ≥ 100×).",
+        f"- All values agree with matminer (rtol 1e-6, or both NaN): **{summary['values_agree_with_matminer']}**;"
+        f" all of our runs give identical values: **{identical_runs}**.",
+        "",
+        "## `chgnet` (CHGNet 0.3.0, energy and magnetic moments, crystal and atom features: 130 columns)",
+        "",
+        "The model is loaded and its values on the reference structures computed once per process (the first "
+        "row includes that for the main process; the worker rows, for each worker).",
+        "",
+        "| run | ms / structure |",
+        "|---|---:|",
+        *(f"| {k} | {v:.1f} |" for k, v in chgnet_ms.items()),
+        "",
+        "![ms per structure](descriptor_speed.png)",
+        "",
     ]
-
-
-def featurize_runs(structures, descriptor_set: str, runs) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Seconds and values of ``featurize`` for each ``(label, n_jobs, cache subfolder)`` of ``runs``, in order.
-
-    Cache subfolders live in one temporary folder: a run naming an earlier run's folder reads its cache.
-    """
-    seconds, values = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, jobs, folder in runs:
-            frame, seconds[label] = timed(
-                lambda j=jobs, c=Path(tmp) / folder: featurize(structures, descriptor_set, j, c, progress=False)
-            )
-            values[label] = frame.to_numpy()
-            print(f"{label}: {seconds[label] / len(structures) * 1000:.1f} ms/structure")
-    return seconds, values
+    atomic_write_text(RESULTS / "descriptor_speed.md", "\n".join(lines))
+    fig, axes = panels(2, ncols=1, size=(9.0, 3.4))
+    titles = (f"gong28 descriptors: {n} structures of {summary['data']}", "chgnet descriptors (CHGNet 0.3.0, CPU)")
+    for ax, values, title in zip(axes, (ms, chgnet_ms), titles, strict=True):
+        colours = [COLOURS["baseline"] if k.startswith("matminer") else COLOURS["ours"] for k in values]
+        ax.barh(list(values), list(values.values()), color=colours)
+        ax.set_xscale("log")
+        ax.set_xlabel(axis_label("time per structure (log scale)", "ms"))
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(right=max(values.values()) * 5)
+        for i, v in enumerate(values.values()):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+    save(fig, RESULTS / "descriptor_speed.png")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "alexandria_heat_capacity.json.gz"))
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--report-only", action="store_true", help="rebuild the md and png from the json")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads((RESULTS / "descriptor_speed.json").read_text()))
+        return
     warnings.filterwarnings("ignore")
 
     data = load_records(args.data, limit=args.n)
@@ -143,60 +163,8 @@ def main() -> None:
         "device": "cpu",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "descriptor_speed.json").write_text(json.dumps(summary, indent=1) + "\n")
-
-    lines = [
-        "# Descriptor speed: `gong28`, matminer vs matgl-hybrid",
-        "",
-        f"{n} structures of `{summary['data']}` (mean {mean_sites:.1f} sites), 2-core CI-class machine. "
-        "Command: `python benchmarks/descriptor_speed.py`.",
-        "",
-        "| run | ms / structure | vs matminer 1 core |",
-        "|---|---:|---:|",
-        *(f"| {k} | {v:.1f} | {ms['matminer, 1 core'] / v:.1f}× |" for k, v in ms.items()),
-        "",
-        f"- Speed-up on one core, cold cache: **{summary['speedup_1_core']:.0f}×** (target ≥ 10×).",
-        f"- Scaling from 1 to 2 cores: **{summary['scaling_2_cores']:.2f}×** with the worker processes running, "
-        f"{summary['scaling_2_cores_incl_startup']:.2f}× including their start-up (about 2 s of imports, paid once "
-        "per Python session; it matters only for small datasets).",
-        f"- Cached second run vs cold: **{summary['cache_speedup']:.0f}×** faster (target ≥ 100×).",
-        f"- All values agree with matminer (rtol 1e-6, or both NaN): **{summary['values_agree_with_matminer']}**;"
-        f" all of our runs give identical values: **{identical_runs}**.",
-        "",
-        "## `chgnet` (CHGNet 0.3.0, energy and magnetic moments, crystal and atom features: 130 columns)",
-        "",
-        "The model is loaded and its values on the reference structures computed once per process (the first "
-        "row includes that for the main process; the worker rows, for each worker).",
-        "",
-        "| run | ms / structure |",
-        "|---|---:|",
-        *(f"| {k} | {v:.1f} |" for k, v in chgnet_ms.items()),
-        "",
-        "![ms per structure](descriptor_speed.png)",
-        "",
-    ]
-    (RESULTS / "descriptor_speed.md").write_text("\n".join(lines))
-
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6.4), height_ratios=[6, 5])
-    labels = list(ms)
-    ax.barh(labels, [ms[k] for k in labels], color=["#999999", "#bbbbbb", "#1f77b4", "#2ca02c", "#2ca02c", "#ff7f0e"])
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per structure (log scale)")
-    ax.invert_yaxis()
-    ax.set_title(f"gong28 descriptors: {n} structures of {summary['data']}", fontsize=10)
-    ax.set_xlim(right=max(ms.values()) * 5)
-    for i, k in enumerate(labels):
-        ax.text(ms[k], i, f" {ms[k]:.1f}", va="center")
-    ax2.barh(list(chgnet_ms), list(chgnet_ms.values()), color="#9467bd")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("ms per structure (log scale)")
-    ax2.invert_yaxis()
-    ax2.set_title("chgnet descriptors (CHGNet 0.3.0, CPU)", fontsize=10)
-    ax2.set_xlim(right=max(chgnet_ms.values()) * 5)
-    for i, v in enumerate(chgnet_ms.values()):
-        ax2.text(v, i, f" {v:.1f}", va="center")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "descriptor_speed.png", dpi=120)
+    atomic_write_text(RESULTS / "descriptor_speed.json", json.dumps(summary, indent=1) + "\n")
+    write_report(summary)
     print(json.dumps(summary, indent=1))
 
 

@@ -50,14 +50,16 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
+from matplotlib.figure import Figure
 
 from matgl_hybrid.data import StructureData, from_dataframe
-from matgl_hybrid.descriptors import DescriptorTransform, featurize
+from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
+from matgl_hybrid.evaluation.baselines import descriptor_forest
 from matgl_hybrid.evaluation.matbench import MatbenchRun, load_leaderboard, load_task
+from matgl_hybrid.evaluation.report import report_figure
+from matgl_hybrid.figures import save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, device_name
@@ -104,6 +106,8 @@ FORESTS = {
     "descriptors_rf_sim": f"{RECIPE_DESCRIPTORS}+sim:chgnet",
 }
 SUBMISSION = "submission"
+#: Drawn grey in the figures: the models that are not the hybrid.
+BASELINES = ("megnet", *FORESTS)
 RUNNABLE = (SUBMISSION, *GNN_CHANGES, *FORESTS)
 MODELS = (SUBMISSION, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
 
@@ -160,13 +164,12 @@ def run_forest(model: str, tasks: list[str]) -> None:
                 for d in (train, test)
             ]
             start = time.perf_counter()
-            transform = DescriptorTransform().fit(frames[0])
-            forest = RandomForestRegressor(n_estimators=500, n_jobs=-1, random_state=0)
+            forest = descriptor_forest(seed=0, n_estimators=500)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                forest.fit(transform.transform(frames[0]), train.targets)
+                forest.fit(frames[0], train.targets)
             seconds = time.perf_counter() - start  # the forest's fit; featurization is cached and timed elsewhere
-            predicted = forest.predict(transform.transform(frames[1]))
+            predicted = forest.predict(frames[1])
             store.save(
                 fold,
                 {
@@ -197,11 +200,12 @@ def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
     return {fold: run.choose({n: r[fold] for n, r in by_candidate.items()}) for fold in sorted(folds)}
 
 
-def report(tasks: list[str], algorithm: str) -> None:
-    """``matbench_<task>.{md,json,png}``: per-fold MAE of every model, the leaderboard beside them."""
+def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
+    """``matbench_<task>.{md,json,png}``: per-fold MAE of every model, the leaderboard beside them; returns
+    ``{task: table}`` (see :func:`_write_task_report`)."""
     from matbench.bench import MatbenchBenchmark
 
-    leaderboard = load_leaderboard()
+    leaderboard, tables = load_leaderboard(), {}
     for task in MatbenchBenchmark(autoload=False, subset=tasks).tasks:
         checked = load_task(task, DATA, download=False, allow_unofficial=True, provenance=PROVENANCE)
         rows = {}
@@ -225,10 +229,15 @@ def report(tasks: list[str], algorithm: str) -> None:
         if not rows:
             continue
         best = min(leaderboard[task.dataset_name], key=lambda e: e["mae_mean"])
-        _write_task_report(task.dataset_name, rows, leaderboard[task.dataset_name], best, checked.note())
+        tables[task.dataset_name] = _write_task_report(
+            task.dataset_name, rows, leaderboard[task.dataset_name], best, checked.note()
+        )
+    return tables
 
 
-def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, data_note: str) -> None:
+def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, data_note: str) -> dict[str, dict]:
+    """``matbench_<task>.{md,json,png}``; returns the table written: ``{model: {"fold_mae", "mae_mean", "mae_std",
+    "devices"[, "chosen"]}}``."""
     units = UNITS[task]
     lines = [
         f"# Matbench {task}: official folds (issue #19)",
@@ -283,21 +292,19 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
     ]
     atomic_write_text(RESULTS / f"matbench_{task}.md", "\n".join(lines) + "\n")
     atomic_write_text(RESULTS / f"matbench_{task}.json", json.dumps(summary, indent=1) + "\n")
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, (model, s) in enumerate(summary.items()):
-        ax.bar(i, s["mae_mean"], color="#1f77b4" if model == SUBMISSION else "#999999")
-        ax.plot([i] * 5, s["fold_mae"], "k.", ms=5)
-    top = 1.25 * max(max(m for m in s["fold_mae"] if m is not None) for s in summary.values())
-    for entry in entries:  # entries above the axis (e.g. Dummy) are left out of the plot, not of the table
-        ax.axhline(entry["mae_mean"], ls=":", lw=0.8, color="#d62728")
-    ax.axhline(SELF_REPORTED[task], ls="--", lw=0.8, color="#9467bd")
-    ax.set_ylim(0, top)
-    ax.set_xticks(range(len(summary)), list(summary), rotation=35, ha="right")
-    ax.set_ylabel(f"MAE ({units})")
-    ax.set_title(f"{task}: MAE per model (dots: folds; dotted: leaderboard; dashed: DenseGNN self-report)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"matbench_{task}.png", dpi=110)
-    plt.close(fig)
+    save(task_figure(task, summary, entries), RESULTS / f"matbench_{task}.png")
+    return summary
+
+
+def task_figure(task: str, summary: dict, entries: list[dict]) -> Figure:
+    """MAE per model with fold dots (the GNN and forest baselines grey) beside the leaderboard's entries and
+    DenseGNN's self-report (hatched; the dummy predictor named off the axis)."""
+    rows = {
+        model: {"mae_mean": s["mae_mean"], "fold_mae": [m for m in s["fold_mae"] if m is not None]}
+        for model, s in summary.items()
+    }
+    others = [*entries, {"algorithm": "DenseGNN (self-reported)", "mae_mean": SELF_REPORTED[task]}]
+    return report_figure({task: rows}, {task: UNITS[task]}, reference={task: others}, baselines=BASELINES)
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ stages of the package, each separately, and writes ``scale.n<size>.json``:
 3. ``fit``: ``fit(data, spec=TrainSpec(max_epochs=1, progress=False, accelerator="cpu", n_jobs))`` with the warm
    cache of stage 1: descriptors from the cache, graphs, one epoch and one validation pass. The target is the
    volume per atom (every structure has one; the values do not change the cost). ``epoch`` is the training epoch
-   alone (Lightning's epoch start to the start of validation, from a callback added to the Trainer ``fit``
-   makes), a part of ``fit``.
+   alone (Lightning's epoch start to the start of validation, from a callback given to ``fit(callbacks=...)``), a
+   part of ``fit``.
 4. ``predict``: ``result.model.predict(structures, cache_dir=<warm cache>, ids=ids)``.
 
 Per stage: wall time, and peak memory = peak RSS of the process plus its child processes (the joblib workers)
@@ -55,13 +55,11 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import matplotlib
 
 matplotlib.use("Agg")
 import lightning as L
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import psutil
@@ -72,6 +70,7 @@ from matgl.ext.pymatgen import get_element_list
 import matgl_hybrid
 from matgl_hybrid.data import StructureData, load
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
+from matgl_hybrid.figures import axis_label, panels, save
 from matgl_hybrid.graphs import build_dataset, has_edges
 from matgl_hybrid.training import TrainSpec, device_name, fit
 
@@ -233,7 +232,7 @@ class Stage:
 
 
 class EpochClock(Callback):
-    """Time stamps at the training epoch's start and around validation (added to every Trainer ``fit`` makes)."""
+    """Time stamps at the training epoch's start and around validation (given to ``fit(callbacks=...)``)."""
 
     def __init__(self):
         self.marks: dict[str, float] = {}
@@ -248,18 +247,6 @@ class EpochClock(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.marks.setdefault("val_end", time.perf_counter())
-
-    @contextlib.contextmanager
-    def attached(self):
-        """Add this callback to every ``lightning.Trainer`` created inside the block (``fit`` makes its own)."""
-        init = L.Trainer.__init__
-
-        def with_clock(trainer, *args, callbacks=None, **kwargs):
-            callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
-            init(trainer, *args, callbacks=[*callbacks, self], **kwargs)
-
-        with mock.patch.object(L.Trainer, "__init__", with_clock):
-            yield self
 
 
 # ---------------------------------------------------------------------------------------------------- the data
@@ -384,8 +371,9 @@ def run_size(label: str, args: argparse.Namespace) -> dict[str, Any]:
         del dataset, descriptors
 
         spec = TrainSpec(max_epochs=1, progress=False, accelerator="cpu", n_jobs=args.n_jobs)
-        with EpochClock().attached() as clock, Stage() as stage:
-            result = fit(data, spec=spec, cache_dir=cache)
+        clock = EpochClock()
+        with Stage() as stage:
+            result = fit(data, spec=spec, cache_dir=cache, callbacks=[clock])
         stages["fit"] = stage.summary()
         marks = clock.marks
         stages["fit"].update(
@@ -698,10 +686,17 @@ def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold:
 
 
 def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    """Time and memory per stage against N (log-log): measured, fitted a·N^b, and the projection to ``TARGET_N``."""
+    fig, axes = panels(2, size=(6.4, 4.8))
     for ax, value, fit_key, projected, unit in (
-        (axes[0], "seconds", "time_fit", "projected_seconds", "wall time (s)"),
-        (axes[1], "peak_delta_mib", "memory_fit", "projected_delta_mib", "peak memory above stage start (MiB)"),
+        (axes[0], "seconds", "time_fit", "projected_seconds", axis_label("wall time", "s")),
+        (
+            axes[1],
+            "peak_delta_mib",
+            "memory_fit",
+            "projected_delta_mib",
+            axis_label("peak memory above stage start", "MiB"),
+        ),
     ):
         for key, f in fits.items():
             ns, ys = np.asarray(f["n"], dtype=float), np.asarray(f[value], dtype=float)
@@ -740,16 +735,14 @@ def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("N structures")
+        ax.set_xlabel(axis_label("N", "structures"))
         ax.set_ylabel(unit)
         ax.set_xlim(right=TARGET_N * 3)
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_title("time: measured (dots), a·N^b fit (dotted beyond the data), ★ projection", fontsize=10)
     axes[1].set_title("memory: measured (dots), a·N^b fit (dotted beyond the data), ★ projection", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------------ main

@@ -26,13 +26,13 @@ import json
 import warnings
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from accuracy import COLUMN_NAMES, DATASETS, MODELS, RESULTS, SHARED, load_task
+from tasks import COLUMN_NAMES, DATASETS, MODELS, RESULTS, SHARED, load_task
 
 from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore, cross_validate
+from matgl_hybrid.figures import Entry, bars, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import device_name
@@ -187,22 +187,14 @@ def report(outer: int) -> str:
 
 
 def _plot(table: dict[str, dict[str, dict]], models: list[str], path: Path) -> None:
-    """Grouped bars: inner-validation MAE / descriptors_rf's, per task."""
-    tasks = [t for t, rows in table.items() if BASELINE in rows]
-    fig, ax = plt.subplots(figsize=(3 + 1.6 * max(len(tasks), 1), 4))
-    width = 0.8 / len(models)
-    for j, model in enumerate(models):
-        xs = [i for i, t in enumerate(tasks) if model in table[t]]
-        ys = [table[tasks[i]][model]["mae"] / table[tasks[i]][BASELINE]["mae"] for i in xs]
-        ax.bar(np.array(xs) + (j - (len(models) - 1) / 2) * width, ys, width, label=COLUMN_NAMES.get(model, model))
-    ax.axhline(1, color="k", lw=0.8)
-    ax.set_xticks(range(len(tasks)), [t.replace("/", "\n") for t in tasks], fontsize=7)
-    ax.set_ylabel(f"validation MAE / {BASELINE}")
-    ax.set_title("Recipe selection: inner validation on training folds (lower is better)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """One panel per task: inner-validation MAE of each model (candidates coloured, references grey)."""
+    tasks = [t for t, rows in table.items() if BASELINE in rows] or list(table)
+    fig, axes = panels(max(len(tasks), 1), ncols=min(3, max(len(tasks), 1)), size=(5.2, 3.4))
+    for ax, task in zip(axes, tasks, strict=False):
+        rows = table[task]
+        kinds = {m: "baseline" if m in REFERENCES else "ours" for m in models if m in rows}
+        bars(ax, [Entry(m, rows[m]["mae"], kind=k) for m, k in kinds.items()], quantity="validation MAE", title=task)
+    save(fig, path)
 
 
 def main() -> None:

@@ -36,12 +36,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from descriptor_speed import featurize_runs, speed_runs
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_val_predict
+from timing import featurize_runs, speed_runs
 
 from matgl_hybrid.data import StructureData, load
 from matgl_hybrid.descriptors import (
@@ -53,6 +52,7 @@ from matgl_hybrid.descriptors import (
     structure_key,
 )
 from matgl_hybrid.descriptors.simulation import SETTINGS, THZ_TO_INVERSE_CM
+from matgl_hybrid.figures import COLOURS, axis_label, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import device_name
@@ -440,39 +440,31 @@ def _cell(value: dict | str | None) -> str:
 
 def _plot(direct: list[dict], cost: dict | None) -> bool:
     """Scatter panels of the comparisons and the cost bars into ``sim_descriptors.png``; False when nothing to plot."""
-    panels = len(direct) + (1 if cost else 0)
-    if not panels:
+    count = len(direct) + (1 if cost else 0)
+    if not count:
         return False
-    cols = min(panels, 3)
-    rows = -(-panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
-    for ax, r in zip(axes.flat, direct, strict=False):
+    fig, axes = panels(count, ncols=min(count, 3), size=(4.4, 4.0))
+    for ax, r in zip(axes, direct, strict=False):
         t, s = np.asarray(r["truth"]), np.asarray(r["simulated"])
-        ax.scatter(t, s, s=6, alpha=0.5)
+        ax.scatter(t, s, s=6, alpha=0.5, color=COLOURS["ours"], edgecolors="none")
         low, high = min(t.min(), s.min()), max(t.max(), s.max())
         ax.plot([low, high], [low, high], "k--", lw=0.8)
         if "mae_log10" in r:
             ax.set_xscale("log")
             ax.set_yscale("log")
-        ax.set_xlabel(f"DFT {r['label']} ({r['units']})")
-        ax.set_ylabel(f"CHGNet {r['quantity']}")
+        ax.set_xlabel(axis_label(f"DFT {r['label']}", r["units"]))
+        ax.set_ylabel(axis_label(f"CHGNet {r['quantity']}", r["units"]))
         ax.set_title(f"{r['dataset']} ({r['tier']}): r = {r['pearson']:.2f}, n = {r['n']}", fontsize=9)
-    used = len(direct)
     if cost:
-        ax = axes.flat[used]
+        ax = axes[len(direct)]
         runs = {**cost["cheap"]["ms_per_structure"], **cost["full"]["ms_per_structure"]}
-        ax.barh(list(runs), list(runs.values()), color="#9467bd")
+        ax.barh(list(runs), list(runs.values()), color=COLOURS["ours"])
         ax.set_xscale("log")
-        ax.set_xlabel("ms per structure")
+        ax.set_xlabel(axis_label("time per structure (log scale)", "ms"))
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=6)
         ax.set_title("cost per structure", fontsize=9)
-        used += 1
-    for ax in list(axes.flat)[used:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "sim_descriptors.png", dpi=110)
-    plt.close(fig)
+    save(fig, RESULTS / "sim_descriptors.png")
     return True
 
 

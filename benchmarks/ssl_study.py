@@ -27,20 +27,20 @@ import sys
 import warnings
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from accuracy import DATASETS, RESULTS, SHARED, encoder_dir, load_task, store
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tasks import DATASETS, RESULTS, SHARED, encoder_dir, load_task, store
 
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore, cross_validate, summarize
+from matgl_hybrid.figures import Entry, bars, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embedding_width
 from matgl_hybrid.markdown import markdown_table
@@ -112,8 +112,9 @@ def run_krr(dataset: str) -> None:
             print(f"{dataset}/{task.name}/{rep}: MAE {summarize(records)['mae_mean']:.4g}", flush=True)
 
 
-def report() -> None:
-    """ssl.{md,json,png} from the KRR folds and the GNN folds of accuracy.py."""
+def report() -> dict[str, dict[str, dict]]:
+    """ssl.{md,json,png} from the KRR folds and the GNN folds of accuracy.py; returns ``{"dataset/task": {row:
+    summarize(...)}}``, the table written."""
     results: dict = {}
     for dataset in EVALUATED:
         for task in DATASETS[dataset][1]:
@@ -161,6 +162,7 @@ def report() -> None:
     atomic_write_text(RESULTS / "ssl.md", "\n".join(lines))
     plot(results, RESULTS / "ssl.png")
     print("\n".join(lines))
+    return results
 
 
 def target_checks(results: dict) -> list[str]:
@@ -184,18 +186,16 @@ def target_checks(results: dict) -> list[str]:
 
 
 def plot(results: dict, path: Path) -> None:
-    """One panel per target: MAE (mean, fold spread) of every row."""
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 5), squeeze=False)
-    for ax, (key, rows) in zip(axes[0], results.items(), strict=True):
-        names = list(rows)
-        means = [rows[n]["mae_mean"] for n in names]
-        ax.barh(names, means, xerr=[rows[n]["mae_std"] for n in names], color="tab:blue")
-        ax.set_title(key.replace("/", "\n"), fontsize=9)
-        ax.set_xlabel("MAE")
-        ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """One panel per target: MAE (mean, fold dots) of every row; KRR rows grey."""
+    units = {f"{d}/{task.name}": task.units for d, (_, tasks) in DATASETS.items() for task in tasks}
+    fig, axes = panels(len(results), ncols=min(2, len(results)), size=(6.0, 4.0))
+    for ax, (key, rows) in zip(axes, results.items(), strict=True):
+        entries = [
+            Entry(n, r["mae_mean"], r["fold_mae"], "baseline" if n.startswith("KRR") else "ours")
+            for n, r in rows.items()
+        ]
+        bars(ax, entries, units=units[key], title=key)
+    save(fig, path)
 
 
 def main() -> None:

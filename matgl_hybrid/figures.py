@@ -132,7 +132,7 @@ def bars(
     handles = [patches[k] for k in kinds] if len(kinds) > 1 else []
     handles += ax.get_legend_handles_labels()[0]
     if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+        ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
 
 
 def parity(

@@ -7,6 +7,7 @@ them with values computed here from the synthetic fold results, not with the rep
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -22,13 +23,17 @@ from pymatgen.core import Lattice, Structure
 from matgl_hybrid.data import from_structures
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 VERDICTS = {"met", "MISSED"}  # a target line's decision
 REFERENCE_VERDICTS = {"yes", "no"}  # a reference comparison (not a target) answers yes / no
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    """Load ``benchmarks/<name>.py``; its shared modules (``tasks``, ``timing``) are imported from that folder."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -457,8 +462,7 @@ def test_tensornet_lines_compare_model_5_only_when_complete(accuracy):
 
 
 @pytest.fixture
-def select_recipe(accuracy, monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # select_recipe imports accuracy as a sibling script
+def select_recipe(monkeypatch, tmp_path):
     module = _script("select_recipe")
     monkeypatch.setattr(module, "SELECTION", tmp_path / "selection")
     monkeypatch.setattr(module, "RESULTS", tmp_path)
@@ -530,7 +534,6 @@ def test_recipe_lines(accuracy):
 
 @pytest.fixture
 def sim_study(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports descriptor_speed as a sibling script
     module = _script("sim_descriptors")
     monkeypatch.setattr(module, "RESULTS", tmp_path)
     monkeypatch.setattr(module, "OUT", tmp_path / "sim_descriptors.json")
@@ -596,3 +599,20 @@ def test_sim_study_resumes_a_stopped_dataset_and_archives_what_it_computed(sim_s
     again = sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
     assert again["n_computed"] == 5  # everything came from the archive
     assert again["seconds"] == entry["seconds"]
+
+
+def test_no_benchmark_script_imports_another():
+    """Scripts share tables and helpers through modules that are not scripts (``tasks``, ``timing``), never each
+    other: a script is a file with a ``__main__`` block."""
+    files = {path.stem: path.read_text() for path in BENCHMARKS.glob("*.py")}
+    scripts = {name for name, text in files.items() if 'if __name__ == "__main__":' in text}
+    assert {"accuracy", "select_recipe", "ssl_study", "sim_descriptors", "descriptor_speed"} <= scripts
+    assert not {"tasks", "timing"} & scripts
+    for name, text in files.items():
+        imported = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+        assert not imported & scripts, (name, imported & scripts)

@@ -1,0 +1,220 @@
+"""The benchmarks' shared tables: datasets and their targets, GNN budgets, the models of ``accuracy.py`` (and of the
+studies that reuse its folds: ``select_recipe.py``, ``ssl_study.py``), their display names, and where data and
+results live. A table, not a script: benchmark scripts import it, never each other.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from matgl_hybrid.data import StructureData, load_records, log10_targets
+from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.evaluation import FoldStore
+from matgl_hybrid.evaluation.baselines import descriptor_forest, descriptor_mlp
+from matgl_hybrid.graphs import drop_unconnected
+from matgl_hybrid.training import TrainSpec, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One target of a dataset: the record field, whether it is modelled as log10, and its units."""
+
+    name: str
+    field: str
+    log10: bool
+    units: str
+
+
+DATASETS: dict[str, tuple[str, list[Task]]] = {
+    "alexandria_heat_capacity": (
+        "alexandria_heat_capacity.json.gz",
+        [Task("heat_capacity", "heat_capacity", False, "J/K/mol of cells")],
+    ),
+    "mp_binary_elasticity": (
+        "mp_binary_elasticity.json.gz",
+        [
+            Task("log10_bulk_modulus", "bulk_modulus_vrh", True, "log10 GPa"),
+            Task("log10_shear_modulus", "shear_modulus_vrh", True, "log10 GPa"),
+        ],
+    ),
+    "de_jong_2015_elasticity": (
+        "de_jong_2015_elasticity.json.gz",
+        [Task("log10_K_VRH", "K_VRH", True, "log10 GPa"), Task("log10_G_VRH", "G_VRH", True, "log10 GPa")],
+    ),
+    "flla_2015_formation_energy": (
+        "flla_2015_formation_energy.json.gz",
+        [Task("formation_energy_per_atom", "formation_energy_per_atom", False, "eV/atom")],
+    ),
+}
+
+DESCRIPTORS_ONLY = "gong28+composition"
+RECIPE_DESCRIPTORS = f"{DESCRIPTORS_ONLY}+chgnet_noenergy"  # the recommended recipe's set (TrainSpec's default)
+CUTOFF = 5.0  # Å, MEGNet's graph cutoff here
+NE_LAYERS = "0,1,2,3"  # NEGNN input: NE0 … NE3 of the pretrained MEGNet encoder, concatenated
+
+#: GNN training budget per dataset: small sets train on 2 CPU cores, the ≈ 4000-structure sets on one GPU.
+SMALL_BUDGET = {"batch_size": 32, "max_epochs": 120, "patience": 25}
+LARGE_BUDGET = {"batch_size": 128, "max_epochs": 100, "patience": 20}
+BUDGETS = {
+    "alexandria_heat_capacity": SMALL_BUDGET,
+    "de_jong_2015_elasticity": SMALL_BUDGET,
+    "mp_binary_elasticity": LARGE_BUDGET,
+    "flla_2015_formation_energy": LARGE_BUDGET,
+}
+
+
+def gnn_spec(
+    dataset: str,
+    readout: str,
+    descriptors: str | None,
+    fusion: str = "concat",
+    backbone: str = "megnet",
+    **overrides,
+) -> TrainSpec:
+    """The GNN training budget of this benchmark for ``dataset`` (see ``BUDGETS``); MatGL's default model size."""
+    return TrainSpec(
+        backbone=backbone,
+        readout=readout,
+        descriptor_set=descriptors,
+        fusion=fusion,
+        lr=2e-3,
+        element_types="all",  # a test fold may hold elements its training folds lack
+        progress=False,
+        **{**BUDGETS[dataset], **overrides},
+    )
+
+
+def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureData:
+    """The dataset's records with a finite (and, for log10 targets, positive) target, in file order."""
+    data = load_records(data_dir / DATASETS[dataset][0], task.field, skip_invalid=True)
+    if task.log10:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # moduli ≤ 0 are dropped, as Matbench does
+            data = log10_targets(data)
+    data.target_name = task.name
+    # A graph network cannot read a structure with no neighbour pair within its cutoff (a few alkali-metal cells
+    # of flla_2015): they are dropped for every model, so that all models see the same folds.
+    return drop_unconnected(data, CUTOFF)
+
+
+def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:
+    """A descriptor-only model (a :mod:`matgl_hybrid.evaluation.baselines` pipeline) on standardized targets."""
+
+    def run(train: StructureData, test: StructureData, cache: Path, **_) -> np.ndarray:
+        frames = [
+            featurize(d.structures, descriptors, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
+            for d in (train, test)
+        ]
+        mean, std = train.targets.mean(), train.targets.std()
+        model = make().fit(frames[0], (train.targets - mean) / std)
+        return model.predict(frames[1]) * std + mean
+
+    run.descriptor_set = descriptors
+    return run
+
+
+def encoder_dir(dataset: str) -> Path:
+    """The SSL encoder pretrained without ``dataset`` (``benchmarks/ssl_study.py`` makes it)."""
+    return RESULTS / "ssl_work" / f"encoder_without_{dataset}"
+
+
+#: The descriptor-only baselines of these benchmarks: 300 trees (500 in ``matbench_study.py``), the MLP's defaults.
+_forest = partial(descriptor_forest, seed=0, n_estimators=300, n_jobs=-1)
+_mlp = partial(descriptor_mlp, seed=0)
+
+
+def _gnn_model(
+    readout: str,
+    descriptors: str | None,
+    fusion: str = "concat",
+    ne_layers: str | None = None,
+    backbone: str = "megnet",
+) -> Callable:
+    def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
+        if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
+            overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
+        spec = gnn_spec(dataset, readout, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
+        result = fit(train, spec=spec, cache_dir=cache)
+        return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
+
+    run.descriptor_set = descriptors
+    return run
+
+
+MODELS: dict[str, Callable] = {
+    "megnet": _gnn_model("native", None),
+    "megnet_readout": _gnn_model("extensive", None),
+    "descriptors_rf": _descriptor_model(_forest),
+    "descriptors_mlp": _descriptor_model(_mlp),
+    # Universal-potential knowledge (issue #18): the same models given CHGNet 0.3.0's descriptors as well;
+    # the _noenergy variants leave out CHGNet's energy per atom (close to a formation-energy label).
+    "descriptors_rf_chgnet": _descriptor_model(_forest, f"{DESCRIPTORS_ONLY}+chgnet"),
+    "descriptors_mlp_chgnet": _descriptor_model(_mlp, f"{DESCRIPTORS_ONLY}+chgnet"),
+    "descriptors_rf_chgnet_noenergy": _descriptor_model(_forest, RECIPE_DESCRIPTORS),
+    "descriptors_mlp_chgnet_noenergy": _descriptor_model(_mlp, RECIPE_DESCRIPTORS),
+    "hybrid_megnet": _gnn_model("extensive", "gong28", "concat"),
+    "hybrid_megnet_gate": _gnn_model("extensive", "gong28", "gate"),
+    # The hybrid given what the descriptor-only models see, then CHGNet's descriptors too (issue #18).
+    "hybrid_megnet_composition": _gnn_model("extensive", DESCRIPTORS_ONLY, "concat"),
+    "hybrid_megnet_chgnet": _gnn_model("extensive", f"{DESCRIPTORS_ONLY}+chgnet", "concat"),
+    "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat"),
+    # Simulation knowledge (issue #21): the recipe and the same descriptor-only models with ``sim:chgnet`` added.
+    "descriptors_rf_sim": _descriptor_model(_forest, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
+    "descriptors_mlp_sim": _descriptor_model(_mlp, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
+    "hybrid_megnet_sim": _gnn_model("extensive", f"{RECIPE_DESCRIPTORS}+sim:chgnet", "concat"),
+    "hybrid_megnet_film": _gnn_model("extensive", "gong28", "film"),
+    "negnn_megnet": _gnn_model("extensive", None, ne_layers=NE_LAYERS),
+    "tensornet": _gnn_model("native", None, backbone="tensornet"),
+    "tensornet_readout": _gnn_model("extensive", None, backbone="tensornet"),
+    "hybrid_tensornet": _gnn_model("extensive", "gong28", "concat", backbone="tensornet"),
+}
+
+
+#: Models the hybrid is compared with in the target lines, and the headline table's columns (issue #4's models 1–4).
+SHORT_NAMES = {
+    "alexandria_heat_capacity": "alexandria",
+    "mp_binary_elasticity": "mp_binary",
+    "de_jong_2015_elasticity": "de Jong 2015",
+    "flla_2015_formation_energy": "flla 2015",
+}
+COLUMN_NAMES = {
+    "megnet": "plain MEGNet (MatGL, Set2Set)",
+    "megnet_readout": "MEGNet, extensive readout",
+    "descriptors_rf": "descriptors RF",
+    "descriptors_mlp": "descriptors MLP",
+    "descriptors_rf_chgnet": "descriptors + chgnet RF",
+    "descriptors_mlp_chgnet": "descriptors + chgnet MLP",
+    "descriptors_rf_chgnet_noenergy": "descriptors + chgnet (no energy) RF",
+    "descriptors_mlp_chgnet_noenergy": "descriptors + chgnet (no energy) MLP",
+    "hybrid_megnet": "hybrid MEGNet (gong28, concat)",
+    "hybrid_megnet_gate": "hybrid MEGNet (gate)",
+    "hybrid_megnet_composition": "hybrid MEGNet (gong28+composition, concat)",
+    "hybrid_megnet_chgnet": "hybrid MEGNet (gong28+composition+chgnet, concat)",
+    "hybrid_megnet_chgnet_noenergy": "hybrid MEGNet (gong28+composition+chgnet without its energy, concat)",
+    "hybrid_megnet_film": "hybrid MEGNet (FiLM)",
+    "descriptors_rf_sim": "descriptors + chgnet (no energy) + sim:chgnet RF",
+    "descriptors_mlp_sim": "descriptors + chgnet (no energy) + sim:chgnet MLP",
+    "hybrid_megnet_sim": "recipe + sim:chgnet (hybrid MEGNet, concat)",
+    "tensornet": "plain TensorNet (MatGL)",
+    "tensornet_readout": "TensorNet, extensive readout",
+    "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
+}
+
+
+def store(dataset: str, task: str, model: str) -> FoldStore:
+    """The finished folds of ``accuracy.py``'s ``model`` on ``dataset``'s ``task``."""
+    return FoldStore(RESULTS / "folds" / dataset / task / model)
+
+
+#: The models drawn as baselines (grey) in the figures: every model that is not a hybrid.
+BASELINES = tuple(m for m in MODELS if "hybrid" not in m)
