@@ -60,11 +60,12 @@ def write_report(
             )
         for ref in (reference or {}).get(target, []):
             std = f" ± {ref['mae_std']:.2g}" if ref.get("mae_std") is not None else ""
-            lines.append(f"| {ref['algorithm']} (leaderboard) | {ref['mae_mean']:.4g}{std} | – | – | – |")
+            where = ref.get("where", "leaderboard")
+            lines.append(f"| {ref['algorithm']} ({where}) | {ref['mae_mean']:.4g}{std} | – | – | – |")
         lines.append("")
     if reference:
         sources = sorted({r["source"] for refs in reference.values() for r in refs})
-        lines += ["Leaderboard figures from: " + "; ".join(sources), ""]
+        lines += ["Reference figures from: " + "; ".join(sources), ""]
     lines += [f"![results]({stem.name}.png)", ""]
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines))
 
