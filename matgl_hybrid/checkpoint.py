@@ -64,6 +64,9 @@ SEPARATE_STATE = {
 #: as a header gives them and loads that class (pyproject.toml registers matgl-hybrid's models and MatGL's three
 #: backbones). Nothing outside it is imported.
 MODEL_CLASSES = "matgl_hybrid.model_classes"
+#: The node type of a self-supervised encoder that stands for a masked atom: the one entry of a checkpoint's
+#: ``element_types`` that is not an element symbol.
+MASK_TOKEN = "Mask"
 #: MatGL's own two files, by which ``matgl.load_model`` recognises a model folder. matgl-hybrid's models keep them
 #: empty (their weights are in ``weights.safetensors`` only); a bare MatGL model keeps MatGL's content, which
 #: MatGL's loader reads.
@@ -374,7 +377,7 @@ def _check_value(value: Any, field: str, file: Path) -> None:
             if key not in _FITTED_STATE:
                 _check_value(item, f"{field}.{key}", file)
     elif isinstance(value, list) and name == "element_types":
-        symbols = [v for v in value if isinstance(v, str) and Element.is_valid_symbol(v)]
+        symbols = [v for v in value if isinstance(v, str) and (Element.is_valid_symbol(v) or v == MASK_TOKEN)]
         if not value or len(symbols) < len(value) or len(set(symbols)) < len(symbols):
             raise CheckpointError(f"{file}: {field} must be a list of distinct element symbols")
     elif isinstance(value, list):

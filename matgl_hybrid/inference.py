@@ -127,7 +127,7 @@ def model_descriptors(
     if name is None:
         return None
     dset = get_descriptor_set(name)
-    if dset.version != model.descriptor_version:
+    if model.descriptor_version not in (dset.version, dset.legacy_version):
         recorded = recorded_keys(model)
         if recorded is None:
             what = "the model records no key per group (trained before matgl-hybrid did): which differs is unknown"

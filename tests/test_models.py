@@ -17,7 +17,7 @@ from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, save_check
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader
-from matgl_hybrid.layers import FUSIONS, DescriptorEncoder, make_fusion
+from matgl_hybrid.layers import FUSIONS, DescriptorEncoder, GraphOnly, make_fusion
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import TrainSpec, fit
 
@@ -113,8 +113,8 @@ def test_gradient_reaches_descriptors_through_the_whole_model(heat_capacity):
 
 def test_without_descriptors_it_is_the_plain_backbone_with_a_readout(heat_capacity):
     model = _tiny_model(heat_capacity.structures[:4], "megnet", descriptor_set=None, readout="mean")
-    assert model.encoder is None
-    assert model.fusion is None
+    assert isinstance(model.fusion, GraphOnly)
+    assert not any(k.startswith(("encoder.", "fusion.")) for k in model.state_dict())
     assert np.isfinite(model.predict(heat_capacity.structures[:4], cache_dir=None)).all()
 
 

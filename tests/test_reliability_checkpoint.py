@@ -201,7 +201,7 @@ def _torch_write_failed(*args: Any, **kwargs: Any) -> None:
 
 WRITE_FAILURES = {  # what the writers raise on a full disk: an OSError (safetensors' is wrapped), torch's RuntimeError
     "safetensors": (lambda mp: mp.setattr(checkpoint, "save_file", _full_disk), "the disk is full"),
-    "torch": (lambda mp: mp.setattr(torch, "save", _torch_write_failed), "[enforce fail at inline_container.cc:672]"),
+    "torch": (lambda mp: mp.setattr(checkpoint, "save_file", _torch_write_failed), "[enforce fail at inline_container"),
 }
 
 

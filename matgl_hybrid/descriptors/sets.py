@@ -271,12 +271,6 @@ def get_descriptor_set(spec: DescriptorSpec) -> DescriptorSet:
     raise TypeError(f"cannot make a descriptor set from {spec!r}")
 
 
-def current_version(name: str, version: str | None) -> str | None:
-    """``version`` of the set ``name`` as stored in a model, with a format-1 (legacy) version mapped to today's."""
-    dset = get_descriptor_set(name)
-    return dset.version if version == dset.legacy_version else version
-
-
 def _combine(sets: list[DescriptorSet]) -> DescriptorSet:
     result = sets[0]
     for s in sets[1:]:

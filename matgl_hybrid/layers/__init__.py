@@ -1,4 +1,4 @@
-"""Layers of the hybrid models: readouts, the descriptor scaler and encoder, and fusions."""
+"""Layers of the hybrid models: readouts, the descriptor scaler and encoder, fusions, and target outputs."""
 
 from matgl_hybrid.layers.descriptor_scaler import DescriptorScaler
 from matgl_hybrid.layers.fusion import (
@@ -7,6 +7,7 @@ from matgl_hybrid.layers.fusion import (
     DescriptorEncoder,
     FiLMFusion,
     GatedFusion,
+    GraphOnly,
     make_activation,
     make_fusion,
 )
@@ -20,6 +21,7 @@ from matgl_hybrid.layers.readouts import (
     SumReadout,
     make_readout,
 )
+from matgl_hybrid.layers.targets import Destandardize, make_output
 
 __all__ = [
     "FUSIONS",
@@ -28,14 +30,17 @@ __all__ = [
     "ConcatFusion",
     "DescriptorEncoder",
     "DescriptorScaler",
+    "Destandardize",
     "ExtensiveReadout",
     "FiLMFusion",
     "GatedFusion",
+    "GraphOnly",
     "MaxReadout",
     "MeanReadout",
     "Set2SetReadout",
     "SumReadout",
     "make_activation",
     "make_fusion",
+    "make_output",
     "make_readout",
 ]

@@ -32,11 +32,16 @@ class DescriptorScaler(nn.Module):
         """Number of descriptors D."""
         return len(self.feature_names)
 
-    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+    def forward(self, descriptors: torch.Tensor | None) -> torch.Tensor:
         """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized (B, D) float32.
 
         Computed in float64 (the buffers' precision), as ``DescriptorTransform.transform`` does.
+
+        Raises:
+            ValueError: ``descriptors`` is None (the graph batch carries none).
         """
+        if descriptors is None:
+            raise ValueError("this model fuses descriptors: the graph batch has no 'descriptor' attribute")
         raw = descriptors.to(self.median.dtype)
         filled = torch.where(torch.isfinite(raw), raw, self.median)
         return ((filled - self.mean) / self.scale).float()

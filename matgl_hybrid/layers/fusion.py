@@ -69,6 +69,18 @@ class FiLMFusion(nn.Module):
         return graph * (1 + gamma) + beta
 
 
+class GraphOnly(nn.Module):
+    """The fusion of a model without descriptors: the graph vector as it is, (B, F) -> (B, F); ``descriptors`` are
+    ignored (None, or whatever the batch carries)."""
+
+    def __init__(self, graph_dim: int):
+        super().__init__()
+        self.out_dim = graph_dim
+
+    def forward(self, graph: torch.Tensor, descriptors: torch.Tensor | None = None) -> torch.Tensor:
+        return graph
+
+
 FUSIONS = {"concat": ConcatFusion, "gate": GatedFusion, "film": FiLMFusion}
 
 

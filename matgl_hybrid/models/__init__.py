@@ -1,7 +1,9 @@
-"""Models: HybridModel (backbone + readout + descriptor fusion), HybridEnsemble, and the backbone adapters."""
+"""Models: HybridModel (backbone + readout + descriptor fusion), NativeModel (the backbone as MatGL ships it),
+HybridEnsemble, and the backbone adapters."""
 
 from matgl_hybrid.models.backbones import BACKBONES, get_backbone
 from matgl_hybrid.models.ensemble import HybridEnsemble
 from matgl_hybrid.models.hybrid import HybridModel
+from matgl_hybrid.models.native import NativeModel
 
-__all__ = ["BACKBONES", "HybridEnsemble", "HybridModel", "get_backbone"]
+__all__ = ["BACKBONES", "HybridEnsemble", "HybridModel", "NativeModel", "get_backbone"]

@@ -20,14 +20,25 @@ def _arg(model: MatGLModel, name: str) -> Any:
     return inspect.signature(type(model).__init__).parameters[name].default
 
 
+def num_graphs(g: Any) -> int:
+    """Number of graphs B in a batch (1 for a single graph)."""
+    return int(getattr(g, "num_graphs", None) or 1)
+
+
+def _no_state(node_feat: torch.Tensor, g: Any) -> torch.Tensor:
+    """The state of a backbone without one: (B, 0)."""
+    return node_feat.new_zeros((num_graphs(g), 0))
+
+
 def _from_feature_dict(model: MatGLModel, g: Any, state_attr: torch.Tensor | None, state: bool):
     model(g, state_attr=state_attr)
     last = model.feature_dict[f"gc_{_arg(model, 'nblocks')}"]
-    return last["node_feat"], (last["state_feat"] if state else None)
+    return last["node_feat"], (last["state_feat"] if state else _no_state(last["node_feat"], g))
 
 
 def _tensornet_features(model: MatGLModel, g: Any, state_attr: torch.Tensor | None):
-    return model.forward_features(g, state_attr=state_attr)["readout"], None
+    node_feat = model.forward_features(g, state_attr=state_attr)["readout"]
+    return node_feat, _no_state(node_feat, g)
 
 
 class SkippedHead(nn.Module):
@@ -53,7 +64,7 @@ class Backbone:
         cls: the MatGL model class.
         node_dim: ``node_dim(model) -> F``, width of the final node features.
         state_dim: ``state_dim(model) -> Fs``, width of the final state vector (0: none).
-        features: ``features(model, g, state_attr) -> (node (N, F), state (B, Fs) or None)``.
+        features: ``features(model, g, state_attr) -> (node (N, F), state (B, Fs))``, Fs = 0 without a state.
         head: names of the model's modules after the node features (its readout and output head), which a hybrid
             replaces by :class:`SkippedHead`.
     """

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from matgl.models._core import MatGLModel
 
+from matgl_hybrid.checkpoint import MASK_TOKEN
 from matgl_hybrid.models.backbones import get_backbone
 
-#: Name of the extra node type that replaces a masked atom's element (the last embedding row).
-MASK_TOKEN = "Mask"
+__all__ = ["MASK_TOKEN", "build_encoder", "with_mask_token"]
 
 
 def with_mask_token(element_types: Sequence[str]) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""NEGNN (Kong et al. 2022): a backbone whose node input is its element embedding ⊕ frozen pretrained NE vectors."""
+"""Node inputs of a backbone, chosen when a model is built: the atoms' types as they are, or NEGNN's (Kong et al.
+2022) types ⊕ frozen pretrained NE vectors, which MEGNet's node embedding then takes in."""
 
 from __future__ import annotations
 
@@ -31,8 +32,16 @@ class NodeEmbeddingInput(nn.Module):
         return self.project(torch.cat([own, node_attr[:, 1:].to(own.dtype)], dim=-1))
 
 
+class NodeTypes(nn.Module):
+    """The node input of a plain backbone: ``g.node_type`` (N,) as it is."""
+
+    def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        return g.node_type
+
+
 class FrozenEncoder(nn.Module):
-    """A pretrained encoder kept frozen; gives the NE vectors (N, D) of the atoms of a batch."""
+    """NEGNN's node input: a pretrained encoder kept frozen; gives ``[type, NE…]`` (N, 1 + D) for the atoms of a batch,
+    the input of :class:`NodeEmbeddingInput`. ``width``: D."""
 
     def __init__(self, spec: dict[str, Any], element_types: Sequence[str], cutoff: float):
         super().__init__()
@@ -51,11 +60,28 @@ class FrozenEncoder(nn.Module):
             "type_map", torch.tensor([encoder_types.index(e) for e in element_types]), persistent=False
         )
 
-    def forward(self, g: Any, state_attr: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
         self.encoder.eval()
         with swapped_node_types(g, self.type_map[g.node_type]), torch.no_grad():
             self.encoder(g, state_attr=state_attr)
-        return layer_node_features(self.encoder, self.layers)
+        ne = layer_node_features(self.encoder, self.layers)
+        return torch.cat([g.node_type.unsqueeze(-1).float(), ne], dim=-1)
+
+
+def node_input(node_embeddings: dict[str, Any] | None, backbone: str, model: MatGLModel, cutoff: float) -> nn.Module:
+    """The node input of ``model`` (a ``backbone`` built for its element types and ``cutoff``): :class:`NodeTypes`,
+    or with ``node_embeddings`` (:func:`encoder_spec`) NEGNN's :class:`FrozenEncoder`, for which MEGNet's node
+    embedding is replaced (in place) by a :class:`NodeEmbeddingInput`."""
+    if node_embeddings is None:
+        return NodeTypes()
+    if backbone != "megnet":
+        raise ValueError("node_embeddings (NEGNN) is implemented for the MEGNet backbone")
+    encoder = FrozenEncoder(node_embeddings, model.element_types, cutoff)
+    embedding = model.embedding
+    embedding.layer_node_embedding = NodeEmbeddingInput(
+        len(model.element_types), embedding.dim_node_embedding, encoder.width, embedding.activation
+    )
+    return encoder
 
 
 def encoder_spec(encoder: MatGLModel, backbone: str, layers: Sequence[int]) -> dict[str, Any]:
