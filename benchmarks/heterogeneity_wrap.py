@@ -17,7 +17,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matminer.featurizers.structure import StructuralHeterogeneity
 from pymatgen.core import Structure
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.groups import GROUPS, HETEROGENEITY_STATS
+from matgl_hybrid.figures import COLOURS, panels, save
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -113,19 +113,19 @@ def main() -> None:
     lines += ["![matminer outcomes and ours](heterogeneity_wrap.png)", ""]
     (RESULTS / "heterogeneity_wrap.md").write_text("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (ax,) = panels(1, size=(7.0, 3.6))
     names = [n for n, r in results.items() if r["n_out_of_cell"]]
     bottom = np.zeros(len(names))
-    for outcome in OUTCOMES:
+    for colour, outcome in zip((COLOURS["baseline"], *COLOURS["reference"]), OUTCOMES, strict=False):
         values = np.array([results[n]["matminer"][outcome] for n in names])
-        ax.bar(names, values, bottom=bottom, label=outcome)
+        ax.bar(names, values, bottom=bottom, label=outcome, color=colour)
         bottom += values
     ax.plot(names, [results[n]["ours_equal_wrapped_reference"] for n in names], "k_", ms=40, mew=2, label="ours = ref.")
     ax.set_ylabel("out-of-cell structures")
-    ax.set_title("matminer StructuralHeterogeneity on out-of-cell input")
+    ax.set_xlabel("dataset")
+    ax.set_title("matminer StructuralHeterogeneity on out-of-cell input", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "heterogeneity_wrap.png", dpi=120)
+    save(fig, RESULTS / "heterogeneity_wrap.png")
     print("\n".join(lines))
 
 

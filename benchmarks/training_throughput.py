@@ -21,7 +21,6 @@ import lightning as L
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from matgl.ext.pymatgen import get_element_list
 from matgl.models import MEGNet
@@ -29,6 +28,7 @@ from matgl.utils.training import ModelLightningModule
 
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
+from matgl_hybrid.figures import Entry, bars, panels, save
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
 
@@ -145,15 +145,14 @@ def main() -> None:
     ]
     (RESULTS / "training_throughput.md").write_text("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    for i, (label, values) in enumerate(runs.items()):
-        ax.barh(i, medians[label], color=["#999999", "#1f77b4"][i])
-        ax.plot(values, [i] * len(values), "k.", ms=6)
-    ax.set_yticks(range(len(runs)), list(runs))
-    ax.set_xlabel("training structures / s (bars: median, dots: runs)")
-    ax.set_title(f"hybrid / plain = {ratio:.2f}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "training_throughput.png", dpi=120)
+    fig, (ax,) = panels(1, size=(7.0, 2.8))
+    kinds = ("baseline", "ours")  # plain MEGNet, then the hybrid
+    entries = [
+        Entry(label, medians[label], values, kind) for (label, values), kind in zip(runs.items(), kinds, strict=True)
+    ]
+    bars(ax, entries, quantity="training throughput (bars: median, dots: runs)", units="structures/s",
+         title=f"hybrid / plain = {ratio:.2f}")  # fmt: skip
+    save(fig, RESULTS / "training_throughput.png")
     print(json.dumps(summary, indent=1))
 
 

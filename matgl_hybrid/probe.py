@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -28,6 +27,7 @@ from matgl_hybrid import data, inference
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.figures import COLOURS, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embed
 from matgl_hybrid.markdown import markdown_table
@@ -137,17 +137,17 @@ def probe_matrix(table: pd.DataFrame) -> pd.DataFrame:
 def plot_probe(table: pd.DataFrame, path: str | Path, title: str = "Descriptor probes") -> None:
     """Heat map of :func:`probe_matrix` (held-out R², accuracy for the crystal system)."""
     matrix = probe_matrix(table)
-    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * matrix.shape[1], 1.2 + 0.32 * matrix.shape[0]))
+    fig, (ax,) = panels(1, size=(2.6 + 1.3 * matrix.shape[1], 1.6 + 0.32 * matrix.shape[0]))
     image = ax.imshow(matrix.to_numpy(dtype=float).clip(-0.2, 1), cmap="viridis", vmin=-0.2, vmax=1, aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=30, ha="right")
     ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=8)
     for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value < 0.5 else "k")
     fig.colorbar(image, ax=ax, label="held-out R² (accuracy for crystal_system_int)")
+    ax.set_xlabel("embedding")
+    ax.set_ylabel("descriptor")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def descriptor_importance(
@@ -196,15 +196,13 @@ def descriptor_importance(
 
 def plot_importance(table: pd.DataFrame, path: str | Path, title: str = "Descriptor importance") -> None:
     """Horizontal bar chart of :func:`descriptor_importance`."""
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(table)))
-    ax.barh(table["descriptor"], table["mae_increase"], xerr=table["mae_increase_std"], color="#1f77b4")
+    fig, (ax,) = panels(1, size=(7.0, 1.6 + 0.28 * len(table)))
+    ax.barh(table["descriptor"], table["mae_increase"], xerr=table["mae_increase_std"], color=COLOURS["ours"])
     ax.invert_yaxis()
     ax.set_xlabel(f"MAE increase when permuted (baseline MAE {table.attrs.get('baseline_mae', float('nan')):.4g})")
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_probe_report(table: pd.DataFrame, out: str | Path, source: str, n_structures: int, tap: str) -> pd.DataFrame:

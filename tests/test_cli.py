@@ -193,7 +193,12 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     ensemble = matgl.load_model(tmp_path / "ens")
     assert type(ensemble) is HybridEnsemble
     assert all(m.descriptor_set is None for m in ensemble.members)
-    assert main(["predict", "--model", str(tmp_path / "ens"), "--data", str(path), "--out", str(out), *cache]) == 0
+    assert (
+        main(
+            ["predict", "--model", str(tmp_path / "ens"), "--data", str(path), "--out", str(out), "--overwrite", *cache]
+        )
+        == 0
+    )
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prediction", "std"]
     assert (frame["std"] > 0).all()

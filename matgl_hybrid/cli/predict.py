@@ -35,19 +35,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return predict_to_csv(load_checkpoint(args.model), args)
 
 
+def _list_pretrained() -> None:
+    """One line per registered checkpoint, with its held-out MAE."""
+    models = list_pretrained()
+    for name, entry in models.items():
+        score = ""
+        if metrics := entry.get("metrics"):
+            score = f" [held-out MAE {metrics['mae']:.4g} {entry.get('units', '')}, n = {metrics['n']}]"
+        print(f"{name}: {entry.get('description', '')}{score}")
+    if not models:
+        print("no checkpoints are registered in this version; load_pretrained takes a path or URL too")
+
+
+def _show_info(path: Path) -> None:
+    """A checkpoint's metadata and its model card."""
+    print(json.dumps(read_header(path)["metadata"], indent=1))
+    card = path / "model_card.md"
+    print(card.read_text() if card.exists() else f"(no model card in {path})")
+
+
 def cmd_pretrained(args: argparse.Namespace) -> int:
     """List, describe, download or use the registered checkpoints (or any path / URL)."""
     if args.action != "predict" and (args.data or args.out):
         raise ValueError(f"--data and --out are options of 'pretrained predict', not of 'pretrained {args.action}'")
     if args.action == "list":
-        models = list_pretrained()
-        for name, entry in models.items():
-            score = ""
-            if metrics := entry.get("metrics"):
-                score = f" [held-out MAE {metrics['mae']:.4g} {entry.get('units', '')}, n = {metrics['n']}]"
-            print(f"{name}: {entry.get('description', '')}{score}")
-        if not models:
-            print("no checkpoints are registered in this version; load_pretrained takes a path or URL too")
+        _list_pretrained()
         return 0
     if args.source is None:
         raise ValueError(f"pretrained {args.action} needs a checkpoint name, path or URL")
@@ -56,14 +68,12 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
             raise ValueError("pretrained predict needs --data FILE and --out CSV")
         check_prediction_outputs(args)
     path = resolve(args.source)
-    if args.action == "info":
-        print(json.dumps(read_header(path)["metadata"], indent=1))
-        card = path / "model_card.md"
-        print(card.read_text() if card.exists() else f"(no model card in {path})")
-    elif args.action == "download":
-        print(path)
-    else:
+    if args.action == "predict":
         return predict_to_csv(load_checkpoint(path), args)
+    if args.action == "info":
+        _show_info(path)
+    else:  # download: the local folder it is in
+        print(path)
     return 0
 
 
