@@ -19,10 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matgl_hybrid.figures import Entry, Reference, bars, panels, save
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The commands timed, and whether the 2 s target applies (a command's own help imports what its options list).
@@ -78,15 +75,11 @@ def main() -> None:
         lines.append(f"| `{r['command']}` | {r['median_s']:.2f} | {r['max_s']:.2f} | {target} |")
     lines += ["", "Before the command line imported lazily: `--version` 9.6 s, `--help` 12 s (issue's measurement)."]
     (RESULTS / "cli_startup.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 2.8), layout="constrained")
-    names = [r["command"] for r in rows]
-    ax.barh(names, [r["median_s"] for r in rows], color="#0072B2", label="median")
-    ax.scatter([r["max_s"] for r in rows], names, color="black", zorder=3, label="slowest")
-    ax.axvline(TARGET_S, color="#D55E00", linestyle="--", label=f"target {TARGET_S:g} s")
-    ax.set_xlabel("wall time (s)")
-    ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(RESULTS / "cli_startup.png", dpi=150)
+    fig, (ax,) = panels(1, size=(6.5, 2.8))
+    entries = [Entry(r["command"], r["median_s"], r["runs_s"]) for r in rows]
+    bars(ax, entries, quantity="wall time (bars: median, dots: runs)", units="s",
+         references=[Reference("target", TARGET_S)], title="Command-line start-up")  # fmt: skip
+    save(fig, RESULTS / "cli_startup.png")
     print("\n".join(lines))
 
 
