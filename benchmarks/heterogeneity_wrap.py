@@ -124,7 +124,7 @@ def main() -> None:
     ax.set_ylabel("out-of-cell structures")
     ax.set_xlabel("dataset")
     ax.set_title("matminer StructuralHeterogeneity on out-of-cell input", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, markerscale=0.3, loc="upper left")
     save(fig, RESULTS / "heterogeneity_wrap.png")
     print("\n".join(lines))
 

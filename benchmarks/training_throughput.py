@@ -150,8 +150,8 @@ def main() -> None:
     entries = [
         Entry(label, medians[label], values, kind) for (label, values), kind in zip(runs.items(), kinds, strict=True)
     ]
-    bars(ax, entries, quantity="training throughput (bars: median, dots: runs)", units="structures/s",
-         title=f"hybrid / plain = {ratio:.2f}")  # fmt: skip
+    bars(ax, entries, quantity="training throughput", units="structures/s",
+         title=f"hybrid / plain = {ratio:.2f} (bars: median, dots: runs)")  # fmt: skip
     save(fig, RESULTS / "training_throughput.png")
     print(json.dumps(summary, indent=1))
 
