@@ -25,6 +25,7 @@ JSON asks for (:func:`check_config`) before building anything.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -313,8 +314,10 @@ def required_files(header: dict[str, Any]) -> list[str]:
     return sorted(required)
 
 
+@functools.cache
 def allowed_classes() -> dict[str, EntryPoint]:
-    """``{"<module>.<class>": entry point}`` of the classes a checkpoint may name (:data:`MODEL_CLASSES`)."""
+    """``{"<module>.<class>": entry point}`` of the classes a checkpoint may name (:data:`MODEL_CLASSES`); read
+    once per process."""
     return {ep.name: ep for ep in entry_points(group=MODEL_CLASSES)}
 
 
