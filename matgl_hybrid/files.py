@@ -118,13 +118,14 @@ def same_path(a: str | Path, b: str | Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_paths_distinct(outputs: dict[str, str | Path], inputs: dict[str, str | Path]) -> None:
-    """Refuse, before any work, an output that is an input or another output (``{"--flag": path}`` each).
+def check_paths_distinct(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path]) -> None:
+    """Refuse, before any work, an output that is an input or another output (``{"--flag": path}`` each; None
+    outputs are left out).
 
     Raises:
         ValueError: naming both flags and the path.
     """
-    named = list(outputs.items())
+    named = [(flag, path) for flag, path in outputs.items() if path is not None]
     for i, (flag, path) in enumerate(named):
         for other, source in [*inputs.items(), *named[i + 1 :]]:
             if same_path(path, source):

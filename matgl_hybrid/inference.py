@@ -35,7 +35,7 @@ from matgl_hybrid.data import (
 )
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import DescriptorSet
-from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.files import atomic_write_text, check_paths_distinct
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error, set_descriptors
 
 
@@ -290,6 +290,9 @@ def predict_file(
     the cutoff) are left out and listed in ``<out>.skipped.csv`` (``id,reason``; written even when empty, so that
     the listing of an earlier run is never left stale).
     """
+    if isinstance(source, str | Path):  # writing the predictions over the input would destroy it
+        listing = skipped_listing(out) if skip_invalid else None
+        check_paths_distinct({"out": out, "skipped listing": listing}, {"source": source})
     dataset = load(source, skip_invalid=skip_invalid)
     skipped = list(dataset.skipped)
     if skip_invalid:

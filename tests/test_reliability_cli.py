@@ -11,6 +11,8 @@ import pytest
 
 from matgl_hybrid.cli import EXIT_INTERRUPTED, main
 from matgl_hybrid.datasets import DE_JONG_2015_PATH
+from matgl_hybrid.descriptors import featurize_file
+from matgl_hybrid.inference import predict_file
 
 
 @pytest.fixture
@@ -130,3 +132,13 @@ def test_every_command_has_its_entry_point_and_every_entry_point_a_command():
     from matgl_hybrid.cli import COMMANDS, ENTRY_POINTS
 
     assert sorted(ep.name for ep in entry_points(group=ENTRY_POINTS)) == sorted(COMMANDS)
+
+
+def test_the_library_workflows_refuse_to_write_over_their_input(records):
+    """featurize_file and predict_file check it too, for Python users (before any model or descriptor is used)."""
+    path, before = records
+    with pytest.raises(ValueError, match="is the input source"):
+        featurize_file(path, "lattice", out=path)
+    with pytest.raises(ValueError, match="is the input source"):
+        predict_file(object(), path, path)
+    assert path.read_bytes() == before

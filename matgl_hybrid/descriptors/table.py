@@ -11,7 +11,7 @@ from matgl_hybrid import data
 from matgl_hybrid.descriptors.bank import archive_values, featurize
 from matgl_hybrid.descriptors.sets import DescriptorSpec
 from matgl_hybrid.descriptors.summary import describe_descriptors
-from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.files import atomic_write_text, check_paths_distinct
 
 
 @dataclass
@@ -49,12 +49,15 @@ def featurize_file(
         summary: rank each descriptor by its correlation with ``target``.
 
     Raises:
-        ValueError: ``archive`` without a cache, or ``summary`` without ``target`` (before any work).
+        ValueError: ``archive`` without a cache, ``summary`` without ``target``, or an output path that is
+            ``source`` or the other output (before any work).
     """
     if archive is not None and cache_dir is None:
         raise ValueError("an archive holds the cached values: it cannot be written without a cache (--no-cache)")
     if summary and target is None:
         raise ValueError("the summary ranks descriptors by their correlation with the target: give a target")
+    if isinstance(source, str | Path):  # writing an output over the input would destroy it
+        check_paths_distinct({"out": out, "archive": archive}, {"source": source})
     dataset = data.load(source, target=target)
     values = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     frame = values.copy()
