@@ -56,7 +56,7 @@ from matplotlib.figure import Figure
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.evaluation.baselines import descriptor_forest
+from matgl_hybrid.training.baselines import descriptor_forest
 from matgl_hybrid.evaluation.matbench import MatbenchRun, load_leaderboard, load_task
 from matgl_hybrid.evaluation.report import report_figure
 from matgl_hybrid.figures import save

@@ -16,7 +16,7 @@ import numpy as np
 from matgl_hybrid.data import StructureData, load_records, log10_targets
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.evaluation.baselines import descriptor_forest, descriptor_mlp
+from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.training import TrainSpec, fit
 
@@ -108,7 +108,7 @@ def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureDat
 
 
 def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:
-    """A descriptor-only model (a :mod:`matgl_hybrid.evaluation.baselines` pipeline) on standardized targets."""
+    """A descriptor-only model (a :mod:`matgl_hybrid.training.baselines` pipeline) on standardized targets."""
 
     def run(train: StructureData, test: StructureData, cache: Path, **_) -> np.ndarray:
         frames = [

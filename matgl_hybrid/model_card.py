@@ -94,6 +94,8 @@ def render_card(record: dict[str, Any], title: str) -> str:
             f"sha256 `{weights['sha256']}`; other weights are refused at prediction (the model's descriptor version "
             "pins their digest)."
         )
+    if selection := record.get("selection"):
+        lines += ["", *selection_lines(selection, units)]
     lines += ["", "## Data and split"]
     if "chgnet" in str(descriptor_set):
         lines.append(LEAKAGE_CHGNET)
@@ -146,3 +148,35 @@ def render_card(record: dict[str, Any], title: str) -> str:
     if record.get("command"):
         lines += ["## Command", "", "```", record["command"], "```", ""]
     return "\n".join(lines)
+
+
+def selection_lines(selection: dict[str, Any], units: str) -> list[str]:
+    """The card's "Model selection" section from a training record's ``selection``
+    (:meth:`~matgl_hybrid.training.Selection.record`)."""
+    lines = [
+        "## Model selection",
+        "",
+        f"Candidates scored on {selection['scheme_text']}, data each did not train on; the lowest inner MAE wins.",
+        "",
+        f"| candidate | model | inner MAE ({units}) | seconds |",
+        "|---|---|---:|---:|",
+    ]
+    for name, candidate in selection["candidates"].items():
+        what = (
+            f"random forest on `{candidate['descriptor_set']}`"
+            if candidate.get("model") == "random_forest"
+            else f"{candidate['backbone']}, `{candidate['readout']}` readout, `{candidate['descriptor_set']}`"
+        )
+        mark = " (chosen)" if name == selection["chosen"] else ""
+        lines.append(
+            f"| {name}{mark} | {what} | {selection['inner_mae'][name]:.4g} | {selection['seconds'][name]:.0f} |"
+        )
+    lines.append("")
+    if selection["chosen"] != selection["model"]:
+        lines.append(
+            f"**Warning:** this model is `{selection['model']}`, the best graph network, but `{selection['chosen']}` "
+            "(descriptors alone) scored better on inner data: prefer it, or train with more data or epochs."
+        )
+    else:
+        lines.append(f"This model is `{selection['chosen']}`.")
+    return lines

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestRegressor
 
 from matgl_hybrid.descriptors import DescriptorTransform
-from matgl_hybrid.evaluation.baselines import descriptor_forest, descriptor_mlp
+from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 
 
 @pytest.fixture

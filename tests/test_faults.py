@@ -161,7 +161,7 @@ def test_train_refuses_a_foreign_out_before_any_work_and_accepts_a_checkpoint_di
     out = tmp_path / "new_model"
     code = main([*base, "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"), "--no-cache"])
     assert code == 0
-    assert (out / "checkpoints" / "member_0" / "last.ckpt").is_file()
+    assert len(list((out / "checkpoints" / "selection").glob("*/fold0/last.ckpt"))) == 2  # both graph candidates
     load_checkpoint(out)
 
 

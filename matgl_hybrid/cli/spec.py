@@ -9,7 +9,8 @@ from pathlib import Path
 
 from matgl_hybrid import data
 from matgl_hybrid.cli.options import add_cache_options, first_skipped
-from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.training import Candidate, InnerKFold, TrainSpec, candidate_specs, default_candidates, read_candidates
+from matgl_hybrid.training.selection import Scheme
 
 
 def spec_flags() -> list[tuple[str, str, dict]]:
@@ -60,3 +61,51 @@ def print_skipped(dataset: data.StructureData) -> None:
     """Say how many entries were left out on loading (``--skip-invalid``), naming the first."""
     if skipped := dataset.skipped:
         print(f"skipped {len(skipped)} of {len(skipped) + len(dataset)} entries ({first_skipped(skipped)})")
+
+
+def add_selection_options(p: argparse.ArgumentParser, by_default: bool) -> None:
+    """How a model is chosen on inner data: ``--no-select`` (or ``--select``), ``--candidates``, ``--inner-folds``."""
+    if by_default:
+        p.add_argument(
+            "--no-select",
+            dest="select",
+            action="store_false",
+            help="train the one spec given (flags, --config) as it is; default: choose on a validation split among "
+            "it with the extensive readout, with the set2set readout, and a random forest on its descriptors (guard)",
+        )
+    else:
+        p.add_argument(
+            "--select",
+            action="store_true",
+            help="in each fold, choose as `train` does by default (extensive vs set2set readout, forest guard)",
+        )
+    p.add_argument(
+        "--candidates",
+        type=Path,
+        default=None,
+        help='JSON file {"name": {spec field: value}} or {"name": {"model": "random_forest"}}: choose among these '
+        "(each a change of the spec) instead",
+    )
+    p.add_argument(
+        "--inner-folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="score candidates by inner K-fold cross-validation (out-of-fold MAE); the chosen one's K models form "
+        "an ensemble (default: one validation split, cheaper)",
+    )
+
+
+def selection(args: argparse.Namespace, spec: TrainSpec) -> tuple[dict[str, Candidate] | None, Scheme | None]:
+    """The candidates and scheme the selection options name; ``(None, None)``: the spec alone. An explicit
+    ``--readout`` (flag or ``--config``) is kept: that readout alone, against the forest guard."""
+    if args.candidates is not None:
+        candidates = candidate_specs(spec, read_candidates(args.candidates), forests=True)
+    elif args.select or args.inner_folds is not None:
+        given = args.readout or (TrainSpec.from_json(args.config).readout if args.config else None)
+        chosen_readout = given if (given is not None and given != TrainSpec().readout) or args.readout else None
+        candidates = default_candidates(spec, chosen_readout)
+    else:
+        return None, None
+    scheme = InnerKFold(args.inner_folds, spec.seed) if args.inner_folds is not None else None
+    return candidates, scheme

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matgl_hybrid.cli.options import add_data_options
 from matgl_hybrid.cli.options import cache as cache_of
-from matgl_hybrid.cli.spec import add_spec_options, print_skipped, train_spec
+from matgl_hybrid.cli.spec import add_selection_options, add_spec_options, print_skipped, selection, train_spec
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.files import check_output_dir, check_paths_distinct
 from matgl_hybrid.training import FitResult, load_training_data, train_file
@@ -27,11 +27,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = ("skip_invalid", "log10_target", "units", "ensemble", "test_fraction", "test_seed", "checkpoint_dir")
     options = {name: getattr(args, name) for name in (*names, "overwrite")}
     command = shlex.join(["matgl-hybrid", *args.argv])
+    spec = train_spec(args)
+    candidates, scheme = selection(args, spec)
     trained = train_file(
-        args.data, args.target, args.out, train_spec(args), cache_dir=cache_of(args), command=command,
-        on_data=print_skipped, on_member=report, **options,
+        args.data, args.target, args.out, spec, cache_dir=cache_of(args), command=command,
+        on_data=print_skipped, on_member=report, candidates=candidates, scheme=scheme, **options,
     )  # fmt: skip
     if trained.global_rank == 0:  # under DDP the other processes trained the same model; one wrote it
+        if chosen := trained.record.get("selection"):
+            print(chosen["summary"])
         if trained.test is not None:
             print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
         print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
@@ -45,7 +49,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     dataset = load_training_data(args.data, args.target, spec.cutoff, args.skip_invalid)
     print_skipped(dataset)
-    summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units)
+    candidates, scheme = selection(args, spec)
+    summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units, candidates=candidates, scheme=scheme)
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 
@@ -56,6 +61,7 @@ def cv_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (resumable: finished folds are kept)")
     p.add_argument("--units", default=None, help="units of the target, for the report (default: known targets' own)")
     add_spec_options(p)
+    add_selection_options(p, by_default=False)
     p.set_defaults(func=cmd_cv)
 
 
@@ -82,4 +88,5 @@ def train_options(p: argparse.ArgumentParser) -> None:
         help="write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)",
     )
     add_spec_options(p)
+    add_selection_options(p, by_default=True)
     p.set_defaults(func=cmd_train)

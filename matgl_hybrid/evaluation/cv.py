@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_pari
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.fingerprint import run_fingerprint
-from matgl_hybrid.training import TrainSpec, fit
+from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, fit, select
+from matgl_hybrid.training.candidates import describe_candidate
+from matgl_hybrid.training.selection import Scheme
 
 
 def run_cv(
@@ -24,10 +28,15 @@ def run_cv(
     out: str | Path,
     cache_dir: str | Path | None = None,
     units: str | None = None,
+    candidates: Mapping[str, Candidate] | None = None,
+    scheme: Scheme | None = None,
 ) -> dict[str, Any]:
     """Matbench protocol for a :class:`~matgl_hybrid.training.TrainSpec` on any dataset (``matgl-hybrid cv``).
 
-    ``cache_dir``: descriptor cache folder (None: no cache).
+    ``cache_dir``: descriptor cache folder (None: no cache). With ``candidates``, each fold chooses among them on
+    its training part alone (:func:`~matgl_hybrid.training.select` with ``scheme``, default a validation split of
+    ``spec.val_fraction``; resumable in ``<out>/selection/fold<k>/``) and predicts its test part with the chosen
+    graph network; the fold record's ``params`` name the choice and every inner score.
 
     Writes ``<out>/folds/fold<k>.json`` (resumable: a finished fold is reused only when it was produced from the
     same data, target, settings and descriptor version), ``<out>/cv.json`` (the summary) and ``<out>/cv.{md,png}``.
@@ -35,14 +44,34 @@ def run_cv(
     out = check_output_dir(out)
     spec.validate()
     version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
-    store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version))
+    chosen_among = (
+        {"candidates": {n: describe_candidate(c) for n, c in candidates.items()},
+         "scheme": (scheme or ValidationSplit(spec.val_fraction, spec.seed)).to_dict()}
+        if candidates
+        else {}
+    )  # fmt: skip
+    store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version, **chosen_among))
+
+    def for_fold(candidate: Candidate, fold: int) -> Candidate:
+        # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
+        if isinstance(candidate, TrainSpec):
+            return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
+        return candidate
 
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
-        # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
-        fold_spec = type(spec)(**{**spec.to_dict(), "seed": spec.seed + fold, "element_types": "all"})
-        result = fit(train, spec=fold_spec, cache_dir=cache_dir)
-        predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
-        return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch}
+        if not candidates:
+            result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir)
+            predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+            return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch}
+        fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
+        fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
+        selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
+                           cache_dir=cache_dir, progress=spec.progress)  # fmt: skip
+        if selection.model is None:
+            raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
+        predicted = selection.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+        return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
+                           "inner_mae": selection.scores, "summary": selection.summary()}  # fmt: skip
 
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)
@@ -52,7 +81,15 @@ def run_cv(
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
     name = data.target_name or "target"
     units = units or target_units(name)
-    label = f"{spec.backbone}, {spec.readout} readout"
+    label = f"{spec.backbone}, {spec.readout} readout" if not candidates else f"chosen among {', '.join(candidates)}"
+    model_note = (
+        f"Model: {spec.backbone} backbone, {spec.readout} readout, descriptors {spec.descriptor_set or 'none'} "
+        f"({spec.fusion})."
+        if not candidates
+        else "Model chosen in each fold on its training part alone: "
+        + "; ".join(f"fold {f}: {r['params']['summary']}" for f, r in sorted(records.items()))
+        + "."
+    )
     write_report(
         out / "cv",
         f"Cross-validation of {name} (Matbench protocol)",
@@ -60,8 +97,7 @@ def run_cv(
         {name: units},
         {name: (label, y, p)},
         notes=[
-            f"Model: {spec.backbone} backbone, {spec.readout} readout, descriptors "
-            f"{spec.descriptor_set or 'none'} ({spec.fusion}).",
+            model_note,
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
             + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else ""),
         ],

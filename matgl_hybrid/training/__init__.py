@@ -6,32 +6,45 @@ graph datasets and their loaders), :func:`build_model` (a :class:`HybridModel` f
 one-call convenience on top (one model, with early stopping, the best weights, checkpoints that resume);
 :func:`train` is what ``matgl-hybrid train`` does (an optional held-out test split, an ensemble), and
 :meth:`TrainedModel.save` writes its checkpoint with a model card; :func:`train_file` goes from a data file to the
-saved model.
+saved model. :func:`select` (``selection``) chooses among candidates (:mod:`.candidates`: graph specs and the
+descriptors random forest, :class:`DescriptorForest`) on inner data, the engine of ``train``, ``cv`` and Matbench.
 """
 
+from matgl_hybrid.training.baselines import DescriptorForest
+from matgl_hybrid.training.candidates import Candidate, candidate_specs, default_candidates, read_candidates
 from matgl_hybrid.training.datamodule import HybridDataModule
 from matgl_hybrid.training.fit import FitResult, device_name, fit
 from matgl_hybrid.training.modules import History, HybridLightningModule, KeepBestWeights, build_model, build_module
 from matgl_hybrid.training.resume import ResumableRun
+from matgl_hybrid.training.selection import InnerKFold, Selection, ValidationSplit, select
 from matgl_hybrid.training.spec import LOSSES, TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
 from matgl_hybrid.training.train_file import load_training_data, train_file
 
 __all__ = [
     "LOSSES",
+    "Candidate",
+    "DescriptorForest",
     "FitResult",
     "History",
     "HybridDataModule",
     "HybridLightningModule",
+    "InnerKFold",
     "KeepBestWeights",
     "ResumableRun",
+    "Selection",
     "TrainSpec",
     "TrainedModel",
+    "ValidationSplit",
     "build_model",
     "build_module",
+    "candidate_specs",
+    "default_candidates",
     "device_name",
     "fit",
     "load_training_data",
+    "read_candidates",
+    "select",
     "train",
     "train_file",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,9 @@ from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.fit import FitResult, device_name, fit
+from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, select
 from matgl_hybrid.training.spec import TrainSpec
 
 
@@ -116,15 +118,24 @@ def train(
     test_seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     on_member: Callable[[int, FitResult], None] | None = None,
+    candidates: Mapping[str, Candidate] | None = None,
+    scheme: Scheme | None = None,
     **fit_options: Any,
 ) -> TrainedModel:
-    """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, one model or an ensemble.
+    """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, a selection among candidates,
+    one model or an ensemble.
 
     The held-out test split (``test_fraction`` of ``data``, seeded with ``test_seed``) is drawn first and never
     reaches training or early stopping. The members train on the same train/validation split of the rest
     (``spec.val_fraction``, seeded with ``spec.seed``) and differ in their initialisation: member ``k`` trains
     with seed ``spec.seed + k``. Save the result, with its model card and the test metrics, with
     :meth:`TrainedModel.save`.
+
+    With ``candidates`` (e.g. :func:`~matgl_hybrid.training.candidates.default_candidates`), :func:`.select` first
+    chooses among them on the rest of the data: under :class:`.ValidationSplit` (default: ``spec.val_fraction``,
+    seeded with ``spec.seed``, the members' own split) the chosen graph network is member 0 and the others train
+    with its spec; under :class:`.InnerKFold` its K inner models are the ensemble. The record's ``spec`` is the
+    chosen one, and ``selection`` holds every candidate, the scheme and every inner score.
 
     Args:
         data: structures with targets.
@@ -133,7 +144,9 @@ def train(
         test_fraction: fraction held out as a test split, in [0, 1) (0: none).
         test_seed: seed of the test split.
         checkpoint_dir: Lightning checkpoints of member ``k`` in ``<checkpoint_dir>/member_<k>`` (see :func:`fit`:
-            a rerun resumes them).
+            a rerun resumes them), the selection's in ``<checkpoint_dir>/selection``.
+        candidates: ``{name: TrainSpec | DescriptorForest}`` to choose among (None: ``spec`` alone).
+        scheme: the selection's scheme (see above).
         on_member: called as ``on_member(k, result)`` after member ``k`` (from 0) is trained, in every process.
         fit_options: ``target_units``, ``cache_dir``, ``trainer_kwargs``, ``callbacks``, ``logger`` of :func:`fit`;
             the same ones serve every member.
@@ -156,14 +169,32 @@ def train(
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(data), test_fraction, test_seed)
         data, test = data.subset(keep), data.subset(held)
-    # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
-    split = split_indices(len(data), spec.val_fraction, spec.seed)
-    train_split, val_split = data.subset(split[0]), data.subset(split[1])
     if unknown := sorted(set(fit_options) - {"target_units", "cache_dir", "trainer_kwargs", "callbacks", "logger"}):
         raise TypeError(f"train() got unexpected keyword arguments {unknown}")
     fit_options["callbacks"] = list(fit_options.get("callbacks", ()))  # the same ones for every member
-    results = []
-    for k in range(ensemble):
+    scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed)
+    if candidates and isinstance(scheme, InnerKFold) and ensemble > 1:
+        raise ValueError(f"inner {scheme.k}-fold selection gives an ensemble of {scheme.k}: leave ensemble at 1")
+    results: list[FitResult] = []
+    selection = None
+    if candidates:
+        directory = Path(checkpoint_dir) / "selection" if checkpoint_dir is not None else None
+        selection = select(data, candidates, scheme, directory=directory, progress=spec.progress, **fit_options)
+        if selection.model_name is None:
+            raise ValueError("no candidate is a graph network: train needs at least one TrainSpec candidate")
+        spec = candidates[selection.model_name]
+        results = list(selection.fits)
+        for k, result in enumerate(results):
+            if on_member is not None:
+                on_member(k, result)
+    # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
+    split = (
+        scheme.splits(len(data))[0]
+        if isinstance(scheme, ValidationSplit)
+        else split_indices(len(data), spec.val_fraction, spec.seed)
+    )
+    train_split, val_split = data.subset(split[0]), data.subset(split[1])
+    for k in range(len(results), max(ensemble, len(results))):
         member_spec = TrainSpec(**{**spec.to_dict(), "seed": spec.seed + k}) if k else spec
         try:
             result = fit(
@@ -180,7 +211,7 @@ def train(
         if on_member is not None:
             on_member(k, result)
         results.append(result)
-    model = results[0].model if ensemble == 1 else HybridEnsemble.from_models([r.model for r in results])
+    model = results[0].model if len(results) == 1 else HybridEnsemble.from_models([r.model for r in results])
     model = model.cpu()  # saved and scored on the CPU: the held-out metrics reproduce on any machine
     accelerator = (fit_options.get("trainer_kwargs") or {}).get("accelerator", spec.accelerator)
     record = {
@@ -206,4 +237,6 @@ def train(
         ],
         "val_ids": results[0].val_ids,
     }
+    if selection is not None:
+        record["selection"] = selection.record()
     return TrainedModel(model, results, test, record, test_fraction, test_seed, fit_options.get("cache_dir"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,9 @@ from matgl_hybrid import data
 from matgl_hybrid.checkpoint import check_model_dir
 from matgl_hybrid.files import check_output_dir, check_paths_distinct
 from matgl_hybrid.graphs import drop_unconnected
+from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.fit import FitResult
+from matgl_hybrid.training.selection import Scheme
 from matgl_hybrid.training.spec import TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
 
@@ -51,6 +53,8 @@ def train_file(
     command: str | None = None,
     on_data: Callable[[data.StructureData], Any] | None = None,
     on_member: Callable[[int, FitResult], None] | None = None,
+    candidates: Mapping[str, Candidate] | None = None,
+    scheme: Scheme | None = None,
 ) -> TrainedModel:
     """Train on ``target`` of ``source`` (see :func:`train`) and save the model with ``training.json`` and its card
     in ``out``, recording where the data came from and ``command``; the test split, if any, is scored in the card.
@@ -63,6 +67,7 @@ def train_file(
         units: units of the (transformed) target, stored with the model (default: a known target's own).
         on_data: called with the dataset once it is loaded (e.g. to report the skipped entries).
         on_member: called as ``on_member(k, result)`` after member ``k`` is trained.
+        candidates, scheme: choose among candidates first (see :func:`train`); None: ``spec`` alone.
     """
     spec = spec or TrainSpec()
     allow = [checkpoint_dir] if checkpoint_dir else []
@@ -85,6 +90,8 @@ def train_file(
         cache_dir=cache_dir,
         checkpoint_dir=checkpoint_dir,
         on_member=on_member,
+        candidates=candidates,
+        scheme=scheme,
     )
     provenance = {
         "data": str(source),

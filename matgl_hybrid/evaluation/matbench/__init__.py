@@ -6,7 +6,6 @@ inner validation split), ``runner`` (:class:`MatbenchRun`), ``submission`` (``re
 """
 
 from matgl_hybrid.descriptors.sets import describe_descriptor_set
-from matgl_hybrid.evaluation.matbench.candidates import CANDIDATE_NAME, check_candidate_name, read_candidates
 from matgl_hybrid.evaluation.matbench.datasets import (
     DatasetFile,
     DatasetFileError,
@@ -24,6 +23,7 @@ from matgl_hybrid.evaluation.matbench.submission import (
     requirements,
     write_results,
 )
+from matgl_hybrid.training.candidates import CANDIDATE_NAME, check_candidate_name, read_candidates
 
 __all__ = [
     "CANDIDATE_NAME",

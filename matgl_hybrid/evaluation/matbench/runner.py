@@ -19,8 +19,7 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import get_descriptor_set
-from matgl_hybrid.evaluation.folds import FoldStore
-from matgl_hybrid.evaluation.matbench.candidates import candidate_specs, check_recorded_candidates, choose
+from matgl_hybrid.evaluation.matbench.candidates import check_recorded_candidates, choose
 from matgl_hybrid.evaluation.matbench.datasets import DatasetFile, is_dataset, load_task
 from matgl_hybrid.evaluation.matbench.report import write_matbench_report
 from matgl_hybrid.evaluation.matbench.submission import (
@@ -33,6 +32,8 @@ from matgl_hybrid.evaluation.matbench.submission import (
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.training import TrainSpec, device_name, fit
+from matgl_hybrid.training.candidates import candidate_specs
+from matgl_hybrid.training.fold_store import FoldStore
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
@@ -84,7 +85,7 @@ class MatbenchRun:
     choose = staticmethod(choose)
 
     def candidate_specs(self) -> dict[str, TrainSpec]:
-        """Each candidate's spec (see :func:`.candidates.candidate_specs`); ``{"": spec}`` without any."""
+        """Each candidate's spec (:func:`.candidate_specs`); ``{"": spec}`` without any."""
         return candidate_specs(self.spec, self.candidates)
 
     def check_recorded_candidates(self) -> None:

@@ -10,6 +10,11 @@ the training rows only, inside the pipeline, so ``fit`` / ``predict`` on raw fra
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
@@ -28,3 +33,33 @@ def descriptor_mlp(*, seed: int = 0, hidden: tuple[int, ...] = (256, 128), max_i
     """``DescriptorTransform`` then an ``MLPRegressor`` (ReLU, Adam, early stopping on 10 % of the training rows)."""
     mlp = MLPRegressor(hidden_layer_sizes=hidden, early_stopping=True, max_iter=max_iter, random_state=seed)
     return Pipeline([("descriptors", DescriptorTransform()), ("mlp", mlp)])
+
+
+@dataclass(frozen=True)
+class DescriptorForest:
+    """The descriptors random forest as a selection candidate: :func:`descriptor_forest` on ``descriptor_set``,
+    fitted on standardized targets (the guard of :func:`~matgl_hybrid.training.selection.select`: a graph network
+    that scores worse than it on inner data is not shipped silently).
+
+    Attributes:
+        descriptor_set: the descriptor set it reads (the graph candidates' own, so both see the same inputs).
+        n_estimators: trees.
+        seed: the forest's ``random_state``.
+    """
+
+    descriptor_set: str = "gong28+composition"
+    n_estimators: int = 500
+    seed: int = 0
+
+    #: The ``model`` value that marks a forest in a candidates file.
+    MODEL: ClassVar[str] = "random_forest"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"model": "random_forest", "descriptor_set", "n_estimators", "seed"}`` (a candidates file's entry)."""
+        return {"model": self.MODEL, **asdict(self)}
+
+    def fit_predict(self, train: pd.DataFrame, targets: np.ndarray, test: pd.DataFrame) -> np.ndarray:
+        """Fit on descriptor rows ``train`` (n_train, d) and ``targets`` (n_train,); predict ``test``: (n_test,)."""
+        mean, std = float(np.mean(targets)), float(np.std(targets)) or 1.0
+        model = descriptor_forest(seed=self.seed, n_estimators=self.n_estimators).fit(train, (targets - mean) / std)
+        return model.predict(test) * std + mean

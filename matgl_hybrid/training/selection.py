@@ -1,0 +1,344 @@
+"""Model selection: train each candidate on an inner split scheme, score it on data it did not train on, keep the best.
+
+The one implementation of "choose on inner data, then predict", behind ``matgl-hybrid train`` (by default), ``cv``
+and the Matbench protocol's inner ensembles::
+
+    selection = select(data, default_candidates(TrainSpec()), scheme=ValidationSplit())
+    selection.model      # the best graph network (an ensemble of K models under InnerKFold)
+    selection.summary()  # "chose intensive: inner MAE 0.28 vs 0.33 extensive, 0.31 forest"
+
+Two schemes: :class:`ValidationSplit` (one seeded split; one training per candidate) and :class:`InnerKFold` (each
+candidate's score is its out-of-fold MAE over all the data; its K models form an ensemble whose spread is the
+uncertainty). With a ``directory``, every (candidate, inner fold) is a fingerprinted record plus, for graph networks,
+a Lightning checkpoint folder: a killed selection resumes where it stopped, and a changed candidate is refused with
+the difference named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matgl.ext.pymatgen import get_element_list
+from tqdm.auto import tqdm
+
+from matgl_hybrid.data import StructureData
+from matgl_hybrid.data.splits import kfold_splits, split_indices
+from matgl_hybrid.descriptors import featurize, get_descriptor_set
+from matgl_hybrid.fingerprint import run_fingerprint
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training.baselines import DescriptorForest
+from matgl_hybrid.training.candidates import Candidate, check_candidate_name, describe_candidate
+from matgl_hybrid.training.fit import FitResult, fit
+from matgl_hybrid.training.fold_store import FoldStore
+from matgl_hybrid.training.spec import TrainSpec
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """One seeded validation split, ``split_indices(n, fraction, seed)``: a candidate trains on the rest, stops early
+    on the split and is scored there. One training per candidate."""
+
+    fraction: float = 0.1
+    seed: int = 0
+
+    def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(training indices, scoring indices)]`` over ``n`` structures."""
+        return [split_indices(n, self.fraction, self.seed)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": "validation_split", "fraction": self.fraction, "seed": self.seed}
+
+    def describe(self) -> str:
+        return f"a {100 * self.fraction:g} % validation split (seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class InnerKFold:
+    """K seeded folds over the data: a candidate trains K times (early stopping on ``val_fraction`` of each inner
+    training part) and is scored by its out-of-fold MAE over all the data; its K models form an ensemble."""
+
+    k: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
+            raise ValueError(f"inner K-fold needs an integer k >= 2, got {self.k!r}")
+
+    def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(training indices, scoring indices)]`` of the K folds over ``n`` structures."""
+        if n < self.k:
+            raise ValueError(f"inner {self.k}-fold needs at least {self.k} structures, got {n}")
+        return kfold_splits(n, self.k, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": "inner_kfold", "k": self.k, "seed": self.seed}
+
+    def describe(self) -> str:
+        return f"inner {self.k}-fold cross-validation (seed {self.seed}), out-of-fold MAE over all the data"
+
+
+Scheme = ValidationSplit | InnerKFold
+
+
+def scheme_from_dict(values: Mapping[str, Any]) -> Scheme:
+    """The scheme a :meth:`Selection.record` (``selection.scheme``) names."""
+    values = dict(values)
+    kind = values.pop("scheme", None)
+    if kind == "validation_split":
+        return ValidationSplit(**values)
+    if kind == "inner_kfold":
+        return InnerKFold(**values)
+    raise ValueError(f"unknown selection scheme {kind!r}: validation_split or inner_kfold")
+
+
+@dataclass
+class Selection:
+    """What :func:`select` returns.
+
+    Attributes:
+        scheme: how candidates were scored.
+        candidates: the candidates, by name, in the order given.
+        folds: per candidate, one record per inner fold: ``mae``, ``seconds``, ``ids``, ``y_true``, ``y_pred`` (the
+            scored structures) and, for graph networks, ``best_val_mae``, ``best_epoch``, ``epochs_run``.
+        model_name: the graph-network candidate with the lowest inner MAE: the one :attr:`model` is.
+        model: that candidate's model (CPU; a :class:`HybridEnsemble` of its K models under :class:`InnerKFold`),
+            None when no candidate is a graph network.
+        fits: that candidate's :class:`FitResult` per inner fold.
+    """
+
+    scheme: Scheme
+    candidates: dict[str, Candidate]
+    folds: dict[str, list[dict[str, Any]]]
+    model_name: str | None = None
+    model: HybridModel | HybridEnsemble | None = None
+    fits: list[FitResult] = field(default_factory=list)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Each candidate's inner MAE: over all its scored structures (out-of-fold under :class:`InnerKFold`)."""
+        return {name: pooled_mae(records) for name, records in self.folds.items()}
+
+    @property
+    def chosen(self) -> str:
+        """The candidate with the lowest inner MAE (the first on a tie; a non-finite score never wins)."""
+        return best_candidate(self.scores)
+
+    @property
+    def guard_won(self) -> bool:
+        """Whether a descriptor-only candidate beat every graph network on inner data (the model is still a GNN)."""
+        return self.model_name is not None and self.chosen != self.model_name
+
+    def summary(self) -> str:
+        """One line: the choice and every inner MAE, e.g. ``chose intensive: inner MAE 0.28 vs 0.33 extensive``."""
+        scores = self.scores
+        others = ", ".join(f"{scores[n]:.4g} {n}" for n in scores if n != self.chosen)
+        line = f"chose {self.chosen}: inner MAE {scores[self.chosen]:.4g}" + (f" vs {others}" if others else "")
+        if self.guard_won:
+            line += (
+                f". WARNING: the graph network kept, {self.model_name} ({scores[self.model_name]:.4g}), is worse on "
+                f"inner data than {self.chosen}, a model on descriptors alone: prefer it, or more data or epochs"
+            )
+        return line
+
+    def record(self) -> dict[str, Any]:
+        """The selection as ``training.json`` and the model card keep it (JSON values)."""
+        return {
+            "scheme": self.scheme.to_dict(),
+            "scheme_text": self.scheme.describe(),
+            "candidates": {name: describe_candidate(c) for name, c in self.candidates.items()},
+            "inner_mae": self.scores,
+            "fold_mae": {name: [r["mae"] for r in records] for name, records in self.folds.items()},
+            "seconds": {name: sum(r["seconds"] for r in records) for name, records in self.folds.items()},
+            "chosen": self.chosen,
+            "model": self.model_name,
+            "summary": self.summary(),
+        }
+
+
+def pooled_mae(records: list[dict[str, Any]]) -> float:
+    """The MAE over all scored structures of inner-fold records (NaN when any prediction is not finite)."""
+    y = np.concatenate([r["y_true"] for r in records])
+    p = np.concatenate([np.asarray(r["y_pred"], dtype=float) for r in records])
+    return float(np.mean(np.abs(y - p))) if np.isfinite(p).all() else float("nan")
+
+
+def best_candidate(scores: Mapping[str, float | None]) -> str:
+    """The name with the lowest score; the first on a tie; a missing or non-finite score ranks last."""
+    return min(scores, key=lambda n: (scores[n] is None or not np.isfinite(scores[n]), scores[n] or 0.0))
+
+
+def select(
+    data: StructureData,
+    candidates: Mapping[str, Candidate],
+    scheme: Scheme | None = None,
+    *,
+    directory: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    target_units: str | None = None,
+    progress: bool = True,
+    on_scored: Callable[[str, int, dict[str, Any]], None] | None = None,
+    **fit_options: Any,
+) -> Selection:
+    """Train every candidate on ``scheme``'s inner splits of ``data``, score each, keep the best graph network.
+
+    Graph networks train with :func:`fit`; under :class:`ValidationSplit` the split is their early-stopping data
+    too, under :class:`InnerKFold` they stop early on ``val_fraction`` of each inner training part and fold ``k``
+    trains with seed ``spec.seed + k``. Their element list is that of the whole ``data`` (``element_types`` =
+    "training"), so that every inner model reads every structure of it. A :class:`DescriptorForest` reads the
+    descriptors of ``data``, computed once (through ``cache_dir``).
+
+    Args:
+        data: structures with targets.
+        candidates: ``{name: TrainSpec | DescriptorForest}`` (see :mod:`~matgl_hybrid.training.candidates`).
+        scheme: default ``ValidationSplit()``.
+        directory: resumable records ``<directory>/<name>/fold<k>.json`` and Lightning checkpoints
+            ``<directory>/<name>/fold<k>/``; a finished (candidate, fold) is reused only when it was produced from the
+            same data, candidate, scheme and descriptor version (else ``FingerprintMismatch`` naming the difference).
+            None: nothing is written, nothing resumes.
+        cache_dir, target_units: see :func:`fit`.
+        progress: a bar over the (candidate, inner fold) units.
+        on_scored: called as ``on_scored(name, fold, record)`` after each unit is scored or found finished.
+        fit_options: ``trainer_kwargs``, ``callbacks``, ``logger`` of :func:`fit`.
+
+    Raises:
+        ValueError: no candidate, a name that is no simple folder name, data without targets or too small.
+        FingerprintMismatch: a finished unit in ``directory`` of another run.
+        TrainingInterrupted: SIGTERM or SIGINT stopped a training; with ``directory`` a rerun resumes.
+    """
+    scheme = scheme or ValidationSplit()
+    if not candidates:
+        raise ValueError("select needs at least one candidate")
+    for name in candidates:
+        check_candidate_name(name)
+    if data.targets is None:
+        raise ValueError("select needs targets: load the data with target=...")
+    splits = scheme.splits(len(data))
+    elements = get_element_list(data.structures)
+    candidates = {
+        name: _with_elements(c, elements) if isinstance(c, TrainSpec) else c for name, c in candidates.items()
+    }
+    stores = {
+        name: FoldStore(Path(directory) / name, _fingerprint(data, c, scheme)) if directory is not None else None
+        for name, c in candidates.items()
+    }
+    for store in stores.values():  # another run's records are refused before any training
+        for k in range(len(splits)):
+            if store is not None:
+                store.has(k)
+    folds: dict[str, list[dict[str, Any]]] = {name: [] for name in candidates}
+    fits: dict[str, list[FitResult]] = {name: [] for name in candidates}
+    frames: dict[str, Any] = {}  # descriptor frames of the forests, by descriptor set
+    units = [(name, k) for name in candidates for k in range(len(splits))]
+    bar = tqdm(units, desc="selection", unit="fit", disable=not progress)
+    for name, k in bar:
+        bar.set_postfix(candidate=name, fold=k)
+        store, candidate = stores[name], candidates[name]
+        if store is not None and store.has(k):
+            record = store.load(k)
+        else:
+            train_idx, score_idx = splits[k]
+            train, scored = data.subset(train_idx), data.subset(score_idx)
+            start = time.perf_counter()
+            if isinstance(candidate, DescriptorForest):
+                if candidate.descriptor_set not in frames:
+                    frames[candidate.descriptor_set] = featurize(
+                        data.structures, candidate.descriptor_set, cache_dir=cache_dir, ids=data.ids, progress=False
+                    )
+                frame = frames[candidate.descriptor_set]
+                predicted = candidate.fit_predict(frame.iloc[train_idx], train.targets, frame.iloc[score_idx])
+                extra: dict[str, Any] = {}
+            else:
+                result = _fit_unit(train, scored, candidate, scheme, k, directory, name, cache_dir, target_units,
+                                   fit_options)  # fmt: skip
+                fits[name].append(result)
+                predicted = result.model.predict(scored.structures, cache_dir=cache_dir, ids=scored.ids)
+                extra = {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run}  # fmt: skip
+            predicted = np.asarray(predicted, dtype=float)
+            finite = np.isfinite(predicted).all()
+            record = {
+                "mae": float(np.mean(np.abs(scored.targets - predicted))) if finite else float("nan"),
+                "seconds": time.perf_counter() - start,
+                "n_train": len(train),
+                **extra,
+                "ids": list(scored.ids),
+                "y_true": scored.targets.tolist(),
+                "y_pred": predicted.tolist(),
+            }
+            if store is not None:
+                store.save(k, record)
+        folds[name].append(record)
+        if on_scored is not None:
+            on_scored(name, k, record)
+    selection = Selection(scheme, dict(candidates), folds)
+    graphs = {name: s for name, s in selection.scores.items() if isinstance(candidates[name], TrainSpec)}
+    if graphs:
+        selection.model_name = best_candidate(graphs)
+        selection.fits = _restore_fits(data, selection.model_name, candidates, scheme, splits, fits, directory,
+                                       cache_dir, target_units, fit_options)  # fmt: skip
+        models = [r.model.cpu() for r in selection.fits]
+        selection.model = models[0] if len(models) == 1 else HybridEnsemble.from_models(models)
+    return selection
+
+
+def _with_elements(spec: TrainSpec, elements: Sequence[str]) -> TrainSpec:
+    """``spec`` with the element list of the whole selection data when it asks for the training data's elements."""
+    return dataclasses.replace(spec, element_types=elements) if spec.element_types == "training" else spec
+
+
+def _fingerprint(data: StructureData, candidate: Candidate, scheme: Scheme) -> dict[str, Any]:
+    """What determines a candidate's inner records: the data, the candidate, the scheme, the descriptor version."""
+    descriptor_set = candidate.descriptor_set
+    version = get_descriptor_set(descriptor_set).version if descriptor_set else None
+    return run_fingerprint([data], describe_candidate(candidate), version, scheme=scheme.to_dict())
+
+
+def _fit_unit(
+    train: StructureData,
+    scored: StructureData,
+    spec: TrainSpec,
+    scheme: Scheme,
+    k: int,
+    directory: str | Path | None,
+    name: str,
+    cache_dir: str | Path | None,
+    target_units: str | None,
+    fit_options: dict[str, Any],
+) -> FitResult:
+    """Train one graph candidate on one inner fold (its Lightning checkpoints in ``<directory>/<name>/fold<k>``)."""
+    checkpoint_dir = Path(directory) / name / f"fold{k}" if directory is not None else None
+    if isinstance(scheme, ValidationSplit):  # the split is the early-stopping data
+        return fit(train, spec=spec, val_data=scored, checkpoint_dir=checkpoint_dir, cache_dir=cache_dir,
+                   target_units=target_units, **fit_options)  # fmt: skip
+    member = dataclasses.replace(spec, seed=spec.seed + k) if k else spec
+    return fit(train, spec=member, checkpoint_dir=checkpoint_dir, cache_dir=cache_dir, target_units=target_units,
+               **fit_options)  # fmt: skip
+
+
+def _restore_fits(
+    data: StructureData,
+    name: str,
+    candidates: Mapping[str, Candidate],
+    scheme: Scheme,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    fits: dict[str, list[FitResult]],
+    directory: str | Path | None,
+    cache_dir: str | Path | None,
+    target_units: str | None,
+    fit_options: dict[str, Any],
+) -> list[FitResult]:
+    """The chosen graph candidate's fits: those trained in this call, the others restored from their checkpoints
+    (a finished run is restored, not trained again)."""
+    if len(fits[name]) == len(splits):
+        return fits[name]
+    restored = []
+    for k, (train_idx, score_idx) in enumerate(splits):
+        restored.append(_fit_unit(data.subset(train_idx), data.subset(score_idx), candidates[name], scheme, k,
+                                  directory, name, cache_dir, target_units, fit_options))  # fmt: skip
+    return restored

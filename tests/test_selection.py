@@ -1,0 +1,176 @@
+"""The selection engine (``matgl_hybrid.training.select``): the better candidate on inner data wins, a killed selection
+resumes from its finished inner folds, a changed candidate is refused, and ``train`` / ``cv`` use it."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from conftest import DEMO_DATA, TINY, write_small_records
+from matgl_hybrid import data
+from matgl_hybrid.cli import main
+from matgl_hybrid.errors import TrainingInterrupted
+from matgl_hybrid.evaluation import run_cv
+from matgl_hybrid.fingerprint import FingerprintMismatch
+from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.training import DescriptorForest, InnerKFold, TrainSpec, ValidationSplit, select
+from matgl_hybrid.training import selection as selection_module
+from matgl_hybrid.training.candidates import default_candidates
+
+
+@pytest.fixture(scope="module")
+def atoms_per_cell() -> data.StructureData:
+    """24 de Jong structures whose target is their number of atoms: the ``lattice`` set holds it, ``composition``
+    (fractions only) does not, so a forest on the first must beat one on the second."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
+    found.targets = np.array([float(len(s)) for s in found.structures])
+    found.target_name = "n_atoms"
+    return found
+
+
+class EpochCounter(Callback):
+    """Counts the training epochs run (a restored finished run runs none)."""
+
+    def __init__(self):
+        self.epochs = 0
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs += 1
+
+
+def test_the_candidate_better_on_inner_data_is_chosen_and_its_score_is_its_inner_mae(atoms_per_cell):
+    candidates = {
+        "blind": DescriptorForest("composition", n_estimators=50),
+        "informed": DescriptorForest("lattice", n_estimators=50),
+        "gnn": TrainSpec(max_epochs=1, lr=1e-6, **TINY),
+    }
+    chosen = select(atoms_per_cell, candidates, ValidationSplit(0.25, 0), progress=False)
+    scores = chosen.scores
+    for name, records in chosen.folds.items():
+        (record,) = records
+        y, p = np.array(record["y_true"]), np.array(record["y_pred"])
+        assert scores[name] == pytest.approx(np.mean(np.abs(y - p)))  # the score is the MAE of what was scored
+        assert set(record["ids"]).isdisjoint(set(atoms_per_cell.ids) - set(record["ids"]))
+    assert scores["informed"] < scores["blind"]
+    assert chosen.chosen == "informed" == min(scores, key=scores.get)
+    # The model is the best graph network; a descriptor-only winner is said plainly, not hidden.
+    assert chosen.model_name == "gnn" and isinstance(chosen.model, HybridModel)
+    assert chosen.guard_won
+    assert chosen.summary().startswith(f"chose informed: inner MAE {scores['informed']:.4g} vs ")
+    assert "WARNING" in chosen.summary() and "gnn" in chosen.summary()
+    record = chosen.record()
+    assert record["chosen"] == "informed" and record["model"] == "gnn"
+    assert record["candidates"]["informed"] == {"model": "random_forest", "descriptor_set": "lattice",
+                                                "n_estimators": 50, "seed": 0}  # fmt: skip
+    json.dumps(record)  # JSON values, for training.json
+
+
+def test_inner_kfold_scores_out_of_fold_over_all_data_and_ensembles_the_k_models(atoms_per_cell):
+    candidates = {"gnn": TrainSpec(max_epochs=1, **TINY), "forest": DescriptorForest("lattice", n_estimators=20)}
+    chosen = select(atoms_per_cell, candidates, InnerKFold(3, seed=1), progress=False)
+    for records in chosen.folds.values():
+        scored = [i for r in records for i in r["ids"]]
+        assert sorted(scored) == sorted(atoms_per_cell.ids)  # every structure scored once, out of fold
+    assert isinstance(chosen.model, HybridEnsemble) and len(chosen.model.members) == 3
+    assert [f.model.element_types for f in chosen.fits][0] == chosen.fits[2].model.element_types  # all data's
+
+
+def test_a_killed_selection_resumes_from_its_finished_inner_folds_and_refuses_a_changed_candidate(
+    atoms_per_cell, tmp_path, monkeypatch
+):
+    candidates = {
+        "extensive": TrainSpec(max_epochs=2, **TINY),
+        "mean": TrainSpec(max_epochs=2, **{**TINY, "readout": "mean"}),
+    }
+    scheme = InnerKFold(2)
+    real_fit, calls = selection_module.fit, []
+
+    def killed_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise TrainingInterrupted("SIGTERM stopped training after 0 finished epochs")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "fit", killed_on_third)
+    with pytest.raises(TrainingInterrupted):
+        select(atoms_per_cell, candidates, scheme, directory=tmp_path, progress=False)
+    monkeypatch.setattr(selection_module, "fit", real_fit)
+    finished = {p.relative_to(tmp_path).as_posix(): p.stat().st_mtime_ns for p in tmp_path.glob("*/fold*.json")}
+    assert sorted(finished) == ["extensive/fold0.json", "extensive/fold1.json"]
+
+    counter = EpochCounter()
+    resumed = select(atoms_per_cell, candidates, scheme, directory=tmp_path, progress=False, callbacks=[counter])
+    assert counter.epochs == 2 * 2  # only the two folds of "mean" trained; "extensive" was reused (or restored)
+    assert {k: (tmp_path / k).stat().st_mtime_ns for k in finished} == finished  # finished records untouched
+    assert all(np.isfinite(list(resumed.scores.values())))
+    again = select(atoms_per_cell, candidates, scheme, directory=tmp_path, progress=False, callbacks=[counter])
+    assert counter.epochs == 4 and again.scores == resumed.scores  # a finished selection trains nothing
+
+    changed = {**candidates, "mean": TrainSpec(max_epochs=2, lr=5e-3, **{**TINY, "readout": "mean"})}
+    with pytest.raises(FingerprintMismatch, match=r"mean/fold0\.json was produced by another run \(spec\.lr: 0\.002"):
+        select(atoms_per_cell, changed, scheme, directory=tmp_path, progress=False)
+    with pytest.raises(FingerprintMismatch, match=r"scheme\.k: 2 there, 3 here"):
+        select(atoms_per_cell, candidates, InnerKFold(3), directory=tmp_path, progress=False)
+
+
+def test_select_refuses_what_it_cannot_choose_among(atoms_per_cell):
+    with pytest.raises(ValueError, match="at least one candidate"):
+        select(atoms_per_cell, {}, progress=False)
+    with pytest.raises(ValueError, match="names a folder"):
+        select(atoms_per_cell, {"../up": TrainSpec(**TINY)}, progress=False)
+    with pytest.raises(ValueError, match="k >= 2"):
+        InnerKFold(1)
+
+
+def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest_guard():
+    spec = TrainSpec(descriptor_set="gong28")
+    found = default_candidates(spec)
+    assert [c.readout for c in (found["extensive"], found["intensive"])] == ["extensive", "set2set"]
+    assert found["forest"] == DescriptorForest("gong28", seed=spec.seed)
+    assert default_candidates(TrainSpec(descriptor_set=None))["forest"].descriptor_set == "gong28+composition"
+    chosen = default_candidates(spec, readout="mean")
+    assert list(chosen) == ["mean", "forest"] and chosen["mean"].readout == "mean"
+
+
+@pytest.mark.slow
+def test_train_with_defaults_selects_and_records_every_candidate_in_the_record_and_card(tmp_path, capsys):
+    path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 30, tmp_path)
+    out = tmp_path / "model"
+    args = ["--data", str(path), "--target", "K_VRH", "--max-epochs", "2", "--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / "training.json").read_text())
+    chosen = record["selection"]
+    assert list(chosen["candidates"]) == ["extensive", "intensive", "forest"]
+    assert chosen["scheme"] == {"scheme": "validation_split", "fraction": 0.1, "seed": 0}
+    assert chosen["chosen"] == min(chosen["inner_mae"], key=chosen["inner_mae"].get)
+    assert record["spec"]["readout"] == chosen["candidates"][chosen["model"]]["readout"]
+    assert record["spec"]["descriptor_set"] == TrainSpec().descriptor_set  # the recipe's inputs, for all three
+    assert chosen["candidates"]["forest"]["descriptor_set"] == TrainSpec().descriptor_set
+    assert chosen["summary"] in printed and printed.count("chose ") == 1
+    card = (out / "model_card.md").read_text()
+    assert "## Model selection" in card and f"| {chosen['chosen']} (chosen) |" in card
+
+    single = tmp_path / "single"
+    assert main(["train", *args, "--no-select", "--readout", "mean", "--out", str(single)]) == 0
+    record = json.loads((single / "training.json").read_text())
+    assert "selection" not in record and record["spec"]["readout"] == "mean"
+    assert "chose " not in capsys.readouterr().out
+
+
+def test_cv_with_candidates_chooses_in_each_fold_on_its_training_part(elastic, tmp_path):
+    candidates = {"gnn": TrainSpec(max_epochs=1, **TINY), "forest": DescriptorForest("lattice", n_estimators=20)}
+    summary = run_cv(elastic, TrainSpec(max_epochs=1, **TINY), tmp_path / "cv", None, candidates=candidates)
+    assert summary["folds_done"] == 5
+    for fold in range(5):
+        record = json.loads((tmp_path / "cv" / "folds" / f"fold{fold}.json").read_text())
+        params = record["params"]
+        assert params["candidate"] == "gnn" and set(params["inner_mae"]) == {"gnn", "forest"}
+        assert params["chosen"] == min(params["inner_mae"], key=params["inner_mae"].get)
+        inner = json.loads((tmp_path / "cv" / "selection" / f"fold{fold}" / "gnn" / "fold0.json").read_text())
+        assert set(inner["ids"]).isdisjoint(record["ids"])  # the test fold plays no part in the choice
+    assert "chosen in each fold" in (tmp_path / "cv" / "cv.md").read_text()
