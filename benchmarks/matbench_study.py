@@ -52,30 +52,26 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from tasks import MATBENCH_DATA as DATA
+from tasks import MATBENCH_PROVENANCE as PROVENANCE
+from tasks import MATBENCH_TASKS as TASKS
+from tasks import MATBENCH_UNITS as UNITS
 
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.training.baselines import descriptor_forest
 from matgl_hybrid.evaluation.matbench import MatbenchRun, load_leaderboard, load_task
 from matgl_hybrid.evaluation.report import report_figure
 from matgl_hybrid.figures import save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, device_name
+from matgl_hybrid.training.baselines import descriptor_forest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = RESULTS / "matbench_runs"
-DATA = ROOT.parent / "shared" / "data" / "matbench"
 SUBMISSIONS = ROOT / "matbench_submissions"
-TASKS = ("matbench_jdft2d", "matbench_phonons")
-UNITS = {"matbench_jdft2d": "meV/atom", "matbench_phonons": "cm⁻¹"}
-PROVENANCE = (
-    "reconstructed from a public CSV export of the Matbench data (GitHub dhw059/LLM-predictor, "
-    "data/allmatbench_*/matbench_*.csv), official row order, oxidation states removed; checked against the "
-    "official fold ids and an independent copy (see ../shared/data/matbench/README.md of matgl-hybrid)"
-)
 #: Never submitted to the leaderboard; self-reported on the same folds (DenseGNN, npj Comput. Mater. 2024).
 SELF_REPORTED = {"matbench_jdft2d": 30.22, "matbench_phonons": 23.52}
 RECIPE_DESCRIPTORS = TrainSpec().descriptor_set

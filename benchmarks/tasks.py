@@ -16,13 +16,22 @@ import numpy as np
 from matgl_hybrid.data import StructureData, load_records, log10_targets
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.training import TrainSpec, fit
+from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
+#: The two Matbench tasks with structures here: reconstructed files in ``../shared/data/matbench`` (see its README).
+MATBENCH_DATA = SHARED / "matbench"
+MATBENCH_TASKS = ("matbench_jdft2d", "matbench_phonons")
+MATBENCH_UNITS = {"matbench_jdft2d": "meV/atom", "matbench_phonons": "cm⁻¹"}
+MATBENCH_PROVENANCE = (
+    "reconstructed from a public CSV export of the Matbench data (GitHub dhw059/LLM-predictor, "
+    "data/allmatbench_*/matbench_*.csv), official row order, oxidation states removed; checked against the "
+    "official fold ids and an independent copy (see ../shared/data/matbench/README.md of matgl-hybrid)"
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,326 @@
+"""Does the default selection hold on every property kind? (issue "Defaults that hold on any property")
+
+``matgl-hybrid train`` now chooses, on a validation split of its training data, among the recipe with the extensive
+readout, the recipe with the Set2Set readout, and a random forest on the recipe's descriptors (a guard: it is never
+shipped, a win is reported). This study runs that engine, :func:`matgl_hybrid.training.select`, inside each outer
+fold and scores the chosen graph network once on the outer test fold:
+
+- the two Matbench tasks (official folds, reconstructed files): both graph candidates already ran per fold with the
+  same inner split (the submission's ``recipe`` and ``set2set_recipe`` of ``matbench_study.py``: their inner
+  validation MAE is in their fold records, their test MAE in ``matbench_<task>.json``); only the forest's inner score
+  is computed here, by the engine, on the same split. Which readout is the intensive one (Set2Set or mean) is chosen
+  here too, from the inner validation MAE of ``set2set_sim`` vs ``mean_sim`` (training folds only);
+- the six tasks of ``accuracy.py`` (Matbench protocol folds): the engine runs end to end per outer fold, resumable
+  (``--tasks``, ``--folds``); inner records in ``results/default_selection/<dataset>/<task>/inner/``, outer records
+  (the choice, every inner score, the test predictions) in ``.../outer/``. The fixed recipe and the forest are
+  ``accuracy.py``'s committed folds (the extensive candidate is the same fit: same split, seed and budget).
+
+    python benchmarks/default_selection.py --matbench               # the Matbench part (forest inner scores only)
+    python benchmarks/default_selection.py --tasks de_jong_2015_elasticity/log10_K_VRH --folds 0,1
+    python benchmarks/default_selection.py --report-only
+
+Never run beside another benchmark on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from tasks import (
+    DATASETS,
+    MATBENCH_DATA,
+    MATBENCH_PROVENANCE,
+    MATBENCH_TASKS,
+    MATBENCH_UNITS,
+    RECIPE_DESCRIPTORS,
+    RESULTS,
+    ROOT,
+    gnn_spec,
+    load_task,
+    store,
+)
+
+from matgl_hybrid.data import StructureData, from_dataframe
+from matgl_hybrid.data.splits import kfold_splits
+from matgl_hybrid.evaluation.matbench import load_task as load_matbench_task
+from matgl_hybrid.figures import Entry, bars, panels, save
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.training import DescriptorForest, FitResult, ValidationSplit, default_candidates, device_name, select
+from matgl_hybrid.training.candidates import INTENSIVE_READOUT
+from matgl_hybrid.training.fold_store import FoldStore
+
+OUT = RESULTS / "default_selection"
+SUBMISSION_FOLDS = ROOT / "matbench_submissions" / "matbench_v0.1_MatGLHybrid" / "folds"
+RUNS = RESULTS / "matbench_runs"
+#: The property kind of each task (the issue's list): what the readout has to suit.
+KINDS = {
+    "alexandria_heat_capacity/heat_capacity": "per-cell",
+    "de_jong_2015_elasticity/log10_K_VRH": "log-elastic",
+    "de_jong_2015_elasticity/log10_G_VRH": "log-elastic",
+    "mp_binary_elasticity/log10_bulk_modulus": "log-elastic",
+    "mp_binary_elasticity/log10_shear_modulus": "log-elastic",
+    "flla_2015_formation_energy/formation_energy_per_atom": "per-atom energy",
+    "matbench/matbench_jdft2d": "per-atom energy",
+    "matbench/matbench_phonons": "intensive maximum",
+}
+FOLDS = range(5)
+
+
+def _run_folder(run: str) -> object:
+    """The submission-style folder of a ``matbench_study.py`` GNN run (one ``matbench_v0.1_*`` inside)."""
+    (folder,) = (RUNS / run).glob("matbench_v0.1_*")
+    return folder
+
+
+def _fold_record(run: str, task: str, fold: int) -> dict:
+    return json.loads((_run_folder(run) / "folds" / task / f"fold{fold}.json").read_text())
+
+
+def readout_choice() -> dict[str, object]:
+    """Set2Set vs mean as the intensive readout, from inner validation MAE only (``set2set_sim`` vs ``mean_sim``,
+    the same recipe + sim:chgnet otherwise, every Matbench training fold)."""
+    wins, pairs = 0, []
+    for task in MATBENCH_TASKS:
+        for fold in FOLDS:
+            s2s, mean = (_fold_record(run, task, fold)["params"]["best_val_mae"] for run in ("set2set_sim", "mean_sim"))
+            pairs.append({"task": task, "fold": fold, "set2set": s2s, "mean": mean})
+            wins += s2s < mean
+    return {"set2set_wins": wins, "of": len(pairs), "pairs": pairs, "chosen": INTENSIVE_READOUT}
+
+
+def _matbench_train_fold(task, fold: int) -> StructureData:
+    inputs, outputs = task.get_train_and_val_data(fold)
+    train = from_dataframe(inputs.to_frame(name="structure"))
+    train.targets = np.asarray(outputs, dtype=float)
+    train.target_name = task.metadata.target
+    return train
+
+
+def run_matbench() -> None:
+    """The forest's inner score on each Matbench training fold (same split as the graph candidates'), then the
+    choice per fold from the committed records; outer records in ``default_selection/matbench/<task>/outer``."""
+    from matbench.bench import MatbenchBenchmark
+
+    results = {t: json.loads((RESULTS / f"matbench_{t}.json").read_text()) for t in MATBENCH_TASKS}
+    for task in MatbenchBenchmark(autoload=False, subset=list(MATBENCH_TASKS)).tasks:
+        name = task.dataset_name
+        load_matbench_task(task, MATBENCH_DATA, download=False, allow_unofficial=True, provenance=MATBENCH_PROVENANCE)
+        outer = FoldStore(OUT / "matbench" / name / "outer")
+        for fold in FOLDS:
+            if outer.has(fold):
+                continue
+            graph = {
+                "extensive": json.loads((SUBMISSION_FOLDS / name / "recipe" / f"fold{fold}.json").read_text()),
+                "intensive": _fold_record("set2set_recipe", name, fold),
+            }
+            train = _matbench_train_fold(task, fold)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                guard = select(
+                    train,
+                    {"forest": DescriptorForest(RECIPE_DESCRIPTORS, seed=0)},
+                    ValidationSplit(0.1, 0),  # TrainSpec().val_fraction and seed: the graph candidates' split
+                    directory=OUT / "matbench" / name / "inner" / f"fold{fold}",
+                    cache_dir=descriptor_cache_dir(),
+                    progress=False,
+                )
+            inner = {n: r["params"]["best_val_mae"] for n, r in graph.items()} | guard.scores
+            chosen = min(inner, key=inner.get)
+            model = min(graph, key=lambda n: inner[n])
+            test = {
+                "extensive": results[name]["recipe"]["fold_mae"][fold],
+                "intensive": results[name]["set2set_recipe"]["fold_mae"][fold],
+            }
+            outer.save(
+                fold,
+                {
+                    "mae": test[model],
+                    "train_seconds": sum(r["train_seconds"] for r in graph.values()) + time.perf_counter() - start,
+                    "params": {
+                        "chosen": chosen,
+                        "model": model,
+                        "inner_mae": inner,
+                        "test_mae_of_each": test,
+                        "device": {n: r["params"]["device"] for n, r in graph.items()} | {"forest": device_name("cpu")},
+                    },
+                },
+            )
+            print(f"{name} fold {fold}: chose {chosen}, kept {model}", flush=True)
+
+
+def run_task(dataset: str, task_name: str, folds: list[int]) -> None:
+    """The engine with the default candidates inside each outer fold of ``accuracy.py``'s protocol."""
+    (task,) = [t for t in DATASETS[dataset][1] if t.name == task_name]
+    data = load_task(dataset, task)
+    splits = kfold_splits(len(data))
+    outer = FoldStore(OUT / dataset / task_name / "outer")
+    for fold in folds:
+        if outer.has(fold):
+            continue
+        train, test = data.subset(splits[fold][0]), data.subset(splits[fold][1])
+        # accuracy.py's recipe fit (seed = fold, its split): the extensive candidate is the same run.
+        spec = gnn_spec(dataset, "extensive", RECIPE_DESCRIPTORS, seed=fold, n_jobs=-1)
+        start = time.perf_counter()
+
+        def said(name: str, k: int, record: dict, fold: int = fold) -> None:
+            print(f"{dataset}/{task_name} fold {fold}: {name} inner MAE {record['mae']:.4g}", flush=True)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            selection = select(
+                train,
+                default_candidates(spec),
+                ValidationSplit(spec.val_fraction, spec.seed),
+                directory=OUT / dataset / task_name / "inner" / f"fold{fold}",
+                cache_dir=descriptor_cache_dir(),
+                progress=False,
+                on_scored=said,
+            )
+            predicted = selection.model.predict(test.structures, cache_dir=descriptor_cache_dir(), ids=test.ids)
+        fits: list[FitResult] = selection.fits
+        outer.save(
+            fold,
+            {
+                "mae": float(np.mean(np.abs(predicted - test.targets))),
+                "train_seconds": time.perf_counter() - start,
+                "n_train": len(train),
+                "params": {
+                    "chosen": selection.chosen,
+                    "model": selection.model_name,
+                    "inner_mae": selection.scores,
+                    "seconds": selection.record()["seconds"],
+                    "best_epoch": fits[0].best_epoch,
+                    "device": device_name("cpu"),
+                },
+                "ids": list(test.ids),
+                "y_true": test.targets.tolist(),
+                "y_pred": predicted.tolist(),
+            },
+        )
+        print(f"{dataset}/{task_name} fold {fold}: {selection.summary()}", flush=True)
+
+
+def _references(key: str) -> dict[str, list[float | None]]:
+    """Per-fold test MAE of the fixed recipe and the forests (committed runs), by model."""
+    dataset, task = key.split("/")
+    if dataset == "matbench":
+        table = json.loads((RESULTS / f"matbench_{task}.json").read_text())
+        names = {"recipe": "recipe (extensive, fixed)", "set2set_recipe": "recipe (Set2Set, fixed)",
+                 "descriptors_rf": "RF gong28+composition", "descriptors_rf_recipe": "RF recipe inputs"}  # fmt: skip
+        return {label: list(table[m]["fold_mae"]) for m, label in names.items()}
+    names = {"hybrid_megnet_chgnet_noenergy": "recipe (extensive, fixed)", "descriptors_rf": "RF gong28+composition",
+             "descriptors_rf_chgnet_noenergy": "RF recipe inputs"}  # fmt: skip
+    found = {}
+    for model, label in names.items():
+        records = store(dataset, task, model).records()
+        found[label] = [records[f]["mae"] if f in records else None for f in FOLDS]
+    return found
+
+
+def _units(key: str) -> str:
+    dataset, task = key.split("/")
+    if dataset == "matbench":
+        return MATBENCH_UNITS[task]
+    return next(t.units for t in DATASETS[dataset][1] if t.name == task)
+
+
+def report() -> dict:
+    """``default_selection.{md,json,png}`` from the outer records found."""
+    readouts = readout_choice()
+    summary: dict = {"readout_choice": readouts, "tasks": {}}
+    lines = [
+        "# The default selection on every property kind",
+        "",
+        "`matgl-hybrid train` chooses on a 10 % validation split of its training data among the recipe with the "
+        "extensive readout, the recipe with the Set2Set readout, and a random forest on the recipe's descriptors "
+        "(a guard: never shipped, its win reported). Here that engine (`matgl_hybrid.training.select`) runs inside "
+        "each outer fold; the chosen graph network is scored once on the outer test fold. Command: "
+        "`python benchmarks/default_selection.py` (see its docstring).",
+        "",
+        f"Intensive readout: Set2Set had the lower inner validation MAE than mean pooling on "
+        f"{readouts['set2set_wins']} of {readouts['of']} Matbench training folds (`set2set_sim` vs `mean_sim`, "
+        "the same recipe + sim:chgnet otherwise; test folds not read), so the intensive candidate uses Set2Set.",
+        "",
+    ]
+    figure_entries = {}
+    for key, kind in KINDS.items():
+        records = FoldStore(OUT / key / "outer").records()
+        if not records:
+            continue
+        units = _units(key)
+        references = _references(key)
+        default = [records[f]["mae"] if f in records else None for f in FOLDS]
+        done = [m for m in default if m is not None]
+        row = {"kind": kind, "units": units, "default_fold_mae": default, "references": references,
+               "folds": {f: records[f]["params"] for f in sorted(records)}}  # fmt: skip
+        lines += [f"## {key} ({kind}, {units})", "", "| fold | chosen (inner MAE of each) | graph network kept | "
+                  "test MAE, default | " + " | ".join(f"test MAE, {r}" for r in references) + " |",
+                  "|---|---|---|---:|" + "---:|" * len(references)]  # fmt: skip
+        for fold in FOLDS:
+            if fold not in records:
+                lines.append(f"| {fold} | not run yet | | | " + " | " * len(references))
+                continue
+            params = records[fold]["params"]
+            inner = ", ".join(f"{n} {v:.4g}" for n, v in params["inner_mae"].items())
+            refs = " | ".join("—" if v[fold] is None else f"{v[fold]:.4g}" for v in references.values())
+            lines.append(f"| {fold} | **{params['chosen']}** ({inner}) | {params['model']} | "
+                         f"{records[fold]['mae']:.4g} | {refs} |")  # fmt: skip
+        if len(done) == len(FOLDS):
+            mean, std = float(np.mean(done)), float(np.std(done))
+            fixed = {r: v for r, v in references.items() if r.startswith("recipe") and None not in v}
+            best_fixed = min(fixed, key=lambda r: np.mean(fixed[r]))
+            best_mean, best_std = float(np.mean(fixed[best_fixed])), float(np.std(fixed[best_fixed]))
+            forest = float(np.mean(references["RF gong28+composition"]))
+            within = mean <= best_mean + best_std
+            row |= {"mae_mean": mean, "mae_std": std, "best_fixed": best_fixed, "best_fixed_mean": best_mean,
+                    "best_fixed_std": best_std, "forest_mean": forest, "within_spread": within,
+                    "below_forest": mean < forest}  # fmt: skip
+            lines += ["", f"Default {mean:.4g} ± {std:.2g}; best fixed: {best_fixed} {best_mean:.4g} ± {best_std:.2g} "
+                      f"({'within' if within else 'outside'} its fold spread); RF gong28+composition {forest:.4g} "
+                      f"({'below' if mean < forest else 'NOT below'} it)."]  # fmt: skip
+            entries = [Entry("default (selected)", mean, done, "ours")]
+            entries += [Entry(r, float(np.mean(v)), v, "ours" if r.startswith("recipe") else "baseline")
+                        for r, v in references.items() if None not in v]  # fmt: skip
+            figure_entries[key] = (entries, units)
+        else:
+            lines += ["", f"{len(done)} of {len(FOLDS)} folds run: no verdict yet."]
+        lines.append("")
+        summary["tasks"][key] = row
+    missing = [k for k in KINDS if k not in summary["tasks"] or "mae_mean" not in summary["tasks"][k]]
+    if missing:
+        lines += ["## Not run yet", "", "Resumable with `--tasks`: " + ", ".join(f"`{k}`" for k in missing) + ".", ""]
+    lines.append("![default vs fixed recipe vs forests](default_selection.png)")
+    atomic_write_text(OUT.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(OUT.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    if figure_entries:
+        fig, axes = panels(len(figure_entries))
+        for ax, (key, (entries, units)) in zip(axes, figure_entries.items(), strict=False):
+            bars(ax, entries, units=units, title=f"{key.split('/')[-1]} ({KINDS[key]})")
+        save(fig, OUT.with_suffix(".png"))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matbench", action="store_true", help="the Matbench part (forest inner scores)")
+    parser.add_argument("--tasks", default="", help="comma-separated dataset/task keys of accuracy.py to run")
+    parser.add_argument("--folds", default="0,1,2,3,4", help="outer folds to run")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the records")
+    args = parser.parse_args()
+    if not args.report_only:
+        if args.matbench:
+            run_matbench()
+        for key in filter(None, args.tasks.split(",")):
+            dataset, task = key.split("/")
+            run_task(dataset, task, [int(f) for f in args.folds.split(",")])
+    report()
+
+
+if __name__ == "__main__":
+    main()
