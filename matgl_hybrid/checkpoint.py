@@ -244,11 +244,11 @@ def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
     return expected
 
 
-def verify(path: str | Path) -> dict[str, str]:
+def verify(path: str | Path, required: Iterable[str] = ("model.json",)) -> dict[str, str]:
     """Check every file listed in ``SHA256SUMS`` against its hash; returns ``{file: sha256}``.
 
     Raises:
-        CheckpointError: no manifest, no entry for ``model.json``, a listed file missing, or a file whose bytes
+        CheckpointError: no manifest, no entry for a ``required`` file, a listed file missing, or a file whose bytes
             differ (named, with hashes). :func:`load_checkpoint` also requires an entry for every file it reads.
     """
     path = Path(path)
@@ -256,8 +256,9 @@ def verify(path: str | Path) -> dict[str, str]:
     if not manifest.is_file():
         raise CheckpointError(f"{path} has no {MANIFEST}: not a matgl-hybrid checkpoint, or an incomplete copy")
     expected = parse_manifest(read_text(manifest), manifest)
-    if "model.json" not in expected:
-        raise CheckpointError(f"{manifest} has no entry for model.json: the checkpoint cannot be verified")
+    for name in required:
+        if name not in expected:
+            raise CheckpointError(f"{manifest} has no entry for {name}: the folder cannot be verified")
     for name, digest in expected.items():
         file = path / name
         if not file.is_file():

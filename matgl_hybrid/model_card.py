@@ -88,6 +88,12 @@ def render_card(record: dict[str, Any], title: str) -> str:
         f"({spec['fusion']} fusion), cutoff {spec['cutoff']} Å; {len(record['members'])} member(s).",
         f"- Predicts `{record['target_name']}` in {units}.",
     ]
+    if pretrained := record.get("pretrained_backbone"):
+        lines.append(
+            f"- Backbone fine-tuned from MatGL's pretrained {pretrained['name']} (weights sha256 "
+            f"`{pretrained['sha256']}`, {pretrained['licence']}), shipped in matgl-hybrid; this checkpoint holds the "
+            f"fine-tuned weights. {pretrained['leakage']}"
+        )
     for weights in record.get("referenced_weights", []):
         lines.append(
             f"- Needs {weights['model']}'s weights, referenced, not embedded: they ship in `{weights['package']}`, "

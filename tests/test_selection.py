@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import DEMO_DATA, TINY, write_small_records
 from lightning.pytorch.callbacks import Callback
 
-from conftest import DEMO_DATA, TINY, write_small_records
 from matgl_hybrid import data
 from matgl_hybrid.cli import main
 from matgl_hybrid.errors import TrainingInterrupted
@@ -58,12 +58,15 @@ def test_the_candidate_better_on_inner_data_is_chosen_and_its_score_is_its_inner
     assert scores["informed"] < scores["blind"]
     assert chosen.chosen == "informed" == min(scores, key=scores.get)
     # The model is the best graph network; a descriptor-only winner is said plainly, not hidden.
-    assert chosen.model_name == "gnn" and isinstance(chosen.model, HybridModel)
+    assert chosen.model_name == "gnn"
+    assert isinstance(chosen.model, HybridModel)
     assert chosen.guard_won
     assert chosen.summary().startswith(f"chose informed: inner MAE {scores['informed']:.4g} vs ")
-    assert "WARNING" in chosen.summary() and "gnn" in chosen.summary()
+    assert "WARNING" in chosen.summary()
+    assert "gnn" in chosen.summary()
     record = chosen.record()
-    assert record["chosen"] == "informed" and record["model"] == "gnn"
+    assert record["chosen"] == "informed"
+    assert record["model"] == "gnn"
     assert record["candidates"]["informed"] == {"model": "random_forest", "descriptor_set": "lattice",
                                                 "n_estimators": 50, "seed": 0}  # fmt: skip
     json.dumps(record)  # JSON values, for training.json
@@ -75,8 +78,9 @@ def test_inner_kfold_scores_out_of_fold_over_all_data_and_ensembles_the_k_models
     for records in chosen.folds.values():
         scored = [i for r in records for i in r["ids"]]
         assert sorted(scored) == sorted(atoms_per_cell.ids)  # every structure scored once, out of fold
-    assert isinstance(chosen.model, HybridEnsemble) and len(chosen.model.members) == 3
-    assert [f.model.element_types for f in chosen.fits][0] == chosen.fits[2].model.element_types  # all data's
+    assert isinstance(chosen.model, HybridEnsemble)
+    assert len(chosen.model.members) == 3
+    assert next(f.model.element_types for f in chosen.fits) == chosen.fits[2].model.element_types  # all data's
 
 
 def test_a_killed_selection_resumes_from_its_finished_inner_folds_and_refuses_a_changed_candidate(
@@ -108,7 +112,8 @@ def test_a_killed_selection_resumes_from_its_finished_inner_folds_and_refuses_a_
     assert {k: (tmp_path / k).stat().st_mtime_ns for k in finished} == finished  # finished records untouched
     assert all(np.isfinite(list(resumed.scores.values())))
     again = select(atoms_per_cell, candidates, scheme, directory=tmp_path, progress=False, callbacks=[counter])
-    assert counter.epochs == 4 and again.scores == resumed.scores  # a finished selection trains nothing
+    assert counter.epochs == 4
+    assert again.scores == resumed.scores
 
     changed = {**candidates, "mean": TrainSpec(max_epochs=2, lr=5e-3, **{**TINY, "readout": "mean"})}
     with pytest.raises(FingerprintMismatch, match=r"mean/fold0\.json was produced by another run \(spec\.lr: 0\.002"):
@@ -133,7 +138,8 @@ def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest
     assert found["forest"] == DescriptorForest("gong28", seed=spec.seed)
     assert default_candidates(TrainSpec(descriptor_set=None))["forest"].descriptor_set == "gong28+composition"
     chosen = default_candidates(spec, readout="mean")
-    assert list(chosen) == ["mean", "forest"] and chosen["mean"].readout == "mean"
+    assert list(chosen) == ["mean", "forest"]
+    assert chosen["mean"].readout == "mean"
 
 
 @pytest.mark.slow
@@ -151,14 +157,17 @@ def test_train_with_defaults_selects_and_records_every_candidate_in_the_record_a
     assert record["spec"]["readout"] == chosen["candidates"][chosen["model"]]["readout"]
     assert record["spec"]["descriptor_set"] == TrainSpec().descriptor_set  # the recipe's inputs, for all three
     assert chosen["candidates"]["forest"]["descriptor_set"] == TrainSpec().descriptor_set
-    assert chosen["summary"] in printed and printed.count("chose ") == 1
+    assert chosen["summary"] in printed
+    assert printed.count("chose ") == 1
     card = (out / "model_card.md").read_text()
-    assert "## Model selection" in card and f"| {chosen['chosen']} (chosen) |" in card
+    assert "## Model selection" in card
+    assert f"| {chosen['chosen']} (chosen) |" in card
 
     single = tmp_path / "single"
     assert main(["train", *args, "--no-select", "--readout", "mean", "--out", str(single)]) == 0
     record = json.loads((single / "training.json").read_text())
-    assert "selection" not in record and record["spec"]["readout"] == "mean"
+    assert "selection" not in record
+    assert record["spec"]["readout"] == "mean"
     assert "chose " not in capsys.readouterr().out
 
 
@@ -169,8 +178,27 @@ def test_cv_with_candidates_chooses_in_each_fold_on_its_training_part(elastic, t
     for fold in range(5):
         record = json.loads((tmp_path / "cv" / "folds" / f"fold{fold}.json").read_text())
         params = record["params"]
-        assert params["candidate"] == "gnn" and set(params["inner_mae"]) == {"gnn", "forest"}
+        assert params["candidate"] == "gnn"
+        assert set(params["inner_mae"]) == {"gnn", "forest"}
         assert params["chosen"] == min(params["inner_mae"], key=params["inner_mae"].get)
         inner = json.loads((tmp_path / "cv" / "selection" / f"fold{fold}" / "gnn" / "fold0.json").read_text())
         assert set(inner["ids"]).isdisjoint(record["ids"])  # the test fold plays no part in the choice
     assert "chosen in each fold" in (tmp_path / "cv" / "cv.md").read_text()
+
+
+def test_a_candidates_file_may_hold_the_forest_and_a_bad_forest_entry_is_named(tmp_path):
+    from matgl_hybrid.training import candidate_specs, read_candidates
+
+    path = tmp_path / "candidates.json"
+    path.write_text(json.dumps({"mean": {"readout": "mean"}, "rf": {"model": "random_forest", "n_estimators": 10}}))
+    found = candidate_specs(TrainSpec(descriptor_set="gong28"), read_candidates(path), forests=True)
+    assert found["mean"].readout == "mean"
+    assert found["rf"] == DescriptorForest("gong28", n_estimators=10)
+    with pytest.raises(ValueError, match="unknown TrainSpec fields"):  # Matbench's candidates are graph specs only
+        candidate_specs(TrainSpec(), read_candidates(path))
+    path.write_text(json.dumps({"rf": {"model": "random_forest", "trees": 10}}))
+    with pytest.raises(ValueError, match=r"candidates\.json: candidate 'rf': unknown random-forest fields \['trees'\]"):
+        read_candidates(path)
+    path.write_text(json.dumps({"rf": {"model": "random_forest", "n_estimators": 0}}))
+    with pytest.raises(ValueError, match="n_estimators must be an integer >= 1"):
+        read_candidates(path)

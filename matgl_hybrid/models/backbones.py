@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -67,6 +67,8 @@ class Backbone:
         features: ``features(model, g, state_attr) -> (node (N, F), state (B, Fs))``, Fs = 0 without a state.
         head: names of the model's modules after the node features (its readout and output head), which a hybrid
             replaces by :class:`SkippedHead`.
+        potential: the shipped pretrained potential (:mod:`matgl_hybrid.potentials`) whose architecture, elements,
+            cutoff and initial weights the backbone takes; None: built from ``backbone_kwargs``, randomly initialised.
     """
 
     cls: type[MatGLModel]
@@ -74,6 +76,7 @@ class Backbone:
     state_dim: Callable[[MatGLModel], int]
     features: Callable[[MatGLModel, Any, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor | None]]
     head: tuple[str, ...]
+    potential: str | None = None
 
     def drop_head(self, model: MatGLModel) -> MatGLModel:
         """Replace the readout and output head of ``model`` (in place) by :class:`SkippedHead`; returns it."""
@@ -109,10 +112,14 @@ BACKBONES: dict[str, Backbone] = {
         head=("readout", "final_layer"),
     ),
 }
+#: MatGL's universal potentials as pretrained backbones, fine-tuned inside the hybrid.
+BACKBONES["tensornet-matpes-pbe"] = replace(BACKBONES["tensornet"], potential="TensorNet-MatPES-PBE-v2025.1-PES")
+BACKBONES["m3gnet-matpes-pbe"] = replace(BACKBONES["m3gnet"], potential="M3GNet-MatPES-PBE-v2025.1-PES")
 
 
 def get_backbone(name: str) -> Backbone:
-    """The adapter of backbone ``name`` (``megnet``, ``m3gnet`` or ``tensornet``)."""
+    """The adapter of backbone ``name`` (``megnet``, ``m3gnet``, ``tensornet``, or a pretrained one such as
+    ``tensornet-matpes-pbe``)."""
     try:
         return BACKBONES[name]
     except KeyError:

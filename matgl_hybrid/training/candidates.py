@@ -149,7 +149,7 @@ def candidate_specs(
 #: The forest's descriptor set when the graph candidates have none.
 FOREST_DESCRIPTORS = "gong28+composition"
 #: The readout of :func:`default_candidates`' intensive candidate: Set2Set scored a lower inner-validation MAE than
-#: mean pooling on 9 of the 10 Matbench training folds where both ran (``benchmarks/results/default_selection.md``).
+#: mean pooling on 8 of the 10 Matbench training folds where both ran (``benchmarks/results/default_selection.md``).
 INTENSIVE_READOUT = "set2set"
 
 

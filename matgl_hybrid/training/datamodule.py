@@ -14,10 +14,12 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.ext.pymatgen import get_element_list
 from torch.utils.data import DistributedSampler
 
+from matgl_hybrid import potentials
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.graphs import build_dataset, make_loader
+from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.training.spec import TrainSpec
 
 
@@ -42,8 +44,8 @@ class HybridDataModule(L.LightningDataModule):
         spec: the run's settings; used: ``descriptor_set``, ``cutoff``, ``element_types``, ``batch_size``,
             ``seed``, ``n_jobs``, ``progress``.
         cache_dir: descriptor cache folder; None: no cache.
-        element_types: the model's element list (default: ``spec.element_types``: MatGL's 89 for "all", the elements
-            of ``train`` and ``val`` for "training", or the list given).
+        element_types: the model's element list (default: a pretrained backbone's own; else ``spec.element_types``:
+            MatGL's 89 for "all", the elements of ``train`` and ``val`` for "training", or the list given).
     """
 
     def __init__(
@@ -57,7 +59,10 @@ class HybridDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.train, self.val, self.spec, self.cache_dir = train, val, spec, cache_dir
-        if element_types is None and spec.element_types == "all":
+        if element_types is None and get_backbone(spec.backbone).potential is not None:
+            element_types = potentials.element_types(get_backbone(spec.backbone).potential)  # its embedding's order
+            potentials.check_elements(get_backbone(spec.backbone).potential, get_element_list(train.structures))
+        elif element_types is None and spec.element_types == "all":
             element_types = DEFAULT_ELEMENTS
         elif element_types is None and spec.element_types == "training":
             element_types = get_element_list(train.structures + val.structures)

@@ -184,6 +184,7 @@ def fit(
         "enable_progress_bar": spec.progress,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
+        **({"gradient_clip_val": spec.gradient_clip} if spec.gradient_clip is not None else {}),
         **trainer_kwargs,
     }
     if "strategy" not in settings:

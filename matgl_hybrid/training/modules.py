@@ -18,6 +18,14 @@ from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.finetuning import (
+    freeze,
+    load_pretrained_weights,
+    optimizer_and_schedule,
+    pretrained_architecture,
+    pretrained_name,
+    uses_finetuning_schedule,
+)
 from matgl_hybrid.training.spec import TrainSpec
 
 
@@ -78,11 +86,14 @@ def build_model(
         model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
     y_train = datamodule.train.targets
     regression = spec.task_type == "regression"
+    backbone_kwargs = spec.backbone_kwargs
+    if pretrained_name(spec) is not None:  # the potential's architecture, then its weights
+        _, _, backbone_kwargs = pretrained_architecture(spec)
     model = HybridModel(
         backbone=spec.backbone,
         element_types=datamodule.element_types,
         cutoff=spec.cutoff,
-        backbone_kwargs=spec.backbone_kwargs,
+        backbone_kwargs=backbone_kwargs,
         readout=spec.readout,
         head_hidden=spec.head_hidden,
         activation=spec.activation,
@@ -95,6 +106,9 @@ def build_model(
     )
     if encoder is not None:
         model.ne_encoder.encoder.load_state_dict(encoder.state_dict())
+    if pretrained_name(spec) is not None:
+        load_pretrained_weights(model, spec)
+    freeze(model, spec.freeze)
     return model
 
 
@@ -102,8 +116,14 @@ def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) ->
     """The Lightning module training ``model`` with ``spec``'s loss, learning rate and cosine decay.
 
     ``batches_per_epoch``: training batches per epoch and process (the decay runs over ``max_epochs`` of them).
-    Classification trains on binary cross-entropy.
+    Classification trains on binary cross-entropy. Fine-tuning settings (or a pretrained backbone) train with
+    :func:`~matgl_hybrid.training.finetuning.optimizer_and_schedule` (AdamW, layer-wise rates, warm-up + cosine per
+    step); otherwise MatGL's Adam with cosine decay.
     """
+    schedule: dict[str, Any] = {}
+    if uses_finetuning_schedule(spec):
+        optimizer, scheduler = optimizer_and_schedule(model, spec, batches_per_epoch)
+        schedule = {"optimizer": optimizer, "scheduler": scheduler}
     module = HybridLightningModule(
         model=model,
         data_mean=0.0,  # the model de-standardizes itself (target_mean / target_std)
@@ -112,6 +132,7 @@ def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) ->
         lr=spec.lr,
         decay_steps=spec.max_epochs * batches_per_epoch,
         decay_alpha=spec.decay_alpha,
+        **schedule,
     )
     if spec.task_type == "classification":
         module.loss = _binary_cross_entropy

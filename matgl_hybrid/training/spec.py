@@ -17,6 +17,11 @@ from matgl_hybrid.models.backbones import BACKBONES
 
 #: The losses MatGL's ``ModelLightningModule`` knows (it falls back to L1 for any other name).
 LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
+#: What ``TrainSpec.freeze`` may keep fixed.
+FREEZE = ("none", "embedding", "backbone")
+#: Fields added after records were stored, with the value that reproduces those records (a fingerprint without
+#: them is read with these, so the work it stands for is reused).
+ADDED = {"freeze": "none", "layer_decay": 1.0, "weight_decay": 0.0, "warmup_epochs": 0, "gradient_clip": None}
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
 RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
@@ -50,6 +55,11 @@ class TrainSpec:
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
     on validation MAE, epochs), ``seed``, ``accelerator`` / ``devices`` (Lightning's; "auto" uses a GPU when
     present, several devices train with DDP), ``n_jobs`` (descriptor workers), ``progress``.
+
+    Fine-tuning (any of these, or a pretrained ``backbone`` such as ``tensornet-matpes-pbe``, trains with AdamW and a
+    per-step warm-up + cosine schedule, :mod:`~matgl_hybrid.training.finetuning`): ``freeze`` (none | embedding |
+    backbone), ``layer_decay`` (backbone block i of L at lr × layer_decay^(L−i)), ``weight_decay``,
+    ``warmup_epochs``, ``gradient_clip`` (max gradient norm).
 
     The defaults are the recommended recipe, chosen on inner validation of training folds only
     (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
@@ -96,6 +106,24 @@ class TrainSpec:
         ),
     )
     node_embeddings: str | None = None
+    freeze: str = field(
+        default="none",
+        metadata=option(
+            str,
+            "weights kept at their initial (pretrained) values: none, embedding (the backbone's first block), or "
+            "backbone (all of it: only readout, fusion and head train)",
+            choices=FREEZE,
+        ),
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata=option(float, "layer-wise lr decay: backbone block i of L trains at lr × decay^(L−i), 1: none"),
+    )
+    weight_decay: float = field(default=0.0, metadata=option(float, "AdamW weight decay"))
+    warmup_epochs: int = field(default=0, metadata=option(int, "epochs of linear learning-rate warm-up"))
+    gradient_clip: float | None = field(
+        default=None, metadata=option(float, "clip the gradient norm to this value (none: no clipping)")
+    )
     max_epochs: int = field(default=120, metadata=option(int, "most training epochs"))
     batch_size: int = field(default=32, metadata=option(int, "structures per batch"))
     lr: float = field(default=2e-3, metadata=option(float, "learning rate (cosine decay to lr × decay_alpha)"))
@@ -140,6 +168,15 @@ class TrainSpec:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr!r}")
+        if self.freeze not in FREEZE:
+            problems.append(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
+        if not 0 < self.layer_decay <= 1:
+            problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay!r}")
+        if self.weight_decay < 0 or (self.gradient_clip is not None and not self.gradient_clip > 0):
+            problems.append(f"weight_decay must be >= 0 and gradient_clip > 0, got {self.weight_decay!r}, "
+                            f"{self.gradient_clip!r}")  # fmt: skip
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
 
@@ -175,11 +212,14 @@ class TrainSpec:
 
 
 def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A run fingerprint (fold record, checkpoint folder) stored by 0.1, its settings under today's names, so that
-    the work it stands for is reused; any other fingerprint as it is."""
+    """A run fingerprint (fold record, checkpoint folder) stored by an earlier version, its settings under today's
+    names and with the fields added since (:data:`ADDED`), so that the work it stands for is reused; any other
+    fingerprint as it is."""
     if not fingerprint or not isinstance(fingerprint.get("spec"), Mapping):
         return fingerprint
     spec = {RENAMED.get(k, k): v for k, v in fingerprint["spec"].items()}
+    if "backbone" in spec:  # a training spec (not a forest's): fields added since take the values it ran with
+        spec = {**ADDED, **spec}
     return {**fingerprint, "spec": spec}
 
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from matgl_hybrid.training.candidates import read_candidates
+from matgl_hybrid.training.selection import best_candidate
 
 
 def check_recorded_candidates(folder: Path, candidates: Mapping[str, Mapping[str, Any]]) -> None:
@@ -51,7 +50,7 @@ def choose(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     if list(records) == [""]:
         return records[""]
     maes = {name: r["params"]["best_val_mae"] for name, r in records.items()}
-    chosen = min(maes, key=lambda name: (maes[name] is None or not np.isfinite(maes[name]), maes[name] or 0.0))
+    chosen = best_candidate(maes)
     record = records[chosen]
     return {
         **record,

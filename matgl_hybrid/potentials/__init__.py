@@ -1,0 +1,146 @@
+"""MatGL's pretrained universal potentials, shipped in the package and loaded offline, without unpickling.
+
+Each potential is a folder: ``weights.safetensors`` (the ``Potential``'s state dict), ``config.json`` (its
+constructor arguments), MatGL's model card ``README.md``, its licence notice ``LICENSE.matgl`` (BSD 3-Clause) and
+``SHA256SUMS``. ``registry.json`` names the shipped ones with the sha256 of their weights (pinned: a shipped
+potential whose weights differ is refused), licence, training data and leakage note; they were converted from
+MatGL's own files by ``scripts/ship_matgl_potentials.py``. A folder of your own with the same layout loads too::
+
+    potential = load_potential("TensorNet-MatPES-PBE-v2025.1-PES")   # a matgl.apps.pes.Potential
+    potential = load_potential("path/to/my_potential")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from matgl_hybrid.checkpoint import CheckpointError, verify
+
+HERE = Path(__file__).resolve().parent
+REGISTRY = HERE / "registry.json"
+#: The files a potential folder holds (besides ``SHA256SUMS``), all hash-checked before anything is read.
+FILES = ("config.json", "weights.safetensors", "README.md", "LICENSE.matgl")
+
+
+@dataclass(frozen=True)
+class PotentialInfo:
+    """A shipped potential as ``registry.json`` describes it."""
+
+    name: str
+    architecture: str
+    backbone: str
+    parameters: int
+    training_data: str
+    weights_sha256: str
+    licence: str
+    source: str
+    leakage: str
+
+
+@cache
+def shipped_potentials() -> dict[str, PotentialInfo]:
+    """The potentials shipped with the package, by name (their folder's)."""
+    entries = json.loads(REGISTRY.read_text())["potentials"]
+    return {
+        name: PotentialInfo(name, **{k: v for k, v in e.items() if k not in ("folder", "manifest_sha256")})
+        for name, e in entries.items()
+    }
+
+
+def potential_folder(name: str | Path) -> Path:
+    """The folder of a shipped potential's name, or ``name`` itself when it is a folder."""
+    if str(name) in shipped_potentials():
+        return HERE / str(name)
+    if Path(name).is_dir():
+        return Path(name)
+    shipped = ", ".join(shipped_potentials())
+    raise CheckpointError(f"no potential {str(name)!r}: shipped are {shipped}, or give a folder of that layout")
+
+
+def verified_files(name: str | Path) -> tuple[Path, dict[str, str]]:
+    """The potential's folder and ``{file: sha256}``, after every file was checked against ``SHA256SUMS`` and a
+    shipped potential's weights against the registry's pinned sha256.
+
+    Raises:
+        CheckpointError: a missing or modified file, named.
+    """
+    folder = potential_folder(name)
+    digests = verify(folder, required=FILES)
+    info = shipped_potentials().get(str(name))
+    if info is not None and digests["weights.safetensors"] != info.weights_sha256:
+        raise CheckpointError(
+            f"{folder / 'weights.safetensors'} is not the shipped potential {info.name}: sha256 "
+            f"{digests['weights.safetensors']}, the registry pins {info.weights_sha256}"
+        )
+    return folder, digests
+
+
+def potential_config(name: str | Path) -> dict[str, Any]:
+    """``config.json`` of a verified potential: ``architecture``, ``model_args``, ``potential_args``."""
+    folder, _ = verified_files(name)
+    return json.loads((folder / "config.json").read_text())
+
+
+def weights_sha256(name: str | Path) -> str:
+    """The sha256 of a verified potential's weights: what a model built on them records."""
+    return verified_files(name)[1]["weights.safetensors"]
+
+
+def architecture_args(config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of the potential's graph network (``dtype`` as a torch dtype)."""
+    args = dict(config["model_args"])
+    if isinstance(args.get("dtype"), str):
+        args["dtype"] = getattr(torch, args["dtype"])
+    return args
+
+
+def element_types(name: str | Path) -> tuple[str, ...]:
+    """The elements the potential embeds, in its order (a graph for it must index these)."""
+    return tuple(potential_config(name)["model_args"]["element_types"])
+
+
+def load_weights(name: str | Path) -> dict[str, torch.Tensor]:
+    """The verified potential's state dict (safetensors: no code runs)."""
+    from safetensors.torch import load_file
+
+    folder, _ = verified_files(name)
+    return load_file(str(folder / "weights.safetensors"))
+
+
+def load_potential(name: str | Path):
+    """A shipped potential by name, or one in a folder of that layout, as a ``matgl.apps.pes.Potential`` (eval mode).
+
+    Raises:
+        CheckpointError: an unknown name, or a folder whose files are missing or modified (named).
+    """
+    from matgl.apps.pes import Potential
+    from matgl.models import M3GNet, TensorNet
+
+    config = potential_config(name)
+    classes = {"TensorNet": TensorNet, "M3GNet": M3GNet}
+    if config["architecture"] not in classes:
+        raise CheckpointError(f"{name}: architecture {config['architecture']!r} is not one of {sorted(classes)}")
+    model = classes[config["architecture"]](**architecture_args(config))
+    refs = torch.zeros(config["n_element_refs"], dtype=torch.float64)
+    potential = Potential(model=model, element_refs=refs, **config["potential_args"])
+    potential.load_state_dict(load_weights(name), strict=True)
+    return potential.eval()
+
+
+def backbone_weights(name: str | Path) -> dict[str, torch.Tensor]:
+    """The potential's graph-network weights (``model.*`` of its state dict, prefix removed)."""
+    return {k.removeprefix("model."): v for k, v in load_weights(name).items() if k.startswith("model.")}
+
+
+def check_elements(name: str | Path, needed: Sequence[str]) -> None:
+    """Raise ValueError naming the elements of ``needed`` the potential does not embed."""
+    missing = sorted(set(needed) - set(element_types(name)))
+    if missing:
+        raise ValueError(f"the pretrained potential {name} does not embed {', '.join(missing)}")

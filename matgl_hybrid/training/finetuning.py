@@ -1,0 +1,135 @@
+"""Fine-tuning a pretrained backbone: its architecture and weights from a shipped potential, freezing, layer-wise
+learning rates, AdamW with warm-up then cosine decay.
+
+A spec whose ``backbone`` is pretrained (``tensornet-matpes-pbe``, ``m3gnet-matpes-pbe``: see
+:data:`~matgl_hybrid.models.backbones.BACKBONES`) builds the potential's graph network (its elements, cutoff and
+architecture), loads its weights, and trains it with this package's readouts, fusion and head on top. The saved
+model holds the fine-tuned weights and references the pretrained ones by name and sha256.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from matgl_hybrid import potentials
+from matgl_hybrid.models import HybridModel
+from matgl_hybrid.models.backbones import get_backbone
+from matgl_hybrid.training.spec import TrainSpec
+
+#: Architecture arguments the hybrid does not take from a potential: its element list and cutoff are the model's own
+#: arguments, its dtype the default.
+_OWN_ARGS = ("element_types", "cutoff", "dtype")
+
+
+def pretrained_name(spec: TrainSpec) -> str | None:
+    """The shipped potential a spec's backbone starts from (None: trained from random initialisation)."""
+    return get_backbone(spec.backbone).potential
+
+
+def pretrained_architecture(spec: TrainSpec) -> tuple[tuple[str, ...], float, dict[str, Any]]:
+    """``(element_types, cutoff, backbone_kwargs)`` of a pretrained backbone: the potential's own.
+
+    Raises:
+        ValueError: ``spec.backbone_kwargs`` or ``spec.cutoff`` that would change the pretrained architecture.
+    """
+    name = pretrained_name(spec)
+    args = potentials.architecture_args(potentials.potential_config(name))
+    if spec.backbone_kwargs:
+        raise ValueError(f"backbone {spec.backbone} is pretrained: its architecture is {name}'s, backbone_kwargs "
+                         f"{sorted(spec.backbone_kwargs)} cannot change it")  # fmt: skip
+    if spec.cutoff != args["cutoff"]:
+        raise ValueError(f"backbone {spec.backbone} was pretrained with a {args['cutoff']} Å cutoff, not {spec.cutoff}")
+    return tuple(args["element_types"]), float(args["cutoff"]), {k: v for k, v in args.items() if k not in _OWN_ARGS}
+
+
+def pretrained_reference(spec: TrainSpec) -> dict[str, str]:
+    """What a model fine-tuned from a pretrained backbone records of it: name, weights sha256, licence, leakage."""
+    name = pretrained_name(spec)
+    info = potentials.shipped_potentials()[name]
+    return {"name": name, "sha256": potentials.weights_sha256(name), "licence": info.licence, "leakage": info.leakage}
+
+
+def load_pretrained_weights(model: HybridModel, spec: TrainSpec) -> dict[str, str]:
+    """Load the potential's weights into ``model.backbone`` (the readout and head it replaces are left out);
+    returns ``{"name", "sha256"}`` of the weights loaded.
+
+    Raises:
+        ValueError: a backbone weight the potential does not have, or of another shape.
+    """
+    name = pretrained_name(spec)
+    weights = potentials.backbone_weights(name)
+    head = get_backbone(spec.backbone).head
+    weights = {k: v for k, v in weights.items() if k.split(".")[0] not in head}
+    missing, unexpected = model.backbone.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{name}'s weights do not fit backbone {spec.backbone}: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")  # fmt: skip
+    return {"name": name, "sha256": potentials.weights_sha256(name)}
+
+
+def backbone_blocks(model: HybridModel) -> list[nn.Module]:
+    """The backbone's modules from input to output: its children in order, a ``ModuleList`` (the interaction
+    blocks) expanded into its blocks; the first is the embedding."""
+    blocks: list[nn.Module] = []
+    for child in model.backbone.children():
+        blocks.extend(child if isinstance(child, nn.ModuleList) else [child])
+    return [b for b in blocks if any(True for _ in b.parameters())]
+
+
+def freeze(model: HybridModel, what: str) -> None:
+    """Freeze ``"backbone"`` (every backbone weight) or ``"embedding"`` (its first block); ``"none"``: nothing."""
+    blocks = backbone_blocks(model)
+    frozen = {"none": [], "embedding": blocks[:1], "backbone": blocks}[what]
+    for block in frozen:
+        block.requires_grad_(False)
+
+
+def parameter_groups(model: HybridModel, lr: float, layer_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: block ``i`` of the backbone's ``L`` (:func:`backbone_blocks`) at
+    ``lr × layer_decay^(L − i)``, so the embedding learns slowest; the readout, fusion and head at ``lr``. Frozen
+    weights are left out."""
+    blocks = backbone_blocks(model)
+    groups, seen = [], set()
+    for i, block in enumerate(blocks):
+        params = [p for p in block.parameters() if p.requires_grad]
+        seen |= {id(p) for p in block.parameters()}
+        if params:
+            groups.append({"params": params, "lr": lr * layer_decay ** (len(blocks) - i)})
+    rest = [p for p in model.parameters() if id(p) not in seen and p.requires_grad]
+    groups.append({"params": rest, "lr": lr})
+    return groups
+
+
+def optimizer_and_schedule(
+    model: HybridModel, spec: TrainSpec, batches_per_epoch: int
+) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+    """AdamW over :func:`parameter_groups` with ``spec.weight_decay``, and a per-step schedule: linear warm-up over
+    ``spec.warmup_epochs``, then cosine decay to ``lr × decay_alpha`` at ``max_epochs`` (Lightning's scheduler
+    config, ``interval="step"``)."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, spec.lr, spec.layer_decay), weight_decay=spec.weight_decay)
+    warmup, total = spec.warmup_epochs * batches_per_epoch, max(1, spec.max_epochs * batches_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return spec.decay_alpha + (1 - spec.decay_alpha) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, {"scheduler": schedule, "interval": "step"}
+
+
+def uses_finetuning_schedule(spec: TrainSpec) -> bool:
+    """Whether the spec trains with :func:`optimizer_and_schedule` (any fine-tuning setting, or a pretrained
+    backbone) rather than MatGL's Adam with cosine decay."""
+    return bool(
+        pretrained_name(spec)
+        or spec.freeze != "none"
+        or spec.layer_decay != 1.0
+        or spec.weight_decay
+        or spec.warmup_epochs
+    )

@@ -1,0 +1,112 @@
+"""MatGL's pretrained potentials shipped in the package: offline loading that matches MatGL's own, tampering
+refused, and fine-tuning one inside the hybrid (freezing, layer-wise rates, save and reload)."""
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import matgl
+import numpy as np
+import pytest
+import torch
+from conftest import DEMO_DATA, SHARED_DATA
+from pymatgen.core import Lattice, Structure
+
+from matgl_hybrid import data, potentials
+from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, sha256_file
+from matgl_hybrid.training import TrainSpec, train
+from matgl_hybrid.training.finetuning import backbone_blocks, parameter_groups
+
+SHARED_WEIGHTS = SHARED_DATA.parent / "weights"
+TENSORNET = "TensorNet-MatPES-PBE-v2025.1-PES"
+
+
+def energy(potential, structure: Structure) -> float:
+    from matgl.ext.ase import PESCalculator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(PESCalculator(potential).get_potential_energy(structure.to_ase_atoms()))
+
+
+@pytest.mark.parametrize("name", sorted(potentials.shipped_potentials()))
+def test_a_shipped_potential_loads_offline_and_gives_matgls_own_energy(name):
+    if not (SHARED_WEIGHTS / name).is_dir():
+        pytest.skip(f"MatGL's own copy of {name} not found in {SHARED_WEIGHTS}")
+    structure = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ours = energy(potentials.load_potential(name), structure)
+    theirs = energy(matgl.load_model(SHARED_WEIGHTS / name), structure)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    info = potentials.shipped_potentials()[name]
+    assert "BSD-3-Clause" in info.licence
+    assert "Materials Project" in info.leakage
+    assert (potentials.potential_folder(name) / "LICENSE.matgl").read_text().startswith("BSD 3-Clause")
+
+
+def test_a_modified_weights_file_is_refused_naming_it(tmp_path, monkeypatch):
+    folder = tmp_path / TENSORNET
+    shutil.copytree(potentials.potential_folder(TENSORNET), folder)
+    weights = folder / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is corrupted or was modified"):
+        potentials.load_potential(folder)
+    # A consistent manifest does not help a shipped name: its weights' sha256 is pinned in the registry.
+    manifest = folder / "SHA256SUMS"
+    lines = [line for line in manifest.read_text().splitlines() if not line.endswith("weights.safetensors")]
+    digest = sha256_file(weights)
+    manifest.write_text("\n".join([*lines, f"{digest}  weights.safetensors"]) + "\n")
+    monkeypatch.setattr(potentials, "HERE", tmp_path)
+    with pytest.raises(CheckpointError, match=r"is not the shipped potential .* the registry pins"):
+        potentials.load_potential(TENSORNET)
+    with pytest.raises(CheckpointError, match="no potential 'nonsense'"):
+        potentials.load_potential("nonsense")
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_pretrained_backbone_freezes_what_it_should_saves_and_reloads_identically(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=40)
+    spec = TrainSpec(backbone="tensornet-matpes-pbe", readout="set2set", descriptor_set="lattice", max_epochs=2,
+                     batch_size=8, freeze="embedding", layer_decay=0.5, warmup_epochs=1, weight_decay=0.01,
+                     gradient_clip=1.0, progress=False)  # fmt: skip
+    trained = train(found, spec)
+    model = trained.model
+    pretrained = potentials.backbone_weights(TENSORNET)
+    embedding = backbone_blocks(model)[0]
+    prefix = next(n for n, m in model.backbone.named_children() if m is embedding)
+    state = model.backbone.state_dict()
+    frozen = [k for k in state if k.startswith(prefix + ".")]
+    assert frozen
+    assert all(torch.equal(state[k], pretrained[k]) for k in frozen)
+    trained_keys = [k for k in state if k.startswith("layers.") and state[k].is_floating_point()]
+    assert any(not torch.equal(state[k], pretrained[k]) for k in trained_keys)  # the rest was fine-tuned
+    assert model.element_types == potentials.element_types(TENSORNET)  # the potential's embedding order
+
+    out = trained.save(tmp_path / "model")
+    record = json.loads((Path(out) / "training.json").read_text())
+    assert record["pretrained_backbone"]["name"] == TENSORNET
+    assert record["pretrained_backbone"]["sha256"] == potentials.shipped_potentials()[TENSORNET].weights_sha256
+    assert TENSORNET in (Path(out) / "model_card.md").read_text()
+    expected = model.predict(found.structures[:6])
+    for loaded in (matgl.load_model(out), load_checkpoint(out)):
+        # identical up to float32 summation order (scatter sums on several threads): 1e-6 relative
+        np.testing.assert_allclose(loaded.predict(found.structures[:6]), expected, rtol=1e-6)
+
+
+def test_layer_wise_rates_fall_towards_the_embedding_and_frozen_weights_are_left_out():
+    from matgl_hybrid.models import HybridModel
+
+    args = potentials.architecture_args(potentials.potential_config(TENSORNET))
+    kwargs = {k: v for k, v in args.items() if k not in ("element_types", "cutoff", "dtype")}
+    model = HybridModel(backbone="tensornet-matpes-pbe", element_types=args["element_types"], backbone_kwargs=kwargs)
+    groups = parameter_groups(model, lr=1e-3, layer_decay=0.5)
+    rates = [g["lr"] for g in groups]
+    assert rates == sorted(rates)
+    assert rates[-1] == 1e-3
+    assert rates[0] == 1e-3 * 0.5 ** len(backbone_blocks(model))
+    backbone_blocks(model)[0].requires_grad_(False)
+    assert len(parameter_groups(model, 1e-3, 0.5)) == len(groups) - 1
