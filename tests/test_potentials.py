@@ -110,3 +110,16 @@ def test_layer_wise_rates_fall_towards_the_embedding_and_frozen_weights_are_left
     assert rates[0] == 1e-3 * 0.5 ** len(backbone_blocks(model))
     backbone_blocks(model)[0].requires_grad_(False)
     assert len(parameter_groups(model, 1e-3, 0.5)) == len(groups) - 1
+
+
+def test_with_an_ema_the_kept_weights_are_the_averaged_ones_validation_scored(elastic):
+    from conftest import TINY
+
+    from matgl_hybrid.training import fit
+
+    train, val = elastic.subset(range(18)), elastic.subset(range(18, 24))
+    result = fit(train, spec=TrainSpec(max_epochs=3, ema_decay=0.5, lr=1e-2, **TINY), val_data=val)
+    kept = np.mean(np.abs(result.model.predict(val.structures) - val.targets))
+    assert kept == pytest.approx(result.best_val_mae, rel=1e-4)
+    plain = fit(train, spec=TrainSpec(max_epochs=3, lr=1e-2, **TINY), val_data=val)
+    assert plain.best_val_mae != pytest.approx(result.best_val_mae, rel=1e-3)  # the average is another model

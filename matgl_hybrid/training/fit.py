@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -164,6 +164,8 @@ def fit(
     best = KeepBestWeights()
     history = History()
     own: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
+    if spec.ema_decay is not None:  # after ``best``: at a validation's end it keeps the averaged weights validated
+        own.append(EMAWeightAveraging(decay=spec.ema_decay))
     if checkpoint_dir is not None:
         best_checkpoint = ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE")
         # last.ckpt after every epoch, with the random states: a resumed run reproduces the uninterrupted one.

@@ -21,7 +21,8 @@ LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 FREEZE = ("none", "embedding", "backbone")
 #: Fields added after records were stored, with the value that reproduces those records (a fingerprint without
 #: them is read with these, so the work it stands for is reused).
-ADDED = {"freeze": "none", "layer_decay": 1.0, "weight_decay": 0.0, "warmup_epochs": 0, "gradient_clip": None}
+ADDED = {"freeze": "none", "layer_decay": 1.0, "weight_decay": 0.0, "warmup_epochs": 0, "gradient_clip": None,
+         "ema_decay": None}
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
 RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
@@ -59,7 +60,8 @@ class TrainSpec:
     Fine-tuning (any of these, or a pretrained ``backbone`` such as ``tensornet-matpes-pbe``, trains with AdamW and a
     per-step warm-up + cosine schedule, :mod:`~matgl_hybrid.training.finetuning`): ``freeze`` (none | embedding |
     backbone), ``layer_decay`` (backbone block i of L at lr × layer_decay^(L−i)), ``weight_decay``,
-    ``warmup_epochs``, ``gradient_clip`` (max gradient norm).
+    ``warmup_epochs``, ``gradient_clip`` (max gradient norm), ``ema_decay`` (an exponential moving average of the
+    weights is what validation sees and the model keeps).
 
     The defaults are the recommended recipe, chosen on inner validation of training folds only
     (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
@@ -124,6 +126,12 @@ class TrainSpec:
     gradient_clip: float | None = field(
         default=None, metadata=option(float, "clip the gradient norm to this value (none: no clipping)")
     )
+    ema_decay: float | None = field(
+        default=None,
+        metadata=option(
+            float, "exponential moving average of the weights (e.g. 0.999), validated and saved (none: no average)"
+        ),
+    )
     max_epochs: int = field(default=120, metadata=option(int, "most training epochs"))
     batch_size: int = field(default=32, metadata=option(int, "structures per batch"))
     lr: float = field(default=2e-3, metadata=option(float, "learning rate (cosine decay to lr × decay_alpha)"))
@@ -175,6 +183,8 @@ class TrainSpec:
         if self.weight_decay < 0 or (self.gradient_clip is not None and not self.gradient_clip > 0):
             problems.append(f"weight_decay must be >= 0 and gradient_clip > 0, got {self.weight_decay!r}, "
                             f"{self.gradient_clip!r}")  # fmt: skip
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
         if problems:
