@@ -123,3 +123,29 @@ def test_with_an_ema_the_kept_weights_are_the_averaged_ones_validation_scored(el
     assert kept == pytest.approx(result.best_val_mae, rel=1e-4)
     plain = fit(train, spec=TrainSpec(max_epochs=3, lr=1e-2, **TINY), val_data=val)
     assert plain.best_val_mae != pytest.approx(result.best_val_mae, rel=1e-3)  # the average is another model
+
+
+def test_the_tensornet_matpes_set_featurizes_real_structures_and_references_the_pinned_weights(elastic):
+    from matgl_hybrid.descriptors import featurize, get_descriptor_set
+
+    frame = featurize(elastic.structures[:4], "tensornet_matpes", progress=False)
+    assert frame.shape == (4, 3 * 128)
+    assert np.isfinite(frame.to_numpy()).all()
+    assert frame.iloc[:, :128].std(axis=0).max() > 0  # the structures differ in their features
+    (weights,) = get_descriptor_set("tensornet_matpes").referenced_weights()
+    assert weights["sha256"] == potentials.shipped_potentials()[TENSORNET].weights_sha256
+
+
+@pytest.mark.slow
+def test_sim_tensornet_matpes_simulates_a_real_structure_with_finite_values(elastic):
+    from matgl_hybrid.descriptors import featurize, get_descriptor_set
+
+    small = min(elastic.structures, key=len)  # 2 sites: seconds
+    frame = featurize([small], "sim:tensornet_matpes", progress=False)
+    chgnet_columns = get_descriptor_set("sim:chgnet").columns
+    assert list(frame.columns) == [c.replace("chgnet", "tensornet_matpes") for c in chgnet_columns]
+    assert np.isfinite(frame.to_numpy()).all()
+    assert frame.attrs["errors"] == []
+    assert 10 < frame["sim_tensornet_matpes_eos_bulk_modulus"].iloc[0] < 1000  # GPa: a solid's
+    (weights,) = get_descriptor_set("sim:tensornet_matpes").referenced_weights()
+    assert weights["sha256"] == potentials.shipped_potentials()[TENSORNET].weights_sha256

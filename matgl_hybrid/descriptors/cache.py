@@ -17,7 +17,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
-from matgl_hybrid.descriptors.simulation import CHEAP_GROUPS, FULL_GROUPS
+from matgl_hybrid.descriptors.simulation import SIM_GROUPS
 from matgl_hybrid.descriptors.uip import UIP_GROUPS
 from matgl_hybrid.files import atomic_write_bytes, atomic_write_text, check_output_dir
 
@@ -249,5 +249,6 @@ def _float(value: int | float) -> float:
 @cache
 def _known_groups() -> dict[str, FeatureGroup]:
     """The groups this version of the package defines, by ``name@version`` (their labels are known)."""
-    groups = [*GROUPS.values(), *UIP_GROUPS.values(), *CHEAP_GROUPS, *FULL_GROUPS]
+    simulated = [g for tiers in SIM_GROUPS.values() for groups in tiers.values() for g in groups]
+    groups = [*GROUPS.values(), *UIP_GROUPS.values(), *simulated]
     return {f"{g.name}@{g.version}": g for g in groups}

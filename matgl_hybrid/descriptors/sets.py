@@ -194,6 +194,13 @@ NAMED_SETS: dict[str, DescriptorSet] = {
         f"frozen CHGNet 0.3.0 features (crystal and mean atom features and mean |magmom|, without its energy; "
         f"{_CHGNET})",
     ),
+    "tensornet_matpes": _named(
+        "tensornet_matpes",
+        {"tensornet_matpes": None},
+        "frozen per-atom features of MatGL's TensorNet-MatPES-PBE potential (last layer, 128 per atom) pooled by "
+        "mean, max and std (weights shipped in matgl-hybrid, BSD-3; MatPES samples MD from Materials Project "
+        "structures)",
+    ),
     "lattice": _named(
         "lattice",
         {"lattice": None, "volume": None, "natoms": None, "symmetry": ("crystal_system_int",)},

@@ -45,6 +45,8 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from unittest import mock
@@ -57,8 +59,11 @@ from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, Structu
 from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.descriptors.uip import (
     CHGNET_MODEL,
+    MATPES_POTENTIAL,
     chgnet_model,
     chgnet_weights,
+    matpes_potential,
+    matpes_reference,
     weights_digest,
     weights_reference,
 )
@@ -86,7 +91,6 @@ VACUUM_GAP_A = 6.0
 #: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).
 IMAGINARY_THZ = -0.1
 THZ_TO_INVERSE_CM = 33.35641
-POTENTIALS = ("chgnet",)
 TIERS = ("cheap", "full")
 
 
@@ -110,6 +114,65 @@ def calculator() -> Any:
     model = chgnet_model()
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints the device it runs on
         return CHGNetCalculator(model=model, use_device=str(next(model.parameters()).device))
+
+
+@cache
+def matpes_calculator() -> Any:
+    """MatGL's TensorNet-MatPES-PBE (shipped in the package) as an ASE calculator, stress in eV/Å³ as matcalc's
+    own ``load_matgl`` builds it, once per process."""
+    from matgl.ext.ase import PESCalculator
+
+    return PESCalculator(potential=matpes_potential(), stress_unit="eV/A3")
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """A universal potential that runs the simulations: ``sim:<name>``.
+
+    Attributes:
+        name: the set's potential name (``sim:<name>``) and the groups' infix (``sim_<name>_relax``, …).
+        calculator: ``calculator() -> ASE calculator``, built once per process.
+        tag: ``tag() -> str``, the potential and its weights' digest, in every group's version.
+        requires: raises (one clear line) when the potential is not installed.
+        weights: ``weights() -> {"model", "package", "sha256"}``, what a model trained on the groups references.
+        packages: the installed packages whose versions are part of the groups' version.
+    """
+
+    name: str
+    calculator: Callable[[], Any]
+    tag: Callable[[], str]
+    requires: Callable[[], object]
+    weights: Callable[[], dict[str, str]]
+    packages: tuple[str, ...]
+
+
+def _chgnet_tag() -> str:
+    try:
+        digest = weights_digest()
+    except (ModuleNotFoundError, FileNotFoundError):
+        digest = "not-installed"
+    return f"chgnet{CHGNET_MODEL}-{digest}"
+
+
+def _matpes_tag() -> str:
+    return f"{MATPES_POTENTIAL}-{matpes_reference()['sha256'][:12]}"
+
+
+#: The simulators of ``sim:<name>``: CHGNet 0.3.0 (the chgnet wheel's weights) and MatGL's TensorNet-MatPES-PBE
+#: (shipped in this package), both through matcalc.
+SIMULATORS: dict[str, Simulator] = {
+    "chgnet": Simulator(
+        "chgnet", calculator, _chgnet_tag, chgnet_weights, weights_reference, ("matcalc", "phonopy", "ase", "chgnet")
+    ),
+    "tensornet_matpes": Simulator(
+        "tensornet_matpes",
+        matpes_calculator,
+        _matpes_tag,
+        matpes_reference,
+        matpes_reference,
+        ("matcalc", "phonopy", "ase", "matgl"),
+    ),
+}
 
 
 def vacuum_gap(structure: Structure) -> tuple[float, str]:
@@ -146,8 +209,8 @@ def _budgeted(optimizer: str) -> type:
     return Budgeted
 
 
-def _relaxed(ctx: StructureContext) -> dict[str, Any]:
-    """matcalc's relaxation of ``ctx.structure`` (cell and atoms), computed once per structure."""
+def _relaxed(ctx: StructureContext, sim: Simulator) -> dict[str, Any]:
+    """matcalc's relaxation of ``ctx.structure`` (cell and atoms) by ``sim``, computed once per structure."""
 
     def relax(structure: Structure) -> dict[str, Any]:
         if len(structure) > SETTINGS["max_sites"]:
@@ -155,7 +218,7 @@ def _relaxed(ctx: StructureContext) -> dict[str, Any]:
             raise ValueError(f"{len(structure)} sites: over the limit of {limit} (SETTINGS['max_sites'])")
         s = SETTINGS["relax"]
         result = _matcalc().RelaxCalc(
-            calculator(), optimizer=_budgeted(s["optimizer"]), max_steps=s["max_steps"], fmax=s["fmax"]
+            sim.calculator(), optimizer=_budgeted(s["optimizer"]), max_steps=s["max_steps"], fmax=s["fmax"]
         )
         out = result.calc(structure)
         # matcalc's is_converged looks at the atoms' forces only; the cell's generalized forces of ASE's
@@ -166,10 +229,10 @@ def _relaxed(ctx: StructureContext) -> dict[str, Any]:
             raise RuntimeError(f"relaxation did not converge to fmax {s['fmax']} eV/Å in {s['max_steps']} steps")
         return out
 
-    return ctx.shared("sim_chgnet_relax", relax)
+    return ctx.shared(f"sim_{sim.name}_relax", relax)
 
 
-def _bulk(ctx: StructureContext) -> Structure:
+def _bulk(ctx: StructureContext, sim: Simulator) -> Structure:
     """The relaxed structure, for a calculation of the volume response (EOS, elastic constants); a
     vacuum-dominated cell (a slab or a molecule in a box) is refused: the response of a box of vacuum is not the
     material's."""
@@ -179,19 +242,19 @@ def _bulk(ctx: StructureContext) -> Structure:
             f"vacuum-dominated cell (a slab or a molecule in a box): an empty gap of {gap:.1f} Å along {axis}, "
             f"over {VACUUM_GAP_A:g} Å (simulation.VACUUM_GAP_A); no volume response computed"
         )
-    return _relaxed(ctx)["final_structure"]
+    return _relaxed(ctx, sim)["final_structure"]
 
 
-def _relax_values(ctx: StructureContext) -> list[float]:
-    out = _relaxed(ctx)
+def _relax_values(ctx: StructureContext, sim: Simulator) -> list[float]:
+    out = _relaxed(ctx, sim)
     return [out["energy"] / len(out["final_structure"]), out["final_structure"].volume / ctx.structure.volume - 1]
 
 
-def _eos_values(ctx: StructureContext) -> list[float]:
+def _eos_values(ctx: StructureContext, sim: Simulator) -> list[float]:
     s = SETTINGS["eos"]
-    structure = _bulk(ctx)  # first: a structure that is not relaxed builds no calculator
+    structure = _bulk(ctx, sim)  # first: a structure that is not relaxed builds no calculator
     calc = _matcalc().EOSCalc(
-        calculator(),
+        sim.calculator(),
         optimizer=_budgeted("FIRE"),  # matcalc's default optimizer, with the budget
         n_points=s["n_points"],
         max_abs_strain=s["max_abs_strain"],
@@ -204,7 +267,7 @@ def _eos_values(ctx: StructureContext) -> list[float]:
     return [float(fit.b0_GPa), float(fit.b1)]
 
 
-def _phonons(structure: Structure, **kwargs) -> Any:
+def _phonons(structure: Structure, sim: Simulator, **kwargs) -> Any:
     """A phonopy ``Phonopy`` of ``structure`` with force constants from matcalc's ``PhononCalc``, symmetrized.
 
     Symmetrized (phonopy's ``symmetrize_force_constants``): the finite-displacement force constants of a potential
@@ -212,15 +275,17 @@ def _phonons(structure: Structure, **kwargs) -> Any:
     and would flag stable crystals as having imaginary modes.
     """
     calc = _matcalc().PhononCalc(
-        calculator(), relax_structure=False, write_phonon=False, on_imaginary_modes="warn", **kwargs
+        sim.calculator(), relax_structure=False, write_phonon=False, on_imaginary_modes="warn", **kwargs
     )
     phonon = calc.calc(structure)["phonon"]
     phonon.symmetrize_force_constants(show_drift=False)
     return phonon
 
 
-def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) -> np.ndarray:
-    """The Γ-point phonon frequencies (THz, sorted) of the primitive cell ``structure`` with CHGNet.
+def gamma_frequencies(
+    structure: Structure, supercell: int, atom_disp: float, simulator: str = "chgnet"
+) -> np.ndarray:
+    """The Γ-point phonon frequencies (THz, sorted) of the primitive cell ``structure`` with ``simulator``'s potential.
 
     Phonopy's finite displacements in the cell as given (``supercell`` times along each axis).
 
@@ -240,17 +305,17 @@ def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float) ->
     phonon = Phonopy(cell, supercell_matrix=supercell * np.eye(3, dtype=int), primitive_matrix="P")
     phonon.generate_displacements(distance=atom_disp)
     cells = [get_pmg_structure(cell) for cell in phonon.supercells_with_displacements if cell is not None]
-    phonon.forces = [run_pes_calc(cell, calculator()).forces for cell in cells]
+    phonon.forces = [run_pes_calc(cell, SIMULATORS[simulator].calculator()).forces for cell in cells]
     phonon.produce_force_constants()
     phonon.symmetrize_force_constants(show_drift=False)
     phonon.run_qpoints([[0, 0, 0]])
     return np.sort(phonon.qpoints.frequencies[0])
 
 
-def _gamma_values(ctx: StructureContext) -> list[float]:
+def _gamma_values(ctx: StructureContext, sim: Simulator) -> list[float]:
     s = SETTINGS["gamma"]
-    primitive = _relaxed(ctx)["final_structure"].get_primitive_structure()
-    frequencies = gamma_frequencies(primitive, s["supercell"], s["atom_disp"])
+    primitive = _relaxed(ctx, sim)["final_structure"].get_primitive_structure()
+    frequencies = gamma_frequencies(primitive, s["supercell"], s["atom_disp"], sim.name)
     optical = frequencies[3:]
     return [
         float(frequencies.max()),
@@ -259,11 +324,11 @@ def _gamma_values(ctx: StructureContext) -> list[float]:
     ]
 
 
-def _elastic_values(ctx: StructureContext) -> list[float]:
+def _elastic_values(ctx: StructureContext, sim: Simulator) -> list[float]:
     s = SETTINGS["elastic"]
-    structure = _bulk(ctx)
+    structure = _bulk(ctx, sim)
     calc = _matcalc().ElasticityCalc(
-        calculator(),
+        sim.calculator(),
         fmax=s["fmax"],
         relax_structure=False,
         relax_deformed_structures=s["relax_deformed_structures"],
@@ -283,11 +348,11 @@ def last_dos_peak(frequencies: np.ndarray, dos: np.ndarray, fraction: float) -> 
     return float(frequencies[peaks[-1]])
 
 
-def _phonon_values(ctx: StructureContext) -> list[float]:
+def _phonon_values(ctx: StructureContext, sim: Simulator) -> list[float]:
     s = SETTINGS["phonon"]
-    structure = _relaxed(ctx)["final_structure"]
+    structure = _relaxed(ctx, sim)["final_structure"]
     t = s["temperature"]
-    phonon = _phonons(structure, min_length=s["min_length"], atom_disp=s["atom_disp"], t_min=t, t_max=t, t_step=1)
+    phonon = _phonons(structure, sim, min_length=s["min_length"], atom_disp=s["atom_disp"], t_min=t, t_max=t, t_step=1)
     phonon.run_mesh(s["mesh"])
     phonon.run_total_dos()
     peak = last_dos_peak(phonon.total_dos.frequency_points, phonon.total_dos.dos, s["peak_fraction"])
@@ -299,71 +364,65 @@ def _phonon_values(ctx: StructureContext) -> list[float]:
     return [peak * THZ_TO_INVERSE_CM, float(heat_capacity), float(internal_energy)]
 
 
-def _requires() -> None:
-    """matcalc, phonopy and chgnet's weights are installed (one clear line otherwise)."""
-    chgnet_weights()
+def _requires(sim: Simulator) -> None:
+    """matcalc, phonopy and the potential's weights are installed (one clear line otherwise)."""
+    sim.requires()
     for package in ("matcalc", "phonopy"):
         if installed_version(package) is None:
             raise ModuleNotFoundError(f"the sim: descriptor sets need {package}: pip install matcalc")
 
 
 @cache
-def _version() -> str:
+def _version(sim: Simulator) -> str:
     """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
-    versions = {p: installed_version(p) or "not-installed" for p in ("matcalc", "phonopy", "ase", "chgnet")}
+    versions = {p: installed_version(p) or "not-installed" for p in sim.packages}
     # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell;
     # 3: symmetrized force constants, Γ phonons in the primitive cell)
     definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 3}
     settings = json.dumps(definition, sort_keys=True)
-    try:
-        digest = weights_digest()
-    except (ModuleNotFoundError, FileNotFoundError):
-        digest = "not-installed"
-    return f"{GROUP_VERSION}-sim-chgnet{CHGNET_MODEL}-{digest}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    return f"{GROUP_VERSION}-sim-{sim.tag()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
-def _group(name: str, labels: tuple[str, ...], compute, revision: int = 0) -> FeatureGroup:
-    """A simulated group; ``revision`` counts changes of this group's own definition (1: the volume response of
-    a vacuum-dominated cell is NaN, no longer a number describing the box)."""
+def _group(sim: Simulator, quantity: str, labels: tuple[str, ...], compute, revision: int = 0) -> FeatureGroup:
+    """The simulated group ``sim_<potential>_<quantity>`` (labels likewise prefixed); ``revision`` counts changes of
+    this group's own definition (1: the volume response of a vacuum-dominated cell is NaN, no longer a number
+    describing the box)."""
     # The version pins the values (weights, settings, library versions): no reference-structure digest, which
     # would run these simulations on every reference structure in every process.
-    version = _version() + (f"-r{revision}" if revision else "")
+    version = _version(sim) + (f"-r{revision}" if revision else "")
     return FeatureGroup(
-        name, labels, compute, version=version, check_values=False, requires=_requires, weights=weights_reference
+        f"sim_{sim.name}_{quantity}",
+        tuple(f"sim_{sim.name}_{label}" for label in labels),
+        lambda ctx: compute(ctx, sim),
+        version=version,
+        check_values=False,
+        requires=lambda: _requires(sim),
+        weights=sim.weights,
     )
 
 
-CHEAP_GROUPS = (
-    _group(
-        "sim_chgnet_relax",
-        ("sim_chgnet_relaxed_energy_per_atom", "sim_chgnet_relax_volume_change"),
-        _relax_values,
-    ),
-    _group(
-        "sim_chgnet_eos",
-        ("sim_chgnet_eos_bulk_modulus", "sim_chgnet_eos_bulk_modulus_derivative"),
-        _eos_values,
-        revision=1,
-    ),
-    _group(
-        "sim_chgnet_gamma",
-        ("sim_chgnet_gamma_max_frequency", "sim_chgnet_gamma_mean_optical_frequency", "sim_chgnet_gamma_imaginary"),
-        _gamma_values,
-    ),
-)
-FULL_GROUPS = (
-    _group(
-        "sim_chgnet_elastic",
-        ("sim_chgnet_k_vrh", "sim_chgnet_g_vrh", "sim_chgnet_universal_anisotropy"),
-        _elastic_values,
-        revision=1,
-    ),
-    _group(
-        "sim_chgnet_phonon",
-        ("sim_chgnet_last_dos_peak", "sim_chgnet_heat_capacity_300K", "sim_chgnet_internal_energy_300K"),
-        _phonon_values,
-    ),
-)
+def tier_groups(sim: Simulator) -> dict[str, tuple[FeatureGroup, ...]]:
+    """The groups of ``sim:<potential>`` (``cheap``) and those ``sim:<potential>:full`` adds (``full``)."""
+    cheap = (
+        _group(sim, "relax", ("relaxed_energy_per_atom", "relax_volume_change"), _relax_values),
+        _group(sim, "eos", ("eos_bulk_modulus", "eos_bulk_modulus_derivative"), _eos_values, revision=1),
+        _group(
+            sim, "gamma", ("gamma_max_frequency", "gamma_mean_optical_frequency", "gamma_imaginary"), _gamma_values
+        ),
+    )
+    full = (
+        _group(sim, "elastic", ("k_vrh", "g_vrh", "universal_anisotropy"), _elastic_values, revision=1),
+        _group(sim, "phonon", ("last_dos_peak", "heat_capacity_300K", "internal_energy_300K"), _phonon_values),
+    )
+    return {"cheap": cheap, "full": full}
+
+
+#: Every simulated group, by potential and tier.
+SIM_GROUPS = {name: tier_groups(sim) for name, sim in SIMULATORS.items()}
+#: CHGNet's (the first simulator's) groups.
+CHEAP_GROUPS = SIM_GROUPS["chgnet"]["cheap"]
+FULL_GROUPS = SIM_GROUPS["chgnet"]["full"]
+POTENTIALS = tuple(SIMULATORS)
 
 
 def simulation_set(name: str) -> DescriptorSet:
@@ -375,5 +434,5 @@ def simulation_set(name: str) -> DescriptorSet:
             f"unknown simulation set {name!r}: use sim:<potential> or sim:<potential>:full, potentials "
             f"{', '.join(POTENTIALS)}"
         )
-    groups = CHEAP_GROUPS + (FULL_GROUPS if tier == "full" else ())
+    groups = SIM_GROUPS[potential]["cheap"] + (SIM_GROUPS[potential]["full"] if tier == "full" else ())
     return DescriptorSet(name, groups, tuple(label for g in groups for label in g.labels))

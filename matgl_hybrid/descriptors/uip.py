@@ -26,6 +26,8 @@ import hashlib
 import importlib.util
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext, reference_structures
+from matgl_hybrid.potentials import shipped_potentials
 
 #: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
 CHGNET_MODEL = "0.3.0"
@@ -116,13 +119,17 @@ def values_digest() -> str:
     return hashlib.sha256(json.dumps([f"{v:.2f}" for v in values]).encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
 class PotentialGroup(FeatureGroup):
-    """A group computed by CHGNet: keyed by its version (the weights' digest) and :func:`values_digest`."""
+    """A group computed by a pretrained potential: keyed by its version (the weights' digest) and ``values_digest()``,
+    the potential's values on a reference structure rounded to 0.01 (see :func:`values_digest`)."""
+
+    values_digest: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
 
     @property
     def key(self) -> str:
-        """``name@version:values_digest``, the matminer groups' format with CHGNet's own digest."""
-        return f"{self.name}@{self.version}:{values_digest()}"
+        """``name@version:values_digest``, the matminer groups' format with the potential's own digest."""
+        return f"{self.name}@{self.version}:{self.values_digest()}"
 
 
 def _group(name: str, labels: tuple[str, ...], values) -> PotentialGroup:
@@ -134,6 +141,7 @@ def _group(name: str, labels: tuple[str, ...], values) -> PotentialGroup:
         check_values=False,  # float32: the 8-digit value digest would differ between devices (module docstring)
         requires=chgnet_weights,
         weights=weights_reference,
+        values_digest=values_digest,
     )
 
 
@@ -157,3 +165,59 @@ UIP_GROUPS: dict[str, FeatureGroup] = {
         _group("chgnet_magmom", ("chgnet_mean_abs_magmom",), lambda p: [float(np.abs(p["m"]).mean())]),
     )
 }
+
+
+#: MatGL's universal potential whose frozen per-atom features make the ``tensornet_matpes`` set (shipped in the
+#: package, :mod:`matgl_hybrid.potentials`); its last layer's 128 features per atom, pooled by mean, max and std.
+MATPES_POTENTIAL = "TensorNet-MatPES-PBE-v2025.1-PES"
+MATPES_WIDTH = 128
+
+
+@cache
+def matpes_potential() -> Any:
+    """The shipped TensorNet-MatPES potential, loaded (verified) once per process, in eval mode."""
+    from matgl_hybrid.potentials import load_potential
+
+    return load_potential(MATPES_POTENTIAL)
+
+
+def matpes_atom_features(structure) -> np.ndarray:
+    """(N, 128) per-atom features of the potential's last layer (its ``readout`` input) for one structure."""
+    model = matpes_potential().model
+    with torch.no_grad():
+        model.predict_structure(structure)
+    return model.feature_dict["readout"].detach().cpu().numpy().astype(float)
+
+
+def _pooled(features: np.ndarray) -> list[float]:
+    return [*features.mean(axis=0), *features.max(axis=0), *features.std(axis=0)]
+
+
+@cache
+def matpes_reference() -> dict[str, str]:
+    """What a model using the ``tensornet_matpes`` group references: the potential and its weights' sha256."""
+    from matgl_hybrid.potentials import weights_sha256
+
+    sha = weights_sha256(MATPES_POTENTIAL)
+    return {"model": MATPES_POTENTIAL, "package": "matgl-hybrid (matgl_hybrid/potentials, BSD-3 MatGL)", "sha256": sha}
+
+
+@cache
+def matpes_values_digest() -> str:
+    """sha256 (12 hex digits) of the pooled features' norms on the first reference structure, to 0.01."""
+    features = matpes_atom_features(reference_structures()[0])
+    values = [np.linalg.norm(features.mean(axis=0)), np.linalg.norm(features.max(axis=0))]
+    return hashlib.sha256(json.dumps([f"{v:.2f}" for v in values]).encode()).hexdigest()[:12]
+
+
+MATPES_GROUP = PotentialGroup(
+    "tensornet_matpes",
+    tuple(f"tensornet_matpes_{stat}_{i}" for stat in ("mean", "max", "std") for i in range(MATPES_WIDTH)),
+    lambda ctx: _pooled(ctx.shared("tensornet_matpes", matpes_atom_features)),
+    # the shipped weights' pinned sha256 (load_potential refuses others); the key adds the values' digest
+    version=f"{GROUP_VERSION}-{MATPES_POTENTIAL}-{shipped_potentials()[MATPES_POTENTIAL].weights_sha256[:12]}",
+    check_values=False,
+    weights=matpes_reference,
+    values_digest=matpes_values_digest,
+)
+UIP_GROUPS[MATPES_GROUP.name] = MATPES_GROUP
