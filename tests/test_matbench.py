@@ -363,3 +363,26 @@ def test_a_run_of_one_task_keeps_the_earlier_finished_tasks_of_its_folder(tmp_pa
     recorded = run()
     recorded.fold_records_ = {TASK: {}, "matbench_phonons": {}}  # as run() leaves them
     assert f"TASKS = {[TASK, 'matbench_phonons']!r}" in recorded.script()
+
+
+@pytest.mark.slow
+def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_predicts(accept_stand_in, tmp_path):
+    """The Matbench protocol through the selection engine: per fold, inner K-fold on the training fold alone, the
+    chosen candidate's K models (an ensemble) predict the test fold; the record names the choice and every score."""
+    out = tmp_path / "matbench_v0.1_InnerKFold"
+    candidates = {"extensive": {}, "mean": {"readout": "mean"}}
+    run = MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
+                      progress=False, candidates=candidates, inner_folds=2)  # fmt: skip
+    run.run()
+    record = json.loads((out / "folds" / TASK / "fold0.json").read_text())
+    params = record["params"]
+    assert set(params["inner_mae"]) == {"extensive", "mean"}
+    assert params["candidate"] == min(params["inner_mae"], key=params["inner_mae"].get)
+    assert params["scheme"] == {"scheme": "inner_kfold", "k": 2, "seed": TINY.seed}
+    assert np.isfinite(record["y_pred"]).all()
+    test_ids = set(record["ids"])
+    inner = out / "folds" / TASK / "selection" / "fold0"
+    scored = [i for k in range(2) for i in json.loads((inner / "mean" / f"fold{k}.json").read_text())["ids"]]
+    assert len(scored) == len(mbv01_validation.splits[TASK]["fold_0"].train)  # out of fold over the training fold
+    assert test_ids.isdisjoint(scored)
+    assert runpy.run_path(str(out / "run_matbench.py"))["OPTIONS"]["inner_folds"] == 2

@@ -17,6 +17,7 @@ def cmd_matbench(args: argparse.Namespace) -> int:
         tasks=args.tasks.split(","),
         spec=train_spec(args),
         candidates=read_candidates(args.candidates) if args.candidates else {},
+        inner_folds=args.inner_folds,
         out=out,
         algorithm=args.algorithm,
         authors=args.authors,
@@ -69,6 +70,14 @@ def matbench_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help='JSON file {"name": {spec field: value}}: per fold, train each candidate (the spec so changed) and '
         "record the one with the lowest inner-validation MAE",
+    )
+    p.add_argument(
+        "--inner-folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="choose per fold by inner K-fold cross-validation on the training fold (the selection engine); the "
+        "chosen candidate's K models, an ensemble, predict the test fold (default: one inner validation split)",
     )
     add_spec_options(p)
     p.set_defaults(func=cmd_matbench)

@@ -31,7 +31,7 @@ from matgl_hybrid.evaluation.matbench.submission import (
 )
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint
-from matgl_hybrid.training import TrainSpec, device_name, fit
+from matgl_hybrid.training import InnerKFold, TrainSpec, device_name, fit, select
 from matgl_hybrid.training.candidates import candidate_specs
 from matgl_hybrid.training.fold_store import FoldStore
 
@@ -79,6 +79,7 @@ class MatbenchRun:
     allow_unofficial_data: bool = False
     data_provenance: str = ""
     candidates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    inner_folds: int | None = None
     dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
     fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
@@ -110,21 +111,20 @@ class MatbenchRun:
                 self.dataset_files_[task.dataset_name] = load_task(
                     task, self.data_dir, self.download, self.allow_unofficial_data, self.data_provenance
                 )
-            stores[task.dataset_name] = {
-                name: FoldStore(self.candidate_folder(task.dataset_name, name), self._fingerprint(task, spec))
-                for name, spec in specs.items()
-            }
+            stores[task.dataset_name] = self._stores(task, specs)
             for store in stores[task.dataset_name].values():
                 for fold in self.folds:  # a fold of another run is refused before any training
                     store.has(fold)
-        todo = [(t, f, name) for t in mb.tasks for f in self.folds for name in specs]
+        names = list(next(iter(stores.values()))) if stores else []
+        todo = [(t, f, name) for t in mb.tasks for f in self.folds for name in names]
         bar = tqdm(todo, desc="matbench", unit="fit", disable=not self.progress)
         for task, fold, name in bar:
             bar.set_postfix(task=task.dataset_name, fold=fold, **({"candidate": name} if name else {}))
             store = stores[task.dataset_name][name]
             if not store.has(fold):
-                store.save(fold, self._train_and_predict(task, fold, specs[name]))
-            if name != list(specs)[-1]:
+                unit = self._select_and_predict if self.inner_folds else self._train_and_predict
+                store.save(fold, unit(task, fold, specs) if self.inner_folds else unit(task, fold, specs[name]))
+            if name != names[-1]:
                 continue
             record = self.choose({n: s.load(fold) for n, s in stores[task.dataset_name].items()})
             self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
@@ -143,7 +143,8 @@ class MatbenchRun:
         for task in earlier:
             if task in tasks or not is_dataset(task):
                 continue
-            stores = [FoldStore(self.candidate_folder(task, name)) for name in self.candidate_specs()]
+            folders = [self.candidate_folder(task, name) for name in self.candidate_specs()]
+            stores = [FoldStore(folder) for folder in (folders if not self.inner_folds else [root / task])]
             if all(store.has(fold) for store in stores for fold in self.folds):
                 tasks.append(task)
             else:
@@ -184,28 +185,83 @@ class MatbenchRun:
         are those the folder records; its options say which dataset files the run accepted."""
         accepted = {"allow_unofficial_data": True, "data_provenance": self.data_provenance}
         options = accepted if self.allow_unofficial_data else {}
+        if self.inner_folds:
+            options = {**options, "inner_folds": self.inner_folds}
         tasks = list(self.fold_records_) or list(self.tasks)
         return run_script(tasks, self.algorithm, self.authors, self.spec, self.candidates, options)
 
-    def _fingerprint(self, task, spec: TrainSpec) -> dict[str, Any]:
+    def _stores(self, task, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
+        """The fold records of a task: one store per candidate (``{"": …}`` without), or, with :attr:`inner_folds`,
+        one store of the chosen ensembles' records (fingerprinted with every candidate and the scheme)."""
+        if not self.inner_folds:
+            return {name: FoldStore(self.candidate_folder(task.dataset_name, name), self._fingerprint(task, spec))
+                    for name, spec in specs.items()}  # fmt: skip
+        chosen_among = {"candidates": {n: spec.to_dict() for n, spec in specs.items()}, "inner_folds": self.inner_folds}
+        return {"": FoldStore(self.out / "folds" / task.dataset_name, self._fingerprint(task, self.spec, chosen_among))}
+
+    def _fingerprint(self, task, spec: TrainSpec, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What determines a task's fold results: the task, its data, the spec and the descriptor version."""
         df, target = task.df, task.metadata.target
         data = StructureData(list(df["structure"]), df[target].to_numpy(float), [str(i) for i in df.index], target)
         version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
-        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name)
+        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name, **(extra or {}))
 
-    def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
-        """One fold: train on its training data (the inner validation split carved from it), predict its test
-        data; the fold record :class:`FoldStore` keeps."""
-        classification = task.metadata.task_type == "classification"
-        # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
-        task_type = "classification" if classification else "regression"
-        spec = TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
+    def _fold_data(self, task, fold: int) -> tuple[StructureData, StructureData]:
+        """A fold's training data (with targets) and test data (without)."""
         inputs, outputs = task.get_train_and_val_data(fold)
         train = from_dataframe(inputs.to_frame(name="structure"))
         train.targets = np.asarray(outputs, dtype=float)
         train.target_name = task.metadata.target
         test = from_dataframe(task.get_test_data(fold, include_target=False).to_frame(name="structure"))
+        return train, test
+
+    def _fold_spec(self, task, spec: TrainSpec) -> TrainSpec:
+        """``spec`` for the task's type, embedding all of MatGL's elements (a test fold may hold others)."""
+        task_type = "classification" if task.metadata.task_type == "classification" else "regression"
+        return TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
+
+    def _select_and_predict(self, task, fold: int, specs: Mapping[str, TrainSpec]) -> dict[str, Any]:
+        """One fold with :attr:`inner_folds`: the engine chooses on the training fold, the chosen ensemble predicts
+        the test fold; the fold record :class:`FoldStore` keeps."""
+        train, test = self._fold_data(task, fold)
+        candidates = {name or "spec": self._fold_spec(task, spec) for name, spec in specs.items()}
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chosen = select(
+                train,
+                candidates,
+                InnerKFold(self.inner_folds, seed=self.spec.seed),
+                directory=self.out / "folds" / task.dataset_name / "selection" / f"fold{fold}",
+                cache_dir=self.cache_dir,
+                progress=self.progress,
+            )
+            predicted = chosen.model.predict(test.structures, ids=test.ids, cache_dir=self.cache_dir)
+        params = {
+            "candidate": chosen.model_name,
+            "chosen": chosen.chosen,
+            "inner_mae": chosen.scores,
+            "best_val_mae": chosen.scores[chosen.model_name],
+            "scheme": chosen.scheme.to_dict(),
+            "spec": candidates[chosen.model_name].to_dict(),
+            "device": device_name(self.spec.accelerator),
+        }
+        return {
+            "mae": None,
+            "train_seconds": time.perf_counter() - start,
+            "n_train": len(train),
+            "n_test": len(test),
+            "params": params,
+            "ids": list(test.ids),
+            "y_true": None,
+            "y_pred": [float(p) for p in predicted],
+        }
+
+    def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
+        """One fold: train on its training data (the inner validation split carved from it), predict its test
+        data; the fold record :class:`FoldStore` keeps."""
+        spec = self._fold_spec(task, spec)
+        train, test = self._fold_data(task, fold)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
