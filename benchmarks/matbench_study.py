@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from tasks import FINETUNE, MATPES_ARCHITECTURE, PRETRAINED_READOUTS
 from tasks import MATBENCH_DATA as DATA
 from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
@@ -93,6 +94,10 @@ GNN_CHANGES = {
     "set2set_sim": {"readout": "set2set", "descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet"},
     "mean_sim": {"readout": "mean", "descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet"},
     "set2set_sim_long": {"readout": "set2set", "descriptor_set": f"{RECIPE_DESCRIPTORS}+sim:chgnet", **LONG_BUDGET},
+    # issue "Pretrained foundation backbones" (settings in tasks.FINETUNE; the readout per task in
+    # tasks.PRETRAINED_READOUTS is applied by gnn_run)
+    "finetuned_tensornet_matpes": {"backbone": "tensornet-matpes-pbe", **FINETUNE},
+    "scratch_tensornet_matpes": {"backbone": "tensornet", "backbone_kwargs": MATPES_ARCHITECTURE, **FINETUNE},
 }
 #: The random forests (500 trees) and their descriptor sets: the issue's baseline, the recipe's inputs, and those
 #: plus sim:chgnet, so that every GNN has a forest given the same inputs.
@@ -100,11 +105,14 @@ FORESTS = {
     "descriptors_rf": "gong28+composition",
     "descriptors_rf_recipe": RECIPE_DESCRIPTORS,
     "descriptors_rf_sim": f"{RECIPE_DESCRIPTORS}+sim:chgnet",
+    "descriptors_rf_tensornet_matpes": "tensornet_matpes",
 }
 SUBMISSION = "submission"
 #: Drawn grey in the figures: the models that are not the hybrid.
 BASELINES = ("megnet", *FORESTS)
 RUNNABLE = (SUBMISSION, *GNN_CHANGES, *FORESTS)
+#: The GNNs whose readout depends on the task (tasks.PRETRAINED_READOUTS): run one task at a time.
+PER_TASK_READOUT = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
 MODELS = (SUBMISSION, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
 
 
@@ -121,6 +129,9 @@ def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
     if model != SUBMISSION:
         spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"
+    if model in PER_TASK_READOUT:  # one readout per task: one folder per task, so that each records its own spec
+        (task,) = tasks
+        spec, out = replace(spec, readout=PRETRAINED_READOUTS[task]), RUNS / model / task / out.name
     return MatbenchRun(
         tasks=tasks,
         spec=spec,
@@ -324,6 +335,9 @@ def main() -> None:
         for model in args.models.split(","):
             if model in FORESTS:
                 run_forest(model, tasks)
+            elif model in PER_TASK_READOUT:
+                for task in tasks:
+                    gnn_run(model, [task], args.algorithm).run()
             else:
                 gnn_run(model, tasks, args.algorithm).run()
     report(tasks, args.algorithm)

@@ -17,6 +17,7 @@ from matgl_hybrid.data import StructureData, load_records, log10_targets
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
 from matgl_hybrid.graphs import drop_unconnected
+from matgl_hybrid.potentials import architecture_args, potential_config
 from matgl_hybrid.training import TrainSpec, fit
 from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 
@@ -143,22 +144,49 @@ _mlp = partial(descriptor_mlp, seed=0)
 
 
 def _gnn_model(
-    readout: str,
+    readout: str | None,
     descriptors: str | None,
     fusion: str = "concat",
     ne_layers: str | None = None,
     backbone: str = "megnet",
+    **changes,
 ) -> Callable:
+    """A GNN of these benchmarks; ``readout`` None: the dataset's in :data:`PRETRAINED_READOUTS`; ``changes``: other
+    TrainSpec fields (over the dataset's budget)."""
+
     def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
         if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
             overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
-        spec = gnn_spec(dataset, readout, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
+        chosen = readout or PRETRAINED_READOUTS[dataset]
+        overrides = {**changes, **overrides}
+        spec = gnn_spec(dataset, chosen, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
         result = fit(train, spec=spec, cache_dir=cache)
         return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
 
     run.descriptor_set = descriptors
     return run
 
+
+#: Issue "Pretrained foundation backbones", written down before any of its folds ran: the fine-tuning settings
+#: (JMP-like: AdamW, layer-wise rates, warm-up + cosine per step, clipping, EMA), the same for the pretrained
+#: TensorNet-MatPES backbone and for the same architecture from random initialisation, and one readout per dataset
+#: from its property kind (per-cell: extensive; the maximum of Matbench phonons: max; the rest: Set2Set).
+FINETUNE = {"lr": 1e-3, "layer_decay": 0.8, "weight_decay": 0.01, "warmup_epochs": 5, "gradient_clip": 1.0,
+            "ema_decay": 0.999, "batch_size": 16, "max_epochs": 100, "patience": 30}  # fmt: skip
+PRETRAINED_READOUTS = {
+    "alexandria_heat_capacity": "extensive",
+    "mp_binary_elasticity": "set2set",
+    "de_jong_2015_elasticity": "set2set",
+    "flla_2015_formation_energy": "set2set",
+    "matbench_jdft2d": "set2set",
+    "matbench_phonons": "max",
+}
+#: TensorNet-MatPES-PBE's architecture (units 128, 2 blocks, …), for the same network from random initialisation.
+MATPES_ARCHITECTURE = {
+    k: v
+    for k, v in architecture_args(potential_config("TensorNet-MatPES-PBE-v2025.1-PES")).items()
+    if k not in ("element_types", "cutoff", "dtype")
+}
 
 MODELS: dict[str, Callable] = {
     "megnet": _gnn_model("native", None),
@@ -186,6 +214,13 @@ MODELS: dict[str, Callable] = {
     "tensornet": _gnn_model("native", None, backbone="tensornet"),
     "tensornet_readout": _gnn_model("extensive", None, backbone="tensornet"),
     "hybrid_tensornet": _gnn_model("extensive", "gong28", "concat", backbone="tensornet"),
+    # Pretrained foundation backbones: fine-tuned TensorNet-MatPES vs the same network from scratch, same budget,
+    # both with the recipe's descriptors; and a forest on its frozen features.
+    "finetuned_tensornet_matpes": _gnn_model(None, RECIPE_DESCRIPTORS, backbone="tensornet-matpes-pbe", **FINETUNE),
+    "scratch_tensornet_matpes": _gnn_model(
+        None, RECIPE_DESCRIPTORS, backbone="tensornet", backbone_kwargs=MATPES_ARCHITECTURE, **FINETUNE
+    ),
+    "descriptors_rf_tensornet_matpes": _descriptor_model(_forest, "tensornet_matpes"),
 }
 
 
@@ -217,6 +252,9 @@ COLUMN_NAMES = {
     "tensornet": "plain TensorNet (MatGL)",
     "tensornet_readout": "TensorNet, extensive readout",
     "hybrid_tensornet": "hybrid TensorNet (gong28, concat)",
+    "finetuned_tensornet_matpes": "hybrid TensorNet-MatPES, fine-tuned (recipe's descriptors)",
+    "scratch_tensornet_matpes": "hybrid TensorNet, MatPES architecture from scratch (recipe's descriptors)",
+    "descriptors_rf_tensornet_matpes": "frozen TensorNet-MatPES features RF",
 }
 
 

@@ -1,0 +1,192 @@
+"""Pretrained foundation backbones (issue "Pretrained foundation backbones"): does fine-tuning MatGL's
+TensorNet-MatPES inside the hybrid pay, where, and at what cost?
+
+The protocol, committed before any of its folds ran (``tasks.FINETUNE``, ``tasks.PRETRAINED_READOUTS``): on every
+task, the hybrid on the pretrained TensorNet-MatPES backbone, fine-tuned (``finetuned_tensornet_matpes``), against
+the same network from random initialisation with the same settings and budget (``scratch_tensornet_matpes``), the
+recipe (``hybrid_megnet_chgnet_noenergy`` of ``accuracy.py``, the submission's ``recipe`` on Matbench) and a
+random forest on the frozen TensorNet-MatPES features (``descriptors_rf_tensornet_matpes``); learning curves (25 /
+50 / 100 % of each training fold) on de Jong log10 K and heat capacity. The runs are ``accuracy.py`` and
+``matbench_study.py`` units (GPU work: ``units/pretrained_backbones.txt``); this script measures the CPU cost and
+writes the report from the fold records found:
+
+    python benchmarks/pretrained_backbones.py --cost      # seconds per epoch per 1000 structures, 2 CPU cores
+    python benchmarks/pretrained_backbones.py             # pretrained_backbones.{md,json,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+from tasks import (
+    DATASETS,
+    FINETUNE,
+    MATBENCH_TASKS,
+    MATBENCH_UNITS,
+    MATPES_ARCHITECTURE,
+    PRETRAINED_READOUTS,
+    RECIPE_DESCRIPTORS,
+    RESULTS,
+    load_task,
+    store,
+)
+
+from matgl_hybrid.figures import Entry, bars, panels, save
+from matgl_hybrid.files import atomic_write_text
+from matgl_hybrid.paths import descriptor_cache_dir
+from matgl_hybrid.training import TrainSpec, device_name, fit
+
+OUT = RESULTS / "pretrained_backbones"
+MODELS = {
+    "finetuned_tensornet_matpes": "fine-tuned TensorNet-MatPES hybrid",
+    "scratch_tensornet_matpes": "same network from scratch",
+    "hybrid_megnet_chgnet_noenergy": "recipe (hybrid MEGNet)",
+    "descriptors_rf_tensornet_matpes": "RF on frozen TensorNet-MatPES features",
+}
+PRETRAINED_MODELS = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
+#: The learning-curve tasks and fractions of each training fold.
+CURVES = {"de_jong_2015_elasticity": "log10_K_VRH", "alexandria_heat_capacity": "heat_capacity"}
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+class EpochTimer(Callback):
+    """Wall seconds of each training epoch (training and validation)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def measure_cost(n: int = 100, epochs: int = 3) -> dict:
+    """Seconds per training epoch per 1000 structures (forward + backward, the recipe's descriptors cached), for the
+    fine-tuned and the from-scratch network on ``n`` de Jong structures, after a first epoch of warm-up."""
+    task = DATASETS["de_jong_2015_elasticity"][1][0]
+    data = load_task("de_jong_2015_elasticity", task).subset(range(n))
+    found = {}
+    for name, backbone, kwargs in (
+        ("finetuned_tensornet_matpes", "tensornet-matpes-pbe", {}),
+        ("scratch_tensornet_matpes", "tensornet", MATPES_ARCHITECTURE),
+    ):
+        budget = {**FINETUNE, "max_epochs": epochs, "patience": epochs}
+        spec = TrainSpec(backbone=backbone, backbone_kwargs=kwargs, readout="set2set",
+                         descriptor_set=RECIPE_DESCRIPTORS, progress=False, **budget)  # fmt: skip
+        timer = EpochTimer()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit(data, spec=spec, cache_dir=descriptor_cache_dir(), callbacks=[timer])
+        per_epoch = float(np.mean(timer.seconds[1:]))  # the first epoch warms up
+        found[name] = {"seconds_per_epoch_per_1000": per_epoch * 1000 / len(result.train_ids),
+                       "n_train": len(result.train_ids), "epoch_seconds": timer.seconds}  # fmt: skip
+    record = {"device": device_name("cpu"), "models": found}
+    atomic_write_text(OUT / "cost.json", json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _task_rows() -> dict[str, dict[str, list[float | None]]]:
+    """Per task (``dataset/task``), per model, the test MAE of each of the 5 folds (None: not run)."""
+    rows = {}
+    for dataset, (_, tasks) in DATASETS.items():
+        for task in tasks:
+            records = {m: store(dataset, task.name, m).records() for m in MODELS}
+            rows[f"{dataset}/{task.name}"] = {m: [r[f]["mae"] if f in r else None for f in range(5)]
+                                              for m, r in records.items()}  # fmt: skip
+    for task in MATBENCH_TASKS:
+        path = RESULTS / f"matbench_{task}.json"
+        table = json.loads(path.read_text()) if path.is_file() else {}
+        names = {"recipe": "hybrid_megnet_chgnet_noenergy"}
+        rows[f"matbench/{task}"] = {
+            names.get(m, m): list(table[m]["fold_mae"]) if m in table else [None] * 5
+            for m in (*PRETRAINED_MODELS, "recipe", "descriptors_rf_tensornet_matpes")
+        }
+    return rows
+
+
+def _units(key: str) -> str:
+    dataset, task = key.split("/")
+    if dataset == "matbench":
+        return MATBENCH_UNITS[task]
+    return next(t.units for t in DATASETS[dataset][1] if t.name == task)
+
+
+def report() -> dict:
+    rows = _task_rows()
+    cost_file = OUT / "cost.json"
+    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else None
+    lines = [
+        "# Pretrained foundation backbones: fine-tuned TensorNet-MatPES inside the hybrid",
+        "",
+        "Test MAE per fold (Matbench protocol folds; official folds on Matbench). Settings fixed before any fold ran: "
+        f"`{json.dumps(FINETUNE)}`; readout per task `{json.dumps(PRETRAINED_READOUTS)}`. Command: see "
+        "`benchmarks/pretrained_backbones.py` (runs: `units/pretrained_backbones.txt`).",
+        "",
+    ]
+    summary: dict = {"settings": FINETUNE, "readouts": PRETRAINED_READOUTS, "tasks": {}, "cost": cost}
+    figure = {}
+    for key, models in rows.items():
+        lines += [f"## {key} ({_units(key)})", "", "| model | " + " | ".join(f"fold {f}" for f in range(5))
+                  + " | mean ± std |", "|---|" + "---:|" * 6]  # fmt: skip
+        entries = []
+        for model, maes in models.items():
+            done = [m for m in maes if m is not None]
+            cells = " | ".join("—" if m is None else f"{m:.4g}" for m in maes)
+            mean = f"{np.mean(done):.4g} ± {np.std(done):.2g}" if len(done) == 5 else f"{len(done)} of 5 folds run"
+            lines.append(f"| {MODELS[model]} | {cells} | {mean} |")
+            if len(done) == 5:
+                kind = "baseline" if model.startswith("descriptors") else "ours"
+                entries.append(Entry(MODELS[model], float(np.mean(done)), done, kind))
+        lines.append("")
+        summary["tasks"][key] = models
+        if len(entries) > 1:
+            figure[key] = entries
+    lines += ["## Learning curves", "", "Test MAE (mean over the folds run) with a seeded part of each training fold.",
+              "", "| task | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
+              "|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
+    for dataset, task in CURVES.items():
+        for model in PRETRAINED_MODELS:
+            cells = []
+            for fraction in FRACTIONS:
+                name = model if fraction == 1 else f"{model}@{fraction:g}"
+                records = store(dataset, task, name).records()
+                cells.append(f"{np.mean([r['mae'] for r in records.values()]):.4g}" if records else "—")
+            lines.append(f"| {dataset}/{task} | {MODELS[model]} | " + " | ".join(cells) + " |")
+    lines += ["", "## Cost", ""]
+    if cost:
+        for model, c in cost["models"].items():
+            lines.append(f"- {MODELS[model]}: {c['seconds_per_epoch_per_1000']:.0f} s per epoch per 1000 training "
+                         f"structures on {cost['device']} (batch {FINETUNE['batch_size']}).")  # fmt: skip
+    else:
+        lines.append("Not measured yet (`--cost`).")
+    if not figure:
+        lines += ["", "No task has all five folds of two models yet: no figure."]
+    else:
+        lines += ["", "![test MAE per task](pretrained_backbones.png)"]
+        fig, axes = panels(len(figure))
+        for ax, (key, entries) in zip(axes, figure.items(), strict=False):
+            bars(ax, entries, units=_units(key), title=key.split("/")[-1])
+        save(fig, OUT.with_suffix(".png"))
+    atomic_write_text(OUT.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_text(OUT.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cost", action="store_true", help="measure seconds per epoch per 1000 structures first")
+    args = parser.parse_args()
+    if args.cost:
+        print(json.dumps(measure_cost(), indent=1))
+    report()
+
+
+if __name__ == "__main__":
+    main()
