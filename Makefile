@@ -1,7 +1,8 @@
-# The two set-up commands of the README: `make demo` (install + main job) and `make test` (install + tests).
+# The two set-up commands of the README: `make demo` (install + main job) and `make test` (install, lint, the docs
+# site built strictly, tests).
 PYTHON ?= python
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint docs
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
@@ -15,5 +16,8 @@ lint:
 	ruff check .
 	lint-imports
 
-test: install lint
+docs: install
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+
+test: install lint docs
 	$(PYTHON) -m pytest -q --durations=15

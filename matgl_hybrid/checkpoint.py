@@ -149,7 +149,8 @@ def save_checkpoint(
         model: a matgl-hybrid model (``HybridModel``, ``HybridEnsemble``) or a MatGL backbone.
         records: extra JSON files, ``{name: value}`` -> ``<name>.json``.
         texts: extra text files, ``{file name: text}`` (e.g. ``model_card.md``).
-        overwrite, allow: see :func:`check_model_dir`, which is called first.
+        overwrite: see :func:`check_model_dir`, which is called first.
+        allow: see :func:`check_model_dir`.
 
     Saving over an earlier checkpoint replaces the files that checkpoint's manifest lists and nothing else: files
     and folders of the user's (predictions, a checkpoint folder) stay. The files are assembled in a hidden folder

@@ -223,7 +223,7 @@ def predict(
     ids: Sequence[Any] | None = None,
     *,
     batch_size: int = 64,
-    cache_dir=None,
+    cache_dir: str | Path | None = None,
     n_jobs: int = 1,
     return_std: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

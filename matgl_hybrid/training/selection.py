@@ -201,7 +201,8 @@ def select(
             ``<directory>/<name>/fold<k>/``; a finished (candidate, fold) is reused only when it was produced from the
             same data, candidate, scheme and descriptor version (else ``FingerprintMismatch`` naming the difference).
             None: nothing is written, nothing resumes.
-        cache_dir, target_units: see :func:`fit`.
+        cache_dir: descriptor cache folder, see :func:`fit`.
+        target_units: units of the target, see :func:`fit`.
         progress: a bar over the (candidate, inner fold) units.
         on_scored: called as ``on_scored(name, fold, record)`` after each unit is scored or found finished.
         fit_options: ``trainer_kwargs``, ``callbacks``, ``logger`` of :func:`fit`.

@@ -91,7 +91,8 @@ class TrainedModel:
                 with them the test split can be rebuilt by :func:`~matgl_hybrid.model_card.heldout_split`).
             command: the command line that trained the model, recorded and shown in the card.
             title: the card's title (default: ``matgl-hybrid checkpoint: <folder name>``).
-            overwrite, allow: see :func:`~matgl_hybrid.checkpoint.check_model_dir`.
+            overwrite: see :func:`~matgl_hybrid.checkpoint.check_model_dir`.
+            allow: see :func:`~matgl_hybrid.checkpoint.check_model_dir`.
         """
         if self.global_rank != 0:  # under DDP the other processes trained the same model: one writes it
             return None

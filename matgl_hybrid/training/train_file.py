@@ -67,7 +67,8 @@ def train_file(
         units: units of the (transformed) target, stored with the model (default: a known target's own).
         on_data: called with the dataset once it is loaded (e.g. to report the skipped entries).
         on_member: called as ``on_member(k, result)`` after member ``k`` is trained.
-        candidates, scheme: choose among candidates first (see :func:`train`); None: ``spec`` alone.
+        candidates: choose among these first (see :func:`train`); None: ``spec`` alone.
+        scheme: the selection's scheme (see :func:`train`).
     """
     spec = spec or TrainSpec()
     allow = [checkpoint_dir] if checkpoint_dir else []
