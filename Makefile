@@ -1,8 +1,8 @@
 # The two set-up commands of the README: `make demo` (install + main job) and `make test` (install, lint, the docs
-# site built strictly, tests).
+# site built strictly, the wheel built and run from a fresh environment, tests).
 PYTHON ?= python
 
-.PHONY: install demo test lint docs
+.PHONY: install demo test lint docs wheel
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
@@ -19,5 +19,8 @@ lint:
 docs: install
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
 
-test: install lint docs
+wheel: install
+	$(PYTHON) scripts/check_wheel.py
+
+test: install lint docs wheel
 	$(PYTHON) -m pytest -q --durations=15
