@@ -14,6 +14,7 @@ from pymatgen.core import Structure
 from torch.utils.data import DataLoader, Sampler
 
 from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData
+from matgl_hybrid.quiet import quiet_pyg
 
 __all__ = [
     "build_dataset",
@@ -49,7 +50,8 @@ def build_dataset(
         InvalidStructureError: a structure has no neighbour pair within ``cutoff`` (an empty graph).
     """
     targets = np.zeros(len(structures)) if targets is None else np.asarray(targets, dtype=float)
-    with tempfile.TemporaryDirectory() as root:  # MGLDataset makes a folder even when it caches nothing
+    # MGLDataset makes a folder even when it caches nothing; PyG prints "Processing... Done!" for it
+    with tempfile.TemporaryDirectory() as root, quiet_pyg():
         dataset = MGLDataset(
             structures=list(structures),
             labels={"y": targets.tolist()},

@@ -8,6 +8,7 @@ the command being run is loaded, so ``matgl-hybrid --version`` and ``--help`` an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -47,6 +48,11 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"matgl-hybrid {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let the libraries' own messages through (PyG's, Lightning's device lines and tips); default: hidden",
+    )
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     wanted = set(COMMANDS if commands is None else commands)
     options = {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name in wanted}
@@ -76,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_of(argv)
     args = build_parser([command] if command else []).parse_args(argv)
     args.argv = argv  # recorded by train in the model card
+    if args.verbose:
+        os.environ["MATGL_HYBRID_VERBOSE"] = "1"
     try:
         return args.func(args)
     except TrainingInterrupted as exc:

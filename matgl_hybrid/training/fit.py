@@ -22,6 +22,7 @@ from matgl_hybrid.data import StructureData, from_structures
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.models import HybridModel
+from matgl_hybrid.quiet import quiet_lightning
 from matgl_hybrid.training.datamodule import HybridDataModule
 from matgl_hybrid.training.modules import (
     History,
@@ -194,16 +195,18 @@ def fit(
         # use every parameter (MatGL's readout and head are dropped from their backbones).
         many = _n_devices(settings["devices"]) > 1
         settings["strategy"] = ("ddp_find_unused_parameters_true" if model.native else "ddp") if many else "auto"
-    trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
+    with quiet_lightning():
+        trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
     batches_per_epoch = max(1, -(-len(datamodule.train_set) // trainer.world_size) // spec.batch_size)
     module = build_module(spec, model, batches_per_epoch)
     resume.check_weights(module)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        fit_or_raise_interrupted(
-            trainer, module, lambda: _resume_hint(resume), datamodule=datamodule, ckpt_path=resume.path
-        )
+        with quiet_lightning():
+            fit_or_raise_interrupted(
+                trainer, module, lambda: _resume_hint(resume), datamodule=datamodule, ckpt_path=resume.path
+            )
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()

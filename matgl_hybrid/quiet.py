@@ -1,0 +1,57 @@
+"""Library chatter kept off the user's screen: PyG's "Processing... Done!", Lightning's device lines and tips.
+
+The package's own output (progress bars, results, warnings that matter) is untouched. ``MATGL_HYBRID_VERBOSE=1``
+(``matgl-hybrid --verbose``) lets everything through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+#: Lines PyG prints to stderr around building a dataset.
+PYG_CHATTER = frozenset({"Processing...", "Done!"})
+#: Lightning's loggers of device summaries, tips and "`Trainer.fit` stopped" notes (INFO level).
+LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
+
+
+def verbose() -> bool:
+    """Whether the user asked for the libraries' own messages (``MATGL_HYBRID_VERBOSE=1``)."""
+    return os.environ.get("MATGL_HYBRID_VERBOSE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_pyg() -> Iterator[None]:
+    """Hide PyG's "Processing..." / "Done!" while a dataset is built; any other stderr output is passed on."""
+    if verbose():
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        rest = [line for line in captured.getvalue().splitlines() if line.strip() not in PYG_CHATTER]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's INFO messages (device availability, tips, why fit stopped) held back during a training."""
+    if verbose():
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
