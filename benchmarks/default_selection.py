@@ -35,13 +35,13 @@ from tasks import (
     MATBENCH_DATA,
     MATBENCH_PROVENANCE,
     MATBENCH_TASKS,
-    MATBENCH_UNITS,
     RECIPE_DESCRIPTORS,
     RESULTS,
     ROOT,
     gnn_spec,
     load_task,
     store,
+    units_of,
 )
 
 from matgl_hybrid.data import StructureData, from_dataframe
@@ -223,13 +223,6 @@ def _references(key: str) -> dict[str, list[float | None]]:
     return found
 
 
-def _units(key: str) -> str:
-    dataset, task = key.split("/")
-    if dataset == "matbench":
-        return MATBENCH_UNITS[task]
-    return next(t.units for t in DATASETS[dataset][1] if t.name == task)
-
-
 def report() -> dict:
     """``default_selection.{md,json,png}`` from the outer records found."""
     readouts = readout_choice()
@@ -253,7 +246,7 @@ def report() -> dict:
         records = FoldStore(OUT / key / "outer").records()
         if not records:
             continue
-        units = _units(key)
+        units = units_of(key)
         references = _references(key)
         default = [records[f]["mae"] if f in records else None for f in FOLDS]
         done = [m for m in default if m is not None]

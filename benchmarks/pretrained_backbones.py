@@ -27,13 +27,13 @@ from tasks import (
     DATASETS,
     FINETUNE,
     MATBENCH_TASKS,
-    MATBENCH_UNITS,
     MATPES_ARCHITECTURE,
     PRETRAINED_READOUTS,
     RECIPE_DESCRIPTORS,
     RESULTS,
     load_task,
     store,
+    units_of,
 )
 
 from matgl_hybrid.figures import Entry, bars, panels, save
@@ -111,13 +111,6 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
     return rows
 
 
-def _units(key: str) -> str:
-    dataset, task = key.split("/")
-    if dataset == "matbench":
-        return MATBENCH_UNITS[task]
-    return next(t.units for t in DATASETS[dataset][1] if t.name == task)
-
-
 def report() -> dict:
     rows = _task_rows()
     cost_file = OUT / "cost.json"
@@ -133,7 +126,7 @@ def report() -> dict:
     summary: dict = {"settings": FINETUNE, "readouts": PRETRAINED_READOUTS, "tasks": {}, "cost": cost}
     figure = {}
     for key, models in rows.items():
-        lines += [f"## {key} ({_units(key)})", "", "| model | " + " | ".join(f"fold {f}" for f in range(5))
+        lines += [f"## {key} ({units_of(key)})", "", "| model | " + " | ".join(f"fold {f}" for f in range(5))
                   + " | mean ± std |", "|---|" + "---:|" * 6]  # fmt: skip
         entries = []
         for model, maes in models.items():
@@ -172,7 +165,7 @@ def report() -> dict:
         lines += ["", "![test MAE per task](pretrained_backbones.png)"]
         fig, axes = panels(len(figure))
         for ax, (key, entries) in zip(axes, figure.items(), strict=False):
-            bars(ax, entries, units=_units(key), title=key.split("/")[-1])
+            bars(ax, entries, units=units_of(key), title=key.split("/")[-1])
         save(fig, OUT.with_suffix(".png"))
     atomic_write_text(OUT.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_text(OUT.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")

@@ -83,6 +83,14 @@ BUDGETS = {
 }
 
 
+def units_of(key: str) -> str:
+    """The units of ``<dataset>/<task>`` (``matbench/<task>`` for the Matbench tasks)."""
+    dataset, task = key.split("/")
+    if dataset == "matbench":
+        return MATBENCH_UNITS[task]
+    return next(t.units for t in DATASETS[dataset][1] if t.name == task)
+
+
 def gnn_spec(
     dataset: str,
     readout: str,
