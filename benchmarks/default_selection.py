@@ -257,7 +257,7 @@ def report() -> dict:
                   "|---|---|---|---:|" + "---:|" * len(references)]  # fmt: skip
         for fold in FOLDS:
             if fold not in records:
-                lines.append(f"| {fold} | not run yet | | | " + " | " * len(references))
+                lines.append(f"| {fold} | not run yet | | |" + " |" * len(references))
                 continue
             params = records[fold]["params"]
             inner = ", ".join(f"{n} {v:.4g}" for n, v in params["inner_mae"].items())
