@@ -159,6 +159,7 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     code = main(
         [
             "train",
+            "--no-select",
             *common,
             "--backbone",
             "megnet",
@@ -188,7 +189,8 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     assert frame["id"].tolist() == [r["id"] for r in records]
     assert frame["prediction"].notna().all()
 
-    code = main(["train", *common, "--descriptors", "none", "--ensemble", "2", "--out", str(tmp_path / "ens"), *cache])
+    ensemble_args = ["--no-select", "--descriptors", "none", "--ensemble", "2", "--out", str(tmp_path / "ens")]
+    code = main(["train", *common, *ensemble_args, *cache])
     assert code == 0
     ensemble = matgl.load_model(tmp_path / "ens")
     assert type(ensemble) is HybridEnsemble
@@ -216,7 +218,7 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     out = tmp_path / "model"
     args = ["--data", str(path), "--target", "bulk_modulus_vrh", "--log10-target", "--units", "log10(GPa)"]
     args += ["--test-fraction", "0.25", "--config", str(config), "--max-epochs", "2", "--elements", "all"]
-    assert main(["train", *args, "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    assert main(["train", *args, "--no-select", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
 
     record = json.loads((out / "training.json").read_text())
     test = record["test"]

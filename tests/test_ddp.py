@@ -24,7 +24,7 @@ def test_ddp_on_two_cpu_processes_saves_one_model_whose_record_is_exact(tmp_path
     config.write_text(json.dumps({**spec, "progress": False}))
     out = tmp_path / "model"
     command = [sys.executable, "-m", "matgl_hybrid.cli", "train", "--data", str(path), "--target", "K_VRH"]
-    command += ["--config", str(config), "--max-epochs", "3", "--accelerator", "cpu", "--devices", "2"]
+    command += ["--no-select", "--config", str(config), "--max-epochs", "3", "--accelerator", "cpu", "--devices", "2"]
     command += ["--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

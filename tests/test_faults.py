@@ -408,7 +408,8 @@ def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_reque
 
     config = tmp_path / "spec.json"
     config.write_text(json.dumps({**TINY, "max_epochs": 1}))
-    base = ["train", "--data", str(path), "--target", "y", "--config", str(config), "--no-cache", "--elements", "all"]
+    base = ["train", "--data", str(path), "--target", "y", "--config", str(config), "--no-cache", "--elements", "all",
+            "--no-select"]
     write(records)
     assert main([*base, "--out", str(tmp_path / "refused")]) == 2
     error = capsys.readouterr().err

@@ -94,7 +94,8 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
 
     config = tmp_path / "spec.json"
     config.write_text(json.dumps({"backbone_kwargs": SMALL, "descriptor_set": "lattice", "progress": False}))
-    train = ["train", "--data", str(path), "--target", "bulk_modulus_vrh", "--config", str(config), "--max-epochs", "1"]
+    train = ["train", "--no-select", "--data", str(path), "--target", "bulk_modulus_vrh", "--config", str(config),
+             "--max-epochs", "1"]
     assert main([*train, "--out", str(tmp_path / "model"), *cache]) == 0
     explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 0

@@ -97,7 +97,7 @@ def test_a_training_stopped_by_sigterm_exits_143_naming_the_folder_to_resume(rec
             os.kill(os.getpid(), signal.SIGTERM)
         callbacks.KeepBestWeights.on_validation_epoch_end = stop
         from matgl_hybrid.cli import main
-        sys.exit(main(["train", "--data", {str(path)!r}, "--target", "K_VRH", "--out", {str(out)!r},
+        sys.exit(main(["train", "--no-select", "--data", {str(path)!r}, "--target", "K_VRH", "--out", {str(out)!r},
             "--checkpoint-dir", {str(ckpt)!r}, "--descriptors", "none", "--readout", "mean", "--max-epochs", "3",
             "--batch-size", "4", "--val-fraction", "0.34", "--cache-dir", {str(tmp_path / "cache")!r},
             "--n-jobs", "1", "--accelerator", "cpu"]))

@@ -107,7 +107,7 @@ def test_full_tier_heat_capacity_is_per_atom_whatever_the_cell(crystals, monkeyp
     """The conventional 8-atom and the primitive 2-atom cell of Si give the same per-atom C_V, below 3R."""
     # fast: smaller supercells, and the experimental lattice (CHGNet's is within 1 %) instead of a relaxation
     monkeypatch.setitem(simulation.SETTINGS, "phonon", {**simulation.SETTINGS["phonon"], "min_length": 7.0})
-    monkeypatch.setattr(simulation, "_relaxed", lambda ctx: {"final_structure": ctx.structure})
+    monkeypatch.setattr(simulation, "_relaxed", lambda ctx, sim: {"final_structure": ctx.structure})
     phonon_group = next(g for g in get_descriptor_set("sim:chgnet:full").groups if g.name == "sim_chgnet_phonon")
     si = crystals[1]
     conventional = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0, 0, 0]])

@@ -30,7 +30,8 @@ def test_featurize_train_and_predict_leave_the_working_directory_empty(workdir, 
     out, config = tmp_path / "out", tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
     assert main(["featurize", "--data", str(path), "--descriptors", "lattice", "--out", str(out / "x.csv")]) == 0
-    train = ["train", "--data", str(path), "--target", "K_VRH", "--out", str(out / "m"), "--config", str(config)]
+    train = ["train", "--no-select", "--data", str(path), "--target", "K_VRH", "--out", str(out / "m"), "--config",
+             str(config)]
     assert main([*train, "--max-epochs", "1", "--batch-size", "4", "--accelerator", "cpu", "--n-jobs", "1"]) == 0
     assert main(["predict", "--model", str(out / "m"), "--data", str(path), "--out", str(out / "p.csv")]) == 0
     assert sorted(p.name for p in workdir.iterdir()) == []

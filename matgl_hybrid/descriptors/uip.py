@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext, reference_structures
-from matgl_hybrid.potentials import shipped_potentials
+from matgl_hybrid.potentials import load_potential, shipped_potentials, weights_sha256
 
 #: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
 CHGNET_MODEL = "0.3.0"
@@ -141,7 +141,7 @@ def _group(name: str, labels: tuple[str, ...], values) -> PotentialGroup:
         check_values=False,  # float32: the 8-digit value digest would differ between devices (module docstring)
         requires=chgnet_weights,
         weights=weights_reference,
-        values_digest=values_digest,
+        values_digest=lambda: values_digest(),  # looked up at call time (tests replace it)
     )
 
 
@@ -176,8 +176,6 @@ MATPES_WIDTH = 128
 @cache
 def matpes_potential() -> Any:
     """The shipped TensorNet-MatPES potential, loaded (verified) once per process, in eval mode."""
-    from matgl_hybrid.potentials import load_potential
-
     return load_potential(MATPES_POTENTIAL)
 
 
@@ -196,8 +194,6 @@ def _pooled(features: np.ndarray) -> list[float]:
 @cache
 def matpes_reference() -> dict[str, str]:
     """What a model using the ``tensornet_matpes`` group references: the potential and its weights' sha256."""
-    from matgl_hybrid.potentials import weights_sha256
-
     sha = weights_sha256(MATPES_POTENTIAL)
     return {"model": MATPES_POTENTIAL, "package": "matgl-hybrid (matgl_hybrid/potentials, BSD-3 MatGL)", "sha256": sha}
 
