@@ -23,12 +23,12 @@ def test_ddp_on_two_cpu_processes_saves_one_model_whose_record_is_exact(tmp_path
     spec = {"backbone_kwargs": TINY_MEGNET, "batch_size": 8, "val_fraction": 0.25, "descriptor_set": "lattice"}
     config.write_text(json.dumps({**spec, "progress": False}))
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "matgl_hybrid.cli", "train", "--data", str(path), "--target", "K_VRH"]
+    command = [sys.executable, "-m", "matgl_hybrid.cli", "--verbose", "train", "--data", str(path), "--target", "K_VRH"]
     command += ["--no-select", "--config", str(config), "--max-epochs", "3", "--accelerator", "cpu", "--devices", "2"]
     command += ["--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "MEMBER: 2/2" in run.stderr + run.stdout  # two processes really trained
+    assert "MEMBER: 2/2" in run.stderr + run.stdout  # two processes really trained (Lightning says so with --verbose)
     assert (run.stdout + run.stderr).count("saved HybridModel") == 1  # one of them wrote the model
 
     record = json.loads((out / "training.json").read_text())
