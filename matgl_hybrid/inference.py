@@ -36,7 +36,7 @@ from matgl_hybrid.data import (
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.files import atomic_write_text, check_paths_distinct
-from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error, set_descriptors
+from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error
 
 
 def entry_ids(n: int, ids: Sequence[Any] | None = None) -> list[str]:
@@ -152,12 +152,6 @@ class PreparedData:
     structures: list[Structure]
     descriptors: np.ndarray | None
     dataset: MGLDataset
-
-    def with_descriptors(self, descriptors: np.ndarray) -> PreparedData:
-        """The same graphs carrying other descriptor values (n, D) (e.g. one column permuted); in place."""
-        set_descriptors(self.dataset, descriptors)
-        self.descriptors = descriptors
-        return self
 
 
 def prepare(

@@ -162,7 +162,8 @@ def descriptor_importance(
     """Permutation importance of each descriptor input of a trained hybrid on held-out data.
 
     Each raw descriptor column is permuted over the structures (``n_repeats`` times, seeded); the model imputes and
-    standardizes the permuted values as usual.
+    standardizes the permuted values as usual. The graph network runs once: only fusion and head see the permuted
+    descriptors (:meth:`HybridModel.predict_from_graph`).
 
     Returns:
         One row per descriptor: ``descriptor``, ``mae_increase`` (mean over repeats, target units) and
@@ -173,10 +174,17 @@ def descriptor_importance(
     data = inference.prepare(model, structures, ids, cache_dir)
     raw = data.descriptors
     targets = np.asarray(targets, dtype=float)
+    graph = inference.run(model, data, lambda out, g: model.feature_dict["graph"].reshape(g.num_graphs, -1))
 
     def mae_with(values: np.ndarray) -> float:
-        predicted = inference.run(model, data.with_descriptors(values), lambda out, g: out.reshape(g.num_graphs, -1))
-        return float(mean_absolute_error(targets, predicted[:, 0].numpy()))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                predicted = model.predict_from_graph(graph, torch.as_tensor(values, dtype=torch.float64))
+        finally:
+            model.train(was_training)
+        return float(mean_absolute_error(targets, predicted.reshape(len(targets), -1)[:, 0].numpy()))
 
     baseline = mae_with(raw)
     rng = np.random.default_rng(seed)

@@ -1,29 +1,203 @@
-"""The README's Python quickstart runs as written (so the first code a newcomer copies cannot rot)."""
+"""Every code block of the README and the docs runs (so nothing a reader copies can rot), or says why it does not.
 
+A ```python or ```bash block runs unless the line before it is ``<!-- not run: <reason> -->``. The blocks of each
+page run in order in one working directory shared by all pages (pages that use ``hc_model`` run after the page
+that trains it), with ``HOME`` in a temporary folder and these stand-ins, so every command runs as written:
+
+- the data files the docs name (``my_structures.json.gz``, ``../shared/data/alexandria_heat_capacity.json.gz``, …)
+  are the first 24 structures of the embedded de Jong set (``test_set.json.gz``: the next 6), their target renamed
+  to the one the command asks for;
+- a bash line is one ``matgl-hybrid`` command (``\\`` continuations joined, ``#`` comments dropped, ``~`` and globs
+  expanded), run in this process; where the command has ``--max-epochs`` it trains for 1 epoch.
+"""
+
+import glob
+import gzip
+import json
 import os
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pymatgen.core import Structure
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from matgl_hybrid.cli import main
+from matgl_hybrid.datasets import DE_JONG_2015_PATH
+
+ROOT = Path(__file__).resolve().parents[1]
+#: README.md, CONTRIBUTING.md and the docs site's pages (symlinks into the root are the same files, read once).
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    *sorted(p for p in (ROOT / "docs").rglob("*.md") if not p.is_symlink()),
+]
+#: Pages whose blocks use a model another page trains run after it.
+FIRST = ("README.md", "train-and-predict.md")
+RUNNABLE = ("python", "bash", "sh", "shell", "console")
+FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]+)[^\n]*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
+NOT_RUN = re.compile(r"<!--\s*not run:\s*(?P<reason>.*?)\s*-->\s*$")
+#: The target each stand-in data file carries (None: structures only).
+DATA_FILES = {
+    "my_structures.json.gz": "my_property",
+    "new_structures.json.gz": None,
+    "structures.json.gz": None,
+    "train.json.gz": "K_VRH",
+    "heldout.json.gz": "heat_capacity",
+    "test_set.json.gz": "K_VRH",
+    "../shared/data/alexandria_heat_capacity.json.gz": "heat_capacity",
+    "../shared/data/de_jong_2015_elasticity.json.gz": "K_VRH",
+}
 
 
-def python_blocks(text: str) -> list[str]:
-    """The ```python blocks of a markdown text, in order."""
-    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+@dataclass
+class Block:
+    page: Path
+    line: int
+    language: str
+    code: str
+    not_run: str | None  # the reason, when the block is marked
+
+    def __str__(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def code_blocks(page: Path) -> list[Block]:
+    """The fenced blocks of a markdown page, in order, with their ``not run`` reason if marked."""
+    text = page.read_text()
+    blocks = []
+    for match in FENCE.finditer(text):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        reason = NOT_RUN.search(before)
+        indent = len(match["indent"])
+        code = "\n".join(line[indent:] for line in match["body"].splitlines())
+        line = text.count("\n", 0, match.start()) + 1
+        blocks.append(Block(page, line, match["lang"], code, reason["reason"] if reason else None))
+    return blocks
+
+
+def commands(code: str) -> list[list[str]]:
+    """The command lines of a bash block, split into words (continuations joined, comments dropped)."""
+    lines = code.replace("\\\n", " ").splitlines()
+    words = [shlex.split(line, comments=True) for line in lines]
+    return [w for w in words if w]
+
+
+def expanded(words: list[str]) -> list[str]:
+    """``~`` and globs expanded as a shell would (a glob that matches nothing stays as written)."""
+    out = []
+    for word in words:
+        word = os.path.expanduser(word)
+        out.extend(sorted(glob.glob(word)) or [word] if any(c in word for c in "*?[") else [word])
+    return out
+
+
+def one_epoch(argv: list[str]) -> list[str]:
+    """``argv`` with ``--max-epochs 1`` where the command trains (replacing a value the docs give)."""
+    if argv[0] not in ("train", "cv", "pretrain", "demo", "matbench"):
+        return argv
+    out = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--max-epochs":
+            skip = True
+        else:
+            out.append(word)
+    return [*out, "--max-epochs", "1"]
+
+
+def all_blocks() -> list[Block]:
+    return [b for page in PAGES for b in code_blocks(page) if b.language in RUNNABLE]
+
+
+def test_every_code_block_runs_here_or_says_why_not():
+    blocks = all_blocks()
+    assert len(blocks) > 15  # the parser finds the docs' blocks
+    for block in blocks:
+        if block.not_run is not None:
+            assert len(block.not_run) > 10, f"{block}: say why the block is not run"
+        elif block.language == "python":
+            compile(block.code, str(block), "exec")
+        elif block.language == "bash":
+            for words in commands(block.code):
+                assert words[0] == "matgl-hybrid", (
+                    f"{block}: only matgl-hybrid commands run here; mark the block `<!-- not run: why -->`"
+                )
+        else:
+            pytest.fail(f"{block}: a {block.language} block is not run here; mark it `<!-- not run: why -->`")
+
+
+def test_the_parser_sees_markers_continuations_and_indented_blocks(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n<!-- not run: it needs a network -->\n```bash\nmake x\n```\n\n"
+        "- item\n\n  ```python\n  x = 1\n  ```\n"
+    )
+    marked, indented = code_blocks(page)
+    assert marked.not_run == "it needs a network"
+    assert marked.line == 3
+    assert indented.not_run is None
+    assert indented.code == "x = 1"
+    assert commands("a --b 1 \\\n   --c 2  # note\n# only a comment\n") == [["a", "--b", "1", "--c", "2"]]
+    assert one_epoch(["train", "--max-epochs", "200", "--out", "m"]) == ["train", "--out", "m", "--max-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The docs' working directory: stand-in data files, a CIF, a CSV of user descriptors and NEGNN's config."""
+    root = tmp_path_factory.mktemp("docs")
+    work = root / "work"
+    (root / "shared" / "data").mkdir(parents=True)
+    work.mkdir()
+    with gzip.open(DE_JONG_2015_PATH, "rt") as f:
+        records = json.load(f)[:30]
+    for name, target in DATA_FILES.items():
+        chosen = records[24:30] if name == "test_set.json.gz" else records[:24]  # others than those it excludes
+        rows = [
+            {"id": r["id"], "structure": r["structure"], **({target: r["K_VRH"]} if target else {})} for r in chosen
+        ]
+        with gzip.open(work / name, "wt") as f:
+            json.dump(rows, f)
+    (work / "dft_gaps.csv").write_text("id,gap\n" + "".join(f"{r['id']},{i / 10}\n" for i, r in enumerate(records)))
+    (work / "negnn.json").write_text(json.dumps({"node_embeddings": "encoder:0,1"}))
+    Structure.from_dict(records[0]["structure"]).to(filename=str(work / "my_crystal.cif"))
+    (work / "matbench_submissions").symlink_to(ROOT / "matbench_submissions")
+    (root / "home").mkdir()
+    return work
+
+
+def run_order(page: Path) -> tuple[int, str]:
+    return (0 if page.name in FIRST else 1, str(page))
 
 
 @pytest.mark.slow
-def test_the_readme_python_quickstart_runs_and_saves_a_model_with_its_card(tmp_path, monkeypatch, capsys):
-    (block,) = python_blocks(README.read_text())
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path / "cache"))
-    exec(compile(block, str(README), "exec"), {"__name__": "readme"})
-    assert (tmp_path / "my_model" / "model_card.md").is_file()
-    printed = capsys.readouterr().out
-    assert "chose " in printed  # the selection's one-line summary, printed by the block
-    assert "training.json" in os.listdir(tmp_path / "my_model")
+@pytest.mark.parametrize(
+    "page",
+    [p for p in sorted(PAGES, key=run_order) if any(b.not_run is None for b in all_blocks() if b.page == p)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_the_blocks_of_each_page_run(page, workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("HOME", str(workdir.parent / "home"))
+    monkeypatch.setenv("MATGL_HYBRID_CACHE", str(workdir.parent / "cache"))
+    namespace = {"__name__": "docs"}
+    for block in (b for b in code_blocks(page) if b.not_run is None and b.language in RUNNABLE):
+        if block.language == "python":
+            exec(compile(block.code, str(block), "exec"), namespace)
+            continue
+        for words in commands(block.code):
+            argv = one_epoch(expanded(words[1:]))
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # --help
+                status = exc.code
+            assert status in (0, None), f"{block}: `{shlex.join(words)}` exited {status}: {capsys.readouterr().err}"
+    if page.name == "README.md":  # the quickstart saves a model with its card and prints the selection's summary
+        assert (workdir / "my_model" / "model_card.md").is_file()
+        assert "chose " in capsys.readouterr().out
 
 
 def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkeypatch):

@@ -67,6 +67,10 @@ def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_
     assert list(importance.columns) == ["descriptor", "mae_increase", "mae_increase_std"]
     assert set(importance["descriptor"]) == set(model.descriptor_names)
     assert importance["mae_increase"].abs().sum() > 0  # permuting inputs changes predictions
+    # the graph network runs once and only fusion + head see the descriptors: the same predictions as forward
+    full = model.predict(data.structures[:40], cache_dir=tmp_path)
+    baseline = float(np.mean(np.abs(full - data.targets[:40])))
+    assert importance.attrs["baseline_mae"] == pytest.approx(baseline, rel=1e-5)
     # and the model is left as it was: same weights, same predictions
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     np.testing.assert_array_equal(model.predict(data.structures[:5], cache_dir=tmp_path), before)

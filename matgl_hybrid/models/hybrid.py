@@ -120,7 +120,20 @@ class HybridModel(GraphModel):
         with swapped_node_types(g, self.node_input(g, state_attr)):
             node_feat, state = get_backbone(self.backbone_name).features(self.backbone, g, state_attr)
         graph = torch.cat([self.readout(node_feat, _batch_index(g, node_feat), dim_size=num_graphs(g)), state], dim=-1)
-        fused = self.fusion(graph, self.encoder(self.descriptor_scaler(getattr(g, "descriptor", None))))
+        return self.predict_from_graph(graph, getattr(g, "descriptor", None))
+
+    def predict_from_graph(self, graph: torch.Tensor, descriptor: torch.Tensor | None) -> torch.Tensor:
+        """The rest of :meth:`forward` after the readout: fusion with the raw descriptors and the head.
+
+        Args:
+            graph: (B, G) graph vectors, ``feature_dict["graph"]`` of a forward pass.
+            descriptor: (B, D) raw descriptors (NaN allowed; imputed and standardized here), or None.
+
+        Returns:
+            Predictions in target units, shaped as :meth:`forward`'s. Descriptor importance uses it to permute
+            descriptors without rerunning the graph network.
+        """
+        fused = self.fusion(graph, self.encoder(self.descriptor_scaler(descriptor)))
         out = self.output(self.head(fused))
         self.feature_dict = {"graph": graph, "fused": fused, "final": out}
         return per_target(out)
