@@ -52,6 +52,9 @@ LAYERS = [0, 1, 2, 3]  # NE0 (element embedding) … NE3 (after MEGNet's third b
 REPRESENTATIONS = ["gong28", *(f"SSL NE{k} (sum)" for k in LAYERS), "SSL NE0-3 (sum)"]
 PRETRAIN = {"max_epochs": 10, "batch_size": 64}
 GNN_MODELS = {"megnet_readout": "MEGNet (extensive readout)", "hybrid_megnet": "hybrid", "negnn_megnet": "NEGNN"}
+#: What each encoder was pretrained on (committed; the encoders themselves are not): dataset -> its
+#: ``pretraining.json`` counts, so the report is redrawn from committed results in a clean clone.
+ENCODERS = RESULTS / "ssl_encoders.json"
 
 
 def pretrain_encoder(dataset: str) -> None:
@@ -130,7 +133,7 @@ def report() -> dict[str, dict[str, dict]]:
                         rows[f"{label}{' (25 % training)' if fraction else ''}"] = summarize(records)
             results[f"{dataset}/{task.name}"] = rows
     atomic_write_text(RESULTS / "ssl.json", json.dumps(results, indent=1) + "\n")
-    encoders = {d: json.loads((encoder_dir(d) / "pretraining.json").read_text()) for d in EVALUATED}
+    encoders = encoder_summaries()
     lines = [
         "# Self-supervised representations and NEGNN (Kong et al. 2022) on MEGNet",
         "",
@@ -163,6 +166,23 @@ def report() -> dict[str, dict[str, dict]]:
     plot(results, RESULTS / "ssl.png")
     print("\n".join(lines))
     return results
+
+
+def encoder_summaries() -> dict[str, dict]:
+    """``{dataset: {"n_structures", "n_excluded"}}`` of each evaluated dataset's encoder: from its
+    ``pretraining.json`` where the encoder is here (and then committed to :data:`ENCODERS`), else from :data:`ENCODERS`.
+    """
+    summaries = json.loads(ENCODERS.read_text()) if ENCODERS.exists() else {}
+    for dataset in EVALUATED:
+        path = encoder_dir(dataset) / "pretraining.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            summaries[dataset] = {k: record[k] for k in ("n_structures", "n_excluded")}
+    missing = [d for d in EVALUATED if d not in summaries]
+    if missing:
+        raise FileNotFoundError(f"no pretraining record of the encoders for {missing}: run --stage pretrain first")
+    atomic_write_text(ENCODERS, json.dumps(summaries, indent=1) + "\n")
+    return summaries
 
 
 def target_checks(results: dict) -> list[str]:

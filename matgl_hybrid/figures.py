@@ -131,8 +131,8 @@ def bars(
     }
     handles = [patches[k] for k in kinds] if len(kinds) > 1 else []
     handles += ax.get_legend_handles_labels()[0]
-    if handles:
-        ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
+    if handles:  # beside the panel, never over a bar, a fold dot or a value
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
 def parity(

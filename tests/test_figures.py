@@ -35,8 +35,13 @@ def check_readable(fig: Figure, units: str | None) -> None:
         named = {t.get_text() for t in legend.get_texts()} if legend else set()
         for line in ax.get_lines():  # a horizontal or vertical line marks a reference value: it must be named
             x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
-            if len(x) == 2 and (x[0] == x[1] or y[0] == y[1]):
+            if line.get_linestyle() != "None" and len(x) == 2 and (x[0] == x[1] or y[0] == y[1]):
                 assert line.get_label() in named, f"unnamed reference line in {ax.get_title()!r}"
+        if legend:  # a legend hides nothing drawn in the panel: no bar, fold dot or value label
+            box = legend.get_window_extent(renderer)
+            drawn = [*ax.patches, *ax.texts, *(line for line in ax.get_lines() if line.get_linestyle() == "None")]
+            for artist in drawn:
+                assert not box.overlaps(artist.get_window_extent(renderer)), f"legend over {artist} in {ax.get_title()!r}"
     boxes = [(ax, ax.title.get_window_extent(renderer)) for ax in visible if ax.get_title()]
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         assert not box_a.overlaps(box_b), (a.get_title(), b.get_title())
@@ -93,3 +98,13 @@ def test_figures_are_written_as_readable_png(tmp_path):
     width, height = Image.open(path).size
     assert width >= 600
     assert height >= 400
+
+
+def test_a_legend_never_hides_a_bar():
+    """A panel full of bars of similar length (no free corner for ``loc="best"``) keeps its legend off them."""
+    fig, (ax,) = panels(1, size=(5.0, 3.0))
+    entries = [Entry(f"model {i}", 1.0 + 0.02 * i, [0.95 + 0.02 * i, 1.05 + 0.02 * i], kind) for i, kind in
+               enumerate(["ours", "baseline"] * 6)]  # fmt: skip
+    bars(ax, entries, units="eV", references=[Reference("leaderboard", 0.5)])
+    check_readable(fig, "eV")
+    plt.close(fig)
