@@ -482,7 +482,7 @@ def main() -> None:
     parser.add_argument("--n-cost-full", type=int, default=3, help="structures timed for the full tier")
     parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset (full stage)")
     parser.add_argument("--report-only", action="store_true", help="redraw the report from the committed "
-                        "sim_descriptors.json (the simulated-vs-DFT rows as measured then; nothing read from the cache)")
+                        "sim_descriptors.json (simulated-vs-DFT rows as measured then; nothing read from the cache)")
     args = parser.parse_args()
     names = args.datasets.split(",")
     stages = [s for s in args.stages.split(",") if s]

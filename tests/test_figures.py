@@ -41,7 +41,8 @@ def check_readable(fig: Figure, units: str | None) -> None:
             box = legend.get_window_extent(renderer)
             drawn = [*ax.patches, *ax.texts, *(line for line in ax.get_lines() if line.get_linestyle() == "None")]
             for artist in drawn:
-                assert not box.overlaps(artist.get_window_extent(renderer)), f"legend over {artist} in {ax.get_title()!r}"
+                hidden = box.overlaps(artist.get_window_extent(renderer))
+                assert not hidden, f"legend over {artist} in {ax.get_title()!r}"
     boxes = [(ax, ax.title.get_window_extent(renderer)) for ax in visible if ax.get_title()]
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         assert not box_a.overlaps(box_b), (a.get_title(), b.get_title())
