@@ -27,7 +27,7 @@ from matgl_hybrid import data, inference
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.figures import COLOURS, panels, save
+from matgl_hybrid.figures import COLOURS, axis_label, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embed
 from matgl_hybrid.markdown import markdown_table
@@ -202,12 +202,18 @@ def descriptor_importance(
     return table
 
 
-def plot_importance(table: pd.DataFrame, path: str | Path, title: str = "Descriptor importance") -> None:
-    """Horizontal bar chart of :func:`descriptor_importance`."""
+def plot_importance(
+    table: pd.DataFrame, path: str | Path, title: str = "Descriptor importance", units: str | None = None
+) -> None:
+    """Horizontal bar chart of :func:`descriptor_importance`; ``units``: the target's (the MAE's)."""
     fig, (ax,) = panels(1, size=(7.0, 1.6 + 0.28 * len(table)))
     ax.barh(table["descriptor"], table["mae_increase"], xerr=table["mae_increase_std"], color=COLOURS["ours"])
     ax.invert_yaxis()
-    ax.set_xlabel(f"MAE increase when permuted (baseline MAE {table.attrs.get('baseline_mae', float('nan')):.4g})")
+    label = axis_label("MAE increase when permuted", units)
+    baseline = table.attrs.get("baseline_mae")
+    if baseline is not None and np.isfinite(baseline):
+        label += f"\nbaseline MAE (nothing permuted): {baseline:.4g}"
+    ax.set_xlabel(label)
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title(title, fontsize=10)
     save(fig, path)
@@ -235,9 +241,16 @@ def write_probe_report(table: pd.DataFrame, out: str | Path, source: str, n_stru
 
 
 def write_importance_report(
-    table: pd.DataFrame, out: str | Path, model_source: str, source: str, n_structures: int, repeats: int
+    table: pd.DataFrame,
+    out: str | Path,
+    model_source: str,
+    source: str,
+    n_structures: int,
+    repeats: int,
+    units: str | None = None,
 ) -> None:
-    """Write ``importance.{csv,md,png}`` of a :func:`descriptor_importance` table into ``out``."""
+    """Write ``importance.{csv,md,png}`` of a :func:`descriptor_importance` table into ``out`` (``units``: the
+    target's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "importance.csv", table.to_csv(index=False))
@@ -245,15 +258,15 @@ def write_importance_report(
         "# Descriptor importance",
         "",
         f"Model `{model_source}`, data `{source}` ({n_structures} structures); "
-        f"baseline MAE {table.attrs['baseline_mae']:.4g}. MAE increase when one descriptor is permuted "
-        f"({repeats} repeats).",
+        f"baseline MAE {table.attrs['baseline_mae']:.4g}{f' {units}' if units else ''}. MAE increase when one "
+        f"descriptor is permuted ({repeats} repeats).",
         "",
         markdown_table(table.set_index("descriptor"), "{:.4g}"),
         "![importance](importance.png)",
         "",
     ]
     atomic_write_text(out / "importance.md", "\n".join(text))
-    plot_importance(table, out / "importance.png")
+    plot_importance(table, out / "importance.png", units=units)
 
 
 def run_probe(
@@ -309,5 +322,6 @@ def run_explain(
     table = descriptor_importance(
         hybrid, dataset.structures, dataset.targets, dataset.ids, cache_dir, n_repeats=repeats
     )
-    write_importance_report(table, out, str(model), str(source), len(dataset), repeats)
+    units = getattr(hybrid, "target_units", None)
+    write_importance_report(table, out, str(model), str(source), len(dataset), repeats, units)
     return table

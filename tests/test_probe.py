@@ -12,7 +12,15 @@ from conftest import TINY_MEGNET
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.layers import make_readout
-from matgl_hybrid.probe import descriptor_importance, embed, plot_importance, plot_probe, probe, probe_matrix
+from matgl_hybrid.probe import (
+    descriptor_importance,
+    embed,
+    plot_importance,
+    plot_probe,
+    probe,
+    probe_matrix,
+    write_importance_report,
+)
 from matgl_hybrid.training import TrainSpec, fit
 
 SMALL = TINY_MEGNET
@@ -74,7 +82,9 @@ def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_
     # and the model is left as it was: same weights, same predictions
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     np.testing.assert_array_equal(model.predict(data.structures[:5], cache_dir=tmp_path), before)
-    plot_importance(importance, tmp_path / "importance.png")
+    plot_importance(importance, tmp_path / "importance.png", units="eV/atom")
+    write_importance_report(importance, tmp_path / "report", "m", "d", 40, 3, units="log10 GPa")
+    assert f"baseline MAE {baseline:.4g} log10 GPa" in (tmp_path / "report" / "importance.md").read_text()
     with pytest.raises(ValueError, match="tap"):
         embed(model, data.structures[:2], tap="head")
 
