@@ -1,8 +1,8 @@
 # The two set-up commands of the README: `make demo` (install + main job) and `make test` (install, lint, the docs
-# site built strictly, the wheel built and run from a fresh environment, tests).
+# site built strictly, the wheel built and run from a fresh environment, the example notebooks executed, tests).
 PYTHON ?= python
 
-.PHONY: install demo test lint docs wheel
+.PHONY: install demo test lint docs wheel examples
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
@@ -22,5 +22,8 @@ docs: install
 wheel: install
 	$(PYTHON) scripts/check_wheel.py
 
-test: install lint docs wheel
+examples: install
+	$(PYTHON) scripts/run_notebooks.py
+
+test: install lint docs wheel examples
 	$(PYTHON) -m pytest -q --durations=15

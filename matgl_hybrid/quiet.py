@@ -1,4 +1,5 @@
-"""Library chatter kept off the user's screen: PyG's "Processing... Done!", Lightning's device lines and tips.
+"""Library chatter kept off the user's screen: PyG's "Processing... Done!", MatGL's graph-conversion bar, Lightning's
+device lines and tips.
 
 The package's own output (progress bars, results, warnings that matter) is untouched. ``MATGL_HYBRID_VERBOSE=1``
 (``matgl-hybrid --verbose``) lets everything through.
@@ -10,11 +11,15 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 
 #: Lines PyG prints to stderr around building a dataset.
 PYG_CHATTER = frozenset({"Processing...", "Done!"})
+#: A tqdm bar's text ("100%|##########| 216/216 [00:00<00:00, 3510.69it/s]"): MatGL's per-structure bar of graph
+#: conversion, which, held back with the chatter, would only arrive complete after the fact.
+TQDM_BAR = re.compile(r"\s*\d+%\|.*\|\s*\d+/\d+\s*\[.*\]\s*")
 #: Lightning's loggers of device summaries, tips and "`Trainer.fit` stopped" notes (INFO level).
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
 
@@ -35,7 +40,9 @@ def quiet_pyg() -> Iterator[None]:
         with contextlib.redirect_stderr(captured):
             yield
     finally:
-        rest = [line for line in captured.getvalue().splitlines() if line.strip() not in PYG_CHATTER]
+        segments = (part for line in captured.getvalue().splitlines() for part in line.split("\r"))
+        rest = [part for part in segments if part.strip() and part.strip() not in PYG_CHATTER
+                and not TQDM_BAR.fullmatch(part)]  # fmt: skip
         if rest:
             print("\n".join(rest), file=sys.stderr)
 

@@ -212,14 +212,40 @@ def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkey
     structures = elastic.structures[:3]
     elements = sorted({str(e) for s in structures for e in s.composition.elements})
     build_dataset(structures, elements, 5.0, ["a", "b", "c"])
-    assert "Processing..." not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "Processing..." not in err
+    assert "3/3" not in err  # MatGL's graph-conversion bar, which would arrive complete after the fact
     with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
         fit(elastic, spec=TrainSpec(max_epochs=1, **TINY))
     assert not any("available" in r.getMessage() for r in caplog.records)  # "GPU available: False, used: False"
 
     monkeypatch.setenv("MATGL_HYBRID_VERBOSE", "1")
     build_dataset(structures, elements, 5.0, ["a", "b", "c"])
-    assert "Processing..." in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "Processing..." in err
+    assert "3/3" in err
     with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
         fit(elastic, spec=TrainSpec(max_epochs=1, **TINY))
     assert any("available" in r.getMessage() for r in caplog.records)
+
+
+def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path):
+    """``scripts/run_notebooks.py`` (``make examples``): outputs are written; a cell that raises fails the run."""
+    import importlib.util
+
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("from pathlib import Path\nprint(Path.cwd().name)")]), good)
+    nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('broken example')")]), bad)
+    runner.execute(good, tmp_path / "out" / "good.ipynb")
+    (output,) = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4).cells[0].outputs
+    assert output.text.startswith("notebook-")  # ran in its own fresh folder, not in the repository
+    with pytest.raises(CellExecutionError, match="broken example"):
+        runner.execute(bad, tmp_path / "out" / "bad.ipynb")
+    assert not (tmp_path / "out" / "bad.ipynb").exists()

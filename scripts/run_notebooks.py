@@ -1,0 +1,67 @@
+"""Execute the notebooks of ``examples/`` from top to bottom; any error fails (``make test`` runs this).
+
+Each notebook runs in its own fresh working folder (its ``features/`` cache and figures land there, never in the
+repository) on the kernel of this Python. By default the executed copies go to ``build/notebooks/``;
+``--in-place`` writes the outputs (tables, figures) back into ``examples/`` to be committed.
+
+    python scripts/run_notebooks.py              # check: execute, keep the executed copies in build/notebooks/
+    python scripts/run_notebooks.py --in-place   # refresh the outputs stored in examples/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+#: Seconds one cell may run before the notebook fails (the slowest cell trains two small models).
+CELL_TIMEOUT_S = 900
+
+
+def execute(path: Path, out: Path) -> float:
+    """Run the notebook ``path`` in a fresh folder and write the executed notebook to ``out``; returns seconds."""
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="notebook-") as workdir:
+        client = NotebookClient(
+            notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": workdir}}
+        )
+        client.execute()
+    seconds = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    nbformat.write(notebook, tmp)
+    tmp.replace(out)  # atomic: an interrupted run leaves the earlier file as it was
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--in-place", action="store_true", help="store the outputs in examples/ (to commit them)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every examples/*.ipynb")
+    args = parser.parse_args()
+    notebooks = args.notebooks or sorted(EXAMPLES.glob("*.ipynb"))
+    if not notebooks:
+        print(f"no notebooks in {EXAMPLES}", file=sys.stderr)
+        return 1
+    for path in notebooks:
+        out = path if args.in_place else ROOT / "build" / "notebooks" / path.name
+        try:
+            seconds = execute(path, out)
+        except CellExecutionError as exc:
+            print(f"{path}: a cell failed:\n{exc}", file=sys.stderr)
+            return 1
+        print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: ran in {seconds:.0f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
