@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 
 #: Lines PyG prints to stderr around building a dataset.
@@ -22,6 +23,10 @@ PYG_CHATTER = frozenset({"Processing...", "Done!"})
 TQDM_BAR = re.compile(r"\s*\d+%\|.*\|\s*\d+/\d+\s*\[.*\]\s*")
 #: Lightning's loggers of device summaries, tips and "`Trainer.fit` stopped" notes (INFO level).
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
+
+
+#: Deprecation notices Lightning's own code triggers in torch (not the user's to act on), as message regexes.
+LIGHTNING_DEPRECATIONS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
 
 
 def verbose() -> bool:
@@ -49,7 +54,8 @@ def quiet_pyg() -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Lightning's INFO messages (device availability, tips, why fit stopped) held back during a training."""
+    """Lightning's INFO messages (device availability, tips, why fit stopped) and the deprecation notices it
+    triggers in torch (:data:`LIGHTNING_DEPRECATIONS`) held back during a training."""
     if verbose():
         yield
         return
@@ -58,7 +64,10 @@ def quiet_lightning() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            for message in LIGHTNING_DEPRECATIONS:
+                warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+            yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,9 +216,13 @@ def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkey
     err = capfd.readouterr().err
     assert "Processing..." not in err
     assert "3/3" not in err  # MatGL's graph-conversion bar, which would arrive complete after the fact
-    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"), warnings.catch_warnings(
+        record=True
+    ) as caught:
+        warnings.simplefilter("always")
         fit(elastic, spec=TrainSpec(max_epochs=1, **TINY))
     assert not any("available" in r.getMessage() for r in caplog.records)  # "GPU available: False, used: False"
+    assert not any("LeafSpec" in str(w.message) for w in caught)  # torch's notice about Lightning's own code
 
     monkeypatch.setenv("MATGL_HYBRID_VERBOSE", "1")
     build_dataset(structures, elements, 5.0, ["a", "b", "c"])
