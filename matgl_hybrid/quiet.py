@@ -20,6 +20,8 @@ from collections.abc import Iterator
 PYG_CHATTER = frozenset({"Processing...", "Done!"})
 #: A tqdm bar's text ("100%|##########| 216/216 [00:00<00:00, 3510.69it/s]"): MatGL's per-structure bar of graph
 #: conversion, which, held back with the chatter, would only arrive complete after the fact.
+#: Terminal control sequences (a bar printed below another one moves the cursor: "\x1b[A").
+ANSI_CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TQDM_BAR = re.compile(r"\s*\d+%\|.*\|\s*\d+/\d+\s*\[.*\]\s*")
 #: Lightning's loggers of device summaries, tips and "`Trainer.fit` stopped" notes (INFO level).
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
@@ -47,7 +49,7 @@ def quiet_pyg() -> Iterator[None]:
     finally:
         segments = (part for line in captured.getvalue().splitlines() for part in line.split("\r"))
         rest = [part for part in segments if part.strip() and part.strip() not in PYG_CHATTER
-                and not TQDM_BAR.fullmatch(part)]  # fmt: skip
+                and not TQDM_BAR.fullmatch(ANSI_CONTROL.sub("", part))]  # fmt: skip
         if rest:
             print("\n".join(rest), file=sys.stderr)
 

@@ -205,6 +205,7 @@ def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkey
     import logging
 
     from conftest import TINY
+    from tqdm import tqdm
 
     from matgl_hybrid.graphs import build_dataset
     from matgl_hybrid.training import TrainSpec, fit
@@ -216,6 +217,9 @@ def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkey
     err = capfd.readouterr().err
     assert "Processing..." not in err
     assert "3/3" not in err  # MatGL's graph-conversion bar, which would arrive complete after the fact
+    with tqdm(total=1, desc="outer stage"):  # below a running bar it is printed with cursor moves ("\x1b[A")
+        build_dataset(structures, elements, 5.0, ["a", "b", "c"])
+    assert "/3 [" not in capfd.readouterr().err
     with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"), warnings.catch_warnings(
         record=True
     ) as caught:

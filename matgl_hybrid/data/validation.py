@@ -77,7 +77,10 @@ def validate_structure(
         unknown = sorted(symbols - {str(e) for e in allowed_elements})
         if unknown:
             raise InvalidStructureError(
-                id, f"element(s) {', '.join(unknown)} unknown to the model (not in allowed_elements)"
+                id,
+                f"element(s) {', '.join(unknown)} unknown to the model (it accepts the elements it was built for: "
+                "those of its training data unless trained with --elements all, MatGL's 89; --skip-invalid / "
+                "skip_invalid=True predicts the other entries and lists this one)",
             )
 
     if min_distance > 0:
