@@ -391,3 +391,20 @@ def test_demo_matches_shared_file(shared_data: Path) -> None:
     demo = load_demo("G_VRH")
     assert demo.ids == [r["id"] for r in shared]
     np.testing.assert_array_equal(demo.targets, [r["G_VRH"] for r in shared])
+
+
+def test_a_reader_warning_is_said_once_for_every_file_that_raised_it(tmp_path: Path) -> None:
+    """pymatgen warns once per CIF whose coordinates it rounds: a folder of them gives one warning naming them."""
+    import warnings
+
+    for i in range(4):
+        graphite = Structure(Lattice.hexagonal(3 + 0.1 * i, 5), ["C", "C"], [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5]])
+        graphite.to(filename=str(tmp_path / f"c{i}.cif"))
+    (tmp_path / "targets.csv").write_text("id,y\n" + "".join(f"c{i},{i}\n" for i in range(4)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load(tmp_path, target="y")
+    assert len(data) == 4
+    (warning,) = [str(w.message) for w in caught if "CIF" in str(w.message)]
+    assert "4 entries ('c0', 'c1', 'c2', …)" in warning
+    assert "fractional coordinates rounded" in warning

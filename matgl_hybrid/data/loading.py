@@ -11,6 +11,7 @@ import gzip
 import json
 import math
 import os
+import re
 import warnings
 import zlib
 from collections.abc import Collection, Iterable
@@ -40,6 +41,11 @@ _NOT_STRUCTURE_SUFFIXES = frozenset({".csv", ".md", ".txt"})
 _COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".xz"})
 
 
+#: A count inside a reader's warning ("8 fractional coordinates rounded"): dropped so that one message covers every
+#: entry that raised it.
+_COUNT = re.compile(r"(?<![\w.])\d+ ")
+
+
 def _collect(
     entries: Iterable[tuple[str, Any, Any]],
     target_name: str | None,
@@ -57,6 +63,7 @@ def _collect(
     targets: list[float] = []
     skipped: list[SkippedEntry] = []
     seen: set[str] = set()
+    noted: dict[tuple[type[Warning], str], list[str]] = {}  # a reader's warning -> the entries that raised it
     for entry_id, raw_structure, raw_target in entries:
         if entry_id in seen:
             raise ValueError(f"{source}: duplicate id {entry_id!r}" if source else f"duplicate id {entry_id!r}")
@@ -65,7 +72,11 @@ def _collect(
             if isinstance(raw_target, _Missing):
                 raise InvalidStructureError(entry_id, raw_target.reason)
             value = None if target_name is None else validate_target(raw_target, entry_id, target_name)
-            structure = as_structure(raw_structure, entry_id)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                structure = as_structure(raw_structure, entry_id)
+            for warning in caught:
+                noted.setdefault((warning.category, _COUNT.sub("", str(warning.message))), []).append(entry_id)
             validate_structure(structure, entry_id, allowed_elements)
         except InvalidStructureError as exc:
             if not skip_invalid:
@@ -77,6 +88,10 @@ def _collect(
         if value is not None:
             targets.append(value)
 
+    for (category, message), noting in noted.items():  # once per kind, not once per file
+        shown = ", ".join(repr(i) for i in noting[:3]) + (", …" if len(noting) > 3 else "")
+        where = f"{source}: " if source else ""
+        warnings.warn(f"{where}{len(noting)} entries ({shown}): {message}", category, stacklevel=3)
     if skipped:
         first = skipped[0]
         summary = f"{len(skipped)} of {len(seen)} entries are invalid"
