@@ -236,7 +236,10 @@ class MatbenchRun:
                 cache_dir=self.cache_dir,
                 progress=self.progress,
             )
-            predicted = chosen.model.predict(test.structures, ids=test.ids, cache_dir=self.cache_dir)
+            # the K inner models: their mean predicts, their standard deviation is the uncertainty
+            predicted, spread = chosen.model.predict(
+                test.structures, ids=test.ids, cache_dir=self.cache_dir, return_std=True
+            )
         params = {
             "candidate": chosen.model_name,
             "chosen": chosen.chosen,
@@ -255,6 +258,7 @@ class MatbenchRun:
             "ids": list(test.ids),
             "y_true": None,
             "y_pred": [float(p) for p in predicted],
+            "y_std": [float(d) for d in spread],
         }
 
     def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
