@@ -23,6 +23,9 @@ Models (all on the same folds):
   user's question (which readout for an intensive property?) that the test folds raised: ``megnet`` (Set2Set)
   beat every extensive-readout hybrid on phonons. Since that observation came from the test folds, they are
   reported on their own and never join the submission's candidates;
+- ``submission_v2`` (issue "Matbench v2"): the protocol and four candidates registered in
+  ``benchmarks/matbench_v2/`` before its runs; per fold, inner 5-fold cross-validation on the training fold chooses
+  a candidate and its five inner models, an ensemble, predict the test fold (``protocol.md`` there);
 - ``hybrid_gong28``: the hybrid as it was before the recipe (extensive readout, gong28, concat), the same budget;
 - ``descriptors_rf``: a random forest (500 trees) on ``gong28+composition``;
 - ``descriptors_rf_recipe``: the same forest on the recipe's descriptors (``gong28+composition+chgnet_noenergy``);
@@ -35,6 +38,7 @@ come from ``sim_descriptors.py --stages datasets`` (archived in ``benchmarks/res
 
     python benchmarks/matbench_study.py                     # every model, both tasks (resumable per fold)
     python benchmarks/matbench_study.py --models submission # the four candidates and the choice
+    python benchmarks/matbench_study.py --models submission_v2   # Matbench v2 (benchmarks/matbench_v2/protocol.md)
     python benchmarks/matbench_study.py --models descriptors_rf --tasks matbench_jdft2d
     python benchmarks/matbench_study.py --report-only
 
@@ -108,12 +112,17 @@ FORESTS = {
     "descriptors_rf_tensornet_matpes": "tensornet_matpes",
 }
 SUBMISSION = "submission"
+#: Matbench v2 (issue "Matbench v2"): the protocol and candidates registered in benchmarks/matbench_v2/ before its
+#: runs; inner 5-fold selection per outer fold, the chosen candidate's 5 inner models predict the test fold.
+SUBMISSION_V2 = "submission_v2"
+V2 = ROOT / "benchmarks" / "matbench_v2"
+V2_INNER_FOLDS = 5
 #: Drawn grey in the figures: the models that are not the hybrid.
 BASELINES = ("megnet", *FORESTS)
-RUNNABLE = (SUBMISSION, *GNN_CHANGES, *FORESTS)
+RUNNABLE = (SUBMISSION, SUBMISSION_V2, *GNN_CHANGES, *FORESTS)
 #: The GNNs whose readout depends on the task (tasks.PRETRAINED_READOUTS): run one task at a time.
 PER_TASK_READOUT = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
-MODELS = (SUBMISSION, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
+MODELS = (SUBMISSION, SUBMISSION_V2, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
 
 
 def recipe_spec() -> TrainSpec:
@@ -124,9 +133,12 @@ def recipe_spec() -> TrainSpec:
 def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
     """The runner of a GNN model: the submission (with its candidates) writes the submission folder, the baselines
     their own folders."""
-    spec, candidates = recipe_spec(), CANDIDATES
+    spec, candidates, inner_folds = recipe_spec(), CANDIDATES, None
     out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
-    if model != SUBMISSION:
+    if model == SUBMISSION_V2:
+        candidates = json.loads((V2 / "candidates.json").read_text())
+        inner_folds, out = V2_INNER_FOLDS, RUNS / model / f"matbench_v0.1_{algorithm}"
+    elif model != SUBMISSION:
         spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"
     if model in PER_TASK_READOUT:  # one readout per task: one folder per task, so that each records its own spec
@@ -137,7 +149,8 @@ def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
         spec=spec,
         candidates=candidates,
         out=out,
-        algorithm=algorithm if model == SUBMISSION else model.replace("_", "")[:15],
+        algorithm=algorithm if model in (SUBMISSION, SUBMISSION_V2) else model.replace("_", "")[:15],
+        inner_folds=inner_folds,
         data_dir=DATA,
         download=False,
         cache_dir=descriptor_cache_dir(),
@@ -197,7 +210,7 @@ def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
     the fold is finished)."""
     if model in FORESTS:
         return FoldStore(RUNS / model / task).records()
-    if model in GNN_CHANGES:
+    if model in (*GNN_CHANGES, SUBMISSION_V2):  # v2: one record per fold, the choice and its ensemble's predictions
         return FoldStore(gnn_run(model, [task], algorithm).out / "folds" / task).records()
     run = gnn_run(SUBMISSION, [task], algorithm)
     by_candidate = {name: FoldStore(run.candidate_folder(task, name)).records() for name in CANDIDATES}

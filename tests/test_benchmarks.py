@@ -616,3 +616,20 @@ def test_no_benchmark_script_imports_another():
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 imported.add(node.module.split(".")[0])
         assert not imported & scripts, (name, imported & scripts)
+
+
+def test_the_registered_matbench_v2_candidates_are_valid_specs():
+    """The pre-registered candidates (benchmarks/matbench_v2/) build valid specs on the recipe, with descriptor
+    sets the package knows, before any of their hours of training start."""
+    from matgl_hybrid.descriptors import get_descriptor_set
+    from matgl_hybrid.training import TrainSpec
+
+    candidates = json.loads((BENCHMARKS / "matbench_v2" / "candidates.json").read_text())
+    assert len(candidates) == 4
+    specs = {name: TrainSpec(**{**TrainSpec().to_dict(), **changes}) for name, changes in candidates.items()}
+    for spec in specs.values():
+        assert (spec.max_epochs, spec.patience) == (300, 300)
+        if spec.descriptor_set:
+            get_descriptor_set(spec.descriptor_set)
+    assert {s.readout for s in specs.values()} == {"extensive", "set2set", "max", "native"}
+    assert "candidates.json" in (BENCHMARKS / "matbench_v2" / "protocol.md").read_text()

@@ -381,7 +381,9 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     assert params["scheme"] == {"scheme": "inner_kfold", "k": 2, "seed": TINY.seed}
     assert np.isfinite(record["y_pred"]).all()
     spread = np.asarray(record["y_std"])  # the two inner models disagree somewhere: the ensemble's uncertainty
-    assert spread.shape == (len(record["ids"]),) and (spread >= 0).all() and spread.max() > 0
+    assert spread.shape == (len(record["ids"]),)
+    assert (spread >= 0).all()
+    assert spread.max() > 0
     test_ids = set(record["ids"])
     inner = out / "folds" / TASK / "selection" / "fold0"
     scored = [i for k in range(2) for i in json.loads((inner / "mean" / f"fold{k}.json").read_text())["ids"]]
