@@ -8,9 +8,10 @@ that trains it), with ``HOME`` in a temporary folder and these stand-ins, so eve
   are the first 24 structures of the embedded de Jong set (``test_set.json.gz``: the next 6), their target renamed
   to the one the command asks for;
 - a bash line is one ``matgl-hybrid`` command (``\\`` continuations joined, ``#`` comments dropped, ``~`` and globs
-  expanded), run in this process; where the command has ``--max-epochs`` it trains for 1 epoch.
+  expanded), run in this process; where the command has ``--max-epochs`` it trains for 1 epoch (see ``QUICK``).
 """
 
+import argparse
 import glob
 import gzip
 import json
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Structure
 
-from matgl_hybrid.cli import main
+from matgl_hybrid.cli import build_parser, main
 from matgl_hybrid.datasets import DE_JONG_2015_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,20 +95,27 @@ def expanded(words: list[str]) -> list[str]:
     return out
 
 
-def one_epoch(argv: list[str]) -> list[str]:
-    """``argv`` with ``--max-epochs 1`` where the command trains (replacing a value the docs give)."""
-    if argv[0] not in ("train", "cv", "pretrain", "demo", "matbench"):
+#: The settings that make a documented command quick, each set where the command has the option (replacing a
+#: value the docs give): one epoch of training, ridge probes only (the MLP probes are tested in test_probe.py).
+QUICK = {"--max-epochs": "1", "--probes": "ridge"}
+
+
+def quick(argv: list[str]) -> list[str]:
+    """``argv`` with :data:`QUICK`'s values for the options its command accepts (read from the CLI's parser)."""
+    if argv[0].startswith("-"):
         return argv
-    out = []
-    skip = False
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices.get(argv[0])
+    accepted = {o for a in parser._actions for o in a.option_strings} if parser else set()
+    out, skip = [], False
     for word in argv:
         if skip:
             skip = False
-        elif word == "--max-epochs":
+        elif word in QUICK and word in accepted:
             skip = True
         else:
             out.append(word)
-    return [*out, "--max-epochs", "1"]
+    return out + [w for option, value in QUICK.items() if option in accepted for w in (option, value)]
 
 
 def all_blocks() -> list[Block]:
@@ -143,7 +151,9 @@ def test_the_parser_sees_markers_continuations_and_indented_blocks(tmp_path):
     assert indented.not_run is None
     assert indented.code == "x = 1"
     assert commands("a --b 1 \\\n   --c 2  # note\n# only a comment\n") == [["a", "--b", "1", "--c", "2"]]
-    assert one_epoch(["train", "--max-epochs", "200", "--out", "m"]) == ["train", "--out", "m", "--max-epochs", "1"]
+    assert quick(["train", "--max-epochs", "200", "--out", "m"]) == ["train", "--out", "m", "--max-epochs", "1"]
+    assert quick(["probe", "--data", "d", "--out", "p"]) == ["probe", "--data", "d", "--out", "p", "--probes", "ridge"]
+    assert quick(["predict", "--model", "m"]) == ["predict", "--model", "m"]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +200,7 @@ def test_the_blocks_of_each_page_run(page, workdir, monkeypatch, capsys):
             exec(compile(block.code, str(block), "exec"), namespace)
             continue
         for words in commands(block.code):
-            argv = one_epoch(expanded(words[1:]))
+            argv = quick(expanded(words[1:]))
             try:
                 status = main(argv)
             except SystemExit as exc:  # --help
