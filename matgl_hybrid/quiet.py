@@ -23,8 +23,14 @@ PYG_CHATTER = frozenset({"Processing...", "Done!"})
 #: Terminal control sequences (a bar printed below another one moves the cursor: "\x1b[A").
 ANSI_CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TQDM_BAR = re.compile(r"\s*\d+%\|.*\|\s*\d+/\d+\s*\[.*\]\s*")
-#: Lightning's loggers of device summaries, tips and "`Trainer.fit` stopped" notes (INFO level).
-LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
+#: Lightning's loggers of device summaries, tips, "`Trainer.fit` stopped" and checkpoint-saving notes (INFO level,
+#: shown wherever the program logs INFO, e.g. beside matbench).
+LIGHTNING_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",  # "`weights_only` was not set" at every save
+)
 
 
 #: Deprecation notices Lightning's own code triggers in torch (not the user's to act on), as message regexes.
