@@ -53,11 +53,14 @@ def main() -> int:
         print(f"no notebooks in {EXAMPLES}", file=sys.stderr)
         return 1
     for path in notebooks:
+        if not path.is_file():
+            print(f"{path}: no such notebook", file=sys.stderr)
+            return 1
         out = path if args.in_place else ROOT / "build" / "notebooks" / path.name
         try:
             seconds = execute(path, out)
-        except CellExecutionError as exc:
-            print(f"{path}: a cell failed:\n{exc}", file=sys.stderr)
+        except CellExecutionError as exc:  # one line; the cell's traceback is the notebook's to show when run
+            print(f"{path}: a cell failed with {exc.ename}: {exc.evalue}", file=sys.stderr)
             return 1
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: ran in {seconds:.0f} s -> {out}")
     return 0

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,7 +251,7 @@ def test_library_chatter_is_hidden_unless_verbose(elastic, capfd, caplog, monkey
     assert any("available" in r.getMessage() for r in caplog.records)
 
 
-def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path):
+def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path, monkeypatch, capsys):
     """``scripts/run_notebooks.py`` (``make examples``): outputs are written; a cell that raises fails the run."""
     import importlib.util
 
@@ -270,3 +271,10 @@ def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path
     with pytest.raises(CellExecutionError, match="broken example"):
         runner.execute(bad, tmp_path / "out" / "bad.ipynb")
     assert not (tmp_path / "out" / "bad.ipynb").exists()
+    for argv, said in (([str(bad)], "a cell failed with ValueError: broken example"), ([str(tmp_path / "no.ipynb")],
+                                                                                      "no such notebook")):
+        monkeypatch.setattr(sys, "argv", ["run_notebooks.py", *argv])
+        assert runner.main() == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()  # one line, naming the notebook
+        assert line.startswith(argv[0])
+        assert said in line
