@@ -12,17 +12,23 @@ Stages (each resumable through the descriptor cache; results accumulate in ``ben
 - ``full``: the full tier on a seeded sample of each dataset (``--n-full`` structures).
 - Every run first imports the committed archives of ``benchmarks/results/sim_values/`` (values computed before,
   here or on another machine) into the default cache, and the datasets and full stages archive what they computed.
+- ``simulators``: the cheap tier of ``sim:tensornet_matpes`` (MatGL's TensorNet-MatPES-PBE, shipped in the
+  package) on a seeded sample (``--n-simulators``) of each dataset with a cheap-tier reference (EOS K against de Jong
+  and mp_binary, the highest Γ frequency against Matbench phonons' last DOS peak), compared with ``sim:chgnet`` (from
+  the datasets stage) on the same structures: which simulator is closer to DFT before any learning.
 - ``report`` (always last): the simulated quantities against the DFT labels (before any learning: MAE and
   correlation), and the recipe with and without ``sim:chgnet`` against the random forest on the same inputs,
   read from the fold results of ``accuracy.py`` (models ``hybrid_megnet_sim``, ``descriptors_rf_sim``) and of
   ``matbench_study.py`` (``recipe_sim``, ``descriptors_rf_sim``). Writes ``sim_descriptors.{md,json,png}``.
 
     python benchmarks/sim_descriptors.py --stages cost,datasets,full     # then the fold runs, then:
+    python benchmarks/sim_descriptors.py --stages simulators             # CHGNet vs TensorNet-MatPES
     python benchmarks/sim_descriptors.py                                  # report only
     python benchmarks/sim_descriptors.py --report-only                    # redraw from the committed json
 
 Leakage: CHGNet 0.3.0 was trained on MPtrj energies, forces and stresses (Materials Project relaxations), never on
-these labels; it has seen the structures of the MP-derived sets.
+these labels; it has seen the structures of the MP-derived sets. TensorNet-MatPES was trained on MatPES (MD snapshots
+started from Materials Project structures): the same caveat.
 """
 
 from __future__ import annotations
@@ -95,6 +101,15 @@ COMPARISONS = [
      "J/K/mol of cells", False),
 ]  # fmt: skip
 
+#: The simulators compared before any learning (cheap tier of each); the first is the reference of the datasets stage.
+SIMULATORS = {"sim:chgnet": "CHGNet 0.3.0", "sim:tensornet_matpes": "TensorNet-MatPES-PBE"}
+#: (dataset, label, simulated quantity (column without its ``sim_<potential>_`` prefix), name, units, log scale)
+SIMULATOR_COMPARISONS = [
+    ("de_jong_2015", "K_VRH", "eos_bulk_modulus", "EOS bulk modulus", "GPa", True),
+    ("mp_binary", "K_VRH", "eos_bulk_modulus", "EOS bulk modulus", "GPa", True),
+    ("matbench_phonons", "last_phdos_peak", "gamma_max_frequency", "highest Γ frequency", "cm⁻¹", False),
+]
+
 #: The accuracy.py results the report reads: (task label, results file, task key)
 HYBRID_ROWS = [
     ("heat capacity (J/K/mol of cells)", "alexandria_heat_capacity.json", "heat_capacity"),
@@ -164,7 +179,8 @@ def stage_cost(n_cheap: int, n_full: int) -> None:
 
 
 def archive(name: str, set_name: str, data: StructureData) -> None:
-    """Write the cached ``set_name`` values of ``data`` to ``ARCHIVES/<name>.<set>.json.gz``."""
+    """Write the cached ``set_name`` values of ``data`` to ``ARCHIVES/<name>.<set>.json.gz`` (``name``: the dataset,
+    or a sample of it, e.g. ``de_jong_2015.sample150``)."""
     path = ARCHIVES / f"{name}.{set_name.replace(':', '_')}.json.gz"
     n = archive_values(data.structures, set_name, descriptor_cache_dir(), path)
     print(f"archived the {set_name} values of {n} structures in {path.relative_to(ROOT)}", flush=True)
@@ -177,10 +193,12 @@ def restore_archives() -> None:
         print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
 
 
-def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureData, chunk: int) -> dict:
+def featurize_in_chunks(
+    stage: str, name: str, set_name: str, data: StructureData, chunk: int, archive_name: str | None = None
+) -> dict:
     """``set_name`` on ``data`` through the default cache, ``chunk`` structures at a time; after each chunk that
     computed anything, the record (``stage`` / ``name``) and the archive are updated, so a run stopped half-way
-    loses at most one chunk, and its rerun adds the rest.
+    loses at most one chunk, and its rerun adds the rest. The archive is ``archive_name`` (default ``name``).
 
     The record sums, over every run, the structures computed cold and their wall time (all cores), and counts
     the failures per group over the whole dataset.
@@ -204,7 +222,7 @@ def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureDat
             entry["device"] = device_name()
             record[name] = entry
             update(stage, record)
-            archive(name, set_name, data)
+            archive(archive_name or name, set_name, data)
         cold = f"{entry['n_computed']} computed cold in {entry['seconds']:.0f} s"
         print(f"{name} {set_name}: {min(first + chunk, len(data))}/{len(data)} ({cold})", flush=True)
     with warnings.catch_warnings():
@@ -217,7 +235,7 @@ def featurize_in_chunks(stage: str, name: str, set_name: str, data: StructureDat
     entry["complete"] = True
     record[name] = entry
     update(stage, record)
-    archive(name, set_name, data)  # also when everything came from a local cache (deterministic bytes)
+    archive(archive_name or name, set_name, data)  # also when everything came from a local cache (deterministic bytes)
     return entry
 
 
@@ -237,23 +255,51 @@ def stage_full(names: list[str], n: int) -> None:
         print(f"{name}: {entry}", flush=True)
 
 
-def simulated(name: str, tier: str, n_full: int) -> tuple[StructureData, object]:
-    """The dataset (or its full-tier sample of ``n_full``) and its ``sim:`` values, read from the cache.
+def cached_values(data: StructureData, set_name: str) -> object:
+    """The ``set_name`` values of ``data`` (a frame, one row per entry), read from the default cache.
 
     Raises:
         RuntimeError: a structure's values are not all cached (its stage has not run): nothing is computed here.
     """
-    data = load_dataset(name) if tier == "cheap" else sample(load_dataset(name), n_full)
-    set_name = CHEAP if tier == "cheap" else FULL
     cache = DescriptorCache(descriptor_cache_dir())
     keys = [g.key for g in get_descriptor_set(set_name).groups]
     missing = sum(any(k not in cache.get(structure_key(s)) for k in keys) for s in data.structures)
     if missing:
-        raise RuntimeError(f"{name}: {missing} structures lack cached {set_name} values; run its stage first")
+        raise RuntimeError(f"{missing} structures lack cached {set_name} values; run their stage first")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = featurize(data.structures, set_name, 1, descriptor_cache_dir(), ids=data.ids, progress=False)
-    return data, frame
+        return featurize(data.structures, set_name, 1, descriptor_cache_dir(), ids=data.ids, progress=False)
+
+
+def label_quantity(frame, column: str, data: StructureData) -> np.ndarray:
+    """The simulated ``column`` of ``frame`` in its label's units: Γ frequencies THz → cm⁻¹, heat capacity per mole
+    of atoms → per mole of cells."""
+    values = frame[column].to_numpy(dtype=float)
+    if column.endswith("gamma_max_frequency"):
+        return values * THZ_TO_INVERSE_CM
+    if column.endswith("heat_capacity_300K"):
+        return values * np.array([len(s) for s in data.structures])
+    return values
+
+
+def agreement(truth: np.ndarray, sim: np.ndarray, log: bool) -> dict:
+    """How close ``sim`` is to ``truth`` (finite pairs only, at least two): MAE, median ratio, Pearson r, Spearman ρ,
+    the MAE of the 5-fold linear calibration and the label's MAD (log10 of both for ``log``, positive pairs only)."""
+    ok = np.isfinite(truth) & np.isfinite(sim)
+    t, s = truth[ok], sim[ok]
+    row = {"n": int(ok.sum()), "mae": float(np.mean(np.abs(s - t))), "median_ratio": float(np.median(s / t)),
+           "pearson": float(pearsonr(s, t)[0]), "spearman": float(spearmanr(s, t)[0]),
+           "truth": t.tolist(), "simulated": s.tolist()}  # fmt: skip
+    positive = (t > 0) & (s > 0)
+    if log and positive.sum() >= 2:
+        row["n_log"] = int(positive.sum())
+        row["mae_log10"] = float(np.mean(np.abs(np.log10(s[positive]) - np.log10(t[positive]))))
+        row["pearson_log10"] = float(pearsonr(np.log10(s[positive]), np.log10(t[positive]))[0])
+    x, y = (np.log10(s[positive]), np.log10(t[positive])) if log else (s, t)
+    if len(y) >= 2 * LINEAR_FOLDS:  # the label's scale (log10 for the moduli)
+        row["mad"] = float(np.mean(np.abs(y - y.mean())))
+        row["linear_cv_mae"] = linear_cv_mae(x, y)
+    return row
 
 
 def direct_accuracy(record: dict) -> list[dict]:
@@ -266,35 +312,70 @@ def direct_accuracy(record: dict) -> list[dict]:
         stage = record.get("datasets" if tier == "cheap" else "full_sample", {})
         if not stage.get(name, {}).get("complete"):  # its stage has not run to the end
             continue
-        data, frame = simulated(name, tier, stage[name]["n"])
+        data = load_dataset(name) if tier == "cheap" else sample(load_dataset(name), stage[name]["n"])
+        try:
+            frame = cached_values(data, CHEAP if tier == "cheap" else FULL)
+        except RuntimeError as error:  # a group's definition changed since: keep the row as measured then
+            kept = [
+                r for r in record.get("direct", []) if (r["dataset"], r["column"], r["tier"]) == (name, column, tier)
+            ]
+            print(f"{name} {column}: {error}; the committed row is kept", flush=True)
+            rows += kept
+            continue
         truth = labels(name, data)[label]
-        sim = frame[column].to_numpy(dtype=float)
-        if column.endswith("gamma_max_frequency"):
-            sim = sim * THZ_TO_INVERSE_CM
-        if column.endswith("heat_capacity_300K"):  # per mole of atoms -> per mole of cells, as the label
-            sim = sim * np.array([len(s) for s in data.structures])
+        sim = label_quantity(frame, column, data)
         ok = np.isfinite(truth) & np.isfinite(sim)
         row = {"dataset": name, "label": label, "column": column, "tier": tier, "quantity": quantity,
                "units": units, "n": int(ok.sum()), "n_total": len(truth)}  # fmt: skip
         if row["n"] < 2:
             rows.append(row)  # too few values to compare
             continue
-        t, s = truth[ok], sim[ok]
-        row.update({"mae": float(np.mean(np.abs(s - t))), "median_ratio": float(np.median(s / t)),
-                    "pearson": float(pearsonr(s, t)[0]),
-                    "spearman": float(spearmanr(s, t)[0]), "truth": t.tolist(), "simulated": s.tolist()})  # fmt: skip
-        positive = (t > 0) & (s > 0)
-        if log and positive.sum() >= 2:
-            row["n_log"] = int(positive.sum())
-            row["mae_log10"] = float(np.mean(np.abs(np.log10(s[positive]) - np.log10(t[positive]))))
-            row["pearson_log10"] = float(pearsonr(np.log10(s[positive]), np.log10(t[positive]))[0])
-        x, y = (np.log10(s[positive]), np.log10(t[positive])) if log else (s, t)
-        if len(y) >= 2 * LINEAR_FOLDS:  # the label's scale (log10 for the moduli)
-            row["mad"] = float(np.mean(np.abs(y - y.mean())))
-            row["linear_cv_mae"] = linear_cv_mae(x, y)
+        row.update(agreement(truth, sim, log))
         if label == "heat_capacity":  # the knowledge-free reference: 3R per atom (Dulong–Petit)
             n_atoms = np.array([len(x) for x in data.structures])[ok]
-            row["dulong_petit_mae"] = float(np.mean(np.abs(3 * R_GAS * n_atoms - t)))
+            row["dulong_petit_mae"] = float(np.mean(np.abs(3 * R_GAS * n_atoms - truth[ok])))
+        rows.append(row)
+    return rows
+
+
+def stage_simulators(names: list[str], n: int) -> None:
+    """The cheap tier of every simulator on a seeded sample of each dataset of :data:`SIMULATOR_COMPARISONS`, under
+    the current definitions (archived as ``<dataset>.sample<n>.<set>.json.gz``)."""
+    for name in names:
+        data = sample(load_dataset(name), n)
+        for set_name in SIMULATORS:
+            stem = f"{name}.sample{len(data)}"
+            entry = featurize_in_chunks(f"simulators/{set_name}", name, set_name, data, chunk=25, archive_name=stem)
+            print(f"{name} {set_name}: {entry}", flush=True)
+
+
+def simulator_accuracy(record: dict) -> list[dict]:
+    """Each comparison of :data:`SIMULATOR_COMPARISONS` whose sample is complete for every simulator: each
+    simulator's agreement with the label on the structures where every simulator gave a value (the same
+    structures for all), its failures on the sample and its cold cost per structure (all cores; CHGNet's from the
+    datasets stage, where all three of its groups ran cold on the whole dataset)."""
+    rows = []
+    for name, label, quantity, title, units, log in SIMULATOR_COMPARISONS:
+        stages = [record.get(f"simulators/{s}", {}).get(name, {}) for s in SIMULATORS]
+        if not all(e.get("complete") for e in stages) or not record.get("datasets", {}).get(name, {}).get("complete"):
+            continue
+        data = sample(load_dataset(name), stages[0]["n"])
+        truth = labels(name, data)[label]
+        values = {}
+        for set_name in SIMULATORS:
+            column = f"{set_name.replace(':', '_')}_{quantity}"
+            values[set_name] = label_quantity(cached_values(data, set_name), column, data)
+        common = np.isfinite(truth) & np.all([np.isfinite(v) for v in values.values()], axis=0)
+        row = {"dataset": name, "label": label, "quantity": title, "units": units, "n_sample": len(data),
+               "n_common": int(common.sum()), "simulators": {}}  # fmt: skip
+        for set_name, sim in values.items():
+            stage = record["datasets"][name] if set_name == CHEAP else record[f"simulators/{set_name}"][name]
+            row["simulators"][set_name] = {
+                "failed": int((~np.isfinite(sim)).sum()),
+                "s_per_structure": stage["seconds"] / max(stage["n_computed"], 1),
+                "device": stage["device"],
+                **agreement(truth[common], sim[common], log),
+            }
         rows.append(row)
     return rows
 
@@ -337,8 +418,10 @@ def report(from_record: bool = False) -> None:
     as committed in ``sim_descriptors.json`` (no cache read: a clean clone redraws the report and its figure)."""
     record = json.loads(OUT.read_text()) if OUT.exists() else {}
     direct = record.get("direct", []) if from_record else direct_accuracy(record)
+    versus = record.get("simulators", []) if from_record else simulator_accuracy(record)
     hybrid = hybrid_rows()
     record = update("direct", direct)
+    record = update("simulators", versus)
     record = update("hybrid", hybrid)
     lines = [
         "# Simulation knowledge as descriptors: `sim:chgnet` (issue #21)",
@@ -379,6 +462,7 @@ def report(from_record: bool = False) -> None:
         if "dulong_petit_mae" in r:
             dulong_petit = f"{r['dulong_petit_mae']:.3g}"
             lines.append(f"| | | Dulong–Petit 3R per atom (no simulation) | | | {dulong_petit} | | | | | | |")
+    lines += _simulator_lines(versus)
     lines += [
         "",
         "## The recipe with and without `sim:chgnet`",
@@ -393,9 +477,40 @@ def report(from_record: bool = False) -> None:
         cells = [_cell(r[m]) for m in ACCURACY_MODELS]
         lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
     compared = [r for r in direct if "mae" in r]
-    if _plot(compared, record.get("cost")):
+    if _plot(compared, versus, record.get("cost")):
         lines += ["", "![simulated vs DFT](sim_descriptors.png)"]
     atomic_write_text(RESULTS / "sim_descriptors.md", "\n".join([*lines, ""]))
+
+
+def _simulator_lines(rows: list[dict]) -> list[str]:
+    """The section comparing the simulators (empty before the simulators stage has run)."""
+    if not rows:
+        return []
+    names = " and ".join(f"`{s}` ({title})" for s, title in SIMULATORS.items())
+    lines = ["", "## Which simulator is closer to DFT: CHGNet or TensorNet-MatPES", "",
+             f"The cheap tier of {names}, same settings, on a seeded sample of each dataset; every metric on the "
+             "structures where both gave a value (*n*). Command: `python benchmarks/sim_descriptors.py --stages "
+             "simulators`. Both computed under the current group definitions (the whole-dataset EOS rows above "
+             "predate the EOS group's revision 1, NaN for vacuum-dominated cells). Cost: cold, per structure, all "
+             "cores, from the stage runs (CHGNet's over the whole dataset, all three groups).", "",
+             "| dataset | label vs simulated | simulator | n | failed / sample | MAE | MAE log10 | median ratio | "
+             "linear fit (5-fold) | Pearson r | s / structure |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    verdicts = []
+    for r in rows:
+        for set_name, m in r["simulators"].items():
+            log_mae = f"{m['mae_log10']:.3f}" if "mae_log10" in m else ""
+            linear = f"{m['linear_cv_mae']:.3g}" if "linear_cv_mae" in m else ""
+            lines.append(
+                f"| {r['dataset']} | {r['label']} vs {r['quantity']} ({r['units']}) | `{set_name}` | {r['n_common']}"
+                f" | {m['failed']}/{r['n_sample']} | {m['mae']:.3g} | {log_mae} | {m['median_ratio']:.2f} | {linear}"
+                f" | {m['pearson']:.3f} | {m['s_per_structure']:.2f} |"
+            )
+        score = {s: m.get("mae_log10", m["mae"]) for s, m in r["simulators"].items()}
+        best = min(score, key=score.get)
+        verdicts.append(f"{r['dataset']} {r['label']}: `{best}` ({' vs '.join(f'{v:.3g}' for v in score.values())})")
+    lines += ["", "Closer (lower MAE, log10 for the moduli): " + "; ".join(verdicts) + "."]
+    return lines
 
 
 def _cost_lines(record: dict) -> list[str]:
@@ -441,9 +556,10 @@ def _cell(value: dict | str | None) -> str:
     return f"{value['mean']:.4g} ± {value['std']:.2g}{suffix}"
 
 
-def _plot(direct: list[dict], cost: dict | None) -> bool:
-    """Scatter panels of the comparisons and the cost bars into ``sim_descriptors.png``; False when nothing to plot."""
-    count = len(direct) + (1 if cost else 0)
+def _plot(direct: list[dict], versus: list[dict], cost: dict | None) -> bool:
+    """Scatter panels of the comparisons (one per simulator comparison, both simulators in it) and the cost bars into
+    ``sim_descriptors.png``; False when nothing to plot."""
+    count = len(direct) + len(versus) + (1 if cost else 0)
     if not count:
         return False
     fig, axes = panels(count, ncols=min(count, 3), size=(4.4, 4.0))
@@ -460,8 +576,27 @@ def _plot(direct: list[dict], cost: dict | None) -> bool:
         ax.set_xlabel(axis_label(f"DFT {r['label']}", r["units"]))
         ax.set_ylabel(axis_label(f"CHGNet {r['quantity']}", r["units"]))
         ax.set_title(f"{r['dataset']} ({r['tier']}): r = {r['pearson']:.2f}, n = {r['n']}", fontsize=9)
+    for ax, r in zip(axes[len(direct) :], versus, strict=False):
+        colours = (COLOURS["reference"][0], COLOURS["ours"])  # CHGNet, TensorNet-MatPES
+        log = False
+        for (set_name, m), colour in zip(r["simulators"].items(), colours, strict=True):
+            error = f"MAE log10 {m['mae_log10']:.3f}" if "mae_log10" in m else f"MAE {m['mae']:.3g}"
+            ax.scatter(m["truth"], m["simulated"], s=8, alpha=0.6, color=colour, edgecolors="none",
+                       label=f"{SIMULATORS[set_name]}: {error}")  # fmt: skip
+            log = log or "mae_log10" in m
+        every = np.concatenate([np.r_[m["truth"], m["simulated"]] for m in r["simulators"].values()])
+        ax.plot([every.min(), every.max()], [every.min(), every.max()], "k--", lw=0.8)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=7, loc="upper left", markerscale=2)
+        ax.set_xlabel(axis_label(f"DFT {r['label']}", r["units"]))
+        ax.set_ylabel(axis_label(f"simulated {r['quantity']}", r["units"]))
+        ax.set_title(f"{r['dataset']}: which simulator, n = {r['n_common']}", fontsize=9)
     if cost:
-        ax = axes[len(direct)]
+        ax = axes[len(direct) + len(versus)]
         runs = {**cost["cheap"]["ms_per_structure"], **cost["full"]["ms_per_structure"]}
         ax.barh(list(runs), list(runs.values()), color=COLOURS["ours"])
         ax.set_xscale("log")
@@ -475,18 +610,25 @@ def _plot(direct: list[dict], cost: dict | None) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", default="", help="comma-separated: cost, datasets, full (default: report only)")
+    parser.add_argument(
+        "--stages", default="", help="comma-separated: cost, datasets, full, simulators (default: report only)"
+    )
+    parser.add_argument("--n-simulators", type=int, default=150, help="sample of each dataset (simulators stage)")
     compared = ",".join(dict.fromkeys(c[0] for c in COMPARISONS))  # the datasets with a label to compare
     parser.add_argument("--datasets", default=compared, help=f"for the datasets and full stages (default {compared})")
     parser.add_argument("--n-cost", type=int, default=24, help="structures timed for the cheap tier")
     parser.add_argument("--n-cost-full", type=int, default=3, help="structures timed for the full tier")
     parser.add_argument("--n-full", type=int, default=24, help="full-tier sample of each dataset (full stage)")
-    parser.add_argument("--report-only", action="store_true", help="redraw the report from the committed "
-                        "sim_descriptors.json (simulated-vs-DFT rows as measured then; nothing read from the cache)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="redraw the report from the committed "
+        "sim_descriptors.json (simulated-vs-DFT rows as measured then; nothing read from the cache)",
+    )
     args = parser.parse_args()
     names = args.datasets.split(",")
     stages = [s for s in args.stages.split(",") if s]
-    unknown = set(stages) - {"cost", "datasets", "full"} | set(names) - set(DATASETS)
+    unknown = set(stages) - {"cost", "datasets", "full", "simulators"} | set(names) - set(DATASETS)
     if unknown:
         parser.error(f"unknown stages or datasets: {sorted(unknown)}")
     if args.report_only:
@@ -501,6 +643,9 @@ def main() -> None:
         stage_datasets(names)
     if "full" in stages:
         stage_full(names, args.n_full)
+    if "simulators" in stages:
+        stage_simulators([n for n in dict.fromkeys(c[0] for c in SIMULATOR_COMPARISONS) if n in names],
+                         args.n_simulators)  # fmt: skip
     report()
 
 
