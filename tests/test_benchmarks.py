@@ -550,7 +550,8 @@ def test_sim_study_compares_in_the_labels_units(sim_study, monkeypatch):
     frame = pd.DataFrame({"sim_chgnet_gamma_max_frequency": [6.0, 12.0],
                           "sim_chgnet_heat_capacity_300K": [24.0, 20.0]})  # fmt: skip
     truth = {"last_phdos_peak": np.array([200.0, 400.0]), "heat_capacity": np.array([50.0, 70.0])}
-    monkeypatch.setattr(sim_study, "simulated", lambda name, tier, n: (data, frame))
+    monkeypatch.setattr(sim_study, "load_dataset", lambda name: data)
+    monkeypatch.setattr(sim_study, "cached_values", lambda d, set_name: frame)
     monkeypatch.setattr(sim_study, "labels", lambda name, d: truth)
     done = {"n": 2, "complete": True}
     record = {"datasets": {"matbench_phonons": done}, "full_sample": {"alexandria_heat_capacity": done}}
@@ -633,3 +634,30 @@ def test_the_registered_matbench_v2_candidates_are_valid_specs():
             get_descriptor_set(spec.descriptor_set)
     assert {s.readout for s in specs.values()} == {"extensive", "set2set", "max", "native"}
     assert "candidates.json" in (BENCHMARKS / "matbench_v2" / "protocol.md").read_text()
+
+
+def test_sim_study_compares_the_simulators_on_the_same_structures(sim_study, monkeypatch):
+    """Each simulator is scored only where every simulator gave a value; a failure counts against its own column."""
+    cells = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in np.linspace(4, 6, 12)]
+    data = from_structures(cells, ids=[str(i) for i in range(12)])
+    truth = np.linspace(10.0, 120.0, 12)
+    frames = {
+        "sim:chgnet": pd.DataFrame({"sim_chgnet_eos_bulk_modulus": truth * 0.9}),
+        "sim:tensornet_matpes": pd.DataFrame({"sim_tensornet_matpes_eos_bulk_modulus": [np.nan, *truth[1:] * 0.5]}),
+    }
+    monkeypatch.setattr(sim_study, "SIMULATOR_COMPARISONS", [sim_study.SIMULATOR_COMPARISONS[0]])
+    monkeypatch.setattr(sim_study, "load_dataset", lambda name: data)
+    monkeypatch.setattr(sim_study, "labels", lambda name, d: {"K_VRH": truth})
+    monkeypatch.setattr(sim_study, "cached_values", lambda d, set_name: frames[set_name])
+    stage = {"de_jong_2015": {"n": 12, "complete": True, "seconds": 24.0, "n_computed": 12, "device": "cpu"}}
+    record = {"datasets": stage, **{f"simulators/{s}": stage for s in sim_study.SIMULATORS}}
+    (row,) = sim_study.simulator_accuracy(record)
+    chgnet, matpes = row["simulators"]["sim:chgnet"], row["simulators"]["sim:tensornet_matpes"]
+    assert row["n_common"] == 11
+    assert chgnet["n"] == matpes["n"] == 11
+    assert (chgnet["failed"], matpes["failed"]) == (0, 1)
+    assert chgnet["mae_log10"] == pytest.approx(-np.log10(0.9))
+    assert matpes["mae_log10"] == pytest.approx(-np.log10(0.5))
+    assert chgnet["s_per_structure"] == pytest.approx(2.0)
+    del record["simulators/sim:tensornet_matpes"]
+    assert sim_study.simulator_accuracy(record) == []  # a simulator's sample has not run: no row
