@@ -14,8 +14,8 @@ fold and scores the chosen graph network once on the outer test fold:
   (``--tasks``, ``--folds``); inner records in ``results/default_selection/<dataset>/<task>/inner/``, outer records
   (the choice, every inner score, the test predictions) in ``.../outer/``. The fixed recipe and the forest are
   ``accuracy.py``'s committed folds (the extensive candidate has the same spec, split, seed and budget, but those
-  folds were trained on an earlier descriptor-bank version, recorded in each record's ``descriptor_version``, so the
-  two test MAEs of an extensive choice agree exactly on some folds only).
+  folds were trained on an earlier descriptor-bank version, recorded in each record's ``descriptor_version``; the
+  two test MAEs of an extensive choice agree exactly on some folds only, the cause of the others is not isolated).
 
     python benchmarks/default_selection.py --matbench               # the Matbench part (forest inner scores only)
     python benchmarks/default_selection.py --tasks de_jong_2015_elasticity/log10_K_VRH --folds 0,1
@@ -237,7 +237,7 @@ def report() -> dict:
         "(a guard: never shipped, its win reported). Here that engine (`matgl_hybrid.training.select`) runs inside "
         "each outer fold; the chosen graph network is scored once on the outer test fold. Command: "
         "`python benchmarks/default_selection.py` (see its docstring). The fixed recipe's folds (`accuracy.py`) "
-        "have the extensive candidate's spec, split, seed and budget but an earlier descriptor-bank version, so where "
+        "have the extensive candidate's spec, split, seed and budget but an earlier descriptor-bank version; where "
         "the engine kept the extensive readout the two test MAEs agree exactly on some folds only.",
         "",
         f"Intensive readout: Set2Set had the lower inner validation MAE than mean pooling on "
