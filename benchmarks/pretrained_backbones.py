@@ -122,6 +122,10 @@ def report() -> dict:
         f"`{json.dumps(FINETUNE)}`; readout per task `{json.dumps(PRETRAINED_READOUTS)}`. Command: see "
         "`benchmarks/pretrained_backbones.py` (runs: `units/pretrained_backbones.txt`).",
         "",
+        "The frozen features are the last layer's per-atom features pooled by mean, max and std: they carry no atom "
+        "count, so the forest on them alone cannot follow a per-cell quantity (heat capacity); the recipe's inputs "
+        "can (gong28 has the number of sites).",
+        "",
     ]
     summary: dict = {"settings": FINETUNE, "readouts": PRETRAINED_READOUTS, "tasks": {}, "cost": cost}
     figure = {}

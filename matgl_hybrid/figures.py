@@ -65,12 +65,12 @@ def axis_label(quantity: str, units: str | None = None) -> str:
 
 
 def panels(n: int, *, ncols: int | None = None, size: tuple[float, float] = (5.6, 4.2)) -> tuple[Figure, list[Axes]]:
-    """A figure of ``n`` panels (``ncols`` per row, default all in one row) with constrained layout.
+    """A figure of ``n`` panels (``ncols`` per row, default up to 3 so each stays readable), constrained layout.
 
     Args:
         size: (width, height) of one panel in inches.
     """
-    ncols = ncols or n
+    ncols = ncols or min(n, 3)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), layout="constrained", squeeze=False

@@ -109,3 +109,13 @@ def test_a_legend_never_hides_a_bar():
     bars(ax, entries, units="eV", references=[Reference("leaderboard", 0.5)])
     check_readable(fig, "eV")
     plt.close(fig)
+
+
+def test_many_panels_wrap_into_rows_that_stay_readable():
+    """Eight task panels (a study over every task) wrap into rows of at most three, not one strip 45 inches wide."""
+    fig, axes = panels(8)
+    assert len(axes) == 8
+    rows = {round(ax.get_position().y0, 3) for ax in axes}
+    assert len(rows) == 3
+    assert fig.get_size_inches()[0] <= 3 * 5.6 + 1e-9
+    plt.close(fig)
