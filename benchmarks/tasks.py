@@ -105,10 +105,9 @@ def gnn_spec(
         readout=readout,
         descriptor_set=descriptors,
         fusion=fusion,
-        lr=2e-3,
         element_types="all",  # a test fold may hold elements its training folds lack
         progress=False,
-        **{**BUDGETS[dataset], **overrides},
+        **{"lr": 2e-3, **BUDGETS[dataset], **overrides},  # a model's own settings (e.g. FINETUNE) win
     )
 
 
@@ -162,16 +161,19 @@ def _gnn_model(
     """A GNN of these benchmarks; ``readout`` None: the dataset's in :data:`PRETRAINED_READOUTS`; ``changes``: other
     TrainSpec fields (over the dataset's budget)."""
 
-    def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
+    def spec_for(dataset: str, fold: int, **overrides) -> TrainSpec:
         if ne_layers:  # NEGNN: frozen NE vectors of an encoder that never saw this dataset
             overrides = {**overrides, "node_embeddings": f"{encoder_dir(dataset)}:{ne_layers}"}
         chosen = readout or PRETRAINED_READOUTS[dataset]
         overrides = {**changes, **overrides}
-        spec = gnn_spec(dataset, chosen, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
-        result = fit(train, spec=spec, cache_dir=cache)
+        return gnn_spec(dataset, chosen, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
+
+    def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
+        result = fit(train, spec=spec_for(dataset, fold, **overrides), cache_dir=cache)
         return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
 
     run.descriptor_set = descriptors
+    run.spec_for = spec_for
     return run
 
 

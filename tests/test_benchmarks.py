@@ -661,3 +661,21 @@ def test_sim_study_compares_the_simulators_on_the_same_structures(sim_study, mon
     assert chgnet["s_per_structure"] == pytest.approx(2.0)
     del record["simulators/sim:tensornet_matpes"]
     assert sim_study.simulator_accuracy(record) == []  # a simulator's sample has not run: no row
+
+
+def test_every_benchmark_gnn_builds_its_spec_with_its_own_settings(accuracy):
+    """Each GNN of ``benchmarks/tasks.MODELS`` builds a valid TrainSpec on every dataset before hours of training
+    start, and a model's own settings (the fine-tuning schedule) win over the benchmark's defaults."""
+    tasks = sys.modules["tasks"]
+    gnns = {name: run for name, run in tasks.MODELS.items() if hasattr(run, "spec_for")}
+    assert {"hybrid_megnet", "finetuned_tensornet_matpes", "scratch_tensornet_matpes"} <= set(gnns)
+    for name, run in gnns.items():
+        for dataset in tasks.BUDGETS:
+            spec = run.spec_for(dataset, fold=3)
+            assert spec.seed == 3, name
+    finetuned = gnns["finetuned_tensornet_matpes"].spec_for("de_jong_2015_elasticity", fold=0)
+    assert (finetuned.backbone, finetuned.lr, finetuned.max_epochs) == (
+        "tensornet-matpes-pbe", tasks.FINETUNE["lr"], tasks.FINETUNE["max_epochs"],
+    )
+    assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0).lr == 2e-3
+    assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0, max_epochs=7).max_epochs == 7
