@@ -36,7 +36,7 @@ from tasks import (
     units_of,
 )
 
-from matgl_hybrid.figures import Entry, bars, panels, save
+from matgl_hybrid.figures import Entry, bars, learning_curves, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, device_name, fit
@@ -111,6 +111,21 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
     return rows
 
 
+def _learning_curve(dataset: str, task: str) -> dict:
+    """Per model and fraction of the training fold, the mean test MAE over the folds every pretrained model has run
+    at that fraction (None: none yet); ``folds``: how many folds that is, per fraction."""
+    maes = {m: {f: store(dataset, task, m if f == 1 else f"{m}@{f:g}").records() for f in FRACTIONS}
+            for m in PRETRAINED_MODELS}  # fmt: skip
+    curve: dict = {"folds": {}}
+    for fraction in FRACTIONS:
+        common = set.intersection(*(set(maes[m][fraction]) for m in PRETRAINED_MODELS))
+        curve["folds"][fraction] = len(common)
+        for model in PRETRAINED_MODELS:
+            values = [maes[model][fraction][fold]["mae"] for fold in sorted(common)]
+            curve.setdefault(model, {})[fraction] = float(np.mean(values)) if values else None
+    return curve
+
+
 def report() -> dict:
     rows = _task_rows()
     cost_file = OUT / "cost.json"
@@ -145,17 +160,27 @@ def report() -> dict:
         summary["tasks"][key] = models
         if len(entries) > 1:
             figure[key] = entries
-    lines += ["## Learning curves", "", "Test MAE (mean over the folds run) with a seeded part of each training fold.",
-              "", "| task | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
+    curves = {f"{dataset}/{task}": _learning_curve(dataset, task) for dataset, task in CURVES.items()}
+    summary["learning_curves"] = curves
+    lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the folds that "
+              "both models have run at that size (how many in brackets; — none yet).", "",
+              "| task | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
               "|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
-    for dataset, task in CURVES.items():
+    for key, curve in curves.items():
         for model in PRETRAINED_MODELS:
-            cells = []
-            for fraction in FRACTIONS:
-                name = model if fraction == 1 else f"{model}@{fraction:g}"
-                records = store(dataset, task, name).records()
-                cells.append(f"{np.mean([r['mae'] for r in records.values()]):.4g}" if records else "—")
-            lines.append(f"| {dataset}/{task} | {MODELS[model]} | " + " | ".join(cells) + " |")
+            cells = [f"{curve[model][f]:.4g} ({curve['folds'][f]})" if curve["folds"][f] else "—" for f in FRACTIONS]
+            lines.append(f"| {key} | {MODELS[model]} | " + " | ".join(cells) + " |")
+    lines.append("")
+    plotted = {k: c for k, c in curves.items() if any(c["folds"].values())}
+    if plotted:
+        lines += ["![learning curves](pretrained_backbones_curves.png)", ""]
+        fig, axes = panels(len(plotted))
+        for ax, (key, curve) in zip(axes, plotted.items(), strict=False):
+            shown = [f for f in FRACTIONS if curve["folds"][f]]
+            lines_of = {MODELS[m]: ([100 * f for f in shown], [curve[m][f] for f in shown]) for m in PRETRAINED_MODELS}
+            learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key.split("/")[-1],
+                            xlabel="% of each training fold")  # fmt: skip
+        save(fig, OUT.parent / "pretrained_backbones_curves.png")
     lines += ["", "## Cost", ""]
     if cost:
         for model, c in cost["models"].items():

@@ -168,12 +168,13 @@ def learning_curves(
     quantity: str = "validation MAE",
     units: str | None = None,
     title: str | None = None,
+    xlabel: str = "epoch",
 ) -> None:
-    """``{label: (epochs, values)}`` as lines, one colour each, with a legend."""
+    """``{label: (x, values)}`` as lines with markers, one colour each, with a legend; x: epochs by default."""
     colours = [COLOURS["ours"], *COLOURS["reference"]]
-    for colour, (label, (epochs, values)) in zip(colours, curves.items(), strict=False):
-        ax.plot(epochs, values, color=colour, lw=1.4, label=label)
-    ax.set_xlabel("epoch")
+    for colour, (label, (x, values)) in zip(colours, curves.items(), strict=False):
+        ax.plot(x, values, color=colour, lw=1.4, marker="o", ms=4, label=label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(axis_label(quantity, units))
     if title:
         ax.set_title(title, fontsize=10)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from matgl_hybrid.evaluation.report import report_figure
-from matgl_hybrid.figures import Entry, Reference, axis_label, bars, panels, save
+from matgl_hybrid.figures import Entry, Reference, axis_label, bars, learning_curves, panels, save
 
 
 def _summary(folds):
@@ -118,4 +118,17 @@ def test_many_panels_wrap_into_rows_that_stay_readable():
     rows = {round(ax.get_position().y0, 3) for ax in axes}
     assert len(rows) == 3
     assert fig.get_size_inches()[0] <= 3 * 5.6 + 1e-9
+    plt.close(fig)
+
+
+def test_learning_curves_over_training_size_are_readable():
+    """A learning curve over the size of the training fold: labelled axes with units, one line per model."""
+    fig, axes = panels(2)
+    for ax, units in zip(axes, ("log10 GPa", "J/K/mol"), strict=True):
+        curves = {"fine-tuned": ([25, 50, 100], [0.06, 0.045, 0.04]), "from scratch": ([25, 100], [0.08, 0.05])}
+        learning_curves(ax, curves, quantity="test MAE", units=units, xlabel="% of each training fold")
+    check_readable(fig, units=None)
+    assert [ax.get_xlabel() for ax in axes] == ["% of each training fold"] * 2
+    assert axes[1].get_ylabel() == "test MAE (J/K/mol)"
+    assert [list(line.get_xdata()) for line in axes[0].get_lines()] == [[25, 50, 100], [25, 100]]
     plt.close(fig)
