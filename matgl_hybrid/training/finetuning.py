@@ -1,5 +1,5 @@
 """Fine-tuning a pretrained backbone: its architecture and weights from a shipped potential, freezing, layer-wise
-learning rates, AdamW with warm-up then cosine decay.
+learning rates, AdamW with warm-up then cosine decay, a moving average of the weights.
 
 A spec whose ``backbone`` is pretrained (``tensornet-matpes-pbe``, ``m3gnet-matpes-pbe``: see
 :data:`~matgl_hybrid.models.backbones.BACKBONES`) builds the potential's graph network (its elements, cutoff and
@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
 
 from matgl_hybrid import potentials
@@ -133,3 +134,34 @@ def uses_finetuning_schedule(spec: TrainSpec) -> bool:
         or spec.weight_decay
         or spec.warmup_epochs
     )
+
+
+def warmup_ema_update(decay: float):
+    """``avg_fn`` of :class:`torch.optim.swa_utils.AveragedModel`: an exponential moving average whose decay ramps
+    up, ``min(decay, (1 + n) / (10 + n))`` at the n-th update (as TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``).
+
+    A fixed decay of 0.999 still weighs the first weights by 0.999^N after N steps: a fine-tuning run of 1400 steps
+    (100 epochs of 220 structures) would keep a quarter of its randomly initialised head. With the ramp, the
+    average forgets them within a few hundred steps and reaches ``decay`` after about 10 / (1 − decay) steps.
+    """
+
+    @torch.no_grad()
+    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        rate = min(decay, (1 + n) / (10 + n))
+        return rate * averaged + (1 - rate) * current
+
+    return update
+
+
+class WarmupEMA(WeightAveraging):
+    """Lightning weight averaging with :func:`warmup_ema_update`, updated after every optimizer step; validation
+    and the saved model use the averaged weights."""
+
+    def __init__(self, decay: float = 0.999):
+        super().__init__(avg_fn=warmup_ema_update(decay))
+        self.decay = decay
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -24,6 +24,7 @@ from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.quiet import quiet_lightning
 from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.finetuning import WarmupEMA
 from matgl_hybrid.training.modules import (
     History,
     KeepBestWeights,
@@ -166,7 +167,7 @@ def fit(
     history = History()
     own: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
     if spec.ema_decay is not None:  # after ``best``: at a validation's end it keeps the averaged weights validated
-        own.append(EMAWeightAveraging(decay=spec.ema_decay))
+        own.append(WarmupEMA(decay=spec.ema_decay))
     if checkpoint_dir is not None:
         best_checkpoint = ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE")
         # last.ckpt after every epoch, with the random states: a resumed run reproduces the uninterrupted one.

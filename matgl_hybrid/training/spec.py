@@ -135,7 +135,9 @@ class TrainSpec:
     ema_decay: float | None = field(
         default=None,
         metadata=option(
-            float, "exponential moving average of the weights (e.g. 0.999), validated and saved (none: no average)"
+            float,
+            "exponential moving average of the weights (e.g. 0.999; the decay ramps up as (1+n)/(10+n) over the "
+            "first updates), validated and saved (none: no average)",
         ),
     )
     max_epochs: int = field(default=120, metadata=option(int, "most training epochs"))
