@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from tasks import (
     BASELINES,
-    BUDGETS,
     COLUMN_NAMES,
     DATASETS,
     DESCRIPTORS_ONLY,
@@ -81,6 +80,14 @@ def recommended_model(results: Path = RESULTS) -> str | None:
     return json.loads(path.read_text())["winner"] if path.exists() else None
 
 
+def gnn_settings(model: str, dataset: str, fold: int, overrides: dict) -> dict:
+    """The budget a GNN's fold really trained with (a model's own settings, e.g. ``FINETUNE``, over the dataset's
+    budget and ``overrides``) and, under ``spec``, its whole TrainSpec."""
+    spec = MODELS[model].spec_for(dataset, fold, **overrides)
+    return {"batch_size": spec.batch_size, "max_epochs": spec.max_epochs, "patience": spec.patience,
+            "spec": spec.to_dict()}  # fmt: skip
+
+
 def run(
     dataset: str,
     models: list[str],
@@ -92,7 +99,7 @@ def run(
 ) -> None:
     """Train and test ``models`` on ``folds``; ``train_fraction`` < 1 keeps a seeded part of each training fold."""
     cache = descriptor_cache_dir()
-    settings = {**BUDGETS[dataset], **overrides, "device": device_name(), "train_fraction": train_fraction}
+    device = device_name()
     descriptor_version = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version  # recorded by descriptor models
     for task in DATASETS[dataset][1]:
         if tasks and task.name not in tasks:
@@ -110,7 +117,8 @@ def run(
                     warnings.simplefilter("ignore")
                     predicted = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)
                     gnn = not model.startswith("descriptors")
-                    params = {"settings": settings if gnn else {"device": settings["device"]}}
+                    params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}}
+                    params["settings"] |= {"device": device, "train_fraction": train_fraction}
                     if not gnn or "hybrid" in model:  # which descriptor definitions the fold used
                         params["descriptor_version"] = descriptor_version
                     return predicted, params

@@ -6,9 +6,10 @@ task, the hybrid on the pretrained TensorNet-MatPES backbone, fine-tuned (``fine
 the same network from random initialisation with the same settings and budget (``scratch_tensornet_matpes``), the
 recipe (``hybrid_megnet_chgnet_noenergy`` of ``accuracy.py``, the submission's ``recipe`` on Matbench) and a
 random forest on the frozen TensorNet-MatPES features (``descriptors_rf_tensornet_matpes``); learning curves (25 /
-50 / 100 % of each training fold) on de Jong log10 K and heat capacity. The runs are ``accuracy.py`` and
-``matbench_study.py`` units (GPU work: ``units/pretrained_backbones.txt``); this script measures the CPU cost and
-writes the report from the fold records found:
+50 / 100 % of each training fold) on de Jong log10 K and heat capacity, the recipe trained on the same parts
+(added later, before any of its parts ran). The runs are ``accuracy.py`` and ``matbench_study.py`` units (GPU
+work: ``units/pretrained_backbones.txt``); this script measures the CPU cost and writes the report from the fold
+records found:
 
     python benchmarks/pretrained_backbones.py --cost      # seconds per epoch per 1000 structures, 2 CPU cores
     python benchmarks/pretrained_backbones.py             # pretrained_backbones.{md,json,png}
@@ -49,6 +50,8 @@ MODELS = {
     "descriptors_rf_tensornet_matpes": "RF on frozen TensorNet-MatPES features",
 }
 PRETRAINED_MODELS = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
+#: The learning curves' models: the two networks and the recipe with the same part of each training fold.
+CURVE_MODELS = (*PRETRAINED_MODELS, "hybrid_megnet_chgnet_noenergy")
 SUPERSEDED_WHY = (
     "The first two learning-curve folds ran with a weight average of fixed decay 0.999: over the ~1400 steps of a "
     "25 % fold it still held a quarter of the initial weights (the random head included), for the fine-tuned and "
@@ -119,16 +122,19 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
 
 def _learning_curve(dataset: str, task: str) -> dict:
     """Per model and fraction of the training fold, the mean test MAE over the folds every pretrained model has run
-    at that fraction (None: none yet); ``folds``: how many folds that is, per fraction."""
+    at that fraction (None: none yet; the recipe: None unless it has run all of them); ``folds``: how many folds
+    that is, per fraction."""
     maes = {m: {f: store(dataset, task, m if f == 1 else f"{m}@{f:g}").records() for f in FRACTIONS}
-            for m in PRETRAINED_MODELS}  # fmt: skip
+            for m in CURVE_MODELS}  # fmt: skip
     curve: dict = {"folds": {}}
     for fraction in FRACTIONS:
-        common = set.intersection(*(set(maes[m][fraction]) for m in PRETRAINED_MODELS))
+        common = sorted(set.intersection(*(set(maes[m][fraction]) for m in PRETRAINED_MODELS)))
         curve["folds"][fraction] = len(common)
-        for model in PRETRAINED_MODELS:
-            values = [maes[model][fraction][fold]["mae"] for fold in sorted(common)]
-            curve.setdefault(model, {})[fraction] = float(np.mean(values)) if values else None
+        for model in CURVE_MODELS:
+            found = maes[model][fraction]
+            complete = bool(common) and all(fold in found for fold in common)
+            mean = float(np.mean([found[fold]["mae"] for fold in common])) if complete else None
+            curve.setdefault(model, {})[fraction] = mean
     return curve
 
 
@@ -181,12 +187,14 @@ def report() -> dict:
     curves = {f"{dataset}/{task}": _learning_curve(dataset, task) for dataset, task in CURVES.items()}
     summary["learning_curves"] = curves
     lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the folds that "
-              "both models have run at that size (how many in brackets; — none yet).", "",
+              "both networks have run at that size (how many in brackets; — none yet); the recipe over the same "
+              "folds.", "",
               "| task | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
               "|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
     for key, curve in curves.items():
-        for model in PRETRAINED_MODELS:
-            cells = [f"{curve[model][f]:.4g} ({curve['folds'][f]})" if curve["folds"][f] else "—" for f in FRACTIONS]
+        for model in CURVE_MODELS:
+            cells = [f"{curve[model][f]:.4g} ({curve['folds'][f]})" if curve[model][f] is not None else "—"
+                     for f in FRACTIONS]  # fmt: skip
             lines.append(f"| {key} | {MODELS[model]} | " + " | ".join(cells) + " |")
     lines.append("")
     plotted = {k: c for k, c in curves.items() if any(c["folds"].values())}
@@ -194,8 +202,9 @@ def report() -> dict:
         lines += ["![learning curves](pretrained_backbones_curves.png)", ""]
         fig, axes = panels(len(plotted))
         for ax, (key, curve) in zip(axes, plotted.items(), strict=False):
-            shown = [f for f in FRACTIONS if curve["folds"][f]]
-            lines_of = {MODELS[m]: ([100 * f for f in shown], [curve[m][f] for f in shown]) for m in PRETRAINED_MODELS}
+            shown = {m: [f for f in FRACTIONS if curve[m][f] is not None] for m in CURVE_MODELS}
+            lines_of = {MODELS[m]: ([100 * f for f in shown[m]], [curve[m][f] for f in shown[m]])
+                        for m in CURVE_MODELS if shown[m]}  # fmt: skip
             learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key.split("/")[-1],
                             xlabel="% of each training fold")  # fmt: skip
         save(fig, OUT.parent / "pretrained_backbones_curves.png")

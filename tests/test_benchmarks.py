@@ -679,3 +679,19 @@ def test_every_benchmark_gnn_builds_its_spec_with_its_own_settings(accuracy):
     )
     assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0).lr == 2e-3
     assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0, max_epochs=7).max_epochs == 7
+
+
+def test_a_gnn_fold_records_the_settings_it_trained_with(accuracy):
+    """The fold record's budget is the spec's, not the dataset's default: a fine-tuned fold trained with batch 16 and
+    100 epochs must not be recorded as batch 32 and 120."""
+    tasks = sys.modules["tasks"]
+    finetuned = accuracy.gnn_settings("finetuned_tensornet_matpes", "de_jong_2015_elasticity", 2, {})
+    assert (finetuned["batch_size"], finetuned["max_epochs"], finetuned["patience"]) == (
+        tasks.FINETUNE["batch_size"], tasks.FINETUNE["max_epochs"], tasks.FINETUNE["patience"],
+    )
+    assert finetuned["spec"]["backbone"] == "tensornet-matpes-pbe"
+    assert finetuned["spec"]["seed"] == 2
+    recipe = accuracy.gnn_settings("hybrid_megnet", "de_jong_2015_elasticity", 0, {"max_epochs": 7})
+    assert recipe["max_epochs"] == 7
+    assert recipe["batch_size"] == tasks.BUDGETS["de_jong_2015_elasticity"]["batch_size"]
+    json.dumps(finetuned)  # the record is JSON
