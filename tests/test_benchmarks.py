@@ -695,3 +695,28 @@ def test_a_gnn_fold_records_the_settings_it_trained_with(accuracy):
     assert recipe["max_epochs"] == 7
     assert recipe["batch_size"] == tasks.BUDGETS["de_jong_2015_elasticity"]["batch_size"]
     json.dumps(finetuned)  # the record is JSON
+
+
+def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
+    """The recipe's point is the mean over exactly the folds both networks ran; missing one of them, it is absent
+    rather than a mean over other folds."""
+    backbones = _script("pretrained_backbones")
+    runs = {"finetuned_tensornet_matpes@0.25": {0: 0.05, 1: 0.04}, "scratch_tensornet_matpes@0.25": {0: 0.07, 1: 0.06},
+            "hybrid_megnet_chgnet_noenergy@0.25": {0: 0.06, 1: 0.05, 2: 9.0},
+            "hybrid_megnet_chgnet_noenergy": {0: 0.04}, "finetuned_tensornet_matpes": {0: 0.03, 1: 0.03},
+            "scratch_tensornet_matpes": {0: 0.05, 1: 0.05}}  # fmt: skip
+
+    class Store:
+        def __init__(self, run):
+            self.run = run
+
+        def records(self):
+            return {fold: {"mae": mae} for fold, mae in runs.get(self.run, {}).items()}
+
+    monkeypatch.setattr(backbones, "store", lambda dataset, task, run: Store(run))
+    curve = backbones._learning_curve("de_jong_2015_elasticity", "log10_K_VRH")
+    assert curve["folds"] == {0.25: 2, 0.5: 0, 1.0: 2}
+    assert curve["hybrid_megnet_chgnet_noenergy"][0.25] == pytest.approx(0.055)  # fold 2 left out
+    assert curve["hybrid_megnet_chgnet_noenergy"][1.0] is None  # has fold 0 only of the common 0 and 1
+    assert curve["finetuned_tensornet_matpes"][0.25] == pytest.approx(0.045)
+    assert curve["scratch_tensornet_matpes"][0.5] is None
