@@ -51,7 +51,8 @@ MODELS = {
 }
 PRETRAINED_MODELS = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
 #: The learning curves' models: the two networks and the recipe with the same part of each training fold.
-CURVE_MODELS = (*PRETRAINED_MODELS, "hybrid_megnet_chgnet_noenergy")
+RECIPE = "hybrid_megnet_chgnet_noenergy"
+CURVE_MODELS = (*PRETRAINED_MODELS, RECIPE)
 SUPERSEDED_WHY = (
     "The first two learning-curve folds ran with a weight average of fixed decay 0.999: over the ~1400 steps of a "
     "25 % fold it still held a quarter of the initial weights (the random head included), for the fine-tuned and "
@@ -123,7 +124,8 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
 def _learning_curve(dataset: str, task: str) -> dict:
     """Per model and fraction of the training fold, the mean test MAE over the folds every pretrained model has run
     at that fraction (None: none yet; the recipe: None unless it has run all of them); ``folds``: how many folds
-    that is, per fraction."""
+    that is, per fraction; ``recipe_whole_fold``: the recipe trained on the whole training folds, mean over the
+    folds of the smallest fraction's point (None: not all of them run)."""
     maes = {m: {f: store(dataset, task, m if f == 1 else f"{m}@{f:g}").records() for f in FRACTIONS}
             for m in CURVE_MODELS}  # fmt: skip
     curve: dict = {"folds": {}}
@@ -135,6 +137,10 @@ def _learning_curve(dataset: str, task: str) -> dict:
             complete = bool(common) and all(fold in found for fold in common)
             mean = float(np.mean([found[fold]["mae"] for fold in common])) if complete else None
             curve.setdefault(model, {})[fraction] = mean
+    smallest = sorted(set.intersection(*(set(maes[m][FRACTIONS[0]]) for m in PRETRAINED_MODELS)))
+    whole = maes[RECIPE][1.0]
+    curve["recipe_whole_fold"] = (float(np.mean([whole[f]["mae"] for f in smallest]))
+                                  if smallest and all(f in whole for f in smallest) else None)  # fmt: skip
     return curve
 
 
@@ -196,6 +202,12 @@ def report() -> dict:
             cells = [f"{curve[model][f]:.4g} ({curve['folds'][f]})" if curve[model][f] is not None else "—"
                      for f in FRACTIONS]  # fmt: skip
             lines.append(f"| {key} | {MODELS[model]} | " + " | ".join(cells) + " |")
+        if curve["recipe_whole_fold"] is not None:
+            lines.append(
+                f"| {key} | recipe on the whole training fold, same folds as the {FRACTIONS[0]:.0%} point | "
+                + " | ".join(["—"] * (len(FRACTIONS) - 1))
+                + f" | {curve['recipe_whole_fold']:.4g} |"
+            )
     lines.append("")
     plotted = {k: c for k, c in curves.items() if any(c["folds"].values())}
     if plotted:
@@ -205,8 +217,12 @@ def report() -> dict:
             shown = {m: [f for f in FRACTIONS if curve[m][f] is not None] for m in CURVE_MODELS}
             lines_of = {MODELS[m]: ([100 * f for f in shown[m]], [curve[m][f] for f in shown[m]])
                         for m in CURVE_MODELS if shown[m]}  # fmt: skip
-            learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key.split("/")[-1],
-                            xlabel="% of each training fold")  # fmt: skip
+            whole = curve["recipe_whole_fold"]
+            n = curve["folds"][FRACTIONS[0]]
+            references = {f"recipe, whole training fold ({n} fold{'s' * (n > 1)})": whole} if whole else {}
+            learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key,
+                            xlabel="% of each training fold", xticks=[100 * f for f in FRACTIONS],
+                            references=references)  # fmt: skip
         save(fig, OUT.parent / "pretrained_backbones_curves.png")
     superseded = _superseded()
     summary["superseded"] = superseded

@@ -169,16 +169,28 @@ def learning_curves(
     units: str | None = None,
     title: str | None = None,
     xlabel: str = "epoch",
+    xticks: Sequence[float] | None = None,
+    references: Mapping[str, float] | None = None,
 ) -> None:
-    """``{label: (x, values)}`` as lines with markers, one colour each, with a legend; x: epochs by default."""
+    """``{label: (x, values)}`` as lines with markers, one colour each, with a legend; x: epochs by default.
+
+    ``xticks``: the x positions to mark and span (a curve over a few training sizes reads as such even while only
+    one size has run); ``references``: ``{label: value}`` drawn as dashed grey horizontal lines (a model trained on
+    everything, a published number)."""
     colours = [COLOURS["ours"], *COLOURS["reference"]]
     for colour, (label, (x, values)) in zip(colours, curves.items(), strict=False):
         ax.plot(x, values, color=colour, lw=1.4, marker="o", ms=4, label=label)
+    for style, (label, value) in zip(("--", ":", "-."), (references or {}).items(), strict=False):
+        ax.axhline(value, color=COLOURS["baseline"], ls=style, lw=1.2, label=label)
+    if xticks:
+        ax.set_xticks(list(xticks))
+        span = max(xticks) - min(xticks)
+        ax.set_xlim(min(xticks) - 0.08 * span, max(xticks) + 0.08 * span)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(axis_label(quantity, units))
     if title:
         ax.set_title(title, fontsize=10)
-    if curves:
+    if curves or references:
         ax.legend(fontsize=8)
 
 

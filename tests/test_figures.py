@@ -132,3 +132,24 @@ def test_learning_curves_over_training_size_are_readable():
     assert axes[1].get_ylabel() == "test MAE (J/K/mol)"
     assert [list(line.get_xdata()) for line in axes[0].get_lines()] == [[25, 50, 100], [25, 100]]
     plt.close(fig)
+
+
+def test_a_learning_curve_marks_every_training_size_and_its_references():
+    """One size run so far still reads as a curve over 25 / 50 / 100 %, and a model trained on everything is a
+    labelled dashed line across the panel, in the legend."""
+    fig, axes = panels(1)
+    learning_curves(axes[0], {"fine-tuned": ([25], [0.047])}, quantity="test MAE", units="log10 GPa",
+                    xlabel="% of each training fold", xticks=[25, 50, 100],
+                    references={"recipe, whole training fold": 0.037})  # fmt: skip
+    ax = axes[0]
+    assert list(ax.get_xticks()) == [25, 50, 100]
+    low, high = ax.get_xlim()
+    assert low < 25
+    assert high > 100
+    reference = [line for line in ax.get_lines() if line.get_label() == "recipe, whole training fold"]
+    assert len(reference) == 1
+    assert set(reference[0].get_ydata()) == {0.037}
+    assert reference[0].get_linestyle() == "--"
+    assert "recipe, whole training fold" in [t.get_text() for t in ax.get_legend().get_texts()]
+    check_readable(fig, units=None)
+    plt.close(fig)
