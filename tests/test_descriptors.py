@@ -338,7 +338,7 @@ def test_transform_is_a_scikit_learn_transformer():
     assert isinstance(t, BaseEstimator)
     assert isinstance(t, TransformerMixin)
     assert repr(t) == "DescriptorTransform()"
-    assert t.get_params() == {}
+    assert t.get_params() == {"clip": True}
     with pytest.raises(NotFittedError, match="call fit\\(\\) on training descriptors first"):
         t.get_feature_names_out()
     train = pd.DataFrame({"a": [1.0, 2.0, 4.0], "b": [0.5, np.nan, 1.5]})
@@ -352,7 +352,7 @@ def test_transform_is_a_scikit_learn_transformer():
     with pytest.raises(RuntimeError, match="not fitted"):
         fresh.transform(train)
     state = t.to_dict()
-    assert set(state) == {"feature_names", "median", "mean", "scale"}  # versioned by the checkpoint format
+    assert set(state) == {"feature_names", "median", "mean", "scale", "lower", "upper"}  # versioned by the checkpoint
     assert DescriptorTransform.from_dict({**state, "format_version": 1}).n_features_in_ == len(state["median"])
     restored = DescriptorTransform.from_dict(json.loads(json.dumps(state)))
     check_is_fitted(restored)
@@ -368,6 +368,30 @@ def test_transform_is_a_scikit_learn_transformer():
     with open(os.path.join(folder, "descriptor_transform.json")) as file:
         shipped = json.load(file)["descriptor_transform"]
     assert DescriptorTransform.from_dict(shipped).n_features_in_ == len(shipped["feature_names"])
+
+
+def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_range():
+    """A column constant in training always gives 0 and values beyond the training range give its edge (with clip,
+    the default); without clip, or from a state saved before clipping existed, the standardized value is kept."""
+    train = pd.DataFrame({"constant": [0.0, 0.0, 0.0, 0.0], "varied": [1.0, 2.0, 3.0, 4.0]})
+    unseen = pd.DataFrame({"constant": [14.0, -3.0], "varied": [40.0, -5.0]})
+    clipped = DescriptorTransform().fit(train)
+    out = clipped.transform(unseen)
+    np.testing.assert_array_equal(out[:, 0], [0.0, 0.0])
+    edges = clipped.transform(pd.DataFrame({"constant": [0.0, 0.0], "varied": [4.0, 1.0]}))[:, 1]
+    np.testing.assert_array_equal(out[:, 1], edges)
+    np.testing.assert_array_equal(clipped.transform(train), DescriptorTransform(clip=False).fit_transform(train))
+    kept = DescriptorTransform(clip=False).fit(train)
+    assert kept.transform(unseen)[0, 0] == 14.0
+    assert set(kept.to_dict()) == {"feature_names", "median", "mean", "scale"}
+    old_state = {k: v for k, v in clipped.to_dict().items() if k not in ("lower", "upper")}
+    restored = DescriptorTransform.from_dict(old_state)
+    assert restored.clip is False
+    np.testing.assert_array_equal(restored.transform(unseen), kept.transform(unseen))
+    reloaded = DescriptorTransform.from_dict(json.loads(json.dumps(clipped.to_dict())))
+    np.testing.assert_array_equal(reloaded.transform(unseen), out)
+    with pytest.raises(ValueError, match="different lengths"):
+        DescriptorTransform.from_dict({**clipped.to_dict(), "upper": [1.0]})
 
 
 def test_transform_fit_transform_is_median_imputation_then_population_standardization():

@@ -27,7 +27,7 @@ from matgl_hybrid.checkpoint import (
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, make_loader
-from matgl_hybrid.layers import DescriptorScaler
+from matgl_hybrid.layers import DescriptorEncoder, DescriptorScaler
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.models.backbones import SkippedHead
 
@@ -75,6 +75,28 @@ def test_the_model_standardizes_raw_descriptors_as_the_transform_does():
     scaled = DescriptorScaler(transform.to_dict())(torch.as_tensor(frame))
     assert scaled.dtype == torch.float32
     np.testing.assert_array_equal(scaled.numpy(), transform.transform(frame).astype(np.float32))
+
+
+def test_a_descriptor_constant_in_training_cannot_blow_up_the_descriptor_branch():
+    """The failure clipping fixes: a column that is 0 in every training row leaves BatchNorm a running variance of 0,
+    so at prediction a 14 there is divided by sqrt(eps) (x316). Clipped, the branch gives the same output for any
+    value of that column; unclipped, the output moves by orders of magnitude more than the training rows span."""
+    torch.manual_seed(0)
+    train = np.column_stack([np.zeros(64), np.random.default_rng(0).normal(size=64)])
+    unseen = np.array([[0.0, 0.5], [14.0, 0.5]])
+    outputs = {}
+    for clip in (True, False):
+        scaler = DescriptorScaler(DescriptorTransform(clip=clip).fit(train).to_dict())
+        encoder = DescriptorEncoder(2, 4, "softplus")
+        encoder.train()
+        for batch in np.split(train, 4) * 50:  # 200 steps: the running statistics forget their initial values
+            encoder(scaler(torch.as_tensor(batch)))
+        encoder.eval()
+        with torch.no_grad():
+            outputs[clip] = encoder(scaler(torch.as_tensor(unseen))).numpy()
+            spread = np.ptp(encoder(scaler(torch.as_tensor(train))).numpy())
+    np.testing.assert_array_equal(outputs[True][0], outputs[True][1])
+    assert np.abs(outputs[False][1] - outputs[False][0]).max() > 20 * spread
 
 
 def test_an_ensemble_featurizes_once_and_agrees_with_its_members(structures, monkeypatch):

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 import matgl_hybrid.training.datamodule
 from matgl_hybrid import data
+from matgl_hybrid.cli import build_parser
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import HybridDataModule, TrainedModel, TrainSpec, fit, train
@@ -197,3 +198,23 @@ def test_the_0_1_names_of_trainspec_fields_still_work_with_a_warning(tmp_path):
     old = {"data": "x", "spec": {"descriptors": "lattice", "seed": 0}}
     assert upgrade_fingerprint(old) == {"data": "x", "spec": {"descriptor_set": "lattice", "seed": 0}}
     assert upgrade_fingerprint(None) is None
+
+
+def test_descriptors_are_clipped_by_default_and_specs_stored_before_read_unclipped(elastic):
+    """``clip_descriptors`` (default True) reaches the data module's transform; a run fingerprint stored before the
+    field existed reads False (how it ran); the command line has --clip-descriptors / --no-clip-descriptors."""
+    assert TrainSpec().clip_descriptors is True
+    train_split, val_split = elastic.subset(range(8)), elastic.subset(range(8, 10))
+    for clip in (True, False):
+        module = HybridDataModule(train_split, val_split, TrainSpec(**{**TINY, "clip_descriptors": clip}))
+        module.setup()
+        assert module.transform_.clip is clip
+        assert ("lower" in module.transform_.to_dict()) is clip
+    old = {"data": "x", "spec": {"backbone": "megnet", "seed": 0}}
+    assert upgrade_fingerprint(old)["spec"]["clip_descriptors"] is False
+    with pytest.raises(ValueError, match="clip_descriptors must be true or false"):
+        TrainSpec(clip_descriptors="no")
+    parser = build_parser()
+    base = ["train", "--data", "d.json", "--target", "y", "--out", "m"]
+    assert parser.parse_args([*base, "--no-clip-descriptors"]).clip_descriptors is False
+    assert parser.parse_args(base).clip_descriptors is None  # not given: the spec's default

@@ -34,6 +34,11 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     recipe = TrainSpec()
     for name, flag, option in spec_flags():
         default = getattr(recipe, name)
+        meaning = f"{option['meaning']} (default: {'none' if default is None else default})"
+        if option["kind"] is bool:  # --flag / --no-flag
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=meaning)  # fmt: skip
+            continue
         p.add_argument(
             f"--{flag.replace('_', '-')}",
             dest=name,
@@ -41,7 +46,7 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
             type=option["kind"],
             default=None,
             choices=option["choices"],
-            help=f"{option['meaning']} (default: {'none' if default is None else default})",
+            help=meaning,
         )
     add_cache_options(p)
 

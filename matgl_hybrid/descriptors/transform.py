@@ -1,4 +1,5 @@
-"""DescriptorTransform: impute missing values and standardize, fitted on training data, saved as JSON."""
+"""DescriptorTransform: impute missing values, standardize and clip to the training range, fitted on training data,
+saved as JSON."""
 
 from __future__ import annotations
 
@@ -24,13 +25,21 @@ class TransformNotFittedError(NotFittedError, RuntimeError):
 
 
 class DescriptorTransform(TransformerMixin, BaseEstimator):
-    """Median imputation then standardization, a scikit-learn transformer (``fit`` / ``transform``).
+    """Median imputation, standardization, then clipping to the training range: a scikit-learn transformer.
 
-    It has no parameters (``clone``, ``get_params`` and pipelines work as for any estimator). Learned state (set by
-    :meth:`fit` or :meth:`from_dict`): ``feature_names_in_`` (D,), ``n_features_in_`` (D), ``median_`` (D,),
-    ``mean_`` (D,) and ``scale_`` (D,), all computed after imputation on the training rows only. Every non-finite
-    value (NaN, ±inf) counts as missing, in ``fit`` as in ``transform``. A column with no finite training value is
-    imputed with 0 (with a warning); a constant column gets scale 1; the scale is the population standard deviation.
+    Parameters: ``clip`` (default True): clip each standardized column to the range it spans on the training rows,
+    so a value a model never saw in training cannot drive it far outside what it learned. A column constant in
+    training then always gives 0 (without clipping, a BatchNorm that saw only that constant divides a new value by
+    the square root of its epsilon: one such column sent two of 234 heat capacities to 20 000 J/K/mol instead of
+    138). A random forest's predictions do not change (its thresholds lie inside the training range).
+
+    Learned state (set by :meth:`fit` or :meth:`from_dict`): ``feature_names_in_`` (D,), ``n_features_in_`` (D),
+    ``median_`` (D,), ``mean_`` (D,), ``scale_`` (D,) and, with ``clip``, ``lower_`` and ``upper_`` (D,), the
+    standardized training minimum and maximum; all computed after imputation on the training rows only. Every
+    non-finite value (NaN, ±inf) counts as missing, in ``fit`` as in ``transform``. A column with no finite training
+    value is imputed with 0 (with a warning); a constant column gets scale 1; the scale is the population standard
+    deviation. A state saved without bounds (matgl-hybrid before 0.5) loads with ``clip=False``: its predictions
+    stay what they were.
 
     Unlike scikit-learn's estimators, a transform fitted on an array without column names (numpy) still sets
     ``feature_names_in_``: to ``x0 … x{D-1}``, the names :meth:`get_feature_names_out` then returns and
@@ -38,8 +47,11 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
     array only the right number of columns.
     """
 
+    def __init__(self, clip: bool = True):
+        self.clip = clip
+
     def fit(self, X: pd.DataFrame | np.ndarray, y: Any = None) -> DescriptorTransform:
-        """Learn medians, means and scales from training descriptors ``X`` (n, D)."""
+        """Learn medians, means, scales (and the clipping bounds) from training descriptors ``X`` (n, D)."""
         values, names = _as_array(X)
         values = np.where(np.isfinite(values), values, np.nan)  # inf is as missing as NaN
         with warnings.catch_warnings():
@@ -57,12 +69,15 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         self.mean_ = filled.mean(axis=0)
         std = filled.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
+        if self.clip:
+            standardized = (filled - self.mean_) / self.scale_
+            self.lower_, self.upper_ = standardized.min(axis=0), standardized.max(axis=0)
         self.feature_names_in_ = np.array(names, dtype=object)
         self.n_features_in_ = len(names)
         return self
 
     def transform(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Impute and standardize ``X`` (n, D) -> float32-safe float64 array (n, D), no NaN."""
+        """Impute, standardize (and clip) ``X`` (n, D) -> float32-safe float64 array (n, D), no NaN."""
         self._check_fitted()
         values, names = _as_array(X)
         if isinstance(X, pd.DataFrame) and list(names) != list(self.feature_names_in_):
@@ -74,7 +89,8 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         if values.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} descriptor columns, got {values.shape[1]}")
         values = np.where(np.isfinite(values), values, self.median_)
-        return (values - self.mean_) / self.scale_
+        standardized = (values - self.mean_) / self.scale_
+        return np.clip(standardized, self.lower_, self.upper_) if self.clip else standardized
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The output columns: ``feature_names_in_`` (a transform keeps its columns), an object array of str."""
@@ -84,25 +100,30 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         return self.feature_names_in_.copy()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state; floats round-trip exactly."""
+        """JSON-safe state; floats round-trip exactly. ``lower`` and ``upper`` only with ``clip``."""
         self._check_fitted()
-        return {
+        state = {
             "feature_names": [str(n) for n in self.feature_names_in_],
             "median": self.median_.tolist(),
             "mean": self.mean_.tolist(),
             "scale": self.scale_.tolist(),
         }
+        if self.clip:
+            state |= {"lower": self.lower_.tolist(), "upper": self.upper_.tolist()}
+        return state
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> DescriptorTransform:
-        """Restore a transform saved with :meth:`to_dict`."""
+        """Restore a transform saved with :meth:`to_dict` (``clip`` when it holds bounds)."""
         version = state.get("format_version", 1)  # 0.1 wrote format_version 1; the checkpoint format covers it now
         if version != 1:
             raise ValueError(f"DescriptorTransform format_version {version!r} is not one this installation reads")
-        t = cls()
+        t = cls(clip="lower" in state)
         t.feature_names_in_ = np.array(state["feature_names"], dtype=object)
-        t.median_, t.mean_, t.scale_ = (np.array(state[k], dtype=float) for k in ("median", "mean", "scale"))
-        if not len(t.feature_names_in_) == len(t.median_) == len(t.mean_) == len(t.scale_):
+        arrays = ("median", "mean", "scale", "lower", "upper") if t.clip else ("median", "mean", "scale")
+        for key in arrays:
+            setattr(t, f"{key}_", np.array(state[key], dtype=float))
+        if any(len(getattr(t, f"{key}_")) != len(t.feature_names_in_) for key in arrays):
             raise ValueError("corrupt DescriptorTransform state: arrays of different lengths")
         t.n_features_in_ = len(t.feature_names_in_)
         return t

@@ -9,19 +9,22 @@ from torch import nn
 
 
 class DescriptorScaler(nn.Module):
-    """Median imputation then standardization of raw descriptors: (B, D) -> (B, D), no NaN.
+    """Median imputation, standardization and clipping to the training range of raw descriptors: (B, D) -> (B, D).
 
-    The medians, means and scales (D,) of a fitted :class:`~matgl_hybrid.descriptors.DescriptorTransform` are
-    buffers (not saved with the weights: the transform's JSON state, a constructor argument of the model, is the
-    one record of them), so the transform travels with the model and ``model(graph)`` takes the descriptors as
-    :func:`~matgl_hybrid.descriptors.featurize` computes them. Every non-finite value counts as missing.
+    The medians, means, scales and (when the transform clips) bounds (D,) of a fitted
+    :class:`~matgl_hybrid.descriptors.DescriptorTransform` are buffers (not saved with the weights: the transform's
+    JSON state, a constructor argument of the model, is the one record of them), so the transform travels with the
+    model and ``model(graph)`` takes the descriptors as :func:`~matgl_hybrid.descriptors.featurize` computes them.
+    Every non-finite value counts as missing.
     """
 
     def __init__(self, state: dict[str, Any]):
-        """``state``: ``DescriptorTransform.to_dict()`` (feature names, medians, means, scales)."""
+        """``state``: ``DescriptorTransform.to_dict()`` (feature names, medians, means, scales; lower and upper
+        bounds of the standardized values when it clips)."""
         super().__init__()
         self.feature_names: tuple[str, ...] = tuple(state["feature_names"])
-        for name in ("median", "mean", "scale"):
+        self.clip = "lower" in state
+        for name in ("median", "mean", "scale", "lower", "upper") if self.clip else ("median", "mean", "scale"):
             values = torch.tensor(state[name], dtype=torch.float64)
             if values.shape != (len(self.feature_names),):
                 raise ValueError(f"descriptor transform: {name} has {len(values)} values for {self.n_features} names")
@@ -33,7 +36,7 @@ class DescriptorScaler(nn.Module):
         return len(self.feature_names)
 
     def forward(self, descriptors: torch.Tensor | None) -> torch.Tensor:
-        """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized (B, D) float32.
+        """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized, clipped (B, D) float32.
 
         Computed in float64 (the buffers' precision), as ``DescriptorTransform.transform`` does.
 
@@ -44,4 +47,5 @@ class DescriptorScaler(nn.Module):
             raise ValueError("this model fuses descriptors: the graph batch has no 'descriptor' attribute")
         raw = descriptors.to(self.median.dtype)
         filled = torch.where(torch.isfinite(raw), raw, self.median)
-        return ((filled - self.mean) / self.scale).float()
+        standardized = (filled - self.mean) / self.scale
+        return (torch.clamp(standardized, self.lower, self.upper) if self.clip else standardized).float()

@@ -102,7 +102,7 @@ class HybridDataModule(L.LightningDataModule):
                 )
                 for d in (self.train, self.val)
             ]
-            self.transform_ = DescriptorTransform().fit(frames[0])
+            self.transform_ = DescriptorTransform(clip=spec.clip_descriptors).fit(frames[0])
             descriptors = [f.to_numpy(dtype=np.float64) for f in frames]  # raw: the model standardizes them
         self.train_set, self.val_set = (
             build_dataset(d.structures, self.element_types, spec.cutoff, d.ids, x, d.targets)

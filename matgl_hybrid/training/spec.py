@@ -21,8 +21,15 @@ LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 FREEZE = ("none", "embedding", "backbone")
 #: Fields added after records were stored, with the value that reproduces those records (a fingerprint without
 #: them is read with these, so the work it stands for is reused).
-ADDED = {"freeze": "none", "layer_decay": 1.0, "weight_decay": 0.0, "warmup_epochs": 0, "gradient_clip": None,
-         "ema_decay": None}
+ADDED = {
+    "freeze": "none",
+    "layer_decay": 1.0,
+    "weight_decay": 0.0,
+    "warmup_epochs": 0,
+    "gradient_clip": None,
+    "ema_decay": None,
+    "clip_descriptors": False,
+}
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
 RENAMED = {"descriptors": "descriptor_set", "elements": "element_types", "task": "task_type"}
@@ -45,7 +52,8 @@ class TrainSpec:
     Model: ``backbone`` (megnet | m3gnet | tensornet), ``backbone_kwargs``, ``cutoff`` (Å), ``readout``
     (mean | sum | max | extensive | attention | set2set | native: the backbone's own, as MatGL ships it),
     ``descriptor_set`` (a descriptor set name such as ``gong28`` or ``gong28+composition``; None for the plain
-    backbone), ``fusion`` (concat | gate | film),
+    backbone), ``fusion`` (concat | gate | film), ``clip_descriptors`` (clip standardized descriptors to their
+    training range; specs stored before it existed read False, as they ran),
     ``descriptor_dim``, ``head_hidden``, ``activation``, ``task_type`` (regression | classification: 0/1 targets,
     probabilities out, binary cross-entropy loss), ``element_types`` (training: the elements of the training data,
     so that any other element is refused at prediction; all: MatGL's 89 default elements, for test sets that may
@@ -99,6 +107,14 @@ class TrainSpec:
     )
     fusion: str = field(
         default="concat", metadata=option(str, "how the descriptors join the readout", choices=tuple(FUSIONS))
+    )
+    clip_descriptors: bool = field(
+        default=True,
+        metadata=option(
+            bool,
+            "clip each standardized descriptor to its training range (a value never seen in training, e.g. in a "
+            "column constant there, cannot drive the prediction far out)",
+        ),
     )
     descriptor_dim: int = 64
     head_hidden: tuple[int, ...] = (64, 64)
@@ -184,6 +200,8 @@ class TrainSpec:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr!r}")
+        if not isinstance(self.clip_descriptors, bool):
+            problems.append(f"clip_descriptors must be true or false, got {self.clip_descriptors!r}")
         if self.freeze not in FREEZE:
             problems.append(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
         if not 0 < self.layer_decay <= 1:
