@@ -37,7 +37,7 @@ from tasks import (
     units_of,
 )
 
-from matgl_hybrid.figures import Entry, bars, learning_curves, panels, save
+from matgl_hybrid.figures import COLOURS, Entry, bars, learning_curves, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import TrainSpec, device_name, fit
@@ -122,25 +122,23 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
 
 
 def _learning_curve(dataset: str, task: str) -> dict:
-    """Per model and fraction of the training fold, the mean test MAE over the folds every pretrained model has run
-    at that fraction (None: none yet; the recipe: None unless it has run all of them); ``folds``: how many folds
-    that is, per fraction; ``recipe_whole_fold``: the recipe trained on the whole training folds, mean over the
-    folds of the smallest fraction's point (None: not all of them run)."""
+    """Per run (each curve model and its clipped rerun) and fraction of the training fold, the mean test MAE over
+    the same folds at every fraction: those both pretrained networks have run at every fraction run so far, so that
+    a line joins like with like (None: the run lacks one of them); ``folds``: those folds; ``recipe_whole_fold``:
+    the recipe trained on the whole training folds, mean over them (None: not all of them run)."""
+    runs = (*CURVE_MODELS, *(CLIPPED[m] for m in CURVE_MODELS))
     maes = {m: {f: store(dataset, task, m if f == 1 else f"{m}@{f:g}").records() for f in FRACTIONS}
-            for m in CURVE_MODELS}  # fmt: skip
-    curve: dict = {"folds": {}}
-    for fraction in FRACTIONS:
-        common = sorted(set.intersection(*(set(maes[m][fraction]) for m in PRETRAINED_MODELS)))
-        curve["folds"][fraction] = len(common)
-        for model in CURVE_MODELS:
-            found = maes[model][fraction]
-            complete = bool(common) and all(fold in found for fold in common)
-            mean = float(np.mean([found[fold]["mae"] for fold in common])) if complete else None
-            curve.setdefault(model, {})[fraction] = mean
-    smallest = sorted(set.intersection(*(set(maes[m][FRACTIONS[0]]) for m in PRETRAINED_MODELS)))
+            for m in runs}  # fmt: skip
+    ran = [set.intersection(*(set(maes[m][f]) for m in PRETRAINED_MODELS)) for f in FRACTIONS]
+    used = sorted(set.intersection(*[folds for folds in ran if folds])) if any(ran) else []
+    curve: dict = {"folds": used}
+    for run in runs:
+        curve[run] = {f: float(np.mean([maes[run][f][k]["mae"] for k in used]))
+                      if folds and used and all(k in maes[run][f] for k in used) else None
+                      for f, folds in zip(FRACTIONS, ran, strict=True)}  # fmt: skip
     whole = maes[RECIPE][1.0]
-    curve["recipe_whole_fold"] = (float(np.mean([whole[f]["mae"] for f in smallest]))
-                                  if smallest and all(f in whole for f in smallest) else None)  # fmt: skip
+    curve["recipe_whole_fold"] = (float(np.mean([whole[k]["mae"] for k in used]))
+                                  if used and all(k in whole for k in used) else None)  # fmt: skip
     return curve
 
 
@@ -175,6 +173,42 @@ def _clipped(fraction: float = 0.25) -> dict[str, dict[str, dict[str, list[float
                 rows[model] = {run: [r[f]["mae"] if f in r else None for f in range(5)] for run, r in pair.items()}
         if rows:
             found[f"{dataset}/{task}"] = rows
+    return found
+
+
+def _curve_runs(curve: dict) -> list[str]:
+    """The runs of a learning curve with any point: each curve model, then its clipped rerun."""
+    runs = [r for m in CURVE_MODELS for r in (m, CLIPPED[m])]
+    return [r for r in runs if any(v is not None for v in curve[r].values())]
+
+
+def _run_label(run: str) -> str:
+    """A curve run's legend label."""
+    clipped = {c: m for m, c in CLIPPED.items()}
+    return MODELS[run] if run in MODELS else f"{MODELS[clipped[run]]}, descriptors clipped"
+
+
+def _curve_styles() -> dict[str, dict[str, object]]:
+    """One colour per curve model on every panel; its clipped rerun in the same colour with an open square."""
+    colours = dict(zip(CURVE_MODELS, (COLOURS["ours"], *COLOURS["reference"]), strict=False))
+    styles = {_run_label(m): {"color": c} for m, c in colours.items()}
+    variant = {"marker": "s", "mfc": "white", "ls": ":"}
+    styles |= {_run_label(CLIPPED[m]): {"color": c, **variant} for m, c in colours.items()}
+    return styles
+
+
+def _fold_times() -> dict[str, dict[str, list[float]]]:
+    """Per learning-curve run (``dataset/task/run``), per device, the training seconds of each fold run there."""
+    found: dict = {}
+    for dataset, task in CURVES.items():
+        for folder in sorted((RESULTS / "folds" / dataset / task).iterdir()):
+            if folder.name.split("@")[0] not in (*CURVE_MODELS, *CLIPPED.values()):
+                continue
+            for record in store(dataset, task, folder.name).records().values():
+                device = record["params"]["settings"]["device"]
+                found.setdefault(f"{dataset}/{task}/{folder.name}", {}).setdefault(device, []).append(
+                    record["train_seconds"]
+                )
     return found
 
 
@@ -226,37 +260,36 @@ def report() -> dict:
             figure[key] = entries
     curves = {f"{dataset}/{task}": _learning_curve(dataset, task) for dataset, task in CURVES.items()}
     summary["learning_curves"] = curves
-    lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the folds that "
-              "both networks have run at that size (how many in brackets; — none yet); the recipe over the same "
-              "folds.", "",
-              "| task | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
-              "|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
+    lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the same folds "
+              "at every size: those both networks have run at every size run so far (listed; — a run lacks one of "
+              "them). The registered runs kept their descriptors unclipped; the clipped reruns are the package's "
+              "default since (see below).", "",
+              "| task | folds | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
+              "|---|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
     for key, curve in curves.items():
-        for model in CURVE_MODELS:
-            cells = [f"{curve[model][f]:.4g} ({curve['folds'][f]})" if curve[model][f] is not None else "—"
-                     for f in FRACTIONS]  # fmt: skip
-            lines.append(f"| {key} | {MODELS[model]} | " + " | ".join(cells) + " |")
+        folds = ", ".join(map(str, curve["folds"])) or "—"
+        for run in _curve_runs(curve):
+            cells = ["—" if curve[run][f] is None else f"{curve[run][f]:.4g}" for f in FRACTIONS]
+            lines.append(f"| {key} | {folds} | {_run_label(run)} | " + " | ".join(cells) + " |")
         if curve["recipe_whole_fold"] is not None:
-            lines.append(
-                f"| {key} | recipe on the whole training fold, same folds as the {FRACTIONS[0]:.0%} point | "
-                + " | ".join(["—"] * (len(FRACTIONS) - 1))
-                + f" | {curve['recipe_whole_fold']:.4g} |"
-            )
+            cells = ["—"] * (len(FRACTIONS) - 1) + [f"{curve['recipe_whole_fold']:.4g}"]
+            lines.append(f"| {key} | {folds} | recipe on the whole training fold | " + " | ".join(cells) + " |")
     lines.append("")
-    plotted = {k: c for k, c in curves.items() if any(c["folds"].values())}
+    plotted = {k: c for k, c in curves.items() if c["folds"]}
     if plotted:
         lines += ["![learning curves](pretrained_backbones_curves.png)", ""]
         fig, axes = panels(len(plotted))
         for ax, (key, curve) in zip(axes, plotted.items(), strict=False):
-            shown = {m: [f for f in FRACTIONS if curve[m][f] is not None] for m in CURVE_MODELS}
-            lines_of = {MODELS[m]: ([100 * f for f in shown[m]], [curve[m][f] for f in shown[m]])
-                        for m in CURVE_MODELS if shown[m]}  # fmt: skip
+            shown = {run: [f for f in FRACTIONS if curve[run][f] is not None] for run in _curve_runs(curve)}
+            lines_of = {_run_label(run): ([100 * f for f in fs], [curve[run][f] for f in fs])
+                        for run, fs in shown.items()}  # fmt: skip
             whole = curve["recipe_whole_fold"]
-            n = curve["folds"][FRACTIONS[0]]
-            references = {f"recipe, whole training fold ({n} fold{'s' * (n > 1)})": whole} if whole else {}
-            learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key,
-                            xlabel="% of each training fold", xticks=[100 * f for f in FRACTIONS],
-                            references=references)  # fmt: skip
+            references = {"recipe, whole training fold": whole} if whole else {}
+            n = len(curve["folds"])
+            learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key),
+                            title=f"{key} ({n} fold{'s' * (n > 1)})", xlabel="% of each training fold",
+                            xticks=[100 * f for f in FRACTIONS], references=references,
+                            styles=_curve_styles())  # fmt: skip
         save(fig, OUT.parent / "pretrained_backbones_curves.png")
     clipped = _clipped()
     summary["clipped"] = clipped
@@ -281,6 +314,14 @@ def report() -> dict:
             ax.set_yscale("log")
         save(fig, OUT.parent / "pretrained_backbones_clipped.png")
         lines += ["", "![clipped vs unclipped per fold](pretrained_backbones_clipped.png)", ""]
+        for key, rows in clipped.items():
+            means = {model: np.mean(runs[CLIPPED[model]]) for model, runs in rows.items()
+                     if None not in runs[CLIPPED[model]]}  # fmt: skip
+            whole = [r["mae"] for r in store(*key.split("/"), RECIPE).records().values()]
+            if len(means) > 1 and len(whole) == 5:
+                said = "; ".join(f"{MODELS[m]} {v:.4g}" for m, v in sorted(means.items(), key=lambda kv: kv[1]))
+                lines += [f"{key}, clipped, 25 %, mean of five folds: {said}; the recipe on the whole training "
+                          f"fold (unclipped): {np.mean(whole):.4g} {units_of(key)}.", ""]  # fmt: skip
     superseded = _superseded()
     summary["superseded"] = superseded
     if superseded:
@@ -295,6 +336,15 @@ def report() -> dict:
                          f"structures on {cost['device']} (batch {FINETUNE['batch_size']}).")  # fmt: skip
     else:
         lines.append("Not measured yet (`--cost`).")
+    times = _fold_times()
+    summary["fold_seconds"] = times
+    lines += ["", "Training seconds per fold of the learning-curve runs, by the device each ran on (the H200 ran 4 "
+              "to 12 folds at once, sharing the GPU and 16 CPU cores; the CPU runs had the 2 cores alone):", "",
+              "| run | device | folds | mean s | range s |", "|---|---|---:|---:|---|"]  # fmt: skip
+    for run, devices in times.items():
+        for device, seconds in devices.items():
+            lines.append(f"| {run} | {device} | {len(seconds)} | {np.mean(seconds):.0f} | "
+                         f"{min(seconds):.0f}–{max(seconds):.0f} |")  # fmt: skip
     if not figure:
         lines += ["", "No task has all five folds of two models yet: no figure."]
     else:

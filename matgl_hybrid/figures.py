@@ -171,15 +171,18 @@ def learning_curves(
     xlabel: str = "epoch",
     xticks: Sequence[float] | None = None,
     references: Mapping[str, float] | None = None,
+    styles: Mapping[str, Mapping[str, object]] | None = None,
 ) -> None:
     """``{label: (x, values)}`` as lines with markers, one colour each, with a legend; x: epochs by default.
 
     ``xticks``: the x positions to mark and span (a curve over a few training sizes reads as such even while only
     one size has run); ``references``: ``{label: value}`` drawn as dashed grey horizontal lines (a model trained on
-    everything, a published number)."""
+    everything, a published number); ``styles``: ``{label: matplotlib line keywords}`` over the defaults (the same
+    colour for a model on every panel, an open marker for a variant of it)."""
     colours = [COLOURS["ours"], *COLOURS["reference"]]
     for colour, (label, (x, values)) in zip(colours, curves.items(), strict=False):
-        ax.plot(x, values, color=colour, lw=1.4, marker="o", ms=4, label=label)
+        style = {"color": colour, "lw": 1.4, "marker": "o", "ms": 4, **(styles or {}).get(label, {})}
+        ax.plot(x, values, label=label, **style)
     for style, (label, value) in zip(("--", ":", "-."), (references or {}).items(), strict=False):
         ax.axhline(value, color=COLOURS["baseline"], ls=style, lw=1.2, label=label)
     if xticks:

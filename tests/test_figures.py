@@ -138,10 +138,16 @@ def test_a_learning_curve_marks_every_training_size_and_its_references():
     """One size run so far still reads as a curve over 25 / 50 / 100 %, and a model trained on everything is a
     labelled dashed line across the panel, in the legend."""
     fig, axes = panels(1)
-    learning_curves(axes[0], {"fine-tuned": ([25], [0.047])}, quantity="test MAE", units="log10 GPa",
-                    xlabel="% of each training fold", xticks=[25, 50, 100],
-                    references={"recipe, whole training fold": 0.037})  # fmt: skip
+    learning_curves(axes[0], {"fine-tuned": ([25], [0.047]), "fine-tuned, clipped": ([25], [0.046])},
+                    quantity="test MAE", units="log10 GPa", xlabel="% of each training fold", xticks=[25, 50, 100],
+                    references={"recipe, whole training fold": 0.037},
+                    styles={"fine-tuned, clipped": {"color": "#0072B2", "mfc": "white", "marker": "s"}})  # fmt: skip
     ax = axes[0]
+    plain, variant = (next(line for line in ax.get_lines() if line.get_label() == label)
+                      for label in ("fine-tuned", "fine-tuned, clipped"))  # fmt: skip
+    assert variant.get_color() == plain.get_color()
+    assert variant.get_marker() == "s" != plain.get_marker()
+    assert variant.get_markerfacecolor() == "white"
     assert list(ax.get_xticks()) == [25, 50, 100]
     low, high = ax.get_xlim()
     assert low < 25
