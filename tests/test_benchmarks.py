@@ -619,6 +619,22 @@ def test_no_benchmark_script_imports_another():
         assert not imported & scripts, (name, imported & scripts)
 
 
+def test_the_example_candidates_with_a_pretrained_backbone_are_the_studys_fine_tuning_settings():
+    """examples/candidates_pretrained.json reads as candidates, and its fine-tuned ones use the settings the study
+    measured (tasks.FINETUNE) on the shipped TensorNet-MatPES backbone, with an extensive and an intensive readout."""
+    from matgl_hybrid.training import DescriptorForest, TrainSpec, candidate_specs, read_candidates
+
+    tasks = _script("tasks")
+    example = read_candidates(ROOT / "examples" / "candidates_pretrained.json")
+    specs = candidate_specs(TrainSpec(), example, forests=True)
+    assert isinstance(specs["forest"], DescriptorForest)
+    finetuned = {name: spec for name, spec in specs.items() if name.startswith("finetuned")}
+    assert sorted(spec.readout for spec in finetuned.values()) == ["extensive", "set2set"]
+    for spec in finetuned.values():
+        assert spec.backbone == "tensornet-matpes-pbe"
+        assert {k: getattr(spec, k) for k in tasks.FINETUNE} == tasks.FINETUNE
+
+
 def test_the_registered_matbench_v2_candidates_are_valid_specs():
     """The pre-registered candidates (benchmarks/matbench_v2/) build valid specs on the recipe, with descriptor
     sets the package knows, before any of their hours of training start."""
@@ -698,13 +714,15 @@ def test_a_gnn_fold_records_the_settings_it_trained_with(accuracy):
 
 
 def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
-    """The recipe's point is the mean over exactly the folds both networks ran; missing one of them, it is absent
-    rather than a mean over other folds."""
+    """Every point of a curve is a mean over the same folds: those both networks ran at every size run so far (here
+    fold 0, the only one at 50 %); a run missing one of them has no point rather than a mean over other folds."""
     backbones = _script("pretrained_backbones")
     runs = {"finetuned_tensornet_matpes@0.25": {0: 0.05, 1: 0.04}, "scratch_tensornet_matpes@0.25": {0: 0.07, 1: 0.06},
+            "finetuned_tensornet_matpes@0.5": {0: 0.035}, "scratch_tensornet_matpes@0.5": {0: 0.045, 1: 0.03},
             "hybrid_megnet_chgnet_noenergy@0.25": {0: 0.06, 1: 0.05, 2: 9.0},
-            "hybrid_megnet_chgnet_noenergy": {0: 0.04}, "finetuned_tensornet_matpes": {0: 0.03, 1: 0.03},
-            "scratch_tensornet_matpes": {0: 0.05, 1: 0.05}}  # fmt: skip
+            "hybrid_megnet_chgnet_noenergy": {0: 0.04, 1: 0.01},
+            "finetuned_tensornet_matpes_clipped@0.25": {0: 0.049, 1: 0.001},
+            "scratch_tensornet_matpes_clipped@0.25": {1: 0.02}}  # fmt: skip
 
     class Store:
         def __init__(self, run):
@@ -715,8 +733,13 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
 
     monkeypatch.setattr(backbones, "store", lambda dataset, task, run: Store(run))
     curve = backbones._learning_curve("de_jong_2015_elasticity", "log10_K_VRH")
-    assert curve["folds"] == {0.25: 2, 0.5: 0, 1.0: 2}
-    assert curve["hybrid_megnet_chgnet_noenergy"][0.25] == pytest.approx(0.055)  # fold 2 left out
-    assert curve["hybrid_megnet_chgnet_noenergy"][1.0] is None  # has fold 0 only of the common 0 and 1
-    assert curve["finetuned_tensornet_matpes"][0.25] == pytest.approx(0.045)
-    assert curve["scratch_tensornet_matpes"][0.5] is None
+    assert curve["folds"] == [0]
+    assert curve["finetuned_tensornet_matpes"] == {0.25: pytest.approx(0.05), 0.5: pytest.approx(0.035), 1.0: None}
+    assert curve["scratch_tensornet_matpes"][0.5] == pytest.approx(0.045)  # fold 1 left out
+    assert curve["hybrid_megnet_chgnet_noenergy"][0.25] == pytest.approx(0.06)
+    assert curve["hybrid_megnet_chgnet_noenergy"][0.5] is None  # not run at 50 %
+    assert curve["recipe_whole_fold"] == pytest.approx(0.04)
+    assert curve["finetuned_tensornet_matpes_clipped"][0.25] == pytest.approx(0.049)
+    assert curve["scratch_tensornet_matpes_clipped"][0.25] is None  # lacks fold 0
+    assert backbones._curve_runs(curve) == ["finetuned_tensornet_matpes", "finetuned_tensornet_matpes_clipped",
+                                            "scratch_tensornet_matpes", "hybrid_megnet_chgnet_noenergy"]  # fmt: skip
