@@ -212,6 +212,11 @@ def test_descriptors_are_clipped_by_default_and_specs_stored_before_read_unclipp
         assert ("lower" in module.transform_.to_dict()) is clip
     old = {"data": "x", "spec": {"backbone": "megnet", "seed": 0}}
     assert upgrade_fingerprint(old)["spec"]["clip_descriptors"] is False
+    # a run with candidates (Matbench v2 folds) stores each candidate's spec: each reads as it ran, a forest as is
+    forest = {"model": "random_forest", "descriptor_set": "gong28"}
+    old = {"data": "x", "candidates": {"long": {"backbone": "megnet", "seed": 0}, "rf": forest}}
+    assert upgrade_fingerprint(old)["candidates"]["long"]["clip_descriptors"] is False
+    assert upgrade_fingerprint(old)["candidates"]["rf"] == forest
     with pytest.raises(ValueError, match="clip_descriptors must be true or false"):
         TrainSpec(clip_descriptors="no")
     parser = build_parser()

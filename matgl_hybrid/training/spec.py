@@ -248,15 +248,24 @@ class TrainSpec:
 
 
 def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A run fingerprint (fold record, checkpoint folder) stored by an earlier version, its settings under today's
-    names and with the fields added since (:data:`ADDED`), so that the work it stands for is reused; any other
-    fingerprint as it is."""
-    if not fingerprint or not isinstance(fingerprint.get("spec"), Mapping):
+    """A run fingerprint (fold record, checkpoint folder) stored by an earlier version, its settings (``spec`` and
+    each of ``candidates``) under today's names and with the fields added since (:data:`ADDED`), so that the work
+    it stands for is reused; any other fingerprint as it is."""
+    if not fingerprint:
         return fingerprint
-    spec = {RENAMED.get(k, k): v for k, v in fingerprint["spec"].items()}
-    if "backbone" in spec:  # a training spec (not a forest's): fields added since take the values it ran with
-        spec = {**ADDED, **spec}
-    return {**fingerprint, "spec": spec}
+    upgraded = dict(fingerprint)
+    if isinstance(fingerprint.get("spec"), Mapping):
+        upgraded["spec"] = _upgrade_spec(fingerprint["spec"])
+    if isinstance(fingerprint.get("candidates"), Mapping):
+        upgraded["candidates"] = {name: _upgrade_spec(spec) if isinstance(spec, Mapping) else spec
+                                  for name, spec in fingerprint["candidates"].items()}  # fmt: skip
+    return upgraded
+
+
+def _upgrade_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored settings under today's names; a training spec's (not a forest's) with the fields added since."""
+    spec = {RENAMED.get(k, k): v for k, v in spec.items()}
+    return {**ADDED, **spec} if "backbone" in spec else spec
 
 
 def _renamed_property(old: str) -> property:
