@@ -170,9 +170,14 @@ def _gnn_model(
         overrides = {**changes, **overrides}
         return gnn_spec(dataset, chosen, descriptors, fusion, backbone, seed=fold, n_jobs=-1, **overrides)
 
-    def run(train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides) -> np.ndarray:
+    def run(
+        train: StructureData, test: StructureData, cache: Path, fold: int, dataset: str, **overrides
+    ) -> tuple[np.ndarray, dict]:
+        """The test predictions and the fit's inner validation (its split of the training part only)."""
         result = fit(train, spec=spec_for(dataset, fold, **overrides), cache_dir=cache)
-        return result.model.predict(test.structures, cache_dir=cache, ids=test.ids)
+        validation = {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
+                      "epochs_run": result.epochs_run, "n_val": len(result.val_ids)}  # fmt: skip
+        return result.model.predict(test.structures, cache_dir=cache, ids=test.ids), {"validation": validation}
 
     run.descriptor_set = descriptors
     run.spec_for = spec_for

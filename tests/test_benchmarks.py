@@ -743,3 +743,22 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
     assert curve["scratch_tensornet_matpes_clipped"][0.25] is None  # lacks fold 0
     assert backbones._curve_runs(curve) == ["finetuned_tensornet_matpes", "finetuned_tensornet_matpes_clipped",
                                             "scratch_tensornet_matpes", "hybrid_megnet_chgnet_noenergy"]  # fmt: skip
+
+
+def test_a_gnn_fold_records_its_inner_validation(accuracy, elastic, tmp_path, monkeypatch):
+    """A GNN fold record carries its fit's validation on the training part (best MAE, epoch, split size), so that
+    models can be compared on inner validation from the study's own runs, without looking at the test fold."""
+    from matgl_hybrid.training.fold_store import FoldStore
+
+    monkeypatch.setattr(accuracy, "load_task", lambda dataset, task, data_dir: elastic)
+    monkeypatch.setattr(accuracy, "descriptor_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(accuracy, "store", lambda dataset, task, name: FoldStore(tmp_path / name))
+    accuracy.run("de_jong_2015_elasticity", models=["megnet", "descriptors_rf"], folds=[0],
+                 overrides={"max_epochs": 1}, tasks=["log10_K_VRH"], data_dir=tmp_path)  # fmt: skip
+    record = FoldStore(tmp_path / "megnet").load(0)
+    validation = record["params"]["validation"]
+    assert validation["epochs_run"] == 1
+    assert validation["best_epoch"] == 0
+    assert 1 <= validation["n_val"] <= 0.2 * record["n_train"]  # the 10 % split of the training part
+    assert np.isfinite(validation["best_val_mae"])
+    assert "validation" not in FoldStore(tmp_path / "descriptors_rf").load(0)["params"]  # a forest has no split
