@@ -41,6 +41,7 @@ from tasks import (
     gnn_spec,
     load_task,
     store,
+    training_part,
 )
 
 from matgl_hybrid.data.splits import MATBENCH_SEED
@@ -110,9 +111,7 @@ def run(
         for model in models:
 
             def train_and_predict(train, test, fold, model=model):
-                if train_fraction < 1:
-                    keep = np.random.default_rng(fold).permutation(len(train))[: round(train_fraction * len(train))]
-                    train = train.subset(np.sort(keep))
+                train = training_part(train, train_fraction, fold)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     predicted = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)

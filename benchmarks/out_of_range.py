@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from tasks import DATASETS, RESULTS, load_task, store, units_of
+from tasks import DATASETS, RESULTS, load_task, store, training_part, units_of
 
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.figures import axis_label, panels, save
@@ -51,10 +51,8 @@ def inspect(dataset: str, task_name: str, model: str, fraction: float) -> dict:
     folds = {}
     for fold, record in sorted(records.items()):
         test_ids = set(record["ids"])
-        train_ids = [i for i in data.ids if i not in test_ids]  # the training fold, in dataset order
-        if fraction < 1:  # accuracy.py's seeded part
-            keep = np.random.default_rng(fold).permutation(len(train_ids))[: round(fraction * len(train_ids))]
-            train_ids = [train_ids[k] for k in np.sort(keep)]
+        training_fold = data.subset([k for k, i in enumerate(data.ids) if i not in test_ids])  # in dataset order
+        train_ids = list(training_part(training_fold, fraction, fold).ids)  # accuracy.py's seeded part
         train = frame.loc[train_ids]
         beyond = excess(train, frame.loc[record["ids"]])
         error = np.abs(np.asarray(record["y_pred"]) - np.asarray(record["y_true"]))

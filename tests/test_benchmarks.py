@@ -762,3 +762,23 @@ def test_a_gnn_fold_records_its_inner_validation(accuracy, elastic, tmp_path, mo
     assert 1 <= validation["n_val"] <= 0.2 * record["n_train"]  # the 10 % split of the training part
     assert np.isfinite(validation["best_val_mae"])
     assert "validation" not in FoldStore(tmp_path / "descriptors_rf").load(0)["params"]  # a forest has no split
+
+
+def test_the_small_data_selection_adds_the_fine_tuned_candidate_last_with_the_studys_settings():
+    """default_selection.py --pretrained: the default candidates first (a tie keeps a default), then the hybrid on
+    the fine-tuned TensorNet-MatPES backbone with FINETUNE and the dataset's readout; records in their own folder."""
+    from matgl_hybrid.training import TrainSpec
+
+    selection = _script("default_selection")
+    tasks = sys.modules["tasks"]
+    recipe = tasks.RECIPE_DESCRIPTORS
+    spec = tasks.gnn_spec("de_jong_2015_elasticity", "extensive", recipe, seed=3, clip_descriptors=True)
+    candidates = selection.pretrained_candidates(spec, "de_jong_2015_elasticity")
+    assert list(candidates) == ["extensive", "intensive", "forest", "finetuned"]
+    finetuned = candidates["finetuned"]
+    assert isinstance(finetuned, TrainSpec)
+    assert (finetuned.backbone, finetuned.readout) == ("tensornet-matpes-pbe", "set2set")
+    assert {k: getattr(finetuned, k) for k in tasks.FINETUNE} == tasks.FINETUNE
+    assert (finetuned.seed, finetuned.val_fraction, finetuned.clip_descriptors) == (3, spec.val_fraction, True)
+    assert selection.variant("log10_K_VRH", 0.25, True) == "log10_K_VRH@0.25+pretrained"
+    assert selection.variant("log10_K_VRH") == "log10_K_VRH"
