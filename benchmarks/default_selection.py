@@ -19,7 +19,8 @@ fold and scores the chosen graph network once on the outer test fold:
 
 - small data with a pretrained candidate (issue "Pretrained foundation backbones", :data:`SMALL_DATA`): the same
   engine on 25 % of each training fold of heat capacity and de Jong log10 K, among the default candidates and the
-  hybrid on the fine-tuned TensorNet-MatPES backbone (``--train-fraction 0.25 --pretrained``; GPU work), with the
+  hybrid on the fine-tuned TensorNet-MatPES backbone (``--train-fraction 0.25 --pretrained``; ~20 min per outer
+  fold on 2 CPU cores, most of it the fine-tuning), with the
   rule, registered before any fold ran, that decides whether that candidate joins the defaults for small data.
 
     python benchmarks/default_selection.py --matbench               # the Matbench part (forest inner scores only)
