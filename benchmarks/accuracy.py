@@ -114,12 +114,10 @@ def run(
                 train = training_part(train, train_fraction, fold)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    predicted = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)
+                    # extra: what the fit records besides predictions (a GNN's inner validation)
+                    predicted, extra = MODELS[model](train, test, cache, fold=fold, dataset=dataset, **overrides)
                     gnn = not model.startswith("descriptors")
-                    params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}}
-                    if isinstance(predicted, tuple):  # a GNN's inner validation (best_val_mae, best_epoch, ...)
-                        predicted, extra = predicted
-                        params |= extra
+                    params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}, **extra}
                     # n_trained: the rows it trained on (the record's n_train is the whole training fold)
                     params["settings"] |= {"device": device, "train_fraction": train_fraction, "n_trained": len(train)}
                     if not gnn or "hybrid" in model:  # which descriptor definitions the fold used

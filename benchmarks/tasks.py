@@ -138,14 +138,15 @@ def training_part(train: StructureData, fraction: float, fold: int) -> Structure
 def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:
     """A descriptor-only model (a :mod:`matgl_hybrid.training.baselines` pipeline) on standardized targets."""
 
-    def run(train: StructureData, test: StructureData, cache: Path, **_) -> np.ndarray:
+    def run(train: StructureData, test: StructureData, cache: Path, **_) -> tuple[np.ndarray, dict]:
+        """The test predictions and no extra record (a forest or MLP here has no validation split)."""
         frames = [
             featurize(d.structures, descriptors, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
             for d in (train, test)
         ]
         mean, std = train.targets.mean(), train.targets.std()
         model = make().fit(frames[0], (train.targets - mean) / std)
-        return model.predict(frames[1]) * std + mean
+        return model.predict(frames[1]) * std + mean, {}
 
     run.descriptor_set = descriptors
     return run

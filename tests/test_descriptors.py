@@ -36,6 +36,7 @@ from matgl_hybrid.descriptors import (
 from matgl_hybrid.descriptors import bank as bank_module
 from matgl_hybrid.descriptors.groups import StructureContext
 from matgl_hybrid.descriptors.summary import describe_descriptors
+from matgl_hybrid.layers.descriptor_scaler import DescriptorScaler
 
 # The 28 descriptors of Gong et al. (Sci. Adv. 2023), in the order the foundation issue fixes.
 GONG28 = [
@@ -392,6 +393,11 @@ def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_ra
     np.testing.assert_array_equal(reloaded.transform(unseen), out)
     with pytest.raises(ValueError, match="different lengths"):
         DescriptorTransform.from_dict({**clipped.to_dict(), "upper": [1.0]})
+    half = {k: v for k, v in clipped.to_dict().items() if k != "lower"}  # one bound lost: refused, not unclipped
+    with pytest.raises(ValueError, match="corrupt DescriptorTransform state: no lower"):
+        DescriptorTransform.from_dict(half)
+    with pytest.raises(ValueError, match="no lower in its state"):
+        DescriptorScaler(half)
 
 
 def test_transform_fit_transform_is_median_imputation_then_population_standardization():

@@ -118,9 +118,11 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         version = state.get("format_version", 1)  # 0.1 wrote format_version 1; the checkpoint format covers it now
         if version != 1:
             raise ValueError(f"DescriptorTransform format_version {version!r} is not one this installation reads")
-        t = cls(clip="lower" in state)
-        t.feature_names_in_ = np.array(state["feature_names"], dtype=object)
+        t = cls(clip="lower" in state or "upper" in state)
         arrays = ("median", "mean", "scale", "lower", "upper") if t.clip else ("median", "mean", "scale")
+        if missing := [k for k in ("feature_names", *arrays) if k not in state]:
+            raise ValueError(f"corrupt DescriptorTransform state: no {', '.join(missing)}")
+        t.feature_names_in_ = np.array(state["feature_names"], dtype=object)
         for key in arrays:
             setattr(t, f"{key}_", np.array(state[key], dtype=float))
         if any(len(getattr(t, f"{key}_")) != len(t.feature_names_in_) for key in arrays):

@@ -23,8 +23,11 @@ class DescriptorScaler(nn.Module):
         bounds of the standardized values when it clips)."""
         super().__init__()
         self.feature_names: tuple[str, ...] = tuple(state["feature_names"])
-        self.clip = "lower" in state
-        for name in ("median", "mean", "scale", "lower", "upper") if self.clip else ("median", "mean", "scale"):
+        self.clip = "lower" in state or "upper" in state  # as DescriptorTransform.from_dict reads it
+        names = ("median", "mean", "scale", "lower", "upper") if self.clip else ("median", "mean", "scale")
+        if missing := [k for k in names if k not in state]:
+            raise ValueError(f"descriptor transform: no {', '.join(missing)} in its state")
+        for name in names:
             values = torch.tensor(state[name], dtype=torch.float64)
             if values.shape != (len(self.feature_names),):
                 raise ValueError(f"descriptor transform: {name} has {len(values)} values for {self.n_features} names")
