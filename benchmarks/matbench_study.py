@@ -40,6 +40,7 @@ come from ``sim_descriptors.py --stages datasets`` (archived in ``benchmarks/res
     python benchmarks/matbench_study.py --models submission # the four candidates and the choice
     python benchmarks/matbench_study.py --models submission_v2   # Matbench v2 (benchmarks/matbench_v2/protocol.md)
     python benchmarks/matbench_study.py --models descriptors_rf --tasks matbench_jdft2d
+    python benchmarks/matbench_study.py --models submission_v2 --tasks matbench_phonons --folds 3   # one fold
     python benchmarks/matbench_study.py --report-only
 
 Reports: ``benchmarks/results/matbench_<task>.{md,json,png}``, with the leaderboard entries beside our rows.
@@ -117,6 +118,8 @@ SUBMISSION = "submission"
 SUBMISSION_V2 = "submission_v2"
 V2 = ROOT / "benchmarks" / "matbench_v2"
 V2_INNER_FOLDS = 5
+#: Matbench v0.1's five official folds.
+FOLDS = (0, 1, 2, 3, 4)
 #: Drawn grey in the figures: the models that are not the hybrid.
 BASELINES = ("megnet", *FORESTS)
 RUNNABLE = (SUBMISSION, SUBMISSION_V2, *GNN_CHANGES, *FORESTS)
@@ -131,9 +134,9 @@ def recipe_spec() -> TrainSpec:
     return TrainSpec(progress=False, clip_descriptors=False)
 
 
-def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
-    """The runner of a GNN model: the submission (with its candidates) writes the submission folder, the baselines
-    their own folders."""
+def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...] = FOLDS) -> MatbenchRun:
+    """The runner of a GNN model on ``folds``: the submission (with its candidates) writes the submission folder,
+    the baselines their own folders."""
     spec, candidates, inner_folds = recipe_spec(), CANDIDATES, None
     out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
     if model == SUBMISSION_V2:
@@ -152,6 +155,7 @@ def gnn_run(model: str, tasks: list[str], algorithm: str) -> MatbenchRun:
         out=out,
         algorithm=algorithm if model in (SUBMISSION, SUBMISSION_V2) else model.replace("_", "")[:15],
         inner_folds=inner_folds,
+        folds=folds,
         data_dir=DATA,
         download=False,
         cache_dir=descriptor_cache_dir(),
@@ -168,15 +172,15 @@ def _fold_data(task, fold: int) -> tuple[StructureData, StructureData]:
     return train, test
 
 
-def run_forest(model: str, tasks: list[str]) -> None:
-    """The random forest ``model`` (on its set, :data:`FORESTS`) on every official fold (resumable per fold)."""
+def run_forest(model: str, tasks: list[str], folds: tuple[int, ...] = FOLDS) -> None:
+    """The random forest ``model`` (on its set, :data:`FORESTS`) on the official ``folds`` (resumable per fold)."""
     from matbench.bench import MatbenchBenchmark
 
     cache = descriptor_cache_dir()
     for task in MatbenchBenchmark(autoload=False, subset=tasks).tasks:
         load_task(task, DATA, download=False, allow_unofficial=True, provenance=PROVENANCE)
         store = FoldStore(RUNS / model / task.dataset_name)
-        for fold in task.folds:
+        for fold in folds:
             if store.has(fold):
                 continue
             train, test = _fold_data(task, fold)
@@ -339,21 +343,30 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--models", default=",".join(RUNNABLE), help=f"comma-separated, of {', '.join(RUNNABLE)}")
     parser.add_argument("--algorithm", default="MatGLHybrid", help="the recipe's leaderboard name (5-15 characters)")
+    parser.add_argument(
+        "--folds",
+        default=",".join(map(str, FOLDS)),
+        help="official folds to run, comma-separated (one process per fold runs them in parallel, e.g. on a GPU "
+        "machine; the submission folder is complete after a run of all five, which reuses the finished folds)",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
+    folds = tuple(int(f) for f in args.folds.split(","))
+    if not set(folds) <= set(FOLDS):
+        parser.error(f"--folds: official folds are {FOLDS}, got {folds}")
     unknown = sorted(set(args.models.split(",")) - set(RUNNABLE))
     if unknown:
         parser.error(f"unknown models {unknown} (the candidates run as part of '{SUBMISSION}'); known: {RUNNABLE}")
     if not args.report_only:
         for model in args.models.split(","):
             if model in FORESTS:
-                run_forest(model, tasks)
+                run_forest(model, tasks, folds)
             elif model in PER_TASK_READOUT:
                 for task in tasks:
-                    gnn_run(model, [task], args.algorithm).run()
+                    gnn_run(model, [task], args.algorithm, folds).run()
             else:
-                gnn_run(model, tasks, args.algorithm).run()
+                gnn_run(model, tasks, args.algorithm, folds).run()
     report(tasks, args.algorithm)
 
 
