@@ -304,7 +304,12 @@ def small_data() -> tuple[list[str], dict]:
         kept = sum(r["params"]["model"] == "finetuned" for r in records.values())
         summary[key] = {"folds_run": len(records), "finetuned_kept": kept,
                         "test_mae": {f: r["mae"] for f, r in sorted(records.items())}}  # fmt: skip
-        lines += ["", f"Fine-tuned candidate kept on {kept} of {len(records)} folds run.", ""]
+        run = sorted(records)
+        means = [f"the engine {np.mean([records[f]['mae'] for f in run]):.4g}"] + [
+            f"{label} {np.mean([r[f]['mae'] for f in run]):.4g}" for label, r in fixed.items() if set(run) <= set(r)
+        ]
+        mean_line = f" Mean test MAE over those folds: {'; '.join(means)}." if run else ""
+        lines += ["", f"Fine-tuned candidate kept on {kept} of {len(records)} folds run.{mean_line}", ""]
     complete = all(v["folds_run"] == len(FOLDS) for v in summary.values())
     if complete:
         holds = all(v["finetuned_kept"] >= SMALL_RULE_FOLDS for v in summary.values())
