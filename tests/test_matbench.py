@@ -7,6 +7,7 @@ clearly labelled STAND-IN target (heat capacity per atom, not exfoliation energy
 
 from __future__ import annotations
 
+import gzip
 import json
 import runpy
 from pathlib import Path
@@ -184,6 +185,33 @@ def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stan
     for fold in range(5):
         record = json.loads((out / "folds" / TASK / f"fold{fold}.json").read_text())
         assert record["ids"] == list(splits[f"fold_{fold}"].test)
+
+
+def test_a_run_of_some_folds_records_every_finished_fold(accept_stand_in, tmp_path, monkeypatch):
+    """Runs of one fold each (parallel processes, say) add up: the results file records every finished fold, not
+    only the run's own, and trains only the folds asked for."""
+    trained = []
+
+    def train_mean(self, task, fold, spec):  # no training: the recording path is what is tested
+        trained.append(fold)
+        _, targets = task.get_train_and_val_data(fold)
+        test = task.get_test_data(fold, include_target=False)
+        return {"mae": None, "train_seconds": 0.0, "n_train": len(targets), "n_test": len(test), "params": {},
+                "ids": list(test.index), "y_true": None, "y_pred": [float(np.mean(targets))] * len(test)}  # fmt: skip
+
+    monkeypatch.setattr(MatbenchRun, "_train_and_predict", train_mean)
+    out = tmp_path / "matbench_v0.1_Parts"
+    for folds in ((0, 1), (3,)):
+        MatbenchRun([TASK], TINY, out, algorithm="Parts", data_dir=accept_stand_in, folds=folds, progress=False).run()
+    assert trained == [0, 1, 3]
+    # matbench reads only a file with every fold recorded: look inside
+    results = json.loads(gzip.decompress((out / "results.json.gz").read_bytes()))["tasks"][TASK]["results"]
+    assert sorted(k for k, v in results.items() if v["data"]) == ["fold_0", "fold_1", "fold_3"]
+    assert "| matgl-hybrid" in (out / "report.md").read_text()
+    MatbenchRun([TASK], TINY, out, algorithm="Parts", data_dir=accept_stand_in, progress=False).run()
+    assert trained == [0, 1, 3, 2, 4]
+    assert runner.read_results(out / "results.json.gz").tasks_map[TASK].all_folds_recorded
+    assert validate_submission(out) == []
 
 
 def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accept_stand_in, tmp_path, monkeypatch):

@@ -53,7 +53,8 @@ class MatbenchRun:
         allow_unofficial_data: accept dataset files whose sha256 differs from matminer's (files the user vouches
             for); info.json notes and the report then give each file's sha256 and call it reconstructed.
         data_provenance: where such files come from (recorded with them).
-        folds: which folds to run (all five for a submission).
+        folds: which folds to train (all five for a submission); the submission folder records every finished
+            fold, so runs of one fold each (in parallel processes, say) add up to a whole submission.
         cache_dir: descriptor cache folder; None: no cache.
         candidates: model choice inside each fold: ``{name: TrainSpec field changes applied to spec}``. With
             any, every fold trains every candidate (each resumable in ``folds/<task>/<name>/``) and records the one
@@ -124,11 +125,14 @@ class MatbenchRun:
             if not store.has(fold):
                 unit = self._select_and_predict if self.inner_folds else self._train_and_predict
                 store.save(fold, unit(task, fold, specs) if self.inner_folds else unit(task, fold, specs[name]))
-            if name != names[-1]:
-                continue
-            record = self.choose({n: s.load(fold) for n, s in stores[task.dataset_name].items()})
-            self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
-            task.record(fold, record["y_pred"], params=record["params"])
+        for task in mb.tasks:  # every finished fold, not only this run's: a run of one fold keeps the others
+            task_stores = stores[task.dataset_name]
+            for fold in task.folds:
+                if fold not in self.folds and not all(store.has(fold) for store in task_stores.values()):
+                    continue
+                record = self.choose({n: store.load(fold) for n, store in task_stores.items()})
+                self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
+                task.record(fold, record["y_pred"], params=record["params"])
         self.write_submission(mb)
         return mb
 
