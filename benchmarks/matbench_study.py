@@ -347,7 +347,7 @@ def main() -> None:
         "--folds",
         default=",".join(map(str, FOLDS)),
         help="official folds to run, comma-separated (one process per fold runs them in parallel, e.g. on a GPU "
-        "machine; the submission folder is complete after a run of all five, which reuses the finished folds)",
+        "machine; each run's folder records every finished fold, so the runs add up to a whole submission)",
     )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
