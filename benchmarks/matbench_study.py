@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from tasks import FINETUNE, MATPES_ARCHITECTURE, PRETRAINED_READOUTS
+from tasks import FINETUNE, MATPES_ARCHITECTURE, PRETRAINED_READOUTS, restore_sim_archives
 from tasks import MATBENCH_DATA as DATA
 from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
@@ -359,6 +359,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown models {unknown} (the candidates run as part of '{SUBMISSION}'); known: {RUNNABLE}")
     if not args.report_only:
+        restore_sim_archives("matbench_*")  # the committed sim:chgnet values: no candidate simulates again
         for model in args.models.split(","):
             if model in FORESTS:
                 run_forest(model, tasks, folds)

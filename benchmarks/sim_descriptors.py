@@ -48,6 +48,8 @@ from matplotlib.ticker import NullFormatter
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_val_predict
+from tasks import SIM_ARCHIVES as ARCHIVES
+from tasks import restore_sim_archives
 from timing import featurize_runs, speed_runs
 
 from matgl_hybrid.data import StructureData, load
@@ -56,7 +58,6 @@ from matgl_hybrid.descriptors import (
     archive_values,
     featurize,
     get_descriptor_set,
-    import_archive,
     structure_key,
 )
 from matgl_hybrid.descriptors.simulation import SETTINGS, THZ_TO_INVERSE_CM
@@ -69,9 +70,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 OUT = RESULTS / "sim_descriptors.json"
-#: The computed values, committed (``featurize --archive`` format): later sessions and machines import them instead
-#: of simulating again (``matgl-hybrid cache-import benchmarks/results/sim_values/*.json.gz``).
-ARCHIVES = RESULTS / "sim_values"
 CHEAP, FULL = "sim:chgnet", "sim:chgnet:full"
 LINEAR_FOLDS = 5  # folds of the one-feature linear calibration of each simulated quantity
 R_GAS = 8.314462618  # J/K/mol: the Dulong–Petit limit of the heat capacity is 3R per mole of atoms
@@ -184,13 +182,6 @@ def archive(name: str, set_name: str, data: StructureData) -> None:
     path = ARCHIVES / f"{name}.{set_name.replace(':', '_')}.json.gz"
     n = archive_values(data.structures, set_name, descriptor_cache_dir(), path)
     print(f"archived the {set_name} values of {n} structures in {path.relative_to(ROOT)}", flush=True)
-
-
-def restore_archives() -> None:
-    """Import every archive of :data:`ARCHIVES` into the default cache (what earlier sessions computed)."""
-    for path in sorted(ARCHIVES.glob("*.json.gz")):
-        n = import_archive(DescriptorCache(descriptor_cache_dir()), path)
-        print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
 
 
 def featurize_in_chunks(
@@ -636,7 +627,7 @@ def main() -> None:
             parser.error("--report-only runs no stage")
         report(from_record=True)
         return
-    restore_archives()
+    restore_sim_archives()
     if "cost" in stages:
         stage_cost(args.n_cost, args.n_cost_full)
     if "datasets" in stages:

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from matgl_hybrid.data import StructureData, load_records, log10_targets
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors import DescriptorCache, featurize, import_archive
 from matgl_hybrid.evaluation import FoldStore
 from matgl_hybrid.graphs import drop_unconnected
+from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.potentials import architecture_args, potential_config
 from matgl_hybrid.training import TrainSpec, fit
 from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
@@ -81,6 +82,19 @@ BUDGETS = {
     "mp_binary_elasticity": LARGE_BUDGET,
     "flla_2015_formation_energy": LARGE_BUDGET,
 }
+
+
+#: Simulated values computed before, committed (``featurize --archive`` format): runs import them instead of
+#: simulating again (``matgl-hybrid cache-import benchmarks/results/sim_values/*.json.gz``).
+SIM_ARCHIVES = RESULTS / "sim_values"
+
+
+def restore_sim_archives(pattern: str = "*") -> None:
+    """Import the archives ``<pattern>.json.gz`` of :data:`SIM_ARCHIVES` into the default cache (values cached here
+    are kept)."""
+    for path in sorted(SIM_ARCHIVES.glob(f"{pattern}.json.gz")):
+        n = import_archive(DescriptorCache(descriptor_cache_dir()), path)
+        print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
 
 
 def units_of(key: str) -> str:
