@@ -627,7 +627,7 @@ def main() -> None:
             parser.error("--report-only runs no stage")
         report(from_record=True)
         return
-    restore_sim_archives()
+    restore_sim_archives(archives=ARCHIVES)
     if "cost" in stages:
         stage_cost(args.n_cost, args.n_cost_full)
     if "datasets" in stages:

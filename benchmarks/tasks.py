@@ -89,12 +89,12 @@ BUDGETS = {
 SIM_ARCHIVES = RESULTS / "sim_values"
 
 
-def restore_sim_archives(pattern: str = "*") -> None:
-    """Import the archives ``<pattern>.json.gz`` of :data:`SIM_ARCHIVES` into the default cache (values cached here
-    are kept)."""
-    for path in sorted(SIM_ARCHIVES.glob(f"{pattern}.json.gz")):
-        n = import_archive(DescriptorCache(descriptor_cache_dir()), path)
-        print(f"restored {n} structures' values from {path.relative_to(ROOT)}", flush=True)
+def restore_sim_archives(pattern: str = "*", archives: Path = SIM_ARCHIVES, cache_dir: Path | None = None) -> None:
+    """Import the archives ``<pattern>.json.gz`` of ``archives`` into ``cache_dir`` (default: the default cache);
+    values cached there are kept."""
+    cache = DescriptorCache(cache_dir or descriptor_cache_dir())
+    for path in sorted(Path(archives).glob(f"{pattern}.json.gz")):
+        print(f"restored {import_archive(cache, path)} structures' values from {path.name}", flush=True)
 
 
 def units_of(key: str) -> str:

@@ -591,12 +591,12 @@ def test_sim_study_resumes_a_stopped_dataset_and_archives_what_it_computed(sim_s
     assert "| set | 5 | 2 |" in "\n".join(sim_study._cost_lines(record))  # an unfinished dataset is reported
     monkeypatch.setattr(sim_study, "featurize", featurize)
     shutil.rmtree(tmp_path / "cache")  # a new session: the cache is gone, the committed archive is not
-    sim_study.restore_archives()
+    sim_study.restore_sim_archives(archives=sim_study.ARCHIVES, cache_dir=tmp_path / "cache")
     entry = sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
     assert entry["n_computed"] == 5  # 2 from the first run (restored, not recomputed) + 3
     assert entry["failures"] == dict.fromkeys(["lattice", "natoms", "symmetry", "volume"], 0)
     shutil.rmtree(tmp_path / "cache")
-    sim_study.restore_archives()
+    sim_study.restore_sim_archives(archives=sim_study.ARCHIVES, cache_dir=tmp_path / "cache")
     again = sim_study.featurize_in_chunks("datasets", "set", "lattice", data, chunk=2)
     assert again["n_computed"] == 5  # everything came from the archive
     assert again["seconds"] == entry["seconds"]
