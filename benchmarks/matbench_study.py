@@ -352,9 +352,9 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
-    folds = tuple(int(f) for f in args.folds.split(","))
-    if not set(folds) <= set(FOLDS):
-        parser.error(f"--folds: official folds are {FOLDS}, got {folds}")
+    folds = tuple(int(f) for f in args.folds.split(",") if f.strip().isdigit())
+    if len(folds) != len(args.folds.split(",")) or not set(folds) <= set(FOLDS):
+        parser.error(f"--folds: official folds are {FOLDS}, got {args.folds!r}")
     unknown = sorted(set(args.models.split(",")) - set(RUNNABLE))
     if unknown:
         parser.error(f"unknown models {unknown} (the candidates run as part of '{SUBMISSION}'); known: {RUNNABLE}")
