@@ -134,6 +134,26 @@ def recipe_spec() -> TrainSpec:
     return TrainSpec(progress=False, clip_descriptors=False)
 
 
+def _v2_candidates() -> list[str]:
+    """The names of Matbench v2's registered candidates, in ``candidates.json``'s order."""
+    return list(json.loads((V2 / "candidates.json").read_text()))
+
+
+def _v2_target_line(row: dict, best: dict, published: list[dict], units: str) -> str:
+    """Issue "Matbench v2"'s targets for ``row`` (its summary): below the leaderboard's best and, the moonshot,
+    below the best published numbers; a run of fewer than five folds says so."""
+    done = sum(m is not None for m in row["fold_mae"])
+    ours = row["mae_mean"]
+    goals = [(f"{best['algorithm']}'s {best['mae_mean']:.2f} (leaderboard)", best["mae_mean"])]
+    goals += [(f"{e['algorithm']}'s {e['mae_mean']:.2f} (published)", e["mae_mean"]) for e in published]
+    verdicts = [
+        f"{name}: " + ("met" if ours < goal else f"missed by {ours - goal:.2f} {units} ({(ours - goal) / goal:.0%})")
+        for name, goal in goals
+    ]
+    partial = "" if done == 5 else f" (on {done} of 5 folds, not final)"
+    return f'Targets (issue "Matbench v2"): submission_v2 {ours:.2f}{partial}; below ' + "; below ".join(verdicts) + "."
+
+
 def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...] = FOLDS) -> MatbenchRun:
     """The runner of a GNN model on ``folds``: the submission (with its candidates) writes the submission folder,
     the baselines their own folders."""
@@ -241,7 +261,8 @@ def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
                 truth = task.get_test_data(fold, include_target=True)[1].loc[record["ids"]].to_numpy(dtype=float)
                 maes[fold] = float(np.mean(np.abs(np.asarray(record["y_pred"]) - truth)))
             if maes:
-                devices = sorted({str(r["params"].get("device", "cpu (2 threads)")) for r in records.values()})
+                params = {fold: r["params"] for fold, r in records.items()}
+                devices = sorted({str(p.get("device", "cpu (2 threads)")) for p in params.values()})
                 epochs = [r["params"].get("best_epoch") for _, r in sorted(records.items())]
                 rows[model] = {
                     "fold_mae": maes,
@@ -250,6 +271,7 @@ def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
                     "chosen": [
                         r["params"]["candidate"] for _, r in sorted(records.items()) if "candidate" in r["params"]
                     ],
+                    "inner_mae": {f: p["inner_mae"] for f, p in params.items() if "inner_mae" in p},
                 }
         if not rows:
             continue
@@ -272,7 +294,11 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "Command: `python benchmarks/matbench_study.py`. MAE per official test fold, each scored once; every "
         "configuration scored on these test folds is listed. `submission` (the submission folder's model): per fold, "
         f"the candidate among {', '.join(CANDIDATES)} with the lowest MAE on the inner validation split of the "
-        "training fold (the test fold plays no part in the choice); a fold shows once all its candidates ran.",
+        "training fold (the test fold plays no part in the choice); a fold shows once all its candidates ran. "
+        '`submission_v2` (issue "Matbench v2", protocol and candidates registered in `benchmarks/matbench_v2/` '
+        f"before its runs): per fold, the candidate among {', '.join(_v2_candidates())} with the lowest "
+        f"out-of-fold MAE of an inner {V2_INNER_FOLDS}-fold cross-validation on the training fold; its "
+        f"{V2_INNER_FOLDS} inner models, averaged, predict the test fold.",
         "",
         "| model | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | "
         f"mean ± std ({units}) | folds below {best['algorithm']} ({best['mae_mean']:.2f}) |",
@@ -303,6 +329,9 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         verdict = "met" if gap < 0 else f"missed by {gap:.2f} {units} ({gap / best['mae_mean']:.0%})"
         lines += ["", f"Target (issue #19): the submission below {best['algorithm']}'s {best['mae_mean']:.2f}: "
                   f"{ours:.2f}, {verdict}; DenseGNN's self-report {SELF_REPORTED[task]:.2f}."]  # fmt: skip
+    if SUBMISSION_V2 in summary:
+        published = load_leaderboard(published=True).get(task, [])
+        lines += ["", _v2_target_line(summary[SUBMISSION_V2], best, published, units)]
     lines += [
         "",
         "Devices: " + "; ".join(f"{m}: {', '.join(s['devices'])}" for m, s in summary.items()) + ".",
@@ -314,6 +343,7 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
             for m, r in rows.items()
             if r.get("best_epochs")
         ),
+        *_inner_score_tables(rows, units),
         "",
         f"![MAE per fold](matbench_{task}.png)",
     ]
@@ -321,6 +351,35 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
     atomic_write_text(RESULTS / f"matbench_{task}.json", json.dumps(summary, indent=1) + "\n")
     save(task_figure(task, summary, entries), RESULTS / f"matbench_{task}.png")
     return summary
+
+
+def _inner_score_tables(rows: dict, units: str) -> list[str]:
+    """Markdown tables of every candidate's inner out-of-fold MAE per outer fold (the choice's evidence; the test
+    folds play no part in it), for the models chosen by inner cross-validation (``submission_v2``)."""
+    lines = []
+    for model, r in rows.items():
+        if not r.get("inner_mae"):
+            continue
+        names = list(next(iter(r["inner_mae"].values())))
+        lines += [
+            "",
+            f"Inner out-of-fold MAE ({units}) per candidate and outer fold, {model} (training folds only; the chosen "
+            "in bold):",
+            "",
+            "| candidate | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in names:
+            cells = []
+            for fold in range(5):
+                scores = r["inner_mae"].get(fold)
+                if scores is None:
+                    cells.append("—")
+                    continue
+                cell = f"{scores[name]:.2f}"
+                cells.append(f"**{cell}**" if name == min(scores, key=scores.get) else cell)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def task_figure(task: str, summary: dict, entries: list[dict]) -> Figure:
