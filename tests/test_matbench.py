@@ -418,3 +418,12 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     assert len(scored) == len(mbv01_validation.splits[TASK]["fold_0"].train)  # out of fold over the training fold
     assert test_ids.isdisjoint(scored)
     assert runpy.run_path(str(out / "run_matbench.py"))["OPTIONS"]["inner_folds"] == 2
+    # the ensemble's members are the fits that were scored (trained in this call), said per member
+    members = params["members"]
+    assert len(members) == 2
+    assert all(m["same"] and m["best_val_mae"] == m["scored_best_val_mae"] for m in members)
+    assert "inner 2-fold cross-validation" in run.describe()
+    inner_seconds = sum(
+        json.loads(f.read_text())["seconds"] for f in inner.glob("*/fold*.json")
+    )  # every inner fit, counted once, and the prediction
+    assert record["train_seconds"] >= inner_seconds

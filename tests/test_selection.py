@@ -18,6 +18,8 @@ from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import DescriptorForest, InnerKFold, TrainSpec, ValidationSplit, select
 from matgl_hybrid.training import selection as selection_module
 from matgl_hybrid.training.candidates import default_candidates
+from matgl_hybrid.training.fit import FitResult
+from matgl_hybrid.training.selection import Selection
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,23 @@ def test_inner_kfold_scores_out_of_fold_over_all_data_and_ensembles_the_k_models
     assert isinstance(chosen.model, HybridEnsemble)
     assert len(chosen.model.members) == 3
     assert next(f.model.element_types for f in chosen.fits) == chosen.fits[2].model.element_types  # all data's
+    assert [m["same"] for m in chosen.members()] == [True] * 3  # the members are the fits scored
+
+
+def test_members_say_where_a_retrained_model_differs_from_the_fit_that_was_scored():
+    """A member trained again after its checkpoint was lost can differ from the scored fit: the record says so."""
+    scored = [{"mae": 1.0, "seconds": 1.0, "ids": ["a"], "y_true": [0.0], "y_pred": [1.0], "best_val_mae": v,
+               "best_epoch": e} for v, e in ((0.5, 3), (0.7, 9))]  # fmt: skip
+    kept = [FitResult(model=None, best_val_mae=v, best_epoch=e, epochs_run=10, train_ids=[], val_ids=[])
+            for v, e in ((0.5, 3), (0.8, 4))]  # fmt: skip
+    gnn = TrainSpec(**TINY)
+    chosen = Selection(InnerKFold(2), {"gnn": gnn}, {"gnn": scored}, model_name="gnn", fits=kept)
+    assert chosen.members() == [
+        {"scored_best_val_mae": 0.5, "scored_best_epoch": 3, "best_val_mae": 0.5, "best_epoch": 3, "same": True},
+        {"scored_best_val_mae": 0.7, "scored_best_epoch": 9, "best_val_mae": 0.8, "best_epoch": 4, "same": False},
+    ]
+    assert chosen.record()["members"] == chosen.members()
+    assert Selection(InnerKFold(2), {"gnn": gnn}, {"gnn": scored}).members() == []  # no graph network chosen
 
 
 def test_a_killed_selection_resumes_from_its_finished_inner_folds_and_refuses_a_changed_candidate(

@@ -146,6 +146,26 @@ class Selection:
             )
         return line
 
+    def members(self) -> list[dict[str, Any]]:
+        """Per inner fold, how the chosen candidate's model (the ensemble's member) compares with the fit that was
+        scored: ``scored_best_val_mae`` / ``scored_best_epoch`` (the inner record) beside ``best_val_mae`` /
+        ``best_epoch`` (the model kept) and ``same`` (both equal). A member trained again after its checkpoint was
+        lost (a run resumed on another machine) can differ from the scored fit: training on a CPU is not bitwise
+        reproducible across processes. Empty without a graph-network choice."""
+        if self.model_name is None:
+            return []
+        members = []
+        for record, result in zip(self.folds[self.model_name], self.fits, strict=True):
+            scored = (record.get("best_val_mae"), record.get("best_epoch"))
+            members.append({
+                "scored_best_val_mae": scored[0],
+                "scored_best_epoch": scored[1],
+                "best_val_mae": result.best_val_mae,
+                "best_epoch": result.best_epoch,
+                "same": scored == (result.best_val_mae, result.best_epoch),
+            })  # fmt: skip
+        return members
+
     def record(self) -> dict[str, Any]:
         """The selection as ``training.json`` and the model card keep it (JSON values)."""
         return {
@@ -157,6 +177,7 @@ class Selection:
             "seconds": {name: sum(r["seconds"] for r in records) for name, records in self.folds.items()},
             "chosen": self.chosen,
             "model": self.model_name,
+            "members": self.members(),
             "summary": self.summary(),
         }
 

@@ -182,7 +182,7 @@ class MatbenchRun:
 
     def describe(self) -> str:
         """The model in words (info.json's default ``algorithm_long``), see :func:`.submission.describe_model`."""
-        return describe_model(self.spec, self.candidates)
+        return describe_model(self.spec, self.candidates, self.inner_folds)
 
     def script(self) -> str:
         """``run_matbench.py`` reproducing this run (see :func:`.submission.run_script`); after :meth:`run`, its tasks
@@ -229,7 +229,6 @@ class MatbenchRun:
         the test fold; the fold record :class:`FoldStore` keeps."""
         train, test = self._fold_data(task, fold)
         candidates = {name or "spec": self._fold_spec(task, spec) for name, spec in specs.items()}
-        start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             chosen = select(
@@ -241,6 +240,7 @@ class MatbenchRun:
                 progress=self.progress,
             )
             # the K inner models: their mean predicts, their standard deviation is the uncertainty
+            start = time.perf_counter()
             predicted, spread = chosen.model.predict(
                 test.structures, ids=test.ids, cache_dir=self.cache_dir, return_std=True
             )
@@ -252,10 +252,16 @@ class MatbenchRun:
             "scheme": chosen.scheme.to_dict(),
             "spec": candidates[chosen.model_name].to_dict(),
             "device": device_name(self.spec.accelerator),
+            # the ensemble's members beside the fits that were scored (a member retrained after a lost checkpoint
+            # may differ: the record says so)
+            "members": chosen.members(),
         }
+        # every inner fit once (however many sessions it took; a retrained member is not counted again) and the
+        # test prediction
+        seconds = sum(chosen.record()["seconds"].values()) + time.perf_counter() - start
         return {
             "mae": None,
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": seconds,
             "n_train": len(train),
             "n_test": len(test),
             "params": params,

@@ -126,8 +126,9 @@ def info_json(
     }
 
 
-def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]]) -> str:
-    """The model in words (info.json's default ``algorithm_long``): the spec, and the candidates if any."""
+def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]], inner_folds: int | None = None) -> str:
+    """The model in words (info.json's default ``algorithm_long``): the spec, and the candidates if any, chosen on
+    the inner validation split or, with ``inner_folds``, by inner K-fold cross-validation."""
     fused = ""
     if spec.descriptor_set:
         fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
@@ -150,11 +151,20 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]])
                 else:
                     parts.append(f"{key} {value}")
             described.append(f"{name} ({'; '.join(parts) or 'as above'})")
-        text += (
-            f" Per fold, {len(candidates)} candidates are trained and the one with the lowest MAE on that "
-            f"inner validation split (carved from the training fold; the test fold plays no part in the "
-            f"choice) predicts the test fold: {', '.join(described)}. params of each record name the choice."
-        )
+        if inner_folds:
+            choice = (
+                f" Per fold, {len(candidates)} candidates are scored by an inner {inner_folds}-fold cross-validation "
+                "of the training fold (the test fold plays no part in the choice); the one with the lowest "
+                f"out-of-fold MAE is chosen and its {inner_folds} inner models, averaged, predict the test fold "
+                "(their standard deviation is the uncertainty)"
+            )
+        else:
+            choice = (
+                f" Per fold, {len(candidates)} candidates are trained and the one with the lowest MAE on that "
+                "inner validation split (carved from the training fold; the test fold plays no part in the "
+                "choice) predicts the test fold"
+            )
+        text += f"{choice}: {', '.join(described)}. params of each record name the choice."
     return text + " Produced by run_matbench.py in this folder."
 
 
@@ -196,7 +206,8 @@ from matgl_hybrid.evaluation.matbench import rerun_submission
 TASKS = {list(tasks)!r}
 ALGORITHM, AUTHORS = {algorithm!r}, {authors!r}
 SPEC = {literal(spec.to_dict())}
-#: Per fold, the candidate (changes to SPEC) with the lowest inner-validation MAE predicts the test fold.
+#: Per fold, the candidate (changes to SPEC) with the lowest inner MAE (on the inner validation split, or out of
+#: fold with OPTIONS' inner_folds) predicts the test fold.
 CANDIDATES = {literal({k: dict(v) for k, v in candidates.items()})}
 #: The run's dataset settings: whether it accepts files whose sha256 differs from matminer's, and their provenance.
 OPTIONS = {literal(dict(options))}
