@@ -272,6 +272,7 @@ def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
                         r["params"]["candidate"] for _, r in sorted(records.items()) if "candidate" in r["params"]
                     ],
                     "inner_mae": {f: p["inner_mae"] for f, p in params.items() if "inner_mae" in p},
+                    "members": {f: p.get("members") for f, p in params.items() if "inner_mae" in p},
                 }
         if not rows:
             continue
@@ -379,7 +380,28 @@ def _inner_score_tables(rows: dict, units: str) -> list[str]:
                 cell = f"{scores[name]:.2f}"
                 cells.append(f"**{cell}**" if name == min(scores, key=scores.get) else cell)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", _members_line(model, r["members"])]
     return lines
+
+
+def _members_line(model: str, members: dict[int, list[dict] | None]) -> str:
+    """Whether each fold's ensemble members are the fits that were scored (a member retrained after a lost
+    checkpoint is not bitwise the same on CPU; see the protocol's operational notes)."""
+    said = []
+    for fold, found in sorted(members.items()):
+        if found is None:
+            said.append(f"fold {fold}: not recorded (the record predates it)")
+            continue
+        differ = [m for m in found if not m["same"]]
+        text = f"fold {fold}: {len(found) - len(differ)} of {len(found)} are the scored fits"
+        if differ:
+            text += (
+                " (retrained: best validation MAE "
+                + ", ".join(f"{m['best_val_mae']:.2f} vs {m['scored_best_val_mae']:.2f} scored" for m in differ)
+                + ")"
+            )
+        said.append(text)
+    return f"Ensemble members, {model}: " + "; ".join(said) + "."
 
 
 def task_figure(task: str, summary: dict, entries: list[dict]) -> Figure:
