@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Run a unit list on the GPU machine (no network) from the bundle of benchmarks/device/make_bundle.sh
+# (benchmarks/README.md, "Preparing a GPU machine"). Through the device tool, with carry=[".devshared"] and a
+# timeout_s of at least DEADLINE + 120 (unpacking, imports and the archive of results come on top):
+#
+#     WORKERS=10 DEADLINE=480 START_BY=300 bash benchmarks/device/go.sh
+#
+# Steps: unpack the dependencies into $SITE (/tmp/site) and put them and the repository on PYTHONPATH, with
+# matgl-hybrid's entry points (read from pyproject.toml); unpack the descriptor cache into
+# $MATGL_HYBRID_CACHE (/tmp/matgl-hybrid-cache); make ../shared/data point at .devshared/data where it can, and add
+# `--data-dir .devshared/data` to the units of scripts that take it; import the committed simulated values once;
+# run the units (benchmarks/run_units.py); archive every result file the run wrote (new or changed for git,
+# Lightning checkpoints and git-ignored fit folders left out) into $OUT/folds.tgz, the unit logs into
+# $OUT/logs.tgz; print one summary line. UNITS (default .devshared/units.txt) runs another list.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+BUNDLE=.devshared
+WORKERS=${WORKERS:-10}
+DEADLINE=${DEADLINE:-480}
+START_BY=${START_BY:-300}
+UNITS=${UNITS:-$BUNDLE/units.txt}
+OUT=${OUT:-/tmp/go_out}
+SITE=${SITE:-/tmp/site}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+t0=$SECONDS
+
+[[ -f $BUNDLE/site312.tar.xz ]] ||
+    { echo "no $BUNDLE/site312.tar.xz: build it with benchmarks/device/make_bundle.sh, carry [\"$BUNDLE\"]" >&2; exit 2; }
+[[ $($PY -c 'import sys; print(*sys.version_info[:2], sep=".")') == 3.12 ]] ||
+    echo "WARNING: $PY is not CPython 3.12; the bundle's compiled packages are built for 3.12" >&2
+
+untar_xz() {  # archive folder: GNU tar with xz, else Python's tarfile
+    if command -v xz >/dev/null; then
+        tar -C "$2" -xJf "$1"
+    else
+        $PY -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' "$1" "$2"
+    fi
+}
+
+echo "== dependencies into $SITE"
+mkdir -p "$SITE"
+untar_xz "$BUNDLE/site312.tar.xz" "$SITE"
+if compgen -G "$BUNDLE/wheels/*.whl" >/dev/null; then  # extra wheels carried by hand, if any
+    $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$BUNDLE"/wheels/*.whl
+fi
+# matgl-hybrid itself runs from the repository; its entry points (commands, descriptor sets, the checkpoint
+# allowlist) need a dist-info, written here from pyproject.toml
+$PY - "$SITE" <<'EOF'
+import re, sys, tomllib
+from pathlib import Path
+
+project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+version = re.search(r'__version__ = "([^"]+)"', Path("matgl_hybrid/version.py").read_text())[1]
+info = Path(sys.argv[1]) / f"matgl_hybrid-{version}.dist-info"
+info.mkdir(parents=True, exist_ok=True)
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: matgl-hybrid\nVersion: {version}\n")
+groups = {"console_scripts": project.get("scripts", {}), **project.get("entry-points", {})}
+text = "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for g, eps in groups.items())
+(info / "entry_points.txt").write_text(text)
+EOF
+export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
+if ! command -v python >/dev/null; then  # unit lists say `python` as well as `python3`
+    mkdir -p /tmp/go_bin && ln -sf "$(command -v "$PY")" /tmp/go_bin/python && export PATH=/tmp/go_bin:$PATH
+fi
+
+echo "== descriptor cache"
+export MATGL_HYBRID_CACHE=${MATGL_HYBRID_CACHE:-/tmp/matgl-hybrid-cache}
+mkdir -p "$MATGL_HYBRID_CACHE"
+if [[ -f $BUNDLE/cache.tar.xz ]]; then
+    untar_xz "$BUNDLE/cache.tar.xz" "$MATGL_HYBRID_CACHE"
+fi
+echo "$(find "$MATGL_HYBRID_CACHE" -name '*.json' | wc -l) cached structures in $MATGL_HYBRID_CACHE"
+
+echo "== data"
+# tasks.py reads ../shared/data (MATBENCH_DATA, used by matbench_study.py, has no flag or variable): link it where
+# the repository's parent is writable; scripts with --data-dir get it in their unit lines anyway
+if [[ ! -e ../shared/data ]]; then
+    if mkdir -p ../shared 2>/dev/null && ln -s "$ROOT/$BUNDLE/data" ../shared/data 2>/dev/null; then
+        echo "../shared/data -> $ROOT/$BUNDLE/data"
+    else
+        echo "WARNING: could not link ../shared/data; only units with --data-dir find the data" >&2
+    fi
+fi
+RUN_UNITS=/tmp/go_units.txt
+sed -E '/--data-dir/b; /benchmarks\/(accuracy|select_recipe|heterogeneity_wrap|scale)\.py/ s|^([^#]*[^#[:space:]])([[:space:]]*(#.*)?)$|\1 --data-dir .devshared/data\2|' \
+    "$UNITS" >"$RUN_UNITS"
+cp "$RUN_UNITS" "$OUT/units_run.txt"
+
+echo "== environment check, committed simulated values into the cache"
+$PY - <<'EOF'
+import sys
+
+sys.path.insert(0, "benchmarks")
+import chgnet, matgl, matminer, pymatgen.core, torch  # an import error here stops the run
+
+import tasks
+
+print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, matgl {matgl.__version__}")
+tasks.restore_sim_archives()  # every archive of benchmarks/results/sim_values, once, before the units start
+EOF
+echo "setup took $((SECONDS - t0)) s"
+
+echo "== units: $RUN_UNITS, --workers $WORKERS --deadline $DEADLINE --start-by $START_BY"
+marker=$(mktemp /tmp/go_marker.XXXXXX)
+sleep 1  # files written from now on are newer than the marker
+rc=0
+$PY benchmarks/run_units.py "$RUN_UNITS" --workers "$WORKERS" --deadline "$DEADLINE" --start-by "$START_BY" \
+    --logs /tmp/go_logs 2>&1 | tee "$OUT/run_units.log" || rc=$?
+
+echo "== results"
+list=/tmp/go_results.txt
+: >"$list"
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    # new or modified for git (ignored files, e.g. inner fit folders, are not listed), written by this run
+    git status --porcelain=v1 -z --untracked-files=all -- benchmarks/results |
+        while IFS= read -r -d '' entry; do
+            path=${entry:3}
+            if [[ ${entry:0:2} != *D* && $path != *.ckpt && -f $path && $path -nt $marker ]]; then
+                printf '%s\n' "$path"
+            fi
+        done >"$list"
+else
+    # no git metadata here: what the run wrote, minus checkpoints and the folders .gitignore leaves out
+    find benchmarks/results -type f -newer "$marker" ! -name '*.ckpt' ! -name '*.tmp' \
+        ! -path '*/inner/fold*/*/fold*/*' ! -path '*/selection/fold*/*/fold*/*' \
+        ! -path 'benchmarks/results/probe_work/*' ! -path 'benchmarks/results/ssl_work/*' >"$list"
+fi
+tar -czf "$OUT/folds.tgz" -T "$list"
+tar -C /tmp -czf "$OUT/logs.tgz" go_logs 2>/dev/null || true
+sed 's/^/  /' "$list"
+size=$(du -k "$OUT/folds.tgz" | cut -f1)
+((size < 16000)) || echo "WARNING: folds.tgz is ${size} KiB; the device tool returns files up to 16 MiB" >&2
+
+outcome=$(tail -n 1 "$OUT/run_units.log")
+gpu=$(nvidia-smi -L 2>/dev/null | head -n 1 || true)
+echo "SUMMARY: ${outcome:-run_units printed nothing} (run_units rc $rc) | $(wc -l <"$list") result files in folds.tgz" \
+    "| ${gpu:-no nvidia-smi} | $((SECONDS - t0)) s in all"
+exit "$rc"
