@@ -138,6 +138,11 @@ cp "$UNITS" "$STAGE/units.txt"
     echo "cache: $CACHE_DIR"
 } >"$STAGE/MANIFEST.txt"
 
+if [[ -e $BUNDLE && ! -f $BUNDLE/MANIFEST.txt ]]; then  # never delete a folder this script did not build
+    echo "make_bundle.sh: $BUNDLE exists and was not built by this script (no MANIFEST.txt): move it away first" >&2
+    exit 2
+fi
+[[ -d $BUNDLE/wheels ]] && cp -r "$BUNDLE/wheels" "$STAGE/wheels"  # extra wheels carried by hand are kept
 rm -rf "$BUNDLE"
 cp -r "$STAGE" "$BUNDLE"
 git check-ignore -q "$BUNDLE/units.txt" || echo "WARNING: $BUNDLE is not git-ignored (add it to .gitignore)" >&2
