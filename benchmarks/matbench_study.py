@@ -118,6 +118,13 @@ SUBMISSION = "submission"
 SUBMISSION_V2 = "submission_v2"
 V2 = ROOT / "benchmarks" / "matbench_v2"
 V2_INNER_FOLDS = 5
+#: The commit that registered Matbench v2's protocol and candidates before any of its runs (its submission names it;
+#: a test checks that candidates.json is unchanged since).
+V2_REGISTERED = "d23f789"
+V2_PROTOCOL = (
+    f"benchmarks/matbench_v2/protocol.md and candidates.json of matgl-hybrid, commit {V2_REGISTERED} (candidates, "
+    "selection rule and budget unchanged since)"
+)
 #: Matbench v0.1's five official folds.
 FOLDS = (0, 1, 2, 3, 4)
 #: Drawn grey in the figures: the models that are not the hybrid.
@@ -157,11 +164,11 @@ def _v2_target_line(row: dict, best: dict, published: list[dict], units: str) ->
 def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...] = FOLDS) -> MatbenchRun:
     """The runner of a GNN model on ``folds``: the submission (with its candidates) writes the submission folder,
     the baselines their own folders."""
-    spec, candidates, inner_folds = recipe_spec(), CANDIDATES, None
+    spec, candidates, inner_folds, protocol = recipe_spec(), CANDIDATES, None, ""
     out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
     if model == SUBMISSION_V2:
         candidates = json.loads((V2 / "candidates.json").read_text())
-        inner_folds, out = V2_INNER_FOLDS, RUNS / model / f"matbench_v0.1_{algorithm}"
+        inner_folds, out, protocol = V2_INNER_FOLDS, RUNS / model / f"matbench_v0.1_{algorithm}", V2_PROTOCOL
     elif model != SUBMISSION:
         spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"
@@ -175,6 +182,7 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
         out=out,
         algorithm=algorithm if model in (SUBMISSION, SUBMISSION_V2) else model.replace("_", "")[:15],
         inner_folds=inner_folds,
+        protocol=protocol,
         folds=folds,
         data_dir=DATA,
         download=False,

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -652,6 +653,21 @@ def test_the_registered_matbench_v2_candidates_are_valid_specs():
     assert "candidates.json" in (BENCHMARKS / "matbench_v2" / "protocol.md").read_text()
 
 
+def test_matbench_v2_candidates_are_those_of_the_commit_its_submission_names():
+    """The submission names the commit that registered the protocol: candidates.json there is the file run now."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the project's git history (a clone, not an unpacked archive)")
+    matbench_study = _script("matbench_study")
+    path = "benchmarks/matbench_v2/candidates.json"
+    shown = subprocess.run(["git", "show", f"{matbench_study.V2_REGISTERED}:{path}"], cwd=ROOT, capture_output=True)
+    if shown.returncode != 0 and b"unknown revision" in shown.stderr + shown.stdout:
+        pytest.skip(f"commit {matbench_study.V2_REGISTERED} is not in this clone (a shallow clone?)")
+    assert shown.returncode == 0, shown.stderr.decode()
+    assert json.loads(shown.stdout) == json.loads((ROOT / path).read_text())
+    run = matbench_study.gnn_run(matbench_study.SUBMISSION_V2, ["matbench_jdft2d"], "MatGLHybrid")
+    assert matbench_study.V2_REGISTERED in run.protocol
+
+
 def test_sim_study_compares_the_simulators_on_the_same_structures(sim_study, monkeypatch):
     """Each simulator is scored only where every simulator gave a value; a failure counts against its own column."""
     cells = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in np.linspace(4, 6, 12)]
@@ -691,7 +707,9 @@ def test_every_benchmark_gnn_builds_its_spec_with_its_own_settings(accuracy):
             assert spec.seed == 3, name
     finetuned = gnns["finetuned_tensornet_matpes"].spec_for("de_jong_2015_elasticity", fold=0)
     assert (finetuned.backbone, finetuned.lr, finetuned.max_epochs) == (
-        "tensornet-matpes-pbe", tasks.FINETUNE["lr"], tasks.FINETUNE["max_epochs"],
+        "tensornet-matpes-pbe",
+        tasks.FINETUNE["lr"],
+        tasks.FINETUNE["max_epochs"],
     )
     assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0).lr == 2e-3
     assert gnns["hybrid_megnet"].spec_for("de_jong_2015_elasticity", fold=0, max_epochs=7).max_epochs == 7
@@ -703,7 +721,9 @@ def test_a_gnn_fold_records_the_settings_it_trained_with(accuracy):
     tasks = sys.modules["tasks"]
     finetuned = accuracy.gnn_settings("finetuned_tensornet_matpes", "de_jong_2015_elasticity", 2, {})
     assert (finetuned["batch_size"], finetuned["max_epochs"], finetuned["patience"]) == (
-        tasks.FINETUNE["batch_size"], tasks.FINETUNE["max_epochs"], tasks.FINETUNE["patience"],
+        tasks.FINETUNE["batch_size"],
+        tasks.FINETUNE["max_epochs"],
+        tasks.FINETUNE["patience"],
     )
     assert finetuned["spec"]["backbone"] == "tensornet-matpes-pbe"
     assert finetuned["spec"]["seed"] == 2

@@ -400,7 +400,8 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     out = tmp_path / "matbench_v0.1_InnerKFold"
     candidates = {"extensive": {}, "mean": {"readout": "mean"}}
     run = MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
-                      progress=False, candidates=candidates, inner_folds=2)  # fmt: skip
+                      progress=False, candidates=candidates, inner_folds=2,
+                      protocol="protocol.md @ abc1234")  # fmt: skip
     run.run()
     record = json.loads((out / "folds" / TASK / "fold0.json").read_text())
     params = record["params"]
@@ -417,7 +418,11 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     scored = [i for k in range(2) for i in json.loads((inner / "mean" / f"fold{k}.json").read_text())["ids"]]
     assert len(scored) == len(mbv01_validation.splits[TASK]["fold_0"].train)  # out of fold over the training fold
     assert test_ids.isdisjoint(scored)
-    assert runpy.run_path(str(out / "run_matbench.py"))["OPTIONS"]["inner_folds"] == 2
+    options = runpy.run_path(str(out / "run_matbench.py"))["OPTIONS"]
+    assert (options["inner_folds"], options["protocol"]) == (2, "protocol.md @ abc1234")
+    registered = "Protocol registered before any test fold was scored: protocol.md @ abc1234."
+    assert registered in json.loads((out / "info.json").read_text())["notes"]
+    assert registered in (out / "report.md").read_text()
     # the ensemble's members are the fits that were scored (trained in this call), said per member
     members = params["members"]
     assert len(members) == 2

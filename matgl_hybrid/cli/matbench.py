@@ -26,6 +26,7 @@ def cmd_matbench(args: argparse.Namespace) -> int:
         cache_dir=cache(args),
         allow_unofficial_data=args.allow_unofficial_data,
         data_provenance=args.data_provenance,
+        protocol=args.protocol,
     )
     run.run()
     problems = validate_submission(out)
@@ -78,6 +79,12 @@ def matbench_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="choose per fold by inner K-fold cross-validation on the training fold (the selection engine); the "
         "chosen candidate's K models, an ensemble, predict the test fold (default: one inner validation split)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="",
+        help="where the candidates and selection rule were registered before any test fold was scored (e.g. "
+        "'protocol.md @ <commit>'): info.json, the report and run_matbench.py say so",
     )
     add_spec_options(p)
     p.set_defaults(func=cmd_matbench)

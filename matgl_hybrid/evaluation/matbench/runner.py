@@ -61,6 +61,11 @@ class MatbenchRun:
             with the lowest MAE on its inner validation split; the candidates share ``spec``'s ``seed`` and
             ``val_fraction``, hence the split, carved from the training fold, so the test fold plays no part in
             the choice. Empty: ``spec`` alone (``folds/<task>/``).
+        inner_folds: choose per fold by inner K-fold cross-validation of the training fold (the selection engine);
+            the chosen candidate's K inner models, averaged, predict the test fold. None: one inner validation split.
+        protocol: where the candidates and the selection rule were registered before any test fold was scored
+            (e.g. a protocol note and the commit that holds it); info.json and the report say so, the run script
+            keeps it.
 
     Learned state: ``dataset_files_`` (the files read, by task) and ``fold_records_`` (the recorded fold per task
     and fold; with candidates, the chosen one's, its ``train_seconds`` summed over all candidates).
@@ -81,6 +86,7 @@ class MatbenchRun:
     data_provenance: str = ""
     candidates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     inner_folds: int | None = None
+    protocol: str = ""
     dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
     fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
@@ -170,13 +176,17 @@ class MatbenchRun:
         if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
             atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
         seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
-        notes = [checked.note() for checked in self.dataset_files_.values()]
+        notes = [*self._protocol_note(), *(checked.note() for checked in self.dataset_files_.values())]
         write_matbench_report(mb, self.out / "report", notes=notes, train_seconds=seconds)
 
     def info(self) -> dict[str, Any]:
         """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
         records = [r for task in self.fold_records_.values() for r in task.values()]
-        notes = [compute_note(records), *(checked.note() for checked in self.dataset_files_.values())]
+        notes = [
+            compute_note(records),
+            *self._protocol_note(),
+            *(checked.note() for checked in self.dataset_files_.values()),
+        ]
         specs = self.candidate_specs().values()
         return info_json(self.authors, self.algorithm, self.algorithm_long or self.describe(), specs, notes)
 
@@ -191,8 +201,14 @@ class MatbenchRun:
         options = accepted if self.allow_unofficial_data else {}
         if self.inner_folds:
             options = {**options, "inner_folds": self.inner_folds}
+        if self.protocol:
+            options = {**options, "protocol": self.protocol}
         tasks = list(self.fold_records_) or list(self.tasks)
         return run_script(tasks, self.algorithm, self.authors, self.spec, self.candidates, options)
+
+    def _protocol_note(self) -> list[str]:
+        """The sentence naming where the protocol was registered (none without :attr:`protocol`)."""
+        return [f"Protocol registered before any test fold was scored: {self.protocol}."] if self.protocol else []
 
     def _stores(self, task, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
         """The fold records of a task: one store per candidate (``{"": …}`` without), or, with :attr:`inner_folds`,

@@ -209,7 +209,8 @@ SPEC = {literal(spec.to_dict())}
 #: Per fold, the candidate (changes to SPEC) with the lowest inner MAE (on the inner validation split, or out of
 #: fold with OPTIONS' inner_folds) predicts the test fold.
 CANDIDATES = {literal({k: dict(v) for k, v in candidates.items()})}
-#: The run's dataset settings: whether it accepts files whose sha256 differs from matminer's, and their provenance.
+#: The run's other MatbenchRun settings: whether it accepts dataset files whose sha256 differs from matminer's
+#: (and their provenance), the inner K-fold choice, where its protocol was registered.
 OPTIONS = {literal(dict(options))}
 
 if __name__ == "__main__":
