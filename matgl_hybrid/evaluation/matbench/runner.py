@@ -176,18 +176,13 @@ class MatbenchRun:
         if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
             atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
         seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
-        notes = [*self._protocol_note(), *(checked.note() for checked in self.dataset_files_.values())]
-        write_matbench_report(mb, self.out / "report", notes=notes, train_seconds=seconds)
+        write_matbench_report(mb, self.out / "report", notes=self._notes(), train_seconds=seconds)
 
     def info(self) -> dict[str, Any]:
         """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
         records = [r for task in self.fold_records_.values() for r in task.values()]
-        notes = [
-            compute_note(records),
-            *self._protocol_note(),
-            *(checked.note() for checked in self.dataset_files_.values()),
-        ]
         specs = self.candidate_specs().values()
+        notes = [compute_note(records), *self._notes()]
         return info_json(self.authors, self.algorithm, self.algorithm_long or self.describe(), specs, notes)
 
     def describe(self) -> str:
@@ -206,9 +201,11 @@ class MatbenchRun:
         tasks = list(self.fold_records_) or list(self.tasks)
         return run_script(tasks, self.algorithm, self.authors, self.spec, self.candidates, options)
 
-    def _protocol_note(self) -> list[str]:
-        """The sentence naming where the protocol was registered (none without :attr:`protocol`)."""
-        return [f"Protocol registered before any test fold was scored: {self.protocol}."] if self.protocol else []
+    def _notes(self) -> list[str]:
+        """What info.json and the report say of the run: where its protocol was registered (with
+        :attr:`protocol`), then which dataset files it read."""
+        registered = [f"Protocol registered before any test fold was scored: {self.protocol}."] if self.protocol else []
+        return [*registered, *(checked.note() for checked in self.dataset_files_.values())]
 
     def _stores(self, task, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
         """The fold records of a task: one store per candidate (``{"": …}`` without), or, with :attr:`inner_folds`,
