@@ -63,10 +63,9 @@ from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
 from tasks import MATBENCH_UNITS as UNITS
 
-from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.evaluation.matbench import MatbenchRun, load_leaderboard, load_task
+from matgl_hybrid.evaluation.matbench import MatbenchRun, fold_data, load_leaderboard, load_task
 from matgl_hybrid.evaluation.report import report_figure
 from matgl_hybrid.figures import save
 from matgl_hybrid.files import atomic_write_text
@@ -192,14 +191,6 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
     )
 
 
-def _fold_data(task, fold: int) -> tuple[StructureData, StructureData]:
-    inputs, outputs = task.get_train_and_val_data(fold)
-    train = from_dataframe(inputs.to_frame(name="structure"))
-    train.targets = np.asarray(outputs, dtype=float)
-    test = from_dataframe(task.get_test_data(fold, include_target=False).to_frame(name="structure"))
-    return train, test
-
-
 def run_forest(model: str, tasks: list[str], folds: tuple[int, ...] = FOLDS) -> None:
     """The random forest ``model`` (on its set, :data:`FORESTS`) on the official ``folds`` (resumable per fold)."""
     from matbench.bench import MatbenchBenchmark
@@ -211,7 +202,7 @@ def run_forest(model: str, tasks: list[str], folds: tuple[int, ...] = FOLDS) -> 
         for fold in folds:
             if store.has(fold):
                 continue
-            train, test = _fold_data(task, fold)
+            train, test = fold_data(task, fold)
             frames = [
                 featurize(d.structures, FORESTS[model], n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
                 for d in (train, test)
@@ -280,6 +271,7 @@ def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
                         r["params"]["candidate"] for _, r in sorted(records.items()) if "candidate" in r["params"]
                     ],
                     "inner_mae": {f: p["inner_mae"] for f, p in params.items() if "inner_mae" in p},
+                    "chosen_in": {f: p["candidate"] for f, p in params.items() if "inner_mae" in p},
                     "members": {f: p.get("members") for f, p in params.items() if "inner_mae" in p},
                 }
         if not rows:
@@ -386,7 +378,7 @@ def _inner_score_tables(rows: dict, units: str) -> list[str]:
                     cells.append("—")
                     continue
                 cell = f"{scores[name]:.2f}"
-                cells.append(f"**{cell}**" if name == min(scores, key=scores.get) else cell)
+                cells.append(f"**{cell}**" if name == r["chosen_in"][fold] else cell)  # as recorded
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", _members_line(model, r["members"])]
     return lines

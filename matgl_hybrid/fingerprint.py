@@ -35,6 +35,11 @@ def data_digest(datasets: Sequence[StructureData]) -> str:
     return digest.hexdigest()[:16]
 
 
+def without_runtime_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Training settings without :data:`RUNTIME_FIELDS`: what a fingerprint keeps of them."""
+    return {k: v for k, v in spec.items() if k not in RUNTIME_FIELDS}
+
+
 def run_fingerprint(
     datasets: Sequence[StructureData], spec: Mapping[str, Any], descriptor_version: str | None, **extra: Any
 ) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def run_fingerprint(
         "data": data_digest(datasets),
         "n_structures": [len(d) for d in datasets],
         "target": datasets[0].target_name if datasets else None,
-        "spec": {k: v for k, v in spec.items() if k not in RUNTIME_FIELDS},
+        "spec": without_runtime_fields(spec),
         "descriptor_version": descriptor_version,
         **extra,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import runpy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from matgl_hybrid.evaluation.matbench import (
 )
 from matgl_hybrid.evaluation.matbench import datasets as matbench_datasets
 from matgl_hybrid.evaluation.report import write_report
+from matgl_hybrid.fingerprint import FingerprintMismatch
 from matgl_hybrid.training import TrainSpec
 
 TASK = "matbench_jdft2d"
@@ -432,3 +434,20 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
         json.loads(f.read_text())["seconds"] for f in inner.glob("*/fold*.json")
     )  # every inner fit, counted once, and the prediction
     assert record["train_seconds"] >= inner_seconds
+    devices = {json.loads(f.read_text())["device"] for f in inner.glob("*/fold*.json")}  # where each inner fit ran
+    assert devices and devices <= set(params["device"].split("; "))
+    # a finished fold resumed by a session elsewhere (another accelerator, more workers): reused, nothing trained
+    elsewhere = dict(candidates=candidates, inner_folds=2, protocol="protocol.md @ abc1234")
+    again = MatbenchRun([TASK], replace(TINY, accelerator="cpu", n_jobs=2), out, algorithm="InnerKFold",
+                        data_dir=accept_stand_in, folds=(0,), progress=False, **elsewhere)  # fmt: skip
+    again.run()
+    assert again.fold_records_[TASK][0]["y_pred"] == record["y_pred"]
+    # a revised descriptor set (another version than the inner fits were trained with) refuses the finished fold,
+    # naming the inner record, instead of mixing versions in one submission
+    inner_record = inner / "mean" / "fold1.json"
+    stale = json.loads(inner_record.read_text())
+    stale["fingerprint"]["descriptor_version"] = "an-earlier-revision"
+    inner_record.write_text(json.dumps(stale))
+    with pytest.raises(FingerprintMismatch, match=r"selection/fold0/mean/fold1\.json.*descriptor_version"):
+        MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
+                    progress=False, **elsewhere).run()  # fmt: skip

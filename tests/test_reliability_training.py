@@ -96,6 +96,7 @@ def test_a_run_interrupted_and_resumed_reproduces_the_uninterrupted_one(elastic,
     for row, expected in zip(resumed.history, straight.history, strict=True):  # training metrics too
         assert row == pytest.approx(expected, rel=1e-6)
     assert resumed.best_val_mae == pytest.approx(straight.best_val_mae, rel=1e-6)
+    assert 0 < resumed.resumed_seconds < resumed.seconds  # the epochs the interrupted process ran count too
 
 
 def test_a_signal_during_pretraining_raises_training_interrupted(elastic):

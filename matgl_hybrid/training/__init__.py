@@ -16,7 +16,7 @@ from matgl_hybrid.training.datamodule import HybridDataModule
 from matgl_hybrid.training.fit import FitResult, device_name, fit
 from matgl_hybrid.training.modules import History, HybridLightningModule, KeepBestWeights, build_model, build_module
 from matgl_hybrid.training.resume import ResumableRun
-from matgl_hybrid.training.selection import InnerKFold, Selection, ValidationSplit, select
+from matgl_hybrid.training.selection import InnerKFold, Selection, ValidationSplit, check_records, select
 from matgl_hybrid.training.spec import LOSSES, TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
 from matgl_hybrid.training.train_file import load_training_data, train_file
@@ -39,6 +39,7 @@ __all__ = [
     "build_model",
     "build_module",
     "candidate_specs",
+    "check_records",
     "default_candidates",
     "device_name",
     "fit",

@@ -39,7 +39,11 @@ from matgl_hybrid.training.spec import TrainSpec
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the model (best validation weights) and its training record."""
+    """What :func:`fit` returns: the model (best validation weights) and its training record.
+
+    ``seconds``: wall time of the training (s), including ``resumed_seconds``, the epochs that the processes it
+    resumed from (its checkpoint) had run.
+    """
 
     model: HybridModel
     best_val_mae: float
@@ -48,6 +52,7 @@ class FitResult:
     train_ids: list[str]
     val_ids: list[str]
     seconds: float = 0.0
+    resumed_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     global_rank: int = 0
 
@@ -220,7 +225,8 @@ def fit(
         epochs_run=trainer.current_epoch,
         train_ids=list(train.ids),
         val_ids=list(val.ids),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start + history.resumed_seconds,
+        resumed_seconds=history.resumed_seconds,
         history=history.rows,
         global_rank=trainer.global_rank,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,21 +177,33 @@ class History(Callback):
     checkpoint, and a restored finished run trains (and logs) nothing. These rows always match the checkpoint.
     A row is taken at the end of its training epoch, after its validation: it holds that epoch's training metrics
     (at validation time they are still the previous epoch's, and a resumed run has none yet).
+
+    Also the wall time of the epochs (``seconds``, s, validation included), kept with the rows: ``resumed_seconds``
+    is what the checkpoint a run resumed from had spent (0 for checkpoints written before it was kept).
     """
 
     def __init__(self):
         self.rows: list[dict[str, float]] = []
+        self.seconds = 0.0
+        self.resumed_seconds = 0.0
+        self._epoch_start: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("MAE", "Loss"))})
         self.rows.append(row)
+        if self._epoch_start is not None:
+            self.seconds += time.perf_counter() - self._epoch_start
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
+        return {"rows": self.rows, "seconds": self.seconds}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict["rows"])
+        self.seconds = self.resumed_seconds = float(state_dict.get("seconds", 0.0))
 
 
 class LastCheckpoint(Checkpoint):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.baselines import DescriptorForest
 from matgl_hybrid.training.candidates import Candidate, check_candidate_name, describe_candidate
-from matgl_hybrid.training.fit import FitResult, fit
+from matgl_hybrid.training.fit import FitResult, device_name, fit
 from matgl_hybrid.training.fold_store import FoldStore
 from matgl_hybrid.training.spec import TrainSpec
 
@@ -104,8 +104,10 @@ class Selection:
     Attributes:
         scheme: how candidates were scored.
         candidates: the candidates, by name, in the order given.
-        folds: per candidate, one record per inner fold: ``mae``, ``seconds``, ``ids``, ``y_true``, ``y_pred`` (the
-            scored structures) and, for graph networks, ``best_val_mae``, ``best_epoch``, ``epochs_run``.
+        folds: per candidate, one record per inner fold: ``mae``, ``seconds`` (s, the sessions a resumed fit ran
+            in included), ``ids``, ``y_true``, ``y_pred`` (the scored structures) and, for graph networks,
+            ``best_val_mae``, ``best_epoch``, ``epochs_run``, ``device`` (where it trained; records before
+            2026-12-05 lack it).
         model_name: the graph-network candidate with the lowest inner MAE: the one :attr:`model` is.
         model: that candidate's model (CPU; a :class:`HybridEnsemble` of its K models under :class:`InnerKFold`),
             None when no candidate is a graph network.
@@ -165,6 +167,10 @@ class Selection:
                 "same": scored == (result.best_val_mae, result.best_epoch),
             })  # fmt: skip
         return members
+
+    def devices(self) -> set[str]:
+        """Where the inner fits trained, as their records say (those written before 2026-12-05 do not)."""
+        return {r["device"] for records in self.folds.values() for r in records if "device" in r}
 
     def record(self) -> dict[str, Any]:
         """The selection as ``training.json`` and the model card keep it (JSON values)."""
@@ -241,18 +247,8 @@ def select(
     if data.targets is None:
         raise ValueError("select needs targets: load the data with target=...")
     splits = scheme.splits(len(data))
-    elements = get_element_list(data.structures)
-    candidates = {
-        name: _with_elements(c, elements) if isinstance(c, TrainSpec) else c for name, c in candidates.items()
-    }
-    stores = {
-        name: FoldStore(Path(directory) / name, _fingerprint(data, c, scheme)) if directory is not None else None
-        for name, c in candidates.items()
-    }
-    for store in stores.values():  # another run's records are refused before any training
-        for k in range(len(splits)):
-            if store is not None:
-                store.has(k)
+    candidates = _with_data_elements(candidates, data)
+    stores = _checked_stores(data, candidates, scheme, directory)  # another run's records refused before training
     folds: dict[str, list[dict[str, Any]]] = {name: [] for name in candidates}
     fits: dict[str, list[FitResult]] = {name: [] for name in candidates}
     frames: dict[str, Any] = {}  # descriptor frames of the forests, by descriptor set
@@ -266,7 +262,7 @@ def select(
         else:
             train_idx, score_idx = splits[k]
             train, scored = data.subset(train_idx), data.subset(score_idx)
-            start = time.perf_counter()
+            start, earlier = time.perf_counter(), 0.0
             if isinstance(candidate, DescriptorForest):
                 if candidate.descriptor_set not in frames:
                     frames[candidate.descriptor_set] = featurize(
@@ -281,12 +277,13 @@ def select(
                 fits[name].append(result)
                 predicted = result.model.predict(scored.structures, cache_dir=cache_dir, ids=scored.ids)
                 extra = {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
-                         "epochs_run": result.epochs_run}  # fmt: skip
+                         "epochs_run": result.epochs_run, "device": device_name(candidate.accelerator)}  # fmt: skip
+                earlier = result.resumed_seconds  # the epochs run by the processes this fit resumed from
             predicted = np.asarray(predicted, dtype=float)
             finite = np.isfinite(predicted).all()
             record = {
                 "mae": float(np.mean(np.abs(scored.targets - predicted))) if finite else float("nan"),
-                "seconds": time.perf_counter() - start,
+                "seconds": time.perf_counter() - start + earlier,
                 "n_train": len(train),
                 **extra,
                 "ids": list(scored.ids),
@@ -309,9 +306,46 @@ def select(
     return selection
 
 
-def _with_elements(spec: TrainSpec, elements: Sequence[str]) -> TrainSpec:
-    """``spec`` with the element list of the whole selection data when it asks for the training data's elements."""
-    return dataclasses.replace(spec, element_types=elements) if spec.element_types == "training" else spec
+def check_records(
+    data: StructureData, candidates: Mapping[str, Candidate], scheme: Scheme, directory: str | Path
+) -> None:
+    """Refuse the finished inner records in ``directory`` that :func:`select` with these arguments would not reuse.
+
+    For a caller that reuses what a selection produced (e.g. a Matbench fold's record) without calling
+    :func:`select` again: the inner records name the data, candidate, scheme and descriptor version they came
+    from, so a revised descriptor set is caught there. Records not written yet are not checked.
+
+    Raises:
+        FingerprintMismatch: a finished record of another run, the difference named.
+    """
+    _checked_stores(data, _with_data_elements(candidates, data), scheme, directory)
+
+
+def _with_data_elements(candidates: Mapping[str, Candidate], data: StructureData) -> dict[str, Candidate]:
+    """The candidates, each training spec that asks for the training data's elements given those of all ``data``
+    (so that every inner model reads every structure of it)."""
+    elements = get_element_list(data.structures)
+    return {
+        name: dataclasses.replace(c, element_types=elements)
+        if isinstance(c, TrainSpec) and c.element_types == "training"
+        else c
+        for name, c in candidates.items()
+    }
+
+
+def _checked_stores(
+    data: StructureData, candidates: Mapping[str, Candidate], scheme: Scheme, directory: str | Path | None
+) -> dict[str, FoldStore | None]:
+    """One fingerprinted record store per candidate (None without ``directory``), every finished record checked."""
+    stores = {
+        name: FoldStore(Path(directory) / name, _fingerprint(data, c, scheme)) if directory is not None else None
+        for name, c in candidates.items()
+    }
+    for store in stores.values():
+        for k in range(len(scheme.splits(len(data)))):
+            if store is not None:
+                store.has(k)
+    return stores
 
 
 def _fingerprint(data: StructureData, candidate: Candidate, scheme: Scheme) -> dict[str, Any]:

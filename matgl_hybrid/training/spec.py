@@ -12,6 +12,7 @@ from typing import Any
 from matgl_hybrid.descriptors import NAMED_SETS
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import read_json
+from matgl_hybrid.fingerprint import without_runtime_fields
 from matgl_hybrid.layers import FUSIONS, READOUTS
 from matgl_hybrid.models.backbones import BACKBONES
 
@@ -250,7 +251,8 @@ class TrainSpec:
 def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """A run fingerprint (fold record, checkpoint folder) stored by an earlier version, its settings (``spec`` and
     each of ``candidates``) under today's names and with the fields added since (:data:`ADDED`), so that the work
-    it stands for is reused; any other fingerprint as it is."""
+    it stands for is reused; the settings that change only where a run computes (accelerator, devices, workers,
+    progress) are left out, as new fingerprints leave them out. Any other fingerprint as it is."""
     if not fingerprint:
         return fingerprint
     upgraded = dict(fingerprint)
@@ -263,8 +265,9 @@ def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, A
 
 
 def _upgrade_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Stored settings under today's names; a training spec's (not a forest's) with the fields added since."""
-    spec = {RENAMED.get(k, k): v for k, v in spec.items()}
+    """Stored settings under today's names, without runtime fields; a training spec's (not a forest's) with the
+    fields added since."""
+    spec = {RENAMED.get(k, k): v for k, v in without_runtime_fields(spec).items()}
     return {**ADDED, **spec} if "backbone" in spec else spec
 
 

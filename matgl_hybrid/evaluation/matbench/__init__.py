@@ -15,7 +15,7 @@ from matgl_hybrid.evaluation.matbench.datasets import (
 )
 from matgl_hybrid.evaluation.matbench.report import LEADERBOARD_FILE, load_leaderboard, write_matbench_report
 from matgl_hybrid.evaluation.matbench.rules import validate_folder, validate_submission, validate_submissions
-from matgl_hybrid.evaluation.matbench.runner import MatbenchRun, rerun_submission
+from matgl_hybrid.evaluation.matbench.runner import MatbenchRun, fold_data, rerun_submission
 from matgl_hybrid.evaluation.matbench.submission import (
     CITATIONS,
     REQUIREMENTS,
@@ -36,6 +36,7 @@ __all__ = [
     "check_candidate_name",
     "dataset_file",
     "describe_descriptor_set",
+    "fold_data",
     "load_leaderboard",
     "load_task",
     "read_candidates",

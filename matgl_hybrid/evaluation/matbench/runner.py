@@ -30,13 +30,14 @@ from matgl_hybrid.evaluation.matbench.submission import (
     write_results,
 )
 from matgl_hybrid.files import atomic_write_text
-from matgl_hybrid.fingerprint import run_fingerprint
-from matgl_hybrid.training import InnerKFold, TrainSpec, device_name, fit, select
+from matgl_hybrid.fingerprint import run_fingerprint, without_runtime_fields
+from matgl_hybrid.training import InnerKFold, TrainSpec, check_records, device_name, fit, select
 from matgl_hybrid.training.candidates import candidate_specs
 from matgl_hybrid.training.fold_store import FoldStore
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
+    from matbench.task import MatbenchTask
 
 
 @dataclass
@@ -120,8 +121,9 @@ class MatbenchRun:
                 )
             stores[task.dataset_name] = self._stores(task, specs)
             for store in stores[task.dataset_name].values():
-                for fold in self.folds:  # a fold of another run is refused before any training
-                    store.has(fold)
+                for fold in task.folds:  # a fold of another run is refused before any training
+                    if store.has(fold) and self.inner_folds:
+                        self._check_selection(task, fold, specs)
         names = list(next(iter(stores.values()))) if stores else []
         todo = [(t, f, name) for t in mb.tasks for f in self.folds for name in names]
         bar = tqdm(todo, desc="matbench", unit="fit", disable=not self.progress)
@@ -144,9 +146,9 @@ class MatbenchRun:
 
     def submission_tasks(self) -> list[str]:
         """The tasks the submission folder records: :attr:`tasks`, then those of earlier runs into :attr:`out`
-        with every fold finished, so that a run of one task never drops another from ``results.json.gz`` and
-        ``run_matbench.py`` (their folds are resumed, and refused if another spec made them). An earlier task with
-        unfinished folds is left out with a warning; its folds stay."""
+        with every fold of :attr:`folds` finished, so that a run of one task never drops another from
+        ``results.json.gz`` and ``run_matbench.py`` (their folds are resumed, and refused if another spec made
+        them). An earlier task with unfinished folds is left out with a warning; its folds stay."""
         tasks = list(self.tasks)
         root = self.out / "folds"
         earlier = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -207,48 +209,60 @@ class MatbenchRun:
         registered = [f"Protocol registered before any test fold was scored: {self.protocol}."] if self.protocol else []
         return [*registered, *(checked.note() for checked in self.dataset_files_.values())]
 
-    def _stores(self, task, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
+    def _stores(self, task: MatbenchTask, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
         """The fold records of a task: one store per candidate (``{"": …}`` without), or, with :attr:`inner_folds`,
         one store of the chosen ensembles' records (fingerprinted with every candidate and the scheme)."""
         if not self.inner_folds:
             return {name: FoldStore(self.candidate_folder(task.dataset_name, name), self._fingerprint(task, spec))
                     for name, spec in specs.items()}  # fmt: skip
-        chosen_among = {"candidates": {n: spec.to_dict() for n, spec in specs.items()}, "inner_folds": self.inner_folds}
+        chosen_among = {
+            "candidates": {n: without_runtime_fields(spec.to_dict()) for n, spec in specs.items()},
+            "inner_folds": self.inner_folds,
+        }
         return {"": FoldStore(self.out / "folds" / task.dataset_name, self._fingerprint(task, self.spec, chosen_among))}
 
-    def _fingerprint(self, task, spec: TrainSpec, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def _fingerprint(
+        self, task: MatbenchTask, spec: TrainSpec, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """What determines a task's fold results: the task, its data, the spec and the descriptor version."""
         df, target = task.df, task.metadata.target
         data = StructureData(list(df["structure"]), df[target].to_numpy(float), [str(i) for i in df.index], target)
         version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
         return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name, **(extra or {}))
 
-    def _fold_data(self, task, fold: int) -> tuple[StructureData, StructureData]:
-        """A fold's training data (with targets) and test data (without)."""
-        inputs, outputs = task.get_train_and_val_data(fold)
-        train = from_dataframe(inputs.to_frame(name="structure"))
-        train.targets = np.asarray(outputs, dtype=float)
-        train.target_name = task.metadata.target
-        test = from_dataframe(task.get_test_data(fold, include_target=False).to_frame(name="structure"))
-        return train, test
-
-    def _fold_spec(self, task, spec: TrainSpec) -> TrainSpec:
+    def _fold_spec(self, task: MatbenchTask, spec: TrainSpec) -> TrainSpec:
         """``spec`` for the task's type, embedding all of MatGL's elements (a test fold may hold others)."""
         task_type = "classification" if task.metadata.task_type == "classification" else "regression"
         return TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
 
-    def _select_and_predict(self, task, fold: int, specs: Mapping[str, TrainSpec]) -> dict[str, Any]:
+    def _fold_candidates(self, task: MatbenchTask, specs: Mapping[str, TrainSpec]) -> dict[str, TrainSpec]:
+        """The candidates as the selection engine trains them on a fold of ``task`` (:meth:`_fold_spec`)."""
+        return {name or "spec": self._fold_spec(task, spec) for name, spec in specs.items()}
+
+    def _selection_dir(self, task: MatbenchTask, fold: int) -> Path:
+        """Where the inner fits of a fold are kept (records and checkpoints, one folder per candidate)."""
+        return self.out / "folds" / task.dataset_name / "selection" / f"fold{fold}"
+
+    def _check_selection(self, task: MatbenchTask, fold: int, specs: Mapping[str, TrainSpec]) -> None:
+        """A finished fold is reused only if its inner records are those today's candidates would reuse (their
+        fingerprints name each candidate's descriptor version, the fold record's only the base spec's): a revised
+        descriptor set refuses the fold, naming the inner record, instead of mixing versions in one submission."""
+        train, _ = fold_data(task, fold)
+        scheme = InnerKFold(self.inner_folds, seed=self.spec.seed)
+        check_records(train, self._fold_candidates(task, specs), scheme, self._selection_dir(task, fold))
+
+    def _select_and_predict(self, task: MatbenchTask, fold: int, specs: Mapping[str, TrainSpec]) -> dict[str, Any]:
         """One fold with :attr:`inner_folds`: the engine chooses on the training fold, the chosen ensemble predicts
         the test fold; the fold record :class:`FoldStore` keeps."""
-        train, test = self._fold_data(task, fold)
-        candidates = {name or "spec": self._fold_spec(task, spec) for name, spec in specs.items()}
+        train, test = fold_data(task, fold)
+        candidates = self._fold_candidates(task, specs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             chosen = select(
                 train,
                 candidates,
                 InnerKFold(self.inner_folds, seed=self.spec.seed),
-                directory=self.out / "folds" / task.dataset_name / "selection" / f"fold{fold}",
+                directory=self._selection_dir(task, fold),
                 cache_dir=self.cache_dir,
                 progress=self.progress,
             )
@@ -264,7 +278,8 @@ class MatbenchRun:
             "best_val_mae": chosen.scores[chosen.model_name],
             "scheme": chosen.scheme.to_dict(),
             "spec": candidates[chosen.model_name].to_dict(),
-            "device": device_name(self.spec.accelerator),
+            # where the inner fits trained (as their records say) and where the ensemble predicted
+            "device": "; ".join(sorted({device_name(self.spec.accelerator), *chosen.devices()})),
             # the ensemble's members beside the fits that were scored (a member retrained after a lost checkpoint
             # may differ: the record says so)
             "members": chosen.members(),
@@ -284,11 +299,11 @@ class MatbenchRun:
             "y_std": [float(d) for d in spread],
         }
 
-    def _train_and_predict(self, task, fold: int, spec: TrainSpec) -> dict[str, Any]:
+    def _train_and_predict(self, task: MatbenchTask, fold: int, spec: TrainSpec) -> dict[str, Any]:
         """One fold: train on its training data (the inner validation split carved from it), predict its test
         data; the fold record :class:`FoldStore` keeps."""
         spec = self._fold_spec(task, spec)
-        train, test = self._fold_data(task, fold)
+        train, test = fold_data(task, fold)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -332,3 +347,14 @@ def rerun_submission(
         **options,
     )
     return run.run()
+
+
+def fold_data(task: MatbenchTask, fold: int) -> tuple[StructureData, StructureData]:
+    """A loaded task's official fold: its training data (with targets) and its test data (without: matbench keeps
+    them for scoring)."""
+    inputs, outputs = task.get_train_and_val_data(fold)
+    train = from_dataframe(inputs.to_frame(name="structure"))
+    train.targets = np.asarray(outputs, dtype=float)
+    train.target_name = task.metadata.target
+    test = from_dataframe(task.get_test_data(fold, include_target=False).to_frame(name="structure"))
+    return train, test
