@@ -52,9 +52,11 @@ class ValidationSplit:
         return [split_indices(n, self.fraction, self.seed)]
 
     def to_dict(self) -> dict[str, Any]:
+        """The scheme as records keep it (:func:`scheme_from_dict` reads it back)."""
         return {"scheme": "validation_split", "fraction": self.fraction, "seed": self.seed}
 
     def describe(self) -> str:
+        """The scheme in words, for reports."""
         return f"a {100 * self.fraction:g} % validation split (seed {self.seed})"
 
 
@@ -77,9 +79,11 @@ class InnerKFold:
         return kfold_splits(n, self.k, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The scheme as records keep it (:func:`scheme_from_dict` reads it back)."""
         return {"scheme": "inner_kfold", "k": self.k, "seed": self.seed}
 
     def describe(self) -> str:
+        """The scheme in words, for reports."""
         return f"inner {self.k}-fold cross-validation (seed {self.seed}), out-of-fold MAE over all the data"
 
 
@@ -123,7 +127,8 @@ class Selection:
 
     @property
     def scores(self) -> dict[str, float]:
-        """Each candidate's inner MAE: over all its scored structures (out-of-fold under :class:`InnerKFold`)."""
+        """Each candidate's inner MAE (target units): over all its scored structures (out-of-fold under
+        :class:`InnerKFold`)."""
         return {name: pooled_mae(records) for name, records in self.folds.items()}
 
     @property

@@ -1,8 +1,10 @@
 """Matbench v0.1 on the published folds, and leaderboard-ready submission folders.
 
-``datasets`` (the dataset files, checked against matminer's sha256), ``candidates`` (models chosen per fold on the
-inner validation split), ``runner`` (:class:`MatbenchRun`), ``submission`` (``results.json.gz``, ``info.json``,
-``run_matbench.py``), ``rules`` (the leaderboard's checks of a folder), ``report`` (scores beside the leaderboard).
+``datasets`` (the dataset files, checked against matminer's sha256), ``candidates`` (the record of the model chosen
+per fold), ``runner`` (:class:`MatbenchRun`: per fold, one spec, or candidates chosen on an inner validation split
+or by inner K-fold with the selection engine, whose K models then predict as an ensemble), ``submission``
+(``results.json.gz``, ``info.json``, ``run_matbench.py``), ``rules`` (the leaderboard's checks of a folder),
+``report`` (scores beside the leaderboard).
 """
 
 from matgl_hybrid.descriptors.sets import describe_descriptor_set

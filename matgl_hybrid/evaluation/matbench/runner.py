@@ -1,7 +1,9 @@
 """Matbench v0.1 on the published folds: train and record every (task, fold), resumably, into a submission folder.
 
 The folds, the recording and the scoring are matbench's own (``MatbenchBenchmark``, ``task.record``); each finished
-fold is kept in ``<out>/folds/<task>/fold<k>.json`` so that a crash loses at most the fold in progress.
+fold is kept in ``<out>/folds/<task>/fold<k>.json`` (per candidate ``<out>/folds/<task>/<name>/`` with an inner
+validation split; with inner K-fold, the inner fits under ``<out>/folds/<task>/selection/fold<k>/``) so that a
+crash loses at most the fit in progress.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class MatbenchRun:
         spec: model and training settings (the ``matgl-hybrid train`` format).
         out: the submission folder, e.g. ``matbench_submissions/matbench_v0.1_MatGLHybrid``.
         algorithm: 5–15 characters, the leaderboard name.
+        algorithm_long: info.json's description of the model; empty: :meth:`describe`'s.
+        authors: info.json's authors.
         data_dir: folder of the dataset files (``MATMINER_DATA``); None: matminer's default.
         download: let matminer download missing files.
         allow_unofficial_data: accept dataset files whose sha256 differs from matminer's (files the user vouches
@@ -56,6 +60,7 @@ class MatbenchRun:
         data_provenance: where such files come from (recorded with them).
         folds: which folds to train (all five for a submission); the submission folder records every finished
             fold, so runs of one fold each (in parallel processes, say) add up to a whole submission.
+        progress: progress bars over the folds and the inner fits.
         cache_dir: descriptor cache folder; None: no cache.
         candidates: model choice inside each fold: ``{name: TrainSpec field changes applied to spec}``. With
             any, every fold trains every candidate (each resumable in ``folds/<task>/<name>/``) and records the one
