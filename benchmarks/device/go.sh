@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Run a unit list on the GPU machine (no network) from the bundle of benchmarks/device/make_bundle.sh
 # (benchmarks/README.md, "Preparing a GPU machine"). Through the device tool, with carry=[".devshared"] and a
-# timeout_s of at least DEADLINE + 120 (unpacking, imports and the archive of results come on top):
+# timeout_s of at least DEADLINE + 60 (DEADLINE and START_BY count from this script's start, setup included):
 #
-#     WORKERS=10 DEADLINE=480 START_BY=300 bash benchmarks/device/go.sh
+#     WORKERS=4 DEADLINE=480 START_BY=300 bash benchmarks/device/go.sh
+#
+# Four units at once: the H200 moved no more structures per second with more (benchmarks/README.md). Every 30 s
+# the result files written so far are archived into $OUT/folds.tgz, so a call killed at its time limit still
+# returns every unit finished before. The script stops before any unit when torch sees no CUDA device (ALLOW_CPU=1
+# runs anyway).
 #
 # Steps: unpack the dependencies into $SITE (/tmp/site) and put them and the repository on PYTHONPATH, with
 # matgl-hybrid's entry points (read from pyproject.toml); unpack the descriptor cache into
@@ -17,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 BUNDLE=.devshared
-WORKERS=${WORKERS:-10}
+WORKERS=${WORKERS:-4}
 DEADLINE=${DEADLINE:-480}
 START_BY=${START_BY:-300}
 UNITS=${UNITS:-$BUNDLE/units.txt}
@@ -63,9 +68,15 @@ text = "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\
 EOF
 export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
-if ! command -v python >/dev/null; then  # unit lists say `python` as well as `python3`
-    mkdir -p /tmp/go_bin && ln -sf "$(command -v "$PY")" /tmp/go_bin/python && export PATH=/tmp/go_bin:$PATH
+if ! command -v python >/dev/null; then  # unit lists say `python` as well as `python3` (a wrapper, not a link:
+    # a linked venv interpreter would look for its pyvenv.cfg beside the link and lose the venv's packages)
+    mkdir -p /tmp/go_bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >/tmp/go_bin/python
+    chmod +x /tmp/go_bin/python && export PATH=/tmp/go_bin:$PATH
 fi
+# each unit's torch and BLAS share the cores with the other units' (16 threads each would oversubscribe them)
+threads=$(($(nproc) / WORKERS))
+((threads >= 1)) || threads=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$threads}
 
 echo "== descriptor cache"
 export MATGL_HYBRID_CACHE=${MATGL_HYBRID_CACHE:-/tmp/matgl-hybrid-cache}
@@ -90,9 +101,11 @@ sed -E '/--data-dir/b; /benchmarks\/(accuracy|select_recipe|heterogeneity_wrap|s
     "$UNITS" >"$RUN_UNITS"
 cp "$RUN_UNITS" "$OUT/units_run.txt"
 
-echo "== environment check, committed simulated values into the cache"
-$PY - <<'EOF'
-import sys
+echo "== environment check (and the committed simulated values into the cache, for units that read them)"
+SIM=0
+if grep -qE '^[^#]*(matbench_study|sim:)' "$RUN_UNITS"; then SIM=1; fi
+SIM=$SIM $PY - <<'EOF'
+import os, sys
 
 sys.path.insert(0, "benchmarks")
 import chgnet, matgl, matminer, pymatgen.core, torch  # an import error here stops the run
@@ -100,37 +113,56 @@ import chgnet, matgl, matminer, pymatgen.core, torch  # an import error here sto
 import tasks
 
 print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, matgl {matgl.__version__}")
-tasks.restore_sim_archives()  # every archive of benchmarks/results/sim_values, once, before the units start
+if not torch.cuda.is_available() and os.environ.get("ALLOW_CPU") != "1":
+    sys.exit("torch sees no CUDA device: the units would train on the CPU (ALLOW_CPU=1 runs anyway)")
+if os.environ["SIM"] == "1":
+    tasks.restore_sim_archives()  # every archive of benchmarks/results/sim_values, once, before the units start
 EOF
-echo "setup took $((SECONDS - t0)) s"
+setup=$((SECONDS - t0))
+echo "setup took $setup s"
 
-echo "== units: $RUN_UNITS, --workers $WORKERS --deadline $DEADLINE --start-by $START_BY"
+# DEADLINE and START_BY count from this script's start: what setup took is not the units' time
+deadline=$((DEADLINE - setup - 20))  # 20 s left for the last archive
+start_by=$((START_BY - setup))
+((start_by >= 0)) || start_by=0
+((deadline > 60)) || { echo "setup took $setup s of DEADLINE=$DEADLINE: no time left for units" >&2; exit 3; }
+echo "== units: $RUN_UNITS, --workers $WORKERS --deadline $deadline --start-by $start_by"
 marker=$(mktemp /tmp/go_marker.XXXXXX)
 sleep 1  # files written from now on are newer than the marker
+list=/tmp/go_results.txt
+
+archive() {  # the result files this run wrote so far into $OUT/folds.tgz (replaced whole), the unit logs too
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        # new or modified for git (ignored files, e.g. inner fit folders, are not listed), written by this run
+        git status --porcelain=v1 -z --untracked-files=all -- benchmarks/results |
+            while IFS= read -r -d '' entry; do
+                path=${entry:3}
+                if [[ ${entry:0:2} != *D* && $path != *.ckpt && -f $path && $path -nt $marker ]]; then
+                    printf '%s\n' "$path"
+                fi
+            done >"$list.tmp"
+    else
+        # no git metadata here: what the run wrote, minus checkpoints and the folders .gitignore leaves out
+        find benchmarks/results -type f -newer "$marker" ! -name '*.ckpt' ! -name '*.tmp' \
+            ! -path '*/inner/fold*/*/fold*/*' ! -path '*/selection/fold*/*/fold*/*' \
+            ! -path 'benchmarks/results/probe_work/*' ! -path 'benchmarks/results/ssl_work/*' >"$list.tmp"
+    fi
+    mv "$list.tmp" "$list"
+    # into a temporary file first: a call killed mid-archive keeps the previous, complete one
+    tar -czf "$OUT/.folds.tgz" -T "$list" && mv "$OUT/.folds.tgz" "$OUT/folds.tgz"
+    { tar -C /tmp -czf "$OUT/.logs.tgz" go_logs && mv "$OUT/.logs.tgz" "$OUT/logs.tgz"; } 2>/dev/null || true
+}
+
+(while sleep 30; do archive 2>/dev/null || true; done) &
+archiver=$!
 rc=0
-$PY benchmarks/run_units.py "$RUN_UNITS" --workers "$WORKERS" --deadline "$DEADLINE" --start-by "$START_BY" \
+$PY benchmarks/run_units.py "$RUN_UNITS" --workers "$WORKERS" --deadline "$deadline" --start-by "$start_by" \
     --logs /tmp/go_logs 2>&1 | tee "$OUT/run_units.log" || rc=$?
+kill "$archiver" 2>/dev/null || true
+wait "$archiver" 2>/dev/null || true
 
 echo "== results"
-list=/tmp/go_results.txt
-: >"$list"
-if git rev-parse --git-dir >/dev/null 2>&1; then
-    # new or modified for git (ignored files, e.g. inner fit folders, are not listed), written by this run
-    git status --porcelain=v1 -z --untracked-files=all -- benchmarks/results |
-        while IFS= read -r -d '' entry; do
-            path=${entry:3}
-            if [[ ${entry:0:2} != *D* && $path != *.ckpt && -f $path && $path -nt $marker ]]; then
-                printf '%s\n' "$path"
-            fi
-        done >"$list"
-else
-    # no git metadata here: what the run wrote, minus checkpoints and the folders .gitignore leaves out
-    find benchmarks/results -type f -newer "$marker" ! -name '*.ckpt' ! -name '*.tmp' \
-        ! -path '*/inner/fold*/*/fold*/*' ! -path '*/selection/fold*/*/fold*/*' \
-        ! -path 'benchmarks/results/probe_work/*' ! -path 'benchmarks/results/ssl_work/*' >"$list"
-fi
-tar -czf "$OUT/folds.tgz" -T "$list"
-tar -C /tmp -czf "$OUT/logs.tgz" go_logs 2>/dev/null || true
+archive
 sed 's/^/  /' "$list"
 size=$(du -k "$OUT/folds.tgz" | cut -f1)
 ((size < 16000)) || echo "WARNING: folds.tgz is ${size} KiB; the device tool returns files up to 16 MiB" >&2
