@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from tasks import (
     training_part,
 )
 
+from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore, cross_validate, pooled_parity, summarize, write_report
@@ -75,6 +77,19 @@ def prefill_set(models: list[str]) -> str:
     return "+".join(parts)
 
 
+def prefilled(
+    dataset: str, models: list[str], tasks: list[str] | None, data_dir: Path
+) -> Iterator[tuple[Task, StructureData]]:
+    """Each target of ``dataset`` (those named in ``tasks``, default all) with its data, after every descriptor
+    the ``models`` use is in the descriptor cache."""
+    for task in DATASETS[dataset][1]:
+        if tasks and task.name not in tasks:
+            continue
+        data = load_task(dataset, task, data_dir)
+        featurize(data.structures, prefill_set(models), n_jobs=-1, cache_dir=descriptor_cache_dir(), ids=data.ids)
+        yield task, data
+
+
 def recommended_model(results: Path = RESULTS) -> str | None:
     """The recipe ``select_recipe.py`` chose on inner validation (None before it has run)."""
     path = results / "recipe_selection.json"
@@ -102,12 +117,7 @@ def run(
     cache = descriptor_cache_dir()
     device = device_name()
     descriptor_version = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version  # recorded by descriptor models
-    for task in DATASETS[dataset][1]:
-        if tasks and task.name not in tasks:
-            continue
-        data = load_task(dataset, task, data_dir)
-        # Fill the descriptor cache first, so that no fold's training time includes featurization.
-        featurize(data.structures, prefill_set(models), n_jobs=-1, cache_dir=cache, ids=data.ids)
+    for task, data in prefilled(dataset, models, tasks, data_dir):  # no fold's training time includes featurization
         for model in models:
 
             def train_and_predict(train, test, fold, model=model):
@@ -454,6 +464,11 @@ def main() -> None:
     parser.add_argument(
         "--pending", action="store_true", help="print one command per unfinished fold (a units file for run_units.py)"
     )
+    parser.add_argument(
+        "--prefill-only",
+        action="store_true",
+        help="only fill the descriptor cache for --models (once, before units of the dataset run side by side)",
+    )
     args = parser.parse_args()
     if args.summary:
         print(summary())
@@ -470,6 +485,10 @@ def main() -> None:
         overrides = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator}.items() if v}
         folds = [int(f) for f in args.folds.split(",")]
         tasks = args.tasks.split(",") if args.tasks else None
+        if args.prefill_only:
+            for _ in prefilled(args.dataset, args.models.split(","), tasks, args.data_dir):
+                pass
+            return
         run(args.dataset, args.models.split(","), folds, overrides, tasks, args.data_dir, args.train_fraction)
     if not args.no_report:
         report(args.dataset)

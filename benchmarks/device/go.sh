@@ -118,6 +118,32 @@ if not torch.cuda.is_available() and os.environ.get("ALLOW_CPU") != "1":
 if os.environ["SIM"] == "1":
     tasks.restore_sim_archives()  # every archive of benchmarks/results/sim_values, once, before the units start
 EOF
+
+echo "== descriptor cache filled once per dataset of the accuracy.py units (they then read it side by side)"
+$PY - "$RUN_UNITS" <<'EOF' >/tmp/go_prefill.txt
+import re, sys
+from pathlib import Path
+
+wanted = {}  # dataset -> (data dir, models, tasks), in the list's order
+for line in Path(sys.argv[1]).read_text().splitlines():
+    line = line.split("#")[0]
+    if "benchmarks/accuracy.py" not in line:
+        continue
+    args = dict(re.findall(r"--(dataset|models|tasks|data-dir) (\S+)", line))
+    if "dataset" not in args:
+        continue
+    data_dir, models, tasks = wanted.setdefault(args["dataset"], (args.get("data-dir", ""), {}, {}))
+    models.update(dict.fromkeys(args.get("models", "").split(",")))
+    tasks.update(dict.fromkeys(args.get("tasks", "").split(",")))
+for dataset, (data_dir, models, tasks) in wanted.items():
+    option = f" --data-dir {data_dir}" if data_dir else ""
+    targets = f" --tasks {','.join(t for t in tasks if t)}" if all(tasks) else ""
+    print(f"benchmarks/accuracy.py --dataset {dataset} --models {','.join(m for m in models if m)}{targets}{option} --prefill-only")
+EOF
+while read -r -a prefill; do
+    echo "  ${prefill[*]}"
+    $PY "${prefill[@]}" >/tmp/go_prefill.log 2>&1 || { tail -n 5 /tmp/go_prefill.log >&2; exit 4; }
+done </tmp/go_prefill.txt
 setup=$((SECONDS - t0))
 echo "setup took $setup s"
 
