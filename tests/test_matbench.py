@@ -435,7 +435,8 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     )  # every inner fit, counted once, and the prediction
     assert record["train_seconds"] >= inner_seconds
     devices = {json.loads(f.read_text())["device"] for f in inner.glob("*/fold*.json")}  # where each inner fit ran
-    assert devices and devices <= set(params["device"].split("; "))
+    assert devices
+    assert devices <= set(params["device"].split("; "))
     # a finished fold resumed by a session elsewhere (another accelerator, more workers): reused, nothing trained
     elsewhere = dict(candidates=candidates, inner_folds=2, protocol="protocol.md @ abc1234")
     again = MatbenchRun([TASK], replace(TINY, accelerator="cpu", n_jobs=2), out, algorithm="InnerKFold",
