@@ -47,6 +47,8 @@ class ValidationSplit:
     fraction: float = 0.1
     seed: int = 0
 
+    n_splits = 1  # how many (training, scoring) splits :meth:`splits` gives
+
     def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(training indices, scoring indices)]`` over ``n`` structures."""
         return [split_indices(n, self.fraction, self.seed)]
@@ -71,6 +73,11 @@ class InnerKFold:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
             raise ValueError(f"inner K-fold needs an integer k >= 2, got {self.k!r}")
+
+    @property
+    def n_splits(self) -> int:
+        """How many (training, scoring) splits :meth:`splits` gives."""
+        return self.k
 
     def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(training indices, scoring indices)]`` of the K folds over ``n`` structures."""
@@ -347,7 +354,7 @@ def _checked_stores(
         for name, c in candidates.items()
     }
     for store in stores.values():
-        for k in range(len(scheme.splits(len(data)))):
+        for k in range(scheme.n_splits):
             if store is not None:
                 store.has(k)
     return stores
