@@ -65,6 +65,28 @@ def test_a_modified_weights_file_is_refused_naming_it(tmp_path, monkeypatch):
         potentials.load_potential("nonsense")
 
 
+def test_a_shipped_potential_with_any_file_changed_is_refused_by_name_and_by_folder(tmp_path, monkeypatch):
+    """The whole folder is pinned (its SHA256SUMS' sha256 in the registry), not only the weights: a config.json
+    changed under a consistent manifest would build another network and still claim MatGL's weights."""
+    folder = tmp_path / TENSORNET
+    shutil.copytree(potentials.potential_folder(TENSORNET), folder)
+    config = folder / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()), indent=1))  # same values, other bytes
+    manifest = folder / "SHA256SUMS"
+    lines = [line for line in manifest.read_text().splitlines() if not line.endswith("config.json")]
+    manifest.write_text("\n".join([*lines, f"{sha256_file(config)}  config.json"]) + "\n")
+    potentials.load_potential(folder)  # a folder of the user's: its own manifest is what it is checked against
+    monkeypatch.setattr(potentials, "HERE", tmp_path)
+    for given in (TENSORNET, folder):
+        with pytest.raises(CheckpointError, match=r"SHA256SUMS is not the shipped potential .* the registry pins"):
+            potentials.load_potential(given)
+
+
+def test_a_pretrained_backbone_refuses_its_potentials_own_head():
+    with pytest.raises(ValueError, match=r"readout .native. keeps the backbone.s own head.*choose a pooling readout"):
+        TrainSpec(backbone="tensornet-matpes-pbe", readout="native", descriptor_set=None)
+
+
 @pytest.mark.slow
 def test_fine_tuning_a_pretrained_backbone_freezes_what_it_should_saves_and_reloads_identically(tmp_path):
     with warnings.catch_warnings():
@@ -110,6 +132,73 @@ def test_layer_wise_rates_fall_towards_the_embedding_and_frozen_weights_are_left
     assert rates[0] == 1e-3 * 0.5 ** len(backbone_blocks(model))
     backbone_blocks(model)[0].requires_grad_(False)
     assert len(parameter_groups(model, 1e-3, 0.5)) == len(groups) - 1
+
+
+def test_m3gnets_three_body_and_graph_layers_of_one_block_share_its_rate():
+    """M3GNet registers all three-body interactions before all graph layers but runs them in alternation: block i
+    is ``three_body_interactions[i]`` with ``graph_layers[i]``, one rate, rising with i."""
+    from matgl_hybrid.models import HybridModel
+
+    name = "M3GNet-MatPES-PBE-v2025.1-PES"
+    args = potentials.architecture_args(potentials.potential_config(name))
+    kwargs = {k: v for k, v in args.items() if k not in ("element_types", "cutoff", "dtype")}
+    model = HybridModel(backbone="m3gnet-matpes-pbe", element_types=args["element_types"], backbone_kwargs=kwargs)
+    rate = {id(p): g["lr"] for g in parameter_groups(model, lr=1.0, layer_decay=0.5) for p in g["params"]}
+    backbone = model.backbone
+    per_block = []
+    for three_body, graph_layer in zip(backbone.three_body_interactions, backbone.graph_layers, strict=True):
+        rates = {rate[id(p)] for p in [*three_body.parameters(), *graph_layer.parameters()]}
+        assert len(rates) == 1
+        per_block.extend(rates)
+    assert per_block == sorted(per_block)
+    assert len(set(per_block)) == len(backbone.graph_layers)
+
+
+def test_freezing_the_embedding_freezes_it_behind_a_fixed_basis():
+    """MEGNet's first child is its Gaussian bond expansion, whose centres are a parameter that never trains."""
+    from conftest import TINY_MEGNET
+
+    from matgl_hybrid.models import HybridModel
+    from matgl_hybrid.training.finetuning import freeze
+
+    model = HybridModel(backbone="megnet", element_types=("Na", "Cl"), backbone_kwargs=TINY_MEGNET)
+    freeze(model, "embedding")
+    assert not any(p.requires_grad for p in model.backbone.embedding.parameters())
+    assert all(p.requires_grad for p in model.backbone.blocks.parameters())
+
+
+def test_the_fine_tuning_schedule_decays_over_the_batches_that_run(elastic):
+    """10 structures in batches of 4 run 3 batches an epoch (4, 4, 2); sized for 2, the cosine reached its floor
+    after two of three epochs and the last ran at lr × decay_alpha."""
+    from conftest import TINY
+    from lightning.pytorch.callbacks import Callback
+
+    from matgl_hybrid.training import fit
+    from matgl_hybrid.training.datamodule import batches_per_epoch
+
+    class Rates(Callback):
+        def __init__(self):
+            self.rates = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])
+
+    recorded = Rates()
+    spec = TrainSpec(max_epochs=3, weight_decay=0.01, lr=1e-2, **{**TINY, "batch_size": 4})
+    fit(elastic.subset(range(10)), spec=spec, val_data=elastic.subset(range(10, 14)), callbacks=[recorded])
+    assert batches_per_epoch(10, 4) == 3
+    assert batches_per_epoch(9, 4) == 2  # a last batch of one structure is dropped
+    assert len(recorded.rates) == 9
+    assert recorded.rates == sorted(recorded.rates, reverse=True)
+    assert recorded.rates[-1] > 2 * spec.lr * spec.decay_alpha
+
+
+def test_the_weight_average_of_equal_weights_is_them_bit_for_bit():
+    """Frozen weights (and buffers) are averaged with themselves at every step: they must not drift by rounding."""
+    update = warmup_ema_update(0.999)
+    weights = torch.randn(100_000)
+    for n in (0, 1, 7, 100, 10**6):
+        assert torch.equal(update(weights.clone(), weights, torch.tensor(n)), weights)
 
 
 def test_with_an_ema_the_kept_weights_are_the_averaged_ones_validation_scored(elastic):

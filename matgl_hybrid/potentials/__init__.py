@@ -2,8 +2,9 @@
 
 Each potential is a folder: ``weights.safetensors`` (the ``Potential``'s state dict), ``config.json`` (its
 constructor arguments), MatGL's model card ``README.md``, its licence notice ``LICENSE.matgl`` (BSD 3-Clause) and
-``SHA256SUMS``. ``registry.json`` names the shipped ones with the sha256 of their weights (pinned: a shipped
-potential whose weights differ is refused), licence, training data and leakage note; they were converted from
+``SHA256SUMS``. ``registry.json`` names the shipped ones with the sha256 of their weights and of their
+``SHA256SUMS`` (both pinned: a shipped potential whose weights or any other file differ is refused, by name or by
+folder), licence, training data and leakage note; they were converted from
 MatGL's own files by ``scripts/ship_matgl_potentials.py``. A folder of your own with the same layout loads too::
 
     potential = load_potential("TensorNet-MatPES-PBE-v2025.1-PES")   # a matgl.apps.pes.Potential
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from matgl_hybrid.checkpoint import CheckpointError, verify
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, sha256_file, verify
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "registry.json"
@@ -39,6 +40,7 @@ class PotentialInfo:
     parameters: int
     training_data: str
     weights_sha256: str
+    manifest_sha256: str
     licence: str
     source: str
     leakage: str
@@ -48,10 +50,7 @@ class PotentialInfo:
 def shipped_potentials() -> dict[str, PotentialInfo]:
     """The potentials shipped with the package, by name (their folder's)."""
     entries = json.loads(REGISTRY.read_text())["potentials"]
-    return {
-        name: PotentialInfo(name, **{k: v for k, v in e.items() if k not in ("folder", "manifest_sha256")})
-        for name, e in entries.items()
-    }
+    return {name: PotentialInfo(name, **{k: v for k, v in e.items() if k != "folder"}) for name, e in entries.items()}
 
 
 def potential_folder(name: str | Path) -> Path:
@@ -64,21 +63,30 @@ def potential_folder(name: str | Path) -> Path:
     raise CheckpointError(f"no potential {str(name)!r}: shipped are {shipped}, or give a folder of that layout")
 
 
+def _shipped_info(folder: Path) -> PotentialInfo | None:
+    """The registry's entry of a shipped potential's folder (None: a folder of the user's)."""
+    folder = folder.resolve()
+    return next((info for name, info in shipped_potentials().items() if (HERE / name).resolve() == folder), None)
+
+
 def verified_files(name: str | Path) -> tuple[Path, dict[str, str]]:
-    """The potential's folder and ``{file: sha256}``, after every file was checked against ``SHA256SUMS`` and a
-    shipped potential's weights against the registry's pinned sha256.
+    """The potential's folder and ``{file: sha256}``, after every file was checked against ``SHA256SUMS``, and a
+    shipped potential's weights and ``SHA256SUMS`` against the registry's pinned sha256 (given by name or folder).
 
     Raises:
         CheckpointError: a missing or modified file, named.
     """
     folder = potential_folder(name)
     digests = verify(folder, required=FILES)
-    info = shipped_potentials().get(str(name))
-    if info is not None and digests["weights.safetensors"] != info.weights_sha256:
-        raise CheckpointError(
-            f"{folder / 'weights.safetensors'} is not the shipped potential {info.name}: sha256 "
-            f"{digests['weights.safetensors']}, the registry pins {info.weights_sha256}"
-        )
+    info = _shipped_info(folder)
+    if info is None:
+        return folder, digests
+    pinned = {"weights.safetensors": (digests["weights.safetensors"], info.weights_sha256),
+              MANIFEST: (sha256_file(folder / MANIFEST), info.manifest_sha256)}  # fmt: skip
+    for file, (actual, expected) in pinned.items():
+        if actual != expected:
+            raise CheckpointError(f"{folder / file} is not the shipped potential {info.name}'s: sha256 {actual}, "
+                                  f"the registry pins {expected}")  # fmt: skip
     return folder, digests
 
 

@@ -23,6 +23,12 @@ from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.training.spec import TrainSpec
 
 
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """Training batches an epoch over ``n_train`` structures (of one process) runs: a last batch of one structure
+    is dropped (BatchNorm cannot normalise it), a shorter one of several is kept."""
+    return max(1, n_train // batch_size + (n_train % batch_size > 1))
+
+
 class HybridDataModule(L.LightningDataModule):
     """The training and validation data of a run: descriptors, the fitted transform, graph datasets, loaders.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
@@ -73,18 +74,33 @@ def load_pretrained_weights(model: HybridModel, spec: TrainSpec) -> dict[str, st
 
 
 def backbone_blocks(model: HybridModel) -> list[nn.Module]:
-    """The backbone's modules from input to output: its children in order, a ``ModuleList`` (the interaction
-    blocks) expanded into its blocks; the first is the embedding."""
+    """The backbone's modules from input to output, those with parameters: its children in order, a ``ModuleList``
+    (the interaction blocks) expanded into its blocks; the first is the embedding, or a fixed basis
+    before it that holds a parameter (MatGL's Gaussian centres).
+
+    ``ModuleList`` children of equal length are stacks run in alternation (M3GNet's three-body interactions and graph
+    layers: ``three_body_interactions[i]`` then ``graph_layers[i]``): their ``i``-th modules form block ``i``,
+    placed where the first of them is.
+    """
+    children = list(model.backbone.children())
+    stacks = [c for c in children if isinstance(c, nn.ModuleList)]
     blocks: list[nn.Module] = []
-    for child in model.backbone.children():
-        blocks.extend(child if isinstance(child, nn.ModuleList) else [child])
+    for child in children:
+        if not isinstance(child, nn.ModuleList):
+            blocks.append(child)
+            continue
+        parallel = [s for s in stacks if len(s) == len(child)]
+        if parallel[0] is child:
+            blocks.extend(nn.ModuleList(layers) for layers in zip(*parallel, strict=True))
     return [b for b in blocks if any(True for _ in b.parameters())]
 
 
 def freeze(model: HybridModel, what: str) -> None:
-    """Freeze ``"backbone"`` (every backbone weight) or ``"embedding"`` (its first block); ``"none"``: nothing."""
+    """Freeze ``"backbone"`` (every backbone weight) or ``"embedding"`` (its first block with a trainable weight: a
+    fixed basis before it, such as MatGL's Gaussian centres, does not count); ``"none"``: nothing."""
     blocks = backbone_blocks(model)
-    frozen = {"none": [], "embedding": blocks[:1], "backbone": blocks}[what]
+    trainable = [b for b in blocks if any(p.requires_grad for p in b.parameters())]
+    frozen = {"none": [], "embedding": trainable[:1], "backbone": blocks}[what]
     for block in frozen:
         block.requires_grad_(False)
 
@@ -125,8 +141,9 @@ def optimizer_and_schedule(
 
 
 def uses_finetuning_schedule(spec: TrainSpec) -> bool:
-    """Whether the spec trains with :func:`optimizer_and_schedule` (any fine-tuning setting, or a pretrained
-    backbone) rather than MatGL's Adam with cosine decay."""
+    """Whether the spec trains with :func:`optimizer_and_schedule` (``freeze``, ``layer_decay``, ``weight_decay``,
+    ``warmup_epochs`` or a pretrained backbone) rather than MatGL's Adam with cosine decay; ``gradient_clip`` and
+    ``ema_decay`` apply to either."""
     return bool(
         pretrained_name(spec)
         or spec.freeze != "none"
@@ -150,18 +167,27 @@ def warmup_ema_update(decay: float):
     def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
         n = float(num_averaged)
         rate = min(decay, (1 + n) / (10 + n))
-        return rate * averaged + (1 - rate) * current
+        if not averaged.is_floating_point():  # a counter such as BatchNorm's num_batches_tracked
+            return current
+        # lerp returns ``averaged`` exactly where the weights are equal: frozen weights stay bit-identical
+        return torch.lerp(averaged, current, 1 - rate)
 
     return update
 
 
 class WarmupEMA(WeightAveraging):
     """Lightning weight averaging with :func:`warmup_ema_update`, updated after every optimizer step; validation
-    and the saved model use the averaged weights."""
+    and the saved model use the averaged weights, kept on the model's device."""
 
     def __init__(self, decay: float = 0.999):
         super().__init__(avg_fn=warmup_ema_update(decay))
         self.decay = decay
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Move the average to the model's device: Lightning builds it in ``setup``, before the model moves there,
+        and would otherwise average a GPU run on the CPU, copying every weight at every step."""
+        if self._average_model is not None:
+            self._average_model.to(pl_module.device)
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None

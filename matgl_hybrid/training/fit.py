@@ -104,7 +104,7 @@ def fit(
     Args:
         data: a :class:`StructureData` with targets, or a list of structures with ``targets``.
         targets: (n,) target values when ``data`` is a list.
-        spec: model and training settings (defaults: hybrid MEGNet, extensive readout, gong28, concat).
+        spec: model and training settings (default: ``TrainSpec()``, the recommended recipe).
         val_data: explicit validation data; otherwise ``spec.val_fraction`` of ``data`` (seeded).
         target_units: units of the target, stored with the model.
         cache_dir: descriptor cache folder; None: no cache.
@@ -203,8 +203,7 @@ def fit(
         settings["strategy"] = ("ddp_find_unused_parameters_true" if model.native else "ddp") if many else "auto"
     with quiet_lightning():
         trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
-    batches_per_epoch = max(1, -(-len(datamodule.train_set) // trainer.world_size) // spec.batch_size)
-    module = build_module(spec, model, batches_per_epoch)
+    module = build_module(spec, model, -(-len(datamodule.train_set) // trainer.world_size))
     resume.check_weights(module)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

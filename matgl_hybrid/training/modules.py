@@ -18,7 +18,7 @@ from matgl.utils.training import ModelLightningModule
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
-from matgl_hybrid.training.datamodule import HybridDataModule
+from matgl_hybrid.training.datamodule import HybridDataModule, batches_per_epoch
 from matgl_hybrid.training.finetuning import (
     freeze,
     load_pretrained_weights,
@@ -113,17 +113,19 @@ def build_model(
     return model
 
 
-def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) -> HybridLightningModule:
+def build_module(spec: TrainSpec, model: HybridModel, n_train: int) -> HybridLightningModule:
     """The Lightning module training ``model`` with ``spec``'s loss, learning rate and cosine decay.
 
-    ``batches_per_epoch``: training batches per epoch and process (the decay runs over ``max_epochs`` of them).
-    Classification trains on binary cross-entropy. Fine-tuning settings (or a pretrained backbone) train with
+    ``n_train``: training structures per epoch and process. Classification trains on binary cross-entropy.
+    Fine-tuning settings (or a pretrained backbone) train with
     :func:`~matgl_hybrid.training.finetuning.optimizer_and_schedule` (AdamW, layer-wise rates, warm-up + cosine per
-    step); otherwise MatGL's Adam with cosine decay.
+    step, over the :func:`~matgl_hybrid.training.datamodule.batches_per_epoch` that run); otherwise MatGL's Adam with
+    its cosine over ``max_epochs × (n_train // batch_size)`` steps, stepped once per epoch (see :class:`TrainSpec`:
+    every recipe result was trained so, and runs registered with it resume and reproduce).
     """
     schedule: dict[str, Any] = {}
     if uses_finetuning_schedule(spec):
-        optimizer, scheduler = optimizer_and_schedule(model, spec, batches_per_epoch)
+        optimizer, scheduler = optimizer_and_schedule(model, spec, batches_per_epoch(n_train, spec.batch_size))
         schedule = {"optimizer": optimizer, "scheduler": scheduler}
     module = HybridLightningModule(
         model=model,
@@ -131,7 +133,7 @@ def build_module(spec: TrainSpec, model: HybridModel, batches_per_epoch: int) ->
         data_std=1.0,
         loss=spec.loss,
         lr=spec.lr,
-        decay_steps=spec.max_epochs * batches_per_epoch,
+        decay_steps=spec.max_epochs * max(1, n_train // spec.batch_size),
         decay_alpha=spec.decay_alpha,
         **schedule,
     )

@@ -72,11 +72,12 @@ class TrainSpec:
     recipe's 120 epochs of ~27 batches). Every recipe result was trained so; the fine-tuning schedule below
     decays per step, as stated.
 
-    Fine-tuning (any of these, or a pretrained ``backbone`` such as ``tensornet-matpes-pbe``, trains with AdamW and a
-    per-step warm-up + cosine schedule, :mod:`~matgl_hybrid.training.finetuning`): ``freeze`` (none | embedding |
-    backbone), ``layer_decay`` (backbone block i of L at lr × layer_decay^(L−i)), ``weight_decay``,
-    ``warmup_epochs``, ``gradient_clip`` (max gradient norm), ``ema_decay`` (an exponential moving average of the
-    weights is what validation sees and the model keeps).
+    Fine-tuning (any of ``freeze``, ``layer_decay``, ``weight_decay``, ``warmup_epochs``, or a pretrained
+    ``backbone`` such as ``tensornet-matpes-pbe``, trains with AdamW and a per-step warm-up + cosine schedule,
+    :mod:`~matgl_hybrid.training.finetuning`): ``freeze`` (none | embedding | backbone), ``layer_decay`` (backbone
+    block i of L at lr × layer_decay^(L−i)), ``weight_decay``, ``warmup_epochs``; with either schedule,
+    ``gradient_clip`` (max gradient norm) and ``ema_decay`` (an exponential moving average of the weights is what
+    validation sees and the model keeps).
 
     The defaults are the recommended recipe, chosen on inner validation of training folds only
     (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
@@ -214,6 +215,10 @@ class TrainSpec:
             problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        pretrained = BACKBONES[self.backbone].potential if self.backbone in BACKBONES else None
+        if self.readout == "native" and pretrained:
+            problems.append(f"readout 'native' keeps the backbone's own head, but {self.backbone} starts from "
+                            f"{pretrained}, whose head predicts energies: choose a pooling readout")  # fmt: skip
         if problems:
             raise ValueError("invalid training settings: " + "; ".join(problems))
 
