@@ -248,6 +248,10 @@ MODELS: dict[str, Callable] = {
     "hybrid_megnet_chgnet_noenergy": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat"),
     # The recipe as the package trains it since TrainSpec.clip_descriptors (descriptors clipped to the training range).
     "recipe_clipped": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat", clip_descriptors=True),
+    # The same with a learning rate that decays (TrainSpec.lr_schedule, added 2026-12-05: MatGL's schedule, which
+    # every model here trains with, stays within a few percent of lr); units/lr_schedule.txt, registered before
+    # any fold of it ran.
+    "recipe_cosine": _gnn_model("extensive", RECIPE_DESCRIPTORS, "concat", clip_descriptors=True, lr_schedule="cosine"),
     # Simulation knowledge (issue #21): the recipe and the same descriptor-only models with ``sim:chgnet`` added.
     "descriptors_rf_sim": _descriptor_model(_forest, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),
     "descriptors_mlp_sim": _descriptor_model(_mlp, f"{RECIPE_DESCRIPTORS}+sim:chgnet"),

@@ -200,6 +200,37 @@ def test_the_0_1_names_of_trainspec_fields_still_work_with_a_warning(tmp_path):
     assert upgrade_fingerprint(None) is None
 
 
+def test_the_cosine_schedule_decays_per_step_and_matgls_stays_near_lr(elastic):
+    """``lr_schedule="matgl"`` (the default, as every recipe result trained) keeps the rate within a few percent
+    of ``lr``: MatGL's cosine counts steps but Lightning steps it per epoch. ``cosine`` reaches ``lr ×
+    decay_alpha`` at the end. Stored specs read ``matgl``; the command line has ``--lr-schedule``."""
+
+    class Rates(Callback):
+        def __init__(self):
+            self.rates = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])
+
+    train_split, val_split = elastic.subset(range(16)), elastic.subset(range(16, 20))
+    recorded = {}
+    for schedule in ("matgl", "cosine"):
+        recorded[schedule] = Rates()
+        spec = TrainSpec(**{**TINY, "batch_size": 4}, max_epochs=4, lr=1e-2, lr_schedule=schedule)
+        fit(train_split, spec=spec, val_data=val_split, callbacks=[recorded[schedule]])
+    matgl, cosine = recorded["matgl"].rates, recorded["cosine"].rates
+    assert len(matgl) == len(cosine) == 16
+    assert min(matgl) > 0.8e-2
+    assert cosine == sorted(cosine, reverse=True)
+    assert cosine[-1] < 0.03e-2  # 1.95e-4 at step 16 of 16
+    assert TrainSpec().lr_schedule == "matgl"
+    assert upgrade_fingerprint({"spec": {"backbone": "megnet"}})["spec"]["lr_schedule"] == "matgl"
+    with pytest.raises(ValueError, match="lr_schedule must be one of matgl, cosine"):
+        TrainSpec(lr_schedule="linear")
+    base = ["train", "--data", "d.json", "--target", "y", "--out", "m"]
+    assert build_parser().parse_args([*base, "--lr-schedule", "cosine"]).lr_schedule == "cosine"
+
+
 def test_descriptors_are_clipped_by_default_and_specs_stored_before_read_unclipped(elastic):
     """``clip_descriptors`` (default True) reaches the data module's transform; a run fingerprint stored before the
     field existed reads False (how it ran); the command line has --clip-descriptors / --no-clip-descriptors."""

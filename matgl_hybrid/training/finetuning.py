@@ -141,11 +141,12 @@ def optimizer_and_schedule(
 
 
 def uses_finetuning_schedule(spec: TrainSpec) -> bool:
-    """Whether the spec trains with :func:`optimizer_and_schedule` (``freeze``, ``layer_decay``, ``weight_decay``,
-    ``warmup_epochs`` or a pretrained backbone) rather than MatGL's Adam with cosine decay; ``gradient_clip`` and
-    ``ema_decay`` apply to either."""
+    """Whether the spec trains with :func:`optimizer_and_schedule` (``lr_schedule="cosine"``, ``freeze``,
+    ``layer_decay``, ``weight_decay``, ``warmup_epochs`` or a pretrained backbone) rather than MatGL's Adam with its
+    per-epoch cosine; ``gradient_clip`` and ``ema_decay`` apply to either."""
     return bool(
-        pretrained_name(spec)
+        spec.lr_schedule == "cosine"
+        or pretrained_name(spec)
         or spec.freeze != "none"
         or spec.layer_decay != 1.0
         or spec.weight_decay

@@ -20,6 +20,7 @@ from matgl_hybrid.models.backbones import BACKBONES
 LOSSES = ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss")
 #: What ``TrainSpec.freeze`` may keep fixed.
 FREEZE = ("none", "embedding", "backbone")
+LR_SCHEDULES = ("matgl", "cosine")
 #: Fields added after records were stored, with the value that reproduces those records (a fingerprint without
 #: them is read with these, so the work it stands for is reused).
 ADDED = {
@@ -30,6 +31,7 @@ ADDED = {
     "gradient_clip": None,
     "ema_decay": None,
     "clip_descriptors": False,
+    "lr_schedule": "matgl",
 }
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
@@ -61,16 +63,19 @@ class TrainSpec:
     hold elements the training data lack, as in Matbench; or a list of element symbols). The model's arguments have
     the same names; the 0.1 names ``descriptors``, ``task`` and ``elements`` still work, deprecated.
 
-    Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha),
+    Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha, see
+    ``lr_schedule`` below),
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
     on validation MAE, epochs), ``seed``, ``accelerator`` / ``devices`` (Lightning's; "auto" uses a GPU when
     present, several devices train with DDP), ``n_jobs`` (descriptor workers), ``progress``.
 
-    Without a fine-tuning setting, training uses MatGL's ``ModelLightningModule`` schedule: its cosine runs over
+    ``lr_schedule``: ``matgl`` (the default) is MatGL's ``ModelLightningModule`` schedule: its cosine runs over
     ``max_epochs`` × batches-per-epoch steps but Lightning steps it once per epoch, so the learning rate stays
     within a few percent of ``lr`` (measured: 0.86 × lr after 4 of 4 epochs of 5 batches; ≈ 0.997 × lr after the
-    recipe's 120 epochs of ~27 batches). Every recipe result was trained so; the fine-tuning schedule below
-    decays per step, as stated.
+    recipe's 120 epochs of ~27 batches). Every recipe result was trained so, and it stays the default until a
+    decaying schedule wins on inner validation. ``cosine`` decays per step from ``lr`` to ``lr × decay_alpha``
+    over ``max_epochs`` (after ``warmup_epochs``), with the fine-tuning optimizer below; any fine-tuning setting
+    implies it.
 
     Fine-tuning (any of ``freeze``, ``layer_decay``, ``weight_decay``, ``warmup_epochs``, or a pretrained
     ``backbone`` such as ``tensornet-matpes-pbe``, trains with AdamW and a per-step warm-up + cosine schedule,
@@ -82,8 +87,8 @@ class TrainSpec:
     The defaults are the recommended recipe, chosen on inner validation of training folds only
     (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
     concatenation of ``gong28+composition+chgnet_noenergy`` (the structure descriptors of Gong et al., Magpie
-    composition statistics and CHGNet 0.3.0's crystal and atom features without its energy), lr 2e-3 with cosine
-    decay, batch 32, at most 120 epochs, early stopping with patience 25.
+    composition statistics and CHGNet 0.3.0's crystal and atom features without its energy), lr 2e-3 (MatGL's
+    schedule, nearly constant), batch 32, at most 120 epochs, early stopping with patience 25.
     """
 
     backbone: str = field(default="megnet", metadata=option(str, "graph network", choices=tuple(BACKBONES)))
@@ -160,8 +165,17 @@ class TrainSpec:
     )
     max_epochs: int = field(default=120, metadata=option(int, "most training epochs"))
     batch_size: int = field(default=32, metadata=option(int, "structures per batch"))
-    lr: float = field(default=2e-3, metadata=option(float, "learning rate (cosine decay to lr × decay_alpha)"))
+    lr: float = field(default=2e-3, metadata=option(float, "learning rate (see --lr-schedule)"))
     decay_alpha: float = 0.01
+    lr_schedule: str = field(
+        default="matgl",
+        metadata=option(
+            str,
+            "matgl: MatGL's cosine, stepped per epoch over max_epochs × batches steps (the rate stays within a few "
+            "percent of lr; every recipe result); cosine: per step from lr to lr × decay_alpha over max_epochs",
+            choices=LR_SCHEDULES,
+        ),
+    )
     loss: str = field(default="l1_loss", metadata=option(str, "training loss", choices=LOSSES))
     val_fraction: float = field(
         default=0.1, metadata=option(float, "fraction of the training data held out for early stopping")
@@ -204,6 +218,8 @@ class TrainSpec:
             problems.append(f"lr must be > 0, got {self.lr!r}")
         if not isinstance(self.clip_descriptors, bool):
             problems.append(f"clip_descriptors must be true or false, got {self.clip_descriptors!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.freeze not in FREEZE:
             problems.append(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
         if not 0 < self.layer_decay <= 1:
