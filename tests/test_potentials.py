@@ -170,20 +170,12 @@ def test_freezing_the_embedding_freezes_it_behind_a_fixed_basis():
 def test_the_fine_tuning_schedule_decays_over_the_batches_that_run(elastic):
     """10 structures in batches of 4 run 3 batches an epoch (4, 4, 2); sized for 2, the cosine reached its floor
     after two of three epochs and the last ran at lr × decay_alpha."""
-    from conftest import TINY
-    from lightning.pytorch.callbacks import Callback
+    from conftest import TINY, LearningRates
 
     from matgl_hybrid.training import fit
     from matgl_hybrid.training.datamodule import batches_per_epoch
 
-    class Rates(Callback):
-        def __init__(self):
-            self.rates = []
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])
-
-    recorded = Rates()
+    recorded = LearningRates()
     spec = TrainSpec(max_epochs=3, weight_decay=0.01, lr=1e-2, **{**TINY, "batch_size": 4})
     fit(elastic.subset(range(10)), spec=spec, val_data=elastic.subset(range(10, 14)), callbacks=[recorded])
     assert batches_per_epoch(10, 4) == 3

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, LearningRates
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 
@@ -205,17 +205,10 @@ def test_the_cosine_schedule_decays_per_step_and_matgls_stays_near_lr(elastic):
     of ``lr``: MatGL's cosine counts steps but Lightning steps it per epoch. ``cosine`` reaches ``lr ×
     decay_alpha`` at the end. Stored specs read ``matgl``; the command line has ``--lr-schedule``."""
 
-    class Rates(Callback):
-        def __init__(self):
-            self.rates = []
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])
-
     train_split, val_split = elastic.subset(range(16)), elastic.subset(range(16, 20))
     recorded = {}
     for schedule in ("matgl", "cosine"):
-        recorded[schedule] = Rates()
+        recorded[schedule] = LearningRates()
         spec = TrainSpec(**{**TINY, "batch_size": 4}, max_epochs=4, lr=1e-2, lr_schedule=schedule)
         fit(train_split, spec=spec, val_data=val_split, callbacks=[recorded[schedule]])
     matgl, cosine = recorded["matgl"].rates, recorded["cosine"].rates
