@@ -150,6 +150,44 @@ def test_select_refuses_what_it_cannot_choose_among(atoms_per_cell):
         InnerKFold(1)
 
 
+def test_classifiers_are_chosen_by_log_loss_not_by_the_mae_of_their_probabilities():
+    """MAE rewards probabilities pushed to 0 or 1: B (one confident miss) has the lower MAE, A the proper score."""
+    y = [0.0, 1.0, 1.0, 0.0]
+    folds = {
+        "A": [{"mae": 0.4, "seconds": 1.0, "ids": list("abcd"), "y_true": y, "y_pred": [0.4, 0.6, 0.6, 0.4]}],
+        "B": [{"mae": 0.25, "seconds": 1.0, "ids": list("abcd"), "y_true": y, "y_pred": [0.0, 1.0, 0.0, 0.0]}],
+    }
+    classifier = TrainSpec(**TINY, task_type="classification")
+    chosen = Selection(ValidationSplit(), {"A": classifier, "B": classifier}, folds)
+    assert chosen.metric == "log loss"
+    assert chosen.chosen == "A"
+    assert chosen.scores["A"] == pytest.approx(-np.log(0.6))
+    assert chosen.maes == pytest.approx({"A": 0.4, "B": 0.25})
+    assert "inner log loss" in chosen.summary()
+    assert Selection(ValidationSplit(), {"A": TrainSpec(**TINY), "B": TrainSpec(**TINY)}, folds).chosen == "B"
+
+
+def test_a_selection_whose_every_graph_network_failed_refuses_to_keep_one(atoms_per_cell, monkeypatch):
+    """Non-finite predictions (a diverged training) score NaN: with a finite forest beside them, the first graph
+    network would otherwise be kept and shipped."""
+
+    class Diverged:
+        def predict(self, structures, **kwargs):
+            return np.full(len(structures), np.nan)
+
+        def cpu(self):
+            return self
+
+    def diverged_fit(*args, **kwargs):
+        return FitResult(model=Diverged(), best_val_mae=float("nan"), best_epoch=0, epochs_run=1, train_ids=[],
+                         val_ids=[])  # fmt: skip
+
+    monkeypatch.setattr(selection_module, "_fit_unit", diverged_fit)
+    candidates = {"a": TrainSpec(**TINY), "forest": DescriptorForest("lattice", n_estimators=5)}
+    with pytest.raises(ValueError, match=r"every graph-network candidate failed on inner data .*a nan"):
+        select(atoms_per_cell, candidates, progress=False)
+
+
 def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest_guard():
     spec = TrainSpec(descriptor_set="gong28")
     found = default_candidates(spec)

@@ -71,7 +71,7 @@ def run_cv(
             raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
         predicted = selection.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
-                           "inner_mae": selection.scores, "summary": selection.summary()}  # fmt: skip
+                           "inner_mae": selection.maes, "summary": selection.summary()}  # fmt: skip
 
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)

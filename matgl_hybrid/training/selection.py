@@ -119,7 +119,8 @@ class Selection:
             in included), ``ids``, ``y_true``, ``y_pred`` (the scored structures) and, for graph networks,
             ``best_val_mae``, ``best_epoch``, ``epochs_run``, ``device`` (where it trained; records before
             2026-12-05 lack it).
-        model_name: the graph-network candidate with the lowest inner MAE: the one :attr:`model` is.
+        model_name: the graph-network candidate with the lowest inner score (:attr:`metric`): the one :attr:`model`
+            is.
         model: that candidate's model (CPU; a :class:`HybridEnsemble` of its K models under :class:`InnerKFold`),
             None when no candidate is a graph network.
         fits: that candidate's :class:`FitResult` per inner fold.
@@ -133,14 +134,30 @@ class Selection:
     fits: list[FitResult] = field(default_factory=list)
 
     @property
+    def metric(self) -> str:
+        """What the candidates are scored by: ``"MAE"`` (target units), or ``"log loss"`` (binary cross-entropy of
+        the predicted probabilities, a proper score: MAE would reward probabilities pushed to 0 or 1) when a
+        candidate is a classifier."""
+        classifier = any(isinstance(c, TrainSpec) and c.task_type == "classification" for c in self.candidates.values())
+        return "log loss" if classifier else "MAE"
+
+    @property
     def scores(self) -> dict[str, float]:
-        """Each candidate's inner MAE (target units): over all its scored structures (out-of-fold under
+        """Each candidate's inner score (:attr:`metric`): over all its scored structures (out-of-fold under
         :class:`InnerKFold`)."""
+        if self.metric == "MAE":
+            return self.maes
+        return {name: pooled_log_loss(records) for name, records in self.folds.items()}
+
+    @property
+    def maes(self) -> dict[str, float]:
+        """Each candidate's inner MAE (target units; for a classifier, of its probabilities), pooled as
+        :attr:`scores`."""
         return {name: pooled_mae(records) for name, records in self.folds.items()}
 
     @property
     def chosen(self) -> str:
-        """The candidate with the lowest inner MAE (the first on a tie; a non-finite score never wins)."""
+        """The candidate with the lowest inner score (the first on a tie; a non-finite score never wins)."""
         return best_candidate(self.scores)
 
     @property
@@ -149,10 +166,12 @@ class Selection:
         return self.model_name is not None and self.chosen != self.model_name
 
     def summary(self) -> str:
-        """One line: the choice and every inner MAE, e.g. ``chose intensive: inner MAE 0.28 vs 0.33 extensive``."""
+        """One line: the choice and every inner score, e.g. ``chose intensive: inner MAE 0.28 vs 0.33 extensive``."""
         scores = self.scores
         others = ", ".join(f"{scores[n]:.4g} {n}" for n in scores if n != self.chosen)
-        line = f"chose {self.chosen}: inner MAE {scores[self.chosen]:.4g}" + (f" vs {others}" if others else "")
+        line = f"chose {self.chosen}: inner {self.metric} {scores[self.chosen]:.4g}" + (
+            f" vs {others}" if others else ""
+        )
         if self.guard_won:
             line += (
                 f". WARNING: the graph network kept, {self.model_name} ({scores[self.model_name]:.4g}), is worse on "
@@ -190,7 +209,9 @@ class Selection:
             "scheme": self.scheme.to_dict(),
             "scheme_text": self.scheme.describe(),
             "candidates": {name: describe_candidate(c) for name, c in self.candidates.items()},
-            "inner_mae": self.scores,
+            "metric": self.metric,
+            "inner_score": self.scores,
+            "inner_mae": self.maes,
             "fold_mae": {name: [r["mae"] for r in records] for name, records in self.folds.items()},
             "seconds": {name: sum(r["seconds"] for r in records) for name, records in self.folds.items()},
             "chosen": self.chosen,
@@ -205,6 +226,17 @@ def pooled_mae(records: list[dict[str, Any]]) -> float:
     y = np.concatenate([r["y_true"] for r in records])
     p = np.concatenate([np.asarray(r["y_pred"], dtype=float) for r in records])
     return float(np.mean(np.abs(y - p))) if np.isfinite(p).all() else float("nan")
+
+
+def pooled_log_loss(records: list[dict[str, Any]]) -> float:
+    """The binary cross-entropy of 0/1 targets over all scored structures of inner-fold records, probabilities
+    clipped to [1e-7, 1 − 1e-7] as in training (NaN when any prediction is not finite)."""
+    y = np.concatenate([r["y_true"] for r in records])
+    p = np.concatenate([np.asarray(r["y_pred"], dtype=float) for r in records])
+    if not np.isfinite(p).all():
+        return float("nan")
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def best_candidate(scores: Mapping[str, float | None]) -> str:
@@ -310,6 +342,10 @@ def select(
     selection = Selection(scheme, dict(candidates), folds)
     graphs = {name: s for name, s in selection.scores.items() if isinstance(candidates[name], TrainSpec)}
     if graphs:
+        if not any(np.isfinite(score) for score in graphs.values()):
+            failed = ", ".join(f"{name} {score}" for name, score in graphs.items())
+            raise ValueError(f"every graph-network candidate failed on inner data (inner {selection.metric}: "
+                             f"{failed}): its predictions are not finite; lower lr, or check the targets")  # fmt: skip
         selection.model_name = best_candidate(graphs)
         selection.fits = _restore_fits(data, selection.model_name, candidates, scheme, splits, fits, directory,
                                        cache_dir, target_units, fit_options)  # fmt: skip

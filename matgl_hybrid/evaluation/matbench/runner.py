@@ -279,7 +279,7 @@ class MatbenchRun:
         params = {
             "candidate": chosen.model_name,
             "chosen": chosen.chosen,
-            "inner_mae": chosen.scores,
+            "inner_mae": chosen.maes,
             "best_val_mae": chosen.scores[chosen.model_name],
             "scheme": chosen.scheme.to_dict(),
             "spec": candidates[chosen.model_name].to_dict(),
