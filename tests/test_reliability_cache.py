@@ -266,3 +266,73 @@ def test_cache_import_into_a_file_is_one_line_naming_the_folder(tmp_path):
         import_archive(DescriptorCache(blocker), archive)
     assert str(blocker) in str(refused.value)
     assert blocker.read_text() == "x"
+
+
+def test_structure_keys_tell_oxidation_states_and_fixed_atoms_apart_and_plain_keys_stay(tmp_path):
+    """Symmetry tells Fe2+ from Fe3+ (229 vs 221), and fixed atoms relax otherwise: neither may be served the other's
+    values. A plain structure's key is the lattice, elements and coordinates alone, as archives were written."""
+    import hashlib
+
+    import numpy as np
+
+    plain = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    legacy = hashlib.sha256()
+    for array, dtype in ((plain.lattice.matrix, np.float64), ([26, 26], np.int64), (plain.frac_coords, np.float64)):
+        legacy.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    assert structure_key(plain) == legacy.hexdigest()
+    decorated = plain.copy()
+    decorated.replace_species({"Fe": "Fe"})
+    decorated.add_oxidation_state_by_site([2, 3])
+    fixed = plain.copy(site_properties={"selective_dynamics": [[False] * 3, [True] * 3]})
+    with_moments = plain.copy(site_properties={"magmom": [2.2, 2.2]})
+    assert structure_key(with_moments) == structure_key(plain)
+    assert len({structure_key(s) for s in (plain, decorated, fixed)}) == 3
+
+    first = featurize([plain], "gong28", cache_dir=tmp_path, progress=False)
+    second = featurize([decorated], "gong28", cache_dir=tmp_path, progress=False)
+    assert second.attrs["n_computed"] == 1
+    assert first["spacegroup_num"].iloc[0] == 229
+    assert second["spacegroup_num"].iloc[0] == 221
+
+
+def test_a_transient_failure_is_computed_again_a_final_one_is_not(tmp_path):
+    """A relaxation over its time budget on a busy machine says nothing about the structure: the next call computes
+    it again. A failure of the structure itself (ValueError) is served from the cache."""
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+    from matgl_hybrid.descriptors.sets import DescriptorSet
+
+    calls = {"timeout": 0, "value": 0}
+
+    def once_too_slow(ctx):
+        calls["timeout"] += 1
+        if calls["timeout"] == 1:
+            raise TimeoutError("relaxation stopped at step 40: over its budget of 300 s")
+        return [1.0]
+
+    def always_bad(ctx):
+        calls["value"] += 1
+        raise ValueError("no neighbours within the cutoff")
+
+    groups = (FeatureGroup("slow", ("x",), once_too_slow, check_values=False),
+              FeatureGroup("bad", ("y",), always_bad, check_values=False))  # fmt: skip
+    descriptors = DescriptorSet("test", groups, ("x", "y"))
+    first = featurize([_cscl()], descriptors, cache_dir=tmp_path, n_jobs=1, progress=False)
+    assert math.isnan(first["x"].iloc[0])
+    second = featurize([_cscl()], descriptors, cache_dir=tmp_path, n_jobs=1, progress=False)
+    assert second["x"].iloc[0] == 1.0
+    assert calls == {"timeout": 2, "value": 1}
+    third = featurize([_cscl()], descriptors, cache_dir=tmp_path, n_jobs=1, progress=False)
+    assert third.attrs["n_computed"] == 0
+
+
+def test_writing_an_entry_keeps_what_the_file_holds_that_this_version_does_not_read(tmp_path):
+    """An entry of a newer version (an extra field) is not read here, but it is not ours to delete."""
+    cache = DescriptorCache(tmp_path)
+    key = structure_key(_cscl())
+    path = tmp_path / key[:2] / f"{key}.json"
+    path.parent.mkdir(parents=True)
+    newer = {"values": [1.0], "error": None, "seconds": 0.5}
+    path.write_text(json.dumps({"future@1": newer}))
+    assert cache.get(key) == {}
+    cache.put(key, {"b@1": {"values": [2.0], "error": None}})
+    assert json.loads(path.read_text()) == {"future@1": newer, "b@1": {"values": [2.0], "error": None}}

@@ -191,10 +191,18 @@ def featurize(
     return frame
 
 
+#: Failures that say nothing about the structure (a time budget hit on a busy machine, memory): computed again by
+#: the next call rather than served from the cache; any other recorded failure is final for its version.
+TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError")
+
+
 def _usable(entry: Entry | None, group: FeatureGroup) -> bool:
-    """Whether a cached ``entry`` holds ``group``'s values (one per label); anything else is computed again."""
+    """Whether a cached ``entry`` holds ``group``'s values (one per label) or a final failure; anything else (a
+    transient failure, :data:`TRANSIENT_ERRORS`) is computed again."""
     values = entry.get("values") if isinstance(entry, dict) else None
-    return isinstance(values, list) and len(values) == len(group.labels)
+    error = entry.get("error") if isinstance(entry, dict) else None
+    transient = isinstance(error, str) and (error.split(":")[0] in TRANSIENT_ERRORS or "out of memory" in error.lower())
+    return isinstance(values, list) and len(values) == len(group.labels) and not transient
 
 
 def archive_values(

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import math
 import re
 import zlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
 from matgl_hybrid.descriptors.simulation import SIM_GROUPS
@@ -27,6 +28,8 @@ Entry = dict[str, Any]
 ARCHIVE_FORMAT = 1
 #: Most bytes an archive may expand to when decompressed (a gzip bomb of a few MB expands to GBs): more is refused.
 MAX_ARCHIVE_BYTES = 2 * 1024**3
+#: The lock file of each folder of structure files: writers of the same structure's file take turns.
+LOCK_FILE = ".lock"
 #: A structure key: the sha256 of :func:`structure_key`.
 STRUCTURE_KEY = re.compile("[0-9a-f]{64}")
 #: A group key (:attr:`FeatureGroup.key`): ``name@version``, then ``:`` and a 12-hex value digest where there is one.
@@ -88,11 +91,23 @@ VALUE_BOUNDS: dict[str, Bounds] = {
 
 
 def structure_key(structure: Structure) -> str:
-    """sha256 of the lattice, species and fractional coordinates: equal keys mean identical structures."""
+    """sha256 of the lattice, elements and fractional coordinates, and of what else changes a computed value: the
+    species' oxidation states (symmetry tells Fe2+ from Fe3+) and the ``selective_dynamics`` site property (fixed
+    atoms relax otherwise). Equal keys mean identical structures.
+
+    A structure without either hashes its lattice, elements and coordinates alone, as keys always have, so that
+    caches and archives written before stay valid. Other site properties (``magmom``, ``forces``, ``velocities``)
+    change no value this package computes and are not part of it.
+    """
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
     h.update(np.array([site.specie.Z for site in structure], dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
+    species = [site.specie for site in structure]
+    if not all(isinstance(s, Element) for s in species):
+        h.update(json.dumps(["species", *map(str, species)]).encode())
+    if (fixed := structure.site_properties.get("selective_dynamics")) is not None:
+        h.update(b"selective_dynamics" + np.asarray(fixed, dtype=bool).tobytes())
     return h.hexdigest()
 
 
@@ -120,9 +135,17 @@ class DescriptorCache:
         return {group: entry for group, entry in stored.items() if _is_entry(entry)}
 
     def put(self, key: str, entries: dict[str, Entry]) -> None:
-        """Add ``entries`` to the structure's file (merging with what is there), atomically."""
-        merged = {**self.get(key), **entries}
-        atomic_write_text(self._path(key), json.dumps(merged))
+        """Add ``entries`` to the structure's file, atomically, under a lock of its folder: what the file holds is
+        kept (another writer's groups too, and entries this version does not read); a corrupt file is replaced."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.parent / LOCK_FILE):
+            try:
+                stored = json.loads(path.read_text())
+            except (ValueError, OSError, RecursionError):
+                stored = {}
+            merged = {**(stored if isinstance(stored, dict) else {}), **entries}
+            atomic_write_text(path, json.dumps(merged))
 
     def check_writable(self) -> None:
         """Raise, before any work, a one-line OSError naming the folder unless entries can be written in it."""
@@ -133,6 +156,23 @@ class DescriptorCache:
                 f"cannot write the descriptor cache folder {self.directory}: {exc}; give another folder with "
                 "--cache-dir, or compute without a cache with --no-cache (cache_dir=None in Python)"
             ) from None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing) while the block runs; none where the platform has
+    no ``fcntl`` (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def export_archive(
