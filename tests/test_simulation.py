@@ -62,6 +62,22 @@ def test_the_version_pins_potential_settings_and_libraries(monkeypatch):
             get_descriptor_set(bad)
 
 
+def test_settings_changed_at_run_time_give_other_keys_and_the_defaults_the_keys_values_were_cached_under(
+    monkeypatch,
+):
+    """The error messages send users to SETTINGS["max_sites"] and VACUUM_GAP_A: values computed under another
+    setting must not be served from the cache (the NaN of a cell once over the limit, say)."""
+    default = get_descriptor_set("sim:chgnet").groups[1].key
+    assert default == simulation.SIM_GROUPS["chgnet"]["cheap"][1].key  # at import: what archives are keyed by
+    limit = simulation.SETTINGS["max_sites"]
+    monkeypatch.setitem(simulation.SETTINGS, "max_sites", 2 * limit)
+    assert get_descriptor_set("sim:chgnet").groups[1].key != default
+    monkeypatch.setitem(simulation.SETTINGS, "max_sites", limit)
+    assert get_descriptor_set("sim:chgnet").groups[1].key == default
+    monkeypatch.setattr(simulation, "VACUUM_GAP_A", 2 * simulation.VACUUM_GAP_A)
+    assert get_descriptor_set("sim:chgnet").groups[1].key != default
+
+
 def test_a_failed_relaxation_is_nan_with_its_reason_for_every_group_that_needs_it(crystals, monkeypatch):
     monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "max_steps": 1})
     with pytest.warns(UserWarning, match="featurizer failure"):

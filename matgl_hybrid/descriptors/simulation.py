@@ -88,6 +88,7 @@ RELAX_WALL_S = 300.0
 #: 5 Å cutoff, nothing interacts across it. In the shipped data sets, bulk crystals (layered ones included) have 4.8 Å
 #: at most; Materials Project's monolayer entries 8–20 Å, Matbench jdft2d's monolayers (every one) 20–34 Å.
 VACUUM_GAP_A = 6.0
+DEFAULT_VACUUM_GAP_A = VACUUM_GAP_A
 #: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).
 IMAGINARY_THZ = -0.1
 THZ_TO_INVERSE_CM = 33.35641
@@ -282,9 +283,7 @@ def _phonons(structure: Structure, sim: Simulator, **kwargs) -> Any:
     return phonon
 
 
-def gamma_frequencies(
-    structure: Structure, supercell: int, atom_disp: float, simulator: str = "chgnet"
-) -> np.ndarray:
+def gamma_frequencies(structure: Structure, supercell: int, atom_disp: float, simulator: str = "chgnet") -> np.ndarray:
     """The Γ-point phonon frequencies (THz, sorted) of the primitive cell ``structure`` with ``simulator``'s potential.
 
     Phonopy's finite displacements in the cell as given (``supercell`` times along each axis).
@@ -373,12 +372,19 @@ def _requires(sim: Simulator) -> None:
 
 
 @cache
+def _package_versions(sim: Simulator) -> dict[str, str]:
+    """The installed versions of the packages the simulator computes with."""
+    return {p: installed_version(p) or "not-installed" for p in sim.packages}
+
+
 def _version(sim: Simulator) -> str:
-    """The bank's version, the potential and its weights digest, the settings and the calculators' versions."""
-    versions = {p: installed_version(p) or "not-installed" for p in sim.packages}
+    """The bank's version, the potential and its weights digest, the settings as they are now (:data:`SETTINGS`,
+    :data:`VACUUM_GAP_A`: changing either at run time gives other keys) and the calculators' versions."""
     # revision: the definition of the computed values (2: thermal properties per atom of the primitive cell;
     # 3: symmetrized force constants, Γ phonons in the primitive cell)
-    definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": versions, "revision": 3}
+    definition = {"settings": SETTINGS, "imaginary": IMAGINARY_THZ, "versions": _package_versions(sim), "revision": 3}
+    if VACUUM_GAP_A != DEFAULT_VACUUM_GAP_A:  # at its default, absent: the keys of every value cached before stay
+        definition["vacuum_gap"] = VACUUM_GAP_A
     settings = json.dumps(definition, sort_keys=True)
     return f"{GROUP_VERSION}-sim-{sim.tag()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
@@ -406,9 +412,7 @@ def tier_groups(sim: Simulator) -> dict[str, tuple[FeatureGroup, ...]]:
     cheap = (
         _group(sim, "relax", ("relaxed_energy_per_atom", "relax_volume_change"), _relax_values),
         _group(sim, "eos", ("eos_bulk_modulus", "eos_bulk_modulus_derivative"), _eos_values, revision=1),
-        _group(
-            sim, "gamma", ("gamma_max_frequency", "gamma_mean_optical_frequency", "gamma_imaginary"), _gamma_values
-        ),
+        _group(sim, "gamma", ("gamma_max_frequency", "gamma_mean_optical_frequency", "gamma_imaginary"), _gamma_values),
     )
     full = (
         _group(sim, "elastic", ("k_vrh", "g_vrh", "universal_anisotropy"), _elastic_values, revision=1),
@@ -417,7 +421,8 @@ def tier_groups(sim: Simulator) -> dict[str, tuple[FeatureGroup, ...]]:
     return {"cheap": cheap, "full": full}
 
 
-#: Every simulated group, by potential and tier.
+#: Every simulated group, by potential and tier, under the default settings (:func:`simulation_set` builds them
+#: under the settings of its call).
 SIM_GROUPS = {name: tier_groups(sim) for name, sim in SIMULATORS.items()}
 #: CHGNet's (the first simulator's) groups.
 CHEAP_GROUPS = SIM_GROUPS["chgnet"]["cheap"]
@@ -434,5 +439,6 @@ def simulation_set(name: str) -> DescriptorSet:
             f"unknown simulation set {name!r}: use sim:<potential> or sim:<potential>:full, potentials "
             f"{', '.join(POTENTIALS)}"
         )
-    groups = SIM_GROUPS[potential]["cheap"] + (SIM_GROUPS[potential]["full"] if tier == "full" else ())
+    tiers = tier_groups(SIMULATORS[potential])  # the settings as they are now
+    groups = tiers["cheap"] + (tiers["full"] if tier == "full" else ())
     return DescriptorSet(name, groups, tuple(label for g in groups for label in g.labels))
