@@ -5,6 +5,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import DEMO_DATA, TINY, write_small_records
 from lightning.pytorch.callbacks import Callback
@@ -70,7 +71,7 @@ def test_the_candidate_better_on_inner_data_is_chosen_and_its_score_is_its_inner
     assert record["chosen"] == "informed"
     assert record["model"] == "gnn"
     assert record["candidates"]["informed"] == {"model": "random_forest", "descriptor_set": "lattice",
-                                                "n_estimators": 50, "seed": 0}  # fmt: skip
+                                                "n_estimators": 50, "seed": 0, "n_jobs": 1}  # fmt: skip
     json.dumps(record)  # JSON values, for training.json
 
 
@@ -186,6 +187,29 @@ def test_a_selection_whose_every_graph_network_failed_refuses_to_keep_one(atoms_
     candidates = {"a": TrainSpec(**TINY), "forest": DescriptorForest("lattice", n_estimators=5)}
     with pytest.raises(ValueError, match=r"every graph-network candidate failed on inner data .*a nan"):
         select(atoms_per_cell, candidates, progress=False)
+
+
+def test_the_forest_guard_trains_on_the_cores_asked_for_and_its_fingerprint_ignores_them(atoms_per_cell, monkeypatch):
+    """``TrainSpec.n_jobs`` (1 by default) reaches the forest; scikit-learn's -1 would take every core beside a
+    benchmark. Where it computes is not part of what it computes."""
+    from matgl_hybrid.training import baselines
+
+    asked = []
+    original = baselines.descriptor_forest
+
+    def recording(**kwargs):
+        asked.append(kwargs["n_jobs"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(baselines, "descriptor_forest", recording)
+    for n_jobs in (1, 2):
+        forest = default_candidates(TrainSpec(**TINY, n_jobs=n_jobs))["forest"]
+        rows = np.arange(12.0).reshape(6, 2)
+        forest.fit_predict(pd.DataFrame(rows), np.arange(6.0), pd.DataFrame(rows))
+    assert asked == [1, 2]
+    one, two = (selection_module._fingerprint(atoms_per_cell, DescriptorForest("lattice", n_jobs=n), ValidationSplit())
+                for n in (1, -1))  # fmt: skip
+    assert one == two
 
 
 def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest_guard():

@@ -45,21 +45,26 @@ class DescriptorForest:
         descriptor_set: the descriptor set it reads (the graph candidates' own, so both see the same inputs).
         n_estimators: trees.
         seed: the forest's ``random_state``.
+        n_jobs: cores the forest trains on (scikit-learn's; -1: all). Where it computes, not what: the same
+            seed gives the same forest on any number, and fingerprints leave it out (as ``TrainSpec.n_jobs``).
     """
 
     descriptor_set: str = "gong28+composition"
     n_estimators: int = 500
     seed: int = 0
+    n_jobs: int = 1
 
     #: The ``model`` value that marks a forest in a candidates file.
     MODEL: ClassVar[str] = "random_forest"
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"model": "random_forest", "descriptor_set", "n_estimators", "seed"}`` (a candidates file's entry)."""
+        """``{"model": "random_forest", "descriptor_set", "n_estimators", "seed", "n_jobs"}`` (a candidates file's
+        entry)."""
         return {"model": self.MODEL, **asdict(self)}
 
     def fit_predict(self, train: pd.DataFrame, targets: np.ndarray, test: pd.DataFrame) -> np.ndarray:
         """Fit on descriptor rows ``train`` (n_train, d) and ``targets`` (n_train,); predict ``test``: (n_test,)."""
         mean, std = float(np.mean(targets)), float(np.std(targets)) or 1.0
-        model = descriptor_forest(seed=self.seed, n_estimators=self.n_estimators).fit(train, (targets - mean) / std)
+        model = descriptor_forest(seed=self.seed, n_estimators=self.n_estimators, n_jobs=self.n_jobs)
+        model.fit(train, (targets - mean) / std)
         return model.predict(test) * std + mean

@@ -131,7 +131,9 @@ def candidate_specs(
         if not isinstance(changes, Mapping):
             raise ValueError(f"candidate {name!r} is {type(changes).__name__}, not a mapping of TrainSpec fields")
         if forests and changes.get("model") == DescriptorForest.MODEL:
-            specs[name] = forest_from({"descriptor_set": spec.descriptor_set or FOREST_DESCRIPTORS, **changes})
+            specs[name] = forest_from(
+                {"descriptor_set": spec.descriptor_set or FOREST_DESCRIPTORS, "n_jobs": spec.n_jobs, **changes}
+            )
             continue
         unknown = sorted(set(changes) - known)
         if unknown:
@@ -166,6 +168,8 @@ def forest_from(entry: Mapping[str, Any]) -> DescriptorForest:
         value = getattr(forest, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "n_estimators" else 0):
             raise ValueError(f"random forest {name} must be an integer >= {int(name == 'n_estimators')}, got {value!r}")
+    if isinstance(forest.n_jobs, bool) or not isinstance(forest.n_jobs, int) or forest.n_jobs == 0:
+        raise ValueError(f"random forest n_jobs must be a non-zero integer (-1: all cores), got {forest.n_jobs!r}")
     return forest
 
 
@@ -173,7 +177,7 @@ def default_candidates(spec: TrainSpec, readout: str | None = None) -> dict[str,
     """What ``matgl-hybrid train`` chooses among by default: ``spec`` with the extensive readout (mean + sum + log n,
     for per-cell quantities), the same with the intensive one (:data:`INTENSIVE_READOUT`), and the descriptors random
     forest on the same descriptors as a guard. With a ``readout`` the user chose, that one alone and the guard."""
-    forest = DescriptorForest(spec.descriptor_set or FOREST_DESCRIPTORS, seed=spec.seed)
+    forest = DescriptorForest(spec.descriptor_set or FOREST_DESCRIPTORS, seed=spec.seed, n_jobs=spec.n_jobs)
     if readout is not None:
         return {readout: dataclasses.replace(spec, readout=readout), "forest": forest}
     return {
