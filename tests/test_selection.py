@@ -212,6 +212,25 @@ def test_the_forest_guard_trains_on_the_cores_asked_for_and_its_fingerprint_igno
     assert one == two
 
 
+def test_no_select_with_a_choice_of_candidates_is_refused_and_cv_chooses_with_inner_folds_alone():
+    from matgl_hybrid.cli import build_parser
+    from matgl_hybrid.cli.spec import selection
+
+    base = ["--data", "d.json", "--target", "y"]
+    args = build_parser().parse_args(["train", *base, "--out", "m", "--no-select", "--inner-folds", "3"])
+    with pytest.raises(ValueError, match="--no-select trains the one spec given"):
+        selection(args, TrainSpec())
+    assert selection(build_parser().parse_args(["train", *base, "--out", "m", "--no-select"]), TrainSpec()) == (
+        None,
+        None,
+    )
+    candidates, scheme = selection(
+        build_parser().parse_args(["cv", *base, "--out", "o", "--inner-folds", "3"]), TrainSpec()
+    )
+    assert set(candidates) == {"extensive", "intensive", "forest"}
+    assert scheme == InnerKFold(3, 0)
+
+
 def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest_guard():
     spec = TrainSpec(descriptor_set="gong28")
     found = default_candidates(spec)

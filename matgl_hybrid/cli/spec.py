@@ -78,6 +78,7 @@ def add_selection_options(p: argparse.ArgumentParser, by_default: bool) -> None:
             help="train the one spec given (flags, --config) as it is; default: choose on a validation split among "
             "it with the extensive readout, with the set2set readout, and a random forest on its descriptors (guard)",
         )
+        p.set_defaults(select_by_default=True)
     else:
         p.add_argument(
             "--select",
@@ -103,7 +104,16 @@ def add_selection_options(p: argparse.ArgumentParser, by_default: bool) -> None:
 
 def selection(args: argparse.Namespace, spec: TrainSpec) -> tuple[dict[str, Candidate] | None, Scheme | None]:
     """The candidates and scheme the selection options name; ``(None, None)``: the spec alone. An explicit
-    ``--readout`` (flag or ``--config``) is kept: that readout alone, against the forest guard."""
+    ``--readout`` (flag or ``--config``) is kept: that readout alone, against the forest guard.
+
+    Raises:
+        ValueError: ``--no-select`` with ``--candidates`` or ``--inner-folds`` (one spec, or a choice: not both).
+    """
+    if getattr(args, "select_by_default", False) and not args.select:
+        if args.candidates is not None or args.inner_folds is not None:
+            raise ValueError("--no-select trains the one spec given, --candidates and --inner-folds choose among "
+                             "several: drop one or the other")  # fmt: skip
+        return None, None
     if args.candidates is not None:
         candidates = candidate_specs(spec, read_candidates(args.candidates), forests=True)
     elif args.select or args.inner_folds is not None:
