@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import runpy
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from conftest import TINY_MEGNET, read_records, write_small_records
 from matbench.constants import MBV01_KEY
 from matbench.metadata import mbv01_validation
+from matbench.util import hash_dictionary
 from matminer.datasets import dataset_retrieval
 from matminer.datasets.utils import _load_dataset_dict
 from matminer.utils.io import store_dataframe_as_json
@@ -263,6 +265,32 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     again = runner.read_results(cli_out / "results.json.gz").tasks_map[TASK]
     assert [again.results[f"fold_{f}"]["parameters"]["candidate"] for f in range(5)] == [
         "long", "short", "long", "short", "long"]  # fmt: skip
+    # the same candidates chosen by inner K-fold would choose again and rewrite the folder's results: refused
+    kfold = r"holds folds chosen by an inner validation split, this run chooses by inner 2-fold"
+    with pytest.raises(ValueError, match=kfold):
+        MatbenchRun([TASK], TINY, out, algorithm="Chooser", data_dir=accept_stand_in, progress=False,
+                    candidates={"short": {}, "long": {"max_epochs": 3}}, inner_folds=2).run()  # fmt: skip
+    # a NaN prediction, which matbench itself accepts, fails validation
+    broken = tmp_path / "matbench_v0.1_NaNs"
+    shutil.copytree(out, broken)
+    content = json.loads(gzip.decompress((broken / "results.json.gz").read_bytes()))
+    data = content["tasks"][TASK]["results"]["fold_2"]["data"]
+    data[next(iter(data))] = float("nan")
+    content.pop("hash")
+    content["hash"] = hash_dictionary(content)
+    (broken / "results.json.gz").write_bytes(gzip.compress(json.dumps(content).encode()))
+    assert validate_submission(broken) == [
+        f"results.json.gz: {TASK} fold_2 has a data value that is not a finite number"
+    ]
+    # a fold record that does not list the fold's test structures in their order is refused, not scored
+    for name in ("short", "long"):
+        path = out / "folds" / TASK / name / "fold1.json"
+        shuffled = json.loads(path.read_text())
+        shuffled["ids"] = shuffled["ids"][::-1]
+        path.write_text(json.dumps(shuffled))
+    with pytest.raises(ValueError, match="fold 1's record does not list the fold's test structures in their order"):
+        MatbenchRun([TASK], TINY, out, algorithm="Chooser", data_dir=accept_stand_in, progress=False,
+                    candidates={"short": {}, "long": {"max_epochs": 3}}).run()  # fmt: skip
 
 
 def test_candidates_must_share_one_inner_split_and_name_known_fields(tmp_path):
@@ -404,7 +432,7 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     run = MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
                       progress=False, candidates=candidates, inner_folds=2,
                       protocol="protocol.md @ abc1234")  # fmt: skip
-    run.run()
+    benchmark = run.run()
     record = json.loads((out / "folds" / TASK / "fold0.json").read_text())
     params = record["params"]
     assert set(params["inner_mae"]) == {"extensive", "mean"}
@@ -415,6 +443,8 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     assert spread.shape == (len(record["ids"]),)
     assert (spread >= 0).all()
     assert spread.max() > 0
+    recorded = benchmark.tasks_map[TASK].results["fold_0"]["uncertainty"]
+    assert [recorded[i]["std"] for i in record["ids"]] == pytest.approx(record["y_std"])  # the submission's uncertainty
     test_ids = set(record["ids"])
     inner = out / "folds" / TASK / "selection" / "fold0"
     scored = [i for k in range(2) for i in json.loads((inner / "mean" / f"fold{k}.json").read_text())["ids"]]

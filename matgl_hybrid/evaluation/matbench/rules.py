@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from matgl_hybrid.evaluation.matbench.submission import read_results
 
 
@@ -49,6 +51,8 @@ def validate_folder(folder: str | Path) -> dict[str, list[str]]:
 def validate_submissions(root: str | Path) -> dict[str, list[str]]:
     """:func:`validate_submission` for every folder of ``root``, plus the leaderboard's unique-algorithm check."""
     root = Path(root)
+    if not root.is_dir():
+        return {str(root): [f"{root} is not a directory"]}
     found = {p.name: validate_submission(p) for p in sorted(root.iterdir()) if p.is_dir()}
     names: dict[str, str] = {}
     for name in found:
@@ -71,9 +75,17 @@ def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: s
 
 
 def _results_problems(path: Path) -> list[str]:
-    """Problems of a ``results.json.gz`` that MatbenchBenchmark reads."""
-    valid = read_results(path).is_valid
-    return [] if valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
+    """Problems of a ``results.json.gz`` that MatbenchBenchmark reads: not valid, or a prediction or uncertainty
+    that is not a finite number (matbench accepts NaN)."""
+    mb = read_results(path)
+    problems = [] if mb.is_valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
+    for name, task in mb.tasks_map.items():
+        for fold, result in (task.results or {}).items():
+            for key in ("data", "uncertainty"):
+                values = list((result.get(key) or {}).values())
+                if not np.isfinite(np.asarray(values, dtype=float)).all():
+                    problems.append(f"{path.name}: {name} {fold} has a {key} value that is not a finite number")
+    return problems
 
 
 def _info_problems(info: dict[str, Any]) -> list[str]:

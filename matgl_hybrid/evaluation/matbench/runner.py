@@ -118,6 +118,7 @@ class MatbenchRun:
             if task.metadata.input_type != "structure":
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
         self.check_recorded_candidates()
+        self.check_recorded_scheme()
         stores: dict[str, dict[str, FoldStore]] = {}
         for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
             if task.df is None:
@@ -144,8 +145,15 @@ class MatbenchRun:
                 if fold not in self.folds and not all(store.has(fold) for store in task_stores.values()):
                     continue
                 record = self.choose({n: store.load(fold) for n, store in task_stores.items()})
+                test_ids = list(task.get_test_data(fold, include_target=False).index)
+                if record.get("ids") is not None and list(record["ids"]) != test_ids:
+                    raise ValueError(f"{self.out / 'folds' / task.dataset_name}: fold {fold}'s record does not list "
+                                     "the fold's test structures in their order: its predictions would be scored "
+                                     "against other targets")  # fmt: skip
                 self.fold_records_.setdefault(task.dataset_name, {})[fold] = record
-                task.record(fold, record["y_pred"], params=record["params"])
+                # the inner models' spread, where there is one, is the submission's uncertainty (regression only)
+                spread = record.get("y_std") if task.metadata.task_type != "classification" else None
+                task.record(fold, record["y_pred"], params=record["params"], std=spread)
         self.write_submission(mb)
         return mb
 
@@ -168,6 +176,26 @@ class MatbenchRun:
                 warnings.warn(f"{root / task}: an earlier run's unfinished task, left out of the submission",
                               stacklevel=2)  # fmt: skip
         return tasks
+
+    def check_recorded_scheme(self) -> None:
+        """Refuse a run with candidates into a folder whose folds were chosen by the other scheme (an inner
+        validation split keeps ``folds/<task>/<candidate>/``, inner K-fold ``folds/<task>/``): the run would
+        choose again and rewrite the folder's results, with the same candidates.
+
+        Raises:
+            ValueError: one line naming the task folder and both schemes.
+        """
+        root = self.out / "folds"
+        if not self.candidates or not root.is_dir():
+            return
+        for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            split = any(any((task_dir / name).glob("fold*.json")) for name in self.candidates)
+            kfold = any(task_dir.glob("fold*.json"))
+            if split if self.inner_folds else kfold:
+                recorded, this = ("an inner validation split", f"inner {self.inner_folds}-fold") if split else (
+                    "inner K-fold", "an inner validation split")  # fmt: skip
+                raise ValueError(f"{task_dir} holds folds chosen by {recorded}, this run chooses by {this}: it "
+                                 "would choose again and rewrite the folder's results; give another --out")  # fmt: skip
 
     def candidate_folder(self, task: str, name: str) -> Path:
         """Where the fold records of candidate ``name`` on ``task`` are kept (without candidates: the task's)."""
