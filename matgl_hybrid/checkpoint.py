@@ -153,9 +153,10 @@ def save_checkpoint(
         allow: see :func:`check_model_dir`.
 
     Saving over an earlier checkpoint replaces the files that checkpoint's manifest lists and nothing else: files
-    and folders of the user's (predictions, a checkpoint folder) stay. The files are assembled in a hidden folder
-    inside ``out_dir`` and renamed into place; the manifest is removed first and written last, so an interrupted
-    save leaves a folder that the loader refuses, never one that loads wrong.
+    and folders of the user's (predictions, a checkpoint folder) stay, and a file of the user's with the name of
+    one the model writes (e.g. their own ``model_card.md``) is refused (``FileExistsError``), not replaced. The
+    files are assembled in a hidden folder inside ``out_dir`` and renamed into place; the manifest is removed first
+    and written last, so an interrupted save leaves a folder that the loader refuses, never one that loads wrong.
     """
     out_dir = check_model_dir(out_dir, overwrite, allow)
     manifest_path = out_dir / MANIFEST
@@ -169,6 +170,13 @@ def save_checkpoint(
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
             kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
             raise _not_saved(out_dir, exc, kept) from exc
+        ours = previous | ({MANIFEST} if had_model else set())
+        theirs = sorted(f for f in (*files, MANIFEST) if f not in ours and (out_dir / f).exists())
+        if theirs:  # same-named files no saved model wrote: the user's, not ours to replace
+            raise FileExistsError(
+                f"{out_dir} holds {', '.join(theirs)}, which no saved model there wrote, and this model would write "
+                "files of those names: move them away or save elsewhere; nothing was changed"
+            )
         try:
             (out_dir / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the folder does not load
             for f in files:

@@ -143,6 +143,13 @@ def test_a_folder_that_is_not_a_model_is_refused_unless_overwrite(trained, tmp_p
     save_checkpoint(model, folder, overwrite=True)
     assert (folder / "notes.txt").read_text() == "mine"
     load_checkpoint(folder)
+    # a file of the user's named as one the model writes is theirs: refused, not replaced (the manifest of the
+    # model there does not list it, as it would after the user added their own card to a model saved without one)
+    (folder / "model_card.md").write_text("my card")
+    with pytest.raises(FileExistsError, match=r"holds model_card\.md, which no saved model there wrote"):
+        save_checkpoint(model, folder, texts={"model_card.md": "generated"}, overwrite=True)
+    assert (folder / "model_card.md").read_text() == "my card"
+    load_checkpoint(folder)  # nothing was changed: the earlier model still loads
 
 
 @pytest.mark.slow

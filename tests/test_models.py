@@ -210,6 +210,11 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
     loaded = matgl.load_model(tmp_path / "ens")
     assert type(loaded) is HybridEnsemble
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
+    header = json.loads((tmp_path / "ens" / "model.json").read_text())["metadata"]
+    assert (header["target_names"], header["target_units"]) == (list(members[0].target_names), members[0].target_units)
+    # members that predict other targets or units cannot be averaged into one column
+    with pytest.raises(ValueError, match="ensemble members differ in target_units"):
+        HybridEnsemble([args, {**args, "target_units": "meV"}])
 
 
 @pytest.mark.slow

@@ -14,8 +14,18 @@ from matgl_hybrid import inference
 from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
 from matgl_hybrid.models.hybrid import HybridModel
 
-#: What the members of an ensemble must share, so that one set of graphs and descriptors serves them all.
-SHARED = ("element_types", "cutoff", "descriptor_set", "descriptor_version", "descriptor_names")
+#: What the members of an ensemble must share: one set of graphs and descriptors serves them all, and their
+#: predictions are averaged, so they predict the same target in the same units.
+SHARED = (
+    "element_types",
+    "cutoff",
+    "descriptor_set",
+    "descriptor_version",
+    "descriptor_names",
+    "target_names",
+    "target_units",
+    "task_type",
+)
 
 
 class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
