@@ -491,6 +491,10 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
             f"{path}/weights.safetensors does not fit {cls.__name__}: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+    # The files were read after they were hashed: hashed again, they must be the same (a save into the folder while
+    # it loaded could otherwise give the old configuration with the new weights).
+    if verify(path) != listed:
+        raise CheckpointError(f"{path} changed while it was loaded (a model saved into it meanwhile?): load it again")
     return model.eval(), header
 
 

@@ -244,3 +244,26 @@ def test_migrate_refuses_an_out_that_holds_another_model_unless_overwrite(saved,
     migrated, original = load_checkpoint(other).state_dict(), load_checkpoint(saved).state_dict()
     assert migrated.keys() == original.keys()
     assert all(torch.equal(migrated[k], original[k]) for k in original)
+
+
+def test_a_folder_changed_between_its_hashing_and_its_reading_is_refused(saved, tmp_path, monkeypatch):
+    """A save into the folder while it loads: weights of the same shapes, hashed before they changed, must not load
+    with the configuration read before."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(saved, tmp_path / "m")
+    original, calls = checkpoint.verify, []
+
+    def verify_then_saved_over(path, *args, **kwargs):
+        digests = original(path, *args, **kwargs)
+        calls.append(path)
+        if len(calls) == 1:  # another process replaces the weights right after the first check
+            weights = {
+                k: v + 1.0 if v.is_floating_point() else v for k, v in load_file(folder / "weights.safetensors").items()
+            }
+            save_file(weights, folder / "weights.safetensors")
+        return digests
+
+    monkeypatch.setattr(checkpoint, "verify", verify_then_saved_over)
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is corrupted or was modified"):
+        load_checkpoint(folder)
