@@ -39,7 +39,9 @@ def pretrained_cache_dir() -> Path:
 
 
 def resolve(source: str | Path) -> Path:
-    """A verified local checkpoint directory for a name, a path or a URL (downloading when needed)."""
+    """A verified local checkpoint directory for a name, a path or a URL (downloading when needed); a registered
+    name's ``SHA256SUMS`` is checked against the registry's pinned sha256 (its files against it, as always), so a
+    folder or download whose files were replaced with a consistent manifest is refused."""
     text = str(source)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -48,9 +50,13 @@ def resolve(source: str | Path) -> Path:
     registry = list_pretrained()
     if text in registry:
         location = registry[text]["source"]
-        if location.startswith("package:"):
-            return resolve(REGISTRY_FILE.parent / location.removeprefix("package:"))
-        return resolve(location)
+        package = location.startswith("package:")
+        folder = resolve(REGISTRY_FILE.parent / location.removeprefix("package:") if package else location)
+        pinned = registry[text].get("manifest_sha256")
+        if pinned is not None and (actual := sha256_file(folder / MANIFEST)) != pinned:
+            raise CheckpointError(f"{folder / MANIFEST} is not the registered {text}'s: sha256 {actual}, the "
+                                  f"registry pins {pinned}")  # fmt: skip
+        return folder
     if text.startswith(("file://", "https://", "http://")):
         return download(text)
     if text.startswith("hf://"):

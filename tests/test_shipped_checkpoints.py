@@ -54,3 +54,27 @@ def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeyp
         assert SHIPPED[name]["metrics"][metric] == test[metric]
     assert f"{test['mae']:.6g}" in (path / "model_card.md").read_text()
     assert np.allclose(scored["predictions"], test["predictions"], atol=1e-5)
+
+
+def test_a_registered_model_whose_files_were_replaced_with_a_consistent_manifest_is_refused(tmp_path, monkeypatch):
+    """Each file matches SHA256SUMS, but SHA256SUMS is not the one the registry pins: not the shipped model."""
+    from matgl_hybrid import pretrained
+    from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, sha256_file
+
+    name = "hybrid-megnet-exfoliation-energy"
+    registry = json.loads(REGISTRY_FILE.read_text())
+    (tmp_path / "models").mkdir()
+    folder = tmp_path / "models" / name
+    folder.mkdir()
+    for file in (REGISTRY_FILE.parent / name).iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "models" / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setattr(pretrained, "REGISTRY_FILE", tmp_path / "models" / "registry.json")
+    assert resolve(name) == folder  # the copy as shipped
+    card = folder / "model_card.md"
+    card.write_text(card.read_text() + "\nheld-out MAE: 0.01 (edited)\n")
+    lines = [line for line in (folder / MANIFEST).read_text().splitlines() if not line.endswith("model_card.md")]
+    (folder / MANIFEST).write_text("\n".join([*lines, f"{sha256_file(card)}  model_card.md"]) + "\n")
+    verify(folder)  # consistent in itself
+    with pytest.raises(CheckpointError, match="is not the registered hybrid-megnet-exfoliation-energy's"):
+        resolve(name)
