@@ -281,11 +281,13 @@ def predict_file(
     """Predict the structures of ``source`` (anything :func:`matgl_hybrid.data.load` reads) into the CSV ``out``.
 
     With ``skip_invalid``, entries the model cannot predict (unreadable, invalid, unknown elements, no edges within
-    the cutoff) are left out and listed in ``<out>.skipped.csv`` (``id,reason``; written even when empty, so that
-    the listing of an earlier run is never left stale).
+    the cutoff) are left out and listed in ``<out>.skipped.csv`` (``id,reason``; written even when empty, and
+    emptied by a run without ``skip_invalid`` where an earlier run left one, so that it never describes other
+    predictions than those in ``out``).
     """
+    keep_listing = skip_invalid or skipped_listing(out).exists()
     if isinstance(source, str | Path):  # writing the predictions over the input would destroy it
-        listing = skipped_listing(out) if skip_invalid else None
+        listing = skipped_listing(out) if keep_listing else None
         check_paths_distinct({"out": out, "skipped listing": listing}, {"source": source})
     dataset = load(source, skip_invalid=skip_invalid)
     skipped = list(dataset.skipped)
@@ -308,7 +310,7 @@ def predict_file(
         frame["std"] = std
     atomic_write_text(out, frame.to_csv(index=False))
     result = FilePredictions(frame, skipped)
-    if skip_invalid:
+    if keep_listing:
         result.listing = skipped_listing(out)
         listing = pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"])
         atomic_write_text(result.listing, listing.to_csv(index=False))

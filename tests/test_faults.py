@@ -398,6 +398,12 @@ def test_predict_has_no_descriptor_option_and_skips_invalid_entries_on_request(t
     skipped = (tmp_path / "p.csv.skipped.csv").read_text()
     assert all(name in skipped for name in ("lonely", "uranium", "broken"))
     assert "skipped 3 invalid entries" in capsys.readouterr().out
+    # predicting again without --skip-invalid (valid data now) leaves no stale listing beside the new predictions
+    valid = tmp_path / "valid.json.gz"
+    with gzip.open(valid, "wt") as f:
+        json.dump(records[:2], f)
+    assert main([*base[:4], str(valid), *base[5:], "--overwrite"]) == 0
+    assert (tmp_path / "p.csv.skipped.csv").read_text().strip() == "id,reason"
 
 
 def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_request(elastic, tmp_path, capsys):
