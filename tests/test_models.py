@@ -212,6 +212,11 @@ def test_ensemble_round_trip_and_spread(heat_capacity, tmp_path):
     np.testing.assert_array_equal(loaded.predict(structures, cache_dir=None), mean)
     header = json.loads((tmp_path / "ens" / "model.json").read_text())["metadata"]
     assert (header["target_names"], header["target_units"]) == (list(members[0].target_names), members[0].target_units)
+    # one signature for a model and an ensemble: positional batch size, keyword-only return_std (zeros for one model)
+    np.testing.assert_array_equal(ensemble.predict(structures, 2, None), mean)
+    single, spread = members[0].predict(structures, cache_dir=None, return_std=True)
+    np.testing.assert_allclose(single, expected[0], rtol=1e-6)
+    assert (spread == 0).all()
     # members that predict other targets or units cannot be averaged into one column
     with pytest.raises(ValueError, match="ensemble members differ in target_units"):
         HybridEnsemble([args, {**args, "target_units": "meV"}])

@@ -76,16 +76,26 @@ class GraphModel(VerifiedCheckpointMixIn, MatGLModel):
         return ()
 
     def predict(
-        self, structures: Sequence, batch_size: int = 64, cache_dir=None, n_jobs: int = 1, ids: Sequence | None = None
-    ) -> np.ndarray:
-        """Predictions (n,) or (n, T) in the target's units, from pymatgen or ASE structures.
+        self,
+        structures: Sequence,
+        batch_size: int = 64,
+        cache_dir=None,
+        n_jobs: int = 1,
+        ids: Sequence | None = None,
+        *,
+        return_std: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predictions (n,) or (n, T) in the target's units, from pymatgen or ASE structures; with ``return_std``
+        also their standard deviation over an ensemble's members (zeros for one model), the same for every model.
 
         Descriptors are computed on the fly (through the cache at ``cache_dir``, if given); see
         :func:`matgl_hybrid.inference.predict`, which raises ``InvalidStructureError`` naming an entry the model
         cannot predict, and ``ValueError`` when this installation computes another version of the model's
         descriptor set.
         """
-        return inference.predict(self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs)
+        return inference.predict(
+            self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
+        )
 
     def predict_structure(self, structure, **kwargs) -> torch.Tensor:
         """Predict one structure: a tensor of shape () for one target, (T,) for several."""

@@ -68,12 +68,21 @@ class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
         """Mean of the members' predictions (target units)."""
         return torch.stack([m(g, state_attr=state_attr) for m in self.members]).mean(dim=0)
 
-    def predict(self, structures: Sequence, return_std: bool = False, **kwargs) -> np.ndarray | tuple:
-        """Mean prediction over members, and with ``return_std`` their standard deviation (same shape).
-
-        ``kwargs``: ``ids``, ``batch_size``, ``cache_dir``, ``n_jobs`` of :func:`matgl_hybrid.inference.predict`.
-        """
-        return inference.predict(self, structures, return_std=return_std, **kwargs)
+    def predict(
+        self,
+        structures: Sequence,
+        batch_size: int = 64,
+        cache_dir=None,
+        n_jobs: int = 1,
+        ids: Sequence | None = None,
+        *,
+        return_std: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean prediction over members, and with ``return_std`` their standard deviation (same shape): the
+        arguments of a single model's ``predict`` (:func:`matgl_hybrid.inference.predict`)."""
+        return inference.predict(
+            self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
+        )
 
     def predict_structure(self, structure, **kwargs) -> torch.Tensor:
         """Mean prediction for one structure."""
