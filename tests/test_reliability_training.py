@@ -113,3 +113,28 @@ def test_a_signal_during_pretraining_raises_training_interrupted(elastic):
             progress=False,
             trainer_kwargs={"callbacks": [stop]},
         )
+
+
+class ConstantValidation(Callback):
+    """Every validation scores the same: early stopping counts one epoch without improvement per epoch after the
+    first."""
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        trainer.callback_metrics["val_MAE"] = torch.tensor(1.0)
+
+
+@pytest.mark.parametrize(
+    ("grown", "epochs"),
+    [
+        ({"patience": 3}, 4),  # a raised patience holds (Lightning would restore the checkpoint's 1: 3 epochs)
+        ({"max_epochs": 10}, 2),  # out of patience already: a larger budget trains nothing more (was one epoch)
+    ],
+)
+def test_a_run_resumed_with_a_grown_budget_stops_where_an_uninterrupted_one_would(elastic, tmp_path, grown, epochs):
+    train_part, val = elastic.subset(range(16)), elastic.subset(range(16, 20))
+    spec = TrainSpec(**TINY, max_epochs=5, patience=1)
+    first = fit(train_part, spec=spec, val_data=val, checkpoint_dir=tmp_path, callbacks=[ConstantValidation()])
+    assert len(first.history) == 2
+    resumed = fit(train_part, spec=TrainSpec(**{**spec.to_dict(), **grown}), val_data=val, checkpoint_dir=tmp_path,
+                  callbacks=[ConstantValidation()])  # fmt: skip
+    assert len(resumed.history) == epochs

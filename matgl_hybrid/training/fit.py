@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -30,6 +30,7 @@ from matgl_hybrid.training.modules import (
     KeepBestWeights,
     LastCheckpoint,
     RandomState,
+    SpecEarlyStopping,
     build_model,
     build_module,
 )
@@ -112,7 +113,9 @@ def fit(
             states and the shuffle's, so that a resumed run reproduces the uninterrupted one; ``best.ckpt``) with a
             ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
             same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
-            run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew.
+            run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew: then it goes on
+            from its last epoch with the new patience (a run already out of patience stops), but its learning-rate
+            schedule is not the one a run with the larger budget would have had from its start.
         trainer_kwargs: Lightning ``Trainer`` arguments, merged over those ``fit`` chooses (``accelerator`` and
             ``devices`` from the spec, ``strategy``, ``enable_progress_bar``, ``use_distributed_sampler=False``,
             ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``gradient_clip_val``, ``accumulate_grad_batches``.
@@ -170,7 +173,7 @@ def fit(
 
     best = KeepBestWeights()
     history = History()
-    own: list[Callback] = [EarlyStopping(monitor="val_MAE", patience=spec.patience, mode="min"), best, history]
+    own: list[Callback] = [SpecEarlyStopping(spec.patience), best, history]
     if spec.ema_decay is not None:  # after ``best``: at a validation's end it keeps the averaged weights validated
         own.append(WarmupEMA(decay=spec.ema_decay))
     if checkpoint_dir is not None:

@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 import torchmetrics
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from matgl.utils.training import ModelLightningModule
 
 from matgl_hybrid.checkpoint import load_checkpoint
@@ -145,6 +145,28 @@ def build_module(spec: TrainSpec, model: HybridModel, n_train: int) -> HybridLig
 def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:
     """BCE with MatGL's loss argument order ``loss(labels, predictions)``."""
     return torch.nn.functional.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels)
+
+
+class SpecEarlyStopping(EarlyStopping):
+    """Early stopping on validation MAE with the spec's patience, also when a run resumes with another budget.
+
+    Lightning restores the checkpoint's patience with its wait count, so a raised ``patience`` would be ignored;
+    and it does not save that a run stopped, so a run that had run out of patience would train on when only
+    ``max_epochs`` grew. Here the spec's patience holds, and such a run stops before training, as an
+    uninterrupted run with the larger budget would have.
+    """
+
+    def __init__(self, patience: int, monitor: str = "val_MAE"):
+        super().__init__(monitor=monitor, patience=patience, mode="min")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.wait_count >= self.patience:
+            trainer.should_stop = True
 
 
 class KeepBestWeights(Callback):
