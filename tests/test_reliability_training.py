@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, TINY_MEGNET
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
 
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.ssl import pretrain
 from matgl_hybrid.training import TrainSpec, fit, train
+from matgl_hybrid.training.modules import SpecEarlyStopping
 
 
 class Interrupt(Callback):
@@ -138,3 +139,5 @@ def test_a_run_resumed_with_a_grown_budget_stops_where_an_uninterrupted_one_woul
     resumed = fit(train_part, spec=TrainSpec(**{**spec.to_dict(), **grown}), val_data=val, checkpoint_dir=tmp_path,
                   callbacks=[ConstantValidation()])  # fmt: skip
     assert len(resumed.history) == epochs
+    # checkpoints written with Lightning's own EarlyStopping resume with their wait count
+    assert SpecEarlyStopping(3).state_key == EarlyStopping(monitor="val_MAE", mode="min").state_key

@@ -159,6 +159,11 @@ class SpecEarlyStopping(EarlyStopping):
     def __init__(self, patience: int, monitor: str = "val_MAE"):
         super().__init__(monitor=monitor, patience=patience, mode="min")
 
+    @property
+    def state_key(self) -> str:
+        """Lightning's ``EarlyStopping`` key: checkpoints written with it resume with their wait count."""
+        return f"EarlyStopping{ ({'monitor': self.monitor, 'mode': self.mode})!r}"
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         patience = self.patience
         super().load_state_dict(state_dict)
