@@ -141,3 +141,13 @@ def test_a_run_resumed_with_a_grown_budget_stops_where_an_uninterrupted_one_woul
     assert len(resumed.history) == epochs
     # checkpoints written with Lightning's own EarlyStopping resume with their wait count
     assert SpecEarlyStopping(3).state_key == EarlyStopping(monitor="val_MAE", mode="min").state_key
+
+
+def test_data_built_in_python_with_a_nan_target_is_refused_naming_it(elastic):
+    """The loaders refuse a NaN target; data built in Python does not pass through them. One NaN made the target
+    mean NaN, no epoch ever improved, and a model predicting NaN was kept without an error."""
+    targets = elastic.targets[:12].copy()
+    targets[4] = float("nan")
+    broken = type(elastic)(elastic.structures[:12], targets, ids=elastic.ids[:12], target_name="K_VRH")
+    with pytest.raises(ValueError, match=f"1 training targets are not finite numbers \\(first: {elastic.ids[4]}\\)"):
+        fit(broken, spec=TrainSpec(**TINY, max_epochs=1), val_data=elastic.subset(range(12, 16)))

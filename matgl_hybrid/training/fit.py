@@ -158,6 +158,10 @@ def fit(
             f"cannot train on {len(train)} training and {len(val)} validation structures: at least 2 and 1 are "
             "needed (more data, or another val_fraction)"
         )
+    for part, name in ((train, "training"), (val, "validation")):  # data built in Python skips the loaders' checks
+        finite = np.isfinite(np.asarray(part.targets, dtype=float))
+        if bad := [str(i) for i, ok in zip(part.ids, finite, strict=True) if not ok]:
+            raise ValueError(f"{len(bad)} {name} targets are not finite numbers (first: {', '.join(bad[:3])})")
     if (
         spec.task_type == "classification"
         and not np.isin(np.concatenate([train.targets, val.targets]), (0.0, 1.0)).all()
