@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from lightning.pytorch.callbacks import Callback
 
 from matgl_hybrid import data
 from matgl_hybrid.datasets import DE_JONG_2015_PATH
@@ -63,13 +62,3 @@ def elastic() -> data.StructureData:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
-
-
-class LearningRates(Callback):
-    """Records the learning rate of each training step (the optimizer's last parameter group: the head's)."""
-
-    def __init__(self):
-        self.rates: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])

@@ -170,7 +170,8 @@ def test_freezing_the_embedding_freezes_it_behind_a_fixed_basis():
 def test_the_fine_tuning_schedule_decays_over_the_batches_that_run(elastic):
     """10 structures in batches of 4 run 3 batches an epoch (4, 4, 2); sized for 2, the cosine reached its floor
     after two of three epochs and the last ran at lr × decay_alpha."""
-    from conftest import TINY, LearningRates
+    from conftest import TINY
+    from recorders import LearningRates
 
     from matgl_hybrid.training import fit
     from matgl_hybrid.training.datamodule import batches_per_epoch

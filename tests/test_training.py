@@ -9,9 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import TINY, LearningRates
+from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
+from recorders import LearningRates
 
 import matgl_hybrid.training.datamodule
 from matgl_hybrid import data
