@@ -16,7 +16,38 @@ from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.negnn import node_input
 
 
-class GraphModel(VerifiedCheckpointMixIn, MatGLModel):
+class Predicting:
+    """``predict`` and ``predict_structure`` from bare structures, the same for a model and an ensemble (one
+    prediction path: :func:`matgl_hybrid.inference.predict`)."""
+
+    def predict(
+        self,
+        structures: Sequence,
+        batch_size: int = 64,
+        cache_dir=None,
+        n_jobs: int = 1,
+        ids: Sequence | None = None,
+        *,
+        return_std: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predictions (n,) or (n, T) in the target's units, from pymatgen or ASE structures; with ``return_std``
+        also their standard deviation over an ensemble's members (zeros for one model), the same for every model.
+
+        Descriptors are computed on the fly (through the cache at ``cache_dir``, if given); see
+        :func:`matgl_hybrid.inference.predict`, which raises ``InvalidStructureError`` naming an entry the model
+        cannot predict, and ``ValueError`` when this installation computes another version of the model's
+        descriptor set.
+        """
+        return inference.predict(
+            self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
+        )
+
+    def predict_structure(self, structure, **kwargs) -> torch.Tensor:
+        """Predict one structure: a tensor of shape () for one target, (T,) for several."""
+        return torch.as_tensor(self.predict([structure], **kwargs)[0])
+
+
+class GraphModel(Predicting, VerifiedCheckpointMixIn, MatGLModel):
     """A MatGL backbone with the node input chosen when the model is built (``ne_encoder``, see
     :func:`~matgl_hybrid.models.negnn.node_input`), the output of its task (``output``: de-standardization or a
     sigmoid), and what it takes to predict from a bare structure: element list, cutoff, descriptor set and version,
@@ -74,32 +105,6 @@ class GraphModel(VerifiedCheckpointMixIn, MatGLModel):
     def descriptor_names(self) -> tuple[str, ...]:
         """Names of the D descriptors the model takes, in order (empty without descriptors)."""
         return ()
-
-    def predict(
-        self,
-        structures: Sequence,
-        batch_size: int = 64,
-        cache_dir=None,
-        n_jobs: int = 1,
-        ids: Sequence | None = None,
-        *,
-        return_std: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Predictions (n,) or (n, T) in the target's units, from pymatgen or ASE structures; with ``return_std``
-        also their standard deviation over an ensemble's members (zeros for one model), the same for every model.
-
-        Descriptors are computed on the fly (through the cache at ``cache_dir``, if given); see
-        :func:`matgl_hybrid.inference.predict`, which raises ``InvalidStructureError`` naming an entry the model
-        cannot predict, and ``ValueError`` when this installation computes another version of the model's
-        descriptor set.
-        """
-        return inference.predict(
-            self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
-        )
-
-    def predict_structure(self, structure, **kwargs) -> torch.Tensor:
-        """Predict one structure: a tensor of shape () for one target, (T,) for several."""
-        return torch.as_tensor(self.predict([structure], **kwargs)[0])
 
 
 def per_target(out: torch.Tensor) -> torch.Tensor:

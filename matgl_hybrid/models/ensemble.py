@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
-from matgl_hybrid import inference
 from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
+from matgl_hybrid.models.base import Predicting
 from matgl_hybrid.models.hybrid import HybridModel
 
 #: What the members of an ensemble must share: one set of graphs and descriptors serves them all, and their
@@ -28,7 +27,7 @@ SHARED = (
 )
 
 
-class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
+class HybridEnsemble(Predicting, VerifiedCheckpointMixIn, MatGLModel):
     """An ensemble of :class:`HybridModel` members (chemprop-style uncertainty).
 
     Saved and loaded like any MatGL model: ``members`` holds each member's constructor arguments, the state
@@ -67,23 +66,3 @@ class HybridEnsemble(VerifiedCheckpointMixIn, MatGLModel):
     def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Mean of the members' predictions (target units)."""
         return torch.stack([m(g, state_attr=state_attr) for m in self.members]).mean(dim=0)
-
-    def predict(
-        self,
-        structures: Sequence,
-        batch_size: int = 64,
-        cache_dir=None,
-        n_jobs: int = 1,
-        ids: Sequence | None = None,
-        *,
-        return_std: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Mean prediction over members, and with ``return_std`` their standard deviation (same shape): the
-        arguments of a single model's ``predict`` (:func:`matgl_hybrid.inference.predict`)."""
-        return inference.predict(
-            self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
-        )
-
-    def predict_structure(self, structure, **kwargs) -> torch.Tensor:
-        """Mean prediction for one structure."""
-        return torch.as_tensor(self.predict([structure], **kwargs)[0])
