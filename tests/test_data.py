@@ -103,6 +103,11 @@ def test_load_folder_with_targets_csv(tmp_path: Path, records: list[dict]) -> No
 
     auto = load(tmp_path, "K_VRH")  # the folder's only CSV is picked up
     assert auto.ids == order
+    (tmp_path / "._targets.csv").write_bytes(b"\x00\x05\x16\x07")  # macOS's metadata twin: not a CSV of ours
+    assert load(tmp_path, "K_VRH").ids == order
+    pd.DataFrame({"id": order, "K_VRH": [1.0] * 3}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ValueError, match=r"holds 2 CSV files \(other\.csv, targets\.csv\): leave only"):
+        load(tmp_path, "K_VRH")
 
 
 def test_load_folder_default_target_column_and_missing_file(tmp_path: Path, records: list[dict]) -> None:

@@ -382,11 +382,13 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     path = Path(source)
     if path.is_dir():
         if kwargs.get("targets_csv") is None and target is not None:  # without a target, every structure file
-            csvs = sorted(path.glob("*.csv"))
+            csvs = sorted(p for p in path.glob("*.csv") if not p.name.startswith("."))  # not macOS's ._ files
             if len(csvs) == 1:
                 kwargs["targets_csv"] = csvs[0]
             elif len(csvs) > 1 and target is not None:
-                raise ValueError(f"{path} holds {len(csvs)} CSV files; say which with targets_csv=")
+                names = ", ".join(p.name for p in csvs[:4]) + (" …" if len(csvs) > 4 else "")
+                raise ValueError(f"{path} holds {len(csvs)} CSV files ({names}): leave only the targets' there, or "
+                                 "say which with load(..., targets_csv=) in Python")  # fmt: skip
         return load_folder(path, target=target, **kwargs)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
