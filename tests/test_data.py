@@ -223,6 +223,10 @@ def test_log10_targets_drops_non_positive_entries_with_a_warning() -> None:
     assert logged.target_name == "log10_K"
     assert logged.skipped == [SkippedEntry("b", "target ≤ 0 has no log10")]
     assert data.targets.tolist() == [100.0, 0.0, 10.0]  # the input is left as it was
+    # a quantity that is never positive (a formation energy, say) is said to be so, not left as an empty dataset
+    energies = from_structures([nacl(2.0), nacl(2.2)], targets=[-1.0, -0.5], ids=["a", "b"], target_name="E_f")
+    with pytest.raises(ValueError, match="no target of E_f is positive: log10 needs values > 0"):
+        log10_targets(energies)
 
 
 def test_material_key_matches_cells_of_one_crystal_and_tells_polymorphs_apart() -> None:

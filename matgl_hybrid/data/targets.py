@@ -39,10 +39,16 @@ def log10_targets(dataset: StructureData) -> StructureData:
     """The entries with a positive target, their target replaced by its log10 (as Matbench's ``log_kvrh``).
 
     Dropped entries (target ≤ 0) are added to ``skipped`` with a warning; the target is renamed ``log10_<name>``.
+
+    Raises:
+        ValueError: no target at all is positive (the data is not of a log-scaled quantity).
     """
     if dataset.targets is None:
         raise ValueError("log10_targets needs a dataset with targets")
     positive = dataset.targets > 0
+    if len(dataset) and not positive.any():
+        raise ValueError(f"no target of {dataset.target_name or 'the data'} is positive: log10 needs values > 0 "
+                         "(leave out --log10-target)")  # fmt: skip
     result = dataset.subset(np.flatnonzero(positive))
     ids = zip(dataset.ids, positive, strict=True)
     dropped = [SkippedEntry(i, "target ≤ 0 has no log10") for i, ok in ids if not ok]
