@@ -151,3 +151,22 @@ def test_data_built_in_python_with_a_nan_target_is_refused_naming_it(elastic):
     broken = type(elastic)(elastic.structures[:12], targets, ids=elastic.ids[:12], target_name="K_VRH")
     with pytest.raises(ValueError, match=f"1 training targets are not finite numbers \\(first: {elastic.ids[4]}\\)"):
         fit(broken, spec=TrainSpec(**TINY, max_epochs=1), val_data=elastic.subset(range(12, 16)))
+
+
+def test_lightning_never_looks_for_checkpoints_in_the_working_directory(elastic, tmp_path, monkeypatch):
+    """On SLURM, Lightning resumes from any ``hpc_ckpt_<n>.ckpt`` in its root folder, by default the working
+    directory, past the run's fingerprint: the root is the checkpoint folder, or a scratch folder of the call."""
+    from pathlib import Path
+
+    class RootDir(Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.root = Path(trainer.default_root_dir).resolve()
+
+    monkeypatch.chdir(tmp_path)
+    seen = RootDir()
+    fit(elastic.subset(range(12)), spec=TrainSpec(**TINY, max_epochs=1), callbacks=[seen])
+    assert seen.root != tmp_path.resolve()
+    assert not seen.root.exists()  # removed after the call
+    fit(elastic.subset(range(12)), spec=TrainSpec(**TINY, max_epochs=1), checkpoint_dir=tmp_path / "run",
+        callbacks=[seen])  # fmt: skip
+    assert seen.root == (tmp_path / "run").resolve()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -208,17 +210,23 @@ def fit(
         # use every parameter (MatGL's readout and head are dropped from their backbones).
         many = _n_devices(settings["devices"]) > 1
         settings["strategy"] = ("ddp_find_unused_parameters_true" if model.native else "ddp") if many else "auto"
-    with quiet_lightning():
-        trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
-    module = build_module(spec, model, -(-len(datamodule.train_set) // trainer.world_size))
-    resume.check_weights(module)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    # Lightning's root folder: the checkpoint folder, or a scratch folder of this call, never the working directory,
+    # where on SLURM Lightning would resume from any ``hpc_ckpt_<n>.ckpt`` it finds (another run's, unchecked).
+    root = contextlib.nullcontext(checkpoint_dir) if checkpoint_dir is not None else tempfile.TemporaryDirectory(
+        prefix="matgl-hybrid-fit-")  # fmt: skip
+    with root as root_dir:
+        settings.setdefault("default_root_dir", str(root_dir))
         with quiet_lightning():
-            fit_or_raise_interrupted(
-                trainer, module, lambda: _resume_hint(resume), datamodule=datamodule, ckpt_path=resume.path
-            )
+            trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
+        module = build_module(spec, model, -(-len(datamodule.train_set) // trainer.world_size))
+        resume.check_weights(module)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*number of training batches.*")
+            with quiet_lightning():
+                fit_or_raise_interrupted(
+                    trainer, module, lambda: _resume_hint(resume), datamodule=datamodule, ckpt_path=resume.path
+                )
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
