@@ -253,6 +253,14 @@ def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
     return expected
 
 
+def check_pinned(file: Path, pinned: str, what: str, actual: str | None = None) -> None:
+    """Raise a :class:`CheckpointError` naming ``file`` unless its sha256 (``actual``, if already computed) is the
+    ``pinned`` one of a registry; ``what`` says what the file must be (e.g. "the shipped potential X's")."""
+    actual = actual or sha256_file(file)
+    if actual != pinned:
+        raise CheckpointError(f"{file} is not {what}: sha256 {actual}, the registry pins {pinned}")
+
+
 def verify(path: str | Path, required: Iterable[str] = ("model.json",)) -> dict[str, str]:
     """Check every file listed in ``SHA256SUMS`` against its hash; returns ``{file: sha256}``.
 

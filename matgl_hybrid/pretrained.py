@@ -18,7 +18,15 @@ from typing import Any
 
 from matgl.models._core import MatGLModel
 
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_checkpoint, parse_manifest, sha256_file, verify
+from matgl_hybrid.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    check_pinned,
+    load_checkpoint,
+    parse_manifest,
+    sha256_file,
+    verify,
+)
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.files import make_temp_dir
 from matgl_hybrid.paths import cache_root
@@ -52,10 +60,8 @@ def resolve(source: str | Path) -> Path:
         location = registry[text]["source"]
         package = location.startswith("package:")
         folder = resolve(REGISTRY_FILE.parent / location.removeprefix("package:") if package else location)
-        pinned = registry[text].get("manifest_sha256")
-        if pinned is not None and (actual := sha256_file(folder / MANIFEST)) != pinned:
-            raise CheckpointError(f"{folder / MANIFEST} is not the registered {text}'s: sha256 {actual}, the "
-                                  f"registry pins {pinned}")  # fmt: skip
+        if (pinned := registry[text].get("manifest_sha256")) is not None:
+            check_pinned(folder / MANIFEST, pinned, f"the registered {text}'s")
         return folder
     if text.startswith(("file://", "https://", "http://")):
         return download(text)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, sha256_file, verify
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, check_pinned, verify
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "registry.json"
@@ -81,12 +81,9 @@ def verified_files(name: str | Path) -> tuple[Path, dict[str, str]]:
     info = _shipped_info(folder)
     if info is None:
         return folder, digests
-    pinned = {"weights.safetensors": (digests["weights.safetensors"], info.weights_sha256),
-              MANIFEST: (sha256_file(folder / MANIFEST), info.manifest_sha256)}  # fmt: skip
-    for file, (actual, expected) in pinned.items():
-        if actual != expected:
-            raise CheckpointError(f"{folder / file} is not the shipped potential {info.name}'s: sha256 {actual}, "
-                                  f"the registry pins {expected}")  # fmt: skip
+    what = f"the shipped potential {info.name}'s"
+    check_pinned(folder / "weights.safetensors", info.weights_sha256, what, digests["weights.safetensors"])
+    check_pinned(folder / MANIFEST, info.manifest_sha256, what)
     return folder, digests
 
 
