@@ -89,8 +89,10 @@ def bars(
     units: str | None = None,
     references: Sequence[Reference] = (),
     title: str | None = None,
+    higher_is_better: bool = False,
 ) -> None:
-    """Horizontal bars of ``entries`` (best at the top) with fold dots, and ``references`` as labelled lines.
+    """Horizontal bars of ``entries`` (best at the top: the lowest, or with ``higher_is_better`` the highest, e.g.
+    ROC-AUC) with fold dots, and ``references`` as labelled lines.
 
     The score axis is set by the entries that matter: those we ran (all entries when there are none), and the
     entries and references within :data:`FAR` times the largest of them. Anything beyond (a dummy predictor) is
@@ -98,7 +100,7 @@ def bars(
     """
     ran = [e for e in entries if e.kind != "reference"] or list(entries)
     largest = max([max([e.mean, *e.folds]) for e in ran], default=1.0)
-    shown = sorted((e for e in entries if e.mean <= FAR * largest), key=lambda e: e.mean)
+    shown = sorted((e for e in entries if e.mean <= FAR * largest), key=lambda e: e.mean, reverse=higher_is_better)
     near = [r for r in references if r.value <= FAR * largest]
     beyond = [(e.label, e.mean) for e in entries if e.mean > FAR * largest]
     beyond += [(r.label, r.value) for r in references if r.value > FAR * largest]

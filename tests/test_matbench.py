@@ -402,6 +402,21 @@ def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp
     assert "| ours **(best)** |" in (tmp_path / "ahead.md").read_text()
 
 
+def test_report_ranks_a_classifier_s_roc_auc_higher_is_better(tmp_path):
+    row = {"rocauc_std": 0.01, "train_seconds": 1.0, "folds_done": 5}
+    tables = {
+        "is_metal": {
+            "weak": {**row, "rocauc_mean": 0.80, "fold_rocauc": [0.8] * 5},
+            "strong": {**row, "rocauc_mean": 0.95, "fold_rocauc": [0.95] * 5},
+        }
+    }
+    reference = {"is_metal": [{"algorithm": "Leader", "rocauc_mean": 0.92, "source": "s"}]}
+    write_report(tmp_path / "r", "r", tables, {"is_metal": None}, reference=reference, metrics={"is_metal": "rocauc"})
+    text = (tmp_path / "r.md").read_text()
+    assert "| model | ROC-AUC (mean ± std) | folds |" in text
+    assert text.index("| strong **(best)** | 0.95") < text.index("| weak | 0.8")
+
+
 def test_a_run_of_one_task_keeps_the_earlier_finished_tasks_of_its_folder(tmp_path):
     def run(**kwargs):
         return MatbenchRun([TASK], TINY, tmp_path, **kwargs)

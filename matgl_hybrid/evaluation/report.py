@@ -1,8 +1,8 @@
-"""Reports of evaluations: a markdown table per target and a PNG (MAE per model and fold, parity of the best)."""
+"""Reports of evaluations: a markdown table per target and a PNG (score per model and fold, parity of the best)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,10 @@ from matplotlib.figure import Figure
 from matgl_hybrid.figures import Entry, axis_label, bars, panels, save
 from matgl_hybrid.figures import parity as parity_plot
 from matgl_hybrid.files import atomic_write_text
+
+#: Scores a report knows: their label; every score is lower-is-better but those in :data:`HIGHER_IS_BETTER`.
+METRIC_LABELS = {"mae": "MAE", "rocauc": "ROC-AUC"}
+HIGHER_IS_BETTER = frozenset({"rocauc"})
 
 
 def write_report(
@@ -23,45 +27,53 @@ def write_report(
     reference: dict[str, list[dict[str, Any]]] | None = None,
     notes: Sequence[str] = (),
     baselines: Collection[str] = (),
+    metrics: Mapping[str, str] | None = None,
 ) -> None:
-    """Markdown table + PNG (bar chart of per-fold MAE, parity plot of the best model) for several targets.
+    """Markdown table + PNG (bar chart of per-fold scores, parity plot of the best model) for several targets.
 
     Args:
         stem: output path without suffix; writes ``<stem>.md`` and ``<stem>.png``.
         title: report heading.
-        tables: ``{target: {model: summarize(...) (+ "mad")}}``.
+        tables: ``{target: {model: summarize(..., metric) (+ "mad")}}``.
         units: target units, for labels.
         parity: ``{target: (model, y_true, y_pred)}`` to plot.
-        reference: ``{target: [{"algorithm", "mae_mean", "mae_std", "source"}, …]}``, e.g. leaderboard entries,
-            listed beside our rows.
+        reference: ``{target: [{"algorithm", "<metric>_mean", "<metric>_std", "source"}, …]}``, e.g. leaderboard
+            entries, listed beside our rows.
         notes: lines added under the title.
         baselines: models drawn as baselines (grey) rather than ours.
+        metrics: each target's score, a key of :data:`METRIC_LABELS` (default ``mae``); the best row is the lowest
+            score, or the highest for :data:`HIGHER_IS_BETTER` scores (a classifier's ``rocauc``).
     """
     stem = Path(stem)
+    metrics = metrics or {}
     lines = [f"# {title}", "", *notes, ""] if notes else [f"# {title}", ""]
     for target, rows in tables.items():
-        complete = {m: r["mae_mean"] for m, r in rows.items() if r["folds_done"] == 5}
-        others = [r["mae_mean"] for r in (reference or {}).get(target, [])]
+        metric = metrics.get(target, "mae")
+        label, sign = METRIC_LABELS[metric], -1.0 if metric in HIGHER_IS_BETTER else 1.0
+        complete = {m: sign * r[f"{metric}_mean"] for m, r in rows.items() if r["folds_done"] == 5}
+        others = [sign * r[f"{metric}_mean"] for r in (reference or {}).get(target, [])]
         best = min(complete, key=complete.get) if complete else None
         if best is not None and (len(complete) + len(others) < 2 or min(others, default=np.inf) < complete[best]):
-            best = None  # "(best)" only on the lowest row of a comparison, leaderboard entries included
+            best = None  # "(best)" only on the best row of a comparison, leaderboard entries included
+        ratio_column = metric == "mae"  # MAE/MAD: an error relative to the dummy's; no such ratio for ROC-AUC
         lines += [
             f"## {axis_label(target, units.get(target))}",
             "",
-            "| model | MAE (mean ± std) | MAE/MAD | folds | train s / fold |",
-            "|---|---:|---:|---:|---:|",
+            f"| model | {label} (mean ± std) |" + (" MAE/MAD |" if ratio_column else "") + " folds | train s / fold |",
+            "|---|---:|" + ("---:|" if ratio_column else "") + "---:|---:|",
         ]
-        for model, r in sorted(rows.items(), key=lambda kv: kv[1]["mae_mean"]):
-            ratio = f"{r['mae_mean'] / r['mad']:.3f}" if r.get("mad") else "–"
+        for model, r in sorted(rows.items(), key=lambda kv: sign * kv[1][f"{metric}_mean"]):
+            ratio = (f" {r['mae_mean'] / r['mad']:.3f} |" if r.get("mad") else " – |") if ratio_column else ""
             flag = " **(best)**" if model == best else ""
             lines.append(
-                f"| {model}{flag} | {r['mae_mean']:.4g} ± {r['mae_std']:.2g} | {ratio} | "
+                f"| {model}{flag} | {r[f'{metric}_mean']:.4g} ± {r[f'{metric}_std']:.2g} |{ratio} "
                 f"{r['folds_done']}/5 | {r['train_seconds']:.0f} |"
             )
         for ref in (reference or {}).get(target, []):
-            std = f" ± {ref['mae_std']:.2g}" if ref.get("mae_std") is not None else ""
+            std = f" ± {ref[f'{metric}_std']:.2g}" if ref.get(f"{metric}_std") is not None else ""
             where = ref.get("where", "leaderboard")
-            lines.append(f"| {ref['algorithm']} ({where}) | {ref['mae_mean']:.4g}{std} | – | – | – |")
+            dashes = " – | – | – |" if ratio_column else " – | – |"
+            lines.append(f"| {ref['algorithm']} ({where}) | {ref[f'{metric}_mean']:.4g}{std} |{dashes}")
         lines.append("")
     if reference:
         sources = sorted({r["source"] for refs in reference.values() for r in refs})
@@ -69,7 +81,7 @@ def write_report(
     lines += [f"![results]({stem.name}.png)", ""]
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines))
 
-    save(report_figure(tables, units, parity, reference, baselines), stem.with_suffix(".png"))
+    save(report_figure(tables, units, parity, reference, baselines, metrics), stem.with_suffix(".png"))
 
 
 def report_figure(
@@ -78,20 +90,31 @@ def report_figure(
     parity: dict[str, tuple[str, np.ndarray, np.ndarray]] | None = None,
     reference: dict[str, list[dict[str, Any]]] | None = None,
     baselines: Collection[str] = (),
+    metrics: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Per target, MAE per model (bars, fold dots, reference entries; ``baselines`` in grey) and the parity of
-    ``parity``'s model."""
+    """Per target, the score per model (bars, fold dots, reference entries; ``baselines`` in grey) and the parity
+    of ``parity``'s model; ``metrics`` as in :func:`write_report`."""
     ncols = 2 if parity else 1
     fig, axes = panels(ncols * len(tables), ncols=ncols)
     for row, (target, rows) in enumerate(tables.items()):
+        metric = (metrics or {}).get(target, "mae")
         entries = [
-            Entry(model, r["mae_mean"], r["fold_mae"], "baseline" if model in baselines else "ours")
+            Entry(model, r[f"{metric}_mean"], r[f"fold_{metric}"], "baseline" if model in baselines else "ours")
             for model, r in rows.items()
         ]
         entries += [
-            Entry(ref["algorithm"], ref["mae_mean"], kind="reference") for ref in (reference or {}).get(target, [])
+            Entry(ref["algorithm"], ref[f"{metric}_mean"], kind="reference")
+            for ref in (reference or {}).get(target, [])
         ]
-        bars(axes[ncols * row], entries, units=units.get(target), title=f"{target}: MAE per model (dots: folds)")
+        label, higher = METRIC_LABELS[metric], metric in HIGHER_IS_BETTER
+        bars(
+            axes[ncols * row],
+            entries,
+            quantity=label,
+            units=None if higher else units.get(target),  # ROC-AUC has no units
+            title=f"{target}: {label} per model (dots: folds)",
+            higher_is_better=higher,
+        )
         if parity and target in parity:
             name, y, p = parity[target]
             parity_plot(

@@ -33,7 +33,7 @@ def write_matbench_report(
     (e.g. which dataset files were read) go under the title; ``train_seconds`` (task -> fold -> s, training and
     prediction) gives the time column (NaN where a fold's time is not known)."""
     leaderboard, published = load_leaderboard(), load_leaderboard(published=True)
-    tables, units, reference = {}, {}, {}
+    tables, units, reference, metrics = {}, {}, {}, {}
     for task in mb.tasks:
         metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
         folds = {
@@ -46,21 +46,12 @@ def write_matbench_report(
         }
         if not folds:
             continue
-        summary = summarize(folds, metric)
-        tables[task.dataset_name] = {
-            "matgl-hybrid": {
-                "fold_mae": summary[f"fold_{metric}"],
-                "mae_mean": summary[f"{metric}_mean"],
-                "mae_std": summary[f"{metric}_std"],
-                "train_seconds": summary["train_seconds"],
-                "folds_done": summary["folds_done"],
-                "mad": task.metadata.get("mad"),
-            }
-        }
+        tables[task.dataset_name] = {"matgl-hybrid": {**summarize(folds, metric), "mad": task.metadata.get("mad")}}
+        metrics[task.dataset_name] = metric
         units[task.dataset_name] = task.metadata.get("unit") or None
         reference[task.dataset_name] = [
             *leaderboard.get(task.dataset_name, []),
             *({**entry, "where": "published"} for entry in published.get(task.dataset_name, [])),
         ]
     if tables:
-        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference, notes=list(notes))
+        write_report(stem, "Matbench v0.1 run", tables, units, reference=reference, notes=list(notes), metrics=metrics)
