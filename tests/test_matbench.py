@@ -13,6 +13,7 @@ import runpy
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from pymatgen.core import Structure
 
 from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.cli import main
+from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors.sets import describe_descriptor_set
 from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
@@ -39,9 +41,11 @@ from matgl_hybrid.evaluation.matbench import (
     verify_dataset_file,
 )
 from matgl_hybrid.evaluation.matbench import datasets as matbench_datasets
+from matgl_hybrid.evaluation.matbench import runner as matbench_runner
+from matgl_hybrid.evaluation.matbench.candidates import choose
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.fingerprint import FingerprintMismatch
-from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.training import FitResult, TrainSpec
 
 TASK = "matbench_jdft2d"
 TINY = TrainSpec(
@@ -400,6 +404,34 @@ def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp
     assert "(best)" not in (tmp_path / "behind.md").read_text()
     write_report(tmp_path / "ahead", "r", tables, {"t": "eV"})
     assert "| ours **(best)** |" in (tmp_path / "ahead.md").read_text()
+
+
+def test_classifier_candidates_are_chosen_by_validation_log_loss_not_mae_of_probabilities(monkeypatch):
+    """A classifier's fold record holds the log loss of its validation probabilities, and the choice uses it: a
+    candidate with the lower MAE of probabilities but confident mistakes loses."""
+    atom = Structure([[3, 0, 0], [0, 3, 0], [0, 0, 3]], ["Na"], [[0, 0, 0]])
+    ids = ["pos1", "neg1", "pos2", "neg2"]
+    train = StructureData([atom] * 4, np.array([1.0, 0.0, 1.0, 0.0]), ids)
+    test = StructureData([atom], None, ["t"])
+
+    class Model:
+        def predict(self, structures, ids, cache_dir=None):
+            return np.array([{"pos2": 0.9, "neg2": 0.2}.get(i, 0.5) for i in ids])
+
+    result = FitResult(Model(), best_val_mae=0.15, best_epoch=0, epochs_run=1, train_ids=ids[:2], val_ids=ids[2:])
+    monkeypatch.setattr(matbench_runner, "fold_data", lambda task, fold: (train, test))
+    monkeypatch.setattr(matbench_runner, "fit", lambda data, spec, cache_dir: result)
+    task = SimpleNamespace(metadata=SimpleNamespace(task_type="classification"))
+    run = MatbenchRun([TASK], replace(TINY, task_type="classification"), Path("unused"), progress=False)
+    record = run._train_and_predict(task, 0, run.spec)
+    assert record["params"]["val_log_loss"] == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+
+    def fold(mae: float, log_loss: float) -> dict:
+        return {"train_seconds": 1.0, "params": {"best_val_mae": mae, "val_log_loss": log_loss}}
+
+    chosen = choose({"confident": fold(0.10, 2.3), "calibrated": fold(0.30, 0.4)})
+    assert chosen["params"]["candidate"] == "calibrated"
+    assert chosen["params"]["inner_val_log_loss"] == {"confident": 2.3, "calibrated": 0.4}
 
 
 def test_report_ranks_a_classifier_s_roc_auc_higher_is_better(tmp_path):

@@ -44,16 +44,23 @@ def check_recorded_candidates(folder: Path, candidates: Mapping[str, Mapping[str
 
 
 def choose(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """The fold record of the candidate with the lowest inner-validation MAE (the first on a tie), its ``params``
-    naming the choice and every candidate's inner-validation MAE, its ``train_seconds`` those of all; the record
+    """The fold record of the candidate with the lowest inner-validation score (the first on a tie): MAE, or for
+    classifiers (records with ``val_log_loss``) the log loss of their probabilities. Its ``params`` name the choice
+    and every candidate's inner-validation MAE (and log loss), its ``train_seconds`` are those of all; the record
     itself without candidates (``{"": record}``)."""
     if list(records) == [""]:
         return records[""]
     maes = {name: r["params"]["best_val_mae"] for name, r in records.items()}
-    chosen = best_candidate(maes)
+    log_losses = {name: r["params"]["val_log_loss"] for name, r in records.items() if "val_log_loss" in r["params"]}
+    classifiers = bool(log_losses)
+    if classifiers and len(log_losses) != len(records):
+        raise ValueError(f"fold records mix classifiers and regressors: {sorted(set(records) - set(log_losses))} "
+                         "have no validation log loss")  # fmt: skip
+    chosen = best_candidate(log_losses if classifiers else maes)
     record = records[chosen]
+    scores = {"inner_val_mae": maes, **({"inner_val_log_loss": log_losses} if classifiers else {})}
     return {
         **record,
         "train_seconds": sum(r["train_seconds"] for r in records.values()),
-        "params": {**record["params"], "candidate": chosen, "inner_val_mae": maes},
+        "params": {**record["params"], "candidate": chosen, **scores},
     }

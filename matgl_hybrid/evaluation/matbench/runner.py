@@ -36,6 +36,7 @@ from matgl_hybrid.fingerprint import run_fingerprint, without_runtime_fields
 from matgl_hybrid.training import InnerKFold, TrainSpec, check_records, device_name, fit, select
 from matgl_hybrid.training.candidates import candidate_specs
 from matgl_hybrid.training.fold_store import FoldStore
+from matgl_hybrid.training.selection import pooled_log_loss
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
@@ -342,6 +343,13 @@ class MatbenchRun:
             warnings.simplefilter("ignore")
             result = fit(train, spec=spec, cache_dir=self.cache_dir)
             predicted = result.model.predict(test.structures, ids=test.ids, cache_dir=self.cache_dir)
+            classifier_score = {}
+            if spec.task_type == "classification":  # candidates compared by a proper score, not MAE of probabilities
+                position = {i: k for k, i in enumerate(train.ids)}
+                val = train.subset([position[i] for i in result.val_ids])
+                probabilities = result.model.predict(val.structures, ids=val.ids, cache_dir=self.cache_dir)
+                record = {"y_true": val.targets, "y_pred": probabilities}
+                classifier_score = {"val_log_loss": pooled_log_loss([record])}
         return {
             "mae": None,
             "train_seconds": time.perf_counter() - start,
@@ -350,6 +358,7 @@ class MatbenchRun:
             "params": {
                 "spec": spec.to_dict(),
                 "best_val_mae": result.best_val_mae,
+                **classifier_score,
                 "best_epoch": result.best_epoch,
                 "device": device_name(spec.accelerator),
             },
