@@ -336,3 +336,16 @@ def test_writing_an_entry_keeps_what_the_file_holds_that_this_version_does_not_r
     assert cache.get(key) == {}
     cache.put(key, {"b@1": {"values": [2.0], "error": None}})
     assert json.loads(path.read_text()) == {"future@1": newer, "b@1": {"values": [2.0], "error": None}}
+
+
+def test_importing_values_that_differ_from_the_cached_ones_keeps_the_local_and_says_so(tmp_path, recwarn):
+    key, cache = structure_key(_cscl()), DescriptorCache(tmp_path / "cache")
+    entries = _good_lattice_entries()
+    import_archive(cache, _archive(tmp_path / "same.json.gz", {key: entries}))
+    rounded = {**entries, _lattice_keys()["volume"]: {"values": [64.0 * (1 + 1e-9)], "error": None}}
+    import_archive(cache, _archive(tmp_path / "rounded.json.gz", {key: rounded}))
+    assert not recwarn.list  # the same values (up to another machine's rounding): nothing to say
+    other = {**entries, _lattice_keys()["volume"]: {"values": [65.0], "error": None}}
+    with pytest.warns(UserWarning, match=rf"1 archived entries differ .* kept \(first: structure {key}, group volume"):
+        import_archive(cache, _archive(tmp_path / "other.json.gz", {key: other}))
+    assert cache.get(key)[_lattice_keys()["volume"]]["values"] == [64.0]

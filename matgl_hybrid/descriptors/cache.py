@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from functools import cache
@@ -201,7 +202,8 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
     Every entry is checked before anything is written: its keys' shapes, ``{"values": [number or null, ...],
     "error": str or null}``, values finite (or NaN), and for the groups of this version of the package their
     number and plausible ranges (:data:`VALUE_BOUNDS`). Values already cached here are kept (an archived one
-    replaces only a recorded failure).
+    replaces only a recorded failure); where they differ from the archive's (beyond a relative 1e-6: rounding on
+    another machine), a warning counts them and names the first.
 
     Raises:
         ValueError: ``path`` is not such an archive, is larger than :data:`MAX_ARCHIVE_BYTES` decompressed, or holds
@@ -225,11 +227,27 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
                 raise ValueError(f"{path}: malformed entry for structure {key}, group {group[:70]!r}: {problem}")
     if entries:
         cache.check_writable()
+    differing: list[tuple[str, str]] = []
     for key, groups in entries.items():
         local = cache.get(key)
         if new := {g: entry for g, entry in groups.items() if g not in local or local[g]["error"] is not None}:
             cache.put(key, new)  # local values stay; an archived value replaces only a local failure
+        differing += [(key, g) for g, entry in groups.items() if g not in new and not _same_values(local[g], entry)]
+    if differing:
+        key, group = differing[0]
+        warnings.warn(
+            f"{path}: {len(differing)} archived entries differ from the values cached in {cache.directory}, which are "
+            f"kept (first: structure {key}, group {group}); delete those cache files to take the archive's",
+            stacklevel=2,
+        )
     return len(entries)
+
+
+def _same_values(local: Entry, archived: Entry) -> bool:
+    """Whether a cached entry and an archived one hold the same values (NaN/null alike, relative 1e-6)."""
+    a = np.array(local["values"], dtype=float)
+    b = np.array(archived["values"], dtype=float)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=0.0, equal_nan=True))
 
 
 def _decompress(path: Path) -> bytearray:
