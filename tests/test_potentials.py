@@ -65,6 +65,26 @@ def test_a_modified_weights_file_is_refused_naming_it(tmp_path, monkeypatch):
         potentials.load_potential("nonsense")
 
 
+def test_weights_replaced_between_their_check_and_their_read_are_refused(tmp_path, monkeypatch):
+    folder = tmp_path / TENSORNET
+    shutil.copytree(potentials.potential_folder(TENSORNET), folder)
+    checked = potentials.verify
+
+    def check_then_replace(path, required):  # a copy landing in the folder right after the hashes were checked
+        digests = checked(path, required)
+        weights = Path(path) / "weights.safetensors"
+        raw = bytearray(weights.read_bytes())
+        raw[-1] ^= 1
+        weights.write_bytes(bytes(raw))
+        return digests
+
+    monkeypatch.setattr(potentials, "verify", check_then_replace)
+    for load in (potentials.load_weights, potentials.load_potential):
+        shutil.copy2(potentials.potential_folder(TENSORNET) / "weights.safetensors", folder)
+        with pytest.raises(CheckpointError, match=r"weights\.safetensors changed after it was verified"):
+            load(folder)
+
+
 def test_a_shipped_potential_with_any_file_changed_is_refused_by_name_and_by_folder(tmp_path, monkeypatch):
     """The whole folder is pinned (its SHA256SUMS' sha256 in the registry), not only the weights: a config.json
     changed under a consistent manifest would build another network and still claim MatGL's weights."""

@@ -13,6 +13,7 @@ MatGL's own files by ``scripts/ship_matgl_potentials.py``. A folder of your own 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,8 +90,16 @@ def verified_files(name: str | Path) -> tuple[Path, dict[str, str]]:
 
 def potential_config(name: str | Path) -> dict[str, Any]:
     """``config.json`` of a verified potential: ``architecture``, ``model_args``, ``potential_args``."""
-    folder, _ = verified_files(name)
-    return json.loads((folder / "config.json").read_text())
+    return json.loads(_verified_bytes(*verified_files(name), "config.json"))
+
+
+def _verified_bytes(folder: Path, digests: dict[str, str], file: str) -> bytes:
+    """The bytes of ``folder/file``, read once and hashed: they must be the ones :func:`verified_files` checked (a
+    file replaced after its check and before its read, e.g. by a copy in progress, is refused, not loaded)."""
+    content = (folder / file).read_bytes()
+    if hashlib.sha256(content).hexdigest() != digests[file]:
+        raise CheckpointError(f"{folder / file} changed after it was verified (being written meanwhile?): load again")
+    return content
 
 
 def weights_sha256(name: str | Path) -> str:
@@ -112,11 +121,10 @@ def element_types(name: str | Path) -> tuple[str, ...]:
 
 
 def load_weights(name: str | Path) -> dict[str, torch.Tensor]:
-    """The verified potential's state dict (safetensors: no code runs)."""
-    from safetensors.torch import load_file
+    """The verified potential's state dict (safetensors: no code runs), from the very bytes that were hashed."""
+    from safetensors.torch import load
 
-    folder, _ = verified_files(name)
-    return load_file(str(folder / "weights.safetensors"))
+    return load(_verified_bytes(*verified_files(name), "weights.safetensors"))
 
 
 def load_potential(name: str | Path):
@@ -127,15 +135,17 @@ def load_potential(name: str | Path):
     """
     from matgl.apps.pes import Potential
     from matgl.models import M3GNet, TensorNet
+    from safetensors.torch import load
 
-    config = potential_config(name)
+    folder, digests = verified_files(name)  # config and weights of one check
+    config = json.loads(_verified_bytes(folder, digests, "config.json"))
     classes = {"TensorNet": TensorNet, "M3GNet": M3GNet}
     if config["architecture"] not in classes:
         raise CheckpointError(f"{name}: architecture {config['architecture']!r} is not one of {sorted(classes)}")
     model = classes[config["architecture"]](**architecture_args(config))
     refs = torch.zeros(config["n_element_refs"], dtype=torch.float64)
     potential = Potential(model=model, element_refs=refs, **config["potential_args"])
-    potential.load_state_dict(load_weights(name), strict=True)
+    potential.load_state_dict(load(_verified_bytes(folder, digests, "weights.safetensors")), strict=True)
     return potential.eval()
 
 
