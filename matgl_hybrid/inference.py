@@ -332,8 +332,22 @@ def embed(
     if tap not in ("graph", "fused"):
         raise ValueError(f"tap must be 'graph' or 'fused', got {tap!r}")
     data = prepare(model, structures, ids, cache_dir, n_jobs)
-    vectors = run(model, data, lambda out, g: model.feature_dict[tap].reshape(g.num_graphs, -1), batch_size)
+    vectors = run(model, data, lambda out, g: graph_features(model, g, tap), batch_size)
     return vectors.numpy().astype(np.float64)
+
+
+def graph_features(model: nn.Module, g: Any, tap: str = "graph") -> torch.Tensor:
+    """After a forward pass of ``model`` on batch ``g``: its per-structure vectors ``feature_dict[tap]``, (B, F).
+
+    Raises:
+        ValueError: the model has no such vector (a native backbone with an extensive head sums per-atom outputs).
+    """
+    if model.feature_dict.get(tap) is None:
+        raise ValueError(
+            f"this {type(model).__name__} has no per-structure {tap!r} vector (a native backbone with an extensive "
+            "head sums per-atom outputs): embed a hybrid, or an intensive native model"
+        )
+    return model.feature_dict[tap].reshape(g.num_graphs, -1)
 
 
 def layer_keys(encoder: nn.Module) -> list[str]:

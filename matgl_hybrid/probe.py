@@ -174,14 +174,16 @@ def descriptor_importance(
     data = inference.prepare(model, structures, ids, cache_dir)
     raw = data.descriptors
     targets = np.asarray(targets, dtype=float)
-    graph = inference.run(model, data, lambda out, g: model.feature_dict["graph"].reshape(g.num_graphs, -1))
+    device = next(model.parameters()).device
+    graph = inference.run(model, data, lambda out, g: inference.graph_features(model, g)).to(device)
 
     def mae_with(values: np.ndarray) -> float:
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                predicted = model.predict_from_graph(graph, torch.as_tensor(values, dtype=torch.float64))
+                descriptors = torch.as_tensor(values, dtype=torch.float64, device=device)
+                predicted = model.predict_from_graph(graph, descriptors).cpu()
         finally:
             model.train(was_training)
         return float(mean_absolute_error(targets, predicted.reshape(len(targets), -1)[:, 0].numpy()))

@@ -262,6 +262,7 @@ def test_training_history_survives_a_kill_and_a_finished_rerun(elastic, tmp_path
     [
         ({"max_epochs": 0}, "max_epochs must be an integer >= 1"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"batch_size": 1}, "batch_size must be >= 2 with descriptors"),  # BatchNorm of one structure
         ({"loss": "l2_loss"}, "unknown loss 'l2_loss'"),
         ({"val_fraction": 1.0}, "val_fraction must be in"),
         ({"val_fraction": 0.0}, "val_fraction must be in"),
@@ -421,8 +422,19 @@ def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_reque
 
     config = tmp_path / "spec.json"
     config.write_text(json.dumps({**TINY, "max_epochs": 1}))
-    base = ["train", "--data", str(path), "--target", "y", "--config", str(config), "--no-cache", "--elements", "all",
-            "--no-select"]
+    base = [
+        "train",
+        "--data",
+        str(path),
+        "--target",
+        "y",
+        "--config",
+        str(config),
+        "--no-cache",
+        "--elements",
+        "all",
+        "--no-select",
+    ]
     write(records)
     assert main([*base, "--out", str(tmp_path / "refused")]) == 2
     error = capsys.readouterr().err

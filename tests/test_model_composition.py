@@ -143,3 +143,21 @@ def test_the_descriptor_set_is_resolved_at_prediction_not_when_a_model_is_built_
     save_checkpoint(stale, tmp_path / "stale")
     with pytest.raises(ValueError, match="descriptor set 'lattice' version 0000"):
         load_checkpoint(tmp_path / "stale").predict(_structures())
+
+
+def test_a_native_models_graph_vector_is_one_row_per_structure_or_refused_when_its_head_has_none():
+    from matgl_hybrid.inference import embed
+
+    tensornet = {"units": 8, "nblocks": 1, "num_rbf": 8}
+    structures = [Structure(Lattice.cubic(3.0), ["Na", "Cl", "Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5],
+                  [0.5, 0, 0], [0, 0.5, 0]])] * 2 + _structures()  # fmt: skip
+    torch.manual_seed(0)
+    model = NativeModel("tensornet", ELEMENTS, 4.0, tensornet).eval()
+    vectors = embed(model, structures)
+    assert vectors.shape == (5, 8)  # per structure, not per atom (TensorNet keeps per-atom features)
+    np.testing.assert_allclose(vectors[0], vectors[1], rtol=1e-6)
+    extensive = NativeModel("tensornet", ELEMENTS, 4.0, {**tensornet, "is_intensive": False}).eval()
+    with pytest.raises(ValueError, match="no per-structure 'graph' vector"):
+        embed(extensive, structures)
+    with pytest.raises(ValueError, match="give task_type='classification' to the model"):
+        NativeModel(element_types=ELEMENTS, backbone_kwargs={**MEGNET, "is_classification": True})

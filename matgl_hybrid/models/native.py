@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from matgl.config import DEFAULT_ELEMENTS
+from matgl.models import TensorNet
 
 from matgl_hybrid.graphs import swapped_node_types
 from matgl_hybrid.models.backbones import num_graphs
@@ -53,6 +54,9 @@ class NativeModel(GraphModel):
         if backbone == "megnet" and n_targets != 1:
             raise ValueError("MatGL's MEGNet head predicts one target: use another readout for several")
         own_kwargs = dict(backbone_kwargs or {})
+        if own_kwargs.get("is_classification") or own_kwargs.get("task_type", "regression") != "regression":
+            raise ValueError("give task_type='classification' to the model, not to the backbone: MatGL's head would "
+                             "apply a sigmoid before the model's own (probabilities stuck in (0.5, 0.73))")  # fmt: skip
         if backbone != "megnet":
             own_kwargs.setdefault("ntargets", n_targets)  # MatGL's head of M3GNet and TensorNet predicts them all
         super().__init__(
@@ -65,5 +69,19 @@ class NativeModel(GraphModel):
         """Predict in target units: (B,) for one target, (B, T) for several (see :meth:`HybridModel.forward`)."""
         with swapped_node_types(g, self.node_input(g, state_attr)):
             out = self.output(self.backbone(g, state_attr=state_attr).reshape(num_graphs(g), -1))
-        self.feature_dict = {"graph": self.backbone.feature_dict["readout"], "final": out}
+        self.feature_dict = {"graph": self.graph_vector(g), "final": out}  # graph: None for an extensive head
         return per_target(out)
+
+    def graph_vector(self, g: Any) -> torch.Tensor | None:
+        """After a forward pass: the backbone's own per-structure vector, what its head reads: (B, G); None for an
+        extensive head (M3GNet or TensorNet with ``is_intensive=False`` sum per-atom outputs: no such vector).
+
+        MEGNet and intensive M3GNet keep it as ``feature_dict["readout"]``; TensorNet keeps its per-atom features
+        there (N, F), pooled here by its own readout as its head does.
+        """
+        if not getattr(self.backbone, "is_intensive", True):
+            return None
+        features = self.backbone.feature_dict["readout"]
+        if isinstance(self.backbone, TensorNet):
+            return self.backbone.readout(features, getattr(g, "batch", None))
+        return features

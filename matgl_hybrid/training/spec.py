@@ -212,6 +212,8 @@ class TrainSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        if self.descriptor_set and self.batch_size == 1:
+            problems.append("batch_size must be >= 2 with descriptors: their BatchNorm cannot normalise a batch of one")
         if not 0 < self.val_fraction < 1:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not self.lr > 0:
