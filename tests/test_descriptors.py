@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import DEMO_DATA, LATTICE_COLUMNS, read_records
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config, register_parallel_backend
+from joblib._parallel_backends import ThreadingBackend
 from matminer.featurizers.composition import ElementProperty, Stoichiometry
 from matminer.featurizers.site import AverageBondAngle, AverageBondLength, CoordinationNumber
 from matminer.featurizers.structure import (
@@ -25,6 +26,7 @@ from pymatgen.core.local_env import VoronoiNN
 from pymatgen.io.ase import AseAtomsAdaptor
 
 import matgl_hybrid.files
+from matgl_hybrid import data
 from matgl_hybrid.data import InvalidStructureError
 from matgl_hybrid.descriptors import (
     DescriptorTransform,
@@ -304,6 +306,27 @@ def test_bad_input_is_refused_with_a_clear_error():
         featurize([good], "gong29", progress=False)
     with pytest.raises(TypeError, match="site featurizer"):
         featurize([good], [AverageBondLength(VoronoiNN())], progress=False)
+    # what that error recommends is accepted (it lives in matminer.featurizers.structure.sites)
+    wrapped = featurize([good], [SiteStatsFingerprint(CoordinationNumber(VoronoiNN()), stats=("mean",))],
+                        progress=False)  # fmt: skip
+    assert wrapped.iloc[0].tolist() == [14.0]  # the Voronoi cell of CsCl: 8 + 6 faces
+
+
+class _NotStreaming(ThreadingBackend):
+    """A joblib backend that cannot return results as a generator (as multiprocessing and ray)."""
+
+    supports_return_generator = False
+
+
+def test_backends_that_cannot_stream_results_give_the_serial_values():
+    structures = data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", limit=4).structures
+    serial = featurize(structures, "lattice", progress=False)
+    register_parallel_backend("not_streaming", _NotStreaming)
+    with parallel_config(backend="not_streaming"):
+        parallel = featurize(structures, "lattice", n_jobs=2, progress=False)
+    pd.testing.assert_frame_equal(serial, parallel)
+    with parallel_config(backend="multiprocessing"), pytest.raises(ValueError, match="use the default backend"):
+        featurize(structures, "lattice", n_jobs=2, progress=False)
 
 
 def test_transform_fits_on_training_rows_imputes_and_round_trips(tmp_path):

@@ -325,6 +325,23 @@ def test_a_transient_failure_is_computed_again_a_final_one_is_not(tmp_path):
     assert third.attrs["n_computed"] == 0
 
 
+def test_a_package_missing_where_a_group_ran_is_not_cached_as_the_structure_s_failure(tmp_path):
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+    from matgl_hybrid.descriptors.sets import DescriptorSet
+
+    calls = []
+
+    def needs_a_package(ctx):  # e.g. a Dask worker without chgnet installed, then one with it
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModuleNotFoundError("No module named 'chgnet'")
+        return [1.0]
+
+    descriptors = DescriptorSet("test", (FeatureGroup("uip", ("x",), needs_a_package, check_values=False),), ("x",))
+    assert math.isnan(featurize([_cscl()], descriptors, cache_dir=tmp_path, progress=False)["x"].iloc[0])
+    assert featurize([_cscl()], descriptors, cache_dir=tmp_path, progress=False)["x"].iloc[0] == 1.0
+
+
 def test_writing_an_entry_keeps_what_the_file_holds_that_this_version_does_not_read(tmp_path):
     """An entry of a newer version (an extra field) is not read here, but it is not ours to delete."""
     cache = DescriptorCache(tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
-from joblib.parallel import LokyBackend, get_active_backend
+from joblib.parallel import LokyBackend, MultiprocessingBackend, get_active_backend
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
@@ -120,11 +120,17 @@ def _run(structures, missing, chunks, n_jobs):
     are.
     """
     backend, _ = get_active_backend()
+    if type(backend) is MultiprocessingBackend:  # pickle, not cloudpickle: the groups' functions cannot be sent
+        raise ValueError("joblib's multiprocessing backend cannot send descriptor groups to its workers (it pickles "
+                         "without cloudpickle): use the default backend (loky), dask or ray")  # fmt: skip
     options = {}
     if isinstance(backend, LokyBackend) and "initializer" not in backend.backend_kwargs:
         options = {"initializer": _exit_with_parent, "initargs": (os.getpid(), PARENT_CHECK_INTERVAL)}
     tasks = (delayed(compute_chunk)([structures[i] for i in chunk], [missing[i] for i in chunk]) for chunk in chunks)
-    return Parallel(n_jobs=n_jobs, return_as="generator", **options)(tasks)
+    # results as they come (progress, cache writes per chunk) where the backend can; multiprocessing and ray cannot
+    streamed = getattr(backend, "supports_return_generator", True)
+    results = Parallel(n_jobs=n_jobs, return_as="generator" if streamed else "list", **options)(tasks)
+    return results if streamed else (chunk for chunk in results)  # a generator either way (the caller closes it)
 
 
 def featurize(
@@ -191,9 +197,11 @@ def featurize(
     return frame
 
 
-#: Failures that say nothing about the structure (a time budget hit on a busy machine, memory): computed again by
-#: the next call rather than served from the cache; any other recorded failure is final for its version.
-TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError")
+#: Failures that say nothing about the structure (a time budget hit on a busy machine, memory, a package or file
+#: missing where the group ran, e.g. on a Dask worker): computed again by the next call rather than served from the
+#: cache; any other recorded failure is final for its version.
+TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
+                    "FileNotFoundError", "PermissionError")  # fmt: skip
 
 
 def _usable(entry: Entry | None, group: FeatureGroup) -> bool:

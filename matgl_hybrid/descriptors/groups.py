@@ -225,10 +225,10 @@ def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str 
 
 def group_for_featurizer(featurizer: BaseFeaturizer) -> FeatureGroup:
     """A group for a user-given matminer featurizer (structure or composition featurizer)."""
-    module = type(featurizer).__module__
-    if ".composition" in module:
+    module = type(featurizer).__module__  # SiteStatsFingerprint is matminer.featurizers.structure.sites: structure
+    if module.startswith("matminer.featurizers.composition"):
         return matminer_group(featurizer, on="composition")
-    if ".site" in module:
+    if module.startswith("matminer.featurizers.site"):
         raise TypeError(
             f"{type(featurizer).__name__} is a site featurizer; wrap it in "
             "matminer.featurizers.structure.SiteStatsFingerprint to get structure-level values"
