@@ -78,6 +78,19 @@ def test_settings_changed_at_run_time_give_other_keys_and_the_defaults_the_keys_
     assert get_descriptor_set("sim:chgnet").groups[1].key != default
 
 
+def test_a_group_computes_under_the_settings_of_its_key_in_a_process_that_holds_the_defaults(crystals, monkeypatch):
+    """A loky or Dask worker imports the module afresh (its defaults): values cached under the key of settings
+    changed in the parent must be computed with those settings, not the worker's."""
+    from matgl_hybrid.descriptors.groups import StructureContext
+
+    monkeypatch.setitem(simulation.SETTINGS, "max_sites", 4)
+    relax = next(g for g in get_descriptor_set("sim:chgnet").groups if g.name == "sim_chgnet_relax")
+    monkeypatch.setitem(simulation.SETTINGS, "max_sites", 64)  # as in a worker process
+    with pytest.raises(ValueError, match="8 sites: over the limit of 4"):
+        relax.compute(StructureContext(crystals[0]))  # NaCl's conventional cell
+    assert simulation.SETTINGS["max_sites"] == 64  # the process's own settings are restored
+
+
 def test_a_failed_relaxation_is_nan_with_its_reason_for_every_group_that_needs_it(crystals, monkeypatch):
     monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "max_steps": 1})
     with pytest.warns(UserWarning, match="featurizer failure"):

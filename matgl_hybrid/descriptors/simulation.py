@@ -40,6 +40,7 @@ labels of the benchmark tasks; its relaxed energy per atom is close to a formati
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -389,17 +390,50 @@ def _version(sim: Simulator) -> str:
     return f"{GROUP_VERSION}-sim-{sim.tag()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
+def _settings_now() -> dict[str, Any]:
+    """A copy of the module's settings as they are now: :data:`SETTINGS` and the other tunable constants."""
+    return copy.deepcopy(
+        {"settings": SETTINGS, "vacuum_gap": VACUUM_GAP_A, "wall_s": RELAX_WALL_S, "imaginary": IMAGINARY_THZ}
+    )
+
+
+@contextlib.contextmanager
+def _settings_of(frozen: dict[str, Any]):
+    """The module's settings set to ``frozen`` (of :func:`_settings_now`) while the block runs, then restored."""
+
+    def apply(values: dict[str, Any]) -> None:
+        global VACUUM_GAP_A, RELAX_WALL_S, IMAGINARY_THZ
+        SETTINGS.clear()
+        SETTINGS.update(copy.deepcopy(values["settings"]))
+        VACUUM_GAP_A, RELAX_WALL_S, IMAGINARY_THZ = values["vacuum_gap"], values["wall_s"], values["imaginary"]
+
+    before = _settings_now()
+    apply(frozen)
+    try:
+        yield
+    finally:
+        apply(before)
+
+
+def _computed_under(frozen: dict[str, Any], compute: Callable, ctx: StructureContext, sim: Simulator) -> list[float]:
+    """``compute(ctx, sim)`` under the settings the group's key was made with: a worker process (loky, Dask) is a
+    fresh interpreter whose module holds the defaults, not the settings its parent changed at run time."""
+    with _settings_of(frozen):
+        return compute(ctx, sim)
+
+
 def _group(sim: Simulator, quantity: str, labels: tuple[str, ...], compute, revision: int = 0) -> FeatureGroup:
     """The simulated group ``sim_<potential>_<quantity>`` (labels likewise prefixed); ``revision`` counts changes of
     this group's own definition (1: the volume response of a vacuum-dominated cell is NaN, no longer a number
-    describing the box)."""
+    describing the box). Its values are computed under the settings its key was made with, in any process."""
     # The version pins the values (weights, settings, library versions): no reference-structure digest, which
     # would run these simulations on every reference structure in every process.
     version = _version(sim) + (f"-r{revision}" if revision else "")
+    frozen = _settings_now()
     return FeatureGroup(
         f"sim_{sim.name}_{quantity}",
         tuple(f"sim_{sim.name}_{label}" for label in labels),
-        lambda ctx: compute(ctx, sim),
+        lambda ctx: _computed_under(frozen, compute, ctx, sim),
         version=version,
         check_values=False,
         requires=lambda: _requires(sim),
