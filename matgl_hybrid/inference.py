@@ -232,6 +232,12 @@ def predict(
         InvalidStructureError: see :func:`prepare`.
         ValueError: a prediction (of any member) is not finite; the message names the model and the first ids.
     """
+    first = getattr(model, "members", [model])[0]
+    if not getattr(first, "target_names", None):
+        raise ValueError(
+            f"a {type(first).__name__} without targets (a `pretrain` encoder?) predicts no property: use it through "
+            "ssl:<path>:<layers> descriptors or TrainSpec.node_embeddings"
+        )
     data = prepare(model, structures, ids, cache_dir, n_jobs)
     members = MemberOutputs(list(getattr(model, "members", [model])))
     outputs = run(members, data, lambda out, g: out.transpose(0, 1), batch_size).numpy().astype(np.float64)
@@ -252,7 +258,8 @@ class FilePredictions:
     """What :func:`predict_file` wrote.
 
     Attributes:
-        frame: ``id, prediction`` (+ ``std`` over an ensemble's members), one row per predicted entry.
+        frame: ``id, prediction`` (+ ``std`` over an ensemble's members), one row per predicted entry; for several
+            targets ``prediction_<target>`` (and ``std_<target>``) per target.
         skipped: the entries left out (``skip_invalid``), with their reasons.
         listing: the file that lists them (``<out>.skipped.csv``), when ``skip_invalid``.
     """
@@ -266,6 +273,13 @@ def skipped_listing(out: str | Path) -> Path:
     """Where :func:`predict_file` lists the entries it left out of ``out``."""
     out = Path(out)
     return out.with_name(out.name + ".skipped.csv")
+
+
+def prediction_outputs(out: str | Path, skip_invalid: bool = False) -> dict[str, Path]:
+    """The files :func:`predict_file` writes: ``{"out": out}``, and ``{"skipped listing": <out>.skipped.csv}`` with
+    ``skip_invalid`` or where an earlier run left one (emptied then, so that it describes these predictions)."""
+    listing = skipped_listing(out)
+    return {"out": Path(out), **({"skipped listing": listing} if skip_invalid or listing.exists() else {})}
 
 
 def predict_file(
@@ -285,10 +299,9 @@ def predict_file(
     emptied by a run without ``skip_invalid`` where an earlier run left one, so that it never describes other
     predictions than those in ``out``).
     """
-    keep_listing = skip_invalid or skipped_listing(out).exists()
+    outputs = prediction_outputs(out, skip_invalid)
     if isinstance(source, str | Path):  # writing the predictions over the input would destroy it
-        listing = skipped_listing(out) if keep_listing else None
-        check_paths_distinct({"out": out, "skipped listing": listing}, {"source": source})
+        check_paths_distinct(outputs, {"source": source})
     dataset = load(source, skip_invalid=skip_invalid)
     skipped = list(dataset.skipped)
     if skip_invalid:
@@ -305,13 +318,17 @@ def predict_file(
         n_jobs=n_jobs,
         return_std=True,
     )
-    frame = pd.DataFrame({"id": dataset.ids, "prediction": mean})
-    if hasattr(model, "members"):
-        frame["std"] = std
+    frame = pd.DataFrame({"id": dataset.ids})
+    names = getattr(model, "members", [model])[0].target_names
+    columns = ["prediction"] if mean.ndim == 1 else [f"prediction_{name}" for name in names]
+    for k, column in enumerate(columns):  # one column per target (and its spread over an ensemble's members)
+        frame[column] = mean if mean.ndim == 1 else mean[:, k]
+        if hasattr(model, "members"):
+            frame[column.replace("prediction", "std")] = std if std.ndim == 1 else std[:, k]
     atomic_write_text(out, frame.to_csv(index=False))
     result = FilePredictions(frame, skipped)
-    if keep_listing:
-        result.listing = skipped_listing(out)
+    if "skipped listing" in outputs:
+        result.listing = outputs["skipped listing"]
         listing = pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"])
         atomic_write_text(result.listing, listing.to_csv(index=False))
     return result

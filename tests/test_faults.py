@@ -405,6 +405,12 @@ def test_predict_has_no_descriptor_option_and_skips_invalid_entries_on_request(t
         json.dump(records[:2], f)
     assert main([*base[:4], str(valid), *base[5:], "--overwrite"]) == 0
     assert (tmp_path / "p.csv.skipped.csv").read_text().strip() == "id,reason"
+    # predictions moved away, their listing left: a new run does not replace it without --overwrite
+    out.rename(tmp_path / "kept.csv")
+    (tmp_path / "p.csv.skipped.csv").write_text("id,reason\nlonely,kept by the user\n")
+    assert main([*base[:4], str(valid), *base[5:]]) == 2
+    assert "p.csv.skipped.csv" in capsys.readouterr().err
+    assert "kept by the user" in (tmp_path / "p.csv.skipped.csv").read_text()
 
 
 def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_request(elastic, tmp_path, capsys):

@@ -175,3 +175,19 @@ def test_migrating_into_the_old_folder_is_refused(structures, tmp_path):
     save_checkpoint(_model(structures), tmp_path / "old")
     with pytest.raises(CheckpointError, match="migrate into another folder"):
         migrate_checkpoint(tmp_path / "old", tmp_path / "old")
+
+
+def test_a_file_of_several_targets_gets_a_column_per_target_and_an_encoder_is_refused(structures, tmp_path):
+    from pymatgen.core import Structure
+
+    source = tmp_path / "s.json"
+    source.write_text(json.dumps([{"id": str(i), "structure": s.as_dict()} for i, s in enumerate(structures[:3])]))
+    two = HybridModel(element_types=_model(structures).element_types, cutoff=5.0, backbone_kwargs=TINY_MEGNET,
+                      head_hidden=(4,), n_targets=2, target_names=("K", "G")).eval()  # fmt: skip
+    frame = inference.predict_file(two, source, tmp_path / "p.csv").frame
+    assert list(frame.columns) == ["id", "prediction_K", "prediction_G"]
+    np.testing.assert_allclose(frame[["prediction_K", "prediction_G"]].to_numpy(),
+                               inference.predict(two, structures[:3]), rtol=1e-6)  # fmt: skip
+    encoder = MEGNet(element_types=two.element_types, cutoff=5.0, **TINY_MEGNET)  # what `pretrain` saves
+    with pytest.raises(ValueError, match=r"without targets \(a `pretrain` encoder\?\) predicts no property"):
+        inference.predict(encoder, [Structure.from_dict(structures[0].as_dict())])

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from matgl_hybrid.checkpoint import load_checkpoint, read_header
 from matgl_hybrid.cli.options import DATA_HELP, add_prediction_options, cache, check_outputs, first_skipped
-from matgl_hybrid.inference import predict_file, skipped_listing
+from matgl_hybrid.inference import predict_file, prediction_outputs
 from matgl_hybrid.pretrained import list_pretrained, resolve
 
 
 def check_prediction_outputs(args: argparse.Namespace) -> None:
     """Before loading anything: ``--out`` (and its skipped listing) can be written and destroy no input."""
-    outputs = {"--out": args.out, "the skipped listing": skipped_listing(args.out) if args.skip_invalid else None}
-    check_outputs(args, outputs, {"--data": args.data})
+    outputs = prediction_outputs(args.out, args.skip_invalid)  # an earlier run's listing is replaced too
+    check_outputs(args, {"--out" if key == "out" else f"the {key}": path for key, path in outputs.items()},
+                  {"--data": args.data})  # fmt: skip
 
 
 def predict_to_csv(model, args: argparse.Namespace) -> int:
@@ -23,9 +24,11 @@ def predict_to_csv(model, args: argparse.Namespace) -> int:
     options = {"batch_size": args.batch_size, "cache_dir": cache(args), "n_jobs": args.n_jobs}
     result = predict_file(model, args.data, args.out, skip_invalid=args.skip_invalid, **options)
     print(f"wrote {len(result.frame)} predictions to {args.out}")
-    if result.listing is not None:
+    if result.listing is not None and args.skip_invalid:
         shown = first_skipped(result.skipped) or "none"
         print(f"skipped {len(result.skipped)} invalid entries ({shown}); listed in {result.listing}")
+    elif result.listing is not None:
+        print(f"emptied {result.listing}, an earlier run's listing of skipped entries (none skipped now)")
     return 0
 
 
