@@ -490,10 +490,14 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
         model = cls(**kwargs)
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing a size
         raise CheckpointError(f"cannot rebuild {cls.__name__} from {path}/model.json: {exc}") from exc
-    state = load_file(str(path / "weights.safetensors"))
-    if migrating:
-        state = {k: v for k, v in state.items() if not _dropped(model, k)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(path / "weights.safetensors"))
+        if migrating:
+            state = {k: v for k, v in state.items() if not _dropped(model, k)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, SafetensorError) as exc:  # a size mismatch, a damaged header
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"{path}/weights.safetensors does not fit {cls.__name__}: {first}") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{path}/weights.safetensors does not fit {cls.__name__}: missing {missing[:5]}, "

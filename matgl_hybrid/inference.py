@@ -76,7 +76,10 @@ def split_predictable(model: nn.Module, dataset: StructureData) -> tuple[Structu
         except InvalidStructureError as exc:
             skipped.append(SkippedEntry(entry_id, exc.reason))
     if not keep:
-        raise ValueError(f"the model can predict none of the {len(dataset)} entries")
+        first = skipped[-1]
+        raise ValueError(
+            f"the model can predict none of the {len(dataset)} entries (e.g. {first.id!r}: {first.reason})"
+        )
     return dataset.subset(keep), skipped
 
 

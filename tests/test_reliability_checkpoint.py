@@ -156,6 +156,14 @@ def test_an_absurd_rehashed_config_is_refused_naming_file_and_field_before_build
         load_checkpoint(folder)
 
 
+def test_weights_that_do_not_fit_a_rehashed_config_are_refused_in_one_line(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "m")
+    _edit_header(folder, lambda h: h["kwargs"].update(head_hidden=[6]))  # weights saved for a width of 4
+    _rehash(folder)
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors does not fit HybridModel: .*size mismatch"):
+        load_checkpoint(folder)
+
+
 def test_a_state_file_cannot_smuggle_constructor_arguments(saved, tmp_path, monkeypatch):
     folder = _copy(saved, tmp_path / "m")
     state = json.loads((folder / "target_normalization.json").read_text())

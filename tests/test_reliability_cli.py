@@ -142,3 +142,15 @@ def test_the_library_workflows_refuse_to_write_over_their_input(records):
     with pytest.raises(ValueError, match="is the input source"):
         predict_file(object(), path, path)
     assert path.read_bytes() == before
+
+
+def test_ctrl_c_while_featurizing_is_one_line_and_the_interrupted_status(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("matgl_hybrid.cli.featurize.featurize_file", interrupted)
+    args = ["featurize", "--data", str(DE_JONG_2015_PATH), "--out", str(tmp_path / "d.csv"), "--no-cache"]
+    assert main(args) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "featurize: interrupted; no output was half-written" in err

@@ -84,6 +84,17 @@ def test_csv_errors_name_the_file_and_the_entry(folder_with_text_cell: Path, tmp
     with pytest.raises(ValueError, match=r"records\.json: duplicate id 'x'"):
         load(records)
 
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,cif\n")
+    with pytest.raises(ValueError, match=r"empty\.csv: no entries to load"):
+        load(empty)
+    damaged = tmp_path / "damaged.csv.gz"
+    packed = bytearray(gzip.compress(frame.to_csv(index=False).encode(), mtime=0))
+    packed[20:40] = bytes(20)  # inside the deflate stream
+    damaged.write_bytes(bytes(packed))
+    with pytest.raises(ValueError, match=r"damaged\.csv\.gz is not a readable CSV file"):
+        load(damaged, "y")
+
 
 # --- case 2: results.json.gz is gzip -------------------------------------------------------------
 

@@ -89,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"matgl-hybrid {args.command}: interrupted: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # outside training (featurizing, predicting): the cache keeps every finished chunk
+        print(f"matgl-hybrid {args.command}: interrupted; no output was half-written, and the "
+              "descriptor values computed so far stay in the cache (when one is used)", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
     except (ValueError, OSError) as exc:  # bad input (InvalidStructureError, CheckpointError, …), files; bugs propagate
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2

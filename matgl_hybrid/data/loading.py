@@ -96,12 +96,13 @@ def _collect(
         first = skipped[0]
         summary = f"{len(skipped)} of {len(seen)} entries are invalid"
         if not structures:
-            raise ValueError(f"no valid entries: {summary}; first: {first.id!r}: {first.reason}")
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}no valid entries: {summary}; first: {first.id!r}: {first.reason}")
         warnings.warn(
             f"skipped {summary} (listed in .skipped); first: {first.id!r}: {first.reason}", UserWarning, stacklevel=3
         )
     if not structures:
-        raise ValueError("no entries to load")
+        raise ValueError(f"{source}: no entries to load" if source else "no entries to load")
     return StructureData(
         structures=structures,
         targets=None if target_name is None else np.asarray(targets, dtype=np.float64),
@@ -187,7 +188,7 @@ def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:
     """``pandas.read_csv`` whose errors (empty, truncated or malformed file) name the file."""
     try:
         return pd.read_csv(path, **kwargs)
-    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+    except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:  # zlib: a damaged .csv.gz
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None
