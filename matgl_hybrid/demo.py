@@ -9,6 +9,7 @@ crystals with a shipped checkpoint.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -180,9 +181,10 @@ def run_demo(
         )
         trained_hybrid = trained
     source = {"data": "embedded de Jong et al. 2015 set", "target": "K_VRH", "target_transform": "log10"}
-    command = f"matgl-hybrid demo --out {out} --max-epochs {max_epochs} --seed {seed}"
+    words = ["matgl-hybrid", "demo", "--out", str(out), "--max-epochs", str(max_epochs), "--seed", str(seed)]
     if n_structures is not None:
-        command += f" --n-structures {n_structures}"
+        words += ["--n-structures", str(n_structures)]
+    command = shlex.join(words)  # a folder with spaces in its name reruns too
     trained_hybrid.save(out / MODEL, source=source, command=command, title="matgl-hybrid demo: hybrid MEGNet")
     log(f"predicting {len(EXAMPLES)} crystals with the shipped checkpoint {DEMO_CHECKPOINT}")
     result = DemoResult(rows, trained_hybrid.test.targets, featurize_seconds, predict_examples(cache_dir), out)

@@ -231,6 +231,18 @@ def test_no_select_with_a_choice_of_candidates_is_refused_and_cv_chooses_with_in
     assert scheme == InnerKFold(3, 0)
 
 
+def test_a_readout_named_in_the_config_is_kept_even_the_default_one(tmp_path):
+    from matgl_hybrid.cli import build_parser
+    from matgl_hybrid.cli.spec import selection, train_spec
+
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"readout": TrainSpec().readout}))
+    args = build_parser().parse_args(["train", "--data", "d.json", "--target", "y", "--out", "m", "--config",
+                                      str(config)])  # fmt: skip
+    candidates, _ = selection(args, train_spec(args))
+    assert set(candidates) == {TrainSpec().readout, "forest"}
+
+
 def test_default_candidates_cover_extensive_and_intensive_readouts_with_a_forest_guard():
     spec = TrainSpec(descriptor_set="gong28")
     found = default_candidates(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from matgl_hybrid.cli.options import add_cache_options, cache
@@ -31,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\nnext:\n"
         "  matgl-hybrid train --data my_structures.json.gz --target my_property --out my_model   # your own data\n"
         "  matgl-hybrid matbench --tasks matbench_jdft2d --data-dir DIR                       # a Matbench task\n"
-        f"  matgl-hybrid probe --model {result.out / MODEL} --data DATA --out probe       "
+        f"  matgl-hybrid probe --model {shlex.quote(str(result.out / MODEL))} --data DATA --out probe       "
         "# what the embeddings encode"
     )
     return 0

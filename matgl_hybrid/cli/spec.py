@@ -9,6 +9,7 @@ from pathlib import Path
 
 from matgl_hybrid import data
 from matgl_hybrid.cli.options import add_cache_options, first_skipped
+from matgl_hybrid.files import read_json
 from matgl_hybrid.training import Candidate, InnerKFold, TrainSpec, candidate_specs, default_candidates, read_candidates
 from matgl_hybrid.training.selection import Scheme
 
@@ -117,9 +118,9 @@ def selection(args: argparse.Namespace, spec: TrainSpec) -> tuple[dict[str, Cand
     if args.candidates is not None:
         candidates = candidate_specs(spec, read_candidates(args.candidates), forests=True)
     elif args.select or args.inner_folds is not None:
-        given = args.readout or (TrainSpec.from_json(args.config).readout if args.config else None)
-        chosen_readout = given if (given is not None and given != TrainSpec().readout) or args.readout else None
-        candidates = default_candidates(spec, chosen_readout)
+        # a readout named in --config counts as chosen, the default's name too ({"readout": "extensive"})
+        given = args.readout or (read_json(args.config).get("readout") if args.config else None)
+        candidates = default_candidates(spec, given)
     else:
         return None, None
     scheme = InnerKFold(args.inner_folds, spec.seed) if args.inner_folds is not None else None
