@@ -79,7 +79,7 @@ def test_each_kind_keeps_the_names_of_its_weights():
     assert {k.split(".")[0] for k in plain.state_dict()} == {"backbone", "readout", "head"}
     torch.manual_seed(0)
     encoder = build_encoder("megnet", ELEMENTS, 4.0, MEGNET)
-    negnn = _model(node_embeddings=encoder_spec(encoder, "megnet", [0]))
+    negnn = _model(node_embeddings=encoder_spec(encoder, [0]))
     keys = set(negnn.state_dict())
     assert {k.split(".")[0] for k in keys} == {"backbone", "ne_encoder", "head"}
     assert {k for k in keys if k.startswith("backbone.embedding.layer_node_embedding.")} == {

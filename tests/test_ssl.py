@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_cli_pretrain_saves_a_loadable_encoder(tmp_path):
     encoder = matgl.load_model(tmp_path / "enc")
     assert encoder.element_types[-1] == MASK_TOKEN
     assert material_embeddings(encoder, [s for s in load_records(path).structures[:3]], layers=[0, 1]).shape[0] == 3
+    record = json.loads((tmp_path / "enc" / "pretraining.json").read_text())
+    assert {k: record[k] for k in ("backbone", "cutoff", "batch_size", "seed")} == {
+        "backbone": "megnet", "cutoff": 5.0, "batch_size": 32, "seed": 0}  # fmt: skip
+
+
+def test_pretraining_that_could_learn_nothing_is_refused_before_it_runs(structures):
+    from matgl_hybrid.models.negnn import encoder_spec
+    from matgl_hybrid.ssl import pretrain
+
+    with pytest.raises(ValueError, match="has no full batch"):  # 28 training structures, batches of 32, full only
+        pretrain(structures[:30], task="contrastive", max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="needs batch_size >= 2"):
+        pretrain(structures[:30], task="contrastive", batch_size=1, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="not 'tensornet-matpes-pbe'"):
+        pretrain(structures[:30], backbone="tensornet-matpes-pbe", max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="needs a MEGNet encoder, this one is a M3GNet"):
+        encoder_spec(build_encoder("m3gnet", ("Na", "Cl"), 5.0), [0])
 
 
 def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):

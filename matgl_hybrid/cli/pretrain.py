@@ -7,8 +7,8 @@ import shlex
 from pathlib import Path
 
 from matgl_hybrid.checkpoint import check_model_dir
-from matgl_hybrid.models.backbones import BACKBONES
 from matgl_hybrid.ssl import pretrain_datasets
+from matgl_hybrid.ssl.pretrain import PRETRAINABLE
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def pretrain_options(p: argparse.ArgumentParser) -> None:
     """The options of ``pretrain``."""
     p.add_argument("--data", nargs="+", required=True, help="one or more record files / folders (their union)")
-    p.add_argument("--backbone", default="megnet", choices=list(BACKBONES), help="encoder to pretrain")
+    p.add_argument("--backbone", default="megnet", choices=PRETRAINABLE, help="encoder to pretrain")
     p.add_argument("--task", default="masked", choices=["masked", "contrastive"], help="pretext task")
     p.add_argument(
         "--exclude", nargs="+", default=None, help="datasets to evaluate on later: their structures are left out"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from matgl.models import MEGNet
 from matgl.models._core import MatGLModel
 from torch import nn
 
@@ -84,6 +85,13 @@ def node_input(node_embeddings: dict[str, Any] | None, backbone: str, model: Mat
     return encoder
 
 
-def encoder_spec(encoder: MatGLModel, backbone: str, layers: Sequence[int]) -> dict[str, Any]:
-    """The ``node_embeddings`` argument of :class:`~matgl_hybrid.models.HybridModel` for a pretrained encoder."""
-    return {"backbone": backbone, "kwargs": dict(encoder._init_args), "layers": list(layers)}
+def encoder_spec(encoder: MatGLModel, layers: Sequence[int]) -> dict[str, Any]:
+    """The ``node_embeddings`` argument of :class:`~matgl_hybrid.models.HybridModel` for a pretrained encoder (the
+    backbone it is named by its class: a MEGNet encoder, as NEGNN needs, or refused here in one line).
+
+    Raises:
+        ValueError: the encoder is not a MEGNet.
+    """
+    if not isinstance(encoder, MEGNet):
+        raise ValueError(f"node_embeddings (NEGNN) needs a MEGNet encoder, this one is a {type(encoder).__name__}")
+    return {"backbone": "megnet", "kwargs": dict(encoder._init_args), "layers": list(layers)}

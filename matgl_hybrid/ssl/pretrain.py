@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ class MaskedPretraining(PretextModule):
         return int(batch[0].num_graphs)
 
 
+#: The backbones an encoder can be pretrained as (their layers' node features are what NE0…NEk embed).
+PRETRAINABLE = ("megnet", "m3gnet")
+
+
 def pretrain(
     structures: Sequence,
     backbone: str = "megnet",
@@ -93,6 +98,13 @@ def pretrain(
     """
     if task not in ("masked", "contrastive"):
         raise ValueError(f"task must be 'masked' or 'contrastive', got {task!r}")
+    if backbone not in PRETRAINABLE:
+        raise ValueError(
+            f"pretraining takes a {' or '.join(PRETRAINABLE)} encoder, not {backbone!r} (TensorNet's layers hold no "
+            "node features to embed with; a pretrained potential is fine-tuned with train --backbone instead)"
+        )
+    if task == "contrastive" and batch_size < 2:
+        raise ValueError("contrastive pretraining needs batch_size >= 2: a batch of one has no negative pair")
     usable = [s for s in structures if has_edges(s, cutoff)]
     if len(usable) < len(structures):
         warnings.warn(
@@ -114,6 +126,11 @@ def pretrain(
     else:
         module = ContrastivePretraining(encoder, backbone, lr=lr)
         train, val = split_views(structures, cutoff, elements, val_fraction, seed)
+        if len(train) < batch_size:  # its full batches only: none, and nothing would be learned
+            raise ValueError(
+                f"contrastive pretraining on {len(train)} training structures with batch_size {batch_size} has no "
+                "full batch: give more structures or a smaller batch size"
+            )
         loaders = (
             make_loader(train, batch_size, shuffle=True, generator=generator, drop_last=True, collate_fn=collate_pairs),
             make_loader(val, batch_size, collate_fn=collate_pairs),
@@ -132,6 +149,14 @@ def pretrain(
         )
     module.n_structures = len(structures)  # the corpus actually used, after the filter above
     return module.eval()
+
+
+#: The settings of :func:`pretrain` a pretraining record holds, with their defaults.
+SETTINGS_RECORDED = {
+    name: parameter.default
+    for name, parameter in inspect.signature(pretrain).parameters.items()
+    if name in ("backbone", "backbone_kwargs", "cutoff", "batch_size", "lr", "val_fraction", "seed")
+}
 
 
 @dataclass
@@ -172,6 +197,8 @@ def pretrain_datasets(
         "n_structures": module.n_structures,
         "task": options.get("task", "masked"),
         "max_epochs": options.get("max_epochs", 50),
+        # what else determines the encoder (pretrain's defaults where not given): reproducible from Python too
+        **{name: options.get(name, SETTINGS_RECORDED[name]) for name in SETTINGS_RECORDED},
         "command": command,
     }
     return PretrainingResult(module.encoder, record)

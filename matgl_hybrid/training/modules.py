@@ -84,7 +84,7 @@ def build_model(
     if spec.node_embeddings:
         path, _, layers = spec.node_embeddings.rpartition(":")
         encoder = load_checkpoint(path)
-        model_args["node_embeddings"] = encoder_spec(encoder, spec.backbone, [int(x) for x in layers.split(",")])
+        model_args["node_embeddings"] = encoder_spec(encoder, [int(x) for x in layers.split(",")])
     y_train = datamodule.train.targets
     regression = spec.task_type == "regression"
     backbone_kwargs = spec.backbone_kwargs
