@@ -214,3 +214,24 @@ def test_contrastive_views_and_nt_xent(structures):
         optimizer.step()
     with torch.no_grad():
         assert float(loss()) < before
+
+
+def test_the_corpus_keeps_other_materials_that_share_a_file_local_id(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from matgl_hybrid.ssl.corpus import pretraining_corpus
+
+    def records(path, formulas):
+        cells = {"NaCl": (["Na", "Cl"], 5.6), "KBr": (["K", "Br"], 6.6), "CsCl": (["Cs", "Cl"], 4.1)}
+        rows = [{"id": str(i), "structure": Structure(Lattice.cubic(cells[f][1]), cells[f][0],
+                                                      [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()}
+                for i, f in enumerate(formulas)]  # fmt: skip
+        path.write_text(json.dumps(rows))
+        return path
+
+    a, b = records(tmp_path / "a.json", ["NaCl"]), records(tmp_path / "b.json", ["KBr"])
+    again = pretraining_corpus([a, a, b])  # "0" twice as NaCl (one entry), once as KBr (another material)
+    assert sorted(s.composition.reduced_formula for s in again.structures) == ["KBr", "NaCl"]
+    held = pretraining_corpus([a, b], exclude=[records(tmp_path / "test.json", ["CsCl"])])
+    assert held.n_excluded == 0  # its row "0" is another material
+    assert pretraining_corpus([a, b], exclude=[b]).n_excluded == 1

@@ -20,9 +20,11 @@ class Corpus:
 
 
 def pretraining_corpus(sources: Sequence, exclude: Sequence = ()) -> Corpus:
-    """The union of ``sources`` (each structure id once), without the structures of ``exclude``.
+    """The union of ``sources``, without the structures of ``exclude``.
 
-    Evaluation structures stay out by id, and by material (formula, size, space group:
+    An id seen again with the same formula is the same entry (kept once); with another formula it is another
+    material under a file's own id (a CSV row number, say), kept as ``<source>#<id>``. Evaluation structures stay
+    out by id with the same formula, and by material (formula, size, space group:
     :func:`~matgl_hybrid.data.material_key`), since the same crystal can come from another database under another id.
 
     Args:
@@ -32,11 +34,20 @@ def pretraining_corpus(sources: Sequence, exclude: Sequence = ()) -> Corpus:
     for source in sources:
         dataset = data.load(source)
         for entry_id, structure in zip(dataset.ids, dataset.structures, strict=True):
-            structures.setdefault(entry_id, structure)
+            seen = structures.get(entry_id)
+            if seen is None:
+                structures[entry_id] = structure
+            elif _formula(seen) != _formula(structure):
+                structures.setdefault(f"{source}#{entry_id}", structure)
     held = [data.load(source) for source in exclude]
-    held_ids = {i for d in held for i in d.ids}
+    held_formulas = {i: _formula(s) for d in held for i, s in zip(d.ids, d.structures, strict=True)}
     held_keys = {data.material_key(s) for d in held for s in d.structures}
-    kept = {i: s for i, s in structures.items() if i not in held_ids}
+    kept = {i: s for i, s in structures.items() if held_formulas.get(i) != _formula(s)}
     if held_keys:
         kept = {i: s for i, s in kept.items() if data.material_key(s) not in held_keys}
     return Corpus(list(kept.values()), list(kept), len(structures) - len(kept))
+
+
+def _formula(structure: Structure) -> str:
+    """The reduced formula: what tells a shared id of one material from a file-local id of two."""
+    return structure.composition.reduced_formula
