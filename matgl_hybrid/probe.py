@@ -221,6 +221,11 @@ def plot_importance(
     save(fig, path)
 
 
+#: The files of a probe report and of an importance report, in their ``out`` folder.
+PROBE_REPORT = ("probe.csv", "probe.md", "probe.png")
+IMPORTANCE_REPORT = ("importance.csv", "importance.md", "importance.png")
+
+
 def write_probe_report(table: pd.DataFrame, out: str | Path, source: str, n_structures: int, tap: str) -> pd.DataFrame:
     """Write ``probe.csv``, ``probe.md`` and ``probe.png`` of a :func:`probe` table into ``out``; returns the matrix."""
     out = Path(out)

@@ -102,6 +102,8 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
     args = ["probe", "--backbone", "megnet", "--readouts", "mean,sum", "--data", str(path), "--descriptors", "lattice"]
     assert main([*args, "--probes", "ridge", "--out", str(tmp_path / "probe"), "--n-jobs", "1", *cache]) == 0
     table = (tmp_path / "probe" / "probe.md").read_text()
+    assert main([*args, "--probes", "ridge", "--out", str(tmp_path / "probe"), *cache]) == 2  # the report is kept
+    assert (tmp_path / "probe" / "probe.md").read_text() == table
     assert "megnet/mean (untrained)" in table
     assert "natoms" in table
     assert (tmp_path / "probe" / "probe.png").exists()
@@ -114,3 +116,5 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
     explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 0
     assert "MAE increase" in (tmp_path / "explain" / "importance.md").read_text()
+    assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 2
+    assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache, "--overwrite"]) == 0

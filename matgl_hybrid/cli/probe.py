@@ -6,14 +6,22 @@ import argparse
 from pathlib import Path
 
 from matgl_hybrid.cli.featurize import add_featurize_options
-from matgl_hybrid.cli.options import DATA_HELP, add_cache_options, cache
+from matgl_hybrid.cli.options import DATA_HELP, add_cache_options, add_overwrite_option, cache, check_outputs
 from matgl_hybrid.files import check_output_dir
-from matgl_hybrid.probe import run_explain, run_probe
+from matgl_hybrid.probe import IMPORTANCE_REPORT, PROBE_REPORT, run_explain, run_probe
+
+
+def check_report(args: argparse.Namespace, files: tuple[str, ...]) -> None:
+    """Before any work: the report's files in ``--out`` can be written, replace an earlier report only with
+    ``--overwrite``, and are none of the inputs."""
+    check_output_dir(args.out)
+    inputs = {"--data": args.data, "--model": args.model}
+    check_outputs(args, {f"--out's {name}": args.out / name for name in files}, inputs)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
-    check_output_dir(args.out)
+    check_report(args, PROBE_REPORT)
     matrix = run_probe(
         args.data,
         args.out,
@@ -33,7 +41,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data."""
-    check_output_dir(args.out)
+    check_report(args, IMPORTANCE_REPORT)
     table = run_explain(args.model, args.data, args.target, args.out, repeats=args.repeats, cache_dir=cache(args))
     print(table.to_string(index=False))
     return 0
@@ -45,7 +53,8 @@ def explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="held-out data with targets")
     p.add_argument("--target", required=True, help="target of --data to score against")
     p.add_argument("--repeats", type=int, default=3, help="permutations per descriptor group")
-    p.add_argument("--out", required=True, type=Path, help="folder of the importance report (md, json, png)")
+    p.add_argument("--out", required=True, type=Path, help="folder of the importance report (csv, md, png)")
+    add_overwrite_option(p, "replace an earlier importance report in --out")
     add_cache_options(p)
     p.set_defaults(func=cmd_explain)
 
@@ -59,6 +68,7 @@ def probe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--tap", default="graph", choices=["graph", "fused"], help="embedding after readout or fusion")
     p.add_argument("--probes", default="ridge,mlp", help="probe models: ridge and/or mlp")
-    p.add_argument("--out", required=True, type=Path, help="folder of the probe report (md, json, png)")
+    p.add_argument("--out", required=True, type=Path, help="folder of the probe report (csv, md, png)")
+    add_overwrite_option(p, "replace an earlier probe report in --out")
     add_featurize_options(p)
     p.set_defaults(func=cmd_probe)
