@@ -204,6 +204,15 @@ def test_user_featurizers_and_user_descriptors():
         featurize(structures, [UserDescriptors.from_array(np.zeros((2, 1)))], progress=False)
     with pytest.raises(KeyError, match="no user descriptors for ids"):
         featurize(structures, [by_id], ids=["a", "b", "zz"], progress=False)
+    # nothing silently dropped or shifted: duplicate ids, and a user column named as another column, are refused
+    with pytest.raises(ValueError, match="duplicate id 'a'"):
+        UserDescriptors.from_frame(pd.DataFrame({"id": ["a", "a", "b"], "gap": [1.0, 1.5, 2.0]}), id_column="id")
+    twin = UserDescriptors.from_array(np.zeros((3, 1)), names=["x"])
+    with pytest.raises(ValueError, match="user descriptor column 'x' has the name of another"):
+        featurize(structures, [by_position, twin], progress=False)
+    with pytest.raises(ValueError, match="user descriptor column 'a' has the name of another"):
+        featurize(structures, ["lattice", UserDescriptors.from_array(np.zeros((3, 1)), names=["a"])], progress=False)
+    assert list(featurize(structures, [by_position, by_position], progress=False).columns) == ["x"]
 
 
 def test_cache_hit_skips_computation_and_returns_identical_values(tmp_path, real_structures, monkeypatch):

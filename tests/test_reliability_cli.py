@@ -154,3 +154,14 @@ def test_ctrl_c_while_featurizing_is_one_line_and_the_interrupted_status(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "featurize: interrupted; no output was half-written" in err
+
+
+def test_a_target_named_as_a_descriptor_column_is_refused_before_featurizing(tmp_path, monkeypatch):
+    structure = {"@module": "pymatgen.core.structure", "@class": "Structure", "lattice": {"matrix": [[4, 0, 0],
+                 [0, 4, 0], [0, 0, 4]]}, "sites": [{"species": [{"element": "Cs", "occu": 1}], "abc": [0, 0, 0]},
+                 {"species": [{"element": "Cl", "occu": 1}], "abc": [0.5, 0.5, 0.5]}]}  # fmt: skip
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"id": "x", "structure": structure, "a": 4.0}]))
+    monkeypatch.setattr("matgl_hybrid.descriptors.table.featurize", None)  # never reached
+    with pytest.raises(ValueError, match="target 'a' has the name of a descriptor column"):
+        featurize_file(path, "lattice", target="a")

@@ -47,6 +47,10 @@ class UserDescriptors:
             if id_column not in frame.columns:
                 raise UnknownNameError(f"id column {id_column!r} not in {list(frame.columns)}")
             frame = frame.set_index(frame[id_column].astype(str)).drop(columns=[id_column])
+            if frame.index.has_duplicates:  # which row would a structure take?
+                raise ValueError(f"user descriptors: duplicate id {frame.index[frame.index.duplicated()][0]!r}")
+        if frame.columns.has_duplicates:
+            raise ValueError(f"user descriptors: duplicate column {frame.columns[frame.columns.duplicated()][0]!r}")
         if columns is not None:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
@@ -106,11 +110,22 @@ class DescriptorSet:
     description: str = field(default="", compare=False)
 
     def __add__(self, other: DescriptorSet) -> DescriptorSet:
+        """Both sets' groups (each once) and columns, in order.
+
+        Raises:
+            ValueError: a user column has the name of another column (it would silently take its place).
+        """
+        added = [u for u in other.user if all(u is not mine for mine in self.user)]  # the same object: once
+        mine, theirs = {c for u in self.user for c in u.labels}, {c for u in added for c in u.labels}
+        shared = {c for u in other.user if all(u is not a for a in added) for c in u.labels}
+        if clash := sorted((theirs & set(self.columns)) | (mine & (set(other.columns) - shared))):
+            raise ValueError(f"user descriptor column {clash[0]!r} has the name of another descriptor column: "
+                             "rename it")  # fmt: skip
         groups = {g.name: g for g in (*self.groups, *other.groups)}
         columns = dict.fromkeys((*self.columns, *other.columns))
         name = f"{self.name}+{other.name}"
         description = "; ".join(d for d in (self.description, other.description) if d)
-        return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + other.user, description)
+        return DescriptorSet(name, tuple(groups.values()), tuple(columns), self.user + tuple(added), description)
 
     def referenced_weights(self) -> list[dict[str, str]]:
         """The pretrained weights the set's groups are computed with (``{"model", "package", "sha256"}``, each once):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from matgl_hybrid import data
 from matgl_hybrid.descriptors.bank import archive_values, featurize
-from matgl_hybrid.descriptors.sets import DescriptorSpec
+from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 from matgl_hybrid.descriptors.summary import describe_descriptors
 from matgl_hybrid.files import atomic_write_text, check_paths_distinct
 
@@ -59,6 +59,8 @@ def featurize_file(
     if isinstance(source, str | Path):  # writing an output over the input would destroy it
         check_paths_distinct({"out": out, "archive": archive}, {"source": source})
     dataset = data.load(source, target=target)
+    if dataset.target_name in get_descriptor_set(descriptor_set).columns:  # it would take the descriptor's place
+        raise ValueError(f"target {dataset.target_name!r} has the name of a descriptor column of the table")
     values = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     frame = values.copy()
     frame.insert(0, "id", dataset.ids)
