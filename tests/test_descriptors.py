@@ -189,6 +189,19 @@ def test_set_combination_and_composition_and_lattice():
     assert mean_z == pytest.approx((30 + 8) / 2)
 
 
+def test_a_user_featurizer_is_named_by_its_settings_the_same_in_every_process():
+    from matgl_hybrid.descriptors.groups import group_for_featurizer
+
+    def name(featurizer):
+        return group_for_featurizer(featurizer).name
+
+    # MagpieData's repr holds a memory address: two instances of one preset are one group
+    assert name(ElementProperty.from_preset("magpie")) == name(ElementProperty.from_preset("magpie"))
+    # VoronoiNN's repr leaves its settings out: other settings are another group
+    wrapped = [SiteStatsFingerprint(CoordinationNumber(VoronoiNN(tol=t)), stats=("mean",)) for t in (0.0, 0.5)]
+    assert name(wrapped[0]) != name(wrapped[1])
+
+
 def test_user_featurizers_and_user_descriptors():
     structures = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (4.0, 4.1, 4.2)]
     frame = featurize(structures, [Stoichiometry(), DensityFeatures()], progress=False)

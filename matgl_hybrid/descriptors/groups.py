@@ -205,7 +205,7 @@ def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str 
     """
     if on not in ("structure", "composition"):
         raise ValueError(f"on must be 'structure' or 'composition', got {on!r}")
-    params = json.dumps(featurizer.get_params(deep=False), sort_keys=True, default=repr)
+    params = json.dumps(_canonical(featurizer.get_params(deep=False)), sort_keys=True)
     digest = hashlib.sha256(params.encode()).hexdigest()[:10]
     if on == "structure":
 
@@ -221,6 +221,28 @@ def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str 
         labels=tuple(featurizer.feature_labels()),
         compute=compute,
     )
+
+
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON values, the same in every process: objects by class and state, recursively (not by
+    ``repr``, which can hold a memory address, as MagpieData's, or leave settings out, as ``VoronoiNN(tol=0.5)``'s)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_canonical(v, depth + 1) for v in value]
+        return sorted(items, key=json.dumps) if isinstance(value, set | frozenset) else items
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    state = value.get_params(deep=False) if hasattr(value, "get_params") else getattr(value, "__dict__", None)
+    if state is None or depth > 8:  # a builtin without state, or nesting too deep to be settings
+        return name
+    return {
+        "@class": name,
+        **{str(k): _canonical(v, depth + 1) for k, v in sorted(state.items(), key=lambda kv: str(kv[0]))},
+    }
 
 
 def group_for_featurizer(featurizer: BaseFeaturizer) -> FeatureGroup:
