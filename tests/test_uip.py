@@ -90,3 +90,12 @@ def test_model_cards_of_chgnet_models_state_the_leakage():
     del record["referenced_weights"]
     record["spec"]["descriptor_set"] = "gong28"
     assert "Leakage" not in render_card(record, "t")
+
+
+def test_potential_groups_are_refused_on_threads_which_would_share_one_calculator(elastic):
+    from joblib import parallel_config
+
+    with parallel_config(backend="threading"), pytest.raises(ValueError, match="not threads"):
+        featurize(elastic.structures[:2], "lattice+chgnet_noenergy", n_jobs=2, progress=False)
+    with parallel_config(backend="threading"):  # groups without a shared calculator thread as before
+        assert featurize(elastic.structures[:2], "lattice", n_jobs=2, progress=False).shape == (2, 9)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
-from joblib.parallel import LokyBackend, MultiprocessingBackend, get_active_backend
+from joblib.parallel import LokyBackend, MultiprocessingBackend, ThreadingBackend, get_active_backend
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
@@ -120,6 +120,12 @@ def _run(structures, missing, chunks, n_jobs):
     are.
     """
     backend, _ = get_active_backend()
+    shared = any(g.weights is not None for groups in missing.values() for g in groups)
+    if isinstance(backend, ThreadingBackend) and shared and effective_n_jobs(n_jobs) > 1:
+        raise ValueError(
+            "descriptor groups of a pretrained potential (chgnet, tensornet_matpes, sim:) share one calculator per "
+            "process: compute them with processes (loky, dask, ray), not threads"
+        )
     if type(backend) is MultiprocessingBackend:  # pickle, not cloudpickle: the groups' functions cannot be sent
         raise ValueError("joblib's multiprocessing backend cannot send descriptor groups to its workers (it pickles "
                          "without cloudpickle): use the default backend (loky), dask or ray")  # fmt: skip
