@@ -54,9 +54,14 @@ CATEGORICAL = ("crystal_system_int",)
 
 def untrained_models(backbone: str, readouts: Sequence[str], seed: int = 0) -> dict[str, HybridModel]:
     """Freshly initialised (seeded) plain models of ``backbone`` with each readout, to probe what the architecture
-    encodes before any training: ``{"<backbone>/<readout> (untrained)": model}``."""
-    torch.manual_seed(seed)
-    return {f"{backbone}/{r} (untrained)": HybridModel(backbone=backbone, readout=r) for r in readouts}
+    encodes before any training: ``{"<backbone>/<readout> (untrained)": model}``. Every readout sits on the same
+    backbone weights (seeded anew for each), so that the readouts' scores differ by the readout alone."""
+
+    def seeded(readout: str) -> HybridModel:
+        torch.manual_seed(seed)
+        return HybridModel(backbone=backbone, readout=readout)
+
+    return {f"{backbone}/{r} (untrained)": seeded(r) for r in readouts}
 
 
 def _estimators(categorical: bool, seed: int):

@@ -118,3 +118,12 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
     assert "MAE increase" in (tmp_path / "explain" / "importance.md").read_text()
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 2
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache, "--overwrite"]) == 0
+
+
+def test_the_untrained_readouts_sit_on_the_same_backbone_weights():
+    from matgl_hybrid.probe import untrained_models
+
+    models = list(untrained_models("megnet", ["mean", "sum", "set2set"], seed=3).values())
+    first = models[0].backbone.state_dict()
+    for other in models[1:]:
+        assert all(torch.equal(first[k], v) for k, v in other.backbone.state_dict().items())
