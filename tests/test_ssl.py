@@ -149,6 +149,13 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
     assert again.shape == (4, 9 + 32)
     with pytest.raises(KeyError, match="ssl:<encoder checkpoint>:<layers>"):
         featurize(structures[:1], "ssl:only-a-path", progress=False)
+    # averaged over atoms, a cell and its supercell are one material; summed, the supercell counts twice
+    cell = structures[0]
+    pair = [cell, cell * (2, 1, 1)]
+    mean = featurize(pair, f"{spec}:mean", progress=False).to_numpy()
+    np.testing.assert_allclose(mean[0], mean[1], rtol=1e-5, atol=1e-6)
+    summed = featurize(pair, f"{spec}:sum", progress=False).to_numpy()
+    np.testing.assert_allclose(summed[1], 2 * summed[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -25,11 +25,20 @@ def _encoder(path: str) -> MatGLModel:
 
 
 def ssl_set(spec: str) -> DescriptorSet:
-    """``ssl:<encoder checkpoint>:<layers>`` (layers comma-separated, e.g. ``0,1,2``): summed NE vectors."""
-    _, path, layers = [*spec.split(":", 2), "", ""][:3]
-    if not path or not layers:
-        raise UnknownNameError(f"{spec!r}: write ssl:<encoder checkpoint>:<layers>, e.g. ssl:encoder:0,1,2")
-    group = ssl_group(path, tuple(int(x) for x in layers.split(",")))
+    """``ssl:<encoder checkpoint>:<layers>[:sum|mean]`` (layers comma-separated, e.g. ``0,1,2``): the NE vectors
+    summed over atoms (Kong et al.'s choice, the default: it grows with the cell) or averaged (the same for a cell
+    and its supercell: for intensive properties)."""
+    rest = spec.partition(":")[2]
+    pool = "sum"
+    if rest.endswith((":sum", ":mean")):
+        rest, _, pool = rest.rpartition(":")
+    path, _, layers = rest.rpartition(":")  # a path may hold ':' (C:\\…), the layers do not
+    if not path or not layers or not all(x.strip().isdigit() for x in layers.split(",")):
+        raise UnknownNameError(
+            f"{spec!r}: write ssl:<encoder checkpoint>:<layers>[:sum|mean], e.g. ssl:encoder:0,1,2 or "
+            "ssl:encoder:2:mean"
+        )
+    group = ssl_group(path, tuple(int(x) for x in layers.split(",")), pool)
     return DescriptorSet(spec, (group,), group.labels)
 
 
