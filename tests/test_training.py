@@ -248,3 +248,11 @@ def test_descriptors_are_clipped_by_default_and_specs_stored_before_read_unclipp
     base = ["train", "--data", "d.json", "--target", "y", "--out", "m"]
     assert parser.parse_args([*base, "--no-clip-descriptors"]).clip_descriptors is False
     assert parser.parse_args(base).clip_descriptors is None  # not given: the spec's default
+
+
+def test_auto_never_picks_apples_mps_which_has_no_float64(elastic, monkeypatch):
+    from lightning.fabric.accelerators.mps import MPSAccelerator
+
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: True))  # as on an Apple laptop
+    result = fit(elastic, spec=TrainSpec(max_epochs=1, accelerator="auto", **TINY), cache_dir=None)
+    assert next(result.model.parameters()).device.type == "cpu"

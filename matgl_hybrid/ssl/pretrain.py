@@ -24,7 +24,7 @@ from matgl_hybrid.models.encoders import build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
 from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
-from matgl_hybrid.training.fit import fit_or_raise_interrupted
+from matgl_hybrid.training.fit import fit_or_raise_interrupted, resolved_accelerator
 
 
 class MaskedPretraining(PretextModule):
@@ -135,7 +135,11 @@ def pretrain(
             make_loader(train, batch_size, shuffle=True, generator=generator, drop_last=True, collate_fn=collate_pairs),
             make_loader(val, batch_size, collate_fn=collate_pairs),
         )
-    settings = {"max_epochs": max_epochs, "accelerator": accelerator, "enable_progress_bar": progress}
+    settings = {
+        "max_epochs": max_epochs,
+        "accelerator": resolved_accelerator(accelerator),
+        "enable_progress_bar": progress,
+    }
     quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
     trainer = L.Trainer(**{**settings, **quiet, **(trainer_kwargs or {})})
     with warnings.catch_warnings():

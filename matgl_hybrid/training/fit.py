@@ -64,7 +64,17 @@ def device_name(accelerator: str = "auto") -> str:
     """The device Lightning's ``accelerator`` resolves to here, as recorded with results: a GPU's name or the CPU."""
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
+    if accelerator == "mps":
+        return "Apple GPU (mps)"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolved_accelerator(accelerator: str) -> str:
+    """The Lightning accelerator to train on: ``auto`` is a CUDA GPU where there is one, else the CPU (never Apple's
+    MPS on its own: it has no float64, which the descriptor transform computes in); any other value as given."""
+    if accelerator != "auto":
+        return accelerator
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 #: Trainer arguments that ``fit`` takes as its own arguments or from the spec, refused in ``trainer_kwargs``.
@@ -195,7 +205,7 @@ def fit(
         )
     settings: dict[str, Any] = {
         "max_epochs": resume.finished_epochs or spec.max_epochs,
-        "accelerator": spec.accelerator,
+        "accelerator": resolved_accelerator(spec.accelerator),
         "devices": spec.devices,
         "use_distributed_sampler": False,  # HybridDataModule shards the data itself
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in all_callbacks),
