@@ -66,8 +66,9 @@ class TrainSpec:
     Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha, see
     ``lr_schedule`` below),
     ``loss`` (l1_loss | mse_loss | huber_loss | smooth_l1_loss), ``val_fraction``, ``patience`` (early stopping
-    on validation MAE, epochs), ``seed``, ``accelerator`` / ``devices`` (Lightning's; "auto" uses a GPU when
-    present, several devices train with DDP), ``n_jobs`` (descriptor workers), ``progress``.
+    on validation MAE, epochs), ``seed``, ``accelerator`` / ``devices`` (Lightning's; "auto" uses a CUDA GPU
+    when present, else the CPU, not Apple's MPS; several devices train with DDP), ``n_jobs`` (descriptor workers),
+    ``progress``.
 
     ``lr_schedule``: ``matgl`` (the default) is MatGL's ``ModelLightningModule`` schedule: its cosine runs over
     ``max_epochs`` × batches-per-epoch steps but Lightning steps it once per epoch, so the learning rate stays
@@ -185,7 +186,8 @@ class TrainSpec:
     )
     seed: int = field(default=0, metadata=option(int, "seed of the validation split and of the initialisation"))
     accelerator: str = field(
-        default="auto", metadata=option(str, "Lightning accelerator: auto (a GPU when present), cpu, gpu, …")
+        default="auto",
+        metadata=option(str, "Lightning accelerator: auto (a CUDA GPU when present, else the CPU), cpu, gpu, mps, …"),
     )
     devices: int | str = "auto"
     n_jobs: int = field(default=1, metadata=option(int, "descriptor workers (-1: all cores)"))
