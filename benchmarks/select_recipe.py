@@ -80,8 +80,9 @@ def run(datasets: list[str], models: list[str], outer: int, data_dir: Path, task
                         warnings.simplefilter("ignore")
                         base = model.removesuffix(f"_e{SHORT_EPOCHS}")
                         budget = {"max_epochs": SHORT_EPOCHS} if base != model else {}
-                        predicted = MODELS[base](train, validation, cache, fold=outer, dataset=dataset, **budget)
-                    return predicted, {"device": device_name(), "outer_fold": outer, **budget}
+                        predicted, extra = MODELS[base](train, validation, cache, fold=outer, dataset=dataset,
+                                                        **budget)  # fmt: skip
+                    return predicted, {**extra, "device": device_name(), "outer_fold": outer, **budget}
 
                 records = cross_validate(
                     training_part,

@@ -475,6 +475,24 @@ def _score(select_recipe, dataset: str, task: str, model: str, mae: float) -> No
     select_recipe.store(dataset, task, 0, model).save(0, record)
 
 
+def test_a_recipe_selection_unit_runs_and_records_its_inner_score(select_recipe, monkeypatch, elastic):
+    """The models return (predictions, extra record) since 2026-12-04: one unit runs end to end on a stub."""
+    task = select_recipe.DATASETS["de_jong_2015_elasticity"][1][0]
+    monkeypatch.setattr(select_recipe, "load_task", lambda dataset, task, data_dir: elastic)
+    monkeypatch.setattr(select_recipe, "featurize", lambda *args, **kwargs: None)
+    model = select_recipe.CANDIDATES[0]
+
+    def stub(train, test, cache, **kwargs):
+        return np.full(len(test), float(np.mean(train.targets))), {"best_epoch": 3}
+
+    monkeypatch.setitem(select_recipe.MODELS, model, stub)
+    dataset = "de_jong_2015_elasticity"
+    select_recipe.run([dataset], [model], 0, Path("unused"), tasks=[f"{dataset}/{task.name}"])
+    record = select_recipe.store(dataset, task.name, 0, model).load(0)
+    assert np.isfinite(record["mae"])
+    assert record["params"]["best_epoch"] == 3
+
+
 def test_recipe_selection_rules(select_recipe):
     """Stage 1: the lowest geometric mean of MAE / descriptors_rf over tasks where every candidate ran; stage 2: the
     short budget wins only within the tolerance, and only once it ran on every task used."""
