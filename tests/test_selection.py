@@ -296,6 +296,9 @@ def test_cv_with_candidates_chooses_in_each_fold_on_its_training_part(elastic, t
         inner = json.loads((tmp_path / "cv" / "selection" / f"fold{fold}" / "gnn" / "fold0.json").read_text())
         assert set(inner["ids"]).isdisjoint(record["ids"])  # the test fold plays no part in the choice
     assert "chosen in each fold" in (tmp_path / "cv" / "cv.md").read_text()
+    # a rerun (to resume, or to rebuild the report) reuses every fold, on another machine's settings too
+    again = {"gnn": TrainSpec(max_epochs=1, **{**TINY, "progress": True}), "forest": candidates["forest"]}
+    assert run_cv(elastic, TrainSpec(max_epochs=1, **TINY), tmp_path / "cv", None, candidates=again) == summary
 
 
 def test_a_candidates_file_may_hold_the_forest_and_a_bad_forest_entry_is_named(tmp_path):

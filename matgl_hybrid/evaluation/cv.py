@@ -16,7 +16,7 @@ from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir
-from matgl_hybrid.fingerprint import run_fingerprint
+from matgl_hybrid.fingerprint import run_fingerprint, without_runtime_fields
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
 from matgl_hybrid.training.selection import Scheme
@@ -45,7 +45,7 @@ def run_cv(
     spec.validate()
     version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
     chosen_among = (
-        {"candidates": {n: describe_candidate(c) for n, c in candidates.items()},
+        {"candidates": {n: without_runtime_fields(describe_candidate(c)) for n, c in candidates.items()},
          "scheme": (scheme or ValidationSplit(spec.val_fraction, spec.seed)).to_dict()}
         if candidates
         else {}
