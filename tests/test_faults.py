@@ -5,6 +5,7 @@ Each test reproduces one case of the "Trustworthy by construction" issue; each f
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -252,6 +253,11 @@ def test_training_history_survives_a_kill_and_a_finished_rerun(elastic, tmp_path
     rerun = fit(elastic, spec=spec, cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
     assert rerun.history == resumed.history  # a finished run is restored, not trained further
     assert rerun.best_val_mae == resumed.best_val_mae
+    # a budget the run has gone past would hand back its 4 epochs as a shorter run's: refused
+    for smaller, said in (({"max_epochs": 2}, "has run 4 epochs, more than max_epochs 2"), ({"patience": 5},
+                          "trained with patience 50, this run asks for 5")):  # fmt: skip
+        with pytest.raises(CheckpointError, match=said):
+            fit(elastic, spec=dataclasses.replace(spec, **smaller), cache_dir=None, checkpoint_dir=tmp_path / "ckpt")
 
 
 # 5. Settings that cannot train -----------------------------------------------------------------------------------

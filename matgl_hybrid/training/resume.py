@@ -23,7 +23,8 @@ class ResumableRun:
     ``fingerprint.json`` holds ``{"fingerprint": …, "budget": {"max_epochs", "patience"}, "finished_epochs"}``. An
     existing ``last.ckpt`` is resumed only when the stored fingerprint (data, target, every setting but the
     budget, descriptor version) equals this run's, and only when it loads and fits the model. A run that finished
-    with the same budget is restored, not trained further; a larger budget continues it.
+    with the same budget is restored, not trained further; a larger budget continues it; a budget it has gone past
+    (fewer epochs than it ran, a smaller patience) is refused.
     """
 
     HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
@@ -54,9 +55,25 @@ class ResumableRun:
                     "delete it, or choose another checkpoint folder, to start over"
                 ) from None
             self.path = str(last)
+            self._check_budget(stored.get("budget") or {}, int(checkpoint.get("epoch", -1)) + 1, last)
             if stored.get("budget") == self.budget:
                 self.finished_epochs = stored.get("finished_epochs")
         self._write(None)
+
+    def _check_budget(self, stored: dict[str, Any], epochs_run: int, last: Path) -> None:
+        """Refuse a budget the checkpoint has gone past: fewer epochs than it ran, or a smaller patience (it would
+        hand back the longer run's best epoch as this one's)."""
+        epochs, patience = self.budget["max_epochs"], self.budget["patience"]
+        if epochs < epochs_run:
+            raise CheckpointError(
+                f"{last} has run {epochs_run} epochs, more than max_epochs {epochs}: a smaller budget cannot be "
+                f"resumed; {self.HINT}"
+            )
+        if patience < stored.get("patience", 0):
+            raise CheckpointError(
+                f"{last} was trained with patience {stored['patience']}, this run asks for {patience}: a smaller "
+                f"patience cannot be resumed; {self.HINT}"
+            )
 
     def _write(self, finished_epochs: int | None) -> None:
         if self.directory is not None:
