@@ -18,6 +18,7 @@ import matgl_hybrid.training.datamodule
 from matgl_hybrid import data
 from matgl_hybrid.cli import build_parser
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
+from matgl_hybrid.fingerprint import FingerprintMismatch
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import HybridDataModule, TrainedModel, TrainSpec, fit, train
 from matgl_hybrid.training.spec import upgrade_fingerprint
@@ -71,11 +72,11 @@ def test_data_module_without_descriptors_and_with_all_elements(elastic):
 
 class Recorder(Callback):
     def __init__(self):
-        self.epochs, self.clip = [], None
+        self.epochs, self.accumulated = [], None
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.epochs.append(trainer.current_epoch)
-        self.clip = trainer.gradient_clip_val
+        self.accumulated = trainer.accumulate_grad_batches
 
 
 def test_fit_takes_trainer_kwargs_callbacks_and_writes_a_csv_log_into_the_checkpoint_dir(elastic, tmp_path):
@@ -83,10 +84,14 @@ def test_fit_takes_trainer_kwargs_callbacks_and_writes_a_csv_log_into_the_checkp
     spec = TrainSpec(max_epochs=2, **TINY)
     ckpt = tmp_path / "ckpt"
     result = fit(
-        elastic, spec=spec, checkpoint_dir=ckpt, trainer_kwargs={"gradient_clip_val": 0.5}, callbacks=[recorder]
+        elastic, spec=spec, checkpoint_dir=ckpt, trainer_kwargs={"accumulate_grad_batches": 2}, callbacks=[recorder]
     )
     assert recorder.epochs == [0, 1]
-    assert recorder.clip == 0.5
+    assert recorder.accumulated == 2
+    with pytest.raises(FingerprintMismatch, match="trainer"):  # resumed without it: another run, refused
+        fit(elastic, spec=spec, checkpoint_dir=ckpt)
+    fit(elastic, spec=spec, checkpoint_dir=ckpt, trainer_kwargs={"accumulate_grad_batches": 2,
+                                                                 "enable_progress_bar": True})  # fmt: skip
     with open(ckpt / "logs" / "version_0" / "metrics.csv") as f:
         logged = [float(row["val_MAE"]) for row in csv.DictReader(f) if row["val_MAE"]]
     assert logged == pytest.approx([row["val_MAE"] for row in result.history])
@@ -108,7 +113,7 @@ def test_fit_logs_nothing_by_default_without_a_checkpoint_dir_and_takes_any_logg
     assert not (tmp_path / "quiet" / "logs").exists()
 
 
-@pytest.mark.parametrize("name", ["max_epochs", "callbacks", "logger"])
+@pytest.mark.parametrize("name", ["max_epochs", "callbacks", "logger", "gradient_clip_val"])
 def test_trainer_kwargs_fit_owns_are_refused_before_any_work(elastic, tmp_path, name):
     with pytest.raises(ValueError, match=f"'{name}' is not a Trainer option here"):
         fit(elastic, spec=TrainSpec(**TINY), checkpoint_dir=tmp_path / "ckpt", trainer_kwargs={name: None})

@@ -82,7 +82,14 @@ _OWN_TRAINER_ARGS = {
     "callbacks": "pass them as fit(callbacks=...)",
     "logger": "pass it as fit(logger=...)",
     "max_epochs": "set TrainSpec.max_epochs (it is part of the run's fingerprint and its learning-rate decay)",
+    "gradient_clip_val": "set TrainSpec.gradient_clip (it is part of the run's fingerprint and its record)",
 }
+#: Trainer arguments that change where and how visibly a run computes, not its result: left out of the fingerprint
+#: of a checkpoint folder. Every other ``trainer_kwargs`` entry (``precision``, ``accumulate_grad_batches``, …) is in.
+RUNTIME_TRAINER_ARGS = frozenset(
+    {"accelerator", "devices", "num_nodes", "strategy", "enable_progress_bar", "enable_model_summary",
+     "log_every_n_steps", "default_root_dir", "profiler"}
+)  # fmt: skip
 
 
 def _n_devices(devices: Any) -> int:
@@ -130,8 +137,9 @@ def fit(
             schedule is not the one a run with the larger budget would have had from its start.
         trainer_kwargs: Lightning ``Trainer`` arguments, merged over those ``fit`` chooses (``accelerator`` and
             ``devices`` from the spec, ``strategy``, ``enable_progress_bar``, ``use_distributed_sampler=False``,
-            ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``gradient_clip_val``, ``accumulate_grad_batches``.
-            ``callbacks``, ``logger`` and ``max_epochs`` are refused here (fit's own arguments, and the spec's).
+            ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``accumulate_grad_batches`` (part of a checkpoint
+            folder's fingerprint, but for :data:`RUNTIME_TRAINER_ARGS`). ``callbacks``, ``logger``, ``max_epochs``
+            and ``gradient_clip_val`` are refused here (fit's own arguments, and the spec's).
         callbacks: Lightning callbacks added to fit's own (early stopping on validation MAE, the best weights,
             the history and, with ``checkpoint_dir``, checkpointing).
         logger: a Lightning logger, or False for none; default: a ``CSVLogger`` writing
@@ -180,7 +188,8 @@ def fit(
     ):
         raise ValueError("classification targets must be 0 or 1")
     datamodule = HybridDataModule(train, val, spec, cache_dir=cache_dir)
-    resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version)
+    changing = {k: v for k, v in trainer_kwargs.items() if k not in RUNTIME_TRAINER_ARGS}
+    resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version, changing)
     L.seed_everything(spec.seed, verbose=False)
     start = time.perf_counter()
 
