@@ -46,6 +46,8 @@ def run_cv(
     version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
     chosen_among = (
         {"candidates": {n: without_runtime_fields(describe_candidate(c)) for n, c in candidates.items()},
+         "descriptor_versions": {n: get_descriptor_set(c.descriptor_set).version for n, c in candidates.items()
+                                 if c.descriptor_set},  # finished folds reused only with the same values
          "scheme": (scheme or ValidationSplit(spec.val_fraction, spec.seed)).to_dict()}
         if candidates
         else {}

@@ -66,7 +66,7 @@ class ResumableRun:
             self._check_budget(stored.get("budget") or {}, int(checkpoint.get("epoch", -1)) + 1, last)
             if stored.get("budget") == self.budget:
                 self.finished_epochs = stored.get("finished_epochs")
-        self._write(None)
+        self._write(self.finished_epochs)  # a finished run stays marked until it has been restored
 
     def _check_budget(self, stored: dict[str, Any], epochs_run: int, last: Path) -> None:
         """Refuse a budget the checkpoint has gone past: fewer epochs than it ran, or a smaller patience (it would
