@@ -242,3 +242,19 @@ def test_the_corpus_keeps_other_materials_that_share_a_file_local_id(tmp_path):
     held = pretraining_corpus([a, b], exclude=[records(tmp_path / "test.json", ["CsCl"])])
     assert held.n_excluded == 0  # its row "0" is another material
     assert pretraining_corpus([a, b], exclude=[b]).n_excluded == 1
+
+
+def test_a_negnn_run_is_fingerprinted_by_its_encoders_files_not_only_its_path(structures, tmp_path):
+    from matgl_hybrid.checkpoint import save_checkpoint
+    from matgl_hybrid.data import from_structures
+    from matgl_hybrid.fingerprint import run_fingerprint
+
+    data = from_structures(structures[:4], targets=np.zeros(4), target_name="y")
+    spec = {"node_embeddings": f"{tmp_path / 'enc'}:0,1"}
+    torch.manual_seed(0)
+    save_checkpoint(_encoder(), tmp_path / "enc")
+    first = run_fingerprint([data], spec, None)
+    torch.manual_seed(1)
+    save_checkpoint(_encoder(), tmp_path / "enc", overwrite=True)  # pretrained again into the same folder
+    assert run_fingerprint([data], spec, None) != first
+    assert "encoder" not in run_fingerprint([data], {"node_embeddings": None}, None)
