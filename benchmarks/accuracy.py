@@ -10,11 +10,11 @@ finished folds and a rerun continues; the report is rebuilt from all finished fo
         --models megnet,megnet_readout,descriptors_rf,descriptors_mlp,hybrid_megnet
     python benchmarks/accuracy.py --dataset alexandria_heat_capacity --report-only
 
-GNN budget (MEGNet, lr 2e-3, cosine decay, early stopping on 10 % of the training folds): batch 32, at most 120
-epochs, patience 25 on the small sets (≈ 1200 structures); batch 128, at most 100 epochs, patience 20 on the
-≈ 4000-structure sets, sized for one GPU (see ``BUDGETS``). Every fold records the device it trained on.
-Model 5 (``tensornet``, ``tensornet_readout``, ``hybrid_tensornet``) is the same comparison on MatGL's TensorNet
-(its default size), with the same budget.
+GNN budget (MEGNet, lr 2e-3 with MatGL's schedule, about constant; early stopping on 10 % of the training
+folds): batch 32, at most 120 epochs, patience 25 on the small sets (≈ 1200 structures); batch 128, at most 100
+epochs, patience 20 on the ≈ 4000-structure sets, sized for one GPU (see ``BUDGETS``). Every fold records the
+device it trained on. Model 5 (``tensornet``, ``tensornet_readout``, ``hybrid_tensornet``) is the same comparison
+on MatGL's TensorNet (its default size), with the same budget.
 
 The other fusions of the hybrid (``hybrid_megnet_gate``, ``hybrid_megnet_film``) both run on de Jong log10 K_VRH;
 the one with the lower MAE relative to concatenation runs on the other tasks, and ``--summary`` names the choice.

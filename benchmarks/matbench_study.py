@@ -14,8 +14,9 @@ Models (all on the same folds):
 - the candidates, each also reported on its own: ``recipe``, the recommended recipe (``TrainSpec()``'s defaults,
   chosen by ``select_recipe.py`` on other data); ``recipe_sim`` (issue #21), the recipe given ``sim:chgnet``
   (cheap tier) as well; ``recipe_long`` and ``recipe_sim_long``, the same two with a larger budget, 300 epochs of
-  cosine decay without early stopping (the weights of the best inner-validation epoch are kept: with the recipe's
-  patience of 25, two of five phonons folds of ``recipe_sim`` stopped with their best epoch at 3 and 10);
+  MatGL's schedule (about constant) without early stopping (the weights of the best inner-validation epoch are
+  kept: with the recipe's patience of 25, two of five phonons folds of ``recipe_sim`` stopped with their best
+  epoch at 3 and 10);
 - ``megnet``: plain MEGNet as MatGL ships it (its Set2Set readout and head), no descriptors, the recipe's budget;
 - ``set2set_recipe``, ``set2set_sim``, ``mean_sim`` and ``set2set_sim_long`` (2026-12-01, after the submission):
   the recipe with an intensive readout (Set2Set or the mean) instead of the extensive one, on the recipe's

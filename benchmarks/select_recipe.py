@@ -13,10 +13,10 @@ taken over the tasks where every candidate finished.
 
 Stage 1 (descriptors): candidates are ``accuracy.py`` models, trained exactly as there (same budget); the
 descriptor-only models with the same descriptors are scored as references, not as candidates. Stage 2 (budget,
-``--short``): the stage-1 winner trained for at most ``SHORT_EPOCHS`` epochs (the cosine decay then ends there) on
-the same tasks; it replaces the full budget as the recommended one when its score is at most ``SHORT_TOLERANCE``
-above the full budget's, since it trains in well under half the time on a CPU. Both rules were fixed before any
-stage-2 run.
+``--short``): the stage-1 winner trained for at most ``SHORT_EPOCHS`` epochs (MatGL's schedule, sized by the
+budget) on the same tasks; it replaces the full budget as the recommended one when its score is at most
+``SHORT_TOLERANCE`` above the full budget's, since it trains in well under half the time on a CPU. Both rules were
+fixed before any stage-2 run.
 """
 
 from __future__ import annotations

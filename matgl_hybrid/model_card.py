@@ -127,9 +127,13 @@ def render_card(record: dict[str, Any], title: str) -> str:
             f"{test['seed']}, `matgl_hybrid.data.splits.split_indices`), never seen in training or early stopping; "
             "their ids are in `training.json`."
         )
+    scheme = (record.get("selection") or {}).get("scheme", {})
+    rest = (f"each member's {scheme['k'] - 1}/{scheme['k']} of the rest (inner {scheme['k']}-fold)"
+            if scheme.get("scheme") == "inner_kfold" else "the rest")  # fmt: skip
     lines += [
-        f"- Early stopping on {100 * spec['val_fraction']:g} % of the rest (best validation MAE "
-        f"{member['best_val_mae']:.4g} at epoch {member['best_epoch']} of {member['epochs_run']}).",
+        f"- Early stopping on {100 * spec['val_fraction']:g} % of {rest} (best validation MAE "
+        f"{member['best_val_mae']:.4g} at epoch {member['best_epoch'] + 1} of {member['epochs_run']}"
+        f"{', member 1' if len(record['members']) > 1 else ''}).",
         "",
     ]
     if test:
@@ -146,7 +150,8 @@ def render_card(record: dict[str, Any], title: str) -> str:
         ]
     lines += [
         "## Training",
-        f"- batch {spec['batch_size']}, lr {spec['lr']:g} with cosine decay, at most {spec['max_epochs']} epochs, "
+        f"- batch {spec['batch_size']}, {record.get('schedule') or 'lr {:g}'.format(spec['lr'])}, at most "
+        f"{spec['max_epochs']} epochs, "
         f"patience {spec['patience']}, loss {spec['loss']}, seed {spec['seed']}; {member['seconds']:.0f} s on "
         f"{record.get('device', 'unknown device')}.",
         "",
@@ -162,7 +167,8 @@ def selection_lines(selection: dict[str, Any], units: str) -> list[str]:
     lines = [
         "## Model selection",
         "",
-        f"Candidates scored on {selection['scheme_text']}, data each did not train on; the lowest inner MAE wins.",
+        f"Candidates scored on {selection['scheme_text']}, data each did not train on; the lowest inner "
+        f"{selection.get('metric', 'MAE')} wins.",
         "",
         f"| candidate | model | inner MAE ({units}) | seconds |",
         "|---|---|---:|---:|",

@@ -192,3 +192,11 @@ class WarmupEMA(WeightAveraging):
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None
+
+
+def schedule_description(spec: TrainSpec) -> str:
+    """The optimizer and learning-rate schedule ``spec`` trains with, in words (model cards, submissions)."""
+    if uses_finetuning_schedule(spec):
+        warmup = f"{spec.warmup_epochs} warm-up epochs, then " if spec.warmup_epochs else ""
+        return f"AdamW, lr {spec.lr:g} ({warmup}cosine decay per step to {spec.lr * spec.decay_alpha:g})"
+    return f"Adam, lr {spec.lr:g} (MatGL's schedule: within a few percent of it throughout)"

@@ -15,7 +15,7 @@ from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.model_card import holdout_metrics, render_card
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.candidates import Candidate
-from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference
+from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
 from matgl_hybrid.training.fit import FitResult, device_name, fit
 from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, select
 from matgl_hybrid.training.spec import TrainSpec
@@ -226,6 +226,7 @@ def train(
         if spec.descriptor_set
         else [],
         "device": device_name(accelerator),
+        "schedule": schedule_description(spec),
         **({"pretrained_backbone": pretrained_reference(spec)} if pretrained_name(spec) else {}),
         "members": [
             {

@@ -16,6 +16,7 @@ from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.descriptors.sets import describe_descriptor_set
 from matgl_hybrid.files import atomic_write_bytes
 from matgl_hybrid.training import TrainSpec
+from matgl_hybrid.training.finetuning import schedule_description
 from matgl_hybrid.version import installed_version
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
     text = (
         f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; trained per fold with "
         f"early stopping on {spec.val_fraction:.0%} of the training data (at most {spec.max_epochs} epochs, "
-        f"batch {spec.batch_size}, lr {spec.lr:g} with cosine decay, {spec.loss})."
+        f"batch {spec.batch_size}, {schedule_description(spec)}, {spec.loss})."
     )
     if candidates:
         base = (spec.descriptor_set or "").split("+")
