@@ -420,8 +420,9 @@ def task_figure(task: str, summary: dict, entries: list[dict]) -> Figure:
     """MAE per model with fold dots (the GNN and forest baselines grey) beside the leaderboard's entries, the best
     published numbers (JMP-L) and DenseGNN's self-report (hatched; the dummy predictor named off the axis)."""
     rows = {
-        model: {"mae_mean": s["mae_mean"], "fold_mae": [m for m in s["fold_mae"] if m is not None]}
+        model: {"mae_mean": s["mae_mean"], "fold_mae": done, "folds_done": len(done)}
         for model, s in summary.items()
+        for done in [[m for m in s["fold_mae"] if m is not None]]
     }
     others = [
         *entries,

@@ -159,3 +159,11 @@ def test_a_learning_curve_marks_every_training_size_and_its_references():
     assert "recipe, whole training fold" in [t.get_text() for t in ax.get_legend().get_texts()]
     check_readable(fig, units=None)
     plt.close(fig)
+
+
+def test_a_run_of_fewer_than_five_folds_says_so_on_its_bar():
+    partial = {**_summary([0.05, 0.06]), "folds_done": 2}
+    fig = report_figure({"t": {"whole": _summary([0.07] * 5), "early": partial}}, {"t": "eV"})
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["early (2/5)", "whole"]
+    plt.close(fig)

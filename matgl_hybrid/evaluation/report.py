@@ -98,8 +98,13 @@ def report_figure(
     fig, axes = panels(ncols * len(tables), ncols=ncols)
     for row, (target, rows) in enumerate(tables.items()):
         metric = (metrics or {}).get(target, "mae")
-        entries = [
-            Entry(model, r[f"{metric}_mean"], r[f"fold_{metric}"], "baseline" if model in baselines else "ours")
+        entries = [  # a run of fewer than five folds says so on its bar, as in the table
+            Entry(
+                model + (f" ({r['folds_done']}/5)" if r.get("folds_done", 5) < 5 else ""),
+                r[f"{metric}_mean"],
+                r[f"fold_{metric}"],
+                "baseline" if model in baselines else "ours",
+            )
             for model, r in rows.items()
         ]
         entries += [
