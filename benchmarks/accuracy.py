@@ -311,7 +311,9 @@ def summary(results: Path = RESULTS) -> str:
         lines += [
             "",
             f"Issue #18, the recommended recipe ({COLUMN_NAMES[recipe]}, chosen by `benchmarks/select_recipe.py` on "
-            "inner validation of training folds; `recipe_selection.md`):",
+            "an inner validation split of outer fold 0's training part; not nested: that split lies in outer test "
+            "folds 1–4 of heat capacity and de Jong log10 K and G, whose rows here are not independent of the "
+            "choice, see `recipe_selection.md`):",
             "",
             *recipe_lines(tables, recipe),
         ]

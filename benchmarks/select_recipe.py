@@ -147,6 +147,11 @@ def report(outer: int) -> str:
         "never read. Cells: validation MAE (units of the task), and train seconds of the GNNs on the device listed "
         "below. Command: `python benchmarks/select_recipe.py` (stage 1), then `--short` (stage 2).",
         "",
+        f"Not nested: the structures of this inner fold belong to outer test folds other than {outer} of the same "
+        "datasets, so the recipe's test scores on those folds of the selection tasks (heat capacity, de Jong log10 "
+        "K and G) are not independent of its choice (two candidates: a small bias). mp_binary and flla took no part "
+        "in it; `default_selection.md` chooses inside each outer fold.",
+        "",
         "| task | " + " | ".join(COLUMN_NAMES.get(m, m) for m in models) + " |",
         "|---|" + "---:|" * len(models),
     ]
