@@ -370,7 +370,8 @@ def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
     chosen = min(ratio, key=ratio.get)
     names = ", ".join(f"{SHORT_NAMES[d]} {t.name}" for d, t in selection)
     scores = ", ".join(f"{COLUMN_NAMES[m]} {ratio[m]:.3f}" for m in FUSIONS)
-    lines = [f"- chosen on {names} (MAE / concat's MAE): {scores} → {COLUMN_NAMES[chosen]}"]
+    lines = [f"- chosen on {names} (MAE / concat's MAE): {scores} → {COLUMN_NAMES[chosen]} (test-fold means: "
+             "a choice informed by test folds, not a held-out result)"]  # fmt: skip
     for (dataset, task), mae in complete.items():
         if all(m in mae for m in (chosen, "megnet", "hybrid_megnet")):
             lines.append(

@@ -298,7 +298,8 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "Command: `python benchmarks/matbench_study.py`. MAE per official test fold, each scored once; every "
         "configuration scored on these test folds is listed. `submission` (the submission folder's model): per fold, "
         f"the candidate among {', '.join(CANDIDATES)} with the lowest MAE on the inner validation split of the "
-        "training fold (the test fold plays no part in the choice); a fold shows once all its candidates ran. "
+        "training fold (the test fold plays no part in the choice, but the candidate list was fixed after three of "
+        "them had been scored on the test folds); a fold shows once all its candidates ran. "
         '`submission_v2` (issue "Matbench v2", protocol and candidates registered in `benchmarks/matbench_v2/` '
         f"before its runs): per fold, the candidate among {', '.join(_v2_candidates())} with the lowest "
         f"out-of-fold MAE of an inner {V2_INNER_FOLDS}-fold cross-validation on the training fold; its "
