@@ -116,7 +116,6 @@ def run(
     """Train and test ``models`` on ``folds``; ``train_fraction`` < 1 keeps a seeded part of each training fold."""
     cache = descriptor_cache_dir()
     device = device_name()
-    descriptor_version = get_descriptor_set(f"{DESCRIPTORS_ONLY}+gong28").version  # recorded by descriptor models
     for task, data in prefilled(dataset, models, tasks, data_dir):  # no fold's training time includes featurization
         for model in models:
 
@@ -130,8 +129,14 @@ def run(
                     params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}, **extra}
                     # n_trained: the rows it trained on (the record's n_train is the whole training fold)
                     params["settings"] |= {"device": device, "train_fraction": train_fraction, "n_trained": len(train)}
-                    if not gnn or "hybrid" in model:  # which descriptor definitions the fold used
-                        params["descriptor_version"] = descriptor_version
+                    # which descriptor definitions the fold used: the model's own set (a GNN's from its spec)
+                    own = (
+                        params["settings"]["spec"].get("descriptor_set")
+                        if gnn
+                        else getattr(MODELS[model], "descriptor_set", None)
+                    )
+                    if own:
+                        params["descriptor_version"] = get_descriptor_set(own).version
                     return predicted, params
 
             name = model if train_fraction == 1 else f"{model}@{train_fraction:g}"
@@ -370,8 +375,9 @@ def fusion_lines(tables: dict[tuple[str, Task], dict]) -> list[str]:
     chosen = min(ratio, key=ratio.get)
     names = ", ".join(f"{SHORT_NAMES[d]} {t.name}" for d, t in selection)
     scores = ", ".join(f"{COLUMN_NAMES[m]} {ratio[m]:.3f}" for m in FUSIONS)
-    lines = [f"- chosen on {names} (MAE / concat's MAE): {scores} → {COLUMN_NAMES[chosen]} (test-fold means: "
-             "a choice informed by test folds, not a held-out result)"]  # fmt: skip
+    # test-fold means: a choice the test folds informed, not a held-out result
+    lines = [f"- chosen on {names} (MAE / concat's MAE, test-fold means, so test-informed): {scores} → "
+             f"{COLUMN_NAMES[chosen]}"]  # fmt: skip
     for (dataset, task), mae in complete.items():
         if all(m in mae for m in (chosen, "megnet", "hybrid_megnet")):
             lines.append(
