@@ -64,7 +64,7 @@ from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
 from tasks import MATBENCH_UNITS as UNITS
 
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore
 from matgl_hybrid.evaluation.matbench import MatbenchRun, fold_data, load_leaderboard, load_task
 from matgl_hybrid.evaluation.report import report_figure
@@ -225,7 +225,10 @@ def run_forest(model: str, tasks: list[str], folds: tuple[int, ...] = FOLDS) -> 
                     "n_test": len(test),
                     "ids": list(test.ids),
                     "y_pred": predicted.tolist(),
-                    "params": {"device": device_name("cpu")},
+                    "params": {
+                        "device": device_name("cpu"),
+                        "descriptor_version": get_descriptor_set(FORESTS[model]).version,
+                    },
                     "train_seconds": seconds,
                 },
             )
