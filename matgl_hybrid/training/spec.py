@@ -58,9 +58,10 @@ class TrainSpec:
     backbone), ``fusion`` (concat | gate | film), ``clip_descriptors`` (clip standardized descriptors to their
     training range; specs stored before it existed read False, as they ran),
     ``descriptor_dim``, ``head_hidden``, ``activation``, ``task_type`` (regression | classification: 0/1 targets,
-    probabilities out, binary cross-entropy loss), ``element_types`` (training: the elements of the training data,
-    so that any other element is refused at prediction; all: MatGL's 89 default elements, for test sets that may
-    hold elements the training data lack, as in Matbench; or a list of element symbols). The model's arguments have
+    probabilities out, binary cross-entropy loss), ``element_types`` (training: the elements of the data ``fit`` is
+    given, its validation split included, so that any other element is refused at prediction; all: MatGL's 89
+    default elements, for test sets that may hold elements the training data lack, as in Matbench; or a list of
+    element symbols). The model's arguments have
     the same names; the 0.1 names ``descriptors``, ``task`` and ``elements`` still work, deprecated.
 
     Training: ``max_epochs``, ``batch_size``, ``lr``, ``decay_alpha`` (cosine decay to lr × decay_alpha, see
