@@ -85,9 +85,10 @@ SETTINGS: dict[str, Any] = {
 #: relaxation. An ordinary cheap-tier structure relaxes in seconds; a pathological one (atoms 0.6 Å apart) takes
 #: seconds per step and would run the 500 steps for the better part of an hour.
 RELAX_WALL_S = 300.0
-#: An empty gap (Å) wider than this along a lattice vector makes a cell vacuum-dominated (not simulated): over CHGNet's
-#: 5 Å cutoff, nothing interacts across it. In the shipped data sets, bulk crystals (layered ones included) have 4.8 Å
-#: at most; Materials Project's monolayer entries 8–20 Å, Matbench jdft2d's monolayers (every one) 20–34 Å.
+#: An empty gap (Å) wider than this along a lattice vector makes a cell vacuum-dominated (not simulated): over the
+#: potentials' cutoffs (CHGNet 0.3.0's 6 Å atom graph, TensorNet-MatPES's 5 Å), nothing interacts across it. In the
+#: shipped data sets, bulk crystals (layered ones included) have 4.8 Å at most; Materials Project's monolayer entries
+#: 8–20 Å, Matbench jdft2d's monolayers (every one) 20–34 Å.
 VACUUM_GAP_A = 6.0
 DEFAULT_VACUUM_GAP_A = VACUUM_GAP_A
 #: A Γ frequency below this (THz) counts as imaginary (acoustic modes scatter by ~0.01 THz around 0).

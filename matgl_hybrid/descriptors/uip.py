@@ -2,7 +2,8 @@
 
 One CHGNet pass per structure (energy and magnetic moments, no forces) gives four groups:
 
-- ``chgnet_crystal``: the 64-d crystal feature (CHGNet's pooled readout input);
+- ``chgnet_crystal``: the 64-d crystal feature, CHGNet 0.3.0's sum over atoms of its last-layer atom features
+  (``mlp_first``: a sum, so per cell: a supercell of the same crystal gives a multiple of it);
 - ``chgnet_atoms``: the mean over atoms of the 64-d atom features before the last layer;
 - ``chgnet_energy``: the predicted energy per atom (eV/atom) — close to a formation-energy label, so the
   ``chgnet_noenergy`` set leaves it out;
