@@ -166,3 +166,10 @@ def test_a_cell_over_the_size_limit_is_nan_with_the_reason(crystals, monkeypatch
     assert {e["group"] for e in frame.attrs["errors"] if e["row"] == 0} == {g.name for g in simulation.CHEAP_GROUPS}
     assert all("8 sites: over the limit of 4" in e["error"] for e in frame.attrs["errors"])
     assert frame.iloc[1].notna().all()  # Si's primitive cell: 2 sites
+
+
+def test_the_simulator_leaves_the_feature_groups_model_as_it_found_it():
+    from matgl_hybrid.descriptors import uip
+
+    simulation.calculator()  # CHGNet's calculator sets its converter to warn on an isolated atom: on its own copy
+    assert uip.chgnet_model().graph_converter.on_isolated_atoms == "error"

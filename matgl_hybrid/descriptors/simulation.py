@@ -111,10 +111,12 @@ def _matcalc() -> Any:
 
 @cache
 def calculator() -> Any:
-    """CHGNet 0.3.0 as an ASE calculator (on the GPU when there is one), built once per process."""
+    """CHGNet 0.3.0 as an ASE calculator (on the GPU when there is one), built once per process, on its own copy of
+    the model: the calculator sets its graph converter to warn on an isolated atom, which the ``chgnet`` feature
+    groups (the shared model) must keep refusing, whichever ran first in a worker."""
     from chgnet.model.dynamics import CHGNetCalculator
 
-    model = chgnet_model()
+    model = copy.deepcopy(chgnet_model())
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints the device it runs on
         return CHGNetCalculator(model=model, use_device=str(next(model.parameters()).device))
 
