@@ -432,7 +432,9 @@ def report(from_record: bool = False) -> None:
         "*Linear fit*: the test MAE, over 5 folds, of the label fitted as a·(simulated) + b (log10 of both for the "
         "moduli) — the knowledge in one number after the least learning possible; MAD: the label's mean absolute "
         "deviation on the same scale (the MAE of predicting the mean). Median ratio below 1: the potential is softer "
-        "than DFT (the known systematic softening of universal potentials).",
+        "than DFT (the known systematic softening of universal potentials); for the EOS modulus partly also the "
+        "measure: its cell shape relaxes at each volume, a Reuss-like modulus at most K_VRH (equal for cubic "
+        "crystals). The highest Γ frequency has no LO–TO splitting.",
         "",
         "| dataset | label | simulated | tier | n | MAE | median ratio sim/DFT | MAE log10 | linear fit (5-fold) "
         "| MAD | Pearson r | Spearman ρ |",
