@@ -496,7 +496,7 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
             state = {k: v for k, v in state.items() if not _dropped(model, k)}
         missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, SafetensorError) as exc:  # a size mismatch, a damaged header
-        first = str(exc).strip().splitlines()[-1].strip()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
         raise CheckpointError(f"{path}/weights.safetensors does not fit {cls.__name__}: {first}") from None
     if missing or unexpected:
         raise CheckpointError(

@@ -327,7 +327,7 @@ def predict_file(
     for k, column in enumerate(columns):  # one column per target (and its spread over an ensemble's members)
         frame[column] = mean if mean.ndim == 1 else mean[:, k]
         if hasattr(model, "members"):
-            frame[column.replace("prediction", "std")] = std if std.ndim == 1 else std[:, k]
+            frame["std" + column.removeprefix("prediction")] = std if std.ndim == 1 else std[:, k]
     atomic_write_text(out, frame.to_csv(index=False))
     result = FilePredictions(frame, skipped)
     if "skipped listing" in outputs:

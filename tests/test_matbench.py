@@ -257,7 +257,8 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     script = runpy.run_path(str(out / "run_matbench.py"))
     assert script["CANDIDATES"] == {"short": {}, "long": {"max_epochs": 3}}
     assert read_candidates(out / "candidates.json") == script["CANDIDATES"]  # for the CLI's --candidates
-    assert "lowest MAE on that inner validation split" in json.loads((out / "info.json").read_text())["algorithm_long"]
+    described = json.loads((out / "info.json").read_text())["algorithm_long"]
+    assert "lowest MAE (log loss for a classifier) on that inner validation split" in described
     trained.clear()
     # what the folder's run_matbench.py runs, with its own settings: every candidate's fold is reused
     rerun_submission(out, script["SPEC"], script["CANDIDATES"], [TASK], "Chooser", "me", data_dir=accept_stand_in)
@@ -447,6 +448,22 @@ def test_report_ranks_a_classifier_s_roc_auc_higher_is_better(tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert "| model | ROC-AUC (mean ± std) | folds |" in text
     assert text.index("| strong **(best)** | 0.95") < text.index("| weak | 0.8")
+
+
+def test_the_matbench_report_of_a_classification_task_reads_the_stored_roc_auc_leaderboard(tmp_path):
+    from matgl_hybrid.evaluation.matbench.report import write_matbench_report
+
+    class Metadata(dict):
+        task_type = "classification"
+
+    folds = range(5)
+    task = SimpleNamespace(dataset_name="matbench_mp_is_metal", metadata=Metadata(), folds=list(folds),
+                           folds_map={f: f"fold_{f}" for f in folds}, is_recorded=dict.fromkeys(folds, True),
+                           results={f"fold_{f}": {"scores": {"rocauc": 0.96 + 0.001 * f}} for f in folds})  # fmt: skip
+    write_matbench_report(SimpleNamespace(tasks=[task]), tmp_path / "r")
+    text = (tmp_path / "r.md").read_text()
+    assert "| model | ROC-AUC (mean ± std) | folds |" in text
+    assert "| CGCNN v2019 (leaderboard) | 0.952" in text
 
 
 def test_a_run_of_one_task_keeps_the_earlier_finished_tasks_of_its_folder(tmp_path):

@@ -70,7 +70,7 @@ def matbench_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help='JSON file {"name": {spec field: value}}: per fold, train each candidate (the spec so changed) and '
-        "record the one with the lowest inner-validation MAE",
+        "record the one with the lowest inner-validation MAE (log loss for a classifier)",
     )
     p.add_argument(
         "--inner-folds",

@@ -117,7 +117,8 @@ def _run(structures, missing, chunks, n_jobs):
     That changes loky's reusable executor only in its initializer: consecutive ``featurize`` calls share their
     workers; a joblib call elsewhere with other executor arguments starts fresh workers, as joblib always does
     then. A backend configured with its own initializer, and other backends (dask, ray, threads), are left as they
-    are.
+    are, but for two refusals: joblib's multiprocessing backend (it cannot send the groups' functions), and threads
+    for the groups of a pretrained potential (one shared calculator per process).
     """
     backend, _ = get_active_backend()
     shared = any(g.weights is not None for groups in missing.values() for g in groups)
@@ -126,7 +127,7 @@ def _run(structures, missing, chunks, n_jobs):
             "descriptor groups of a pretrained potential (chgnet, tensornet_matpes, sim:) share one calculator per "
             "process: compute them with processes (loky, dask, ray), not threads"
         )
-    if type(backend) is MultiprocessingBackend:  # pickle, not cloudpickle: the groups' functions cannot be sent
+    if type(backend) is MultiprocessingBackend and effective_n_jobs(n_jobs) > 1:  # pickle, not cloudpickle
         raise ValueError("joblib's multiprocessing backend cannot send descriptor groups to its workers (it pickles "
                          "without cloudpickle): use the default backend (loky), dask or ray")  # fmt: skip
     options = {}

@@ -247,10 +247,11 @@ def _canonical(value: Any, depth: int = 0) -> Any:
 
 def group_for_featurizer(featurizer: BaseFeaturizer) -> FeatureGroup:
     """A group for a user-given matminer featurizer (structure or composition featurizer)."""
-    module = type(featurizer).__module__  # SiteStatsFingerprint is matminer.featurizers.structure.sites: structure
-    if module.startswith("matminer.featurizers.composition"):
+    # by the matminer classes it derives from (SiteStatsFingerprint lives in matminer.featurizers.structure.sites)
+    modules = [cls.__module__ for cls in type(featurizer).__mro__]
+    if any(m.startswith("matminer.featurizers.composition") for m in modules):
         return matminer_group(featurizer, on="composition")
-    if module.startswith("matminer.featurizers.site"):
+    if any(m.startswith("matminer.featurizers.site") for m in modules):
         raise TypeError(
             f"{type(featurizer).__name__} is a site featurizer; wrap it in "
             "matminer.featurizers.structure.SiteStatsFingerprint to get structure-level values"

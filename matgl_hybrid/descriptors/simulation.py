@@ -45,6 +45,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,9 +82,10 @@ SETTINGS: dict[str, Any] = {
     "elastic": {"relax_deformed_structures": True, "fmax": 0.05},
     "phonon": {"min_length": 12.0, "atom_disp": 0.015, "mesh": 100.0, "temperature": 300.0, "peak_fraction": 0.05},
 }
-#: Wall-clock seconds one relaxation may take before it stops (TimeoutError: NaN with the reason); read at each
-#: relaxation. An ordinary cheap-tier structure relaxes in seconds; a pathological one (atoms 0.6 Å apart) takes
-#: seconds per step and would run the 500 steps for the better part of an hour.
+#: Wall-clock seconds one relaxation may take before it stops (TimeoutError: NaN with the reason); taken, with the
+#: other settings, when a ``sim:`` set is resolved (a set resolved before a change keeps the earlier value). An
+#: ordinary cheap-tier structure relaxes in seconds; a pathological one (atoms 0.6 Å apart) takes seconds per step
+#: and would run the 500 steps for the better part of an hour.
 RELAX_WALL_S = 300.0
 #: An empty gap (Å) wider than this along a lattice vector makes a cell vacuum-dominated (not simulated): over the
 #: potentials' cutoffs (CHGNet 0.3.0's 6 Å atom graph, TensorNet-MatPES's 5 Å), nothing interacts across it. In the
@@ -418,10 +420,15 @@ def _settings_of(frozen: dict[str, Any]):
         apply(before)
 
 
+#: One simulation at a time per process: the settings are module-wide, and so is each potential's calculator
+#: (Dask workers run tasks on several threads).
+_SIMULATING = threading.RLock()
+
+
 def _computed_under(frozen: dict[str, Any], compute: Callable, ctx: StructureContext, sim: Simulator) -> list[float]:
     """``compute(ctx, sim)`` under the settings the group's key was made with: a worker process (loky, Dask) is a
     fresh interpreter whose module holds the defaults, not the settings its parent changed at run time."""
-    with _settings_of(frozen):
+    with _SIMULATING, _settings_of(frozen):
         return compute(ctx, sim)
 
 

@@ -73,13 +73,14 @@ class NativeModel(GraphModel):
         return per_target(out)
 
     def graph_vector(self, g: Any) -> torch.Tensor | None:
-        """After a forward pass: the backbone's own per-structure vector, what its head reads: (B, G); None for an
-        extensive head (M3GNet or TensorNet with ``is_intensive=False`` sum per-atom outputs: no such vector).
+        """After a forward pass in eval mode: the backbone's own per-structure vector, what its head reads: (B, G);
+        None in training (not computed) and for an extensive head (M3GNet or TensorNet with ``is_intensive=False``
+        sum per-atom outputs: no such vector).
 
         MEGNet and intensive M3GNet keep it as ``feature_dict["readout"]``; TensorNet keeps its per-atom features
         there (N, F), pooled here by its own readout as its head does.
         """
-        if not getattr(self.backbone, "is_intensive", True):
+        if self.training or not getattr(self.backbone, "is_intensive", True):  # read by embed and probe, in eval
             return None
         features = self.backbone.feature_dict["readout"]
         if isinstance(self.backbone, TensorNet):

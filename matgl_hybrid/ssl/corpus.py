@@ -40,9 +40,12 @@ def pretraining_corpus(sources: Sequence, exclude: Sequence = ()) -> Corpus:
             elif _formula(seen) != _formula(structure):
                 structures.setdefault(f"{source}#{entry_id}", structure)
     held = [data.load(source) for source in exclude]
-    held_formulas = {i: _formula(s) for d in held for i, s in zip(d.ids, d.structures, strict=True)}
+    held_formulas: dict[str, set[str]] = {}  # an id of several excluded files may name several materials
+    for d in held:
+        for i, s in zip(d.ids, d.structures, strict=True):
+            held_formulas.setdefault(i, set()).add(_formula(s))
     held_keys = {data.material_key(s) for d in held for s in d.structures}
-    kept = {i: s for i, s in structures.items() if held_formulas.get(i) != _formula(s)}
+    kept = {i: s for i, s in structures.items() if _formula(s) not in held_formulas.get(i, ())}
     if held_keys:
         kept = {i: s for i, s in kept.items() if data.material_key(s) not in held_keys}
     return Corpus(list(kept.values()), list(kept), len(structures) - len(kept))

@@ -199,4 +199,4 @@ def schedule_description(spec: TrainSpec) -> str:
     if uses_finetuning_schedule(spec):
         warmup = f"{spec.warmup_epochs} warm-up epochs, then " if spec.warmup_epochs else ""
         return f"AdamW, lr {spec.lr:g} ({warmup}cosine decay per step to {spec.lr * spec.decay_alpha:g})"
-    return f"Adam, lr {spec.lr:g} (MatGL's schedule: within a few percent of it throughout)"
+    return f"Adam, lr {spec.lr:g} (MatGL's cosine, stepped per epoch: near lr unless an epoch has very few batches)"

@@ -1,4 +1,5 @@
-"""Candidates: models trained in every fold, the one with the lowest inner-validation MAE recorded.
+"""Candidates: models trained in every fold, the one with the lowest inner-validation score recorded (MAE; the
+log loss of its probabilities for a classifier).
 
 A candidate is ``{name: TrainSpec field changes}`` applied to a run's spec; its name names the folder
 ``folds/<task>/<name>/``.

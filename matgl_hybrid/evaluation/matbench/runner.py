@@ -65,9 +65,9 @@ class MatbenchRun:
         cache_dir: descriptor cache folder; None: no cache.
         candidates: model choice inside each fold: ``{name: TrainSpec field changes applied to spec}``. With
             any, every fold trains every candidate (each resumable in ``folds/<task>/<name>/``) and records the one
-            with the lowest MAE on its inner validation split; the candidates share ``spec``'s ``seed`` and
-            ``val_fraction``, hence the split, carved from the training fold, so the test fold plays no part in
-            the choice. Empty: ``spec`` alone (``folds/<task>/``).
+            with the lowest MAE (a classifier: log loss) on its inner validation split; the candidates share
+            ``spec``'s ``seed`` and ``val_fraction``, hence the split, carved from the training fold, so the test
+            fold plays no part in the choice. Empty: ``spec`` alone (``folds/<task>/``).
         inner_folds: choose per fold by inner K-fold cross-validation of the training fold (the selection engine);
             the chosen candidate's K inner models, averaged, predict the test fold. None: one inner validation split.
         protocol: where the candidates and the selection rule were registered before any test fold was scored

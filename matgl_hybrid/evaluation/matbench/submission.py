@@ -161,9 +161,9 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
             )
         else:
             choice = (
-                f" Per fold, {len(candidates)} candidates are trained and the one with the lowest MAE on that "
-                "inner validation split (carved from the training fold; the test fold plays no part in the "
-                "choice) predicts the test fold"
+                f" Per fold, {len(candidates)} candidates are trained and the one with the lowest MAE (log loss for a "
+                "classifier) on that inner validation split (carved from the training fold; the test fold plays no "
+                "part in the choice) predicts the test fold"
             )
         text += f"{choice}: {', '.join(described)}. params of each record name the choice."
     return text + " Produced by run_matbench.py in this folder."
@@ -207,8 +207,8 @@ from matgl_hybrid.evaluation.matbench import rerun_submission
 TASKS = {list(tasks)!r}
 ALGORITHM, AUTHORS = {algorithm!r}, {authors!r}
 SPEC = {literal(spec.to_dict())}
-#: Per fold, the candidate (changes to SPEC) with the lowest inner MAE (on the inner validation split, or out of
-#: fold with OPTIONS' inner_folds) predicts the test fold.
+#: Per fold, the candidate (changes to SPEC) with the lowest inner MAE, or log loss for a classifier (on the inner
+#: validation split, or out of fold with OPTIONS' inner_folds) predicts the test fold.
 CANDIDATES = {literal({k: dict(v) for k, v in candidates.items()})}
 #: The run's other MatbenchRun settings: whether it accepts dataset files whose sha256 differs from matminer's
 #: (and their provenance), the inner K-fold choice, where its protocol was registered.
