@@ -55,8 +55,9 @@ def choose(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     log_losses = {name: r["params"]["val_log_loss"] for name, r in records.items() if "val_log_loss" in r["params"]}
     classifiers = bool(log_losses)
     if classifiers and len(log_losses) != len(records):
-        raise ValueError(f"fold records mix classifiers and regressors: {sorted(set(records) - set(log_losses))} "
-                         "have no validation log loss")  # fmt: skip
+        raise ValueError(f"candidates {sorted(set(records) - set(log_losses))} have no validation log loss (fold "
+                         "records of regressors, or of classifiers written before it was recorded: rerun those "
+                         "candidates' folds in another --out)")  # fmt: skip
     chosen = best_candidate(log_losses if classifiers else maes)
     record = records[chosen]
     scores = {"inner_val_mae": maes, **({"inner_val_log_loss": log_losses} if classifiers else {})}
