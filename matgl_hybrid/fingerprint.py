@@ -57,13 +57,13 @@ def run_fingerprint(
         "target": datasets[0].target_name if datasets else None,
         "spec": without_runtime_fields(spec),
         "descriptor_version": descriptor_version,
-        **_encoder_digest(spec.get("node_embeddings")),
+        **encoder_digest(spec.get("node_embeddings")),
         **extra,
     }
     return json.loads(json.dumps(value))  # tuples become lists, as they are when read back
 
 
-def _encoder_digest(node_embeddings: str | None) -> dict[str, str]:
+def encoder_digest(node_embeddings: str | None) -> dict[str, str]:
     """``{"encoder": sha256 of its SHA256SUMS}`` for a NEGNN's ``path:layers`` (an encoder pretrained again into the
     same folder is another run); nothing without one, so fingerprints of other runs are as they were."""
     if not node_embeddings:

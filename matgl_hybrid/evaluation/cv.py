@@ -16,7 +16,7 @@ from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir
-from matgl_hybrid.fingerprint import run_fingerprint, without_runtime_fields
+from matgl_hybrid.fingerprint import encoder_digest, run_fingerprint, without_runtime_fields
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
 from matgl_hybrid.training.selection import Scheme
@@ -48,6 +48,8 @@ def run_cv(
         {"candidates": {n: without_runtime_fields(describe_candidate(c)) for n, c in candidates.items()},
          "descriptor_versions": {n: get_descriptor_set(c.descriptor_set).version for n, c in candidates.items()
                                  if c.descriptor_set},  # finished folds reused only with the same values
+         "encoders": {n: encoder_digest(c.node_embeddings) for n, c in candidates.items()
+                      if getattr(c, "node_embeddings", None)},  # and the same NEGNN encoders
          "scheme": (scheme or ValidationSplit(spec.val_fraction, spec.seed)).to_dict()}
         if candidates
         else {}
