@@ -138,6 +138,10 @@ def test_a_killed_selection_resumes_from_its_finished_inner_folds_and_refuses_a_
     changed = {**candidates, "mean": TrainSpec(max_epochs=2, lr=5e-3, **{**TINY, "readout": "mean"})}
     with pytest.raises(FingerprintMismatch, match=r"mean/fold0\.json was produced by another run \(spec\.lr: 0\.002"):
         select(atoms_per_cell, changed, scheme, directory=tmp_path, progress=False)
+    # Trainer arguments that change results are part of the records' fingerprint too (before any training)
+    with pytest.raises(FingerprintMismatch, match=r"fold0\.json was produced by another run \(trainer"):
+        select(atoms_per_cell, candidates, scheme, directory=tmp_path, progress=False,
+               trainer_kwargs={"accumulate_grad_batches": 2})  # fmt: skip
     with pytest.raises(FingerprintMismatch, match=r"scheme\.k: 2 there, 3 here"):
         select(atoms_per_cell, candidates, InnerKFold(3), directory=tmp_path, progress=False)
 

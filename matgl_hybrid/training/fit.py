@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ RUNTIME_TRAINER_ARGS = frozenset(
     {"accelerator", "devices", "num_nodes", "strategy", "enable_progress_bar", "enable_model_summary",
      "log_every_n_steps", "default_root_dir", "profiler"}
 )  # fmt: skip
+
+
+def result_changing(trainer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``trainer_kwargs`` that change a run's result (all but :data:`RUNTIME_TRAINER_ARGS`), as JSON values for
+    fingerprints (an object by its type's name)."""
+    changing = {k: v for k, v in (trainer_kwargs or {}).items() if k not in RUNTIME_TRAINER_ARGS}
+    return json.loads(json.dumps(changing, default=lambda o: type(o).__name__))
 
 
 def _n_devices(devices: Any) -> int:
@@ -188,8 +196,8 @@ def fit(
     ):
         raise ValueError("classification targets must be 0 or 1")
     datamodule = HybridDataModule(train, val, spec, cache_dir=cache_dir)
-    changing = {k: v for k, v in trainer_kwargs.items() if k not in RUNTIME_TRAINER_ARGS}
-    resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version, changing)
+    resume = ResumableRun(checkpoint_dir, [train, val], spec, datamodule.descriptor_version,
+                          result_changing(trainer_kwargs))  # fmt: skip
     L.seed_everything(spec.seed, verbose=False)
     start = time.perf_counter()
 

@@ -39,7 +39,8 @@ class ResumableRun:
         trainer: dict[str, Any] | None = None,
     ):
         """``trainer``: the Lightning ``Trainer`` arguments given to ``fit`` that change its result (``precision``,
-        …), fingerprinted with the rest (absent when none, as in every fingerprint written before them)."""
+        …, as JSON values: :func:`~matgl_hybrid.training.fit.result_changing`), fingerprinted with the rest (absent
+        when none, as in every fingerprint written before them)."""
         self.directory = None if directory is None else check_output_dir(directory)
         self.path: str | None = None
         self.finished_epochs: int | None = None
@@ -47,8 +48,7 @@ class ResumableRun:
         if self.directory is None:
             return
         settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
-        given = {"trainer": json.loads(json.dumps(trainer, default=lambda o: type(o).__name__))} if trainer else {}
-        self.fingerprint = run_fingerprint(datasets, settings, version, **given)
+        self.fingerprint = run_fingerprint(datasets, settings, version, **({"trainer": trainer} if trainer else {}))
         self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():

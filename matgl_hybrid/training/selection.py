@@ -34,7 +34,7 @@ from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.baselines import DescriptorForest
 from matgl_hybrid.training.candidates import Candidate, check_candidate_name, describe_candidate
-from matgl_hybrid.training.fit import FitResult, device_name, fit
+from matgl_hybrid.training.fit import FitResult, device_name, fit, result_changing
 from matgl_hybrid.training.fold_store import FoldStore
 from matgl_hybrid.training.spec import TrainSpec
 
@@ -292,7 +292,8 @@ def select(
         raise ValueError("select needs targets: load the data with target=...")
     splits = scheme.splits(len(data))
     candidates = _with_data_elements(candidates, data)
-    stores = _checked_stores(data, candidates, scheme, directory)  # another run's records refused before training
+    trainer = result_changing(fit_options.get("trainer_kwargs"))
+    stores = _checked_stores(data, candidates, scheme, directory, trainer)  # another run's records refused first
     folds: dict[str, list[dict[str, Any]]] = {name: [] for name in candidates}
     fits: dict[str, list[FitResult]] = {name: [] for name in candidates}
     frames: dict[str, Any] = {}  # descriptor frames of the forests, by descriptor set
@@ -382,11 +383,18 @@ def _with_data_elements(candidates: Mapping[str, Candidate], data: StructureData
 
 
 def _checked_stores(
-    data: StructureData, candidates: Mapping[str, Candidate], scheme: Scheme, directory: str | Path | None
+    data: StructureData,
+    candidates: Mapping[str, Candidate],
+    scheme: Scheme,
+    directory: str | Path | None,
+    trainer: Mapping[str, Any] | None = None,
 ) -> dict[str, FoldStore | None]:
-    """One fingerprinted record store per candidate (None without ``directory``), every finished record checked."""
+    """One fingerprinted record store per candidate (None without ``directory``), every finished record checked;
+    ``trainer``: the graph candidates' result-changing Trainer arguments (:func:`~.fit.result_changing`)."""
     stores = {
-        name: FoldStore(Path(directory) / name, _fingerprint(data, c, scheme)) if directory is not None else None
+        name: FoldStore(Path(directory) / name, _fingerprint(data, c, scheme, trainer))
+        if directory is not None
+        else None
         for name, c in candidates.items()
     }
     for store in stores.values():
@@ -396,11 +404,15 @@ def _checked_stores(
     return stores
 
 
-def _fingerprint(data: StructureData, candidate: Candidate, scheme: Scheme) -> dict[str, Any]:
-    """What determines a candidate's inner records: the data, the candidate, the scheme, the descriptor version."""
+def _fingerprint(
+    data: StructureData, candidate: Candidate, scheme: Scheme, trainer: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What determines a candidate's inner records: the data, the candidate, the scheme, the descriptor version and,
+    for a graph network given any, the Trainer arguments that change its result."""
     descriptor_set = candidate.descriptor_set
     version = get_descriptor_set(descriptor_set).version if descriptor_set else None
-    return run_fingerprint([data], describe_candidate(candidate), version, scheme=scheme.to_dict())
+    given = {"trainer": dict(trainer)} if trainer and isinstance(candidate, TrainSpec) else {}
+    return run_fingerprint([data], describe_candidate(candidate), version, scheme=scheme.to_dict(), **given)
 
 
 def _fit_unit(
