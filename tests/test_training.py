@@ -152,7 +152,7 @@ def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_c
 
     out = trained.save(tmp_path / "model")  # from Python: no data file, no command line
     record = json.loads((out / "training.json").read_text())
-    head = ["target_name", "units", "n_structures", "spec", "referenced_weights", "device"]
+    head = ["target_name", "units", "n_structures", "spec", "referenced_weights", "schedule", "device"]
     assert list(record) == [*head, "members", "val_ids", "test"]
     assert record["referenced_weights"] == []  # descriptors computed without pretrained weights
     assert record["test"]["n"] == 6
@@ -161,6 +161,9 @@ def test_train_holds_out_a_test_split_trains_an_ensemble_and_saves_it_with_its_c
     assert "Target `K_VRH`: 18 structures" in card
     assert "## Command" not in card
     assert f"| {record['test']['mae']:.6g} |" in card
+    assert "Adam, lr 0.002 (MatGL's cosine, stepped per epoch" in card  # not a "cosine decay" it did not have
+    member = record["members"][0]
+    assert f"at epoch {member['best_epoch'] + 1} of {member['epochs_run']}" in card  # counted from 1, as the total
 
     source = {"data": "elastic.json.gz", "target": "K_VRH", "target_transform": None}
     trained.save(out, source=source, command="matgl-hybrid train …")

@@ -46,7 +46,7 @@ class TrainedModel:
     cache_dir: str | Path | None = None
 
     #: The record's keys that precede ``command`` in ``training.json``.
-    _HEAD = ("target_name", "units", "n_structures", "spec", "referenced_weights", "device")
+    _HEAD = ("target_name", "units", "n_structures", "spec", "referenced_weights", "schedule", "device")
 
     @property
     def global_rank(self) -> int:
