@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
@@ -264,3 +265,14 @@ def test_auto_never_picks_apples_mps_which_has_no_float64(elastic, monkeypatch):
     monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: True))  # as on an Apple laptop
     result = fit(elastic, spec=TrainSpec(max_epochs=1, accelerator="auto", **TINY), cache_dir=None)
     assert next(result.model.parameters()).device.type == "cpu"
+
+
+def test_a_confident_mistake_still_teaches_a_classifier():
+    """The loss is taken from the logits: where the sigmoid has rounded to 0 or 1, its gradient is still p - y."""
+    from matgl_hybrid.layers import make_output
+    from matgl_hybrid.training.modules import _binary_cross_entropy
+
+    output = make_output("classification", 1)
+    raw = torch.tensor([[30.0], [-30.0]], requires_grad=True)  # both confidently wrong
+    _binary_cross_entropy(output, torch.tensor([0.0, 1.0]), output(raw).reshape(2)).backward()
+    assert torch.allclose(raw.grad.reshape(-1), torch.tensor([0.5, -0.5]))  # (p - y) / batch

@@ -24,13 +24,29 @@ class Destandardize(nn.Module):
         return raw * self.std + self.mean
 
 
+class Probabilities(nn.Module):
+    """Classification output: logits (B, T) -> probabilities, ``sigmoid(x)``.
+
+    It keeps the logits of its last forward pass (``logits``, until read), from which training takes the binary
+    cross-entropy: exact, with a gradient, where the sigmoid of a confident mistake has rounded to 0 or 1.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.logits: torch.Tensor | None = None
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        self.logits = raw
+        return torch.sigmoid(raw)
+
+
 def make_output(
     task_type: str, n_targets: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
 ) -> nn.Module:
-    """The output of a ``task_type`` model: :class:`Destandardize` (regression; mean 0 and std 1 by default) or a
-    sigmoid (classification: probabilities)."""
+    """The output of a ``task_type`` model: :class:`Destandardize` (regression; mean 0 and std 1 by default) or
+    :class:`Probabilities` (classification)."""
     if task_type == "classification":
-        return nn.Sigmoid()
+        return Probabilities()
     if task_type != "regression":
         raise ValueError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
     return Destandardize([0.0] * n_targets if mean is None else mean, [1.0] * n_targets if std is None else std)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from matgl.utils.training import ModelLightningModule
 
 from matgl_hybrid.checkpoint import load_checkpoint
+from matgl_hybrid.layers.targets import Probabilities
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.models.negnn import encoder_spec
 from matgl_hybrid.training.datamodule import HybridDataModule, batches_per_epoch
@@ -138,13 +140,19 @@ def build_module(spec: TrainSpec, model: HybridModel, n_train: int) -> HybridLig
         **schedule,
     )
     if spec.task_type == "classification":
-        module.loss = _binary_cross_entropy
+        module.loss = functools.partial(_binary_cross_entropy, model.output)
     return module
 
 
-def _binary_cross_entropy(labels: torch.Tensor, probabilities: torch.Tensor, **kwargs) -> torch.Tensor:
-    """BCE with MatGL's loss argument order ``loss(labels, predictions)``."""
-    return torch.nn.functional.binary_cross_entropy(probabilities.clamp(1e-7, 1 - 1e-7), labels)
+def _binary_cross_entropy(
+    output: Probabilities, labels: torch.Tensor, probabilities: torch.Tensor, **kwargs
+) -> torch.Tensor:
+    """BCE with MatGL's loss argument order ``loss(labels, predictions)``, from the logits of the forward pass that
+    gave ``probabilities`` (kept by the model's :class:`~matgl_hybrid.layers.targets.Probabilities` output)."""
+    logits, output.logits = output.logits, None  # read once: the tensor (and its graph) is not kept
+    if logits is None or logits.numel() != probabilities.numel():
+        raise RuntimeError("the classification loss needs the logits of the forward pass that gave its predictions")
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.reshape(labels.shape), labels)
 
 
 class SpecEarlyStopping(EarlyStopping):
