@@ -31,6 +31,7 @@ import importlib.metadata
 import inspect
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -242,12 +243,16 @@ def _not_saved(out_dir: Path, exc: BaseException, state: str) -> OSError:
     return OSError(f"cannot save the model in {out_dir} ({reason}); {state}")
 
 
+#: The file names a manifest may list: plain names in one folder (no separator, drive, stream or leading dot).
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._ -]*")
+
+
 def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
     """``{file: sha256}`` of a ``SHA256SUMS`` text (read from ``source``, named in errors)."""
     expected = {}
     for line in text.splitlines():
         digest, _, name = line.partition("  ")
-        if not name or len(digest) != 64 or "/" in name or name.startswith("."):
+        if len(digest) != 64 or not SAFE_FILE_NAME.fullmatch(name):  # no path, drive or stream on any OS
             raise CheckpointError(f"{source} is malformed: {line!r}")
         expected[name] = digest
     return expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,18 @@ def current_umask() -> int:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers see old or new, never half.
 
-    The file gets the permissions an ordinary ``open(path, "w")`` would give (0666 minus the umask), not the
-    0600 of a temporary file.
+    The file gets the permissions an ordinary ``open(path, "w")`` would give: those of the file it replaces, or
+    0666 minus the umask for a new one, not the 0600 of a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())
+            os.chmod(tmp, mode)  # by path: os.fchmod is POSIX-only before Python 3.13
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -9,9 +9,12 @@ never unpickles anything (see :mod:`matgl_hybrid.checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import json
 import shutil
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,11 @@ def list_pretrained() -> dict[str, dict[str, Any]]:
     if not REGISTRY_FILE.is_file():
         return {}
     return json.loads(REGISTRY_FILE.read_text())["models"]
+
+
+#: Size limits of what a download reads: a checkpoint's SHA256SUMS, and any one of its files (bytes).
+MAX_MANIFEST_BYTES = 1 << 16
+MAX_DOWNLOAD_BYTES = 1 << 31
 
 
 def pretrained_cache_dir() -> Path:
@@ -84,39 +92,57 @@ def download(url: str, cache: Path | None = None) -> Path:
         try:
             verify(target)
             return target
-        except CheckpointError:
-            shutil.rmtree(target)
-    manifest = _fetch(f"{base}/{MANIFEST}").decode()
+        except CheckpointError:  # set aside under a name of its own, then removed: another process may race here
+            aside = make_temp_dir(target.parent, ".stale.")
+            with contextlib.suppress(OSError):
+                target.rename(aside / "entry")
+            shutil.rmtree(aside, ignore_errors=True)
+    raw = _fetch(f"{base}/{MANIFEST}", MAX_MANIFEST_BYTES)
+    try:
+        manifest = raw.decode()
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{base}/{MANIFEST} is not a UTF-8 text file") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(target.parent, ".download.")
     try:
-        (tmp / MANIFEST).write_text(manifest)
+        (tmp / MANIFEST).write_bytes(raw)  # the bytes a pinned sha256 was taken of
         for name, digest in parse_manifest(manifest, f"{base}/{MANIFEST}").items():
-            (tmp / name).write_bytes(_fetch(f"{base}/{name}"))
+            (tmp / name).write_bytes(_fetch(f"{base}/{urllib.parse.quote(name)}", MAX_DOWNLOAD_BYTES))
             actual = sha256_file(tmp / name)
             if actual != digest:
                 raise CheckpointError(
                     f"{base}/{name} is corrupted or was modified: sha256 {actual}, {MANIFEST} says {digest}"
                 )
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process put its copy there first: keep it if it verifies
+            verify(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _fetch(url: str) -> bytes:
+def _fetch(url: str, limit: int) -> bytes:
+    """The content at ``url``, read in chunks up to ``limit`` bytes (more is refused as not a checkpoint file)."""
+    content = bytearray()
     try:
         with urllib.request.urlopen(url, timeout=60) as response:  # file:// and https:// by design
-            return response.read()
-    except OSError as exc:
+            while chunk := response.read(min(1 << 20, limit + 1 - len(content))):
+                content += chunk
+                if len(content) > limit:
+                    raise CheckpointError(f"{url} is larger than {limit} bytes: refused as not a checkpoint file")
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # a dropped connection, a malformed URL
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"cannot download {url}: {exc}") from exc
+    return bytes(content)
 
 
 def _from_hugging_face(spec: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # an optional dependency
-        raise ImportError("hf:// checkpoints need huggingface_hub: pip install huggingface_hub") from exc
+        raise CheckpointError("hf:// checkpoints need huggingface_hub: pip install huggingface_hub") from exc
     parts = spec.split("/")
     repo, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
     folder = Path(

@@ -476,6 +476,9 @@ def test_written_files_and_folders_follow_the_umask(trained, tmp_path):
     assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o640
     assert (folder / "weights.safetensors").stat().st_mode & 0o777 == 0o640
     assert (folder / MANIFEST).stat().st_mode & 0o777 == 0o640
+    (tmp_path / "t.txt").chmod(0o600)  # the user's private file, replaced (--overwrite): stays private
+    matgl_hybrid.files.atomic_write_text(tmp_path / "t.txt", "y")
+    assert (tmp_path / "t.txt").stat().st_mode & 0o777 == 0o600
 
 
 # The descriptor path ---------------------------------------------------------------------------------------------

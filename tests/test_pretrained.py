@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,3 +83,29 @@ def test_cli_pretrained(saved, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["pretrained", "predict", str(path), "--data", str(records), "--out", str(out), "--no-cache"]) == 0
     np.testing.assert_allclose(pd.read_csv(out)["prediction"], expected, rtol=1e-6)
+
+
+def test_a_download_is_size_limited_keeps_a_racing_copy_and_refuses_unsafe_names(saved, monkeypatch, tmp_path):
+    from matgl_hybrid import pretrained
+    from matgl_hybrid.checkpoint import parse_manifest
+
+    path, _, _ = saved
+    with monkeypatch.context() as patched:
+        patched.setattr(pretrained, "MAX_DOWNLOAD_BYTES", 100)
+        with pytest.raises(CheckpointError, match="larger than 100 bytes"):
+            pretrained.download(path.as_uri(), cache=tmp_path / "small")
+    # another process renamed its verified copy into place first: this one's copy is dropped, the entry kept
+    rename, racing = Path.rename, tmp_path / "racing"
+
+    def beaten(self, target):
+        if self.name.startswith(".download."):
+            shutil.copytree(path, target)
+        return rename(self, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "rename", beaten)
+        folder = pretrained.download(path.as_uri(), cache=racing)
+    assert [p.name for p in racing.iterdir()] == [folder.name]  # no .download. folder left
+    for name in ("..\\evil.bat", "C:evil", "weights.safetensors:ads", ".hidden"):
+        with pytest.raises(CheckpointError, match="is malformed"):
+            parse_manifest(f"{'0' * 64}  {name}\n", "SHA256SUMS")
