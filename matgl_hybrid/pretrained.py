@@ -57,13 +57,14 @@ def pretrained_cache_dir() -> Path:
 def resolve(source: str | Path) -> Path:
     """A verified local checkpoint directory for a name, a path or a URL (downloading when needed); a registered
     name's ``SHA256SUMS`` is checked against the registry's pinned sha256 (its files against it, as always), so a
-    folder or download whose files were replaced with a consistent manifest is refused."""
+    folder or download whose files were replaced with a consistent manifest is refused. A registered name is the
+    registered checkpoint even where the working directory holds a folder of that name (give it as ``./name``)."""
     text = str(source)
+    registry = list_pretrained()
     path = Path(text).expanduser()
-    if path.is_dir():
+    if path.is_dir() and text not in registry:  # a folder of a registered name is given as ./name
         verify(path)
         return path
-    registry = list_pretrained()
     if text in registry:
         location = registry[text]["source"]
         package = location.startswith("package:")

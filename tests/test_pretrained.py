@@ -109,3 +109,14 @@ def test_a_download_is_size_limited_keeps_a_racing_copy_and_refuses_unsafe_names
     for name in ("..\\evil.bat", "C:evil", "weights.safetensors:ads", ".hidden"):
         with pytest.raises(CheckpointError, match="is malformed"):
             parse_manifest(f"{'0' * 64}  {name}\n", "SHA256SUMS")
+
+
+def test_a_registered_name_is_the_registered_checkpoint_even_beside_a_folder_of_that_name(saved, monkeypatch, tmp_path):
+    from matgl_hybrid.pretrained import resolve
+
+    name = next(iter(list_pretrained()))
+    path, _, _ = saved
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(path, tmp_path / name)  # the user's own model, saved under that name
+    assert resolve(name).resolve() != (tmp_path / name).resolve()
+    assert resolve(f"./{name}") == Path(f"./{name}")
