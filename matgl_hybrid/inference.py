@@ -233,7 +233,8 @@ def predict(
 
     Raises:
         InvalidStructureError: see :func:`prepare`.
-        ValueError: a prediction (of any member) is not finite; the message names the model and the first ids.
+        ValueError: a prediction (of any member) is not finite; the message names the model and the first ids. Or
+            the model has no targets (an encoder from ``pretrain``).
     """
     first = getattr(model, "members", [model])[0]
     if not getattr(first, "target_names", None):
@@ -264,7 +265,8 @@ class FilePredictions:
         frame: ``id, prediction`` (+ ``std`` over an ensemble's members), one row per predicted entry; for several
             targets ``prediction_<target>`` (and ``std_<target>``) per target.
         skipped: the entries left out (``skip_invalid``), with their reasons.
-        listing: the file that lists them (``<out>.skipped.csv``), when ``skip_invalid``.
+        listing: the file that lists them (``<out>.skipped.csv``), when ``skip_invalid`` or an earlier run's
+            listing was emptied.
     """
 
     frame: pd.DataFrame
@@ -295,7 +297,8 @@ def predict_file(
     cache_dir: str | Path | None = None,
     n_jobs: int = 1,
 ) -> FilePredictions:
-    """Predict the structures of ``source`` (anything :func:`matgl_hybrid.data.load` reads) into the CSV ``out``.
+    """Predict the structures of ``source`` (anything :func:`matgl_hybrid.data.load` reads) into the CSV ``out``:
+    ``id,prediction`` (+ ``std`` for an ensemble), or ``prediction_<target>`` (and ``std_<target>``) per target.
 
     With ``skip_invalid``, entries the model cannot predict (unreadable, invalid, unknown elements, no edges within
     the cutoff) are left out and listed in ``<out>.skipped.csv`` (``id,reason``; written even when empty, and

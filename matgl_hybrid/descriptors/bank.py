@@ -156,7 +156,9 @@ def featurize(
         descriptor_set: a set name (``"gong28"``, ``"composition"``, ``"lattice"``, or ``+``-joined), a list of
             matminer featurizers, :class:`~matgl_hybrid.descriptors.UserDescriptors`, or a mix.
         n_jobs: parallel workers through joblib (``-1``: all cores). Wrap the call in
-            ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) to run on a cluster.
+            ``joblib.parallel_config(backend="dask")`` (or ``"ray"``) to run on a cluster; joblib's
+            ``multiprocessing`` backend is refused (ValueError), and so are threads for the groups of a pretrained
+            potential (``chgnet``, ``tensornet_matpes``, ``sim:``: one calculator per process).
         cache_dir: directory of the on-disk cache; ``None`` disables it. When values are to be computed, it is
             checked to be writable before any is (an OSError naming it otherwise).
         ids: structure ids, used in error reports and to align user descriptors keyed by id.

@@ -139,10 +139,12 @@ def fit(
         checkpoint_dir: write Lightning checkpoints here (``last.ckpt`` after every epoch, holding the random
             states and the shuffle's, so that a resumed run reproduces the uninterrupted one; ``best.ckpt``) with a
             ``fingerprint.json`` of the run; when ``last.ckpt`` exists, training resumes from it, but only for the
-            same data, target, settings and descriptor version (else :class:`FingerprintMismatch`). A finished
-            run is restored, not trained further, unless ``max_epochs`` or ``patience`` grew: then it goes on
-            from its last epoch with the new patience (a run already out of patience stops), but its learning-rate
-            schedule is not the one a run with the larger budget would have had from its start.
+            same data, target, settings, descriptor version, NEGNN encoder files and result-changing
+            ``trainer_kwargs`` (else :class:`FingerprintMismatch`). A finished run is restored, not trained further,
+            unless ``max_epochs`` or ``patience`` grew: then it goes on from its last epoch with the new patience (a
+            run already out of patience stops), but its learning-rate schedule is not the one a run with the larger
+            budget would have had from its start; a budget the checkpoint has gone past (fewer epochs than it ran,
+            a smaller patience) raises :class:`CheckpointError`.
         trainer_kwargs: Lightning ``Trainer`` arguments, merged over those ``fit`` chooses (``accelerator`` and
             ``devices`` from the spec, ``strategy``, ``enable_progress_bar``, ``use_distributed_sampler=False``,
             ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``accumulate_grad_batches`` (part of a checkpoint

@@ -86,11 +86,11 @@ class TrainSpec:
     ``gradient_clip`` (max gradient norm) and ``ema_decay`` (an exponential moving average of the weights is what
     validation sees and the model keeps).
 
-    The defaults are the recommended recipe, chosen on inner validation of training folds only
-    (``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet, extensive readout,
-    concatenation of ``gong28+composition+chgnet_noenergy`` (the structure descriptors of Gong et al., Magpie
-    composition statistics and CHGNet 0.3.0's crystal and atom features without its energy), lr 2e-3 (MatGL's
-    schedule, nearly constant), batch 32, at most 120 epochs, early stopping with patience 25.
+    The defaults are the recommended recipe, chosen on an inner validation split of outer fold 0's training part
+    (not nested; ``benchmarks/select_recipe.py``, ``benchmarks/results/recipe_selection.md``): hybrid MEGNet,
+    extensive readout, concatenation of ``gong28+composition+chgnet_noenergy`` (the structure descriptors of Gong
+    et al., Magpie composition statistics and CHGNet 0.3.0's crystal and atom features without its energy), lr 2e-3
+    (MatGL's schedule, nearly constant), batch 32, at most 120 epochs, early stopping with patience 25.
     """
 
     backbone: str = field(default="megnet", metadata=option(str, "graph network", choices=tuple(BACKBONES)))
@@ -109,7 +109,7 @@ class TrainSpec:
         default="gong28+composition+chgnet_noenergy",
         metadata=option(
             str,
-            f"descriptor set fused into the readout: {', '.join(NAMED_SETS)}, ssl:<encoder>:<layers> or "
+            f"descriptor set fused into the readout: {', '.join(NAMED_SETS)}, ssl:<encoder>:<layers>[:sum|mean] or "
             "sim:chgnet[:full], several joined with '+' (e.g. gong28+composition); none: the plain backbone",
             flag="descriptors",
         ),
