@@ -90,7 +90,19 @@ def verified_files(name: str | Path) -> tuple[Path, dict[str, str]]:
 
 def potential_config(name: str | Path) -> dict[str, Any]:
     """``config.json`` of a verified potential: ``architecture``, ``model_args``, ``potential_args``."""
-    return json.loads(_verified_bytes(*verified_files(name), "config.json"))
+    return _config(*verified_files(name))
+
+
+def _config(folder: Path, digests: dict[str, str]) -> dict[str, Any]:
+    """``config.json`` of a potential folder whose files were verified as ``digests``."""
+    return json.loads(_verified_bytes(folder, digests, "config.json"))
+
+
+def _weights(folder: Path, digests: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The state dict of a potential folder whose files were verified as ``digests`` (safetensors: no code runs)."""
+    from safetensors.torch import load
+
+    return load(_verified_bytes(folder, digests, "weights.safetensors"))
 
 
 def _verified_bytes(folder: Path, digests: dict[str, str], file: str) -> bytes:
@@ -122,9 +134,7 @@ def element_types(name: str | Path) -> tuple[str, ...]:
 
 def load_weights(name: str | Path) -> dict[str, torch.Tensor]:
     """The verified potential's state dict (safetensors: no code runs), from the very bytes that were hashed."""
-    from safetensors.torch import load
-
-    return load(_verified_bytes(*verified_files(name), "weights.safetensors"))
+    return _weights(*verified_files(name))
 
 
 def load_potential(name: str | Path):
@@ -135,17 +145,16 @@ def load_potential(name: str | Path):
     """
     from matgl.apps.pes import Potential
     from matgl.models import M3GNet, TensorNet
-    from safetensors.torch import load
 
     folder, digests = verified_files(name)  # config and weights of one check
-    config = json.loads(_verified_bytes(folder, digests, "config.json"))
+    config = _config(folder, digests)
     classes = {"TensorNet": TensorNet, "M3GNet": M3GNet}
     if config["architecture"] not in classes:
         raise CheckpointError(f"{name}: architecture {config['architecture']!r} is not one of {sorted(classes)}")
     model = classes[config["architecture"]](**architecture_args(config))
     refs = torch.zeros(config["n_element_refs"], dtype=torch.float64)
     potential = Potential(model=model, element_refs=refs, **config["potential_args"])
-    potential.load_state_dict(load(_verified_bytes(folder, digests, "weights.safetensors")), strict=True)
+    potential.load_state_dict(_weights(folder, digests), strict=True)
     return potential.eval()
 
 
