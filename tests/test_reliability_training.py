@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ from conftest import TINY, TINY_MEGNET
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
 
+from matgl_hybrid.checkpoint import CheckpointError
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.ssl import pretrain
 from matgl_hybrid.training import TrainSpec, fit, train
@@ -170,3 +172,19 @@ def test_lightning_never_looks_for_checkpoints_in_the_working_directory(elastic,
     fit(elastic.subset(range(12)), spec=TrainSpec(**TINY, max_epochs=1), checkpoint_dir=tmp_path / "run",
         callbacks=[seen])  # fmt: skip
     assert seen.root == (tmp_path / "run").resolve()
+
+
+def test_a_checkpoint_trained_on_other_processes_is_not_trained_further(elastic, tmp_path):
+    """DDP shards each epoch's data: on another number of processes the steps per epoch, hence the schedule, change
+    mid-run. The number is recorded; a finished run is restored on any, training further is refused."""
+    train_part, val = elastic.subset(range(12)), elastic.subset(range(12, 16))
+    spec = TrainSpec(**TINY, max_epochs=1)
+    fit(train_part, spec=spec, val_data=val, checkpoint_dir=tmp_path)
+    stamp = tmp_path / "fingerprint.json"
+    record = json.loads(stamp.read_text())
+    assert record["world_size"] == 1
+    stamp.write_text(json.dumps({**record, "world_size": 2}))  # as a two-process DDP run writes it
+    restored = fit(train_part, spec=spec, val_data=val, checkpoint_dir=tmp_path)
+    assert len(restored.history) == 1
+    with pytest.raises(CheckpointError, match=r"was trained on 2 process\(es\), this run has 1: .*same devices"):
+        fit(train_part, spec=TrainSpec(**TINY, max_epochs=2), val_data=val, checkpoint_dir=tmp_path)

@@ -20,11 +20,12 @@ from matgl_hybrid.training.spec import TrainSpec, upgrade_fingerprint
 class ResumableRun:
     """A ``checkpoint_dir``: its fingerprint, whether and from where training resumes, and if it already finished.
 
-    ``fingerprint.json`` holds ``{"fingerprint": …, "budget": {"max_epochs", "patience"}, "finished_epochs"}``. An
-    existing ``last.ckpt`` is resumed only when the stored fingerprint (data, target, every setting but the
-    budget, descriptor version) equals this run's, and only when it loads and fits the model. A run that finished
-    with the same budget is restored, not trained further; a larger budget continues it; a budget it has gone past
-    (fewer epochs than it ran, a smaller patience) is refused.
+    ``fingerprint.json`` holds ``{"fingerprint": …, "budget": {"max_epochs", "patience"}, "finished_epochs",
+    "world_size"}``. An existing ``last.ckpt`` is resumed only when the stored fingerprint (data, target, every
+    setting but the budget, descriptor version) equals this run's, and only when it loads and fits the model. A run
+    that finished with the same budget is restored, not trained further; a larger budget continues it; a budget it
+    has gone past (fewer epochs than it ran, a smaller patience) is refused, and so is training further on another
+    number of processes (DDP shards each epoch's data: the steps per epoch, hence the schedule, change with it).
     """
 
     HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
@@ -45,6 +46,7 @@ class ResumableRun:
         self.path: str | None = None
         self.finished_epochs: int | None = None
         self.state: dict[str, Any] | None = None
+        self.world_size = 1  # of the run in the folder (absent from records written before it: one process)
         if self.directory is None:
             return
         settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
@@ -63,6 +65,7 @@ class ResumableRun:
                     "delete it, or choose another checkpoint folder, to start over"
                 ) from None
             self.path = str(last)
+            self.world_size = int(stored.get("world_size", 1))
             self._check_budget(stored.get("budget") or {}, int(checkpoint.get("epoch", -1)) + 1, last)
             if stored.get("budget") == self.budget:
                 self.finished_epochs = stored.get("finished_epochs")
@@ -85,8 +88,26 @@ class ResumableRun:
 
     def _write(self, finished_epochs: int | None) -> None:
         if self.directory is not None:
-            record = {"fingerprint": self.fingerprint, "budget": self.budget, "finished_epochs": finished_epochs}
+            record = {
+                "fingerprint": self.fingerprint,
+                "budget": self.budget,
+                "finished_epochs": finished_epochs,
+                "world_size": self.world_size,
+            }
             atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
+
+    def check_world_size(self, world_size: int) -> None:
+        """Record the number of training processes; refuse to train a checkpoint further on another number (a
+        finished run is restored on any)."""
+        if self.path is not None and self.finished_epochs is None and world_size != self.world_size:
+            raise CheckpointError(
+                f"{self.path} was trained on {self.world_size} process(es), this run has {world_size}: each epoch's "
+                f"steps, hence the learning-rate schedule, would change mid-run; resume with the same devices, or "
+                "choose another checkpoint folder (or delete it) to start over"
+            )
+        if self.directory is not None and self.path is None and world_size != self.world_size:
+            self.world_size = world_size
+            self._write(self.finished_epochs)
 
     def check_weights(self, module: L.LightningModule) -> None:
         """Raise unless the checkpoint's weights have the names and shapes of ``module``'s."""
