@@ -285,7 +285,7 @@ def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accep
     content["hash"] = hash_dictionary(content)
     (broken / "results.json.gz").write_bytes(gzip.compress(json.dumps(content).encode()))
     assert validate_submission(broken) == [
-        f"results.json.gz: {TASK} fold_2 has a data value that is not a finite number"
+        f"results.json.gz: {TASK} fold_2 has a prediction that is not a finite number"
     ]
     # a fold record that does not list the fold's test structures in their order is refused, not scored
     for name in ("short", "long"):

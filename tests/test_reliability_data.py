@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from monty.serialization import loadfn
@@ -15,6 +16,7 @@ from pymatgen.core import Lattice, Structure
 from matgl_hybrid.data import InvalidStructureError, load, load_folder
 from matgl_hybrid.evaluation.matbench import (
     MatbenchRun,
+    load_task,
     read_candidates,
     read_results,
     validate_submission,
@@ -119,6 +121,34 @@ def test_the_submission_writer_writes_gzip_that_gzip_and_monty_read(tmp_path: Pa
         read_results(plain)
     write_results(mb, plain)
     assert json.loads(gzip.decompress(plain.read_bytes()))["tasks"].keys() == written["tasks"].keys()
+
+
+def test_a_submission_with_ensemble_uncertainties_validates_and_a_nan_std_is_named(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inner-K-fold run records each test structure's spread: matbench stores it per id as ``{"ci_lower",
+    "ci_upper", "std"}``; the check read those dicts as numbers and called every such submission unreadable."""
+    from matbench.bench import MatbenchBenchmark
+
+    monkeypatch.setenv("MATMINER_DATA", str(tmp_path))  # load_task sets it
+
+    def recorded(bad_std: bool) -> Path:
+        mb = MatbenchBenchmark(autoload=False, subset=[TASK])
+        task = mb.tasks_map[TASK]
+        load_task(task, shared_data / "matbench", download=False, allow_unofficial=True)  # the scores need targets
+        for fold in task.folds:
+            n = len(task.validation[task.folds_map[fold]].test)
+            std = np.full(n, 0.5)
+            std[0] = np.nan if bad_std and fold == 0 else std[0]
+            task.record(fold, np.zeros(n), std=std)
+        run = MatbenchRun([TASK], TINY, tmp_path / f"matbench_v0.1_Std{int(bad_std)}", progress=False)
+        run.write_submission(mb)
+        return run.out
+
+    assert validate_submission(recorded(bad_std=False)) == []
+    assert validate_submission(recorded(bad_std=True)) == [
+        f"results.json.gz: {TASK} fold_0 has an uncertainty that is not a finite number"
+    ]
 
 
 def test_the_committed_submissions_are_gzip_and_valid() -> None:

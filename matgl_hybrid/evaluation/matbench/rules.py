@@ -74,6 +74,9 @@ def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: s
         return [f"{path.name} {unreadable}: {exc}"]
 
 
+_KIND = {"data": "a prediction", "uncertainty": "an uncertainty"}
+
+
 def _results_problems(path: Path) -> list[str]:
     """Problems of a ``results.json.gz`` that MatbenchBenchmark reads: not valid, or a prediction or uncertainty
     that is not a finite number (matbench accepts NaN)."""
@@ -82,10 +85,18 @@ def _results_problems(path: Path) -> list[str]:
     for name, task in mb.tasks_map.items():
         for fold, result in (task.results or {}).items():
             for key in ("data", "uncertainty"):
-                values = list((result.get(key) or {}).values())
-                if not np.isfinite(np.asarray(values, dtype=float)).all():
-                    problems.append(f"{path.name}: {name} {fold} has a {key} value that is not a finite number")
+                values = [_numbers(v) for v in (result.get(key) or {}).values()]
+                if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in values):
+                    problems.append(f"{path.name}: {name} {fold} has {_KIND[key]} that is not a finite number")
     return problems
+
+
+def _numbers(value: Any) -> list[Any]:
+    """The numbers of one recorded prediction or uncertainty: a value, or matbench's ``{"ci_lower", "ci_upper",
+    "std"}`` of one structure (``std`` is None for an asymmetric interval)."""
+    if isinstance(value, dict):
+        return [v for k, v in value.items() if k in ("ci_lower", "ci_upper") or (k == "std" and v is not None)]
+    return [value]
 
 
 def _info_problems(info: dict[str, Any]) -> list[str]:
