@@ -177,6 +177,7 @@ def run(
     model: nn.Module, data: PreparedData | MGLDataset, read: Callable[[Any, Any], torch.Tensor], batch_size: int = 64
 ) -> torch.Tensor:
     """Run ``model`` in eval mode over the batches of ``data``; ``read(output, batch graph)`` picks what to keep.
+    Each module of ``model`` is left in the train or eval mode it was found in.
 
     Returns:
         The kept tensors of all batches, concatenated along the first axis, on the CPU.
@@ -184,7 +185,7 @@ def run(
     dataset = data.dataset if isinstance(data, PreparedData) else data
     runner = ModelLightningModule(model=model)  # MatGL's forward: positions from fractional coordinates × lattice
     device = next(model.parameters()).device
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored as found (a wrapper is born training)
     model.eval()
     kept = []
     try:
@@ -193,7 +194,8 @@ def run(
                 g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
                 kept.append(read(runner(g=g, lat=lattice, state_attr=state_attr), g).cpu())
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return torch.cat(kept)
 
 

@@ -159,7 +159,20 @@ def test_prediction_path_validates_before_any_work(structures):
     graph = inference.embed(model, structures[:3])
     fused = inference.embed(model, structures[:3], tap="fused")
     assert graph.shape[0] == fused.shape[0] == 3
-    np.testing.assert_allclose(inference.predict(model, structures[:3]), model.predict(structures[:3]), rtol=0)
+    with torch.no_grad():  # the prediction is the head on the fused vector, in target units
+        by_hand = model.output(model.head(torch.as_tensor(fused, dtype=torch.float32))).squeeze(-1).numpy()
+    np.testing.assert_allclose(inference.predict(model, structures[:3]), by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_predicting_leaves_the_model_in_the_mode_it_was_in(structures):
+    """The prediction wraps the model in a new module (born in train mode): restoring that wrapper's mode set a
+    model in eval mode to train mode, so that the next forward pass of the user's own updated BatchNorm statistics."""
+    model = _model(structures).eval()
+    model.predict(structures[:2])
+    assert not any(m.training for m in model.modules())
+    model.train()
+    model.predict(structures[:2])
+    assert all(m.training for m in model.modules())
 
 
 def test_the_old_names_of_the_checkpoint_functions_still_work_with_a_warning(structures, tmp_path):

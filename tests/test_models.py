@@ -17,6 +17,7 @@ from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, save_check
 from matgl_hybrid.data import InvalidStructureError, load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader
+from matgl_hybrid.inference import embed
 from matgl_hybrid.layers import FUSIONS, DescriptorEncoder, GraphOnly, make_fusion
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training import TrainSpec, fit
@@ -158,7 +159,7 @@ def test_nan_descriptors_are_imputed_by_the_saved_transform():
     naf = Structure(Lattice.cubic(4.6), ["Na", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train = featurize([naf, naf], "gong28", progress=False)
+        transform = DescriptorTransform().fit(featurize([naf, naf], "gong28", progress=False))
         model = HybridModel(
             backbone="megnet",
             element_types=("F", "Na", "Xe"),
@@ -166,12 +167,20 @@ def test_nan_descriptors_are_imputed_by_the_saved_transform():
             backbone_kwargs=SMALL["megnet"],
             descriptor_set="gong28",
             descriptor_version=get_descriptor_set("gong28").version,
-            descriptor_transform=DescriptorTransform().fit(train).to_dict(),
+            descriptor_transform=transform.to_dict(),
             descriptor_dim=4,
             head_hidden=(4,),
         ).eval()
         prediction = model.predict([xef2], cache_dir=None)
+        raw = featurize([xef2], "gong28", progress=False).to_numpy(dtype=float)
+        graph = torch.as_tensor(embed(model, [xef2]), dtype=torch.float32)
+    missing = np.isnan(raw[0])
+    assert missing.any()  # the packing fraction
+    filled = np.where(missing, transform.median_, raw)  # the training median in its place
+    with torch.no_grad():
+        by_hand = model.predict_from_graph(graph, torch.as_tensor(filled, dtype=torch.float32)).numpy()
     assert np.isfinite(prediction).all()
+    np.testing.assert_allclose(prediction, by_hand, rtol=1e-5)
 
 
 def test_incompatible_checkpoints_are_refused(heat_capacity, tmp_path):

@@ -57,7 +57,14 @@ def test_the_candidate_better_on_inner_data_is_chosen_and_its_score_is_its_inner
         (record,) = records
         y, p = np.array(record["y_true"]), np.array(record["y_pred"])
         assert scores[name] == pytest.approx(np.mean(np.abs(y - p)))  # the score is the MAE of what was scored
-        assert set(record["ids"]).isdisjoint(set(atoms_per_cell.ids) - set(record["ids"]))
+        _, scored_idx = ValidationSplit(0.25, 0).splits(len(atoms_per_cell))[0]
+        assert record["ids"] == [atoms_per_cell.ids[i] for i in scored_idx]  # the inner split's scored quarter
+        assert record["n_train"] + len(record["ids"]) == len(atoms_per_cell)
+    (fit,) = chosen.fits  # the graph network never trained on what it was scored on (its early-stopping split)
+    scored = chosen.folds["gnn"][0]["ids"]
+    assert set(scored).isdisjoint(fit.train_ids)
+    assert sorted(fit.val_ids) == sorted(scored)
+    assert len(fit.train_ids) == chosen.folds["gnn"][0]["n_train"]
     assert scores["informed"] < scores["blind"]
     assert chosen.chosen == "informed" == min(scores, key=scores.get)
     # The model is the best graph network; a descriptor-only winner is said plainly, not hidden.
