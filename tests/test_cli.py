@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import DEMO_DATA, LATTICE_COLUMNS, TINY_MEGNET, write_small_records
+from pymatgen.core import Structure
 
 from matgl_hybrid import data
 from matgl_hybrid.checkpoint import load_checkpoint
@@ -187,7 +188,9 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prediction"]
     assert frame["id"].tolist() == [r["id"] for r in records]
-    assert frame["prediction"].notna().all()
+    structures, ids = [Structure.from_dict(r["structure"]) for r in records], [r["id"] for r in records]
+    expected = model.predict(structures, ids=ids, cache_dir=tmp_path / "cache")  # the command is the library's
+    np.testing.assert_allclose(frame["prediction"], expected, rtol=1e-6)
 
     ensemble_args = ["--no-select", "--descriptors", "none", "--ensemble", "2", "--out", str(tmp_path / "ens")]
     code = main(["train", *common, *ensemble_args, *cache])
@@ -204,6 +207,8 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prediction", "std"]
     assert (frame["std"] > 0).all()
+    mean, std = ensemble.predict(structures, ids=ids, cache_dir=tmp_path / "cache", return_std=True)
+    np.testing.assert_allclose(frame[["prediction", "std"]].to_numpy(), np.column_stack([mean, std]), rtol=1e-6)
 
 
 @pytest.mark.slow
