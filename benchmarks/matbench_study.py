@@ -64,6 +64,7 @@ from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
 from tasks import MATBENCH_UNITS as UNITS
 
+from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore
 from matgl_hybrid.evaluation.matbench import MatbenchRun, fold_data, load_leaderboard, load_task
@@ -123,6 +124,8 @@ V2_INNER_FOLDS = 5
 #: The commit that registered Matbench v2's protocol and candidates before any of its runs (its submission names it;
 #: a test checks that candidates.json is unchanged since).
 V2_REGISTERED = "d23f789"
+#: sha256 of candidates.json as registered in that commit: a run refuses any other file (no git history needed).
+V2_CANDIDATES_SHA256 = "a153ae80aa7833b1a6e6d179eb2ce14950784a8059f0c2b4be39584de36b5efd"
 V2_PROTOCOL = (
     f"benchmarks/matbench_v2/protocol.md and candidates.json of matgl-hybrid, commit {V2_REGISTERED} (candidates, "
     "selection rule and budget unchanged since)"
@@ -143,9 +146,20 @@ def recipe_spec() -> TrainSpec:
     return TrainSpec(progress=False, clip_descriptors=False)
 
 
+def v2_registered_candidates() -> dict[str, dict]:
+    """Matbench v2's candidates, in ``candidates.json``'s order, refused unless the file is the registered one."""
+    path = V2 / "candidates.json"
+    if (digest := sha256_file(path)) != V2_CANDIDATES_SHA256:
+        raise ValueError(
+            f"{path} is not the file registered in commit {V2_REGISTERED} (sha256 {digest[:12]}…, registered "
+            f"{V2_CANDIDATES_SHA256[:12]}…): candidates may be added only as a new, separately reported run"
+        )
+    return json.loads(path.read_text())
+
+
 def _v2_candidates() -> list[str]:
     """The names of Matbench v2's registered candidates, in ``candidates.json``'s order."""
-    return list(json.loads((V2 / "candidates.json").read_text()))
+    return list(v2_registered_candidates())
 
 
 def _v2_target_line(row: dict, best: dict, published: list[dict], units: str) -> str:
@@ -169,7 +183,7 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
     spec, candidates, inner_folds, protocol = recipe_spec(), CANDIDATES, None, ""
     out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
     if model == SUBMISSION_V2:
-        candidates = json.loads((V2 / "candidates.json").read_text())
+        candidates = v2_registered_candidates()
         inner_folds, out, protocol = V2_INNER_FOLDS, RUNS / model / f"matbench_v0.1_{algorithm}", V2_PROTOCOL
     elif model != SUBMISSION:
         spec, candidates = replace(spec, **GNN_CHANGES[model]), {}

@@ -671,6 +671,18 @@ def test_the_registered_matbench_v2_candidates_are_valid_specs():
     assert "candidates.json" in (BENCHMARKS / "matbench_v2" / "protocol.md").read_text()
 
 
+def test_matbench_v2_runs_only_the_registered_candidates(tmp_path, monkeypatch):
+    """The registered file's sha256 is pinned: checked without git history, and any other file is refused."""
+    matbench_study = _script("matbench_study")
+    assert list(matbench_study.v2_registered_candidates()) == matbench_study._v2_candidates()
+    changed = json.loads((BENCHMARKS / "matbench_v2" / "candidates.json").read_text())
+    changed["late_idea"] = {"readout": "mean"}
+    (tmp_path / "candidates.json").write_text(json.dumps(changed))
+    monkeypatch.setattr(matbench_study, "V2", tmp_path)
+    with pytest.raises(ValueError, match=r"candidates\.json is not the file registered in commit d23f789"):
+        matbench_study.gnn_run(matbench_study.SUBMISSION_V2, ["matbench_jdft2d"], "MatGLHybrid")
+
+
 def test_matbench_v2_candidates_are_those_of_the_commit_its_submission_names():
     """The submission names the commit that registered the protocol: candidates.json there is the file run now."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
