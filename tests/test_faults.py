@@ -349,8 +349,10 @@ def test_options_a_command_would_ignore_are_refused(trained, tmp_path, capsys):
     assert "one of the two" in capsys.readouterr().err
     assert main(["pretrained", "list", "--data", "x.json"]) == 2
     assert "options of 'pretrained predict'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # predict computes the model's own descriptors: there is no choice to make
+    with pytest.raises(SystemExit) as exc:  # predict computes the model's own descriptors: there is no choice to make
         main(["predict", "--model", str(trained), "--data", "x", "--out", "y", "--descriptors", "gong28"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --descriptors" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bug", [TypeError, KeyError, AttributeError])

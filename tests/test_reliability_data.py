@@ -152,7 +152,9 @@ def test_a_submission_with_ensemble_uncertainties_validates_and_a_nan_std_is_nam
 
 
 def test_the_committed_submissions_are_gzip_and_valid() -> None:
-    for path in sorted(SUBMISSIONS.glob("*/results.json.gz")):
+    paths = sorted(SUBMISSIONS.glob("*/results.json.gz"))
+    assert paths, f"no submission under {SUBMISSIONS}"
+    for path in paths:
         assert path.read_bytes()[:2] == b"\x1f\x8b", path
         assert validate_submission(path.parent) == []
 

@@ -19,9 +19,6 @@ from matgl_hybrid.descriptors import featurize, get_descriptor_set, simulation, 
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.pretrained import load_pretrained
 
-pytest.importorskip("chgnet", reason="the CHGNet descriptor sets need chgnet")
-pytest.importorskip("matcalc", reason="the sim: descriptor sets need matcalc")
-
 SHIPPED = "hybrid-megnet-formation-energy"  # gong28+composition+chgnet_noenergy, as every shipped checkpoint
 
 

@@ -16,9 +16,6 @@ from matgl_hybrid.descriptors.groups import StructureContext
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.training import TrainSpec, fit
 
-pytest.importorskip("chgnet", reason="the sim: descriptor sets need chgnet")
-pytest.importorskip("matcalc", reason="the sim: descriptor sets need matcalc")
-
 
 @pytest.fixture(scope="module")
 def crystals() -> list[Structure]:

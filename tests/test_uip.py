@@ -16,8 +16,6 @@ from matgl_hybrid.descriptors import featurize, get_descriptor_set, uip
 from matgl_hybrid.model_card import LEAKAGE_CHGNET, render_card
 from matgl_hybrid.training import TrainSpec, fit
 
-pytest.importorskip("chgnet", reason="the chgnet descriptor sets need chgnet (pip install chgnet==0.4.2)")
-
 
 def test_chgnet_values_are_the_potentials_own_and_come_back_from_the_cache(elastic, tmp_path):
     structures = elastic.structures[:4]
