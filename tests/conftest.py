@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -16,10 +17,21 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEMO_DATA = DE_JONG_2015_PATH.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_root(tmp_path_factory):
+    """Every test's default cache root (descriptors, downloads) is a folder of this session, never the user's
+    ``~/.cache/matgl-hybrid``: a test neither reads values cached by another program nor writes into its cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MATGL_HYBRID_CACHE", str(tmp_path_factory.mktemp("cache_root")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Folder of the shared real datasets; the test is skipped when it is absent."""
     if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):  # CI has ../shared beside the clone: a wrong path must not skip tests silently
+            pytest.fail(f"shared datasets not found at {SHARED_DATA} (CI is set)")
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
 

@@ -59,10 +59,8 @@ def test_a_vacuum_dominated_cell_gets_no_volume_response_but_its_relaxation_and_
 
     monkeypatch.setattr(simulation, "_matcalc", never)
     monkeypatch.setattr(simulation, "calculator", never)
-    start = time.monotonic()
     with pytest.warns(UserWarning, match="featurizer failure"):
         frame = featurize([slab], "sim:chgnet", progress=False)
-    assert time.monotonic() - start < 1
     assert frame.isna().all().all()
     errors = {e["group"]: e["error"] for e in frame.attrs["errors"]}
     assert "vacuum-dominated" in errors["sim_chgnet_eos"]
