@@ -524,6 +524,7 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     assert len(members) == 2
     assert all(m["same"] and m["best_val_mae"] == m["scored_best_val_mae"] for m in members)
     assert "inner 2-fold cross-validation" in run.describe()
+    assert "base settings, which each candidate below changes as listed: MatGL megnet" in run.describe()
     inner_seconds = sum(
         json.loads(f.read_text())["seconds"] for f in inner.glob("*/fold*.json")
     )  # every inner fit, counted once, and the prediction

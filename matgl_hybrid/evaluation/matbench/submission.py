@@ -133,9 +133,10 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
     fused = ""
     if spec.descriptor_set:
         fused = f", fused ({spec.fusion}) with {describe_descriptor_set(spec.descriptor_set)}"
+    lead = "base settings, which each candidate below changes as listed: " if candidates else ""
     text = (
-        f"matgl-hybrid: MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; trained per fold with "
-        f"early stopping on {spec.val_fraction:.0%} of the training data (at most {spec.max_epochs} epochs, "
+        f"matgl-hybrid: {lead}MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; each model trained "
+        f"with early stopping on {spec.val_fraction:.0%} of its training data (at most {spec.max_epochs} epochs, "
         f"batch {spec.batch_size}, {schedule_description(spec)}, {spec.loss})."
     )
     if candidates:
