@@ -547,3 +547,17 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     with pytest.raises(FingerprintMismatch, match=r"selection/fold0/mean/fold1\.json.*descriptor_version"):
         MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
                     progress=False, **elsewhere).run()  # fmt: skip
+
+
+def test_a_submission_script_written_before_a_spec_field_reruns_with_the_settings_it_ran(monkeypatch):
+    """The v1 folder's run_matbench.py predates ``clip_descriptors``: read with today's default (clipping) it would
+    train another model than the one it records; its SPEC reads as the version that wrote it trained."""
+    folder = Path(__file__).parents[1] / "matbench_submissions" / "matbench_v0.1_MatGLHybrid"
+    script = runpy.run_path(str(folder / "run_matbench.py"))
+    assert "clip_descriptors" not in script["SPEC"]
+    ran = []
+    monkeypatch.setattr(MatbenchRun, "run", lambda self: ran.append(self.spec))
+    rerun_submission(folder, script["SPEC"], script["CANDIDATES"], script["TASKS"], "MatGLHybrid", "me")
+    assert ran[0].clip_descriptors is False
+    assert ran[0].lr_schedule == "matgl"
+    assert TrainSpec.from_stored(TrainSpec().to_dict()) == TrainSpec()  # a whole spec of today stays as it is

@@ -269,6 +269,12 @@ class TrainSpec:
             raise UnknownNameError(f"unknown keys in {source}: {unknown}; known: {sorted(known)}")
         return cls(**values)
 
+    @classmethod
+    def from_stored(cls, values: Mapping[str, Any], source: str = "TrainSpec") -> TrainSpec:
+        """A whole spec as an earlier version wrote it (``to_dict``, e.g. a submission's ``run_matbench.py``): the
+        fields added since take the values that version trained with (:data:`ADDED`), not today's defaults."""
+        return cls.from_dict({**ADDED, **values}, source)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)

@@ -378,10 +378,11 @@ def rerun_submission(
     **options: Any,
 ) -> MatbenchBenchmark:
     """What a submission's ``run_matbench.py`` runs: :class:`MatbenchRun` with its settings into ``folder``;
-    ``options`` are other :class:`MatbenchRun` fields (``data_dir``, ``allow_unofficial_data``, …)."""
+    ``options`` are other :class:`MatbenchRun` fields (``data_dir``, ``allow_unofficial_data``, …). A ``spec``
+    written before a field existed reads as that version trained (:meth:`TrainSpec.from_stored`)."""
     run = MatbenchRun(
         tasks=tasks,
-        spec=TrainSpec(**spec),
+        spec=TrainSpec.from_stored(spec, "run_matbench.py's SPEC"),
         candidates=candidates,
         out=folder,
         algorithm=algorithm,
