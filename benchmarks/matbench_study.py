@@ -157,11 +157,6 @@ def v2_registered_candidates() -> dict[str, dict]:
     return json.loads(path.read_text())
 
 
-def _v2_candidates() -> list[str]:
-    """The names of Matbench v2's registered candidates, in ``candidates.json``'s order."""
-    return list(v2_registered_candidates())
-
-
 def _v2_target_line(row: dict, best: dict, published: list[dict], units: str) -> str:
     """Issue "Matbench v2"'s targets for ``row`` (its summary): below the leaderboard's best and, the moonshot,
     below the best published numbers; a run of fewer than five folds says so."""
@@ -318,7 +313,7 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "training fold (the test fold plays no part in the choice, but the candidate list was fixed after three of "
         "them had been scored on the test folds); a fold shows once all its candidates ran. "
         '`submission_v2` (issue "Matbench v2", protocol and candidates registered in `benchmarks/matbench_v2/` '
-        f"before its runs): per fold, the candidate among {', '.join(_v2_candidates())} with the lowest "
+        f"before its runs): per fold, the candidate among {', '.join(v2_registered_candidates())} with the lowest "
         f"out-of-fold MAE of an inner {V2_INNER_FOLDS}-fold cross-validation on the training fold; its "
         f"{V2_INNER_FOLDS} inner models, averaged, predict the test fold.",
         "",

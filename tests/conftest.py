@@ -28,7 +28,7 @@ def own_cache_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Folder of the shared real datasets; the test is skipped when it is absent."""
+    """Folder of the shared real datasets; the test is skipped when it is absent (fails when ``CI`` is set)."""
     if not SHARED_DATA.is_dir():
         if os.environ.get("CI"):  # CI has ../shared beside the clone: a wrong path must not skip tests silently
             pytest.fail(f"shared datasets not found at {SHARED_DATA} (CI is set)")

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.data import from_structures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -674,7 +675,10 @@ def test_the_registered_matbench_v2_candidates_are_valid_specs():
 def test_matbench_v2_runs_only_the_registered_candidates(tmp_path, monkeypatch):
     """The registered file's sha256 is pinned: checked without git history, and any other file is refused."""
     matbench_study = _script("matbench_study")
-    assert list(matbench_study.v2_registered_candidates()) == matbench_study._v2_candidates()
+    assert sha256_file(BENCHMARKS / "matbench_v2" / "candidates.json") == matbench_study.V2_CANDIDATES_SHA256
+    assert list(matbench_study.v2_registered_candidates()) == list(
+        json.loads((BENCHMARKS / "matbench_v2" / "candidates.json").read_text())
+    )
     changed = json.loads((BENCHMARKS / "matbench_v2" / "candidates.json").read_text())
     changed["late_idea"] = {"readout": "mean"}
     (tmp_path / "candidates.json").write_text(json.dumps(changed))

@@ -166,13 +166,18 @@ def test_prediction_path_validates_before_any_work(structures):
 
 def test_predicting_leaves_the_model_in_the_mode_it_was_in(structures):
     """The prediction wraps the model in a new module (born in train mode): restoring that wrapper's mode set a
-    model in eval mode to train mode, so that the next forward pass of the user's own updated BatchNorm statistics."""
+    model in eval mode to train mode, so that its next forward pass updated its BatchNorm statistics."""
     model = _model(structures).eval()
     model.predict(structures[:2])
     assert not any(m.training for m in model.modules())
     model.train()
+    model.backbone.eval()  # modules in different modes, as when a backbone is frozen: each kept as found
+    modes = {name: m.training for name, m in model.named_modules()}
     model.predict(structures[:2])
-    assert all(m.training for m in model.modules())
+    inference.embed(model, structures[:2])
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert modes[""]
+    assert not modes["backbone"]
 
 
 def test_the_old_names_of_the_checkpoint_functions_still_work_with_a_warning(structures, tmp_path):

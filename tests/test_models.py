@@ -157,10 +157,10 @@ def test_unknown_element_and_isolated_atom_are_refused(heat_capacity):
 def test_nan_descriptors_are_imputed_by_the_saved_transform():
     # matminer has no atomic radius for Xe: the packing fraction of XeF2 is NaN, the transform imputes it.
     xef2 = Structure(Lattice.tetragonal(4.3, 7.0), ["Xe", "F", "F"], [[0, 0, 0], [0, 0, 0.28], [0, 0, 0.72]])
-    naf = Structure(Lattice.cubic(4.6), ["Na", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    naf = [Structure(Lattice.cubic(a), ["Na", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (4.2, 4.6, 6.0)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        transform = DescriptorTransform().fit(featurize([naf, naf], "gong28", progress=False))
+        transform = DescriptorTransform().fit(featurize(naf, "gong28", progress=False))
         model = HybridModel(
             backbone="megnet",
             element_types=("F", "Na", "Xe"),
@@ -177,6 +177,7 @@ def test_nan_descriptors_are_imputed_by_the_saved_transform():
         graph = torch.as_tensor(embed(model, [xef2]), dtype=torch.float32)
     missing = np.isnan(raw[0])
     assert missing.any()  # the packing fraction
+    assert not np.allclose(transform.median_[missing], transform.mean_[missing])  # median, not mean, is checked
     filled = np.where(missing, transform.median_, raw)  # the training median in its place
     with torch.no_grad():
         by_hand = model.predict_from_graph(graph, torch.as_tensor(filled, dtype=torch.float32)).numpy()

@@ -188,3 +188,10 @@ def test_a_checkpoint_trained_on_other_processes_is_not_trained_further(elastic,
     assert len(restored.history) == 1
     with pytest.raises(CheckpointError, match=r"was trained on 2 process\(es\), this run has 1: .*same devices"):
         fit(train_part, spec=TrainSpec(**TINY, max_epochs=2), val_data=val, checkpoint_dir=tmp_path)
+    assert json.loads(stamp.read_text())["budget"]["max_epochs"] == 1  # the refused run left the record as it was
+    assert len(fit(train_part, spec=spec, val_data=val, checkpoint_dir=tmp_path).history) == 1  # still restored
+    # a record written before the number was kept: taken as it comes, and the number recorded from then on
+    stamp.write_text(json.dumps({k: v for k, v in record.items() if k != "world_size"}))
+    grown = fit(train_part, spec=TrainSpec(**TINY, max_epochs=2), val_data=val, checkpoint_dir=tmp_path)
+    assert len(grown.history) == 2
+    assert json.loads(stamp.read_text())["world_size"] == 1

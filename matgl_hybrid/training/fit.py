@@ -247,7 +247,7 @@ def fit(
         settings.setdefault("default_root_dir", str(root_dir))
         with quiet_lightning():
             trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
-        resume.check_world_size(trainer.world_size)
+        resume.begin(trainer.world_size, trainer.is_global_zero)
         module = build_module(spec, model, -(-len(datamodule.train_set) // trainer.world_size))
         resume.check_weights(module)
         with warnings.catch_warnings():

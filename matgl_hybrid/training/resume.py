@@ -46,7 +46,7 @@ class ResumableRun:
         self.path: str | None = None
         self.finished_epochs: int | None = None
         self.state: dict[str, Any] | None = None
-        self.world_size = 1  # of the run in the folder (absent from records written before it: one process)
+        self.world_size: int | None = None  # training processes of the run in the folder (None: not recorded)
         if self.directory is None:
             return
         settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
@@ -65,11 +65,10 @@ class ResumableRun:
                     "delete it, or choose another checkpoint folder, to start over"
                 ) from None
             self.path = str(last)
-            self.world_size = int(stored.get("world_size", 1))
+            self.world_size = stored.get("world_size")
             self._check_budget(stored.get("budget") or {}, int(checkpoint.get("epoch", -1)) + 1, last)
             if stored.get("budget") == self.budget:
                 self.finished_epochs = stored.get("finished_epochs")
-        self._write(self.finished_epochs)  # a finished run stays marked until it has been restored
 
     def _check_budget(self, stored: dict[str, Any], epochs_run: int, last: Path) -> None:
         """Refuse a budget the checkpoint has gone past: fewer epochs than it ran, or a smaller patience (it would
@@ -96,17 +95,23 @@ class ResumableRun:
             }
             atomic_write_text(self.directory / "fingerprint.json", json.dumps(record))
 
-    def check_world_size(self, world_size: int) -> None:
-        """Record the number of training processes; refuse to train a checkpoint further on another number (a
-        finished run is restored on any)."""
-        if self.path is not None and self.finished_epochs is None and world_size != self.world_size:
+    def begin(self, world_size: int, is_global_zero: bool = True) -> None:
+        """Before training, once the Trainer knows its number of processes: refuse to train a checkpoint further
+        on another number than it was trained on (a finished run is restored on any; a record written before the
+        number was kept is taken as it comes), then write ``fingerprint.json`` (rank 0). A finished run stays
+        marked until it has been restored."""
+        if self.directory is None:
+            return
+        restored = self.path is not None and self.finished_epochs is not None
+        if self.path is not None and not restored and self.world_size not in (None, world_size):
             raise CheckpointError(
                 f"{self.path} was trained on {self.world_size} process(es), this run has {world_size}: each epoch's "
                 f"steps, hence the learning-rate schedule, would change mid-run; resume with the same devices, or "
                 "choose another checkpoint folder (or delete it) to start over"
             )
-        if self.directory is not None and self.path is None and world_size != self.world_size:
+        if not restored:
             self.world_size = world_size
+        if is_global_zero:
             self._write(self.finished_epochs)
 
     def check_weights(self, module: L.LightningModule) -> None:

@@ -18,6 +18,9 @@ import numpy as np
 
 from matgl_hybrid.evaluation.matbench.submission import read_results
 
+#: What a results value is, in a problem's words.
+_KIND: dict[str, str] = {"data": "a prediction", "uncertainty": "an uncertainty"}
+
 
 def validate_submission(folder: str | Path) -> list[str]:
     """Problems that would fail the leaderboard's submission test (empty list: valid)."""
@@ -74,9 +77,6 @@ def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: s
         return [f"{path.name} {unreadable}: {exc}"]
 
 
-_KIND = {"data": "a prediction", "uncertainty": "an uncertainty"}
-
-
 def _results_problems(path: Path) -> list[str]:
     """Problems of a ``results.json.gz`` that MatbenchBenchmark reads: not valid, or a prediction or uncertainty
     that is not a finite number (matbench accepts NaN)."""
@@ -84,18 +84,22 @@ def _results_problems(path: Path) -> list[str]:
     problems = [] if mb.is_valid else [f"{path.name} is not valid (MatbenchBenchmark.is_valid is False)"]
     for name, task in mb.tasks_map.items():
         for fold, result in (task.results or {}).items():
+            ids = task.validation[fold].test  # not the stored keys: matbench's dicts add one on a missed lookup
             for key in ("data", "uncertainty"):
-                values = [_numbers(v) for v in (result.get(key) or {}).values()]
+                if not (recorded := result.get(key)):  # no uncertainty recorded (no data: is_valid says so)
+                    continue
+                values = [_numbers(recorded.get(i)) for i in ids]
                 if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in values):
                     problems.append(f"{path.name}: {name} {fold} has {_KIND[key]} that is not a finite number")
     return problems
 
 
 def _numbers(value: Any) -> list[Any]:
-    """The numbers of one recorded prediction or uncertainty: a value, or matbench's ``{"ci_lower", "ci_upper",
-    "std"}`` of one structure (``std`` is None for an asymmetric interval)."""
+    """The numbers of one recorded prediction or uncertainty: a value (None where the structure has none), or
+    matbench's ``{"ci_lower", "ci_upper", "std"}`` of one structure (``std`` is None for an asymmetric interval)."""
     if isinstance(value, dict):
-        return [v for k, v in value.items() if k in ("ci_lower", "ci_upper") or (k == "std" and v is not None)]
+        numbers = [v for k, v in value.items() if k in ("ci_lower", "ci_upper") or (k == "std" and v is not None)]
+        return numbers or [float("nan")]  # no interval at all: not a finite uncertainty
     return [value]
 
 
