@@ -78,6 +78,7 @@ from matgl_hybrid.training import (
 )
 from matgl_hybrid.training.candidates import INTENSIVE_READOUT
 from matgl_hybrid.training.fold_store import FoldStore
+from matgl_hybrid.training.selection import best_candidate
 
 OUT = RESULTS / "default_selection"
 SUBMISSION_FOLDS = ROOT / "matbench_submissions" / "matbench_v0.1_MatGLHybrid" / "folds"
@@ -174,8 +175,8 @@ def run_matbench() -> None:
                     progress=False,
                 )
             inner = {n: r["params"]["best_val_mae"] for n, r in graph.items()} | guard.scores
-            chosen = min(inner, key=inner.get)
-            model = min(graph, key=lambda n: inner[n])
+            chosen = best_candidate(inner)  # the library's rule: the first on a tie, a NaN never wins
+            model = best_candidate({n: inner[n] for n in graph})
             test = {
                 "extensive": results[name]["recipe"]["fold_mae"][fold],
                 "intensive": results[name]["set2set_recipe"]["fold_mae"][fold],

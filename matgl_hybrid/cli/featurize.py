@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from matgl_hybrid.cli.options import (
-    CACHE_DIR_HELP,
     DATA_HELP,
     add_cache_options,
     add_overwrite_option,
@@ -16,7 +15,6 @@ from matgl_hybrid.cli.options import (
     check_outputs,
 )
 from matgl_hybrid.descriptors import DescriptorCache, featurize_file, import_archive
-from matgl_hybrid.paths import descriptor_cache_dir
 
 
 def add_featurize_options(p: argparse.ArgumentParser) -> None:
@@ -50,7 +48,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def cmd_cache_import(args: argparse.Namespace) -> int:
     """Add the values of archives written by ``featurize --archive`` to the descriptor cache."""
-    folder = args.cache_dir or descriptor_cache_dir()
+    folder = cache(args)
     for archive in args.archives:
         n = import_archive(DescriptorCache(folder), archive)
         print(f"imported the values of {n} structures from {archive} into {folder}")
@@ -60,7 +58,7 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
 def cache_import_options(p: argparse.ArgumentParser) -> None:
     """The options of ``cache-import``."""
     p.add_argument("archives", nargs="+", type=Path, help="archive files (.json.gz)")
-    p.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
+    add_cache_options(p, no_cache=False)
     p.set_defaults(func=cmd_cache_import)
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from matgl_hybrid.checkpoint import FORMAT_VERSION, migrate_checkpoint
+from matgl_hybrid.cli.options import add_overwrite_option
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -19,10 +20,9 @@ def migrate_options(p: argparse.ArgumentParser) -> None:
     """The options of ``migrate``."""
     p.add_argument("source", type=Path, help="the old checkpoint folder (left as it is)")
     p.add_argument("--out", required=True, type=Path, help="folder of the converted checkpoint")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a saved model already at --out (or write beside the files of a non-empty folder; nothing else is "
+    add_overwrite_option(
+        p,
+        "replace a saved model already at --out (or write beside the files of a non-empty folder; nothing else is "
         "deleted)",
     )
     p.set_defaults(func=cmd_migrate)

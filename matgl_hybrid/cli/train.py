@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from matgl_hybrid.cli.options import add_data_options
+from matgl_hybrid.cli.options import add_data_options, add_overwrite_option
 from matgl_hybrid.cli.options import cache as cache_of
 from matgl_hybrid.cli.spec import add_selection_options, add_spec_options, print_skipped, selection, train_spec
 from matgl_hybrid.evaluation import run_cv
@@ -82,10 +82,8 @@ def train_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="Lightning checkpoints; rerunning with the same data and settings resumes from them",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)",
+    add_overwrite_option(
+        p, "write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)"
     )
     add_spec_options(p)
     add_selection_options(p, by_default=True)

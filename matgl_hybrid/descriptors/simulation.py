@@ -468,9 +468,8 @@ def tier_groups(sim: Simulator) -> dict[str, tuple[FeatureGroup, ...]]:
 #: Every simulated group, by potential and tier, under the default settings (:func:`simulation_set` builds them
 #: under the settings of its call).
 SIM_GROUPS = {name: tier_groups(sim) for name, sim in SIMULATORS.items()}
-#: CHGNet's (the first simulator's) groups.
+#: CHGNet's (the first simulator's) cheap-tier groups.
 CHEAP_GROUPS = SIM_GROUPS["chgnet"]["cheap"]
-FULL_GROUPS = SIM_GROUPS["chgnet"]["full"]
 POTENTIALS = tuple(SIMULATORS)
 
 

@@ -54,7 +54,7 @@ class ValidationSplit:
         return [split_indices(n, self.fraction, self.seed)]
 
     def to_dict(self) -> dict[str, Any]:
-        """The scheme as records keep it (:func:`scheme_from_dict` reads it back)."""
+        """The scheme as records keep it."""
         return {"scheme": "validation_split", "fraction": self.fraction, "seed": self.seed}
 
     def describe(self) -> str:
@@ -86,7 +86,7 @@ class InnerKFold:
         return kfold_splits(n, self.k, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        """The scheme as records keep it (:func:`scheme_from_dict` reads it back)."""
+        """The scheme as records keep it."""
         return {"scheme": "inner_kfold", "k": self.k, "seed": self.seed}
 
     def describe(self) -> str:
@@ -95,17 +95,6 @@ class InnerKFold:
 
 
 Scheme = ValidationSplit | InnerKFold
-
-
-def scheme_from_dict(values: Mapping[str, Any]) -> Scheme:
-    """The scheme a :meth:`Selection.record` (``selection.scheme``) names."""
-    values = dict(values)
-    kind = values.pop("scheme", None)
-    if kind == "validation_split":
-        return ValidationSplit(**values)
-    if kind == "inner_kfold":
-        return InnerKFold(**values)
-    raise ValueError(f"unknown selection scheme {kind!r}: validation_split or inner_kfold")
 
 
 @dataclass
