@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ def set_descriptors(dataset: MGLDataset, descriptors: np.ndarray) -> None:
         graph.descriptor = row.unsqueeze(0)
 
 
-def has_edges(structure, cutoff: float) -> bool:
+def has_edges(structure: Structure, cutoff: float) -> bool:
     """Whether any atom of ``structure`` has a neighbour within ``cutoff`` (Å), i.e. its graph is not empty."""
     return len(structure.get_neighbor_list(cutoff)[0]) > 0
 
@@ -127,7 +128,7 @@ def make_loader(
 
 
 @contextmanager
-def swapped_node_types(g, node_type: torch.Tensor) -> Iterator[None]:
+def swapped_node_types(g: Any, node_type: torch.Tensor) -> Iterator[None]:
     """Run a forward pass with ``g.node_type`` replaced (masked atoms, another encoder's types); restored after."""
     original = g.node_type
     g.node_type = node_type

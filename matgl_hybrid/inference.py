@@ -117,7 +117,11 @@ def group_differences(dset: DescriptorSet, recorded: dict[str, str]) -> list[str
 
 
 def model_descriptors(
-    model: nn.Module, structures: Sequence[Structure], ids: Sequence[str], cache_dir=None, n_jobs: int = 1
+    model: nn.Module,
+    structures: Sequence[Structure],
+    ids: Sequence[str],
+    cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
 ) -> np.ndarray | None:
     """The raw descriptors (n, D) a hybrid model takes (NaN where a featurizer failed); None without descriptors.
 
@@ -158,7 +162,11 @@ class PreparedData:
 
 
 def prepare(
-    model: nn.Module, structures: Sequence, ids: Sequence[Any] | None = None, cache_dir=None, n_jobs: int = 1
+    model: nn.Module,
+    structures: Sequence,
+    ids: Sequence[Any] | None = None,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
 ) -> PreparedData:
     """Validate ``structures`` (pymatgen or ASE) for ``model``, compute its descriptors and build the graphs.
 
@@ -207,6 +215,7 @@ class MemberOutputs(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        """A batch of B graphs -> (K, B, T): each member's predictions, one row per graph."""
         return torch.stack([m(g, state_attr=state_attr).reshape(g.num_graphs, -1) for m in self.members])
 
 
@@ -349,7 +358,7 @@ def embed(
     tap: str = "graph",
     *,
     batch_size: int = 64,
-    cache_dir=None,
+    cache_dir: str | Path | None = None,
     n_jobs: int = 1,
 ) -> np.ndarray:
     """Graph-level vectors of a hybrid model's ``feature_dict[tap]`` (``graph``: after the readout; ``fused``:

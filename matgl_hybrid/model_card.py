@@ -27,7 +27,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def holdout_metrics(model, test: StructureData, cache_dir: str | Path | None = None) -> dict[str, Any]:
+def holdout_metrics(model: torch.nn.Module, test: StructureData, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Predict ``test`` with ``model`` on the CPU (the model is moved there) and score it.
 
     ``cache_dir``: descriptor cache folder; None: no cache.

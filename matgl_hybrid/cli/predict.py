@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matgl_hybrid.checkpoint import load_checkpoint, read_header
 from matgl_hybrid.cli.options import DATA_HELP, add_prediction_options, cache, check_outputs, first_skipped
 from matgl_hybrid.inference import predict_file, prediction_outputs
 from matgl_hybrid.pretrained import list_pretrained, resolve
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def check_prediction_outputs(args: argparse.Namespace) -> None:
@@ -19,7 +23,7 @@ def check_prediction_outputs(args: argparse.Namespace) -> None:
                   {"--data": args.data})  # fmt: skip
 
 
-def predict_to_csv(model, args: argparse.Namespace) -> int:
+def predict_to_csv(model: nn.Module, args: argparse.Namespace) -> int:
     """Predict ``--data`` with ``model`` into ``--out`` (:func:`~matgl_hybrid.inference.predict_file`) and say so."""
     options = {"batch_size": args.batch_size, "cache_dir": cache(args), "n_jobs": args.n_jobs}
     result = predict_file(model, args.data, args.out, skip_invalid=args.skip_invalid, **options)

@@ -35,13 +35,17 @@ class UserDescriptors:
     by_id: bool = False
 
     @classmethod
-    def from_csv(cls, path: str | Path, id_column: str | None = "id", columns: Sequence[str] | None = None):
+    def from_csv(
+        cls, path: str | Path, id_column: str | None = "id", columns: Sequence[str] | None = None
+    ) -> UserDescriptors:
         """Read a CSV; rows align by ``id_column`` (or by position when it is None)."""
         frame = read_csv(path)
         return cls.from_frame(frame, columns=columns, id_column=id_column)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, columns: Sequence[str] | None = None, id_column: str | None = None):
+    def from_frame(
+        cls, frame: pd.DataFrame, columns: Sequence[str] | None = None, id_column: str | None = None
+    ) -> UserDescriptors:
         """Take ``columns`` (default: all but ``id_column``) of a DataFrame."""
         if id_column is not None:
             if id_column not in frame.columns:
@@ -62,7 +66,7 @@ class UserDescriptors:
         return cls(frame.astype(float), by_id=id_column is not None)
 
     @classmethod
-    def from_array(cls, array: np.ndarray, names: Sequence[str] | None = None):
+    def from_array(cls, array: np.ndarray, names: Sequence[str] | None = None) -> UserDescriptors:
         """An (n, k) array aligned by position; columns named ``user_0`` … unless ``names`` are given."""
         array = np.asarray(array, dtype=float)
         if array.ndim != 2:

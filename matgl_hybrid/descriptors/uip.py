@@ -31,13 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext, reference_structures
 from matgl_hybrid.potentials import load_potential, shipped_potentials, weights_sha256
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 #: The CHGNet weights used: the universal potential of chgnet 0.4.x's wheel (MPtrj, BSD-style licence).
 CHGNET_MODEL = "0.3.0"
@@ -180,7 +183,7 @@ def matpes_potential() -> Any:
     return load_potential(MATPES_POTENTIAL)
 
 
-def matpes_atom_features(structure) -> np.ndarray:
+def matpes_atom_features(structure: Structure) -> np.ndarray:
     """(N, 128) per-atom features of the potential's last layer (its ``readout`` input) for one structure."""
     model = matpes_potential().model
     with torch.no_grad():

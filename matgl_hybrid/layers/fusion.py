@@ -24,6 +24,7 @@ class DescriptorEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """Descriptors (B, D) -> encoded descriptors (B, H)."""
         return self.net(descriptors)
 
 
@@ -35,6 +36,7 @@ class ConcatFusion(nn.Module):
         self.out_dim = graph_dim + descriptor_dim
 
     def forward(self, graph: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Graph vectors (B, F) and encoded descriptors (B, H) -> their concatenation (B, F + H)."""
         return torch.cat([graph, descriptors], dim=-1)
 
 
@@ -51,6 +53,7 @@ class GatedFusion(nn.Module):
         self.out_dim = descriptor_dim
 
     def forward(self, graph: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Graph vectors (B, F) and encoded descriptors (B, H) -> their gated mix (B, H)."""
         gate = torch.sigmoid(self.gate(torch.cat([graph, descriptors], dim=-1)))
         return gate * self.project(graph) + (1 - gate) * descriptors
 
@@ -65,6 +68,7 @@ class FiLMFusion(nn.Module):
         self.out_dim = graph_dim
 
     def forward(self, graph: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Graph vectors (B, F) and encoded descriptors (B, H) -> the graph vectors scaled and shifted (B, F)."""
         gamma, beta = self.film(descriptors).chunk(2, dim=-1)
         return graph * (1 + gamma) + beta
 
@@ -78,6 +82,7 @@ class GraphOnly(nn.Module):
         self.out_dim = graph_dim
 
     def forward(self, graph: torch.Tensor, descriptors: torch.Tensor | None = None) -> torch.Tensor:
+        """Graph vectors (B, F) -> the same (B, F); ``descriptors`` are ignored."""
         return graph
 
 

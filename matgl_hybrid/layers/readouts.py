@@ -69,6 +69,7 @@ class ExtensiveReadout(MultiAggregation):
         dim_size: int | None = None,
         dim: int = -2,
     ) -> torch.Tensor:
+        """Node features (N, F) grouped by batch index (N,) -> mean ⊕ sum ⊕ log(n_atoms) per graph (B, 2F + 1)."""
         n_atoms = self.reduce(torch.ones_like(x[..., :1]), index, ptr, dim_size, dim, reduce="sum")
         return torch.cat([super().forward(x, index, ptr, dim_size, dim), torch.log(n_atoms)], dim=-1)
 

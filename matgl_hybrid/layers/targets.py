@@ -21,6 +21,7 @@ class Destandardize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """Standardized values (B, T) -> values in the target units (B, T)."""
         return raw * self.std + self.mean
 
 
@@ -36,6 +37,7 @@ class Probabilities(nn.Module):
         self.logits: torch.Tensor | None = None
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T) -> probabilities (B, T); the logits are kept in ``logits``."""
         self.logits = raw
         return torch.sigmoid(raw)
 

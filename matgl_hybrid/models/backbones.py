@@ -30,13 +30,17 @@ def _no_state(node_feat: torch.Tensor, g: Any) -> torch.Tensor:
     return node_feat.new_zeros((num_graphs(g), 0))
 
 
-def _from_feature_dict(model: MatGLModel, g: Any, state_attr: torch.Tensor | None, state: bool):
+def _from_feature_dict(
+    model: MatGLModel, g: Any, state_attr: torch.Tensor | None, state: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     model(g, state_attr=state_attr)
     last = model.feature_dict[f"gc_{_arg(model, 'nblocks')}"]
     return last["node_feat"], (last["state_feat"] if state else _no_state(last["node_feat"], g))
 
 
-def _tensornet_features(model: MatGLModel, g: Any, state_attr: torch.Tensor | None):
+def _tensornet_features(
+    model: MatGLModel, g: Any, state_attr: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     node_feat = model.forward_features(g, state_attr=state_attr)["readout"]
     return node_feat, _no_state(node_feat, g)
 
@@ -49,7 +53,9 @@ class SkippedHead(nn.Module):
     them.
     """
 
-    def forward(self, x: torch.Tensor, batch: torch.Tensor | None = None, num_graphs: int | None = None, **kwargs):
+    def forward(
+        self, x: torch.Tensor, batch: torch.Tensor | None = None, num_graphs: int | None = None, **kwargs
+    ) -> torch.Tensor:
         if batch is None:
             return x.new_zeros((*x.shape[:-1], 1))
         rows = num_graphs if num_graphs is not None else int(batch.max()) + 1 if batch.numel() else 0

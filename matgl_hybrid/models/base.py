@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,6 +15,12 @@ from matgl_hybrid.layers import make_output
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.negnn import node_input
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ase import Atoms
+    from pymatgen.core import Structure
+
 
 class Predicting:
     """``predict`` and ``predict_structure`` from bare structures, the same for a model and an ensemble (one
@@ -24,7 +30,7 @@ class Predicting:
         self,
         structures: Sequence,
         batch_size: int = 64,
-        cache_dir=None,
+        cache_dir: str | Path | None = None,
         n_jobs: int = 1,
         ids: Sequence | None = None,
         *,
@@ -42,7 +48,7 @@ class Predicting:
             self, structures, ids, batch_size=batch_size, cache_dir=cache_dir, n_jobs=n_jobs, return_std=return_std
         )
 
-    def predict_structure(self, structure, **kwargs) -> torch.Tensor:
+    def predict_structure(self, structure: Structure | Atoms, **kwargs) -> torch.Tensor:
         """Predict one structure: a tensor of shape () for one target, (T,) for several."""
         return torch.as_tensor(self.predict([structure], **kwargs)[0])
 

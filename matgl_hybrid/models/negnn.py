@@ -29,6 +29,7 @@ class NodeEmbeddingInput(nn.Module):
         self.project = nn.Sequential(nn.Linear(dim + ne_dim, dim), activation)
 
     def forward(self, node_attr: torch.Tensor) -> torch.Tensor:
+        """``[type, NE…]`` (N, 1 + D) -> the activated projection of emb(type) ⊕ NE (N, F)."""
         own = self.types(node_attr[:, 0].long())
         return self.project(torch.cat([own, node_attr[:, 1:].to(own.dtype)], dim=-1))
 
@@ -37,6 +38,7 @@ class NodeTypes(nn.Module):
     """The node input of a plain backbone: ``g.node_type`` (N,) as it is."""
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        """A batch of N atoms -> their ``g.node_type`` (N,); ``state_attr`` is ignored."""
         return g.node_type
 
 
@@ -62,6 +64,8 @@ class FrozenEncoder(nn.Module):
         )
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None) -> torch.Tensor:
+        """A batch of N atoms -> ``[type, NE…]`` (N, 1 + D): each atom's type (the model's element order) as a float,
+        then the frozen encoder's NE vectors of its layers."""
         self.encoder.eval()
         with swapped_node_types(g, self.type_map[g.node_type]), torch.no_grad():
             self.encoder(g, state_attr=state_attr)

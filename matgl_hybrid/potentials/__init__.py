@@ -19,11 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, check_pinned, verify
+
+if TYPE_CHECKING:
+    from matgl.apps.pes import Potential
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = HERE / "registry.json"
@@ -137,7 +140,7 @@ def load_weights(name: str | Path) -> dict[str, torch.Tensor]:
     return _weights(*verified_files(name))
 
 
-def load_potential(name: str | Path):
+def load_potential(name: str | Path) -> Potential:
     """A shipped potential by name, or one in a folder of that layout, as a ``matgl.apps.pes.Potential`` (eval mode).
 
     Raises:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from matgl_hybrid.graphs import build_dataset, collate_fn_graph
 from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.ssl.pretext import PretextModule
+
+if TYPE_CHECKING:
+    from matgl.graph.data import MGLDataset
 
 
 def random_supercell(structure: Structure, rng: np.random.Generator, max_atoms: int = 64) -> Structure:
@@ -43,17 +46,17 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
 class PairedViews(Dataset):
     """Items ``(view 1 item, view 2 item)`` of two MGLDatasets aligned by index."""
 
-    def __init__(self, first, second):
+    def __init__(self, first: MGLDataset, second: MGLDataset) -> None:
         self.first, self.second = first, second
 
     def __len__(self) -> int:
         return len(self.first)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         return self.first[index], self.second[index]
 
 
-def collate_pairs(items):
+def collate_pairs(items: Sequence[tuple[Any, Any]]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """MatGL's collate applied to each view."""
     first, second = zip(*items, strict=True)
     return collate_fn_graph(list(first)), collate_fn_graph(list(second))
@@ -98,7 +101,9 @@ class ContrastivePretraining(PretextModule):
         return int(pair[0][0].num_graphs)
 
 
-def paired_views(structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], seed: int = 0):
+def paired_views(
+    structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], seed: int = 0
+) -> PairedViews:
     """Dataset of (original, random-supercell) graph pairs for contrastive training."""
     rng = np.random.default_rng(seed)
     ids = entry_ids(len(structures))
@@ -107,7 +112,9 @@ def paired_views(structures: Sequence[Structure], cutoff: float, element_types: 
     return PairedViews(first, second)
 
 
-def split_views(structures: Sequence[Structure], cutoff: float, element_types, val_fraction: float, seed: int):
+def split_views(
+    structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], val_fraction: float, seed: int
+) -> tuple[PairedViews, PairedViews]:
     """Train and validation :class:`PairedViews`."""
     train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
     return (

@@ -10,6 +10,7 @@ model holds the fine-tuned weights and references the pretrained ones by name an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -154,7 +155,7 @@ def uses_finetuning_schedule(spec: TrainSpec) -> bool:
     )
 
 
-def warmup_ema_update(decay: float):
+def warmup_ema_update(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """``avg_fn`` of :class:`torch.optim.swa_utils.AveragedModel`: an exponential moving average whose decay ramps
     up, ``min(decay, (1 + n) / (10 + n))`` at the n-th update (as TensorFlow's ``ExponentialMovingAverage`` with
     ``num_updates``).

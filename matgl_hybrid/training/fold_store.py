@@ -29,6 +29,7 @@ class FoldStore:
         self.fingerprint = fingerprint
 
     def path(self, fold: int) -> Path:
+        """The record file of fold ``fold``: ``<directory>/fold<fold>.json``."""
         return self.directory / f"fold{fold}.json"
 
     def has(self, fold: int) -> bool:
@@ -41,9 +42,11 @@ class FoldStore:
         return True
 
     def load(self, fold: int) -> dict[str, Any]:
+        """The record of a finished fold as saved; its fingerprint is checked by :meth:`has`, not here."""
         return read_json(self.path(fold))
 
     def save(self, fold: int, record: dict[str, Any]) -> None:
+        """Write the record of a finished fold atomically, with the store's fingerprint added when it has one."""
         if self.fingerprint is not None:
             record = {**record, "fingerprint": self.fingerprint}
         atomic_write_text(self.path(fold), json.dumps(record))

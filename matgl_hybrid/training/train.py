@@ -86,7 +86,7 @@ class TrainedModel:
         ``global_rank`` 0 writes; the others return None.
 
         Args:
-            out: the checkpoint folder (see :func:`~matgl_hybrid.checkpoint.save_model`).
+            out: the checkpoint folder (see :func:`~matgl_hybrid.checkpoint.save_checkpoint`).
             source: where the data came from, recorded first (the CLI's ``data``, ``target``, ``target_transform``;
                 with them the test split can be rebuilt by :func:`~matgl_hybrid.model_card.heldout_split`).
             command: the command line that trained the model, recorded and shown in the card.
