@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from matgl_hybrid.figures import Entry, Reference, bars, panels, save
+from matgl_hybrid.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The commands timed, and whether the 2 s target applies (a command's own help imports what its options list).
@@ -61,7 +62,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cli_startup.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    atomic_write_text(RESULTS / "cli_startup.json", json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
     lines = [
         "# Command-line start-up time",
         "",
@@ -74,7 +75,7 @@ def main() -> None:
         target = "—" if r["target_s"] is None else f"< {TARGET_S:g} s: {'met' if r['meets_target'] else 'MISSED'}"
         lines.append(f"| `{r['command']}` | {r['median_s']:.2f} | {r['max_s']:.2f} | {target} |")
     lines += ["", "Before the command line imported lazily: `--version` 9.6 s, `--help` 12 s (issue's measurement)."]
-    (RESULTS / "cli_startup.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / "cli_startup.md", "\n".join(lines) + "\n")
     fig, (ax,) = panels(1, size=(6.5, 2.8))
     entries = [Entry(r["command"], r["median_s"], r["runs_s"]) for r in rows]
     bars(ax, entries, quantity="wall time (bars: median, dots: runs)", units="s",

@@ -26,6 +26,7 @@ from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.descriptors.groups import GROUPS, HETEROGENEITY_STATS
 from matgl_hybrid.figures import COLOURS, panels, save
+from matgl_hybrid.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -90,7 +91,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     results = {name: study(args.data_dir / f"{name}.json.gz") for name in DATASETS}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "heterogeneity_wrap.json").write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(RESULTS / "heterogeneity_wrap.json", json.dumps(results, indent=1) + "\n")
 
     lines = [
         "# StructuralHeterogeneity on structures written with coordinates outside the unit cell",
@@ -111,7 +112,7 @@ def main() -> None:
     misses = [f"{name}: {', '.join(r['ours_not_equal'])}" for name, r in results.items() if r["ours_not_equal"]]
     lines += ["", f"Ours not equal to the reference: {'; '.join(misses) or 'none'}.", ""]
     lines += ["![matminer outcomes and ours](heterogeneity_wrap.png)", ""]
-    (RESULTS / "heterogeneity_wrap.md").write_text("\n".join(lines))
+    atomic_write_text(RESULTS / "heterogeneity_wrap.md", "\n".join(lines))
 
     fig, (ax,) = panels(1, size=(7.0, 3.6))
     names = [n for n, r in results.items() if r["n_out_of_cell"]]

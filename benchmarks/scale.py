@@ -71,6 +71,7 @@ import matgl_hybrid
 from matgl_hybrid.data import StructureData, load
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.figures import axis_label, panels, save
+from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.graphs import build_dataset, has_edges
 from matgl_hybrid.training import TrainSpec, device_name, fit
 
@@ -530,7 +531,7 @@ def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold:
         "runs": runs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "scale.json", json.dumps(summary, indent=1) + "\n")
 
     ns = [r["n"] for r in runs]
     header = "| stage | " + " | ".join(f"N = {n:,}" for n in ns) + " |"
@@ -680,7 +681,7 @@ def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold:
         "![scaling](scale.png)",
         "",
     ]
-    (out / "scale.md").write_text("\n".join(lines))
+    atomic_write_text(out / "scale.md", "\n".join(lines))
     plot(fits, out / "scale.png", threshold)
     return summary
 
@@ -748,12 +749,6 @@ def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
 # ------------------------------------------------------------------------------------------------------ main
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _command() -> str:
     script = Path(sys.argv[0]).resolve()
     with contextlib.suppress(ValueError):
@@ -782,7 +777,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        _write_json(Path(args.worker_out), run_size(args.worker, args))
+        atomic_write_text(Path(args.worker_out), json.dumps(run_size(args.worker, args), indent=1) + "\n")
         return
 
     out = Path(args.out)

@@ -29,6 +29,7 @@ from matgl.utils.training import ModelLightningModule
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.figures import Entry, bars, panels, save
+from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.models import HybridModel
 
@@ -123,7 +124,7 @@ def main() -> None:
         "ratio_hybrid_over_plain": ratio,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "training_throughput.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(RESULTS / "training_throughput.json", json.dumps(summary, indent=1) + "\n")
     lines = [
         "# Training throughput: hybrid vs plain MEGNet",
         "",
@@ -143,7 +144,7 @@ def main() -> None:
         "![throughput](training_throughput.png)",
         "",
     ]
-    (RESULTS / "training_throughput.md").write_text("\n".join(lines))
+    atomic_write_text(RESULTS / "training_throughput.md", "\n".join(lines))
 
     fig, (ax,) = panels(1, size=(7.0, 2.8))
     kinds = ("baseline", "ours")  # plain MEGNet, then the hybrid
