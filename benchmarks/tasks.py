@@ -158,7 +158,7 @@ def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS
             featurize(d.structures, descriptors, n_jobs=-1, cache_dir=cache, ids=d.ids, progress=False)
             for d in (train, test)
         ]
-        mean, std = train.targets.mean(), train.targets.std()
+        mean, std = train.targets.mean(), train.targets.std() or 1.0  # as DescriptorForest (constant targets)
         model = make().fit(frames[0], (train.targets - mean) / std)
         return model.predict(frames[1]) * std + mean, {}
 
