@@ -3,7 +3,7 @@
 # (benchmarks/README.md, "Preparing a GPU machine"). Through the device tool, with carry=[".devshared"] and a
 # timeout_s of at least DEADLINE + 60 (DEADLINE and START_BY count from this script's start, setup included):
 #
-#     WORKERS=4 DEADLINE=480 START_BY=300 bash benchmarks/device/go.sh
+#     WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
 #
 # Four units at once: the H200 moved no more structures per second with more (benchmarks/README.md). Every 30 s
 # the result files written so far are archived into $OUT/folds.tgz, so a call killed at its time limit still
@@ -24,7 +24,7 @@ ROOT=$PWD
 BUNDLE=.devshared
 WORKERS=${WORKERS:-4}
 DEADLINE=${DEADLINE:-480}
-START_BY=${START_BY:-300}
+START_BY=${START_BY:-240}  # a unit started later has too little of DEADLINE left to finish
 UNITS=${UNITS:-$BUNDLE/units.txt}
 OUT=${OUT:-/tmp/go_out}
 SITE=${SITE:-/tmp/site}
@@ -68,11 +68,10 @@ text = "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\
 EOF
 export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
-if ! command -v python >/dev/null; then  # unit lists say `python` as well as `python3` (a wrapper, not a link:
-    # a linked venv interpreter would look for its pyvenv.cfg beside the link and lose the venv's packages)
-    mkdir -p /tmp/go_bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >/tmp/go_bin/python
-    chmod +x /tmp/go_bin/python && export PATH=/tmp/go_bin:$PATH
-fi
+# unit lists say `python`: always this $PY, whatever else the image calls python (a wrapper, not a link: a linked
+# venv interpreter would look for its pyvenv.cfg beside the link and lose the venv's packages)
+mkdir -p /tmp/go_bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >/tmp/go_bin/python
+chmod +x /tmp/go_bin/python && export PATH=/tmp/go_bin:$PATH
 # each unit's torch and BLAS share the cores with the other units' (16 threads each would oversubscribe them)
 threads=$(($(nproc) / WORKERS))
 ((threads >= 1)) || threads=1
@@ -142,7 +141,7 @@ for dataset, (data_dir, models, tasks) in wanted.items():
 EOF
 while read -r -a prefill; do
     echo "  ${prefill[*]}"
-    $PY "${prefill[@]}" >/tmp/go_prefill.log 2>&1 || { tail -n 5 /tmp/go_prefill.log >&2; exit 4; }
+    $PY "${prefill[@]}" </dev/null >>"$OUT/prefill.log" 2>&1 || { tail -n 20 "$OUT/prefill.log" >&2; exit 4; }
 done </tmp/go_prefill.txt
 setup=$((SECONDS - t0))
 echo "setup took $setup s"
@@ -150,8 +149,8 @@ echo "setup took $setup s"
 # DEADLINE and START_BY count from this script's start: what setup took is not the units' time
 deadline=$((DEADLINE - setup - 20))  # 20 s left for the last archive
 start_by=$((START_BY - setup))
-((start_by >= 0)) || start_by=0
 ((deadline > 60)) || { echo "setup took $setup s of DEADLINE=$DEADLINE: no time left for units" >&2; exit 3; }
+((start_by >= 30)) || { echo "setup took $setup s of START_BY=$START_BY: no unit could start in time" >&2; exit 3; }
 echo "== units: $RUN_UNITS, --workers $WORKERS --deadline $deadline --start-by $start_by"
 marker=$(mktemp /tmp/go_marker.XXXXXX)
 sleep 1  # files written from now on are newer than the marker
@@ -163,7 +162,7 @@ archive() {  # the result files this run wrote so far into $OUT/folds.tgz (repla
         git status --porcelain=v1 -z --untracked-files=all -- benchmarks/results |
             while IFS= read -r -d '' entry; do
                 path=${entry:3}
-                if [[ ${entry:0:2} != *D* && $path != *.ckpt && -f $path && $path -nt $marker ]]; then
+                if [[ ${entry:0:2} != *D* && $path != *.ckpt && $path != *.tmp && -f $path && $path -nt $marker ]]; then
                     printf '%s\n' "$path"
                 fi
             done >"$list.tmp"
@@ -190,7 +189,7 @@ wait "$archiver" 2>/dev/null || true
 echo "== results"
 archive
 sed 's/^/  /' "$list"
-size=$(du -k "$OUT/folds.tgz" | cut -f1)
+size=$(du -k "$OUT/folds.tgz" 2>/dev/null | cut -f1) || size=0
 ((size < 16000)) || echo "WARNING: folds.tgz is ${size} KiB; the device tool returns files up to 16 MiB" >&2
 
 outcome=$(tail -n 1 "$OUT/run_units.log")

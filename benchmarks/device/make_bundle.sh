@@ -6,7 +6,7 @@
 #
 # then, on the GPU machine (device tool, carry=[".devshared"]):
 #
-#     WORKERS=4 DEADLINE=480 START_BY=300 bash benchmarks/device/go.sh
+#     WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
 #
 # .devshared/ holds
 #   site312.tar.xz   this project's dependencies that the GPU image lacks, installed for CPython 3.12 x86-64 (the
