@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from tasks import (
     BASELINES,
     COLUMN_NAMES,
@@ -56,6 +58,9 @@ from matgl_hybrid.training import device_name
 
 #: Models the hybrid is compared with in the target lines, and the headline table's columns (issue #4's models 1–4).
 COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
+#: How many units shared the machine (benchmarks/device/go.sh exports its WORKERS; one here, by the rule of one
+#: benchmark at a time): a fold's seconds depend on it, recorded beside the device and torch's version.
+SIDE_BY_SIDE = int(os.environ.get("GO_WORKERS", "1"))
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
 TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid
@@ -128,7 +133,8 @@ def run(
                     gnn = not model.startswith("descriptors")
                     params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}, **extra}
                     # n_trained: the rows it trained on (the record's n_train is the whole training fold)
-                    params["settings"] |= {"device": device, "train_fraction": train_fraction, "n_trained": len(train)}
+                    params["settings"] |= {"device": device, "train_fraction": train_fraction, "n_trained": len(train),
+                                           "torch": torch.__version__, "side_by_side": SIDE_BY_SIDE}  # fmt: skip
                     # which descriptor definitions the fold used: the model's own set (a GNN's from its spec)
                     own = (
                         params["settings"]["spec"].get("descriptor_set")

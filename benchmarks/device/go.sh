@@ -68,6 +68,7 @@ text = "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\
 EOF
 export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
+export GO_WORKERS=$WORKERS  # recorded in each fold (its seconds depend on the units beside it)
 # unit lists say `python`: always this $PY, whatever else the image calls python (a wrapper, not a link: a linked
 # venv interpreter would look for its pyvenv.cfg beside the link and lose the venv's packages)
 mkdir -p /tmp/go_bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >/tmp/go_bin/python
