@@ -67,7 +67,13 @@ from tasks import MATBENCH_UNITS as UNITS
 from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.evaluation import FoldStore
-from matgl_hybrid.evaluation.matbench import MatbenchRun, fold_data, load_leaderboard, load_task
+from matgl_hybrid.evaluation.matbench import (
+    MatbenchRun,
+    fold_data,
+    load_leaderboard,
+    load_task,
+    validate_submission,
+)
 from matgl_hybrid.evaluation.report import report_figure
 from matgl_hybrid.figures import save
 from matgl_hybrid.files import atomic_write_text
@@ -474,7 +480,11 @@ def main() -> None:
                 for task in tasks:
                     gnn_run(model, [task], args.algorithm, folds).run()
             else:
-                gnn_run(model, tasks, args.algorithm, folds).run()
+                run = gnn_run(model, tasks, args.algorithm, folds)
+                run.run()
+                if model in (SUBMISSION, SUBMISSION_V2):  # the leaderboard's checks of the folder just written
+                    problems = validate_submission(run.out)
+                    print(f"{run.out}: " + ("valid submission" if not problems else "; ".join(problems)))
     report(tasks, args.algorithm)
 
 
