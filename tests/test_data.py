@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -377,6 +378,25 @@ def test_duplicate_ids_and_all_invalid() -> None:
         from_structures([nacl(), nacl()], ids=["a", "a"])
     with pytest.raises(ValueError, match=r"no valid entries: 1 of 1 entries are invalid; first: '0': overlapping"):
         from_structures([nacl(0.1)], skip_invalid=True)
+
+
+def test_copies_of_a_structure_under_other_ids_are_named_in_one_warning(tmp_path: Path) -> None:
+    """A merged export can hold one crystal under two ids (with two targets): a split would score what it trained
+    on. One warning names the copies; loading without targets (prediction) says nothing."""
+    rows = [
+        {"id": i, "structure": s.as_dict(), "y": y}
+        for i, s, y in [("a", nacl(), 1.0), ("b", nacl(2.5), 2.0), ("c", nacl(), 3.0), ("d", nacl(2.5), 2.0)]
+    ]
+    path = tmp_path / "merged.json"
+    path.write_text(json.dumps(rows))
+    with pytest.warns(UserWarning, match=r"merged\.json: 2 entries are the same structure as an earlier one \('c' = "
+                      r"'a', 'd' = 'b'\), 1 of them with another target") as caught:  # fmt: skip
+        data = load_records(path, "y")
+    assert len(data) == 4  # nothing dropped: the user decides
+    assert len([w for w in caught if "same structure" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_records(path)
 
 
 # --- embedded demo dataset -----------------------------------------------------------------------

@@ -8,13 +8,14 @@ One concept per module (imports run one way: validation ← structure_data ← l
 - :mod:`~matgl_hybrid.data.loading`: ``load`` and the loaders it dispatches to (``load_records``, ``load_folder``,
   ``from_dataframe``, ``from_structures``), ``read_csv``, ``load_demo``;
 - :mod:`~matgl_hybrid.data.targets`: target transforms (``log10_targets``) and known units (``target_units``);
-- :mod:`~matgl_hybrid.data.identity`: ``material_key``, one material across databases (de-duplication);
+- :mod:`~matgl_hybrid.data.identity`: ``structure_key``, the exact key of a structure (the descriptor cache's,
+  and copies within a dataset); ``material_key``, one material across databases (de-duplication);
 - :mod:`~matgl_hybrid.data.splits`: ``split_indices``, ``kfold_splits``, ``MATBENCH_SEED``.
 
 Every name is re-exported here, so ``from matgl_hybrid.data import load`` and ``data.load(...)`` work as before.
 """
 
-from matgl_hybrid.data.identity import material_key
+from matgl_hybrid.data.identity import material_key, structure_key
 from matgl_hybrid.data.loading import (
     StrPath,
     from_dataframe,
@@ -54,6 +55,7 @@ __all__ = [
     "material_key",
     "read_csv",
     "split_indices",
+    "structure_key",
     "target_units",
     "validate_structure",
     "validate_target",

@@ -23,6 +23,7 @@ import pandas as pd
 from ase import Atoms
 from pymatgen.core import Structure
 
+from matgl_hybrid.data.identity import structure_key
 from matgl_hybrid.data.structure_data import StructureData
 from matgl_hybrid.data.validation import (
     InvalidStructureError,
@@ -103,12 +104,33 @@ def _collect(
         )
     if not structures:
         raise ValueError(f"{source}: no entries to load" if source else "no entries to load")
+    if target_name is not None:
+        _warn_copies(ids, structures, targets, source)
     return StructureData(
         structures=structures,
         targets=None if target_name is None else np.asarray(targets, dtype=np.float64),
         ids=ids,
         target_name=target_name,
         skipped=skipped,
+    )
+
+
+def _warn_copies(ids: list[str], structures: list[Structure], targets: list[float], source: StrPath | None) -> None:
+    """Warn once when identical structures (equal :func:`~matgl_hybrid.data.identity.structure_key`) come under
+    several ids of a training set: a train/test split or a cross-validation can put copies on both sides."""
+    first: dict[str, int] = {}
+    copies = [(first.setdefault(structure_key(s), i), i) for i, s in enumerate(structures)]
+    copies = [(j, i) for j, i in copies if j != i]
+    if not copies:
+        return
+    differing = sum(targets[i] != targets[j] for j, i in copies)
+    shown = ", ".join(f"{ids[i]!r} = {ids[j]!r}" for j, i in copies[:3]) + (" …" if len(copies) > 3 else "")
+    where = f"{source}: " if source else ""
+    warnings.warn(
+        f"{where}{len(copies)} entries are the same structure as an earlier one ({shown}), {differing} of them with "
+        "another target: a split can put copies on both sides, scoring what was trained on; keep one of each",
+        UserWarning,
+        stacklevel=4,
     )
 
 

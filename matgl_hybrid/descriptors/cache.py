@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import math
 import re
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pymatgen.core import Element, Structure
+from pymatgen.core import Structure
 
+from matgl_hybrid.data.identity import structure_key
 from matgl_hybrid.descriptors.groups import GROUPS, FeatureGroup
 from matgl_hybrid.descriptors.simulation import SIM_GROUPS
 from matgl_hybrid.descriptors.uip import UIP_GROUPS
@@ -89,27 +89,6 @@ VALUE_BOUNDS: dict[str, Bounds] = {
         _NON_NEGATIVE,
     ),
 }
-
-
-def structure_key(structure: Structure) -> str:
-    """sha256 of the lattice, elements and fractional coordinates, and of what else changes a computed value: the
-    species' oxidation states (symmetry tells Fe2+ from Fe3+) and the ``selective_dynamics`` site property (fixed
-    atoms relax otherwise). Equal keys mean identical structures.
-
-    A structure without either hashes its lattice, elements and coordinates alone, as keys always have, so that
-    caches and archives written before stay valid. Other site properties (``magmom``, ``forces``, ``velocities``)
-    change no value this package computes and are not part of it.
-    """
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
-    h.update(np.array([site.specie.Z for site in structure], dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(structure.frac_coords, dtype=np.float64).tobytes())
-    species = [site.specie for site in structure]
-    if not all(isinstance(s, Element) for s in species):
-        h.update(json.dumps(["species", *map(str, species)]).encode())
-    if (fixed := structure.site_properties.get("selective_dynamics")) is not None:
-        h.update(b"selective_dynamics" + np.asarray(fixed, dtype=bool).tobytes())
-    return h.hexdigest()
 
 
 class DescriptorCache:
