@@ -454,6 +454,14 @@ def test_train_stops_at_an_unconnected_structure_naming_it_and_skips_it_on_reque
     error = capsys.readouterr().err
     assert "lonely" in error
     assert "no edges" in error
+    # cv checks every structure before the first fold (one in a test fold failed after that fold had trained)
+    cv = ["cv", "--data", str(path), "--target", "y", "--config", str(config), "--no-cache"]
+    cv += ["--out", str(tmp_path / "cv")]
+    assert main(cv) == 2
+    error = capsys.readouterr().err
+    assert "1 structures ('lonely') have no atom with a neighbour" in error
+    assert "--skip-invalid" in error
+    assert not (tmp_path / "cv").exists() or not any((tmp_path / "cv").rglob("fold*.json"))
     write([*records, {"id": "broken", "structure": {}, "y": 1.0}])
     assert main([*base, "--out", str(tmp_path / "refused")]) == 2
     assert "broken" in capsys.readouterr().err

@@ -24,12 +24,21 @@ def load_training_data(
     graph has no edges within ``cutoff`` (Å), each listed in ``skipped``.
 
     Raises:
-        ValueError: an invalid entry (without ``skip_invalid``), or none left to train on.
+        ValueError: an invalid entry or a graph without edges (without ``skip_invalid``; checked here, before any
+            training: in a cross-validation's test fold it would fail only after that fold trained), or none left
+            to train on.
     """
     dataset = data.load(source, target=target, skip_invalid=skip_invalid)
+    connected = drop_unconnected(dataset, cutoff)
     if not skip_invalid:
+        if unconnected := connected.skipped[len(dataset.skipped) :]:
+            shown = ", ".join(repr(e.id) for e in unconnected[:3]) + (" …" if len(unconnected) > 3 else "")
+            raise ValueError(
+                f"{source}: {len(unconnected)} structures ({shown}) have no atom with a neighbour within the cutoff "
+                f"of {cutoff} Å (the graph has no edges): --skip-invalid leaves them out"
+            )
         return dataset
-    dataset = drop_unconnected(dataset, cutoff)
+    dataset = connected
     if not len(dataset):
         raise ValueError(f"{source}: no valid entry to train on ({len(dataset.skipped)} skipped)")
     return dataset
