@@ -13,11 +13,13 @@ import torch
 from conftest import TINY
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
+from pymatgen.core import Lattice, Structure
 from recorders import LearningRates
 
 import matgl_hybrid.training.datamodule
 from matgl_hybrid import data
 from matgl_hybrid.cli import build_parser
+from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.descriptors import DescriptorTransform, featurize
 from matgl_hybrid.fingerprint import FingerprintMismatch
 from matgl_hybrid.models import HybridEnsemble, HybridModel
@@ -276,3 +278,18 @@ def test_a_confident_mistake_still_teaches_a_classifier():
     raw = torch.tensor([[30.0], [-30.0]], requires_grad=True)  # both confidently wrong
     _binary_cross_entropy(output, torch.tensor([0.0, 1.0]), output(raw).reshape(2)).backward()
     assert torch.allclose(raw.grad.reshape(-1), torch.tensor([0.5, -0.5]))  # (p - y) / batch
+
+
+def test_a_test_split_with_elements_the_training_part_lacks_is_refused_before_training():
+    """With the training part's elements (the default), a held-out structure of another element could not be
+    predicted: ``score_test`` failed after the model had trained and been saved."""
+    n = 12
+    _, held = split_indices(n, 0.25, 0)
+    species = [["Li", "Cl"] if i == held[0] else ["Na", "Cl"] for i in range(n)]
+    cells = [Structure(Lattice.cubic(4.0 + 0.05 * i), s, [[0, 0, 0], [0.5, 0.5, 0.5]]) for i, s in enumerate(species)]
+    dataset = data.from_structures(cells, targets=np.arange(n, dtype=float), ids=[f"s{i}" for i in range(n)])
+    with pytest.raises(ValueError, match=rf"1 held-out test structures \('s{held[0]}'\) have elements the training "
+                       r"part lacks \(Li\).*--elements all"):  # fmt: skip
+        train(dataset, TrainSpec(**TINY, max_epochs=1), test_fraction=0.25, test_seed=0)
+    everything = TrainSpec(**{**TINY, "element_types": "all"}, max_epochs=1)
+    assert train(dataset, everything, test_fraction=0.25, test_seed=0).score_test()["n"] == len(held)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matgl.ext.pymatgen import get_element_list
+
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import split_indices
@@ -111,6 +113,24 @@ class TrainedModel:
         return path
 
 
+def _check_test_elements(train_part: StructureData, test: StructureData) -> None:
+    """Before any training: the held-out structures' elements are among the training part's, the only ones a model
+    with ``element_types="training"`` embeds (it could not score the test split once trained).
+
+    Raises:
+        ValueError: naming the elements and the first test entries that have them.
+    """
+    known = set(get_element_list(train_part.structures))
+    if missing := sorted(set(get_element_list(test.structures)) - known):
+        having = [i for i, s in zip(test.ids, test.structures, strict=True) if {e.symbol for e in s.elements} - known]
+        shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
+        raise ValueError(
+            f"{len(having)} held-out test structures ({shown}) have elements the training part lacks "
+            f"({', '.join(missing)}): the model could not predict them; element_types 'all' (--elements all) embeds "
+            "every element, or draw another test split (test_seed)"
+        )
+
+
 def train(
     data: StructureData,
     spec: TrainSpec | None = None,
@@ -171,6 +191,9 @@ def train(
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(data), test_fraction, test_seed)
         data, test = data.subset(keep), data.subset(held)
+        specs = [spec, *(c for c in (candidates or {}).values() if isinstance(c, TrainSpec))]
+        if any(s.element_types == "training" for s in specs):
+            _check_test_elements(data, test)
     if unknown := sorted(set(fit_options) - {"target_units", "cache_dir", "trainer_kwargs", "callbacks", "logger"}):
         raise TypeError(f"train() got unexpected keyword arguments {unknown}")
     fit_options["callbacks"] = list(fit_options.get("callbacks", ()))  # the same ones for every member
