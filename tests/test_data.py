@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -397,6 +398,27 @@ def test_copies_of_a_structure_under_other_ids_are_named_in_one_warning(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_records(path)
+
+
+@pytest.mark.parametrize(
+    ("raw_id", "message"),
+    [
+        (None, "the id is missing"),
+        ("", "the id is missing"),
+        (float("nan"), "the id is missing"),
+        (" mp-1", "the id ' mp-1' has spaces around it"),
+    ],
+)
+def test_a_missing_or_padded_id_is_refused_naming_the_entry(tmp_path: Path, raw_id, message) -> None:
+    """``"id": null`` became the id "None" (and a second one a confusing "duplicate id 'None'"); a padded id would
+    not match the same id in a targets file or a prediction."""
+    path = tmp_path / "ids.json"
+    rows = [{"id": "ok", "structure": nacl().as_dict()}, {"id": raw_id, "structure": nacl(2.5).as_dict()}]
+    path.write_text(json.dumps(rows))
+    with pytest.raises(ValueError, match=rf"ids\.json: record 1: {re.escape(message)}"):
+        load_records(path)
+    with pytest.raises(ValueError, match=r"structure 1: " + re.escape(message)):
+        from_structures([nacl(), nacl(2.5)], ids=["ok", raw_id])
 
 
 # --- embedded demo dataset -----------------------------------------------------------------------

@@ -47,6 +47,21 @@ _COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".xz"})
 _COUNT = re.compile(r"(?<![\w.])\d+ ")
 
 
+def _entry_id(raw: Any, where: str) -> str:
+    """An entry's id as text (an integer id as its digits).
+
+    Raises:
+        ValueError: the id is missing (None, NaN, blank) or has spaces around it (it would not match the same id
+            elsewhere: a targets file, a prediction), naming ``where`` the entry is.
+    """
+    if raw is None or raw is pd.NA or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
+        raise ValueError(f"{where}: the id is missing (None, NaN or blank): give every entry an id")
+    text = str(raw)
+    if text != text.strip():
+        raise ValueError(f"{where}: the id {text!r} has spaces around it; remove them")
+    return text
+
+
 def _collect(
     entries: Iterable[tuple[str, Any, Any]],
     target_name: str | None,
@@ -172,7 +187,7 @@ def load_records(
             value = None if target is None else record.get(target)
             if target is not None and target not in record:
                 value = _Missing(f"record has no target {target!r}; available keys: {', '.join(record)}")
-            yield str(record["id"]), structure, value
+            yield _entry_id(record["id"], f"{path}: record {i}"), structure, value
 
     return _collect(entries(), target, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=path)
 
@@ -292,7 +307,8 @@ def load_folder(
         return _Missing(f"several structure files for this id: {', '.join(p.name for p in paths)}")
 
     values = _csv_numbers(table[column], targets_csv)
-    entries = ((str(i), structure_for(str(i)), v) for i, v in zip(table["id"], values, strict=True))
+    ids = [_entry_id(i, f"{targets_csv}: data row {row}") for row, i in enumerate(table["id"], 1)]
+    entries = ((i, structure_for(i), v) for i, v in zip(ids, values, strict=True))
     return _collect(entries, column, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=targets_csv)
 
 
@@ -324,7 +340,9 @@ def _frame_entries(
         values: Iterable[Any] = [None] * len(df)
     else:
         values = df[target] if csv is None else _csv_numbers(df[target], csv)
-    return zip((str(i) for i in ids), df[structure_column], values, strict=True)
+    where = f"{csv}: data row" if csv is not None else "DataFrame row"
+    ids = [_entry_id(i, f"{where} {row}") for row, i in enumerate(ids, 1 if csv is not None else 0)]
+    return zip(ids, df[structure_column], values, strict=True)
 
 
 def _load_csv(
@@ -363,7 +381,11 @@ def from_structures(
     if isinstance(structures, Structure | Atoms):
         raise TypeError("from_structures takes a list of structures, not a single structure")
     structures = list(structures)
-    id_list = [str(i) for i in range(len(structures))] if ids is None else [str(i) for i in ids]
+    id_list = (
+        [str(i) for i in range(len(structures))]
+        if ids is None
+        else [_entry_id(i, f"structure {k}") for k, i in enumerate(ids)]
+    )
     if len(id_list) != len(structures):
         raise ValueError(f"{len(structures)} structures but {len(id_list)} ids")
     if targets is None:
