@@ -228,6 +228,18 @@ def test_user_featurizers_and_user_descriptors():
     assert list(featurize(structures, [by_position, by_position], progress=False).columns) == ["x"]
 
 
+def test_user_descriptors_from_a_csv_keep_leading_zeros_and_name_the_file(tmp_path):
+    """Ids such as 007 were read as numbers (7, and 7.0 in a column with a blank): no structure matched them."""
+    structures = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (4.0, 4.1)]
+    path = tmp_path / "gaps.csv"
+    path.write_text("id,gap\n007,1.5\n010,2.5\n")
+    frame = featurize(structures, [UserDescriptors.from_csv(path)], ids=["010", "007"], progress=False)
+    assert frame["gap"].tolist() == [2.5, 1.5]
+    path.write_text("id,gap\n007,1.5\n007,2.5\n")
+    with pytest.raises(ValueError, match=r"gaps\.csv: user descriptors: duplicate id '007'"):
+        UserDescriptors.from_csv(path)
+
+
 def test_cache_hit_skips_computation_and_returns_identical_values(tmp_path, real_structures, monkeypatch):
     structures = [s for _, s in real_structures[:6]]
     first = featurize(structures, "gong28", cache_dir=tmp_path, progress=False)

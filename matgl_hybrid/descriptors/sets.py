@@ -38,9 +38,13 @@ class UserDescriptors:
     def from_csv(
         cls, path: str | Path, id_column: str | None = "id", columns: Sequence[str] | None = None
     ) -> UserDescriptors:
-        """Read a CSV; rows align by ``id_column`` (or by position when it is None)."""
-        frame = read_csv(path)
-        return cls.from_frame(frame, columns=columns, id_column=id_column)
+        """Read a CSV; rows align by ``id_column`` (or by position when it is None), ids read as text (leading zeros
+        kept, as the structures' loaders keep them); errors name the file."""
+        frame = read_csv(path, dtype={id_column: str} if id_column is not None else None)
+        try:
+            return cls.from_frame(frame, columns=columns, id_column=id_column)
+        except ValueError as exc:  # UnknownNameError too
+            raise type(exc)(f"{path}: {exc}") from None
 
     @classmethod
     def from_frame(
