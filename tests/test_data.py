@@ -27,6 +27,7 @@ from matgl_hybrid.data import (
     load_records,
     log10_targets,
     material_key,
+    target_units,
     validate_structure,
     validate_target,
 )
@@ -419,6 +420,12 @@ def test_a_missing_or_padded_id_is_refused_naming_the_entry(tmp_path: Path, raw_
         load_records(path)
     with pytest.raises(ValueError, match=r"structure 1: " + re.escape(message)):
         from_structures([nacl(), nacl(2.5)], ids=["ok", raw_id])
+
+
+def test_units_are_known_only_where_the_name_says_them() -> None:
+    assert target_units("K_VRH") == "GPa"
+    assert target_units("log10_K_VRH") == "log10 GPa"
+    assert target_units("e_form") is None  # eV/atom in matbench_mp_e_form, eV per 5-atom cell in perovskites
 
 
 # --- embedded demo dataset -----------------------------------------------------------------------

@@ -10,7 +10,8 @@ from matgl_hybrid.data.structure_data import StructureData
 from matgl_hybrid.data.validation import SkippedEntry
 
 #: Units of the targets of the datasets this package knows (``../shared/data``, Matbench), for labels and cards
-#: when the user gives none.
+#: when the user gives none. Not Matbench's ``e_form``: eV/atom in ``matbench_mp_e_form``, eV per 5-atom cell in
+#: ``matbench_perovskites`` (give ``--units``; Matbench runs take their task's own).
 KNOWN_UNITS = {
     "heat_capacity": "J/K/mol",
     "K_VRH": "GPa",
@@ -19,7 +20,6 @@ KNOWN_UNITS = {
     "shear_modulus_vrh": "GPa",
     "formation_energy_per_atom": "eV/atom",
     "e_above_hull": "eV/atom",
-    "e_form": "eV/atom",
     "exfoliation_en": "meV/atom",
     "last phdos peak": "cm⁻¹",
     "gap pbe": "eV",
