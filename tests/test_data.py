@@ -94,7 +94,9 @@ def test_load_folder_with_targets_csv(tmp_path: Path, records: list[dict]) -> No
     csv = tmp_path / "targets.csv"
     pd.DataFrame({"id": order, "K_VRH": [k_vrh[i] for i in order]}).to_csv(csv, index=False)
 
-    data = load_folder(tmp_path, csv, "K_VRH")
+    unlisted = rf"1 structure files have no row in targets\.csv and are left out \({ids[1]}\)"
+    with pytest.warns(UserWarning, match=unlisted):
+        data = load_folder(tmp_path, csv, "K_VRH")  # a typo in an id would drop its file without a word
     assert data.ids == order
     np.testing.assert_array_equal(data.targets, [k_vrh[i] for i in order])
     for entry_id, structure in zip(data.ids, data.structures, strict=True):

@@ -308,6 +308,14 @@ def load_folder(
 
     values = _csv_numbers(table[column], targets_csv)
     ids = [_entry_id(i, f"{targets_csv}: data row {row}") for row, i in enumerate(table["id"], 1)]
+    if unlisted := sorted(set(by_id) - set(ids)):  # a typo in an id would drop its structure without a word
+        shown = ", ".join(unlisted[:3]) + (" …" if len(unlisted) > 3 else "")
+        warnings.warn(
+            f"{folder}: {len(unlisted)} structure files have no row in {Path(targets_csv).name} and are left out "
+            f"({shown})",
+            UserWarning,
+            stacklevel=2,
+        )
     entries = ((i, structure_for(i), v) for i, v in zip(ids, values, strict=True))
     return _collect(entries, column, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=targets_csv)
 
