@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 
+import matgl_hybrid.cli.featurize
 from matgl_hybrid.cli import EXIT_INTERRUPTED, main
 from matgl_hybrid.datasets import DE_JONG_2015_PATH
 from matgl_hybrid.descriptors import featurize_file
@@ -165,3 +167,19 @@ def test_a_target_named_as_a_descriptor_column_is_refused_before_featurizing(tmp
     monkeypatch.setattr("matgl_hybrid.descriptors.table.featurize", None)  # never reached
     with pytest.raises(ValueError, match="target 'a' has the name of a descriptor column"):
         featurize_file(path, "lattice", target="a")
+
+
+def test_a_command_prints_warnings_on_one_line_and_restores_the_format(monkeypatch, tmp_path):
+    """Python shows a warning on two lines (source file and line, then the code that raised it): a command shows
+    ``matgl-hybrid <command>: warning: <message>``, one line, and leaves the format as it found it."""
+    shown = []
+
+    def warn_and_stop(args):
+        shown.append(warnings.formatwarning("3 entries (a, b):\n  rounded", UserWarning, "loading.py", 99))
+        return 0
+
+    monkeypatch.setattr(matgl_hybrid.cli.featurize, "cmd_cache_import", warn_and_stop)
+    before = warnings.formatwarning
+    assert main(["cache-import", str(tmp_path / "x.json.gz")]) == 0
+    assert shown == ["matgl-hybrid cache-import: warning: 3 entries (a, b): rounded\n"]
+    assert warnings.formatwarning is before

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from matgl_hybrid.cli.options import HelpFormatter
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # recorded by train in the model card
     if args.verbose:
         os.environ["MATGL_HYBRID_VERBOSE"] = "1"
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _one_line(args.command)
     try:
         return args.func(args)
     except TrainingInterrupted as exc:
@@ -96,3 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # bad input (InvalidStructureError, CheckpointError, …), files; bugs propagate
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatted
+
+
+def _one_line(command: str) -> Callable[..., str]:
+    """``warnings.formatwarning`` for a command: ``matgl-hybrid <command>: warning: <message>``, one line, not
+    Python's two (the warning's source file and line, and the line of code that raised it)."""
+
+    def format_warning(message: Warning | str, *_: object, **__: object) -> str:
+        return f"matgl-hybrid {command}: warning: {' '.join(str(message).split())}\n"
+
+    return format_warning
