@@ -166,6 +166,10 @@ def test_from_structures_ase_atoms(records: list[dict]) -> None:
         assert isinstance(got, Structure)
         assert_same_structure(got, expected)
         np.testing.assert_allclose(got.cart_coords, expected.cart_coords, atol=1e-8)
+    slab = atoms[0].copy()
+    slab.pbc = (True, True, False)  # MatGL would build a periodic graph along c all the same
+    with pytest.raises(InvalidStructureError, match=r"'0'.*not periodic along c .*pbc=True"):
+        from_structures([slab])
 
 
 def test_load_dispatch(tmp_path: Path) -> None:

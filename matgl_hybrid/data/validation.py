@@ -115,6 +115,12 @@ def as_structure(obj: Any, id: str = "?") -> Structure:
         raise InvalidStructureError(id, obj.reason)
     if isinstance(obj, Structure):
         return obj
+    if isinstance(obj, Atoms) and not all(obj.pbc):  # MatGL's graphs are periodic along all three axes
+        axes = ", ".join("abc"[i] for i, periodic in enumerate(obj.pbc) if not periodic)
+        raise InvalidStructureError(
+            id, f"not periodic along {axes} (ase pbc={list(map(bool, obj.pbc))}): the graphs are periodic in 3D; give "
+            "a cell with vacuum around the atoms and pbc=True"
+        )
     try:
         if isinstance(obj, Atoms):
             return AseAtomsAdaptor.get_structure(obj)
