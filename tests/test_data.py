@@ -434,6 +434,19 @@ def test_units_are_known_only_where_the_name_says_them() -> None:
     assert target_units("e_form") is None  # eV/atom in matbench_mp_e_form, eV per 5-atom cell in perovskites
 
 
+def test_a_reader_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's message can span lines (a parser listing its attempts): the error stays one line."""
+
+    def parse(*args: object, **kwargs: object) -> Structure:
+        raise ValueError("no structure found:\n  tried cif\n  tried poscar")
+
+    monkeypatch.setattr(Structure, "from_str", parse)
+    with pytest.raises(InvalidStructureError, match="'bad': cannot read structure: ValueError: no structure found: "
+                       "tried cif tried poscar") as caught:  # fmt: skip
+        from_structures(["not a structure"], ids=["bad"])
+    assert "\n" not in str(caught.value)
+
+
 # --- embedded demo dataset -----------------------------------------------------------------------
 
 

@@ -133,5 +133,6 @@ def as_structure(obj: Any, id: str = "?") -> Structure:
         if isinstance(obj, Path):
             return Structure.from_file(obj)
     except Exception as exc:
-        raise InvalidStructureError(id, f"cannot read structure: {type(exc).__name__}: {exc}") from exc
+        detail = " ".join(str(exc).split())  # a reader's message can span lines: one line, cut at 300 characters
+        raise InvalidStructureError(id, f"cannot read structure: {type(exc).__name__}: {detail[:300]}") from exc
     raise InvalidStructureError(id, f"expected a Structure, ase Atoms, dict or string, got {type(obj).__name__}")
