@@ -254,13 +254,17 @@ def _uncompressed_name(path: Path) -> Path:
 
 
 def _structure_files(folder: Path) -> list[Path]:
-    """Return the visible files of ``folder`` that may hold structures, sorted by name."""
+    """Return the visible files of ``folder`` that may hold structures, sorted by name (as text, the same on every
+    system: Windows compares paths without case)."""
     return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file()
-        and not path.name.startswith(".")
-        and _uncompressed_name(path).suffix.lower() not in _NOT_STRUCTURE_SUFFIXES
+        (
+            path
+            for path in folder.iterdir()
+            if path.is_file()
+            and not path.name.startswith(".")
+            and _uncompressed_name(path).suffix.lower() not in _NOT_STRUCTURE_SUFFIXES
+        ),
+        key=lambda path: path.name,
     )
 
 
