@@ -141,6 +141,7 @@ def save_checkpoint(
     records: dict[str, Any] | None = None,
     texts: dict[str, str] | None = None,
     *,
+    figures: dict[str, bytes] | None = None,
     overwrite: bool = False,
     allow: Iterable[str | Path] = (),
 ) -> Path:
@@ -150,6 +151,7 @@ def save_checkpoint(
         model: a matgl-hybrid model (``HybridModel``, ``HybridEnsemble``) or a MatGL backbone.
         records: extra JSON files, ``{name: value}`` -> ``<name>.json``.
         texts: extra text files, ``{file name: text}`` (e.g. ``model_card.md``).
+        figures: extra image files, ``{file name: PNG bytes}`` (the card's figure), hash-checked as every file.
         overwrite: see :func:`check_model_dir`, which is called first.
         allow: see :func:`check_model_dir`.
 
@@ -167,7 +169,7 @@ def save_checkpoint(
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
         try:
-            files, manifest = _assemble(model, tmp, records or {}, texts or {})
+            files, manifest = _assemble(model, tmp, records or {}, {**(texts or {}), **(figures or {})})
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
             kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
             raise _not_saved(out_dir, exc, kept) from exc
@@ -192,8 +194,11 @@ def save_checkpoint(
     return out_dir
 
 
-def _assemble(model: MatGLModel, tmp: Path, records: dict[str, Any], texts: dict[str, str]) -> tuple[list[str], str]:
-    """Write the checkpoint's files into ``tmp``; returns their names and the manifest's text."""
+def _assemble(
+    model: MatGLModel, tmp: Path, records: dict[str, Any], texts: dict[str, str | bytes]
+) -> tuple[list[str], str]:
+    """Write the checkpoint's files into ``tmp`` (``texts``: text or bytes by file name); returns their names and the
+    manifest's text."""
     if isinstance(model, VerifiedCheckpointMixIn):
         # matgl.load_model finds a folder by model.pt and state.pt, then calls the class's load, which reads
         # weights.safetensors: the two files are empty markers, so the weights are stored once.
@@ -208,8 +213,8 @@ def _assemble(model: MatGLModel, tmp: Path, records: dict[str, Any], texts: dict
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
     for name, value in records.items():
         _write_json(tmp / f"{name}.json", value)
-    for name, text in texts.items():
-        (tmp / name).write_text(text, encoding="utf-8")
+    for name, content in texts.items():
+        (tmp / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     files = sorted({p.name for p in tmp.iterdir() if p.is_file()} | {"model.json"})
     header = {
         "@class": type(model).__name__,

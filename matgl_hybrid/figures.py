@@ -199,10 +199,15 @@ def learning_curves(
         ax.legend(fontsize=8)
 
 
-def save(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` (atomically, :data:`DPI`) and close it."""
+def png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes (:data:`DPI`); the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically, :data:`DPI`) and close it."""
+    atomic_write_bytes(path, png(fig))
     return Path(path)

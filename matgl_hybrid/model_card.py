@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
 
 from matgl_hybrid import data
 from matgl_hybrid.data import StructureData
+from matgl_hybrid.figures import learning_curves, panels, parity
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -74,8 +77,33 @@ LEAKAGE_CHGNET = (
 )
 
 
-def render_card(record: dict[str, Any], title: str) -> str:
-    """The ``model_card.md`` of a checkpoint from its training record (``matgl-hybrid train``'s ``training.json``)."""
+#: The card's figure in a checkpoint folder (:func:`training_figure`).
+CARD_FIGURE = "training.png"
+
+
+def training_figure(record: dict[str, Any], test_targets: Sequence[float] | None = None) -> Figure:
+    """The card's figure: MAE per epoch (training and validation of one model, validation of each ensemble member)
+    and, with a scored held-out test split and its ``test_targets`` (n,), the test parity plot (target units)."""
+    quantity, units = record.get("target_name") or "target", record.get("units")
+    test = record.get("test") if test_targets is not None else None
+    fig, axes = panels(2 if test else 1, size=(4.8, 4.2))
+    members, curves = record["members"], {}
+    for k, member in enumerate(members):
+        for split in ("train", "val") if len(members) == 1 else ("val",):
+            rows = [r for r in member["history"] if f"{split}_MAE" in r]
+            label = {"train": "training", "val": "validation"}[split] if len(members) == 1 else f"member {k + 1}"
+            curves[label] = ([r["epoch"] + 1 for r in rows], [r[f"{split}_MAE"] for r in rows])
+    title = "MAE per epoch" + (" (validation)" if len(members) > 1 else "")
+    learning_curves(axes[0], curves, quantity=f"MAE of {quantity}", units=units, title=title)
+    if test:
+        parity(axes[1], np.asarray(test_targets), np.asarray(test["predictions"]), quantity=quantity, units=units,
+               title=f"held-out test split ({test['n']})")  # fmt: skip
+    return fig
+
+
+def render_card(record: dict[str, Any], title: str, figure: str | None = None) -> str:
+    """The ``model_card.md`` of a checkpoint from its training record (``matgl-hybrid train``'s ``training.json``);
+    ``figure``: the file name of its :func:`training_figure` beside it, shown after the metrics."""
     spec = record["spec"]
     descriptor_set = spec["descriptor_set"] if "descriptor_set" in spec else spec["descriptors"]  # 0.1 records
     member = record["members"][0]
@@ -148,6 +176,8 @@ def render_card(record: dict[str, Any], title: str) -> str:
             f"Units: {units}. Scored with {test.get('scored_with', 'unknown')}.",
             "",
         ]
+    if figure:
+        lines += [f"![training curves{' and test parity' if test else ''}]({figure})", ""]
     lines += [
         "## Training",
         f"- batch {spec['batch_size']}, {record.get('schedule') or 'lr {:g}'.format(spec['lr'])}, at most "

@@ -216,7 +216,7 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
 @pytest.mark.slow
 def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
     from matgl_hybrid.checkpoint import load_checkpoint
-    from matgl_hybrid.model_card import heldout_split, holdout_metrics
+    from matgl_hybrid.model_card import heldout_split, holdout_metrics, training_figure
     from matgl_hybrid.training import device_name
 
     path, records = write_small_records(shared_data, "mp_binary_elasticity.json.gz", 40, tmp_path)
@@ -244,6 +244,18 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     assert "--log10-target --units 'log10(GPa)'" in card
     assert record["device"] == device_name()
     assert record["device"] in card
+    # the card's figure: MAE per epoch and the test parity, hash-checked with every file of the checkpoint
+    assert "![training curves and test parity](training.png)" in card
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "  training.png\n" in (out / "SHA256SUMS").read_text()
+    by_id = dict(zip(held_out.ids, held_out.targets, strict=True))
+    targets = [by_id[i] for i in test["ids"]]
+    fig = training_figure(record, targets)
+    curves, parity_panel = fig.axes
+    assert [line.get_label() for line in curves.get_lines()] == ["training", "validation"]
+    assert curves.get_lines()[1].get_ydata().tolist() == [r["val_MAE"] for r in record["members"][0]["history"]]
+    points = parity_panel.collections[0].get_offsets()
+    np.testing.assert_allclose(points, np.column_stack([targets, test["predictions"]]))
 
 
 def test_regression_metrics_of_the_model_card():

@@ -14,7 +14,8 @@ from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.errors import TrainingInterrupted
-from matgl_hybrid.model_card import holdout_metrics, render_card
+from matgl_hybrid.figures import png
+from matgl_hybrid.model_card import CARD_FIGURE, holdout_metrics, render_card, training_figure
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
@@ -103,8 +104,11 @@ class TrainedModel:
 
         def write() -> Path:
             record = self.training_record(source, command)
-            texts = {"model_card.md": render_card(record, title)}
-            return save_checkpoint(self.model, out, {"training": record}, texts=texts, overwrite=overwrite, allow=allow)
+            texts = {"model_card.md": render_card(record, title, figure=CARD_FIGURE)}
+            targets = self.test.targets if self.test is not None and "test" in record else None
+            figures = {CARD_FIGURE: png(training_figure(record, targets))}
+            return save_checkpoint(self.model, out, {"training": record}, texts=texts, figures=figures,
+                                   overwrite=overwrite, allow=allow)  # fmt: skip
 
         path = write()
         if self.test is not None and "test" not in self.record:
