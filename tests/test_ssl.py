@@ -110,13 +110,19 @@ def test_cli_pretrain_saves_a_loadable_encoder(tmp_path):
     from matgl_hybrid.cli import main
 
     path, _ = write_small_records(DEMO_DATA, "de_jong_2015_elasticity.json.gz", 30, tmp_path)
-    assert main(["pretrain", "--data", str(path), str(path), "--max-epochs", "1", "--out", str(tmp_path / "enc")]) == 0
+    assert main(["pretrain", "--data", str(path), str(path), "--max-epochs", "2", "--out", str(tmp_path / "enc")]) == 0
     encoder = matgl.load_model(tmp_path / "enc")
     assert encoder.element_types[-1] == MASK_TOKEN
     assert material_embeddings(encoder, [s for s in load_records(path).structures[:3]], layers=[0, 1]).shape[0] == 3
     record = json.loads((tmp_path / "enc" / "pretraining.json").read_text())
     assert {k: record[k] for k in ("backbone", "cutoff", "batch_size", "seed")} == {
         "backbone": "megnet", "cutoff": 5.0, "batch_size": 32, "seed": 0}  # fmt: skip
+    # the pretext losses on the validation structures, per epoch, recorded and drawn beside the encoder
+    assert [row["epoch"] for row in record["history"]] == [0, 1]
+    assert set(record["history"][0]) == {"epoch", "val_group", "val_period", "val_distance", "val_total"}
+    assert all(np.isfinite(row["val_total"]) for row in record["history"])
+    assert (tmp_path / "enc" / "pretraining.png").read_bytes()[:4] == b"\x89PNG"
+    assert "  pretraining.png\n" in (tmp_path / "enc" / "SHA256SUMS").read_text()
 
 
 def test_pretraining_that_could_learn_nothing_is_refused_before_it_runs(structures):

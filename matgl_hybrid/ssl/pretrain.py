@@ -14,9 +14,11 @@ import torch
 from matgl.config import DEFAULT_ELEMENTS
 from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
+from matplotlib.figure import Figure
 
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data.splits import split_indices
+from matgl_hybrid.figures import learning_curves, panels, png
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, swapped_node_types
 from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
@@ -25,6 +27,7 @@ from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, 
 from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
 from matgl_hybrid.training.fit import fit_or_raise_interrupted, resolved_accelerator
+from matgl_hybrid.training.modules import History
 
 
 class MaskedPretraining(PretextModule):
@@ -141,7 +144,10 @@ def pretrain(
         "enable_progress_bar": progress,
     }
     quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
-    trainer = L.Trainer(**{**settings, **quiet, **(trainer_kwargs or {})})
+    history = History(endings=("total", "group", "period", "distance", "nt_xent"))  # the pretext losses per epoch
+    trainer_kwargs = dict(trainer_kwargs or {})
+    callbacks = [history, *trainer_kwargs.pop("callbacks", [])]
+    trainer = L.Trainer(**{**settings, **quiet, **trainer_kwargs}, callbacks=callbacks)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         fit_or_raise_interrupted(
@@ -152,6 +158,7 @@ def pretrain(
             val_dataloaders=loaders[1],
         )
     module.n_structures = len(structures)  # the corpus actually used, after the filter above
+    module.history = [{k: v for k, v in row.items() if k == "epoch" or k.startswith("val_")} for row in history.rows]
     return module.eval()
 
 
@@ -171,8 +178,25 @@ class PretrainingResult:
     record: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record)."""
-        return save_checkpoint(self.encoder, out, {"pretraining": self.record})
+        """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record) and, when the record has
+        a history, :data:`PRETRAINING_FIGURE` (its validation losses per epoch)."""
+        history = self.record.get("history") or []
+        figures = {PRETRAINING_FIGURE: png(pretraining_figure(history, self.record["task"]))} if history else {}
+        return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures)
+
+
+#: The figure saved beside a pretrained encoder.
+PRETRAINING_FIGURE = "pretraining.png"
+
+
+def pretraining_figure(history: Sequence[dict[str, float]], task: str) -> Figure:
+    """Each pretext loss on the validation structures per epoch (``history``: rows of ``epoch`` and ``val_<loss>``;
+    cross-entropies in nats, NT-Xent for ``contrastive``)."""
+    fig, (ax,) = panels(1, size=(5.2, 4.0))
+    names = [k for k in history[0] if k.startswith("val_")]
+    curves = {k[len("val_") :]: ([r["epoch"] + 1 for r in history], [r[k] for r in history]) for k in names}
+    learning_curves(ax, curves, quantity="validation loss", title=f"{task} pretraining")
+    return fig
 
 
 def pretrain_datasets(
@@ -204,5 +228,6 @@ def pretrain_datasets(
         # what else determines the encoder (pretrain's defaults where not given): reproducible from Python too
         **{name: options.get(name, SETTINGS_RECORDED[name]) for name in SETTINGS_RECORDED},
         "command": command,
+        "history": module.history,
     }
     return PretrainingResult(module.encoder, record)

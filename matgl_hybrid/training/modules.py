@@ -219,7 +219,10 @@ class History(Callback):
     is what the checkpoint a run resumed from had spent (0 for checkpoints written before it was kept).
     """
 
-    def __init__(self):
+    def __init__(self, endings: tuple[str, ...] = ("MAE", "Loss")):
+        """``endings``: the logged metrics kept, by how their names end (a fit's ``val_MAE``, pretraining's
+        ``val_total``)."""
+        self.endings = endings
         self.rows: list[dict[str, float]] = []
         self.seconds = 0.0
         self.resumed_seconds = 0.0
@@ -230,7 +233,7 @@ class History(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         row = {"epoch": trainer.current_epoch}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("MAE", "Loss"))})
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(self.endings)})
         self.rows.append(row)
         if self._epoch_start is not None:
             self.seconds += time.perf_counter() - self._epoch_start
