@@ -169,6 +169,8 @@ def save_checkpoint(
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
         try:
+            if clash := sorted(set(texts or {}) & set(figures or {})):
+                raise ValueError(f"{', '.join(clash)}: given both as a text and as a figure")
             files, manifest = _assemble(model, tmp, records or {}, {**(texts or {}), **(figures or {})})
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
             kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
@@ -469,8 +471,9 @@ def migrate_checkpoint(path: str | Path, out_dir: str | Path, *, overwrite: bool
     model, _ = _read_checkpoint(path, migrating=True)
     extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
     records = {f[: -len(".json")]: _read_json(path / f) for f in extra if f.endswith(".json")}
-    texts = {f: read_text(path / f) for f in extra if not f.endswith(".json")}
-    return save_checkpoint(model, out_dir, records, texts, overwrite=overwrite)
+    figures = {f: (path / f).read_bytes() for f in extra if f.endswith(".png")}  # verified above, carried as they are
+    texts = {f: read_text(path / f) for f in extra if not f.endswith((".json", ".png"))}
+    return save_checkpoint(model, out_dir, records, texts, figures=figures, overwrite=overwrite)
 
 
 def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str, Any]]:

@@ -134,7 +134,9 @@ def _as_format_2(folder, extra: dict[str, torch.Tensor]) -> None:
 def test_an_old_checkpoint_is_refused_with_the_command_that_migrates_it(structures, tmp_path):
     model = _model(structures)
     before = model.predict(structures)
-    save_checkpoint(model, tmp_path / "old", {"training": {"note": "kept"}}, texts={"model_card.md": "# card\n"})
+    figure = b"\x89PNG\r\n\x1a\n\x00\xff not UTF-8"
+    save_checkpoint(model, tmp_path / "old", {"training": {"note": "kept"}}, texts={"model_card.md": "# card\n"},
+                    figures={"training.png": figure})  # fmt: skip
     plain = MEGNet(element_types=model.element_types, cutoff=5.0, **TINY_MEGNET)
     head = {f"backbone.{k}": v for k, v in plain.state_dict().items() if k.startswith(("node_s2s", "output_proj"))}
     _as_format_2(tmp_path / "old", head)
@@ -144,6 +146,7 @@ def test_an_old_checkpoint_is_refused_with_the_command_that_migrates_it(structur
     np.testing.assert_array_equal(load_checkpoint(tmp_path / "new").predict(structures), before)
     assert json.loads((tmp_path / "new" / "training.json").read_text()) == {"note": "kept"}
     assert (tmp_path / "new" / "model_card.md").read_text() == "# card\n"
+    assert (tmp_path / "new" / "training.png").read_bytes() == figure  # a figure is carried as it is
     assert (tmp_path / "old" / "model.json").exists()  # the old folder is left as it was
 
     save_checkpoint(model, tmp_path / "foreign")
