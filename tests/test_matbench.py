@@ -395,6 +395,16 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
     test_ids = sorted(i for f in folds for i in f["ids"])
     assert test_ids == sorted(r["id"] for r in records)  # every structure is tested exactly once
     assert (tmp_path / "cv" / "cv.md").read_text().count("/5") == 1
+    # what it ran: the command, the device, the package versions; every out-of-fold prediction in one table
+    assert summary["command"] == "matgl-hybrid " + " ".join(args)
+    assert f"Command: `{summary['command']}`" in (tmp_path / "cv" / "cv.md").read_text()
+    assert any(r.startswith("matgl==") for r in summary["requirements"])
+    predictions = pd.read_csv(tmp_path / "cv" / "cv_predictions.csv", dtype={"id": str})
+    assert predictions["id"].tolist() == [i for f in folds for i in f["ids"]]
+    assert predictions["fold"].tolist() == [k for k, f in enumerate(folds) for _ in f["ids"]]
+    np.testing.assert_allclose(predictions["y_pred"], [p for f in folds for p in f["y_pred"]])
+    # each fold trained in its own checkpoint folder: an interrupted fold resumes from its last epoch
+    assert all((tmp_path / "cv" / "checkpoints" / f"fold{k}" / "last.ckpt").is_file() for k in range(5))
 
 
 def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp_path):

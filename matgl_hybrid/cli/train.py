@@ -50,7 +50,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
     dataset = load_training_data(args.data, args.target, spec.cutoff, args.skip_invalid)
     print_skipped(dataset)
     candidates, scheme = selection(args, spec)
-    summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units, candidates=candidates, scheme=scheme)
+    summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units, candidates=candidates, scheme=scheme,
+                     command=shlex.join(["matgl-hybrid", *args.argv]))  # fmt: skip
     print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
     return 0
 

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
+from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.fingerprint import encoder_digest, run_fingerprint, without_runtime_fields
-from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, fit, select
+from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, device_name, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
 from matgl_hybrid.training.selection import Scheme
 
@@ -30,16 +32,22 @@ def run_cv(
     units: str | None = None,
     candidates: Mapping[str, Candidate] | None = None,
     scheme: Scheme | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Matbench protocol for a :class:`~matgl_hybrid.training.TrainSpec` on any dataset (``matgl-hybrid cv``).
 
-    ``cache_dir``: descriptor cache folder (None: no cache). With ``candidates``, each fold chooses among them on
+    ``cache_dir``: descriptor cache folder (None: no cache); ``command``: the command line, recorded. Each fold
+    trains with the spec's seed + fold and MatGL's default elements (a test fold may hold elements its training
+    part lacks), resumable from its Lightning checkpoints in ``<out>/checkpoints/fold<k>/``. With ``candidates``,
+    each fold chooses among them on
     its training part alone (:func:`~matgl_hybrid.training.select` with ``scheme``, default a validation split of
     ``spec.val_fraction``; resumable in ``<out>/selection/fold<k>/``) and predicts its test part with the chosen
     graph network; the fold record's ``params`` name the choice and every inner score.
 
     Writes ``<out>/folds/fold<k>.json`` (resumable: a finished fold is reused only when it was produced from the
-    same data, target, settings and descriptor version), ``<out>/cv.json`` (the summary) and ``<out>/cv.{md,png}``.
+    same data, target, settings and descriptor version), ``<out>/cv.json`` (the summary, with the command, device
+    and package versions), ``<out>/cv_predictions.csv`` (every out-of-fold prediction: ``id, fold, y_true,
+    y_pred``) and ``<out>/cv.{md,png}``.
     """
     out = check_output_dir(out)
     spec.validate()
@@ -64,9 +72,11 @@ def run_cv(
 
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         if not candidates:
-            result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir)
+            result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir,
+                         checkpoint_dir=out / "checkpoints" / f"fold{fold}")  # fmt: skip
             predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
-            return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch}
+            return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
+                               "device": device_name(spec.accelerator)}  # fmt: skip
         fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
@@ -80,9 +90,14 @@ def run_cv(
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)
     summary = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
+    summary |= {"command": command, "device": device_name(spec.accelerator), "requirements": requirements()["python"]}
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
+    rows = [(i, f, t, q) for f, r in sorted(records.items()) for i, t, q in zip(r["ids"], r["y_true"], r["y_pred"],
+                                                                               strict=True)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["id", "fold", "y_true", "y_pred"])
+    atomic_write_text(out / "cv_predictions.csv", table.to_csv(index=False))
     name = data.target_name or "target"
     units = units or target_units(name)
     label = f"{spec.backbone}, {spec.readout} readout" if not candidates else f"chosen among {', '.join(candidates)}"
@@ -103,7 +118,10 @@ def run_cv(
         notes=[
             model_note,
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
-            + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else ""),
+            + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
+            + " Each fold trains with seed + fold and all of MatGL's default elements; every out-of-fold prediction"
+            " is in cv_predictions.csv; package versions in cv.json.",
+            *([f"Command: `{command}`."] if command else []),
         ],
     )
     return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,6 +37,8 @@ def cross_validate(
     splits = kfold_splits(len(data))
     folds = list(folds)
     finished = {fold for fold in folds if store.has(fold)}  # a fold of another run is refused before any training
+    if finished and progress:
+        tqdm.write(f"resuming: fold(s) {', '.join(map(str, sorted(finished)))} reused from {store.directory}")
     bar = tqdm(folds, desc=desc, unit="fold", disable=not progress)
     for fold in bar:
         if fold in finished:
@@ -44,6 +47,9 @@ def cross_validate(
         start = time.perf_counter()
         predicted, params = train_and_predict(train, test, fold)
         predicted = np.asarray(predicted, dtype=float)
+        if bad := [i for i, p in zip(test.ids, predicted, strict=True) if not np.isfinite(p)]:
+            shown = ", ".join(map(repr, bad[:3])) + (" …" if len(bad) > 3 else "")
+            warnings.warn(f"fold {fold}: {len(bad)} predictions are not finite ({shown}): its MAE is NaN", stacklevel=2)
         store.save(
             fold,
             {
