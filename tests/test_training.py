@@ -291,5 +291,10 @@ def test_a_test_split_with_elements_the_training_part_lacks_is_refused_before_tr
     with pytest.raises(ValueError, match=rf"1 held-out test structures \('s{held[0]}'\) have elements the training "
                        r"part lacks \(Li\).*--elements all"):  # fmt: skip
         train(dataset, TrainSpec(**TINY, max_epochs=1), test_fraction=0.25, test_seed=0)
+    listed = TrainSpec(**{**TINY, "element_types": ["Na", "Cl"]}, max_epochs=1)
+    with pytest.raises(ValueError, match=r"have elements the model does not embed \(Li\)"):
+        train(dataset, listed, test_fraction=0.25, test_seed=0)
     everything = TrainSpec(**{**TINY, "element_types": "all"}, max_epochs=1)
+    with pytest.raises(ValueError, match="the training part lacks"):  # the candidates train, not the base spec
+        train(dataset, everything, test_fraction=0.25, candidates={"a": TrainSpec(**TINY, max_epochs=1)})
     assert train(dataset, everything, test_fraction=0.25, test_seed=0).score_test()["n"] == len(held)

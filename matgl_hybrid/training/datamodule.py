@@ -29,6 +29,21 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // batch_size + (n_train % batch_size > 1))
 
 
+def model_elements(spec: TrainSpec, structures: Sequence) -> tuple[str, ...]:
+    """The elements a model of ``spec`` trained on ``structures`` embeds, in its embedding's order: a pretrained
+    potential's own (``structures``' elements checked against them), MatGL's default ones (``"all"``), those of
+    ``structures`` (``"training"``), or the spec's list."""
+    potential = get_backbone(spec.backbone).potential
+    if potential is not None:
+        potentials.check_elements(potential, get_element_list(structures))
+        return tuple(potentials.element_types(potential))
+    if spec.element_types == "all":
+        return tuple(DEFAULT_ELEMENTS)
+    if spec.element_types == "training":
+        return tuple(get_element_list(structures))
+    return tuple(spec.element_types)
+
+
 class HybridDataModule(L.LightningDataModule):
     """The training and validation data of a run: descriptors, the fitted transform, graph datasets, loaders.
 
@@ -65,15 +80,8 @@ class HybridDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.train, self.val, self.spec, self.cache_dir = train, val, spec, cache_dir
-        if element_types is None and get_backbone(spec.backbone).potential is not None:
-            element_types = potentials.element_types(get_backbone(spec.backbone).potential)  # its embedding's order
-            potentials.check_elements(get_backbone(spec.backbone).potential, get_element_list(train.structures))
-        elif element_types is None and spec.element_types == "all":
-            element_types = DEFAULT_ELEMENTS
-        elif element_types is None and spec.element_types == "training":
-            element_types = get_element_list(train.structures + val.structures)
-        elif element_types is None:
-            element_types = spec.element_types
+        if element_types is None:
+            element_types = model_elements(spec, train.structures + val.structures)
         self.element_types: tuple[str, ...] = tuple(element_types)
         self.descriptor_set: DescriptorSet | None = (
             get_descriptor_set(spec.descriptor_set) if spec.descriptor_set is not None else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from matgl_hybrid.figures import png
 from matgl_hybrid.model_card import CARD_FIGURE, holdout_metrics, render_card, training_figure
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.candidates import Candidate
+from matgl_hybrid.training.datamodule import model_elements
 from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
 from matgl_hybrid.training.fit import FitResult, device_name, fit
 from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, select
@@ -117,22 +118,25 @@ class TrainedModel:
         return path
 
 
-def _check_test_elements(train_part: StructureData, test: StructureData) -> None:
-    """Before any training: the held-out structures' elements are among the training part's, the only ones a model
-    with ``element_types="training"`` embeds (it could not score the test split once trained).
+def _check_test_elements(specs: Sequence[TrainSpec], train_part: StructureData, test: StructureData) -> None:
+    """Before any training: the held-out structures' elements are among those each model of ``specs`` trained on
+    ``train_part`` would embed (it could not score the test split once trained and saved).
 
     Raises:
         ValueError: naming the elements and the first test entries that have them.
     """
-    known = set(get_element_list(train_part.structures))
-    if missing := sorted(set(get_element_list(test.structures)) - known):
-        having = [i for i, s in zip(test.ids, test.structures, strict=True) if {e.symbol for e in s.elements} - known]
-        shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
-        raise ValueError(
-            f"{len(having)} held-out test structures ({shown}) have elements the training part lacks "
-            f"({', '.join(missing)}): the model could not predict them; element_types 'all' (--elements all) embeds "
-            "every element, or draw another test split (test_seed)"
-        )
+    for spec in specs:
+        known = set(model_elements(spec, train_part.structures))
+        if missing := sorted(set(get_element_list(test.structures)) - known):
+            having = [i for i, s in zip(test.ids, test.structures, strict=True)
+                      if {e.symbol for e in s.elements} - known]  # fmt: skip
+            shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
+            lacks = "the training part lacks" if spec.element_types == "training" else "the model does not embed"
+            raise ValueError(
+                f"{len(having)} held-out test structures ({shown}) have elements {lacks} ({', '.join(missing)}): "
+                "the model could not predict them; element_types 'all' (--elements all) embeds every element, or "
+                "draw another test split (test_seed)"
+            )
 
 
 def train(
@@ -195,9 +199,8 @@ def train(
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(data), test_fraction, test_seed)
         data, test = data.subset(keep), data.subset(held)
-        specs = [spec, *(c for c in (candidates or {}).values() if isinstance(c, TrainSpec))]
-        if any(s.element_types == "training" for s in specs):
-            _check_test_elements(data, test)
+        trained = [c for c in candidates.values() if isinstance(c, TrainSpec)] if candidates else [spec]
+        _check_test_elements(trained, data, test)
     if unknown := sorted(set(fit_options) - {"target_units", "cache_dir", "trainer_kwargs", "callbacks", "logger"}):
         raise TypeError(f"train() got unexpected keyword arguments {unknown}")
     fit_options["callbacks"] = list(fit_options.get("callbacks", ()))  # the same ones for every member
