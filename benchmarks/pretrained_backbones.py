@@ -350,8 +350,8 @@ def report() -> dict:
     times = _fold_times()
     summary["fold_seconds"] = times
     lines += ["", "Training seconds per fold of the learning-curve runs, by the device each ran on (a GPU machine ran "
-              "4 to 12 folds at once, sharing the GPU and 16 CPU cores, as records from 2026-12-05 say in "
-              "`side_by_side`; the CPU runs had the 2 cores alone):", "",
+              "4 to 12 folds at once, sharing the GPU and 16 CPU cores, as records written since 2026-12-05 "
+              "say in `side_by_side`; the CPU runs had the 2 cores alone):", "",
               "| run | device | folds | mean s | range s |", "|---|---|---:|---:|---|"]  # fmt: skip
     for run, devices in times.items():
         for device, seconds in devices.items():

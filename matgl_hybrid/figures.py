@@ -8,6 +8,7 @@ predictor) is drawn as an arrow at the edge with its value, not allowed to squee
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +182,7 @@ def learning_curves(
     one size has run); ``references``: ``{label: value}`` drawn as dashed grey horizontal lines (a model trained on
     everything, a published number); ``styles``: ``{label: matplotlib line keywords}`` over the defaults (the same
     colour for a model on every panel, an open marker for a variant of it)."""
-    colours = [COLOURS["ours"], *COLOURS["reference"]]
+    colours = itertools.cycle([COLOURS["ours"], *COLOURS["reference"]])  # more curves than colours: repeated
     for colour, (label, (x, values)) in zip(colours, curves.items(), strict=False):
         style = {"color": colour, "lw": 1.4, "marker": "o", "ms": 4, **(styles or {}).get(label, {})}
         ax.plot(x, values, label=label, **style)

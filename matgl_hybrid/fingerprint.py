@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from matgl_hybrid.data import StructureData
-from matgl_hybrid.descriptors.cache import structure_key
+from matgl_hybrid.data.identity import structure_key
 
 #: Settings that change where or how visibly a run computes, not what it computes.
 RUNTIME_FIELDS = frozenset({"progress", "n_jobs", "accelerator", "devices"})

@@ -426,6 +426,8 @@ def test_a_missing_or_padded_id_is_refused_naming_the_entry(tmp_path: Path, raw_
         load_records(path)
     with pytest.raises(ValueError, match=r"structure 1: " + re.escape(message)):
         from_structures([nacl(), nacl(2.5)], ids=["ok", raw_id])
+    with pytest.raises(ValueError, match="structure 1: the id is missing"):  # NaN of any kind: numpy's, NaT
+        from_structures([nacl(), nacl(2.5)], ids=["ok", np.float32("nan") if raw_id is None else pd.NaT])
 
 
 def test_units_are_known_only_where_the_name_says_them() -> None:

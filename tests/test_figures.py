@@ -167,3 +167,10 @@ def test_a_run_of_fewer_than_five_folds_says_so_on_its_bar():
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["early (2/5)", "whole"]
     plt.close(fig)
+
+
+def test_learning_curves_draw_every_curve_when_there_are_more_than_colours():
+    """An ensemble of 9 members: each member's curve is drawn (the colours repeat), none dropped."""
+    _, (ax,) = panels(1)
+    learning_curves(ax, {f"member {k}": ([1, 2], [1.0, 0.5 + k]) for k in range(9)})
+    assert [line.get_label() for line in ax.get_lines()] == [f"member {k}" for k in range(9)]

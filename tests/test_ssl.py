@@ -265,3 +265,30 @@ def test_a_negnn_run_is_fingerprinted_by_its_encoders_files_not_only_its_path(st
     save_checkpoint(_encoder(), tmp_path / "enc", overwrite=True)  # pretrained again into the same folder
     assert run_fingerprint([data], spec, None) != first
     assert "encoder" not in run_fingerprint([data], {"node_embeddings": None}, None)
+
+
+def test_the_pretraining_figure_draws_each_validated_loss_once(structures):
+    """Contrastive pretraining's total is its NT-Xent (one curve, not two on top of each other); epochs without a
+    validation (``check_val_every_n_epoch``) are skipped, not a KeyError."""
+    from lightning.pytorch.callbacks import Callback
+
+    from matgl_hybrid.ssl.pretrain import pretrain, pretraining_figure
+
+    contrastive = [{"epoch": e, "val_nt_xent": 2.0 - e, "val_total": 2.0 - e} for e in range(3)]
+    (ax,) = pretraining_figure(contrastive, "contrastive").axes
+    assert [line.get_label() for line in ax.get_lines()] == ["nt_xent"]
+    sparse = [{"epoch": 0}, {"epoch": 1, "val_group": 1.0, "val_total": 3.0}]
+    (ax,) = pretraining_figure(sparse, "masked").axes
+    assert {line.get_label(): line.get_xdata().tolist() for line in ax.get_lines()} == {"group": [2], "total": [2]}
+
+    class Count(Callback):
+        epochs = 0
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            Count.epochs += 1
+
+    # one callback given as Lightning takes it (not in a list) runs beside the history; None is no callback
+    module = pretrain(structures[:12], max_epochs=1, progress=False, trainer_kwargs={"callbacks": Count()})
+    assert Count.epochs == 1
+    assert [row["epoch"] for row in module.history] == [0]
+    pretrain(structures[:12], max_epochs=1, progress=False, trainer_kwargs={"callbacks": None})

@@ -104,10 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(command: str) -> Callable[..., str]:
-    """``warnings.formatwarning`` for a command: ``matgl-hybrid <command>: warning: <message>``, one line, not
-    Python's two (the warning's source file and line, and the line of code that raised it)."""
+    """``warnings.formatwarning`` for a command: ``matgl-hybrid <command>: warning: <message>`` (the category's name
+    for other than a ``UserWarning``), one line, not Python's two (the warning's source file and line, and the line
+    of code that raised it)."""
 
-    def format_warning(message: Warning | str, *_: object, **__: object) -> str:
-        return f"matgl-hybrid {command}: warning: {' '.join(str(message).split())}\n"
+    def format_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+        kind = "warning" if category is UserWarning else category.__name__  # a library's FutureWarning says so
+        return f"matgl-hybrid {command}: {kind}: {' '.join(str(message).split())}\n"
 
     return format_warning

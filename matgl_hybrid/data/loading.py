@@ -54,7 +54,7 @@ def _entry_id(raw: Any, where: str) -> str:
         ValueError: the id is missing (None, NaN, blank) or has spaces around it (it would not match the same id
             elsewhere: a targets file, a prediction), naming ``where`` the entry is.
     """
-    if raw is None or raw is pd.NA or (isinstance(raw, float) and math.isnan(raw)) or not str(raw).strip():
+    if (pd.api.types.is_scalar(raw) and pd.isna(raw)) or not str(raw).strip():  # None, NaN of any kind, NaT
         raise ValueError(f"{where}: the id is missing (None, NaN or blank): give every entry an id")
     text = str(raw)
     if text != text.strip():

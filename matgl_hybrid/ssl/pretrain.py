@@ -146,7 +146,8 @@ def pretrain(
     quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
     history = History(endings=("total", "group", "period", "distance", "nt_xent"))  # the pretext losses per epoch
     trainer_kwargs = dict(trainer_kwargs or {})
-    callbacks = [history, *trainer_kwargs.pop("callbacks", [])]
+    extra = trainer_kwargs.pop("callbacks", None) or []
+    callbacks = [history, *([extra] if isinstance(extra, L.Callback) else extra)]
     trainer = L.Trainer(**{**settings, **quiet, **trainer_kwargs}, callbacks=callbacks)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -181,7 +182,8 @@ class PretrainingResult:
         """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record) and, when the record has
         a history, :data:`PRETRAINING_FIGURE` (its validation losses per epoch)."""
         history = self.record.get("history") or []
-        figures = {PRETRAINING_FIGURE: png(pretraining_figure(history, self.record["task"]))} if history else {}
+        figure = pretraining_figure(history, self.record.get("task", "masked")) if history else None
+        figures = {PRETRAINING_FIGURE: png(figure)} if figure is not None else {}
         return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures)
 
 
@@ -193,8 +195,13 @@ def pretraining_figure(history: Sequence[dict[str, float]], task: str) -> Figure
     """Each pretext loss on the validation structures per epoch (``history``: rows of ``epoch`` and ``val_<loss>``;
     cross-entropies in nats, NT-Xent for ``contrastive``)."""
     fig, (ax,) = panels(1, size=(5.2, 4.0))
-    names = [k for k in history[0] if k.startswith("val_")]
-    curves = {k[len("val_") :]: ([r["epoch"] + 1 for r in history], [r[k] for r in history]) for k in names}
+    names = list(dict.fromkeys(k for row in history for k in row if k.startswith("val_")))  # validated epochs only
+    if task == "contrastive":  # its total is its one loss, NT-Xent: drawn once
+        names = [k for k in names if k != "val_total"]
+    curves = {
+        k[len("val_") :]: ([r["epoch"] + 1 for r in history if k in r], [r[k] for r in history if k in r])
+        for k in names
+    }
     learning_curves(ax, curves, quantity="validation loss", title=f"{task} pretraining")
     return fig
 

@@ -219,7 +219,7 @@ class History(Callback):
     is what the checkpoint a run resumed from had spent (0 for checkpoints written before it was kept).
     """
 
-    def __init__(self, endings: tuple[str, ...] = ("MAE", "Loss")):
+    def __init__(self, endings: tuple[str, ...] = ("MAE", "Loss")) -> None:
         """``endings``: the logged metrics kept, by how their names end (a fit's ``val_MAE``, pretraining's
         ``val_total``)."""
         self.endings = endings
