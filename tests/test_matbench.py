@@ -37,6 +37,7 @@ from matgl_hybrid.evaluation.matbench import (
     MatbenchRun,
     read_candidates,
     rerun_submission,
+    score_lines,
     validate_submission,
     verify_dataset_file,
 )
@@ -509,6 +510,9 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     benchmark = run.run()
     record = json.loads((out / "folds" / TASK / "fold0.json").read_text())
     params = record["params"]
+    (line,) = score_lines(benchmark)  # what the command prints at the end
+    score = benchmark.tasks_map[TASK].results["fold_0"]["scores"]["mae"]
+    assert line.startswith(f"{TASK}: MAE {score:.4g} ± 0 meV/atom over 1 of 5 folds (leaderboard best: ")
     assert set(params["inner_mae"]) == {"extensive", "mean"}
     assert params["candidate"] == min(params["inner_mae"], key=params["inner_mae"].get)
     assert params["scheme"] == {"scheme": "inner_kfold", "k": 2, "seed": TINY.seed}
@@ -571,3 +575,11 @@ def test_a_submission_script_written_before_a_spec_field_reruns_with_the_setting
     assert ran[0].clip_descriptors is False
     assert ran[0].lr_schedule == "matgl"
     assert TrainSpec.from_stored(TrainSpec().to_dict()) == TrainSpec()  # a whole spec of today stays as it is
+
+
+def test_a_misspelt_task_is_refused_with_the_nearest_name(tmp_path, capsys):
+    """A typo raised matbench's KeyError as a traceback."""
+    assert main(["matbench", "--tasks", "matbench_jdft2d, matbench_phonon", "--out", str(tmp_path / "m")]) == 2
+    error = capsys.readouterr().err
+    assert "not Matbench v0.1 tasks: 'matbench_phonon' (did you mean matbench_phonons?)" in error
+    assert not (tmp_path / "m").exists()

@@ -7,14 +7,20 @@ from pathlib import Path
 
 from matgl_hybrid.cli.options import cache
 from matgl_hybrid.cli.spec import add_spec_options, train_spec
-from matgl_hybrid.evaluation.matbench import MatbenchRun, read_candidates, validate_folder, validate_submission
+from matgl_hybrid.evaluation.matbench import (
+    MatbenchRun,
+    read_candidates,
+    score_lines,
+    validate_folder,
+    validate_submission,
+)
 
 
 def cmd_matbench(args: argparse.Namespace) -> int:
     """Run Matbench v0.1 tasks on the published folds and write a submission folder."""
     out = args.out or Path("matbench_submissions") / f"matbench_v0.1_{args.algorithm}"
     run = MatbenchRun(
-        tasks=args.tasks.split(","),
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
         spec=train_spec(args),
         candidates=read_candidates(args.candidates) if args.candidates else {},
         inner_folds=args.inner_folds,
@@ -28,9 +34,12 @@ def cmd_matbench(args: argparse.Namespace) -> int:
         data_provenance=args.data_provenance,
         protocol=args.protocol,
     )
-    run.run()
+    benchmark = run.run()
+    for line in score_lines(benchmark):
+        print(line)
     problems = validate_submission(out)
-    print(f"wrote {out}; " + ("valid submission" if not problems else "not yet valid: " + "; ".join(problems)))
+    print(f"wrote {out} (report: {out / 'report.md'}); "
+          + ("valid submission" if not problems else "not yet valid: " + "; ".join(problems)))  # fmt: skip
     return 0
 
 

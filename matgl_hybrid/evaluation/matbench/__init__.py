@@ -15,7 +15,12 @@ from matgl_hybrid.evaluation.matbench.datasets import (
     load_task,
     verify_dataset_file,
 )
-from matgl_hybrid.evaluation.matbench.report import LEADERBOARD_FILE, load_leaderboard, write_matbench_report
+from matgl_hybrid.evaluation.matbench.report import (
+    LEADERBOARD_FILE,
+    load_leaderboard,
+    score_lines,
+    write_matbench_report,
+)
 from matgl_hybrid.evaluation.matbench.rules import validate_folder, validate_submission, validate_submissions
 from matgl_hybrid.evaluation.matbench.runner import MatbenchRun, fold_data, rerun_submission
 from matgl_hybrid.evaluation.matbench.submission import (
@@ -45,6 +50,7 @@ __all__ = [
     "read_results",
     "requirements",
     "rerun_submission",
+    "score_lines",
     "validate_folder",
     "validate_submission",
     "validate_submissions",

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from matgl_hybrid.evaluation.folds import summarize
 from matgl_hybrid.evaluation.report import write_report
 
@@ -35,15 +37,9 @@ def write_matbench_report(
     leaderboard, published = load_leaderboard(), load_leaderboard(published=True)
     tables, units, reference, metrics = {}, {}, {}, {}
     for task in mb.tasks:
-        metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
-        folds = {
-            f: {
-                metric: float(task.results[task.folds_map[f]]["scores"][metric]),
-                "train_seconds": (train_seconds or {}).get(task.dataset_name, {}).get(f, float("nan")),
-            }
-            for f in task.folds
-            if task.is_recorded[f]
-        }
+        metric, scores = fold_scores(task)
+        seconds = (train_seconds or {}).get(task.dataset_name, {})
+        folds = {f: {metric: score, "train_seconds": seconds.get(f, float("nan"))} for f, score in scores.items()}
         if not folds:
             continue
         tables[task.dataset_name] = {"matgl-hybrid": {**summarize(folds, metric), "mad": task.metadata.get("mad")}}
@@ -55,6 +51,32 @@ def write_matbench_report(
         ]
     if tables:
         write_report(stem, "Matbench v0.1 run", tables, units, reference=reference, notes=list(notes), metrics=metrics)
+
+
+def fold_scores(task: Any) -> tuple[str, dict[int, float]]:
+    """A recorded ``MatbenchTask``'s metric (``mae``, ``rocauc`` for a classification task) and its score on each
+    recorded fold."""
+    metric = "rocauc" if task.metadata.task_type == "classification" else "mae"
+    recorded = [f for f in task.folds if task.is_recorded[f]]
+    return metric, {f: float(task.results[task.folds_map[f]]["scores"][metric]) for f in recorded}
+
+
+def score_lines(mb: MatbenchBenchmark) -> list[str]:
+    """One line per recorded task of a run: mean ± std over its folds, in its units, and the leaderboard's best."""
+    best = {task: min(entries, key=lambda e: e["mae_mean"]) for task, entries in load_leaderboard().items() if entries}
+    lines = []
+    for task in mb.tasks:
+        metric, scores = fold_scores(task)
+        if not scores:
+            continue
+        values = list(scores.values())
+        unit = f" {task.metadata.get('unit')}" if metric == "mae" and task.metadata.get("unit") else ""
+        line = (f"{task.dataset_name}: {metric.upper()} {np.mean(values):.4g} ± {np.std(values):.2g}{unit} over "
+                f"{len(values)} of {len(task.folds)} folds")  # fmt: skip
+        if metric == "mae" and (leader := best.get(task.dataset_name)):
+            line += f" (leaderboard best: {leader['algorithm']} {leader['mae_mean']:.4g})"
+        lines.append(line)
+    return lines
 
 
 def _under_metric(entry: Mapping[str, Any], metric: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ crash loses at most the fit in progress.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 import warnings
@@ -113,7 +114,12 @@ class MatbenchRun:
         self.out = Path(self.out)
         specs = self.candidate_specs()
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
+        from matbench.metadata import mbv01_metadata
 
+        if unknown := [t for t in self.tasks if t not in mbv01_metadata]:
+            near = {t: difflib.get_close_matches(t, list(mbv01_metadata), n=1) for t in unknown}
+            hints = ", ".join(f"{t!r}" + (f" (did you mean {m[0]}?)" if m else "") for t, m in near.items())
+            raise ValueError(f"not Matbench v0.1 tasks: {hints}; the tasks are {', '.join(mbv01_metadata)}")
         mb = MatbenchBenchmark(autoload=False, subset=self.submission_tasks())
         for task in mb.tasks:
             if task.metadata.input_type != "structure":
