@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DEMO_DATA, TINY, write_small_records
 from lightning.pytorch.callbacks import Callback
+from sklearn.metrics import roc_auc_score
 
 from matgl_hybrid import data
 from matgl_hybrid.cli import main
@@ -328,3 +329,18 @@ def test_a_candidates_file_may_hold_the_forest_and_a_bad_forest_entry_is_named(t
     path.write_text(json.dumps({"rf": {"model": "random_forest", "n_estimators": 0}}))
     with pytest.raises(ValueError, match="n_estimators must be an integer >= 1"):
         read_candidates(path)
+
+
+def test_cv_of_a_classifier_reports_roc_auc_not_the_mae_of_probabilities(elastic, tmp_path):
+    """The MAE of probabilities rewards pushing them to 0 or 1: a classifier's cross-validation is scored, ranked and
+    drawn by ROC-AUC (per fold), with no parity plot of probabilities."""
+    labelled = elastic.subset(range(len(elastic)))
+    labelled.targets = (labelled.targets > np.median(labelled.targets)).astype(float)
+    spec = TrainSpec(max_epochs=1, task_type="classification", **TINY)
+    summary = run_cv(labelled, spec, tmp_path / "cv", None)
+    folds = [json.loads((tmp_path / "cv" / "folds" / f"fold{k}.json").read_text()) for k in range(5)]
+    expected = [roc_auc_score(f["y_true"], f["y_pred"]) if len(set(f["y_true"])) == 2 else np.nan for f in folds]
+    np.testing.assert_allclose(summary["fold_rocauc"], expected)
+    report = (tmp_path / "cv" / "cv.md").read_text()
+    assert "| ROC-AUC (mean ± std) |" in report
+    assert "MAE/MAD" not in report

@@ -52,7 +52,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
     candidates, scheme = selection(args, spec)
     summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units, candidates=candidates, scheme=scheme,
                      command=shlex.join(["matgl-hybrid", *args.argv]))  # fmt: skip
-    print(f"MAE {summary['mae_mean']:.4g} ± {summary['mae_std']:.2g} over 5 folds; report: {args.out / 'cv.md'}")
+    metric, label = ("rocauc", "ROC-AUC") if "rocauc_mean" in summary else ("mae", "MAE")
+    print(f"{label} {summary[f'{metric}_mean']:.4g} ± {summary[f'{metric}_std']:.2g} over 5 folds; report: "
+          f"{args.out / 'cv.md'}")  # fmt: skip
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
@@ -89,7 +90,12 @@ def run_cv(
 
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
     y, p = pooled_parity(records)
-    summary = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
+    classifier = any(c.task_type == "classification" for c in [spec, *(candidates or {}).values()]
+                     if isinstance(c, TrainSpec))  # fmt: skip
+    metric = "rocauc" if classifier else "mae"  # the MAE of probabilities would reward pushing them to 0 or 1
+    if classifier:
+        records = {f: {**r, "rocauc": _rocauc(r)} for f, r in records.items()}
+    summary = {**summarize(records, metric), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
     summary |= {"command": command, "device": device_name(spec.accelerator), "requirements": requirements()["python"]}
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
@@ -114,7 +120,7 @@ def run_cv(
         f"Cross-validation of {name} (Matbench protocol)",
         {name: {label: summary}},
         {name: units},
-        {name: (label, y, p)},
+        None if classifier else {name: (label, y, p)},
         notes=[
             model_note,
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
@@ -123,5 +129,13 @@ def run_cv(
             " is in cv_predictions.csv; package versions in cv.json.",
             *([f"Command: `{command}`."] if command else []),
         ],
+        metrics={name: metric},
     )
     return summary
+
+
+def _rocauc(record: dict[str, Any]) -> float:
+    """ROC-AUC of a classifier's fold record (its predicted probabilities of class 1); NaN when the fold's test part
+    holds one class only."""
+    y = np.asarray(record["y_true"])
+    return float(roc_auc_score(y, record["y_pred"])) if len(np.unique(y)) == 2 else float("nan")
