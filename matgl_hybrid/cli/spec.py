@@ -98,8 +98,8 @@ def add_selection_options(p: argparse.ArgumentParser, by_default: bool) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="score candidates by inner K-fold cross-validation (out-of-fold MAE); the chosen one's K models form "
-        "an ensemble (default: one validation split, cheaper)",
+        help="score candidates by inner K-fold cross-validation (out-of-fold MAE; log loss for classifiers); the "
+        "chosen one's K models form an ensemble (default: one validation split, cheaper)",
     )
 
 

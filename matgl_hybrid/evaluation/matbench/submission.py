@@ -157,7 +157,8 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
             choice = (
                 f" Per fold, {len(candidates)} candidates are scored by an inner {inner_folds}-fold cross-validation "
                 "of the training fold (the test fold plays no part in the choice); the one with the lowest "
-                f"out-of-fold MAE is chosen and its {inner_folds} inner models, averaged, predict the test fold "
+                f"out-of-fold MAE (log loss for a classifier) is chosen and its {inner_folds} inner models, averaged, "
+                "predict the test fold "
                 "(their standard deviation is the uncertainty)"
             )
         else:
