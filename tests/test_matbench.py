@@ -40,8 +40,10 @@ from matgl_hybrid.evaluation.matbench import (
     score_lines,
     validate_submission,
     verify_dataset_file,
+    write_matbench_report,
 )
 from matgl_hybrid.evaluation.matbench import datasets as matbench_datasets
+from matgl_hybrid.evaluation.matbench import report as matbench_report
 from matgl_hybrid.evaluation.matbench import runner as matbench_runner
 from matgl_hybrid.evaluation.matbench.candidates import choose
 from matgl_hybrid.evaluation.report import write_report
@@ -499,7 +501,9 @@ def test_a_run_of_one_task_keeps_the_earlier_finished_tasks_of_its_folder(tmp_pa
 
 
 @pytest.mark.slow
-def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_predicts(accept_stand_in, tmp_path):
+def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_predicts(
+    accept_stand_in, tmp_path, monkeypatch
+):
     """The Matbench protocol through the selection engine: per fold, inner K-fold on the training fold alone, the
     chosen candidate's K models (an ensemble) predict the test fold; the record names the choice and every score."""
     out = tmp_path / "matbench_v0.1_InnerKFold"
@@ -510,6 +514,13 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     benchmark = run.run()
     record = json.loads((out / "folds" / TASK / "fold0.json").read_text())
     params = record["params"]
+    drawn = {}  # the report's parity plot: the test fold's predictions against its targets
+    with monkeypatch.context() as patch:
+        patch.setattr(matbench_report, "write_report", lambda *args, **kwargs: drawn.update(parity=args[4]))
+        write_matbench_report(benchmark, tmp_path / "report")
+    _, y_drawn, p_drawn = drawn["parity"][TASK]
+    assert p_drawn.tolist() == pytest.approx(record["y_pred"])
+    np.testing.assert_allclose(y_drawn, benchmark.tasks_map[TASK].df.loc[record["ids"], "exfoliation_en"])
     (line,) = score_lines(benchmark)  # what the command prints at the end
     score = benchmark.tasks_map[TASK].results["fold_0"]["scores"]["mae"]
     assert line.startswith(f"{TASK}: MAE {score:.4g} ± 0 meV/atom over 1 of 5 folds (leaderboard best: ")
