@@ -99,8 +99,10 @@ def bars(
     entries and references within :data:`FAR` times the largest of them. Anything beyond (a dummy predictor) is
     named with its value under the axis ("off the axis: Dummy 323.8 →").
     """
+    unscored = [e.label for e in entries if not np.isfinite(e.mean)]  # named under the axis, not drawn
+    entries = [e for e in entries if np.isfinite(e.mean)]
     ran = [e for e in entries if e.kind != "reference"] or list(entries)
-    largest = max([max([e.mean, *e.folds]) for e in ran], default=1.0)
+    largest = max([float(np.nanmax([e.mean, *e.folds])) for e in ran], default=1.0)
     shown = sorted((e for e in entries if e.mean <= FAR * largest), key=lambda e: e.mean, reverse=higher_is_better)
     near = [r for r in references if r.value <= FAR * largest]
     beyond = [(e.label, e.mean) for e in entries if e.mean > FAR * largest]
@@ -112,7 +114,7 @@ def bars(
         ax.barh(row, entry.mean, color=colour, height=0.62, hatch="//" if entry.kind == "reference" else None)
         if len(entry.folds):
             ax.plot(entry.folds, [row] * len(entry.folds), "o", ms=3.5, color="black", alpha=0.75, zorder=3)
-        right = max([entry.mean, *entry.folds])
+        right = float(np.nanmax([entry.mean, *entry.folds]))
         ax.annotate(
             f"{entry.mean:.4g}", (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
         )
@@ -123,7 +125,11 @@ def bars(
         ax.axvline(ref.value, color=colour, ls="--", lw=1.2, label=f"{ref.label}: {ref.value:.4g}")
     ax.set_xlim(0, limit)
     off_axis = "; ".join(f"{label} {value:.4g} →" for label, value in beyond)
-    ax.set_xlabel(axis_label(quantity, units) + (f"\noff the axis: {off_axis}" if off_axis else ""))
+    ax.set_xlabel(
+        axis_label(quantity, units)
+        + (f"\noff the axis: {off_axis}" if off_axis else "")
+        + (f"\nno score: {', '.join(unscored)}" if unscored else "")
+    )
     if title:
         ax.set_title(title, fontsize=10)
     kinds = [k for k in ("ours", "baseline", "reference") if any(e.kind == k for e in shown)]

@@ -174,3 +174,12 @@ def test_learning_curves_draw_every_curve_when_there_are_more_than_colours():
     _, (ax,) = panels(1)
     learning_curves(ax, {f"member {k}": ([1, 2], [1.0, 0.5 + k]) for k in range(9)})
     assert [line.get_label() for line in ax.get_lines()] == [f"member {k}" for k in range(9)]
+
+
+def test_bars_name_an_entry_without_a_score_instead_of_failing():
+    """A classifier's ROC-AUC is undefined on a fold of one class: a NaN mean is named under the axis, not drawn."""
+    _, (ax,) = panels(1)
+    bars(ax, [Entry("scored", 0.8, (0.7, float("nan"), 0.9)), Entry("unscored", float("nan"))], quantity="ROC-AUC",
+         higher_is_better=True)  # fmt: skip
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["scored"]
+    assert "no score: unscored" in ax.get_xlabel()

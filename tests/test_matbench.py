@@ -31,6 +31,7 @@ from matgl_hybrid.checkpoint import sha256_file
 from matgl_hybrid.cli import main
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.descriptors.sets import describe_descriptor_set
+from matgl_hybrid.evaluation import cv as cv_module
 from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
@@ -373,7 +374,7 @@ def test_composition_tasks_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
+def test_cli_validate_and_cv(shared_data, tmp_path, capsys, monkeypatch):
     assert main(["validate", str(tmp_path)]) == 1  # not a submission folder
     assert "matbench_v0.1_" in capsys.readouterr().out
 
@@ -391,6 +392,15 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
         "--out",
         str(tmp_path / "cv"),
     ]
+    checkpoints = []  # what each fold's training left in its checkpoint folder, seen as it finished
+
+    def fit_and_look(*fit_args, **fit_kwargs):
+        result = original_fit(*fit_args, **fit_kwargs)
+        checkpoints.extend(Path(fit_kwargs["checkpoint_dir"]).iterdir())
+        return result
+
+    original_fit = cv_module.fit
+    monkeypatch.setattr(cv_module, "fit", fit_and_look)
     assert main(args) == 0
     summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert len(summary["fold_mae"]) == 5
@@ -406,8 +416,10 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys):
     assert predictions["id"].tolist() == [i for f in folds for i in f["ids"]]
     assert predictions["fold"].tolist() == [k for k, f in enumerate(folds) for _ in f["ids"]]
     np.testing.assert_allclose(predictions["y_pred"], [p for f in folds for p in f["y_pred"]])
-    # each fold trained in its own checkpoint folder: an interrupted fold resumes from its last epoch
-    assert all((tmp_path / "cv" / "checkpoints" / f"fold{k}" / "last.ckpt").is_file() for k in range(5))
+    # each fold trained in its own checkpoint folder (an interrupted fold resumes from its last epoch), removed
+    # once the fold's record is written
+    assert sorted(c.parent.name for c in checkpoints if c.name == "last.ckpt") == [f"fold{k}" for k in range(5)]
+    assert not (tmp_path / "cv" / "checkpoints").exists()
 
 
 def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp_path):

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from matgl_hybrid import data
 from matgl_hybrid.cli import main
+from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.fingerprint import FingerprintMismatch
@@ -344,3 +345,11 @@ def test_cv_of_a_classifier_reports_roc_auc_not_the_mae_of_probabilities(elastic
     report = (tmp_path / "cv" / "cv.md").read_text()
     assert "| ROC-AUC (mean ± std) |" in report
     assert "MAE/MAD" not in report
+    # a fold whose test part holds one class has no ROC-AUC: the mean is over the others, and the report is written
+    test_parts = [split[1] for split in kfold_splits(len(elastic))]
+    rare = elastic.subset(range(len(elastic)))
+    rare.targets = np.isin(np.arange(len(elastic)), test_parts[0][:2]).astype(float)  # positives in fold 0 only
+    summary = run_cv(rare, spec, tmp_path / "rare", None)
+    assert np.isnan(summary["fold_rocauc"][1:]).all()
+    assert summary["rocauc_mean"] == pytest.approx(summary["fold_rocauc"][0])
+    assert (tmp_path / "rare" / "cv.png").is_file()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ def run_cv(
 
     ``cache_dir``: descriptor cache folder (None: no cache); ``command``: the command line, recorded. Each fold
     trains with the spec's seed + fold and MatGL's default elements (a test fold may hold elements its training
-    part lacks), resumable from its Lightning checkpoints in ``<out>/checkpoints/fold<k>/``. With ``candidates``,
+    part lacks), resumable from its Lightning checkpoints in ``<out>/checkpoints/fold<k>/`` until its record is
+    written (the checkpoints are then removed). With ``candidates``,
     each fold chooses among them on
     its training part alone (:func:`~matgl_hybrid.training.select` with ``scheme``, default a validation split of
     ``spec.val_fraction``; resumable in ``<out>/selection/fold<k>/``) and predicts its test part with the chosen
@@ -89,6 +92,10 @@ def run_cv(
                            "inner_mae": selection.maes, "summary": selection.summary()}  # fmt: skip
 
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
+    for fold in records:  # a finished fold's record is its result: its checkpoints are ours to remove
+        shutil.rmtree(out / "checkpoints" / f"fold{fold}", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out / "checkpoints").rmdir()  # when empty
     y, p = pooled_parity(records)
     classifier = any(c.task_type == "classification" for c in [spec, *(candidates or {}).values()]
                      if isinstance(c, TrainSpec))  # fmt: skip
@@ -96,6 +103,9 @@ def run_cv(
     if classifier:
         records = {f: {**r, "rocauc": _rocauc(r)} for f, r in records.items()}
     summary = {**summarize(records, metric), "mad": float(np.mean(np.abs(y - y.mean()))), "spec": spec.to_dict()}
+    if classifier and np.isfinite(summary["fold_rocauc"]).any():  # over the folds where it is defined
+        summary |= {"rocauc_mean": float(np.nanmean(summary["fold_rocauc"])),
+                    "rocauc_std": float(np.nanstd(summary["fold_rocauc"]))}  # fmt: skip
     summary |= {"command": command, "device": device_name(spec.accelerator), "requirements": requirements()["python"]}
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
@@ -125,8 +135,9 @@ def run_cv(
             model_note,
             f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
             + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
-            + " Each fold trains with seed + fold and all of MatGL's default elements; every out-of-fold prediction"
-            " is in cv_predictions.csv; package versions in cv.json.",
+            + " Each fold trains with seed + fold and all of MatGL's default elements (a pretrained potential's own);"
+            " every out-of-fold prediction is in cv_predictions.csv; package versions in cv.json."
+            + (" ROC-AUC over the folds where it is defined (both classes in the test part)." if classifier else ""),
             *([f"Command: `{command}`."] if command else []),
         ],
         metrics={name: metric},
@@ -136,6 +147,6 @@ def run_cv(
 
 def _rocauc(record: dict[str, Any]) -> float:
     """ROC-AUC of a classifier's fold record (its predicted probabilities of class 1); NaN when the fold's test part
-    holds one class only."""
-    y = np.asarray(record["y_true"])
-    return float(roc_auc_score(y, record["y_pred"])) if len(np.unique(y)) == 2 else float("nan")
+    holds one class only, or a probability is not finite."""
+    y, p = np.asarray(record["y_true"]), np.asarray(record["y_pred"], dtype=float)
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 and np.isfinite(p).all() else float("nan")

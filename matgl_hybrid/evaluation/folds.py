@@ -49,7 +49,8 @@ def cross_validate(
         predicted = np.asarray(predicted, dtype=float)
         if bad := [i for i, p in zip(test.ids, predicted, strict=True) if not np.isfinite(p)]:
             shown = ", ".join(map(repr, bad[:3])) + (" …" if len(bad) > 3 else "")
-            warnings.warn(f"fold {fold}: {len(bad)} predictions are not finite ({shown}): its MAE is NaN", stacklevel=2)
+            warnings.warn(f"fold {fold}: {len(bad)} predictions are not finite ({shown}): its score is NaN",
+                          stacklevel=2)  # fmt: skip
         store.save(
             fold,
             {
