@@ -161,6 +161,8 @@ def save_checkpoint(
     files are assembled in a hidden folder inside ``out_dir`` and renamed into place; the manifest is removed first
     and written last, so an interrupted save leaves a folder that the loader refuses, never one that loads wrong.
     """
+    if clash := sorted(set(texts or {}) & set(figures or {})):
+        raise ValueError(f"{', '.join(clash)}: given both as a text and as a figure")
     out_dir = check_model_dir(out_dir, overwrite, allow)
     manifest_path = out_dir / MANIFEST
     had_model = is_saved_model(out_dir)
@@ -169,8 +171,6 @@ def save_checkpoint(
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
         try:
-            if clash := sorted(set(texts or {}) & set(figures or {})):
-                raise ValueError(f"{', '.join(clash)}: given both as a text and as a figure")
             files, manifest = _assemble(model, tmp, records or {}, {**(texts or {}), **(figures or {})})
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
             kept = "the earlier model there is unchanged" if had_model else "nothing was written there"

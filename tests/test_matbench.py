@@ -606,3 +606,5 @@ def test_a_misspelt_task_is_refused_with_the_nearest_name(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "not Matbench v0.1 tasks: 'matbench_phonon' (did you mean matbench_phonons?)" in error
     assert not (tmp_path / "m").exists()
+    assert main(["matbench", "--tasks", " , ", "--out", str(tmp_path / "m")]) == 2  # matbench would run all 13
+    assert "no Matbench task given" in capsys.readouterr().err

@@ -295,6 +295,6 @@ def test_a_test_split_with_elements_the_training_part_lacks_is_refused_before_tr
     with pytest.raises(ValueError, match=r"have elements the model does not embed \(Li\)"):
         train(dataset, listed, test_fraction=0.25, test_seed=0)
     everything = TrainSpec(**{**TINY, "element_types": "all"}, max_epochs=1)
-    with pytest.raises(ValueError, match="the training part lacks"):  # the candidates train, not the base spec
+    with pytest.raises(ValueError, match=r"candidate 'a': .*the training part lacks"):  # the candidates train
         train(dataset, everything, test_fraction=0.25, candidates={"a": TrainSpec(**TINY, max_epochs=1)})
     assert train(dataset, everything, test_fraction=0.25, test_seed=0).score_test()["n"] == len(held)

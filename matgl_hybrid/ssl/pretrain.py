@@ -182,7 +182,8 @@ class PretrainingResult:
         """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record) and, when the record has
         a history, :data:`PRETRAINING_FIGURE` (its validation losses per epoch)."""
         history = self.record.get("history") or []
-        figure = pretraining_figure(history, self.record.get("task", "masked")) if history else None
+        validated = any(k.startswith("val_") for row in history for k in row)
+        figure = pretraining_figure(history, self.record.get("task", "masked")) if validated else None
         figures = {PRETRAINING_FIGURE: png(figure)} if figure is not None else {}
         return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.figures import png
 from matgl_hybrid.model_card import CARD_FIGURE, holdout_metrics, render_card, training_figure
 from matgl_hybrid.models import HybridEnsemble, HybridModel
+from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.datamodule import model_elements
 from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
@@ -118,24 +119,31 @@ class TrainedModel:
         return path
 
 
-def _check_test_elements(specs: Sequence[TrainSpec], train_part: StructureData, test: StructureData) -> None:
-    """Before any training: the held-out structures' elements are among those each model of ``specs`` trained on
-    ``train_part`` would embed (it could not score the test split once trained and saved).
+def _check_test_elements(specs: Mapping[str, TrainSpec], train_part: StructureData, test: StructureData) -> None:
+    """Before any training: the held-out structures' elements are among those each model of ``specs`` (by candidate
+    name; ``""`` for the one spec) trained on ``train_part`` would embed: it could not score the test split once
+    trained and saved.
 
     Raises:
-        ValueError: naming the elements and the first test entries that have them.
+        ValueError: naming the candidate, the elements and the first test entries that have them.
     """
-    for spec in specs:
+    for name, spec in specs.items():
         known = set(model_elements(spec, train_part.structures))
         if missing := sorted(set(get_element_list(test.structures)) - known):
             having = [i for i, s in zip(test.ids, test.structures, strict=True)
                       if {e.symbol for e in s.elements} - known]  # fmt: skip
             shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
-            lacks = "the training part lacks" if spec.element_types == "training" else "the model does not embed"
+            another = "draw another test split (test_seed)"
+            if get_backbone(spec.backbone).potential is not None:
+                lacks, remedy = f"the pretrained {spec.backbone} was not trained on", another
+            elif spec.element_types == "training":
+                lacks, remedy = "the training part lacks", f"element_types 'all' (--elements all), or {another}"
+            else:
+                lacks, remedy = "the model does not embed", f"add them to element_types, or {another}"
+            model = f"candidate {name!r}: " if name else ""
             raise ValueError(
-                f"{len(having)} held-out test structures ({shown}) have elements {lacks} ({', '.join(missing)}): "
-                "the model could not predict them; element_types 'all' (--elements all) embeds every element, or "
-                "draw another test split (test_seed)"
+                f"{model}{len(having)} held-out test structures ({shown}) have elements {lacks} "
+                f"({', '.join(missing)}): the model could not predict them; {remedy}"
             )
 
 
@@ -199,7 +207,7 @@ def train(
         # The held-out test split is drawn first and never reaches training or early stopping.
         keep, held = split_indices(len(data), test_fraction, test_seed)
         data, test = data.subset(keep), data.subset(held)
-        trained = [c for c in candidates.values() if isinstance(c, TrainSpec)] if candidates else [spec]
+        trained = {n: c for n, c in candidates.items() if isinstance(c, TrainSpec)} if candidates else {"": spec}
         _check_test_elements(trained, data, test)
     if unknown := sorted(set(fit_options) - {"target_units", "cache_dir", "trainer_kwargs", "callbacks", "logger"}):
         raise TypeError(f"train() got unexpected keyword arguments {unknown}")

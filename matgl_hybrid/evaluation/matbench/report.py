@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from matgl_hybrid.evaluation.folds import summarize
-from matgl_hybrid.evaluation.report import write_report
+from matgl_hybrid.evaluation.report import METRIC_LABELS, write_report
 
 if TYPE_CHECKING:
     from matbench.bench import MatbenchBenchmark
@@ -68,7 +68,7 @@ def fold_scores(task: Any) -> tuple[str, dict[int, float]]:
 
 def score_lines(mb: MatbenchBenchmark) -> list[str]:
     """One line per recorded task of a run: mean ± std over its folds, in its units, and the leaderboard's best."""
-    best = {task: min(entries, key=lambda e: e["mae_mean"]) for task, entries in load_leaderboard().items() if entries}
+    leaderboard = load_leaderboard()
     lines = []
     for task in mb.tasks:
         metric, scores = fold_scores(task)
@@ -76,9 +76,10 @@ def score_lines(mb: MatbenchBenchmark) -> list[str]:
             continue
         values = list(scores.values())
         unit = f" {task.metadata.get('unit')}" if metric == "mae" and task.metadata.get("unit") else ""
-        line = (f"{task.dataset_name}: {metric.upper()} {np.mean(values):.4g} ± {np.std(values):.2g}{unit} over "
-                f"{len(values)} of {len(task.folds)} folds")  # fmt: skip
-        if metric == "mae" and (leader := best.get(task.dataset_name)):
+        line = (f"{task.dataset_name}: {METRIC_LABELS[metric]} {np.mean(values):.4g} ± {np.std(values):.2g}{unit} "
+                f"over {len(values)} of {len(task.folds)} folds")  # fmt: skip
+        if metric == "mae" and (entries := leaderboard.get(task.dataset_name)):  # lowest is best (an MAE)
+            leader = min(entries, key=lambda e: e["mae_mean"])
             line += f" (leaderboard best: {leader['algorithm']} {leader['mae_mean']:.4g})"
         lines.append(line)
     return lines
