@@ -252,8 +252,10 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     targets = [by_id[i] for i in test["ids"]]
     fig = training_figure(record, targets)
     curves, parity_panel = fig.axes
-    assert [line.get_label() for line in curves.get_lines()] == ["training", "validation"]
-    assert curves.get_lines()[1].get_ydata().tolist() == [r["val_MAE"] for r in record["members"][0]["history"]]
+    kept, training_curve, validation_curve = curves.get_lines()
+    assert [line.get_label() for line in (training_curve, validation_curve)] == ["training", "validation"]
+    assert validation_curve.get_ydata().tolist() == [r["val_MAE"] for r in record["members"][0]["history"]]
+    assert kept.get_xdata()[0] == record["members"][0]["best_epoch"] + 1
     points = parity_panel.collections[0].get_offsets()
     np.testing.assert_allclose(points, np.column_stack([targets, test["predictions"]]))
 
