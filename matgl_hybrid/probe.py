@@ -170,8 +170,12 @@ def descriptor_importance(
     cache_dir: str | Path | None = None,
     n_repeats: int = 3,
     seed: int = 0,
+    target: str | None = None,
 ) -> pd.DataFrame:
     """Permutation importance of each descriptor input of a trained hybrid on held-out data.
+
+    ``targets`` (n,) are the values of the model's output named ``target`` (needed for a model of several targets;
+    default: its only one).
 
     Each raw descriptor column is permuted over the structures (``n_repeats`` times, seeded); the model imputes and
     standardizes the permuted values as usual. The graph network runs once: only fusion and head see the permuted
@@ -183,6 +187,10 @@ def descriptor_importance(
     """
     if model.descriptor_set is None:
         raise ValueError("descriptor importance needs a hybrid model (one with descriptors)")
+    names = list(model.target_names)
+    if (target is None and len(names) > 1) or (target is not None and target not in names):
+        raise ValueError(f"the model predicts {', '.join(names)}: name the target the data holds (one of them)")
+    output = 0 if target is None else names.index(target)
     data = inference.prepare(model, structures, ids, cache_dir)
     raw = data.descriptors
     targets = np.asarray(targets, dtype=float)
@@ -198,7 +206,7 @@ def descriptor_importance(
                 predicted = model.predict_from_graph(graph, descriptors).cpu()
         finally:
             model.train(was_training)
-        return float(mean_absolute_error(targets, predicted.reshape(len(targets), -1)[:, 0].numpy()))
+        return float(mean_absolute_error(targets, predicted.reshape(len(targets), -1)[:, output].numpy()))
 
     baseline = mae_with(raw)
     rng = np.random.default_rng(seed)
@@ -338,8 +346,10 @@ def run_explain(
     ``source`` (with its ``target``); writes ``importance.{csv,md,png}`` into ``out`` and returns the table."""
     hybrid = load_checkpoint(model)
     dataset = data.load(source, target=target)
+    several = len(hybrid.target_names) > 1  # the data's target is the model's output of that name
     table = descriptor_importance(
-        hybrid, dataset.structures, dataset.targets, dataset.ids, cache_dir, n_repeats=repeats
+        hybrid, dataset.structures, dataset.targets, dataset.ids, cache_dir, n_repeats=repeats,
+        target=target if several else None,
     )
     units = getattr(hybrid, "target_units", None)
     write_importance_report(table, out, str(model), str(source), len(dataset), repeats, units)

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY_MEGNET
+from matgl.ext.pymatgen import get_element_list
 
 from matgl_hybrid.data import load_records
-from matgl_hybrid.descriptors import featurize
+from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.layers import make_readout
+from matgl_hybrid.models import HybridModel
 from matgl_hybrid.probe import (
     descriptor_importance,
     embed,
@@ -138,3 +140,20 @@ def test_the_mlp_probe_fits_a_descriptor_of_large_values():
     volume = pd.DataFrame({"volume": 5000.0 + 800.0 * x[:, 0] - 300.0 * x[:, 1]})
     table = probe({"embedding": x}, volume, probes=("mlp",))
     assert table.loc[0, "score"] > 0.9  # held-out R² (it was -38 on raw targets)
+
+
+def test_descriptor_importance_of_a_model_of_several_targets_scores_the_named_one(binaries):
+    """A model of two targets: the importance of its descriptors is measured on the output the data holds (it used
+    the first output whatever the data's target was)."""
+    structures = binaries.structures[:12]
+    frame = featurize(structures, "lattice", progress=False)
+    two = HybridModel(element_types=get_element_list(structures), cutoff=5.0, backbone_kwargs=SMALL,
+                      descriptor_set="lattice", descriptor_version=get_descriptor_set("lattice").version,
+                      descriptor_transform=DescriptorTransform().fit(frame).to_dict(), head_hidden=(4,),
+                      n_targets=2, target_names=("K", "G")).eval()  # fmt: skip
+    predicted = two.predict(structures)
+    for k, name in enumerate(("K", "G")):
+        table = descriptor_importance(two, structures, predicted[:, k], target=name, n_repeats=1)
+        assert table.attrs["baseline_mae"] == pytest.approx(0.0, abs=1e-5)  # scored against its own output
+    with pytest.raises(ValueError, match="the model predicts K, G: name the target the data holds"):
+        descriptor_importance(two, structures, predicted[:, 0], n_repeats=1)
