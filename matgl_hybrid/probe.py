@@ -343,9 +343,13 @@ def run_explain(
     cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Permutation importance of each descriptor input of the saved hybrid ``model`` on the held-out data
-    ``source`` (with its ``target``); writes ``importance.{csv,md,png}`` into ``out`` and returns the table."""
+    ``source`` (with its ``target``; a model that learnt ``log10_<target>`` is scored on the log10 of the data's
+    values, as ``train --log10-target`` made it); writes ``importance.{csv,md,png}`` into ``out`` and returns the
+    table."""
     hybrid = load_checkpoint(model)
     dataset = data.load(source, target=target)
+    if f"log10_{target}" in hybrid.target_names and target not in hybrid.target_names:
+        dataset, target = data.log10_targets(dataset), f"log10_{target}"  # compared on the model's own scale
     several = len(hybrid.target_names) > 1  # the data's target is the model's output of that name
     table = descriptor_importance(
         hybrid, dataset.structures, dataset.targets, dataset.ids, cache_dir, n_repeats=repeats,

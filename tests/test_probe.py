@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from conftest import TINY_MEGNET
 from matgl.ext.pymatgen import get_element_list
 
+from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import load_records
 from matgl_hybrid.descriptors import DescriptorTransform, featurize, get_descriptor_set
 from matgl_hybrid.layers import make_readout
@@ -22,6 +24,7 @@ from matgl_hybrid.probe import (
     plot_probe,
     probe,
     probe_matrix,
+    run_explain,
     write_importance_report,
 )
 from matgl_hybrid.training import TrainSpec, fit
@@ -157,3 +160,20 @@ def test_descriptor_importance_of_a_model_of_several_targets_scores_the_named_on
         assert table.attrs["baseline_mae"] == pytest.approx(0.0, abs=1e-5)  # scored against its own output
     with pytest.raises(ValueError, match="the model predicts K, G: name the target the data holds"):
         descriptor_importance(two, structures, predicted[:, 0], n_repeats=1)
+
+
+def test_explain_scores_a_log10_model_on_the_log10_of_the_data(binaries, tmp_path):
+    """`train --log10-target` learns log10_<target>; `explain --target <target>` compared its log10 predictions with
+    the raw values (a baseline MAE of 104 "log10 GPa"): the data's values are taken to log10 as in training."""
+    structures = binaries.structures[:12]
+    frame = featurize(structures, "lattice", progress=False)
+    model = HybridModel(element_types=get_element_list(structures), cutoff=5.0, backbone_kwargs=SMALL,
+                        descriptor_set="lattice", descriptor_version=get_descriptor_set("lattice").version,
+                        descriptor_transform=DescriptorTransform().fit(frame).to_dict(), head_hidden=(4,),
+                        target_names=("log10_K",)).eval()  # fmt: skip
+    save_checkpoint(model, tmp_path / "model")
+    rows = [{"id": str(i), "structure": s.as_dict(), "K": float(10**p)}
+            for i, (s, p) in enumerate(zip(structures, model.predict(structures), strict=True))]  # fmt: skip
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    table = run_explain(tmp_path / "model", tmp_path / "data.json", "K", tmp_path / "explain", repeats=1)
+    assert table.attrs["baseline_mae"] == pytest.approx(0.0, abs=1e-5)
