@@ -186,7 +186,9 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     assert training["spec"]["backbone_kwargs"]["nblocks"] == 1  # the config file is applied
 
     out = tmp_path / "pred.csv"
+    capsys.readouterr()
     assert main(["predict", "--model", str(tmp_path / "model"), "--data", str(path), "--out", str(out), *cache]) == 0
+    assert f"wrote {len(records)} predictions of heat_capacity (J/K/mol) to {out}" in capsys.readouterr().out
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["id", "prediction"]
     assert frame["id"].tolist() == [r["id"] for r in records]
