@@ -278,11 +278,13 @@ class FilePredictions:
         skipped: the entries left out (``skip_invalid``), with their reasons.
         listing: the file that lists them (``<out>.skipped.csv``), when ``skip_invalid`` or an earlier run's
             listing was emptied.
+        quantity: what the predictions are, in words: ``log10_K_VRH (log10 GPa)``, ``probabilities of is_metal``.
     """
 
     frame: pd.DataFrame
     skipped: list[SkippedEntry]
     listing: Path | None = None
+    quantity: str = ""
 
 
 def skipped_listing(out: str | Path) -> Path:
@@ -336,14 +338,17 @@ def predict_file(
         return_std=True,
     )
     frame = pd.DataFrame({"id": dataset.ids})
-    names = getattr(model, "members", [model])[0].target_names
+    names, units = model.target_names, getattr(model, "target_units", None)  # an ensemble's are its members'
+    quantity = ", ".join(names) + (f" ({units})" if units else "")
+    if getattr(model, "task_type", "regression") == "classification":
+        quantity = f"probabilities of {quantity}"
     columns = ["prediction"] if mean.ndim == 1 else [f"prediction_{name}" for name in names]
     for k, column in enumerate(columns):  # one column per target (and its spread over an ensemble's members)
         frame[column] = mean if mean.ndim == 1 else mean[:, k]
         if hasattr(model, "members"):
             frame["std" + column.removeprefix("prediction")] = std if std.ndim == 1 else std[:, k]
     atomic_write_text(out, frame.to_csv(index=False))
-    result = FilePredictions(frame, skipped)
+    result = FilePredictions(frame, skipped, quantity=quantity)
     if "skipped listing" in outputs:
         result.listing = outputs["skipped listing"]
         listing = pd.DataFrame([vars(e) for e in skipped], columns=["id", "reason"])

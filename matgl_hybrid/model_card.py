@@ -94,7 +94,7 @@ def training_figure(record: dict[str, Any], test_targets: Sequence[float] | None
             label = {"train": "training", "val": "validation"}[split] if len(members) == 1 else f"member {k + 1}"
             curves[label] = ([r["epoch"] + 1 for r in rows], [r[f"{split}_MAE"] for r in rows])
     title = "MAE per epoch" + (" (validation)" if len(members) > 1 else "")
-    if len(members) == 1:  # the epoch whose weights the model keeps
+    if len(members) == 1 and members[0]["best_epoch"] >= 0:  # the epoch whose weights the model keeps
         axes[0].axvline(members[0]["best_epoch"] + 1, color="black", ls=":", lw=1.0, label="kept (best validation)")
     learning_curves(axes[0], curves, quantity=f"MAE of {quantity}", units=units, title=title)
     if test:

@@ -347,6 +347,8 @@ def run_explain(
     values, as ``train --log10-target`` made it); writes ``importance.{csv,md,png}`` into ``out`` and returns the
     table."""
     hybrid = load_checkpoint(model)
+    if not isinstance(hybrid, HybridModel):  # an ensemble runs no fusion of its own to permute into
+        raise ValueError(f"{model}: explain takes one hybrid model, not a {type(hybrid).__name__}")
     dataset = data.load(source, target=target)
     if f"log10_{target}" in hybrid.target_names and target not in hybrid.target_names:
         dataset, target = data.log10_targets(dataset), f"log10_{target}"  # compared on the model's own scale

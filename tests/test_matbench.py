@@ -420,6 +420,7 @@ def test_cli_validate_and_cv(shared_data, tmp_path, capsys, monkeypatch):
     # once the fold's record is written
     assert sorted(c.parent.name for c in checkpoints if c.name == "last.ckpt") == [f"fold{k}" for k in range(5)]
     assert not (tmp_path / "cv" / "checkpoints").exists()
+    assert [r["epoch"] for r in folds[0]["params"]["history"]] == list(range(TINY.max_epochs))  # the curve stays
 
 
 def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp_path):

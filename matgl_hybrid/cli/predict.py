@@ -27,10 +27,7 @@ def predict_to_csv(model: nn.Module, args: argparse.Namespace) -> int:
     """Predict ``--data`` with ``model`` into ``--out`` (:func:`~matgl_hybrid.inference.predict_file`) and say so."""
     options = {"batch_size": args.batch_size, "cache_dir": cache(args), "n_jobs": args.n_jobs}
     result = predict_file(model, args.data, args.out, skip_invalid=args.skip_invalid, **options)
-    first = getattr(model, "members", [model])[0]
-    names, units = ", ".join(getattr(first, "target_names", ()) or ()), getattr(first, "target_units", None)
-    what = f" of {names}" + (f" ({units})" if units else "") if names else ""  # e.g. log10_K_VRH (log10 GPa)
-    print(f"wrote {len(result.frame)} predictions{what} to {args.out}")
+    print(f"wrote {len(result.frame)} predictions of {result.quantity} to {args.out}")
     if result.listing is not None and args.skip_invalid:
         shown = first_skipped(result.skipped) or "none"
         print(f"skipped {len(result.skipped)} invalid entries ({shown}); listed in {result.listing}")

@@ -74,13 +74,16 @@ def run_cv(
             return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
         return candidate
 
+    def checkpoints(fold: int) -> Path:
+        """Where fold ``fold`` keeps its Lightning checkpoints until its record is written."""
+        return out / "checkpoints" / f"fold{fold}"
+
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         if not candidates:
-            result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir,
-                         checkpoint_dir=out / "checkpoints" / f"fold{fold}")  # fmt: skip
+            result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir, checkpoint_dir=checkpoints(fold))
             predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
-                               "device": device_name(spec.accelerator)}  # fmt: skip
+                               "device": device_name(spec.accelerator), "history": result.history}  # fmt: skip
         fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
@@ -91,11 +94,16 @@ def run_cv(
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary()}  # fmt: skip
 
-    records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}")
-    for fold in records:  # a finished fold's record is its result: its checkpoints are ours to remove
-        shutil.rmtree(out / "checkpoints" / f"fold{fold}", ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (out / "checkpoints").rmdir()  # when empty
+    def forget_checkpoints(fold: int) -> None:
+        """A finished fold's record is its result (its learning curve in ``params["history"]``): the checkpoints
+        fit wrote for a resume go, and nothing else (a folder without fit's ``fingerprint.json`` is not ours)."""
+        if (checkpoints(fold) / "fingerprint.json").is_file():
+            shutil.rmtree(checkpoints(fold), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (out / "checkpoints").rmdir()  # when empty
+
+    records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}",
+                             saved=None if candidates else forget_checkpoints)  # fmt: skip
     y, p = pooled_parity(records)
     classifier = any(c.task_type == "classification" for c in [spec, *(candidates or {}).values()]
                      if isinstance(c, TrainSpec))  # fmt: skip

@@ -26,8 +26,10 @@ def cross_validate(
     folds: Iterable[int] = range(5),
     desc: str = "cross-validation",
     progress: bool = True,
+    saved: Callable[[int], None] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Run the Matbench protocol on ``data``; finished folds found in ``store`` are not redone.
+    """Run the Matbench protocol on ``data``; finished folds found in ``store`` are not redone; ``saved(fold)`` is
+    called once a fold's record is written (e.g. to remove what its training kept for a resume).
 
     Returns:
         The records of all requested folds, by fold number.
@@ -64,6 +66,8 @@ def cross_validate(
                 "y_pred": predicted.tolist(),
             },
         )
+        if saved is not None:
+            saved(fold)
         bar.set_postfix(last_mae=f"{store.load(fold)['mae']:.4g}")
     return {fold: store.load(fold) for fold in folds}
 

@@ -135,7 +135,8 @@ def _check_test_elements(specs: Mapping[str, TrainSpec], train_part: StructureDa
             shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
             another = "draw another test split (test_seed)"
             if get_backbone(spec.backbone).potential is not None:
-                lacks, remedy = f"the pretrained {spec.backbone} was not trained on", another
+                lacks = f"the pretrained {spec.backbone} was not trained on"
+                remedy = "leave those entries out, or use a backbone that learns its element embeddings"
             elif spec.element_types == "training":
                 lacks, remedy = "the training part lacks", f"element_types 'all' (--elements all), or {another}"
             else:

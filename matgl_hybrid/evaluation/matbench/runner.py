@@ -113,11 +113,11 @@ class MatbenchRun:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
         self.out = Path(self.out)
         specs = self.candidate_specs()
+        if not self.tasks:  # an empty subset is every task to matbench
+            raise ValueError("no Matbench task given")
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
         from matbench.metadata import mbv01_metadata
 
-        if not self.tasks:  # an empty subset is every task to matbench
-            raise ValueError("no Matbench task given")
         if unknown := [t for t in self.tasks if t not in mbv01_metadata]:
             near = {t: difflib.get_close_matches(t, list(mbv01_metadata), n=1) for t in unknown}
             hints = ", ".join(f"{t!r}" + (f" (did you mean {m[0]}?)" if m else "") for t, m in near.items())
