@@ -184,6 +184,8 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert training["spec"]["max_epochs"] == 2  # the flag overrides the config file's default
     assert training["spec"]["backbone_kwargs"]["nblocks"] == 1  # the config file is applied
+    member = training["members"][0]  # the epoch counted from 1, as in the card
+    assert f"at epoch {member['best_epoch'] + 1} of {member['epochs_run']} (" in capsys.readouterr().out
 
     out = tmp_path / "pred.csv"
     capsys.readouterr()

@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.global_rank == 0:
             print(
                 f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} at epoch "
-                f"{result.best_epoch} ({result.seconds:.0f} s)"
+                f"{result.best_epoch + 1} of {result.epochs_run} ({result.seconds:.0f} s)"  # 1-based, as the card
             )
 
     names = ("skip_invalid", "log10_target", "units", "ensemble", "test_fraction", "test_seed", "checkpoint_dir")
