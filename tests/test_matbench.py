@@ -431,6 +431,10 @@ def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp
     assert "(best)" not in (tmp_path / "behind.md").read_text()
     write_report(tmp_path / "ahead", "r", tables, {"t": "eV"})
     assert "| ours **(best)** |" in (tmp_path / "ahead.md").read_text()
+    # each fold's score in the table, not only as dots in the figure; a fold without one as a dash
+    partial = {"t": {"ours": {**row, "fold_mae": [1.25, float("nan"), 0.5], "mae_mean": 0.875, "folds_done": 3}}}
+    write_report(tmp_path / "partial", "r", partial, {"t": "eV"})
+    assert "| 3/5 | 1 | 1.25, –, 0.5 |" in (tmp_path / "partial.md").read_text()
 
 
 def test_classifier_candidates_are_chosen_by_validation_log_loss_not_mae_of_probabilities(monkeypatch):

@@ -59,20 +59,22 @@ def write_report(
         lines += [
             f"## {axis_label(target, units.get(target))}",
             "",
-            f"| model | {label} (mean ± std) |" + (" MAE/MAD |" if ratio_column else "") + " folds | train s / fold |",
-            "|---|---:|" + ("---:|" if ratio_column else "") + "---:|---:|",
+            f"| model | {label} (mean ± std) |" + (" MAE/MAD |" if ratio_column else "")
+            + " folds | train s / fold | per fold |",
+            "|---|---:|" + ("---:|" if ratio_column else "") + "---:|---:|---|",
         ]
         for model, r in sorted(rows.items(), key=lambda kv: sign * kv[1][f"{metric}_mean"]):
             ratio = (f" {r['mae_mean'] / r['mad']:.3f} |" if r.get("mad") else " – |") if ratio_column else ""
             flag = " **(best)**" if model == best else ""
+            per_fold = ", ".join("–" if v is None or not np.isfinite(v) else f"{v:.4g}" for v in r[f"fold_{metric}"])
             lines.append(
                 f"| {model}{flag} | {r[f'{metric}_mean']:.4g} ± {r[f'{metric}_std']:.2g} |{ratio} "
-                f"{r['folds_done']}/5 | {r['train_seconds']:.0f} |"
+                f"{r['folds_done']}/5 | {r['train_seconds']:.0f} | {per_fold} |"
             )
         for ref in (reference or {}).get(target, []):
             std = f" ± {ref[f'{metric}_std']:.2g}" if ref.get(f"{metric}_std") is not None else ""
             where = ref.get("where", "leaderboard")
-            dashes = " – | – | – |" if ratio_column else " – | – |"
+            dashes = " – | – | – | – |" if ratio_column else " – | – | – |"
             lines.append(f"| {ref['algorithm']} ({where}) | {ref[f'{metric}_mean']:.4g}{std} |{dashes}")
         lines.append("")
     if reference:
