@@ -162,7 +162,7 @@ def save_checkpoint(
     and written last, so an interrupted save leaves a folder that the loader refuses, never one that loads wrong.
     """
     if clash := sorted(set(texts or {}) & set(figures or {})):
-        raise ValueError(f"{', '.join(clash)}: given both as a text and as a figure")
+        raise ValueError(f"{out_dir}: {', '.join(clash)} given both as a text and as a figure")
     out_dir = check_model_dir(out_dir, overwrite, allow)
     manifest_path = out_dir / MANIFEST
     had_model = is_saved_model(out_dir)

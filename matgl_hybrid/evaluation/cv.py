@@ -24,7 +24,7 @@ from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.fingerprint import encoder_digest, run_fingerprint, without_runtime_fields
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, device_name, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
-from matgl_hybrid.training.selection import Scheme
+from matgl_hybrid.training.selection import Scheme, is_classifier
 
 
 def run_cv(
@@ -105,8 +105,7 @@ def run_cv(
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}",
                              saved=None if candidates else forget_checkpoints)  # fmt: skip
     y, p = pooled_parity(records)
-    classifier = any(c.task_type == "classification" for c in [spec, *(candidates or {}).values()]
-                     if isinstance(c, TrainSpec))  # fmt: skip
+    classifier = is_classifier([spec, *(candidates or {}).values()])
     metric = "rocauc" if classifier else "mae"  # the MAE of probabilities would reward pushing them to 0 or 1
     if classifier:
         records = {f: {**r, "rocauc": _rocauc(r)} for f, r in records.items()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +127,7 @@ class Selection:
         """What the candidates are scored by: ``"MAE"`` (target units), or ``"log loss"`` (binary cross-entropy of
         the predicted probabilities, a proper score: MAE would reward probabilities pushed to 0 or 1) when a
         candidate is a classifier."""
-        classifier = any(isinstance(c, TrainSpec) and c.task_type == "classification" for c in self.candidates.values())
-        return "log loss" if classifier else "MAE"
+        return "log loss" if is_classifier(self.candidates.values()) else "MAE"
 
     @property
     def scores(self) -> dict[str, float]:
@@ -226,6 +225,11 @@ def pooled_log_loss(records: list[dict[str, Any]]) -> float:
         return float("nan")
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def is_classifier(candidates: Iterable[Candidate]) -> bool:
+    """Whether any graph-network candidate (a :class:`TrainSpec`) is a classifier."""
+    return any(isinstance(c, TrainSpec) and c.task_type == "classification" for c in candidates)
 
 
 def best_candidate(scores: Mapping[str, float | None]) -> str:
