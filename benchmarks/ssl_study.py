@@ -45,7 +45,7 @@ from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embedding_width
 from matgl_hybrid.markdown import markdown_table
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.ssl import node_embeddings
+from matgl_hybrid.ssl import PRETEXT_VERSION, node_embeddings
 
 EVALUATED = ["de_jong_2015_elasticity", "alexandria_heat_capacity"]
 LAYERS = [0, 1, 2, 3]  # NE0 (element embedding) … NE3 (after MEGNet's third block)
@@ -58,9 +58,16 @@ ENCODERS = RESULTS / "ssl_encoders.json"
 
 
 def pretrain_encoder(dataset: str) -> None:
-    """Pretrain the encoder that never sees ``dataset`` (skipped when it exists)."""
+    """Pretrain the encoder that never sees ``dataset`` (skipped when it exists; refused when the package's pretext
+    task has changed since it was made, as must be the folds made with it)."""
     out = encoder_dir(dataset)
     if (out / "model.json").exists():
+        version = pretext_version(json.loads((out / "pretraining.json").read_text()))
+        if version != PRETEXT_VERSION:
+            raise SystemExit(
+                f"{out} was pretrained with pretext version {version}, this package's is {PRETEXT_VERSION}: move it, "
+                f"results/ssl_folds and results/folds/*/*/negnn_megnet* away to rerun the study with the new one"
+            )
         return
     corpus = [str(SHARED / name) for name, _ in DATASETS.values()]
     command = [sys.executable, "-m", "matgl_hybrid.cli", "pretrain", "--data", *corpus, "--exclude"]
@@ -147,6 +154,7 @@ def report() -> dict[str, dict[str, dict]]:
             for d, e in encoders.items()
         ],
         "",
+        *stale_pretext_note(encoders),
         "Command: `python benchmarks/ssl_study.py --stage all` (GNN rows: `python benchmarks/accuracy.py --dataset D "
         "--models megnet_readout,hybrid_megnet,negnn_megnet [--train-fraction 0.25]`). KRR: RBF, alpha and gamma by "
         "3-fold CV inside each training fold. MAE in the target's units, mean ± std over folds.",
@@ -168,8 +176,13 @@ def report() -> dict[str, dict[str, dict]]:
     return results
 
 
+def pretext_version(record: dict) -> int:
+    """The pretext version of a pretraining record (1 for records made before versions were recorded)."""
+    return int(record.get("pretext_version", 1))
+
+
 def encoder_summaries() -> dict[str, dict]:
-    """``{dataset: {"n_structures", "n_excluded"}}`` of each evaluated dataset's encoder: from its
+    """``{dataset: {"n_structures", "n_excluded", "pretext_version"}}`` of each evaluated dataset's encoder: from its
     ``pretraining.json`` where the encoder is here (and then committed to :data:`ENCODERS`), else from :data:`ENCODERS`.
     """
     summaries = json.loads(ENCODERS.read_text()) if ENCODERS.exists() else {}
@@ -178,11 +191,26 @@ def encoder_summaries() -> dict[str, dict]:
         if path.exists():
             record = json.loads(path.read_text())
             summaries[dataset] = {k: record[k] for k in ("n_structures", "n_excluded")}
+            summaries[dataset]["pretext_version"] = pretext_version(record)
     missing = [d for d in EVALUATED if d not in summaries]
     if missing:
         raise FileNotFoundError(f"no pretraining record of the encoders for {missing}: run --stage pretrain first")
     atomic_write_text(ENCODERS, json.dumps(summaries, indent=1) + "\n")
     return summaries
+
+
+def stale_pretext_note(encoders: dict[str, dict]) -> list[str]:
+    """A paragraph when an encoder of these results was pretrained with an older pretext task than the package's."""
+    old = sorted({pretext_version(e) for e in encoders.values()} - {PRETEXT_VERSION})
+    if not old:
+        return []
+    return [
+        f"These encoders were pretrained with pretext version {', '.join(map(str, old))}, before 2026-12-05: the "
+        "encoder saw every bond whose length bin it was asked for, so the distance task taught it little beyond "
+        f"copying its input. The package's pretext (version {PRETEXT_VERSION}) takes those bonds out of the graph "
+        "the encoder sees; the KRR and NEGNN rows below are those of the old encoders until the study is rerun.",
+        "",
+    ]
 
 
 def target_checks(results: dict) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from matgl.ext.pymatgen import Structure2Graph
+from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.graph.data import MGLDataset, collate_fn_graph
 from pymatgen.core import Structure
 from torch.utils.data import DataLoader, Sampler
@@ -18,6 +19,7 @@ from matgl_hybrid.data import InvalidStructureError, SkippedEntry, StructureData
 from matgl_hybrid.quiet import quiet_pyg
 
 __all__ = [
+    "bond_lengths",
     "build_dataset",
     "collate_fn_graph",
     "drop_unconnected",
@@ -25,7 +27,7 @@ __all__ = [
     "make_loader",
     "no_edges_error",
     "set_descriptors",
-    "swapped_node_types",
+    "swapped_attributes",
 ]
 
 
@@ -128,11 +130,32 @@ def make_loader(
 
 
 @contextmanager
-def swapped_node_types(g: Any, node_type: torch.Tensor) -> Iterator[None]:
-    """Run a forward pass with ``g.node_type`` replaced (masked atoms, another encoder's types); restored after."""
-    original = g.node_type
-    g.node_type = node_type
+def swapped_attributes(g: Any, **values: Any) -> Iterator[None]:
+    """Run a forward pass with some of ``g``'s attributes replaced (masked atoms' node types, another encoder's
+    types, a graph without some bonds; None removes one for the pass); after it, each is as it was, and one ``g``
+    lacked is removed again, so that what the pass wrote, such as MatGL's ``pbc_offshift``, does not outlive it."""
+    missing = object()
+    originals = {name: getattr(g, name, missing) for name in values}
+    for name, value in values.items():
+        setattr(g, name, value)
     try:
         yield
     finally:
-        g.node_type = original
+        for name, original in originals.items():
+            if original is missing:
+                if hasattr(g, name):
+                    delattr(g, name)
+            else:
+                setattr(g, name, original)
+
+
+def bond_lengths(g: Any, lattice: torch.Tensor) -> torch.Tensor:
+    """Length (Å) of every edge of ``g``, (E,), from its fractional coordinates, periodic image offsets and the
+    lattices (B, 3, 3) or (3, 3), as MatGL's Lightning module places atoms before a forward pass."""
+    lattice = lattice.unsqueeze(0) if lattice.dim() == 2 else lattice
+    batch = getattr(g, "batch", None)
+    if batch is None:
+        batch = torch.zeros(g.num_nodes, dtype=torch.long, device=g.frac_coords.device)
+    pos = (g.frac_coords.unsqueeze(-1) * lattice[batch]).sum(dim=1)
+    offshift = (g.pbc_offset.unsqueeze(-1) * lattice[batch[g.edge_index[0]]]).sum(dim=1)
+    return compute_pair_vector_and_distance(pos, g.edge_index, offshift)[1]

@@ -16,8 +16,9 @@ from matgl_hybrid.graphs import build_dataset, make_loader
 from matgl_hybrid.ssl import (
     MASK_TOKEN,
     MaskedPretraining,
+    PretextHeads,
     build_encoder,
-    choose_masked,
+    choose_atoms,
     distance_bins,
     material_embeddings,
     node_embeddings,
@@ -45,11 +46,65 @@ def structures():
         return load_records(DEMO_DATA / "de_jong_2015_elasticity.json.gz", limit=48).structures
 
 
-def test_masking_picks_fifteen_percent_of_atoms():
-    masked = choose_masked(1000, 0.15, torch.Generator().manual_seed(0))
-    assert len(masked) == 150
-    assert len(set(masked.tolist())) == 150
-    assert len(choose_masked(3, 0.15)) == 1  # at least one atom per batch
+def test_masking_picks_fifteen_percent_of_atoms_and_hides_as_many_others():
+    masked, hidden = choose_atoms(1000, 0.15, torch.Generator().manual_seed(0))
+    assert len(masked) == len(hidden) == 150
+    assert len(set(masked.tolist()) | set(hidden.tolist())) == 300  # disjoint, no repeats
+    masked, hidden = choose_atoms(3, 0.15)
+    assert len(masked) == 1  # at least one atom per batch
+    assert len(hidden) == 1
+    masked, hidden = choose_atoms(1, 0.15)
+    assert len(masked) == 1
+    assert len(hidden) == 0
+
+
+@pytest.mark.parametrize("backbone", ["megnet", "m3gnet"])
+def test_the_encoder_never_sees_the_bonds_whose_lengths_it_predicts(structures, backbone, monkeypatch):
+    # Moving the hidden atoms changes the length of every bond whose bin is a label, and nothing the encoder is
+    # given: its node features stay identical. (Before the fix, the encoder embedded those very bond lengths.)
+    torch.manual_seed(0)
+    kwargs = SMALL if backbone == "megnet" else {"dim_node_embedding": 16, "dim_edge_embedding": 16, "nblocks": 2}
+    module = MaskedPretraining(build_encoder(backbone, DEFAULT_ELEMENTS, 5.0, kwargs), backbone).eval()
+    elements = module.encoder.element_types
+    dataset = build_dataset(structures[:6], elements, 5.0, [str(i) for i in range(6)])
+    seen = []
+    monkeypatch.setattr(module.heads, "losses", lambda node_feat, *args: seen.append((node_feat, args)) or {})
+
+    def features(batch) -> torch.Tensor:
+        module.losses(batch, torch.Generator().manual_seed(3))
+        return seen[-1][0]
+
+    batch = next(iter(make_loader(dataset, 6)))
+    g = batch[0]
+    before = {k: getattr(g, k).clone() for k in ("edge_index", "pbc_offset", "node_type", "frac_coords")}
+    reference = features(batch)
+    for key, value in before.items():  # the batch is left as it came
+        assert torch.equal(getattr(g, key), value), key
+    _, hidden = choose_atoms(g.num_nodes, module.mask_fraction, torch.Generator().manual_seed(3))
+    hidden_bonds, lengths = seen[-1][1][2], seen[-1][1][3]
+    assert len(lengths) > 0
+    assert bool((torch.isin(hidden_bonds[0], hidden) | torch.isin(hidden_bonds[1], hidden)).all())
+
+    moved = next(iter(make_loader(dataset, 6)))
+    moved[0].frac_coords[hidden] += 0.03
+    torch.testing.assert_close(features(moved), reference, rtol=0, atol=0)
+    assert not torch.allclose(seen[-1][1][3], lengths)  # the labels did move
+    other = next(i for i in range(g.num_nodes) if i not in set(hidden.tolist()))
+    moved_other = next(iter(make_loader(dataset, 6)))
+    moved_other[0].frac_coords[other, 0] += 0.03
+    assert not torch.allclose(features(moved_other), reference)  # what the encoder sees does matter
+
+
+def test_a_batch_with_no_hidden_bond_scores_a_zero_distance_loss():
+    heads = PretextHeads(node_dim=4, n_bins=8)
+    node_feat = torch.randn(3, 4, requires_grad=True)
+    groups, periods = periodic_labels(("H", "O"))
+    losses = heads.losses(
+        node_feat, torch.tensor([0]), torch.tensor([1]), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), 5.0,
+        groups, periods,
+    )  # fmt: skip
+    assert float(losses["distance"]) == 0.0
+    assert torch.isfinite(sum(losses.values()))
 
 
 def test_periodic_labels_and_distance_bins():

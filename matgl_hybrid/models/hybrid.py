@@ -11,7 +11,7 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.layers import MLP
 from torch import nn
 
-from matgl_hybrid.graphs import swapped_node_types
+from matgl_hybrid.graphs import swapped_attributes
 from matgl_hybrid.layers import (
     DescriptorEncoder,
     DescriptorScaler,
@@ -117,7 +117,7 @@ class HybridModel(GraphModel):
                 and the raw ``descriptor`` (B, D) when the model uses descriptors.
             state_attr: (B, Ds) state attributes, as MatGL's collate gives them.
         """
-        with swapped_node_types(g, self.node_input(g, state_attr)):
+        with swapped_attributes(g, node_type=self.node_input(g, state_attr)):
             node_feat, state = get_backbone(self.backbone_name).features(self.backbone, g, state_attr)
         graph = torch.cat([self.readout(node_feat, _batch_index(g, node_feat), dim_size=num_graphs(g)), state], dim=-1)
         return self.predict_from_graph(graph, getattr(g, "descriptor", None))

@@ -9,7 +9,7 @@ import torch
 from matgl.config import DEFAULT_ELEMENTS
 from matgl.models import TensorNet
 
-from matgl_hybrid.graphs import swapped_node_types
+from matgl_hybrid.graphs import swapped_attributes
 from matgl_hybrid.models.backbones import num_graphs
 from matgl_hybrid.models.base import GraphModel, per_target
 
@@ -67,7 +67,7 @@ class NativeModel(GraphModel):
 
     def forward(self, g: Any, state_attr: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Predict in target units: (B,) for one target, (B, T) for several (see :meth:`HybridModel.forward`)."""
-        with swapped_node_types(g, self.node_input(g, state_attr)):
+        with swapped_attributes(g, node_type=self.node_input(g, state_attr)):
             out = self.output(self.backbone(g, state_attr=state_attr).reshape(num_graphs(g), -1))
         self.feature_dict = {"graph": self.graph_vector(g), "final": out}  # graph: None for an extensive head
         return per_target(out)

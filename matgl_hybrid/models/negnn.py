@@ -11,7 +11,7 @@ from matgl.models import MEGNet
 from matgl.models._core import MatGLModel
 from torch import nn
 
-from matgl_hybrid.graphs import swapped_node_types
+from matgl_hybrid.graphs import swapped_attributes
 from matgl_hybrid.inference import embedding_width, layer_node_features
 from matgl_hybrid.models.backbones import get_backbone
 
@@ -67,7 +67,7 @@ class FrozenEncoder(nn.Module):
         """A batch of N atoms -> ``[type, NE…]`` (N, 1 + D): each atom's type (the model's element order) as a float,
         then the frozen encoder's NE vectors of its layers."""
         self.encoder.eval()
-        with swapped_node_types(g, self.type_map[g.node_type]), torch.no_grad():
+        with swapped_attributes(g, node_type=self.type_map[g.node_type]), torch.no_grad():
             self.encoder(g, state_attr=state_attr)
         ne = layer_node_features(self.encoder, self.layers)
         return torch.cat([g.node_type.unsqueeze(-1).float(), ne], dim=-1)

@@ -1,5 +1,5 @@
 """Pretext tasks of self-supervised learning (Kong et al. 2022): the Lightning module they share, and the labels and
-heads of the predictive task (mask atoms, predict their group, period and edge-distance bins)."""
+heads of the predictive task (mask atoms, predict their group and period; hide bonds, predict their length bins)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from matgl_hybrid.models.encoders import MASK_TOKEN
 
 N_GROUPS = 18
 N_PERIODS = 7
+#: Version of the masked pretext task, kept in every pretraining record. 1 (before 2026-12-05): the encoder saw the
+#: bonds whose length bins it predicted. 2: those bonds are taken out of the graph it sees.
+PRETEXT_VERSION = 2
 
 
 def periodic_labels(element_types: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,10 +37,14 @@ def periodic_labels(element_types: Sequence[str]) -> tuple[torch.Tensor, torch.T
     return torch.tensor(groups), torch.tensor(periods)
 
 
-def choose_masked(num_nodes: int, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Indices of ``round(fraction × N)`` (at least one) randomly chosen atoms of a batch."""
+def choose_atoms(
+    num_nodes: int, fraction: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint random sets of ``round(fraction × N)`` atoms of a batch: the masked ones (at least one) and the
+    hidden ones (as many as the atoms left allow), whose bonds the encoder does not see. Shapes: (M,), (H,)."""
     count = max(1, round(fraction * num_nodes))
-    return torch.randperm(num_nodes, generator=generator)[:count]
+    order = torch.randperm(num_nodes, generator=generator)
+    return order[:count], order[count : 2 * count]
 
 
 def distance_bins(distances: torch.Tensor, cutoff: float, n_bins: int = 40) -> torch.Tensor:
@@ -46,10 +53,11 @@ def distance_bins(distances: torch.Tensor, cutoff: float, n_bins: int = 40) -> t
 
 
 class PretextHeads(nn.Module):
-    """Classifiers on final node features: group, period, and the distance bin of an edge from its two atoms.
+    """Classifiers on final node features: group and period of a masked atom, and the length bin of a hidden bond
+    from its two atoms.
 
-    Shapes: node features (N, F) -> group logits (M, 18), period logits (M, 7) for the M masked atoms; edge
-    logits (E_m, n_bins) for the E_m edges that touch a masked atom.
+    Shapes: node features (N, F) -> group logits (M, 18), period logits (M, 7) for the M masked atoms; bond logits
+    (E_h, n_bins) for the E_h hidden bonds.
     """
 
     def __init__(self, node_dim: int, n_bins: int = 40, hidden: int = 64):
@@ -64,20 +72,23 @@ class PretextHeads(nn.Module):
         node_feat: torch.Tensor,
         masked: torch.Tensor,
         true_types: torch.Tensor,
-        edge_index: torch.Tensor,
-        bond_dist: torch.Tensor,
+        hidden_bonds: torch.Tensor,
+        hidden_lengths: torch.Tensor,
         cutoff: float,
         groups: torch.Tensor,
         periods: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Cross-entropy of the three predictions; ``true_types`` are the masked atoms' real node types."""
+        """Cross-entropy of the three predictions; ``true_types`` (M,) are the masked atoms' real node types,
+        ``hidden_bonds`` (2, E_h) the bonds left out of the encoder's graph and ``hidden_lengths`` (E_h,) their
+        lengths in Å. With no hidden bond the distance loss is 0."""
         group_loss = F.cross_entropy(self.group(node_feat[masked]), groups[true_types])
         period_loss = F.cross_entropy(self.period(node_feat[masked]), periods[true_types])
-        is_masked = torch.zeros(node_feat.shape[0], dtype=torch.bool, device=node_feat.device)
-        is_masked[masked] = True
-        touching = is_masked[edge_index[0]] | is_masked[edge_index[1]]
-        pair = torch.cat([node_feat[edge_index[0, touching]], node_feat[edge_index[1, touching]]], dim=-1)
-        distance_loss = F.cross_entropy(self.distance(pair), distance_bins(bond_dist[touching], cutoff, self.n_bins))
+        pair = torch.cat([node_feat[hidden_bonds[0]], node_feat[hidden_bonds[1]]], dim=-1)
+        logits = self.distance(pair)
+        if hidden_lengths.numel():
+            distance_loss = F.cross_entropy(logits, distance_bins(hidden_lengths, cutoff, self.n_bins))
+        else:  # a zero that keeps the graph (an empty mean is NaN)
+            distance_loss = logits.sum() * 0.0
         return {"group": group_loss, "period": period_loss, "distance": distance_loss}
 
 

@@ -12,29 +12,30 @@ from typing import Any
 import lightning as L
 import torch
 from matgl.config import DEFAULT_ELEMENTS
-from matgl.graph._compute import compute_pair_vector_and_distance
 from matgl.models._core import MatGLModel
 from matplotlib.figure import Figure
 
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.figures import learning_curves, panels, png
-from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, swapped_node_types
+from matgl_hybrid.graphs import bond_lengths, build_dataset, has_edges, make_loader, swapped_attributes
 from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.models.encoders import build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
 from matgl_hybrid.ssl.corpus import pretraining_corpus
-from matgl_hybrid.ssl.pretext import PretextHeads, PretextModule, choose_masked, periodic_labels
+from matgl_hybrid.ssl.pretext import PRETEXT_VERSION, PretextHeads, PretextModule, choose_atoms, periodic_labels
 from matgl_hybrid.training.fit import fit_or_raise_interrupted, resolved_accelerator
 from matgl_hybrid.training.modules import History
 
 
 class MaskedPretraining(PretextModule):
-    """An encoder and :class:`PretextHeads`, trained to recover masked atoms.
+    """An encoder and :class:`PretextHeads`, trained to recover masked atoms and hidden bonds.
 
-    Each step masks ``mask_fraction`` of the batch's atoms (their node type becomes the mask token), encodes the
-    batch and sums the cross-entropies of group, period and edge-distance-bin predictions.
+    Each step masks ``mask_fraction`` of the batch's atoms (their node type becomes the mask token) and hides as
+    many others (every bond that touches one leaves the graph, in both directions), encodes the batch and sums the
+    cross-entropies of the masked atoms' group and period and of the hidden bonds' length bins. The encoder never
+    sees a length it is asked for: neither the bond nor, for M3GNet, an angle at a shared neighbour that would give it.
     """
 
     def __init__(
@@ -53,15 +54,29 @@ class MaskedPretraining(PretextModule):
         self.cutoff, self.mask_fraction = model.cutoff, mask_fraction
 
     def losses(self, batch: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Mask, encode and score one batch ``(g, lattice, state_attr, labels)``; the batch is left as it came."""
+        """Mask, hide, encode and score one batch ``(g, lattice, state_attr, labels)``; the batch is left as it came."""
         g, lattice, state_attr, _ = batch
-        masked = choose_masked(g.num_nodes, self.mask_fraction, generator).to(g.node_type.device)
-        true_types = g.node_type[masked]
-        with swapped_node_types(g, g.node_type.index_fill(0, masked, self.mask_index)):
+        device = g.node_type.device
+        masked, hidden = (atoms.to(device) for atoms in choose_atoms(g.num_nodes, self.mask_fraction, generator))
+        is_hidden = torch.zeros(g.num_nodes, dtype=torch.bool, device=device)
+        is_hidden[hidden] = True
+        touching = is_hidden[g.edge_index[0]] | is_hidden[g.edge_index[1]]
+        with torch.no_grad():
+            hidden_lengths = bond_lengths(g, lattice)[touching]
+        seen = ~touching
+        graph_seen = {"edge_index": g.edge_index[:, seen], "pbc_offset": g.pbc_offset[seen], "pbc_offshift": None}
+        node_type = g.node_type.index_fill(0, masked, self.mask_index)
+        with swapped_attributes(g, node_type=node_type, **graph_seen):
             node_feat = self(g=g, lat=lattice, state_attr=state_attr)
-        _, bond_dist = compute_pair_vector_and_distance(g.pos, g.edge_index, g.pbc_offshift)
         losses = self.heads.losses(
-            node_feat, masked, true_types, g.edge_index, bond_dist, self.cutoff, self.groups, self.periods
+            node_feat,
+            masked,
+            g.node_type[masked],
+            g.edge_index[:, touching],
+            hidden_lengths,
+            self.cutoff,
+            self.groups,
+            self.periods,
         )
         losses["total"] = sum(losses.values())
         return losses
@@ -232,6 +247,7 @@ def pretrain_datasets(
         "n_excluded": corpus.n_excluded,
         "n_structures": module.n_structures,
         "task": options.get("task", "masked"),
+        "pretext_version": PRETEXT_VERSION,
         "max_epochs": options.get("max_epochs", 50),
         # what else determines the encoder (pretrain's defaults where not given): reproducible from Python too
         **{name: options.get(name, SETTINGS_RECORDED[name]) for name in SETTINGS_RECORDED},
