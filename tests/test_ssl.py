@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -208,6 +209,14 @@ def test_ssl_descriptor_set_from_a_saved_encoder(structures, tmp_path):
     np.testing.assert_allclose(frame.to_numpy(), expected, rtol=1e-5, atol=1e-6)
     again = featurize(structures[:4], f"lattice+{spec}", cache_dir=tmp_path / "cache", progress=False)
     assert again.shape == (4, 9 + 32)
+    # another encoder saved in the same folder, in the same process: its values, not the first encoder's
+    other = _encoder().eval()
+    shutil.rmtree(tmp_path / "enc")
+    save_checkpoint(other, tmp_path / "enc")
+    replaced = featurize(structures[:4], spec, cache_dir=tmp_path / "cache2", progress=False)
+    expected_other = material_embeddings(other, structures[:4], layers=[0, 2])
+    np.testing.assert_allclose(replaced.to_numpy(), expected_other, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected_other, expected, atol=1e-3)
     with pytest.raises(KeyError, match="ssl:<encoder checkpoint>:<layers>"):
         featurize(structures[:1], "ssl:only-a-path", progress=False)
     # averaged over atoms, a cell and its supercell are one material; summed, the supercell counts twice
@@ -254,13 +263,17 @@ def test_contrastive_views_and_nt_xent(structures):
     from matgl_hybrid.ssl.contrastive import (
         ContrastivePretraining,
         collate_pairs,
+        displaced,
         nt_xent,
         paired_views,
-        random_supercell,
     )
 
     s = structures[0]
-    assert len(random_supercell(s, np.random.default_rng(0))) == 2 * len(s)
+    view = displaced(s, np.random.default_rng(0))
+    assert view.lattice == s.lattice
+    assert view.species == s.species
+    shifts = np.linalg.norm(view.cart_coords - s.cart_coords, axis=1)
+    assert 0 < shifts.mean() < 0.2
     torch.manual_seed(0)
     z = torch.randn(8, 16)
     assert nt_xent(z, z) < nt_xent(z, torch.randn(8, 16))  # matching views score better than unrelated ones
@@ -269,6 +282,12 @@ def test_contrastive_views_and_nt_xent(structures):
     module = ContrastivePretraining(_encoder(), lr=3e-3)
     small = [s for s in structures if len(s) <= 6][:8]
     views = paired_views(small, 5.0, module.encoder.element_types)
+    first, second = collate_pairs([views[i] for i in range(8)])
+    # the second view is the same atoms, moved (a supercell, as before, doubled the atoms and, mean-pooled, gave
+    # exactly the first view's embedding: nothing to be invariant to)
+    assert first[0].num_nodes == second[0].num_nodes
+    moved = (first[0].frac_coords - second[0].frac_coords) @ first[1][0]
+    assert 0.01 < float(moved.norm(dim=1).mean()) < 0.2
     optimizer = module.configure_optimizers()[0][0]
 
     def loss():

@@ -24,13 +24,20 @@ if TYPE_CHECKING:
     from matgl.graph.data import MGLDataset
 
 
-def random_supercell(structure: Structure, rng: np.random.Generator, max_atoms: int = 64) -> Structure:
-    """A view of the same crystal: the cell doubled along one random axis (kept when it stays ≤ ``max_atoms``)."""
-    if 2 * len(structure) > max_atoms:
-        return structure.copy()
-    scaling = [1, 1, 1]
-    scaling[int(rng.integers(3))] = 2
-    return structure.make_supercell(scaling, in_place=False)
+def displaced(structure: Structure, rng: np.random.Generator, sigma: float = 0.05) -> Structure:
+    """A view of the same crystal: every atom moved by a random Cartesian displacement, normal with ``sigma`` Å per
+    axis (thermal-vibration scale); lattice, species and site properties kept.
+
+    (A supercell is no view for mean-pooled MEGNet or M3GNet embeddings: it gives exactly the original's.)
+    """
+    coords = structure.cart_coords + rng.normal(0.0, sigma, size=(len(structure), 3))
+    return Structure(
+        structure.lattice,
+        structure.species_and_occu,
+        coords,
+        coords_are_cartesian=True,
+        site_properties=structure.site_properties,
+    )
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -104,11 +111,11 @@ class ContrastivePretraining(PretextModule):
 def paired_views(
     structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], seed: int = 0
 ) -> PairedViews:
-    """Dataset of (original, random-supercell) graph pairs for contrastive training."""
+    """Dataset of (original, displaced) graph pairs for contrastive training (:func:`displaced`, seeded)."""
     rng = np.random.default_rng(seed)
     ids = entry_ids(len(structures))
     first = build_dataset(list(structures), element_types, cutoff, ids)
-    second = build_dataset([random_supercell(s, rng) for s in structures], element_types, cutoff, ids)
+    second = build_dataset([displaced(s, rng) for s in structures], element_types, cutoff, ids)
     return PairedViews(first, second)
 
 

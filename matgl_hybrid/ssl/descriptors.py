@@ -20,7 +20,8 @@ from matgl_hybrid.inference import embedding_width, material_embeddings
 
 
 @lru_cache(maxsize=4)
-def _encoder(path: str) -> MatGLModel:
+def _encoder(path: str, digest: str) -> MatGLModel:
+    """The encoder saved at ``path`` whose manifest hashes to ``digest`` (one saved again there is another)."""
     return load_checkpoint(path)
 
 
@@ -52,16 +53,16 @@ def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum"
     if not manifest.is_file():
         raise FileNotFoundError(f"ssl descriptors: {path} is not a saved encoder (no SHA256SUMS); see `pretrain`")
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
-    width = embedding_width(_encoder(path), layers)
+    width = embedding_width(_encoder(path, digest), layers)
     tag = "".join(map(str, layers))
     return FeatureGroup(
         name=f"ssl-{digest}-NE{tag}-{pool}",
         labels=tuple(f"ssl_NE{tag}_{pool}_{i}" for i in range(width)),
-        compute=lambda ctx: _values(path, layers, pool, ctx),
+        compute=lambda ctx: _values(path, digest, layers, pool, ctx),
         version=f"1-{digest}",
         check_values=False,  # the checkpoint's hash pins the values
     )
 
 
-def _values(path: str, layers: tuple[int, ...], pool: str, ctx: StructureContext) -> list[float]:
-    return material_embeddings(_encoder(path), [ctx.structure], layers, pool)[0].tolist()
+def _values(path: str, digest: str, layers: tuple[int, ...], pool: str, ctx: StructureContext) -> list[float]:
+    return material_embeddings(_encoder(path, digest), [ctx.structure], layers, pool)[0].tolist()

@@ -110,8 +110,9 @@ def pretrain(
     number used.
 
     Args:
-        task: ``masked`` (group, period and distance bins of masked atoms) or ``contrastive`` (NT-Xent between
-            an original and a random-supercell view, 10–20 % of nodes and edges masked in each).
+        task: ``masked`` (group and period of masked atoms, length bins of hidden bonds) or ``contrastive``
+            (NT-Xent between an original and a displaced view, atoms moved by 0.05 Å per axis, 10–20 % of nodes and
+            edges masked in each).
         trainer_kwargs: Lightning ``Trainer`` arguments merged over these (e.g. a logger, callbacks, precision).
     """
     if task not in ("masked", "contrastive"):
