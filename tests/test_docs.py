@@ -97,8 +97,9 @@ def expanded(words: list[str]) -> list[str]:
 
 
 #: The settings that make a documented command quick, each set where the command has the option (replacing a
-#: value the docs give): one epoch of training, ridge probes only (the MLP probes are tested in test_probe.py).
-QUICK = {"--max-epochs": "1", "--probes": "ridge"}
+#: value the docs give): one epoch of training (so no warm-up epochs, which must be fewer), ridge probes only (the
+#: MLP probes are tested in test_probe.py).
+QUICK = {"--max-epochs": "1", "--warmup-epochs": "0", "--probes": "ridge"}
 
 
 def quick(argv: list[str]) -> list[str]:

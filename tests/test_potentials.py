@@ -206,6 +206,23 @@ def test_the_fine_tuning_schedule_decays_over_the_batches_that_run(elastic):
     assert recorded.rates[-1] > 2 * spec.lr * spec.decay_alpha
 
 
+def test_with_gradient_accumulation_the_schedule_counts_optimizer_steps(elastic):
+    """3 batches an epoch accumulated 3 at a time make one optimizer step an epoch: over 3 epochs the cosine must
+    reach its last quarter (sized in batches, it ended at 0.88 × lr)."""
+    from conftest import TINY
+    from recorders import LearningRates
+
+    from matgl_hybrid.training import fit
+
+    recorded = LearningRates()
+    spec = TrainSpec(max_epochs=3, weight_decay=0.01, lr=1e-2, **{**TINY, "batch_size": 4})
+    fit(elastic.subset(range(10)), spec=spec, val_data=elastic.subset(range(10, 14)), callbacks=[recorded],
+        trainer_kwargs={"accumulate_grad_batches": 3})  # fmt: skip
+    assert len(recorded.rates) == 9
+    assert recorded.rates[-1] < 0.3 * spec.lr
+    assert recorded.rates[0] == pytest.approx(spec.lr)
+
+
 def test_the_weight_average_of_equal_weights_is_them_bit_for_bit():
     """Frozen weights (and buffers) are averaged with themselves at every step: they must not drift by rounding."""
     update = warmup_ema_update(0.999)

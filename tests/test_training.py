@@ -128,6 +128,9 @@ def test_train_refuses_bad_settings_before_any_work(elastic):
         train(elastic, TrainSpec(**TINY), test_fraction=1.0)
     with pytest.raises(ValueError, match="ensemble must be an integer >= 1"):
         train(elastic, TrainSpec(**TINY), ensemble=0)
+    with pytest.raises(ValueError, match=r"warmup_epochs \(5\) must be below max_epochs \(5\)"):
+        TrainSpec(warmup_epochs=5, max_epochs=5)
+    assert TrainSpec(warmup_epochs=4, max_epochs=5).warmup_epochs == 4
 
 
 @pytest.mark.slow

@@ -123,13 +123,14 @@ def parameter_groups(model: HybridModel, lr: float, layer_decay: float) -> list[
 
 
 def optimizer_and_schedule(
-    model: HybridModel, spec: TrainSpec, batches_per_epoch: int
+    model: HybridModel, spec: TrainSpec, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
     """AdamW over :func:`parameter_groups` with ``spec.weight_decay``, and a per-step schedule: linear warm-up over
     ``spec.warmup_epochs``, then cosine decay to ``lr × decay_alpha`` at ``max_epochs`` (Lightning's scheduler
-    config, ``interval="step"``)."""
+    config, ``interval="step"``). ``steps_per_epoch``: optimizer steps an epoch (batches, fewer with gradient
+    accumulation)."""
     optimizer = torch.optim.AdamW(parameter_groups(model, spec.lr, spec.layer_decay), weight_decay=spec.weight_decay)
-    warmup, total = spec.warmup_epochs * batches_per_epoch, max(1, spec.max_epochs * batches_per_epoch)
+    warmup, total = spec.warmup_epochs * steps_per_epoch, max(1, spec.max_epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -248,7 +248,8 @@ def fit(
         with quiet_lightning():
             trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
         resume.begin(trainer.world_size, trainer.is_global_zero)
-        module = build_module(spec, model, -(-len(datamodule.train_set) // trainer.world_size))
+        per_process = -(-len(datamodule.train_set) // trainer.world_size)
+        module = build_module(spec, model, per_process, trainer.accumulate_grad_batches)
         resume.check_weights(module)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")

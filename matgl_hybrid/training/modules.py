@@ -115,19 +115,24 @@ def build_model(
     return model
 
 
-def build_module(spec: TrainSpec, model: HybridModel, n_train: int) -> HybridLightningModule:
+def build_module(
+    spec: TrainSpec, model: HybridModel, n_train: int, accumulate_grad_batches: int = 1
+) -> HybridLightningModule:
     """The Lightning module training ``model`` with ``spec``'s loss, learning rate and cosine decay.
 
-    ``n_train``: training structures per epoch and process. Classification trains on binary cross-entropy.
-    Fine-tuning settings (or a pretrained backbone) train with
-    :func:`~matgl_hybrid.training.finetuning.optimizer_and_schedule` (AdamW, layer-wise rates, warm-up + cosine per
-    step, over the :func:`~matgl_hybrid.training.datamodule.batches_per_epoch` that run); otherwise MatGL's Adam with
+    ``n_train``: training structures per epoch and process; ``accumulate_grad_batches``: the Trainer's (batches per
+    optimizer step). Classification trains on binary cross-entropy. Fine-tuning settings (or a pretrained backbone)
+    train with :func:`~matgl_hybrid.training.finetuning.optimizer_and_schedule` (AdamW, layer-wise rates, warm-up +
+    cosine per optimizer step, over the steps that the
+    :func:`~matgl_hybrid.training.datamodule.batches_per_epoch` make: one per ``accumulate_grad_batches``, the last
+    of an epoch included, as Lightning steps); otherwise MatGL's Adam with
     its cosine over ``max_epochs × (n_train // batch_size)`` steps, stepped once per epoch (see :class:`TrainSpec`:
     every recipe result was trained so, and runs registered with it resume and reproduce).
     """
     schedule: dict[str, Any] = {}
     if uses_finetuning_schedule(spec):
-        optimizer, scheduler = optimizer_and_schedule(model, spec, batches_per_epoch(n_train, spec.batch_size))
+        steps = -(-batches_per_epoch(n_train, spec.batch_size) // accumulate_grad_batches)
+        optimizer, scheduler = optimizer_and_schedule(model, spec, steps)
         schedule = {"optimizer": optimizer, "scheduler": scheduler}
     module = HybridLightningModule(
         model=model,

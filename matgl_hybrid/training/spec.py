@@ -236,6 +236,9 @@ class TrainSpec:
             problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        elif self.warmup_epochs and isinstance(self.max_epochs, int) and self.warmup_epochs >= self.max_epochs:
+            problems.append(f"warmup_epochs ({self.warmup_epochs}) must be below max_epochs ({self.max_epochs}): the "
+                            "rate would never reach lr nor decay")  # fmt: skip
         pretrained = BACKBONES[self.backbone].potential if self.backbone in BACKBONES else None
         if self.readout == "native" and pretrained:
             problems.append(f"readout 'native' keeps the backbone's own head, but {self.backbone} starts from "
