@@ -366,3 +366,12 @@ def test_importing_values_that_differ_from_the_cached_ones_keeps_the_local_and_s
     with pytest.warns(UserWarning, match=rf"1 archived entries differ .* kept \(first: structure {key}, group volume"):
         import_archive(cache, _archive(tmp_path / "other.json.gz", {key: other}))
     assert cache.get(key)[_lattice_keys()["volume"]]["values"] == [64.0]
+
+
+def test_a_cache_folder_under_home_written_with_a_tilde_is_that_folder(tmp_path, monkeypatch):
+    # as the docs write it: cache_dir="~/.cache/matgl-hybrid/descriptors" (was a folder named "~" here)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    featurize([_cscl()], "lattice", cache_dir="~/cache", progress=False)
+    assert list((tmp_path / "home" / "cache").rglob("*.json"))
+    assert not (tmp_path / "~").exists()

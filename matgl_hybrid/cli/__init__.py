@@ -58,7 +58,10 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     wanted = set(COMMANDS if commands is None else commands)
     options = {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name in wanted}
     if missing := sorted(wanted - options.keys()):
-        raise RuntimeError(f"no entry point for the command(s) {missing}: reinstall matgl-hybrid (pip install -e .)")
+        raise RuntimeError(
+            f"no entry point for the command(s) {missing}: reinstall matgl-hybrid (pip install --force-reinstall "
+            "matgl-hybrid; in a checkout, pip install -e .)"
+        )
     for name, summary in COMMANDS.items():
         p = sub.add_parser(
             name, help=summary, description=summary[0].upper() + summary[1:] + ".", formatter_class=HelpFormatter

@@ -69,7 +69,9 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
         _list_pretrained()
         return 0
     if args.source is None:
-        raise ValueError(f"pretrained {args.action} needs a checkpoint name, path or URL")
+        raise ValueError(
+            f"pretrained {args.action} needs a checkpoint name, path or URL (names: matgl-hybrid pretrained list)"
+        )
     if args.action == "predict":
         if not (args.data and args.out):
             raise ValueError("pretrained predict needs --data FILE and --out CSV")

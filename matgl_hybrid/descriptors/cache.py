@@ -99,7 +99,7 @@ class DescriptorCache:
     """
 
     def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
+        self.directory = Path(directory).expanduser()
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
