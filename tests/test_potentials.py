@@ -2,6 +2,7 @@
 refused, and fine-tuning one inside the hybrid (freezing, layer-wise rates, save and reload)."""
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -137,6 +138,23 @@ def test_fine_tuning_a_pretrained_backbone_freezes_what_it_should_saves_and_relo
     for loaded in (matgl.load_model(out), load_checkpoint(out)):
         # identical up to float32 summation order (scatter sums on several threads): 1e-6 relative
         np.testing.assert_allclose(loaded.predict(found.structures[:6]), expected, rtol=1e-6)
+    # the model itself references the weights it started from (also when saved without train's record)
+    model.save(tmp_path / "bare")
+    config = json.loads((tmp_path / "bare" / "model.json").read_text())
+    reference = {"name": TENSORNET, "sha256": record["pretrained_backbone"]["sha256"]}
+    assert config["kwargs"]["pretrained_weights"] == reference
+
+
+def test_a_reference_to_weights_the_package_does_not_ship_is_warned_about():
+    shipped = potentials.shipped_potentials()[TENSORNET].weights_sha256
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        potentials.check_reference({"name": TENSORNET, "sha256": shipped})
+    replaced = re.escape(f"{TENSORNET} weights of sha256 {'0' * 12}…, this package ships {shipped[:12]}…")
+    with pytest.warns(UserWarning, match=replaced):
+        potentials.check_reference({"name": TENSORNET, "sha256": "0" * 64})
+    with pytest.warns(UserWarning, match="'my-potential', which this package does not ship"):
+        potentials.check_reference({"name": "my-potential", "sha256": "0" * 64})
 
 
 def test_layer_wise_rates_fall_towards_the_embedding_and_frozen_weights_are_left_out():

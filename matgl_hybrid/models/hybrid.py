@@ -11,6 +11,7 @@ from matgl.config import DEFAULT_ELEMENTS
 from matgl.layers import MLP
 from torch import nn
 
+from matgl_hybrid import potentials
 from matgl_hybrid.graphs import swapped_attributes
 from matgl_hybrid.layers import (
     DescriptorEncoder,
@@ -86,11 +87,19 @@ class HybridModel(GraphModel):
         target_units: str | None = None,
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
+        pretrained_weights: dict[str, str] | None = None,
         **kwargs,
     ):
-        """Build the model; see the class docstring. ``descriptor_transform`` is required with ``descriptor_set``."""
+        """Build the model; see the class docstring. ``descriptor_transform`` is required with ``descriptor_set``.
+
+        ``pretrained_weights``: ``{"name", "sha256"}`` of the shipped potential the backbone was fine-tuned from,
+        kept in ``model.json`` (provenance: the model holds its fine-tuned weights and needs no other file); a
+        reference the package does not ship with that sha256 is warned about.
+        """
         if descriptor_set is not None and descriptor_transform is None:
             raise ValueError("a model with descriptors needs the fitted descriptor_transform")
+        if pretrained_weights is not None:
+            potentials.check_reference(pretrained_weights)
         super().__init__(
             backbone, element_types, cutoff, dict(backbone_kwargs or {}), n_targets, task_type, node_embeddings,
             target_names, target_units, target_mean, target_std, descriptor_set, descriptor_version,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -120,6 +121,21 @@ def _verified_bytes(folder: Path, digests: dict[str, str], file: str) -> bytes:
 def weights_sha256(name: str | Path) -> str:
     """The sha256 of a verified potential's weights: what a model built on them records."""
     return verified_files(name)[1]["weights.safetensors"]
+
+
+def check_reference(reference: dict[str, str]) -> None:
+    """Warn, one line, when a model's pretrained reference ``{"name", "sha256"}`` is not a potential this package
+    ships with those weights (a model fine-tuned from weights since replaced, or from a folder of one's own): the
+    model predicts with its own fine-tuned weights all the same; only its provenance is not the shipped file."""
+    info = shipped_potentials().get(reference.get("name", ""))
+    if info is None:
+        warnings.warn(f"the model was fine-tuned from {reference.get('name')!r}, which this package does not ship: "
+                      "its provenance cannot be checked here", stacklevel=2)  # fmt: skip
+    elif info.weights_sha256 != reference.get("sha256"):
+        stated, shipped = str(reference.get("sha256"))[:12], info.weights_sha256[:12]
+        warnings.warn(f"the model was fine-tuned from {info.name} weights of sha256 {stated}…, this package ships "
+                      f"{shipped}…: the model keeps its own fine-tuned weights, but they did not start from the "
+                      "shipped file", stacklevel=2)  # fmt: skip
 
 
 def architecture_args(config: dict[str, Any]) -> dict[str, Any]:

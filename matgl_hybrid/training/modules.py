@@ -16,6 +16,7 @@ import torchmetrics
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from matgl.utils.training import ModelLightningModule
 
+from matgl_hybrid import potentials
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.layers.targets import Probabilities
 from matgl_hybrid.models import HybridModel
@@ -92,6 +93,8 @@ def build_model(
     backbone_kwargs = spec.backbone_kwargs
     if pretrained_name(spec) is not None:  # the potential's architecture, then its weights
         _, _, backbone_kwargs = pretrained_architecture(spec)
+        name = pretrained_name(spec)
+        model_args["pretrained_weights"] = {"name": name, "sha256": potentials.weights_sha256(name)}
     model = HybridModel(
         backbone=spec.backbone,
         element_types=datamodule.element_types,
