@@ -366,3 +366,19 @@ def test_the_pretraining_figure_draws_each_validated_loss_once(structures):
     assert Count.epochs == 1
     assert [row["epoch"] for row in module.history] == [0]
     pretrain(structures[:12], max_epochs=1, progress=False, trainer_kwargs={"callbacks": None})
+
+
+def test_a_contrastive_validation_batch_of_one_crystal_is_not_scored(structures, monkeypatch):
+    """Its NT-Xent is exactly 0 (no negative pair): averaged in, it pulled the validation loss down."""
+    from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, nt_xent, paired_views
+
+    z = torch.randn(1, 8)
+    assert float(nt_xent(z, z + 1)) == 0.0
+    module = ContrastivePretraining(_encoder())
+    views = paired_views(structures[:3], 5.0, module.encoder.element_types)
+    logged = []
+    monkeypatch.setattr(module, "log_dict", lambda values, **kwargs: logged.append(values))
+    module.validation_step(collate_pairs([views[0]]), 0)
+    assert logged == []
+    module.validation_step(collate_pairs([views[1], views[2]]), 1)
+    assert set(logged[0]) == {"val_nt_xent", "val_total"}

@@ -72,6 +72,8 @@ def collate_pairs(items: Sequence[tuple[Any, Any]]) -> tuple[tuple[Any, ...], tu
 class ContrastivePretraining(PretextModule):
     """Encoder + projection head trained with NT-Xent on two views with 10–20 % of nodes and edges masked."""
 
+    min_batch_size = 2
+
     def __init__(
         self,
         model: MatGLModel,

@@ -123,6 +123,12 @@ class PretextModule(ModelLightningModule):
         self.log_dict({f"train_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=self.batch_size(batch))
         return losses["total"]
 
+    #: The fewest structures a batch needs for its losses to mean anything (a contrastive batch of one has no
+    #: negative pair: its NT-Xent is exactly 0); smaller validation batches are left out of the validation loss.
+    min_batch_size = 1
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
+        if self.batch_size(batch) < self.min_batch_size:
+            return
         losses = self.losses(batch, torch.Generator().manual_seed(batch_idx))  # the same masks every epoch
         self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=self.batch_size(batch))
