@@ -13,6 +13,10 @@ class UnknownNameError(ValueError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class NonFinitePredictions(ValueError):
+    """A model predicted NaN or infinity for some structures (diverged weights, a broken target normalization)."""
+
+
 class TrainingInterrupted(RuntimeError):
     """Training stopped by a signal (SIGTERM, SIGINT) before a model was written; the message names what to resume.
 

@@ -35,6 +35,7 @@ from matgl_hybrid.data import (
 )
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
 from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.errors import NonFinitePredictions
 from matgl_hybrid.files import atomic_write_text, check_paths_distinct
 from matgl_hybrid.graphs import build_dataset, has_edges, make_loader, no_edges_error
 
@@ -259,7 +260,7 @@ def predict(
     mean, std = outputs.mean(axis=1), outputs.std(axis=1)  # (n, K, T) -> (n, T)
     bad = [i for i, row in zip(data.ids, np.isfinite(outputs).all(axis=(1, 2)), strict=True) if not row]
     if bad:
-        raise ValueError(
+        raise NonFinitePredictions(
             f"{model_name(model)} gave non-finite predictions for {len(bad)} of {len(data.ids)} structures (first: "
             f"{', '.join(bad[:5])}): its weights or target normalization are broken"
         )

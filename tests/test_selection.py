@@ -202,6 +202,34 @@ def test_a_selection_whose_every_graph_network_failed_refuses_to_keep_one(atoms_
         select(atoms_per_cell, candidates, progress=False)
 
 
+def test_a_candidate_whose_model_predicts_non_finite_values_loses_and_the_selection_goes_on(atoms_per_cell,
+                                                                                            monkeypatch):  # fmt: skip
+    """The prediction path refuses NaN outputs (an error for a user); inside a selection that candidate scores NaN
+    and ranks last, as the docstrings promise, instead of aborting the whole selection."""
+    from matgl_hybrid.errors import NonFinitePredictions
+
+    class Diverged:
+        def predict(self, structures, **kwargs):
+            raise NonFinitePredictions("HybridModel gave non-finite predictions for 3 of 3 structures")
+
+        def cpu(self):
+            return self
+
+    original = selection_module._fit_unit
+
+    def fit_unit(train, scored, candidate, scheme, k, directory, name, *args, **kwargs):
+        if name == "diverged":
+            return FitResult(model=Diverged(), best_val_mae=float("nan"), best_epoch=0, epochs_run=1, train_ids=[],
+                             val_ids=[])  # fmt: skip
+        return original(train, scored, candidate, scheme, k, directory, name, *args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "_fit_unit", fit_unit)
+    chosen = select(atoms_per_cell, {"diverged": TrainSpec(**TINY), "fine": TrainSpec(**TINY)}, progress=False)
+    assert chosen.model_name == "fine"
+    assert np.isnan(chosen.scores["diverged"])
+    assert np.isfinite(chosen.scores["fine"])
+
+
 def test_the_forest_guard_trains_on_the_cores_asked_for_and_its_fingerprint_ignores_them(atoms_per_cell, monkeypatch):
     """``TrainSpec.n_jobs`` (1 by default) reaches the forest; scikit-learn's -1 would take every core beside a
     benchmark. Where it computes is not part of what it computes."""

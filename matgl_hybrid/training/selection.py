@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import kfold_splits, split_indices
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
+from matgl_hybrid.errors import NonFinitePredictions
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.baselines import DescriptorForest
@@ -313,7 +314,10 @@ def select(
                 result = _fit_unit(train, scored, candidate, scheme, k, directory, name, cache_dir, target_units,
                                    fit_options)  # fmt: skip
                 fits[name].append(result)
-                predicted = result.model.predict(scored.structures, cache_dir=cache_dir, ids=scored.ids)
+                try:
+                    predicted = result.model.predict(scored.structures, cache_dir=cache_dir, ids=scored.ids)
+                except NonFinitePredictions:  # a diverged candidate loses: it scores NaN, ranked last
+                    predicted = np.full(len(scored), np.nan)
                 extra = {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run, "device": device_name(candidate.accelerator)}  # fmt: skip
                 earlier = result.resumed_seconds  # the epochs run by the processes this fit resumed from
