@@ -487,3 +487,43 @@ def test_a_reader_warning_is_said_once_for_every_file_that_raised_it(tmp_path: P
     (warning,) = [str(w.message) for w in caught if "CIF" in str(w.message)]
     assert "4 entries ('c0', 'c1', 'c2', …)" in warning
     assert "fractional coordinates rounded" in warning
+
+
+def test_splits_keep_copies_of_a_structure_on_one_side_and_are_unchanged_without_copies() -> None:
+    from matgl_hybrid.data.splits import kfold_splits, split_indices
+
+    n = 40
+    copies = [f"s{i}" for i in range(n)]
+    copies[7] = copies[3] = copies[30] = "dup"  # one structure under three ids
+    copies[12] = copies[25] = "other"
+    unique = [f"u{i}" for i in range(n)]
+    for seed in range(20):
+        kept, held = split_indices(n, 0.25, seed, copies)
+        assert sorted([*kept, *held]) == list(range(n))
+        for group in ({3, 7, 30}, {12, 25}):
+            assert group <= set(kept) or group <= set(held), (seed, group)
+        plain = split_indices(n, 0.25, seed)
+        for got, expected in zip(split_indices(n, 0.25, seed, unique), plain, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        folds = kfold_splits(n, 5, seed, copies)
+        assert sorted(i for _, test in folds for i in test) == list(range(n))
+        for group in ({3, 7, 30}, {12, 25}):
+            assert sum(group <= set(test) for _, test in folds) == 1, (seed, group)
+        for train, test in folds:
+            assert not set(train) & set(test)
+        for got, expected in zip(kfold_splits(n, 5, seed, unique), kfold_splits(n, 5, seed), strict=True):
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])  # Matbench's folds as they are, order included
+
+
+def test_data_splits_see_copies_through_structure_keys() -> None:
+    from matgl_hybrid.training.selection import InnerKFold, ValidationSplit
+
+    cells = [Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for i in range(20)]
+    cells[11] = cells[2].copy()  # the same structure under another id
+    data = StructureData(cells, np.arange(20.0), [f"id{i}" for i in range(20)], "t")
+    assert data.structure_keys()[11] == data.structure_keys()[2]
+    for seed in range(10):
+        for scheme in (ValidationSplit(0.3, seed), InnerKFold(4, seed)):
+            for train, scored in scheme.splits(data):
+                assert {2, 11} <= set(train) or {2, 11} <= set(scored), (scheme, seed)

@@ -59,7 +59,7 @@ def test_the_candidate_better_on_inner_data_is_chosen_and_its_score_is_its_inner
         (record,) = records
         y, p = np.array(record["y_true"]), np.array(record["y_pred"])
         assert scores[name] == pytest.approx(np.mean(np.abs(y - p)))  # the score is the MAE of what was scored
-        _, scored_idx = ValidationSplit(0.25, 0).splits(len(atoms_per_cell))[0]
+        _, scored_idx = ValidationSplit(0.25, 0).splits(atoms_per_cell)[0]
         assert record["ids"] == [atoms_per_cell.ids[i] for i in scored_idx]  # the inner split's scored quarter
         assert record["n_train"] + len(record["ids"]) == len(atoms_per_cell)
     (fit,) = chosen.fits  # the graph network never trained on what it was scored on (its early-stopping split)

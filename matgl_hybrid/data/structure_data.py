@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pymatgen.core import Structure
 
+from matgl_hybrid.data.identity import structure_key
 from matgl_hybrid.data.validation import SkippedEntry
 
 
@@ -31,6 +32,11 @@ class StructureData:
 
     def __len__(self) -> int:
         return len(self.structures)
+
+    def structure_keys(self) -> list[str]:
+        """:func:`~matgl_hybrid.data.identity.structure_key` of each structure: equal keys are copies of one
+        structure (under several ids), which the package's splits keep on one side."""
+        return [structure_key(s) for s in self.structures]
 
     def subset(self, indices: Sequence[int]) -> StructureData:
         """Return the entries at ``indices``, in that order (``skipped`` is kept as is)."""

@@ -36,7 +36,7 @@ def cross_validate(
     """
     if data.targets is None:
         raise ValueError("cross-validation needs targets")
-    splits = kfold_splits(len(data))
+    splits = kfold_splits(len(data), copies=data.structure_keys())
     folds = list(folds)
     finished = {fold for fold in folds if store.has(fold)}  # a fold of another run is refused before any training
     if finished and progress:

@@ -42,17 +42,17 @@ from matgl_hybrid.training.spec import TrainSpec
 
 @dataclass(frozen=True)
 class ValidationSplit:
-    """One seeded validation split, ``split_indices(n, fraction, seed)``: a candidate trains on the rest, stops early
-    on the split and is scored there. One training per candidate."""
+    """One seeded validation split, ``split_indices(n, fraction, seed)`` with copies of a structure on one side: a
+    candidate trains on the rest, stops early on the split and is scored there. One training per candidate."""
 
     fraction: float = 0.1
     seed: int = 0
 
     n_splits = 1  # how many (training, scoring) splits :meth:`splits` gives
 
-    def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``[(training indices, scoring indices)]`` over ``n`` structures."""
-        return [split_indices(n, self.fraction, self.seed)]
+    def splits(self, data: StructureData) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(training indices, scoring indices)]`` over the structures of ``data``."""
+        return [split_indices(len(data), self.fraction, self.seed, data.structure_keys())]
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme as records keep it."""
@@ -80,11 +80,12 @@ class InnerKFold:
         """How many (training, scoring) splits :meth:`splits` gives."""
         return self.k
 
-    def splits(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``[(training indices, scoring indices)]`` of the K folds over ``n`` structures."""
-        if n < self.k:
-            raise ValueError(f"inner {self.k}-fold needs at least {self.k} structures, got {n}")
-        return kfold_splits(n, self.k, self.seed)
+    def splits(self, data: StructureData) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(training indices, scoring indices)]`` of the K folds over the structures of ``data`` (copies of a
+        structure in one fold)."""
+        if len(data) < self.k:
+            raise ValueError(f"inner {self.k}-fold needs at least {self.k} structures, got {len(data)}")
+        return kfold_splits(len(data), self.k, self.seed, data.structure_keys())
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme as records keep it."""
@@ -284,7 +285,7 @@ def select(
         check_candidate_name(name)
     if data.targets is None:
         raise ValueError("select needs targets: load the data with target=...")
-    splits = scheme.splits(len(data))
+    splits = scheme.splits(data)
     candidates = _with_data_elements(candidates, data)
     trainer = result_changing(fit_options.get("trainer_kwargs"))
     stores = _checked_stores(data, candidates, scheme, directory, trainer)  # another run's records refused first

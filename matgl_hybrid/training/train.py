@@ -206,7 +206,7 @@ def train(
     test = None
     if test_fraction:
         # The held-out test split is drawn first and never reaches training or early stopping.
-        keep, held = split_indices(len(data), test_fraction, test_seed)
+        keep, held = split_indices(len(data), test_fraction, test_seed, data.structure_keys())
         data, test = data.subset(keep), data.subset(held)
         trained = {n: c for n, c in candidates.items() if isinstance(c, TrainSpec)} if candidates else {"": spec}
         _check_test_elements(trained, data, test)
@@ -230,9 +230,9 @@ def train(
                 on_member(k, result)
     # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
     split = (
-        scheme.splits(len(data))[0]
+        scheme.splits(data)[0]
         if isinstance(scheme, ValidationSplit)
-        else split_indices(len(data), spec.val_fraction, spec.seed)
+        else split_indices(len(data), spec.val_fraction, spec.seed, data.structure_keys())
     )
     train_split, val_split = data.subset(split[0]), data.subset(split[1])
     for k in range(len(results), max(ensemble, len(results))):
