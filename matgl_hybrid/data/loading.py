@@ -143,7 +143,8 @@ def _warn_copies(ids: list[str], structures: list[Structure], targets: list[floa
     where = f"{source}: " if source else ""
     warnings.warn(
         f"{where}{len(copies)} entries are the same structure as an earlier one ({shown}), {differing} of them with "
-        "another target: a split can put copies on both sides, scoring what was trained on; keep one of each",
+        "another target: this package's splits keep copies together, others (Matbench's folds, yours) can score what "
+        "was trained on; keep one of each",
         UserWarning,
         stacklevel=4,
     )
