@@ -273,7 +273,12 @@ def test_classification_gives_probabilities(heat_capacity):
         descriptor_set="lattice",
         task_type="classification",
     )
-    model = fit(data, spec=spec, cache_dir=None).model
+    result = fit(data, spec=spec, cache_dir=None)
+    model = result.model
+    # the epoch kept is the one of the lowest validation log loss (proper), its MAE the MAE logged at that epoch
+    losses = {row["epoch"]: row["val_Total_Loss"] for row in result.history}
+    assert result.best_epoch == min(losses, key=losses.get)
+    assert result.best_val_mae == next(r["val_MAE"] for r in result.history if r["epoch"] == result.best_epoch)
     probabilities = model.predict(data.structures, cache_dir=None)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()  # a confident float32 sigmoid reaches 1.0
     assert roc_auc_score(data.targets, probabilities) > 0.9  # it learned the label, not only a sigmoid's range

@@ -45,6 +45,9 @@ from matgl_hybrid.training.spec import TrainSpec
 class FitResult:
     """What :func:`fit` returns: the model (best validation weights) and its training record.
 
+    ``best_val_mae``: the validation MAE of the weights kept (for a classifier, of its probabilities at the epoch of
+    its lowest validation log loss, the weights it keeps).
+
     ``seconds``: wall time of the training (s), including ``resumed_seconds``, the epochs that the processes it
     resumed from (its checkpoint) had run.
     """
@@ -206,13 +209,16 @@ def fit(
     datamodule.setup("fit")  # featurize, fit the transform on the training split, build the graphs
     model = build_model(spec, datamodule, target_name=data.target_name or "target", target_units=target_units)
 
-    best = KeepBestWeights()
+    # A classifier keeps and stops on its validation log loss (a proper score; the MAE of probabilities rewards
+    # pushing them to 0 or 1), as its candidates are compared; a regression on its validation MAE.
+    monitor = "val_Total_Loss" if spec.task_type == "classification" else "val_MAE"
+    best = KeepBestWeights(monitor)
     history = History()
-    own: list[Callback] = [SpecEarlyStopping(spec.patience), best, history]
+    own: list[Callback] = [SpecEarlyStopping(spec.patience, monitor), best, history]
     if spec.ema_decay is not None:  # after ``best``: at a validation's end it keeps the averaged weights validated
         own.append(WarmupEMA(decay=spec.ema_decay))
     if checkpoint_dir is not None:
-        best_checkpoint = ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor="val_MAE")
+        best_checkpoint = ModelCheckpoint(Path(checkpoint_dir), filename="best", monitor=monitor)
         # last.ckpt after every epoch, with the random states: a resumed run reproduces the uninterrupted one.
         own += [best_checkpoint, LastCheckpoint(checkpoint_dir), RandomState()]
     all_callbacks = [*own, *callbacks]
@@ -263,9 +269,10 @@ def fit(
     model.eval()
     if trainer.is_global_zero:
         resume.mark_finished(trainer.current_epoch)
+    best_val_mae = best.best if monitor == "val_MAE" else _logged(history.rows, best.best_epoch, "val_MAE")
     return FitResult(
         model=model,
-        best_val_mae=best.best,
+        best_val_mae=best_val_mae,
         best_epoch=best.best_epoch,
         epochs_run=trainer.current_epoch,
         train_ids=list(train.ids),
@@ -275,6 +282,11 @@ def fit(
         history=history.rows,
         global_rank=trainer.global_rank,
     )
+
+
+def _logged(rows: list[dict[str, float]], epoch: int, name: str) -> float:
+    """The value of ``name`` that the history ``rows`` hold for ``epoch`` (NaN where none does)."""
+    return next((row[name] for row in rows if row.get("epoch") == epoch and name in row), float("nan"))
 
 
 def fit_or_raise_interrupted(

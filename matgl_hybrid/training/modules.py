@@ -191,7 +191,8 @@ class SpecEarlyStopping(EarlyStopping):
 
 
 class KeepBestWeights(Callback):
-    """Keeps a copy of the weights with the lowest validation MAE; ``fit`` restores them at the end."""
+    """Keeps a copy of the weights with the lowest ``monitor`` (validation MAE; a classifier's log loss); ``fit``
+    restores them at the end."""
 
     def __init__(self, monitor: str = "val_MAE"):
         self.monitor = monitor
