@@ -228,7 +228,7 @@ def run_task(
     validation split."""
     (task,) = [t for t in DATASETS[dataset][1] if t.name == task_name]
     data = load_task(dataset, task)
-    splits = kfold_splits(len(data))
+    splits = kfold_splits(len(data), copies=data.structure_keys())  # as cross_validate draws them
     folder = OUT / dataset / variant(task_name, train_fraction, pretrained, inner_folds)
     outer = FoldStore(folder / "outer")
     for fold in folds:

@@ -69,7 +69,8 @@ def run(datasets: list[str], models: list[str], outer: int, data_dir: Path, task
             if tasks is not None and f"{dataset}/{task.name}" not in tasks:
                 continue
             data = load_task(dataset, task, data_dir)
-            training_part = data.subset(kfold_splits(len(data))[outer][0])  # the outer test fold is left out here
+            # the outer test fold is left out here
+            training_part = data.subset(kfold_splits(len(data), copies=data.structure_keys())[outer][0])
             featurize(
                 training_part.structures, "gong28+composition+chgnet", n_jobs=-1, cache_dir=cache, ids=training_part.ids
             )

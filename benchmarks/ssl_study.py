@@ -52,6 +52,11 @@ LAYERS = [0, 1, 2, 3]  # NE0 (element embedding) … NE3 (after MEGNet's third b
 REPRESENTATIONS = ["gong28", *(f"SSL NE{k} (sum)" for k in LAYERS), "SSL NE0-3 (sum)"]
 PRETRAIN = {"max_epochs": 10, "batch_size": 64}
 GNN_MODELS = {"megnet_readout": "MEGNet (extensive readout)", "hybrid_megnet": "hybrid", "negnn_megnet": "NEGNN"}
+#: The masked task's labels, by pretext version (``matgl_hybrid.ssl.PRETEXT_VERSION``).
+MASKED_TASK = {
+    1: "their group and period, and 40 length bins of the bonds touching them",
+    2: "their group and period; 40 length bins of the bonds of as many hidden atoms, out of the encoder's graph",
+}
 #: What each encoder was pretrained on (committed; the encoders themselves are not): dataset -> its
 #: ``pretraining.json`` counts, so the report is redrawn from committed results in a clean clone.
 ENCODERS = RESULTS / "ssl_encoders.json"
@@ -145,7 +150,8 @@ def report() -> dict[str, dict[str, dict]]:
         "# Self-supervised representations and NEGNN (Kong et al. 2022) on MEGNet",
         "",
         "Matbench protocol (5-fold KFold, seed 18012019). Encoders: MEGNet, masked-atom pretext task (15 % of atoms; "
-        f"group, period, 40 distance bins), {PRETRAIN['max_epochs']} epochs, batch {PRETRAIN['batch_size']}, "
+        f"{MASKED_TASK[max(pretext_version(e) for e in encoders.values())]}), {PRETRAIN['max_epochs']} epochs, "
+        f"batch {PRETRAIN['batch_size']}, "
         "on the union of all `../shared/data` files minus the evaluated dataset:",
         "",
         *[

@@ -58,9 +58,18 @@ def run_fingerprint(
         "spec": without_runtime_fields(spec),
         "descriptor_version": descriptor_version,
         **encoder_digest(spec.get("node_embeddings")),
+        **copies_marker(datasets),
         **extra,
     }
     return json.loads(json.dumps(value))  # tuples become lists, as they are when read back
+
+
+def copies_marker(datasets: Sequence[StructureData]) -> dict[str, str]:
+    """``{"copies": "together"}`` when a dataset holds copies of one structure (equal keys under several ids): its
+    splits are drawn with the copies on one side since 2026-12-05, so work split the old way is another run's;
+    nothing without copies, so fingerprints of other runs are as they were."""
+    has_copies = any(len(set(keys := data.structure_keys())) < len(keys) for data in datasets)
+    return {"copies": "together"} if has_copies else {}
 
 
 def encoder_digest(node_embeddings: str | None) -> dict[str, str]:

@@ -314,3 +314,22 @@ def test_fit_and_train_keep_copies_of_a_structure_on_one_side_of_their_splits(el
     assert copies <= set(result.train_ids) or copies <= set(result.val_ids)
     trained = train(part, TrainSpec(max_epochs=1, element_types="all", **TINY), test_fraction=0.25, test_seed=seed)
     assert copies <= set(trained.test.ids) or not copies & set(trained.test.ids)
+
+
+def test_the_best_weights_are_those_of_the_monitored_score_and_a_checkpoint_kept_by_another_is_refused():
+    from types import SimpleNamespace
+
+    from matgl_hybrid.training.modules import KeepBestWeights
+
+    module = SimpleNamespace(model=torch.nn.Linear(1, 1))
+    keeper = KeepBestWeights("val_Total_Loss")
+    # the MAE is lowest at epoch 0, the log loss at epoch 1: the classifier keeps epoch 1
+    for epoch, (mae, loss) in enumerate([(0.10, 0.70), (0.20, 0.40), (0.15, 0.50)]):
+        metrics = {"val_MAE": torch.tensor(mae), "val_Total_Loss": torch.tensor(loss)}
+        trainer = SimpleNamespace(sanity_checking=False, current_epoch=epoch, callback_metrics=metrics)
+        keeper.on_validation_epoch_end(trainer, module)
+    assert (keeper.best_epoch, keeper.best) == (1, pytest.approx(0.40))
+    old = {"best": 0.1, "best_epoch": 0, "state": None}  # written before the monitor was kept: by val_MAE
+    KeepBestWeights().load_state_dict(old)
+    with pytest.raises(ValueError, match="kept its best weights by val_MAE, this run keeps them by val_Total_Loss"):
+        KeepBestWeights("val_Total_Loss").load_state_dict(old)

@@ -140,7 +140,8 @@ def run_cv(
         None if classifier else {name: (label, y, p)},
         notes=[
             model_note,
-            f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order, {len(data)} entries."
+            f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order (copies of one "
+            f"structure under several ids in one fold), {len(data)} entries."
             + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
             + " Each fold trains with seed + fold and all of MatGL's default elements (a pretrained potential's own);"
             " every out-of-fold prediction is in cv_predictions.csv; package versions in cv.json."

@@ -99,6 +99,9 @@ class HybridModel(GraphModel):
         if descriptor_set is not None and descriptor_transform is None:
             raise ValueError("a model with descriptors needs the fitted descriptor_transform")
         if pretrained_weights is not None:
+            if not (isinstance(pretrained_weights, dict)
+                    and all(isinstance(pretrained_weights.get(k), str) for k in ("name", "sha256"))):  # fmt: skip
+                raise ValueError(f"pretrained_weights must be a dict of str name and sha256: {pretrained_weights!r}")
             potentials.check_reference(pretrained_weights)
         super().__init__(
             backbone, element_types, cutoff, dict(backbone_kwargs or {}), n_targets, task_type, node_embeddings,

@@ -18,8 +18,9 @@ from matgl_hybrid.models.encoders import MASK_TOKEN
 
 N_GROUPS = 18
 N_PERIODS = 7
-#: Version of the masked pretext task, kept in every pretraining record. 1 (before 2026-12-05): the encoder saw the
-#: bonds whose length bins it predicted. 2: those bonds are taken out of the graph it sees.
+#: Version of the pretext tasks, kept in every pretraining record. 1 (before 2026-12-05): the masked task's encoder
+#: saw the bonds whose length bins it predicted, the contrastive views were a crystal and its supercell. 2: those
+#: bonds are taken out of the graph it sees; the second view is the crystal with its atoms displaced.
 PRETEXT_VERSION = 2
 
 
@@ -80,16 +81,17 @@ class PretextHeads(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Cross-entropy of the three predictions; ``true_types`` (M,) are the masked atoms' real node types,
         ``hidden_bonds`` (2, E_h) the bonds left out of the encoder's graph and ``hidden_lengths`` (E_h,) their
-        lengths in Å. With no hidden bond the distance loss is 0."""
-        group_loss = F.cross_entropy(self.group(node_feat[masked]), groups[true_types])
-        period_loss = F.cross_entropy(self.period(node_feat[masked]), periods[true_types])
-        pair = torch.cat([node_feat[hidden_bonds[0]], node_feat[hidden_bonds[1]]], dim=-1)
-        logits = self.distance(pair)
+        lengths in Å. With no hidden bond there is no distance loss (an empty mean is NaN, a zero would pull the
+        recorded mean down): the dict holds ``group`` and ``period`` only."""
+        losses = {
+            "group": F.cross_entropy(self.group(node_feat[masked]), groups[true_types]),
+            "period": F.cross_entropy(self.period(node_feat[masked]), periods[true_types]),
+        }
         if hidden_lengths.numel():
-            distance_loss = F.cross_entropy(logits, distance_bins(hidden_lengths, cutoff, self.n_bins))
-        else:  # a zero that keeps the graph (an empty mean is NaN)
-            distance_loss = logits.sum() * 0.0
-        return {"group": group_loss, "period": period_loss, "distance": distance_loss}
+            pair = torch.cat([node_feat[hidden_bonds[0]], node_feat[hidden_bonds[1]]], dim=-1)
+            bins = distance_bins(hidden_lengths, cutoff, self.n_bins)
+            losses["distance"] = F.cross_entropy(self.distance(pair), bins)
+        return losses
 
 
 class PretextModule(ModelLightningModule):

@@ -153,7 +153,8 @@ def fit(
             ``num_sanity_val_steps=0``, …): e.g. ``precision``, ``accumulate_grad_batches`` (part of a checkpoint
             folder's fingerprint, but for :data:`RUNTIME_TRAINER_ARGS`). ``callbacks``, ``logger``, ``max_epochs``
             and ``gradient_clip_val`` are refused here (fit's own arguments, and the spec's).
-        callbacks: Lightning callbacks added to fit's own (early stopping on validation MAE, the best weights,
+        callbacks: Lightning callbacks added to fit's own (early stopping on validation MAE, a classifier's on
+            its log loss, the best weights,
             the history and, with ``checkpoint_dir``, checkpointing).
         logger: a Lightning logger, or False for none; default: a ``CSVLogger`` writing
             ``<checkpoint_dir>/logs/version_<n>/metrics.csv`` (a new version each run, resumes included) when

@@ -164,7 +164,8 @@ def _binary_cross_entropy(
 
 
 class SpecEarlyStopping(EarlyStopping):
-    """Early stopping on validation MAE with the spec's patience, also when a run resumes with another budget.
+    """Early stopping on validation MAE (a classifier's: log loss) with the spec's patience, also when a run
+    resumes with another budget.
 
     Lightning restores the checkpoint's patience with its wait count, so a raised ``patience`` would be ignored;
     and it does not save that a run stopped, so a run that had run out of patience would train on when only
@@ -208,9 +209,16 @@ class KeepBestWeights(Callback):
         self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state, "monitor": self.monitor}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        kept_by = state_dict.get("monitor", "val_MAE")  # checkpoints written before the monitor was kept
+        if kept_by != self.monitor:
+            raise ValueError(
+                f"the checkpoint kept its best weights by {kept_by}, this run keeps them by {self.monitor} (a "
+                "classifier's log loss since 2026-12-05): their scores cannot be compared; start the run anew in "
+                "another folder"
+            )
         self.best, self.best_epoch, self.state = state_dict["best"], state_dict["best_epoch"], state_dict["state"]
 
 

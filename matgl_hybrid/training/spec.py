@@ -183,7 +183,8 @@ class TrainSpec:
         default=0.1, metadata=option(float, "fraction of the training data held out for early stopping")
     )
     patience: int = field(
-        default=25, metadata=option(int, "epochs without a better validation MAE before training stops")
+        default=25,
+        metadata=option(int, "epochs without a better validation MAE (a classifier: log loss) before training stops"),
     )
     seed: int = field(default=0, metadata=option(int, "seed of the validation split and of the initialisation"))
     accelerator: str = field(
