@@ -160,9 +160,10 @@ def render_card(record: dict[str, Any], title: str, figure: str | None = None) -
     scheme = (record.get("selection") or {}).get("scheme", {})
     rest = (f"each member's {scheme['k'] - 1}/{scheme['k']} of the rest (inner {scheme['k']}-fold)"
             if scheme.get("scheme") == "inner_kfold" else "the rest")  # fmt: skip
-    stopped_by = "lowest validation log loss" if spec.get("task_type") == "classification" else "best validation MAE"
+    classifier = spec.get("task_type") == "classification"  # kept by log loss; the MAE is of probabilities
+    kept = "lowest validation log loss; validation MAE" if classifier else "best validation MAE"
     lines += [
-        f"- Early stopping on {100 * spec['val_fraction']:g} % of {rest} ({stopped_by}; its validation MAE "
+        f"- Early stopping on {100 * spec['val_fraction']:g} % of {rest} ({kept} "
         f"{member['best_val_mae']:.4g} at epoch {member['best_epoch'] + 1} of {member['epochs_run']}"
         f"{', member 1' if len(record['members']) > 1 else ''}).",
         "",

@@ -297,3 +297,10 @@ def test_sim_tensornet_matpes_simulates_a_real_structure_with_finite_values(elas
     assert 10 < frame["sim_tensornet_matpes_eos_bulk_modulus"].iloc[0] < 1000  # GPa: a solid's
     (weights,) = get_descriptor_set("sim:tensornet_matpes").referenced_weights()
     assert weights["sha256"] == potentials.shipped_potentials()[TENSORNET].weights_sha256
+
+
+def test_a_malformed_pretrained_reference_is_a_value_error():
+    from matgl_hybrid.models import HybridModel
+
+    with pytest.raises(ValueError, match="pretrained_weights must be a dict of str name and sha256"):
+        HybridModel(element_types=("Na", "Cl"), pretrained_weights="TensorNet-MatPES-PBE-v2025.1-PES")
