@@ -170,6 +170,17 @@ def test_matminer_failure_gives_nan_for_the_failing_feature_only_and_is_recorded
     assert "TypeError" in error["error"]
 
 
+def test_magnetic_moments_change_no_structure_descriptor():
+    """The cache key ignores ``magmom``: so must the values. pymatgen hands the moments to spglib, whose symmetry
+    dataset ignores them (an antiferromagnetic bcc cell would otherwise be simple cubic, 221, not 229)."""
+    plain = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    magnetic = plain.copy()
+    magnetic.add_site_property("magmom", [2.2, -2.2])
+    frame = featurize([plain, magnetic], "gong28", progress=False)
+    assert frame.loc[0, "spacegroup_num"] == 229
+    pd.testing.assert_series_equal(frame.loc[0], frame.loc[1], check_names=False)
+
+
 def test_nacl_values_are_physical():
     nacl = Structure(
         Lattice.cubic(5.64),

@@ -19,9 +19,8 @@ def structure_key(structure: Structure) -> str:
 
     A structure without either hashes its lattice, elements and coordinates alone, as keys always have, so that
     caches and archives written before stay valid. Other site properties (``forces``, ``velocities``, ``magmom``)
-    are not part of it; but pymatgen's symmetry analysis reads ``magmom`` (gong28's space group and crystal system
-    of a magnetic cell are its magnetic ones), so copies differing only in magnetic moments share cached values: a
-    known limit, to be closed with the descriptor set's next version.
+    are not part of it: no descriptor reads them (pymatgen hands ``magmom`` to spglib, whose symmetry dataset
+    ignores it, so gong28's space group of an antiferromagnet is its structural one; tests/test_descriptors.py).
     """
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=np.float64).tobytes())
