@@ -170,6 +170,11 @@ def test_from_structures_ase_atoms(records: list[dict]) -> None:
     slab.pbc = (True, True, False)  # MatGL would build a periodic graph along c all the same
     with pytest.raises(InvalidStructureError, match=r"'0'.*not periodic along c .*pbc=True"):
         from_structures([slab])
+    # a pymatgen Structure can carry the same: CHGNet would treat it as a slab, the cache key as the crystal
+    lattice = Lattice(structures[0].lattice.matrix, pbc=(True, True, False))
+    flat = Structure(lattice, structures[0].species, structures[0].frac_coords)
+    with pytest.raises(InvalidStructureError, match=r"'0'.*not periodic along c \(lattice pbc=\[True, True, False\]\)"):
+        from_structures([flat])
 
 
 def test_load_dispatch(tmp_path: Path) -> None:

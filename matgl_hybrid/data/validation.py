@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ def validate_structure(
         raise InvalidStructureError(id, f"lattice is degenerate or not finite (volume {structure.volume:.3g} Å³)")
     if not np.isfinite(structure.frac_coords).all():
         raise InvalidStructureError(id, "atomic coordinates are not finite")
+    _require_periodic(structure.lattice.pbc, id, "lattice")
 
     symbols = set()
     for i, site in enumerate(structure):
@@ -109,18 +110,24 @@ def validate_target(value: Any, id: str, target_name: str) -> float:
     return number
 
 
+def _require_periodic(pbc: Sequence[bool], id: str, source: str) -> None:
+    """Raise InvalidStructureError unless periodic along all three axes, as MatGL's graphs (and CHGNet's) are."""
+    if not all(pbc):
+        axes = ", ".join("abc"[i] for i, periodic in enumerate(pbc) if not periodic)
+        raise InvalidStructureError(
+            id, f"not periodic along {axes} ({source} pbc={list(map(bool, pbc))}): the graphs are periodic in 3D; "
+            "give a cell with vacuum around the atoms and pbc=True"
+        )
+
+
 def as_structure(obj: Any, id: str = "?") -> Structure:
     """Convert a Structure, ase Atoms, as_dict() dict, JSON/CIF/POSCAR string or file path to a Structure."""
     if isinstance(obj, _Missing):
         raise InvalidStructureError(id, obj.reason)
     if isinstance(obj, Structure):
         return obj
-    if isinstance(obj, Atoms) and not all(obj.pbc):  # MatGL's graphs are periodic along all three axes
-        axes = ", ".join("abc"[i] for i, periodic in enumerate(obj.pbc) if not periodic)
-        raise InvalidStructureError(
-            id, f"not periodic along {axes} (ase pbc={list(map(bool, obj.pbc))}): the graphs are periodic in 3D; give "
-            "a cell with vacuum around the atoms and pbc=True"
-        )
+    if isinstance(obj, Atoms):
+        _require_periodic(obj.pbc, id, "ase")
     try:
         if isinstance(obj, Atoms):
             return AseAtomsAdaptor.get_structure(obj)
