@@ -375,3 +375,19 @@ def test_a_cache_folder_under_home_written_with_a_tilde_is_that_folder(tmp_path,
     featurize([_cscl()], "lattice", cache_dir="~/cache", progress=False)
     assert list((tmp_path / "home" / "cache").rglob("*.json"))
     assert not (tmp_path / "~").exists()
+
+
+def test_a_transient_failure_on_the_reference_structures_is_raised_not_put_in_the_key():
+    """A MemoryError while computing the value digest says nothing of the group: as part of its key, the values of
+    that call would sit under a key of their own and models would be refused for 'other values'."""
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+
+    def out_of_memory(ctx):
+        raise MemoryError("no memory left")
+
+    def undefined(ctx):
+        raise ValueError("no value for this structure")
+
+    with pytest.raises(MemoryError):
+        _ = FeatureGroup("transient-digest-test", ("x",), out_of_memory).key
+    assert FeatureGroup("final-digest-test", ("x",), undefined).key.startswith("final-digest-test@")

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.data import as_structure, validate_structure
 from matgl_hybrid.descriptors.cache import DescriptorCache, Entry, export_archive, structure_key
-from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
+from matgl_hybrid.descriptors.groups import TRANSIENT_ERRORS, FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 
 
@@ -204,13 +204,6 @@ def featurize(
     frame = _assemble(dset, entries, ids)
     frame.attrs["n_computed"] = len(todo)
     return frame
-
-
-#: Failures that say nothing about the structure (a time budget hit on a busy machine, memory, a package or file
-#: missing where the group ran, e.g. on a Dask worker): computed again by the next call rather than served from the
-#: cache; any other recorded failure is final for its version.
-TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
-                    "FileNotFoundError", "PermissionError")  # fmt: skip
 
 
 def _usable(entry: Entry | None, group: FeatureGroup) -> bool:

@@ -111,17 +111,28 @@ def reference_structures() -> tuple[Structure, ...]:
     return tuple(Structure.from_dict(entry["structure"]) for entry in json.loads(REFERENCE_STRUCTURES.read_text()))
 
 
+#: Failures that say nothing about the structure (a time budget hit on a busy machine, memory, a package or file
+#: missing where the group ran, e.g. on a Dask worker): computed again by the next call rather than served from the
+#: cache; any other recorded failure is final for its version.
+TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
+                    "FileNotFoundError", "PermissionError")  # fmt: skip
+
+
 @cache
 def value_digest(group: FeatureGroup) -> str:
     """sha256 (12 hex digits) of ``group``'s values on the reference structures, to 8 significant digits.
 
-    A structure on which the group raises contributes the exception's type. Computed once per process.
+    A structure on which the group raises contributes the exception's type, unless the failure is transient
+    (:data:`TRANSIENT_ERRORS`): that is raised, since it says nothing of the group's values and would put them under
+    a key of its own. Computed once per process.
     """
     parts = []
     for structure in reference_structures():
         try:
             parts.append(",".join(f"{float(v):.8g}" for v in group.compute(StructureContext(structure))))
         except Exception as exc:  # a failure is part of the behaviour being fingerprinted
+            if type(exc).__name__ in TRANSIENT_ERRORS:
+                raise
             parts.append(f"raises {type(exc).__name__}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
