@@ -54,7 +54,8 @@ def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum"
         raise FileNotFoundError(f"ssl descriptors: {path} is not a saved encoder (no SHA256SUMS); see `pretrain`")
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
     width = embedding_width(_encoder(path, digest), layers)
-    tag = "".join(map(str, layers))
+    # "012" for layers 0, 1, 2 (as names always were); with a layer of two digits "1-2" and "12" would meet
+    tag = ("" if all(layer < 10 for layer in layers) else "-").join(map(str, layers))
     return FeatureGroup(
         name=f"ssl-{digest}-NE{tag}-{pool}",
         labels=tuple(f"ssl_NE{tag}_{pool}_{i}" for i in range(width)),
