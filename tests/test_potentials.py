@@ -17,7 +17,7 @@ from pymatgen.core import Lattice, Structure
 from matgl_hybrid import data, potentials
 from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, sha256_file
 from matgl_hybrid.training import TrainSpec, train
-from matgl_hybrid.training.finetuning import backbone_blocks, parameter_groups, warmup_ema_update
+from matgl_hybrid.training.finetuning import WarmupEMA, backbone_blocks, parameter_groups, warmup_ema_update
 
 SHARED_WEIGHTS = SHARED_DATA.parent / "weights"
 TENSORNET = "TensorNet-MatPES-PBE-v2025.1-PES"
@@ -304,3 +304,22 @@ def test_a_malformed_pretrained_reference_is_a_value_error():
 
     with pytest.raises(ValueError, match="pretrained_weights must be a dict of str name and sha256"):
         HybridModel(element_types=("Na", "Cl"), pretrained_weights="TensorNet-MatPES-PBE-v2025.1-PES")
+
+
+def test_the_weight_average_takes_the_dtype_the_trainer_gives_the_model():
+    """Lightning builds the average before a precision="64-true" Trainer converts the model: averaging float64
+    weights into float32 copies failed at the first update (torch.lerp refuses mixed dtypes)."""
+    import lightning as L
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(3, 2)
+
+    module = Tiny()
+    ema = WarmupEMA(0.9)
+    ema.setup(None, module, "fit")
+    module.double()
+    ema.on_fit_start(None, module)
+    assert {p.dtype for p in ema._average_model.module.parameters()} == {torch.float64}
+    ema._average_model.update_parameters(module)  # raised before

@@ -187,10 +187,18 @@ class WarmupEMA(WeightAveraging):
         self.decay = decay
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Move the average to the model's device: Lightning builds it in ``setup``, before the model moves there,
-        and would otherwise average a GPU run on the CPU, copying every weight at every step."""
-        if self._average_model is not None:
-            self._average_model.to(pl_module.device)
+        """Give the average the model's device and dtypes: Lightning builds it in ``setup``, before the model moves
+        there (it would otherwise average a GPU run on the CPU, copying every weight at every step) and before a
+        ``precision="64-true"`` (or bf16/16-true) Trainer converts the model (``lerp`` refuses mixed dtypes)."""
+        if self._average_model is None:
+            return
+        self._average_model.to(pl_module.device)
+        partners = {**dict(pl_module.named_parameters()), **dict(pl_module.named_buffers())}
+        averaged = self._average_model.module
+        for name, tensor in [*averaged.named_parameters(), *averaged.named_buffers()]:
+            partner = partners.get(name)
+            if partner is not None and tensor.is_floating_point() and tensor.dtype != partner.dtype:
+                tensor.data = tensor.data.to(partner.dtype)
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None
