@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import DEMO_DATA, LATTICE_COLUMNS, read_records
 from joblib import Parallel, delayed, parallel_config, register_parallel_backend
 from joblib._parallel_backends import ThreadingBackend
@@ -486,6 +487,24 @@ def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_ra
         DescriptorTransform.from_dict(half)
     with pytest.raises(ValueError, match="no lower in its state"):
         DescriptorScaler(half)
+    with pytest.raises(ValueError, match="median has 1 values for 2 names"):
+        DescriptorScaler({**clipped.to_dict(), "median": 0.5})
+
+
+def test_the_descriptor_scaler_keeps_float64_statistics_in_a_converted_model():
+    """A Trainer with precision="64-true" / "bf16-true" converts the model: the scaler's output must follow (a float32
+    output into a float64 encoder failed) and its statistics must not be rounded (bf16 collapsed 1500.25 and
+    1500.35 onto one value)."""
+    state = {"feature_names": ["v"], "median": [1500.3], "mean": [1500.3], "scale": [0.05]}
+    x = torch.tensor([[1500.25], [1500.35]], dtype=torch.float64)
+    expected = torch.tensor([[-1.0], [1.0]], dtype=torch.float64)
+    model = torch.nn.Sequential(DescriptorScaler(state), torch.nn.Linear(1, 1)).double()
+    assert model[0](x).dtype == torch.float64
+    model(x)  # the float64 layer after it takes its output
+    torch.testing.assert_close(model[0](x), expected)
+    low = DescriptorScaler(state).to(torch.bfloat16)
+    assert low.mean.dtype == torch.float64
+    torch.testing.assert_close(low(x).double(), expected, atol=1e-2, rtol=0)
 
 
 def test_transform_fit_transform_is_median_imputation_then_population_standardization():

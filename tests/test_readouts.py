@@ -116,3 +116,10 @@ def test_empty_graph(name):
 def test_unknown_readout_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown readout 'median'; choose from \['attention', 'extensive'"):
         make_readout("median", 4)
+
+
+def test_a_target_normalization_of_another_length_than_the_targets_is_refused():
+    from matgl_hybrid.layers.targets import make_output
+
+    with pytest.raises(ValueError, match="target_mean has 1 values for 3 targets"):
+        make_output("regression", 3, [0.0], [1.0, 1.0, 1.0])

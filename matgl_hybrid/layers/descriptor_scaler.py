@@ -15,7 +15,8 @@ class DescriptorScaler(nn.Module):
     :class:`~matgl_hybrid.descriptors.DescriptorTransform` are buffers (not saved with the weights: the transform's
     JSON state, a constructor argument of the model, is the one record of them), so the transform travels with the
     model and ``model(graph)`` takes the descriptors as :func:`~matgl_hybrid.descriptors.featurize` computes them.
-    Every non-finite value counts as missing.
+    Every non-finite value counts as missing. The statistics stay float64 whatever dtype the model is given (a
+    ``precision="64-true"`` or ``"bf16-true"`` Trainer converts it); the output takes the model's dtype.
     """
 
     def __init__(self, state: dict[str, Any]):
@@ -30,8 +31,21 @@ class DescriptorScaler(nn.Module):
         for name in names:
             values = torch.tensor(state[name], dtype=torch.float64)
             if values.shape != (len(self.feature_names),):
-                raise ValueError(f"descriptor transform: {name} has {len(values)} values for {self.n_features} names")
+                raise ValueError(
+                    f"descriptor transform: {name} has {values.numel()} values for {self.n_features} names"
+                )
             self.register_buffer(name, values, persistent=False)
+        self.statistics = names
+        self.register_buffer("dtype_probe", torch.empty(0), persistent=False)  # takes the dtype the model is given
+
+    def _apply(self, fn: Any, recurse: bool = True) -> DescriptorScaler:
+        """As ``nn.Module._apply`` (``.to``, ``.double()``, ``.cuda()``), but the statistics keep float64: they
+        move to the new device only (rounded to bf16, say, nearby descriptor values would collapse)."""
+        kept = {name: getattr(self, name) for name in self.statistics}
+        super()._apply(fn, recurse)
+        for name, values in kept.items():
+            self._buffers[name] = values.to(getattr(self, name).device)
+        return self
 
     @property
     def n_features(self) -> int:
@@ -39,7 +53,8 @@ class DescriptorScaler(nn.Module):
         return len(self.feature_names)
 
     def forward(self, descriptors: torch.Tensor | None) -> torch.Tensor:
-        """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized, clipped (B, D) float32.
+        """Raw descriptors (B, D), NaN or ±inf where missing -> imputed, standardized, clipped (B, D), in the
+        model's dtype (float32 unless converted).
 
         Computed in float64 (the buffers' precision), as ``DescriptorTransform.transform`` does.
 
@@ -51,4 +66,5 @@ class DescriptorScaler(nn.Module):
         raw = descriptors.to(self.median.dtype)
         filled = torch.where(torch.isfinite(raw), raw, self.median)
         standardized = (filled - self.mean) / self.scale
-        return (torch.clamp(standardized, self.lower, self.upper) if self.clip else standardized).float()
+        scaled = torch.clamp(standardized, self.lower, self.upper) if self.clip else standardized
+        return scaled.to(self.dtype_probe.dtype)

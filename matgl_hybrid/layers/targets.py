@@ -51,4 +51,7 @@ def make_output(
         return Probabilities()
     if task_type != "regression":
         raise ValueError(f"task_type must be 'regression' or 'classification', got {task_type!r}")
+    for name, values in (("target_mean", mean), ("target_std", std)):
+        if values is not None and len(values) != n_targets:
+            raise ValueError(f"{name} has {len(values)} values for {n_targets} targets")
     return Destandardize([0.0] * n_targets if mean is None else mean, [1.0] * n_targets if std is None else std)
