@@ -1,8 +1,8 @@
 """Readouts: PyG aggregations of node features (N, F) by batch index (N,) into one vector per graph (B, F').
 
 Each readout is a :class:`torch_geometric.nn.aggr.Aggregation` called as
-``readout(x, index=None, ptr=None, dim_size=None, dim=-2)`` and exposes ``out_dim`` (F'); :func:`make_readout`
-resolves one by name.
+``readout(x, index=None, ptr=None, dim_size=None, dim=-2)`` (Set2Set needs ``index``; the package always passes
+it) and exposes ``out_dim`` (F'); :func:`make_readout` resolves one by name.
 """
 
 from __future__ import annotations
