@@ -1,8 +1,9 @@
 """Data splits: a seeded train/validation (or held-out test) split, and Matbench's 5-fold cross-validation folds.
 
 Given ``copies`` (one key per item, such as :meth:`~matgl_hybrid.data.StructureData.structure_keys`), items with
-equal keys (one structure under several ids) land on one side of a split, that of the first of them: a model is
-never scored on a copy of what it trained on. Without copies among the items, a split is exactly the plain one.
+equal keys (one structure under several ids) land on one side of a split: the side of the one the seeded shuffle
+drew first (so the held-out side, drawn first, is never emptied by it). A model is never scored on a copy of what it
+trained on. Without copies among the items, a split is exactly the plain one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``n`` items: (kept indices, held-out indices), each sorted; at least one held out.
 
-    With ``copies``, the copies of an item go where the first of them does (see the module docstring).
+    With ``copies``, the copies of an item go where the first of them drawn does (see the module docstring).
     """
     if n < 2:
         raise ValueError(f"need at least 2 structures to train with a validation split, got {n}")
@@ -29,7 +30,7 @@ def split_indices(
     n_val = min(n - 1, max(1, round(val_fraction * n)))
     kept, held = np.sort(order[n_val:]), np.sort(order[:n_val])
     if _has_copies(copies, n):
-        kept, held = _copies_together([kept, held], copies)
+        held, kept = _copies_together([held, kept], copies, order)
     return kept, held
 
 
@@ -38,12 +39,14 @@ def kfold_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Matbench's folds over ``n`` items in dataset order: ``[(train_indices, test_indices), …]``.
 
-    With ``copies``, the copies of an item are in the test fold of the first of them (see the module docstring).
+    With ``copies``, the copies of an item are in the test fold of the first of them drawn (see the module
+    docstring).
     """
     splits = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n)))
     if not _has_copies(copies, n):
         return splits
-    tests = _copies_together([test for _, test in splits], copies)
+    tests = [test for _, test in splits]  # KFold's test folds: consecutive slices of one seeded permutation
+    tests = _copies_together(tests, copies, np.concatenate(tests))
     return [(np.setdiff1d(np.arange(n), test), test) for test in tests]
 
 
@@ -55,14 +58,20 @@ def _has_copies(copies: Sequence[Hashable] | None, n: int) -> bool:
     return len(set(copies)) < n
 
 
-def _copies_together(sides: list[np.ndarray], copies: Sequence[Hashable]) -> list[np.ndarray]:
-    """The partition ``sides`` of the items, each item moved to the side of the first item with its key."""
+def _copies_together(sides: list[np.ndarray], copies: Sequence[Hashable], order: np.ndarray) -> list[np.ndarray]:
+    """The partition ``sides`` of the items, each item moved to the side of the first item with its key in
+    ``order`` (the seeded permutation the sides were cut from, first side first)."""
     side = np.empty(len(copies), dtype=int)
     for s, members in enumerate(sides):
         side[members] = s
     first: dict[Hashable, int] = {}
-    moved = np.array([side[first.setdefault(key, i)] for i, key in enumerate(copies)])
+    for i in order:
+        first.setdefault(copies[i], int(i))
+    moved = np.array([side[first[key]] for key in copies])
     together = [np.flatnonzero(moved == s) for s in range(len(sides))]
     if any(not len(members) for members in together):
-        raise ValueError("every item of one side of the split is a copy of an item on another: keep one of each")
+        raise ValueError(
+            f"the {len(copies)} items are only {len(set(copies))} distinct structures: with copies kept together, "
+            "one side of the split would be empty (fewer folds or a larger fraction; or keep one of each)"
+        )
     return together
