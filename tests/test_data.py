@@ -532,3 +532,15 @@ def test_data_splits_see_copies_through_structure_keys() -> None:
         for scheme in (ValidationSplit(0.3, seed), InnerKFold(4, seed)):
             for train, scored in scheme.splits(data):
                 assert {2, 11} <= set(train) or {2, 11} <= set(scored), (scheme, seed)
+
+
+def test_a_run_on_data_with_copies_says_so_in_its_fingerprint() -> None:
+    """Its splits are drawn with the copies together since 2026-12-05: folds drawn before are another run's. Data
+    without copies keeps the fingerprint it always had."""
+    from matgl_hybrid.fingerprint import run_fingerprint
+
+    cells = [Structure(Lattice.cubic(4.0 + 0.1 * i), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for i in range(4)]
+    plain = StructureData(cells, np.arange(4.0), ["a", "b", "c", "d"], "t")
+    copied = StructureData([*cells[:3], cells[0].copy()], np.arange(4.0), ["a", "b", "c", "d"], "t")
+    assert "copies" not in run_fingerprint([plain], {}, None)
+    assert run_fingerprint([copied], {}, None)["copies"] == "together"
