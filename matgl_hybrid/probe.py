@@ -10,7 +10,7 @@ on held-out data and reports the MAE increase.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ from matgl_hybrid.models import HybridModel
 
 __all__ = [
     "CATEGORICAL",
+    "PROBES",
+    "check_probes",
     "descriptor_importance",
     "embed",
     "plot_importance",
@@ -52,6 +54,9 @@ __all__ = [
 
 #: Descriptors probed as classes (accuracy) rather than values (R²).
 CATEGORICAL = ("crystal_system_int",)
+
+#: The probe models :func:`probe` knows.
+PROBES = ("ridge", "mlp")
 
 
 def untrained_models(backbone: str, readouts: Sequence[str], seed: int = 0) -> dict[str, HybridModel]:
@@ -88,13 +93,22 @@ def _estimators(categorical: bool, seed: int) -> dict[str, BaseEstimator]:
     }
 
 
+def check_probes(probes: Sequence[str]) -> None:
+    """Refuse, before any work, a probe name :func:`probe` does not know (or none at all)."""
+    unknown = [name for name in probes if name not in PROBES]
+    if unknown or not probes:
+        named = ", ".join(map(repr, unknown)) or "(none given)"
+        raise ValueError(f"unknown probe {named}: choose from {', '.join(PROBES)}")
+
+
 def probe(
     embeddings: dict[str, np.ndarray],
     descriptors: pd.DataFrame,
     n_splits: int = 5,
     seed: int = 0,
-    probes: Sequence[str] = ("ridge", "mlp"),
+    probes: Sequence[str] = PROBES,
     n_jobs: int = 1,
+    copies: Sequence[Hashable] | None = None,
 ) -> pd.DataFrame:
     """How well each descriptor can be recovered from each embedding, on held-out folds.
 
@@ -104,11 +118,17 @@ def probe(
         n_splits: Matbench-protocol folds (seeded KFold); predictions on the held-out folds are pooled.
         probes: ``ridge`` (RidgeCV on standardized embeddings) and/or ``mlp`` (one hidden layer of 32).
         n_jobs: parallel (embedding, descriptor, probe) fits through joblib.
+        copies: (n,) one key per row (:meth:`~matgl_hybrid.data.StructureData.structure_keys`): copies of a
+            structure share a fold, so no probe is scored on a copy of a row it was fitted on.
 
     Returns:
         Long table with columns ``embedding, descriptor, probe, metric, score, mae``: metric ``r2`` for values
         (score = held-out R², MAE in the descriptor's units) and ``accuracy`` for :data:`CATEGORICAL` ones.
+
+    Raises:
+        ValueError: an unknown probe, or no descriptor with ``2 * n_splits`` finite, non-constant values.
     """
+    check_probes(probes)
     tasks = []
     for descriptor in descriptors.columns:
         y_all = descriptors[descriptor].to_numpy(dtype=float)
@@ -116,12 +136,20 @@ def probe(
         y = y_all[keep]
         if len(np.unique(y)) < 2 or len(y) < 2 * n_splits:
             continue  # a constant descriptor has nothing to recover
-        splits = kfold_splits(len(y), n_splits)
+        kept_copies = None if copies is None else [key for key, k in zip(copies, keep, strict=True) if k]
+        splits = kfold_splits(len(y), n_splits, copies=kept_copies)
         for name, x_all in embeddings.items():
             for probe_name in probes:
                 tasks.append(delayed(_probe_one)(name, descriptor, probe_name, x_all[keep], y, splits, seed))
+    if not tasks:
+        raise ValueError(
+            f"no descriptor of {', '.join(descriptors.columns)} has {2 * n_splits} finite values that are not all "
+            f"equal ({len(descriptors)} structures): nothing to probe"
+        )
     rows = Parallel(n_jobs=n_jobs)(tasks)
-    return pd.DataFrame(rows, columns=["embedding", "descriptor", "probe", "metric", "score", "mae"])
+    table = pd.DataFrame(rows, columns=["embedding", "descriptor", "probe", "metric", "score", "mae"])
+    table.attrs["n_splits"] = n_splits
+    return table
 
 
 def _probe_one(name: str, descriptor: str, probe_name: str, x: np.ndarray, y: np.ndarray, splits, seed: int):
@@ -130,6 +158,9 @@ def _probe_one(name: str, descriptor: str, probe_name: str, x: np.ndarray, y: np
     estimator = _estimators(categorical, seed)[probe_name]
     predicted = np.empty_like(y)
     for train, test in splits:
+        if categorical and len(np.unique(y[train])) < 2:  # a rare class all in one test fold: no classifier fits
+            predicted[test] = y[train][0]
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             predicted[test] = estimator.fit(x[train], y[train]).predict(x[test])
@@ -191,9 +222,11 @@ def descriptor_importance(
     if (target is None and len(names) > 1) or (target is not None and target not in names):
         raise ValueError(f"the model predicts {', '.join(names)}: name the target the data holds (one of them)")
     output = 0 if target is None else names.index(target)
+    targets = np.asarray(targets, dtype=float)
+    if len(targets) != len(structures):
+        raise ValueError(f"{len(targets)} targets for {len(structures)} structures: give one target per structure")
     data = inference.prepare(model, structures, ids, cache_dir)
     raw = data.descriptors
-    targets = np.asarray(targets, dtype=float)
     device = next(model.parameters()).device
     graph = inference.run(model, data, lambda out, g: inference.graph_features(model, g)).to(device)
 
@@ -252,11 +285,14 @@ def write_probe_report(table: pd.DataFrame, out: str | Path, source: str, n_stru
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "probe.csv", table.to_csv(index=False))
     matrix = probe_matrix(table)
+    probes = " / ".join(dict.fromkeys(table["probe"]))
+    best = f"the best of {probes}" if "/" in probes else probes
     text = [
         "# Descriptor probes",
         "",
         f"Data: `{source}` ({n_structures} structures), tap: {tap}. "
-        "Held-out R² of the best of ridge / MLP (accuracy for crystal_system_int), 5-fold.",
+        f"Held-out R² of {best} (accuracy for crystal_system_int), {table.attrs.get('n_splits', 5)}-fold. "
+        "A best of several probes is picked on the held-out folds themselves: read it as an upper estimate.",
         "",
         markdown_table(matrix, "{:.3f}"),
         "![probe](probe.png)",
@@ -305,7 +341,7 @@ def run_probe(
     readouts: Sequence[str] = ("mean", "sum", "extensive"),
     seed: int = 0,
     tap: str = "graph",
-    probes: Sequence[str] = ("ridge", "mlp"),
+    probes: Sequence[str] = PROBES,
     descriptor_set: str = "gong28",
     cache_dir: str | Path | None = None,
     n_jobs: int = -1,
@@ -319,17 +355,21 @@ def run_probe(
     """
     if (model is None) == (backbone is None):
         raise ValueError("give a trained model (--model DIR) or a fresh backbone (--backbone NAME), one of the two")
+    check_probes(probes)
     dataset = data.load(source)
     descriptors = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     if model is not None:
-        models = {Path(model).name: load_checkpoint(model)}
+        loaded = load_checkpoint(model)
+        if not isinstance(loaded, HybridModel):  # an ensemble has one embedding per member, none of its own
+            raise ValueError(f"{model}: probe takes one model, not a {type(loaded).__name__}")
+        models = {Path(model).name: loaded}
     else:
         models = untrained_models(backbone, readouts, seed)
     embeddings = {
         name: embed(m, dataset.structures, dataset.ids, tap, cache_dir=cache_dir, n_jobs=n_jobs)
         for name, m in models.items()
     }
-    table = probe(embeddings, descriptors, probes=probes)
+    table = probe(embeddings, descriptors, probes=probes, n_jobs=n_jobs, copies=dataset.structure_keys())
     return write_probe_report(table, out, str(source), len(dataset), tap)
 
 

@@ -25,6 +25,7 @@ from matgl_hybrid.probe import (
     probe,
     probe_matrix,
     run_explain,
+    run_probe,
     write_importance_report,
 )
 from matgl_hybrid.training import TrainSpec, fit
@@ -177,3 +178,47 @@ def test_explain_scores_a_log10_model_on_the_log10_of_the_data(binaries, tmp_pat
     (tmp_path / "data.json").write_text(json.dumps(rows))
     table = run_explain(tmp_path / "model", tmp_path / "data.json", "K", tmp_path / "explain", repeats=1)
     assert table.attrs["baseline_mae"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_probe_is_never_scored_on_a_copy_of_a_structure_it_was_fitted_on():
+    """Each of 60 structures twice (equal embeddings, under two ids) with a descriptor that is pure noise: with the
+    copies on both sides of a fold, the probe recalled the copy it was fitted on (a high held-out R²)."""
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(60, 200)), 2, axis=0)
+    noise = pd.DataFrame({"noise": np.repeat(rng.normal(size=60), 2)})
+    keys = [f"structure {i // 2}" for i in range(120)]
+    apart = probe({"embedding": x}, noise, probes=("ridge",))
+    together = probe({"embedding": x}, noise, probes=("ridge",), copies=keys)
+    assert apart.loc[0, "score"] > 0.5  # what the copies did
+    assert together.loc[0, "score"] < 0.1  # noise cannot be recovered
+
+
+def test_a_class_all_in_one_test_fold_is_scored_not_a_crash():
+    """19 cubic structures and 1 tetragonal one: the four folds without it have a single class, which no classifier
+    fits; the probe predicts that class there."""
+    rng = np.random.default_rng(0)
+    classes = pd.DataFrame({"crystal_system_int": [7.0] * 19 + [4.0]})
+    table = probe({"embedding": rng.normal(size=(20, 4))}, classes, probes=("ridge", "mlp"))
+    assert set(table["metric"]) == {"accuracy"}
+    assert (table["score"] >= 0.9).all()  # at most the tetragonal one missed
+
+
+def test_the_probe_refuses_what_it_cannot_do_before_any_work():
+    rng = np.random.default_rng(0)
+    x = {"embedding": rng.normal(size=(8, 4))}
+    with pytest.raises(ValueError, match=r"has 10 finite values that are not all equal \(8 structures\)"):
+        probe(x, pd.DataFrame({"natoms": np.arange(8.0)}))
+    with pytest.raises(ValueError, match="unknown probe 'lasso': choose from ridge, mlp"):
+        probe(x, pd.DataFrame({"natoms": np.arange(8.0)}), probes=("ridge", "lasso"))
+    with pytest.raises(ValueError, match="unknown probe 'lasso'"):  # before loading or featurizing anything
+        run_probe("no such file.json", "out", backbone="megnet", probes=("lasso",))
+
+
+def test_descriptor_importance_refuses_targets_that_do_not_match_the_structures(binaries):
+    structures = binaries.structures[:12]
+    frame = featurize(structures, "lattice", progress=False)
+    model = HybridModel(element_types=get_element_list(structures), cutoff=5.0, backbone_kwargs=SMALL,
+                        descriptor_set="lattice", descriptor_version=get_descriptor_set("lattice").version,
+                        descriptor_transform=DescriptorTransform().fit(frame).to_dict(), head_hidden=(4,)).eval()
+    with pytest.raises(ValueError, match="11 targets for 12 structures"):
+        descriptor_importance(model, binaries.structures[:12], np.zeros(11))
