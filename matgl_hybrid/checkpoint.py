@@ -77,6 +77,15 @@ MATGL_MARKERS = ("model.pt", "state.pt")
 BASE_FILES = ("model.json", "weights.safetensors", *MATGL_MARKERS)
 #: Prefix of the folder a save assembles its files in, inside the destination.
 _SAVING_PREFIX = ".saving."
+#: A save's list of the files it replaces (the earlier manifest's and its own), written before the manifest is
+#: removed and removed once the new one is written: the files of a save that was interrupted stay known as ours.
+_REPLACING = f"{_SAVING_PREFIX}files"
+#: Names a checkpoint's own files take, which records, texts and figures may not.
+RESERVED_FILES = frozenset({*BASE_FILES, MANIFEST, *SEPARATE_STATE})
+#: Floating-point types a checkpoint's weights may be stored in (``metadata["dtype"]``; float32 when absent).
+WEIGHT_DTYPES = {
+    "float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16
+}
 #: Bounds on what a checkpoint's ``kwargs`` may ask to build, far above any real model: any number (a width, a
 #: count), the entries of a list of numbers (layer widths), and a cutoff in Å.
 MAX_NUMBER = 65536
@@ -105,21 +114,48 @@ def is_saved_model(path: str | Path) -> bool:
     return (path / MANIFEST).is_file() and (path / "model.json").is_file()
 
 
-def check_model_dir(path: str | Path, overwrite: bool = False, allow: Iterable[str | Path] = ()) -> Path:
+def _files_of_ours(path: Path) -> set[str]:
+    """The files in ``path`` that saves of this package wrote: those its manifest lists (and the manifest), and
+    those a save that was interrupted recorded."""
+    ours: set[str] = set()
+    if is_saved_model(path):
+        ours |= {*parse_manifest(read_text(path / MANIFEST), path / MANIFEST), MANIFEST}
+    if (path / _REPLACING).is_file():
+        ours |= {name for name in read_text(path / _REPLACING).splitlines() if SAFE_FILE_NAME.fullmatch(name)}
+    return ours
+
+
+def check_model_dir(
+    path: str | Path,
+    overwrite: bool = False,
+    allow: Iterable[str | Path] = (),
+    *,
+    writes: Iterable[str] = (),
+    replace_model: bool = True,
+) -> Path:
     """Check, before any work, that a model can be saved at ``path`` without touching anything else there.
 
     Args:
         path: the checkpoint folder to be.
         overwrite: also accept a non-empty folder that holds no saved model (the model's files are written beside
-            what is there; nothing is deleted).
+            what is there; nothing is deleted), and a saved model even when ``replace_model`` is False.
         allow: entries of ``path`` that may be there (e.g. a ``--checkpoint-dir`` inside it).
+        writes: names of the files the save adds to the checkpoint's own (records, texts, figures).
+        replace_model: accept a folder holding a saved model (replaced by the save) without ``overwrite``.
 
     Raises:
-        FileExistsError: ``path`` holds files and no saved model, and ``overwrite`` is False.
+        FileExistsError: ``path`` holds files and no saved model, and ``overwrite`` is False; or a saved model that
+            ``replace_model`` and ``overwrite`` do not allow replacing; or a file that no saved model there wrote
+            with the name of one the save writes (the user's, never replaced).
         NotADirectoryError, PermissionError: ``path`` cannot be a writable folder.
     """
     path = check_output_dir(path)
-    if path.is_dir() and not overwrite and not is_saved_model(path):
+    if not path.is_dir():
+        return path
+    ours = _files_of_ours(path)
+    if is_saved_model(path) and not (replace_model or overwrite):
+        raise FileExistsError(f"{path} already holds a saved model: choose another folder, or replace it (--overwrite)")
+    if not ours and not overwrite:
         allowed = {Path(a).absolute() for a in allow}
         foreign = sorted(
             p.name
@@ -132,6 +168,11 @@ def check_model_dir(path: str | Path, overwrite: bool = False, allow: Iterable[s
                 f"{path} is not empty ({shown}) and holds no saved model: choose another folder, or overwrite "
                 "(--overwrite) to write the model's files beside what is there (nothing is deleted)"
             )
+    if theirs := sorted(f for f in {*RESERVED_FILES, *writes} if f not in ours and (path / f).exists()):
+        raise FileExistsError(
+            f"{path} holds {', '.join(theirs)}, which no saved model there wrote, and the model would write files of "
+            "those names: move them away or save elsewhere; nothing was changed"
+        )
     return path
 
 
@@ -159,23 +200,29 @@ def save_checkpoint(
     and folders of the user's (predictions, a checkpoint folder) stay, and a file of the user's with the name of
     one the model writes (e.g. their own ``model_card.md``) is refused (``FileExistsError``), not replaced. The
     files are assembled in a hidden folder inside ``out_dir`` and renamed into place; the manifest is removed first
-    and written last, so an interrupted save leaves a folder that the loader refuses, never one that loads wrong.
+    and written last, so an interrupted save leaves a folder that the loader refuses, never one that loads wrong, and
+    a hidden list of the files it was writing, by which saving there again (no ``overwrite`` needed) finishes it.
     """
     if clash := sorted(set(texts or {}) & set(figures or {})):
         raise ValueError(f"{out_dir}: {', '.join(clash)} given both as a text and as a figure")
-    out_dir = check_model_dir(out_dir, overwrite, allow)
-    manifest_path = out_dir / MANIFEST
+    extra = [*(f"{name}.json" for name in records or {}), *(texts or {}), *(figures or {})]
+    if bad := [name for name in extra if not SAFE_FILE_NAME.fullmatch(name) or name in RESERVED_FILES]:
+        raise ValueError(
+            f"{out_dir}: cannot save a file named {', '.join(map(repr, bad))} with the model: a plain name (letters, "
+            f"digits, '.', '_', '-', spaces) that is none of the checkpoint's own ({', '.join(sorted(RESERVED_FILES))})"
+        )
+    out_dir = check_model_dir(out_dir, overwrite, allow, writes=extra)
     had_model = is_saved_model(out_dir)
-    previous = set(parse_manifest(read_text(manifest_path), manifest_path)) if had_model else set()
+    ours = _files_of_ours(out_dir)
+    previous = ours - {MANIFEST}
     out_dir.mkdir(parents=True, exist_ok=True)
+    kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
     tmp = make_temp_dir(out_dir, _SAVING_PREFIX)
     try:
         try:
             files, manifest = _assemble(model, tmp, records or {}, {**(texts or {}), **(figures or {})})
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
-            kept = "the earlier model there is unchanged" if had_model else "nothing was written there"
             raise _not_saved(out_dir, exc, kept) from exc
-        ours = previous | ({MANIFEST} if had_model else set())
         theirs = sorted(f for f in (*files, MANIFEST) if f not in ours and (out_dir / f).exists())
         if theirs:  # same-named files no saved model wrote: the user's, not ours to replace
             raise FileExistsError(
@@ -183,12 +230,17 @@ def save_checkpoint(
                 "files of those names: move them away or save elsewhere; nothing was changed"
             )
         try:
+            atomic_write_text(out_dir / _REPLACING, "".join(f"{f}\n" for f in sorted(ours | {*files, MANIFEST})))
+        except OSError as exc:
+            raise _not_saved(out_dir, exc, kept) from exc
+        try:
             (out_dir / MANIFEST).unlink(missing_ok=True)  # until the new manifest lands, the folder does not load
             for f in files:
                 os.replace(tmp / f, out_dir / f)
             for f in sorted(previous - set(files)):  # files of the earlier checkpoint that this one does not have
                 (out_dir / f).unlink(missing_ok=True)
             atomic_write_text(out_dir / MANIFEST, manifest)
+            (out_dir / _REPLACING).unlink()
         except OSError as exc:
             raise _not_saved(out_dir, exc, "it now holds an incomplete model, which does not load: save again") from exc
     finally:
@@ -235,12 +287,18 @@ def _assemble(
             "descriptor_version": getattr(model, "descriptor_version", None),
             "target_names": list(getattr(model, "target_names", ()) or ()),
             "target_units": getattr(model, "target_units", None),
+            "dtype": str(weight_dtype(model)).removeprefix("torch."),
         },
     }
     _write_json(tmp / "model.json", header)
     for f in files:
         (tmp / f).chmod(0o666 & ~current_umask())
     return files, "".join(f"{sha256_file(tmp / f)}  {f}\n" for f in files)
+
+
+def weight_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating-point type of ``model``'s weights (that of its first floating parameter; float32 if none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _not_saved(out_dir: Path, exc: BaseException, state: str) -> OSError:
@@ -463,11 +521,7 @@ def migrate_checkpoint(path: str | Path, out_dir: str | Path, *, overwrite: bool
     path = Path(path)
     if Path(out_dir).resolve() == path.resolve():
         raise CheckpointError(f"{path}: migrate into another folder (--out), the old checkpoint is kept as it is")
-    if is_saved_model(out_dir) and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds a saved model: choose another folder, or replace it (--overwrite)"
-        )
-    check_model_dir(out_dir, overwrite)
+    check_model_dir(out_dir, overwrite, replace_model=False)
     model, _ = _read_checkpoint(path, migrating=True)
     extra = [f for f in verify(path) if f not in {*BASE_FILES, *SEPARATE_STATE}]
     records = {f[: -len(".json")]: _read_json(path / f) for f in extra if f.endswith(".json")}
@@ -499,8 +553,11 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
             if unknown := sorted(set(state) - set(keys)):
                 raise CheckpointError(f"{path / file} holds {', '.join(unknown)}; it may hold only {', '.join(keys)}")
             kwargs.update(state)
+    dtype = header.get("metadata", {}).get("dtype", "float32")
+    if dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"{path}/model.json: weights of type {dtype!r}; known: {', '.join(WEIGHT_DTYPES)}")
     try:
-        model = cls(**kwargs)
+        model = cls(**kwargs).to(WEIGHT_DTYPES[dtype])  # the type it was saved in, before its weights are copied in
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing a size
         raise CheckpointError(f"cannot rebuild {cls.__name__} from {path}/model.json: {exc}") from exc
     try:

@@ -25,7 +25,7 @@ from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.figures import panels, parity, save
 from matgl_hybrid.files import atomic_write_text, check_output_dir
 from matgl_hybrid.pretrained import resolve
-from matgl_hybrid.training import TrainSpec, train
+from matgl_hybrid.training import TrainedModel, TrainSpec, train
 
 #: The shipped checkpoint the demo predicts with, and the crystals it predicts (lattice constants in Å, room
 #: temperature) with their measured bulk moduli (GPa, rounded; for orientation only).
@@ -148,7 +148,7 @@ def run_demo(
         log: where progress lines go.
     """
     out = check_output_dir(out)
-    check_model_dir(out / MODEL)
+    check_model_dir(out / MODEL, writes=TrainedModel.FILES)
     dataset = data.log10_targets(data.load_demo("K_VRH"))
     if n_structures is not None:
         dataset = dataset.subset(range(min(n_structures, len(dataset))))

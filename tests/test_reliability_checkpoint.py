@@ -203,6 +203,16 @@ def _full_disk(*args: Any, **kwargs: Any) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+_replace = checkpoint.os.replace
+
+
+def _full_disk_at_the_weights(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+    """``os.replace`` on a disk that fills when the weights are moved into place (after the save's list of files)."""
+    if Path(dst).name == "weights.safetensors":
+        _full_disk()
+    _replace(src, dst, *args, **kwargs)
+
+
 def _torch_write_failed(*args: Any, **kwargs: Any) -> None:
     raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
@@ -232,12 +242,80 @@ def test_a_failed_write_keeps_the_earlier_model_and_says_so_in_one_line(saved, t
 def test_a_failed_rename_says_the_folder_no_longer_loads(saved, tmp_path, monkeypatch):
     folder = _copy(saved, tmp_path / "m")
     model = _tiny(seed=1)
-    monkeypatch.setattr(checkpoint.os, "replace", _full_disk)
+    monkeypatch.setattr(checkpoint.os, "replace", _full_disk_at_the_weights)
     with pytest.raises(OSError, match=r"\(the disk is full\); it now holds an incomplete model, which does not load"):
         save_checkpoint(model, folder)
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match=f"has no {MANIFEST}"):  # refused, never loaded wrong
         load_checkpoint(folder)
+
+
+def test_saving_again_finishes_a_save_that_was_interrupted(saved, tmp_path, monkeypatch):
+    """The manifest was removed and some files moved in when the disk filled: saving again was refused as a folder of
+    someone else's files (and with --overwrite, as files no saved model wrote). The save's own list lets it finish,
+    without --overwrite, and the user's file there stays."""
+    folder = _copy(saved, tmp_path / "m")
+    (folder / "my notes.txt").write_text("mine")
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpoint.os, "replace", _full_disk_at_the_weights)
+        with pytest.raises(OSError, match="it now holds an incomplete model, which does not load: save again"):
+            save_checkpoint(_tiny(seed=1), folder, {"training": {"note": "new"}})
+    checkpoint.check_model_dir(folder, replace_model=False)  # as train --out checks it: ours, not replacing a model
+    save_checkpoint(_tiny(seed=1), folder, {"training": {"note": "new"}})
+    reloaded = load_checkpoint(folder).state_dict()
+    assert all(torch.equal(reloaded[k], v) for k, v in _tiny(seed=1).state_dict().items())
+    assert (folder / "my notes.txt").read_text() == "mine"
+    assert not (folder / "model_card.md").exists()  # the earlier model's, which the new one does not have
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_a_users_file_named_as_one_the_model_writes_is_refused_before_any_work(saved, tmp_path):
+    """With --overwrite (or into a saved model), train learnt of the user's model_card.md only when it saved, after
+    all the training: the model was lost. It is refused before the data is even read."""
+    from matgl_hybrid.training import train_file
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "model_card.md").write_text("# my own card\n")
+    with pytest.raises(FileExistsError, match=r"holds model_card\.md, which no saved model there wrote"):
+        train_file("no such data.json", "K_VRH", folder, overwrite=True)
+    assert (folder / "model_card.md").read_text() == "# my own card\n"
+
+
+def test_train_replaces_a_saved_model_only_with_overwrite(saved, tmp_path):
+    from matgl_hybrid.training import train_file
+
+    folder = _copy(saved, tmp_path / "m")
+    with pytest.raises(FileExistsError, match=rf"{re.escape(str(folder))} already holds a saved model.*--overwrite"):
+        train_file("no such data.json", "K_VRH", folder)
+    with pytest.raises((ValueError, OSError), match=r"no such data\.json"):  # past the output checks, to the data
+        train_file("no such data.json", "K_VRH", folder, overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"texts": {"../outside.md": "x"}}, {"texts": {"résumé.md": "x"}}, {"texts": {"model.json": "{}"}},
+     {"records": {"target_normalization": {}}}, {"figures": {"SHA256SUMS": b""}}],
+    ids=["path", "non-ascii", "header", "state", "manifest"],
+)  # fmt: skip
+def test_extra_files_with_names_a_checkpoint_cannot_hold_are_refused(tmp_path, extra):
+    """Such names saved (or overwrote the header, the fitted state, a file outside the folder) and then the
+    checkpoint never loaded."""
+    with pytest.raises(ValueError, match="cannot save a file named"):
+        save_checkpoint(_tiny(), tmp_path / "m", **extra)
+    assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
+    assert not (tmp_path / "outside.md").exists()
+
+
+def test_a_float64_model_reloads_in_float64_with_its_predictions(tmp_path):
+    """Trained with ``precision="64-true"``, the weights were saved in float64 and loaded into a float32 model: the
+    reloaded model's predictions were not those its card scored."""
+    model = _tiny().double()
+    save_checkpoint(model, tmp_path / "m")
+    reloaded = load_checkpoint(tmp_path / "m")
+    assert checkpoint.weight_dtype(reloaded) == torch.float64
+    state = reloaded.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
 def test_migrate_refuses_an_out_that_holds_another_model_unless_overwrite(saved, tmp_path):

@@ -7,17 +7,18 @@ import shlex
 from pathlib import Path
 
 from matgl_hybrid.checkpoint import check_model_dir
+from matgl_hybrid.cli.options import add_overwrite_option
 from matgl_hybrid.ssl import pretrain_datasets
-from matgl_hybrid.ssl.pretrain import PRETRAINABLE
+from matgl_hybrid.ssl.pretrain import PRETRAINABLE, PretrainingResult
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
-    check_model_dir(args.out)
+    check_model_dir(args.out, args.overwrite, writes=PretrainingResult.FILES, replace_model=args.overwrite)
     options = ("backbone", "cutoff", "max_epochs", "batch_size", "lr", "seed", "accelerator", "task")
     command = shlex.join(["matgl-hybrid", *args.argv])
     result = pretrain_datasets(args.data, args.exclude or (), command=command, **{o: getattr(args, o) for o in options})
-    result.save(args.out)
+    result.save(args.out, overwrite=args.overwrite)
     print(f"saved the encoder to {args.out}")
     return 0
 
@@ -37,4 +38,5 @@ def pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of masking, augmentation and initialisation")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
     p.add_argument("--out", required=True, type=Path, help="directory of the saved encoder")
+    add_overwrite_option(p, "replace an encoder saved in --out, or write beside other files there")
     p.set_defaults(func=cmd_pretrain)

@@ -194,14 +194,18 @@ class PretrainingResult:
     encoder: MatGLModel
     record: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
+    #: The files :meth:`save` may write beside the checkpoint's own.
+    FILES = ("pretraining.json", "pretraining.png")
+
+    def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record) and, when the record has
-        a history, :data:`PRETRAINING_FIGURE` (its validation losses per epoch)."""
+        a history, :data:`PRETRAINING_FIGURE` (its validation losses per epoch); ``overwrite``: see
+        :func:`~matgl_hybrid.checkpoint.check_model_dir`."""
         history = self.record.get("history") or []
         validated = any(k.startswith("val_") for row in history for k in row)
         figure = pretraining_figure(history, self.record.get("task", "masked")) if validated else None
         figures = {PRETRAINING_FIGURE: png(figure)} if figure is not None else {}
-        return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures)
+        return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures, overwrite=overwrite)
 
 
 #: The figure saved beside a pretrained encoder.

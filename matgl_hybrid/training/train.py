@@ -50,6 +50,8 @@ class TrainedModel:
     test_seed: int = 0
     cache_dir: str | Path | None = None
 
+    #: The files :meth:`save` writes beside the checkpoint's own: the record, the card and its figure.
+    FILES = ("training.json", "model_card.md", CARD_FIGURE)
     #: The record's keys that precede ``command`` in ``training.json``.
     _HEAD = ("target_name", "units", "n_structures", "spec", "referenced_weights", "schedule", "device")
 

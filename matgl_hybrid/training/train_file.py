@@ -68,8 +68,9 @@ def train_file(
     """Train on ``target`` of ``source`` (see :func:`train`) and save the model with ``training.json`` and its card
     in ``out``, recording where the data came from and ``command``; the test split, if any, is scored in the card.
 
-    Output paths are checked before any work: ``out`` may not be ``source``, and it must be a new or empty folder,
-    or an earlier model, unless ``overwrite`` (a ``checkpoint_dir`` inside it is allowed).
+    Output paths are checked before any work: ``out`` may not be ``source``, and it must be a new or empty folder
+    unless ``overwrite`` (which also replaces an earlier model there; a ``checkpoint_dir`` inside it is allowed); a
+    file of the user's named as one the model writes is refused (:func:`~matgl_hybrid.checkpoint.check_model_dir`).
 
     Args:
         log10_target: learn log10 of the target (non-positive entries dropped, listed in ``skipped``).
@@ -82,7 +83,7 @@ def train_file(
     spec = spec or TrainSpec()
     allow = [checkpoint_dir] if checkpoint_dir else []
     check_paths_distinct({"--out": out}, {"--data": source})
-    check_model_dir(out, overwrite=overwrite, allow=allow)
+    check_model_dir(out, overwrite=overwrite, allow=allow, writes=TrainedModel.FILES, replace_model=overwrite)
     if checkpoint_dir is not None:
         check_output_dir(checkpoint_dir)
     dataset = load_training_data(source, target, spec.cutoff, skip_invalid)
