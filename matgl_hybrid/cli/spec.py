@@ -4,6 +4,7 @@ and ``matbench``."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from matgl_hybrid.cli.options import add_cache_options, first_skipped
 from matgl_hybrid.files import read_json
 from matgl_hybrid.training import Candidate, InnerKFold, TrainSpec, candidate_specs, default_candidates, read_candidates
 from matgl_hybrid.training.selection import Scheme
+
+#: What an optional number's flag parses ``none`` to: the field set to None (a flag not given stays None).
+_NONE = object()
+
+
+def _number_or_none(kind: type) -> Callable[[str], object]:
+    """An argparse ``type`` for a number field that may be None: ``none`` turns it off (over ``--config``)."""
+
+    def parse(text: str) -> object:
+        return _NONE if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid float value" message
+    return parse
 
 
 def spec_flags() -> list[tuple[str, str, dict]]:
@@ -33,8 +47,12 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--devices", default=None, help="Lightning devices, e.g. 1, 4 (default: auto)")
     recipe = TrainSpec()
+    optional = {f.name for f in fields(TrainSpec) if "None" in str(f.type).split(" | ")}
     for name, flag, option in spec_flags():
         default = getattr(recipe, name)
+        kind = option["kind"]
+        if name in optional and kind in (int, float):
+            kind = _number_or_none(kind)
         meaning = f"{option['meaning']} (default: {'none' if default is None else default})"
         if option["kind"] is bool:  # --flag / --no-flag
             p.add_argument(f"--{flag.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction,
@@ -44,7 +62,7 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
             f"--{flag.replace('_', '-')}",
             dest=name,
             metavar=None if option["choices"] else flag.upper(),
-            type=option["kind"],
+            type=kind,
             default=None,
             choices=option["choices"],
             help=meaning,
@@ -57,7 +75,7 @@ def train_spec(args: argparse.Namespace) -> TrainSpec:
     values = TrainSpec.from_json(args.config).to_dict() if args.config else {}
     for name, _, _ in spec_flags():
         if (value := getattr(args, name)) is not None:
-            values[name] = value
+            values[name] = None if value is _NONE else value
     if args.devices is not None:
         values["devices"] = int(args.devices) if args.devices.isdigit() else args.devices
     return TrainSpec.from_dict(values)

@@ -11,7 +11,7 @@ from matgl_hybrid.cli.options import cache as cache_of
 from matgl_hybrid.cli.spec import add_selection_options, add_spec_options, print_skipped, selection, train_spec
 from matgl_hybrid.evaluation import run_cv
 from matgl_hybrid.files import check_output_dir, check_paths_distinct
-from matgl_hybrid.training import FitResult, load_training_data, train_file
+from matgl_hybrid.training import FitResult, InnerKFold, load_training_data, smallest_cutoff, train_file
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def report(k: int, result: FitResult) -> None:
         if result.global_rank == 0:
             print(
-                f"member {k + 1}/{args.ensemble}: best validation MAE {result.best_val_mae:.4g} at epoch "
+                f"member {k + 1}/{members}: best validation MAE {result.best_val_mae:.4g} at epoch "
                 f"{result.best_epoch + 1} of {result.epochs_run} ({result.seconds:.0f} s)"  # 1-based, as the card
             )
 
@@ -29,6 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     command = shlex.join(["matgl-hybrid", *args.argv])
     spec = train_spec(args)
     candidates, scheme = selection(args, spec)
+    members = max(args.ensemble, scheme.k if candidates and isinstance(scheme, InnerKFold) else 1)  # one per fold
     trained = train_file(
         args.data, args.target, args.out, spec, cache_dir=cache_of(args), command=command,
         on_data=print_skipped, on_member=report, candidates=candidates, scheme=scheme, **options,
@@ -47,9 +48,9 @@ def cmd_cv(args: argparse.Namespace) -> int:
     spec = train_spec(args)
     check_paths_distinct({"--out": args.out}, {"--data": args.data})
     check_output_dir(args.out)
-    dataset = load_training_data(args.data, args.target, spec.cutoff, args.skip_invalid)
-    print_skipped(dataset)
     candidates, scheme = selection(args, spec)
+    dataset = load_training_data(args.data, args.target, smallest_cutoff(spec, candidates), args.skip_invalid)
+    print_skipped(dataset)
     summary = run_cv(dataset, spec, args.out, cache_of(args), units=args.units, candidates=candidates, scheme=scheme,
                      command=shlex.join(["matgl-hybrid", *args.argv]))  # fmt: skip
     metric, label = ("rocauc", "ROC-AUC") if "rocauc_mean" in summary else ("mae", "MAE")
@@ -86,7 +87,7 @@ def train_options(p: argparse.ArgumentParser) -> None:
         help="Lightning checkpoints; rerunning with the same data and settings resumes from them",
     )
     add_overwrite_option(
-        p, "write the model into a non-empty --out that holds no model (its files stay; nothing is deleted)"
+        p, "replace a model saved in --out, or write into a non-empty --out that holds none (its files stay)"
     )
     add_spec_options(p)
     add_selection_options(p, by_default=True)

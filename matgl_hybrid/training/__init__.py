@@ -19,7 +19,7 @@ from matgl_hybrid.training.resume import ResumableRun
 from matgl_hybrid.training.selection import InnerKFold, Selection, ValidationSplit, check_records, select
 from matgl_hybrid.training.spec import LOSSES, TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
-from matgl_hybrid.training.train_file import load_training_data, train_file
+from matgl_hybrid.training.train_file import load_training_data, smallest_cutoff, train_file
 
 __all__ = [
     "LOSSES",
@@ -46,6 +46,7 @@ __all__ = [
     "load_training_data",
     "read_candidates",
     "select",
+    "smallest_cutoff",
     "train",
     "train_file",
 ]

@@ -15,26 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from matgl_hybrid.training.baselines import DescriptorForest
-from matgl_hybrid.training.spec import TrainSpec
+from matgl_hybrid.training.spec import TrainSpec, wrong_types
 
 #: What a selection chooses among: a graph network's spec, or the descriptors random forest.
 Candidate = TrainSpec | DescriptorForest
 
 #: A candidate's name, which names its folder ``folds/<task>/<name>/``: no path separator, no leading dot.
 CANDIDATE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-#: The JSON values that each type annotation of a TrainSpec field accepts (a part not listed accepts any).
-_JSON_KINDS: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "None": (type(None),),
-    "tuple[int, ...]": (list,),
-    "list[str]": (list,),
-    "dict[str, Any]": (dict,),
-}
-
 
 class _DuplicateKey(ValueError):
     """A key given twice in one JSON object."""
@@ -48,14 +35,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKey(key)
         seen.add(key)
     return dict(pairs)
-
-
-def _json_kind_accepts(annotation: str, value: Any) -> bool:
-    """Whether a JSON ``value`` fits a TrainSpec field annotated ``annotation`` (a bool is no number)."""
-    parts = annotation.split(" | ")
-    if isinstance(value, bool):
-        return "bool" in parts
-    return any(isinstance(value, _JSON_KINDS.get(part, object)) for part in parts)
 
 
 def check_candidate_name(name: Any) -> None:
@@ -99,10 +78,7 @@ def read_candidates(path: str | Path) -> dict[str, dict[str, Any]]:
             continue
         if unknown := sorted(set(changes) - set(annotations)):
             raise ValueError(f"{path}: candidate {name!r} has unknown TrainSpec fields {unknown}")
-        wrong = [
-            f"{k}={v!r} ({annotations[k]})" for k, v in changes.items() if not _json_kind_accepts(annotations[k], v)
-        ]
-        if wrong:
+        if wrong := wrong_types(changes):
             raise ValueError(f"{path}: candidate {name!r} has values of the wrong type: {', '.join(wrong)}")
         try:
             TrainSpec(**changes)

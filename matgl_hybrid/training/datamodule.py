@@ -44,6 +44,18 @@ def model_elements(spec: TrainSpec, structures: Sequence) -> tuple[str, ...]:
     return tuple(spec.element_types)
 
 
+def check_embedded(element_types: Sequence[str], data: StructureData) -> None:
+    """Raise ValueError naming the elements of ``data`` outside ``element_types`` and the first entries with them."""
+    known = set(element_types)
+    if missing := sorted(set(get_element_list(data.structures)) - known):
+        having = [i for i, s in zip(data.ids, data.structures, strict=True) if {e.symbol for e in s.elements} - known]
+        shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
+        raise ValueError(
+            f"{', '.join(missing)} (in {len(having)} entries: {shown}) are not among the {len(known)} elements the "
+            "model embeds: leave those entries out, or add them to element_types (--config)"
+        )
+
+
 class HybridDataModule(L.LightningDataModule):
     """The training and validation data of a run: descriptors, the fitted transform, graph datasets, loaders.
 
@@ -83,6 +95,8 @@ class HybridDataModule(L.LightningDataModule):
         if element_types is None:
             element_types = model_elements(spec, train.structures + val.structures)
         self.element_types: tuple[str, ...] = tuple(element_types)
+        for part in (train, val):  # else MatGL's graph converter fails on the first one, a KeyError naming no entry
+            check_embedded(self.element_types, part)
         self.descriptor_set: DescriptorSet | None = (
             get_descriptor_set(spec.descriptor_set) if spec.descriptor_set is not None else None
         )

@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -171,6 +172,8 @@ def fit(
     """
     spec = spec or TrainSpec()
     spec.validate()
+    if resolved_accelerator(spec.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"accelerator {spec.accelerator!r}: there is no CUDA GPU here (auto or cpu trains on the CPU)")
     trainer_kwargs = dict(trainer_kwargs or {})
     refused = sorted(trainer_kwargs.keys() & _OWN_TRAINER_ARGS.keys())
     if refused:
@@ -252,8 +255,12 @@ def fit(
         prefix="matgl-hybrid-fit-")  # fmt: skip
     with root as root_dir:
         settings.setdefault("default_root_dir", str(root_dir))
-        with quiet_lightning():
-            trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
+        try:
+            with quiet_lightning():
+                trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
+        except MisconfigurationException as exc:  # devices this machine lacks, a strategy it cannot run, …
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"Lightning refuses the Trainer settings: {first}") from exc
         resume.begin(trainer.world_size, trainer.is_global_zero)
         per_process = -(-len(datamodule.train_set) // trainer.world_size)
         module = build_module(spec, model, per_process, trainer.accumulate_grad_batches)

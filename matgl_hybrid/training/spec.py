@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from matgl.layers import ActivationFunction
 
 from matgl_hybrid.descriptors import NAMED_SETS
 from matgl_hybrid.errors import UnknownNameError
@@ -32,6 +36,19 @@ ADDED = {
     "ema_decay": None,
     "clip_descriptors": False,
     "lr_schedule": "matgl",
+}
+#: The JSON values that each type annotation of a TrainSpec field accepts (a part not listed accepts any; a bool is
+#: no number).
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+    "tuple[int, ...]": (list, tuple),
+    "list[str]": (list, tuple),
+    "list[int]": (list, tuple),
+    "dict[str, Any]": (dict,),
 }
 #: Field names of matgl-hybrid 0.1, renamed to match :class:`~matgl_hybrid.models.HybridModel`'s arguments; the old
 #: names still work (keyword arguments, attributes, JSON keys), with a ``DeprecationWarning``.
@@ -191,7 +208,7 @@ class TrainSpec:
         default="auto",
         metadata=option(str, "Lightning accelerator: auto (a CUDA GPU when present, else the CPU), cpu, gpu, mps, …"),
     )
-    devices: int | str = "auto"
+    devices: int | str | list[int] = "auto"
     n_jobs: int = field(default=1, metadata=option(int, "descriptor workers (-1: all cores)"))
     progress: bool = True
 
@@ -206,6 +223,29 @@ class TrainSpec:
     def validate(self) -> None:
         """Refuse settings that cannot train, before any work (MatGL would silently train on L1 for any loss name)."""
         problems = []
+        if self.readout not in (*READOUTS, "native"):
+            problems.append(f"unknown readout {self.readout!r}; known: {', '.join((*READOUTS, 'native'))}")
+        if self.fusion not in FUSIONS:
+            problems.append(f"unknown fusion {self.fusion!r}; known: {', '.join(FUSIONS)}")
+        if self.activation not in ActivationFunction.__members__:
+            known = ", ".join(ActivationFunction.__members__)
+            problems.append(f"unknown activation {self.activation!r}; known: {known}")
+        if self.readout == "native" and self.descriptor_set:
+            problems.append(f"readout 'native' keeps the backbone's own head, which cannot fuse descriptors: "
+                            f"set descriptors to none (got {self.descriptor_set!r}), or a pooling readout")  # fmt: skip
+        if self.readout == "native" and self.freeze == "backbone":
+            problems.append("readout 'native' with freeze 'backbone' leaves nothing to train")
+        widths = [self.descriptor_dim, *self.head_hidden]
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+            problems.append(f"descriptor_dim and head_hidden must be integers >= 1, got {self.descriptor_dim!r}, "
+                            f"{list(self.head_hidden)!r}")  # fmt: skip
+        if not (isinstance(self.cutoff, int | float) and math.isfinite(self.cutoff) and self.cutoff > 0):
+            problems.append(f"cutoff must be a distance > 0 (Å), got {self.cutoff!r}")
+        if self.task_type == "classification" and self.loss != "l1_loss":
+            problems.append(f"a classifier trains on binary cross-entropy: loss {self.loss!r} would be ignored")
+        if not _devices_ok(self.devices):
+            problems.append(f"devices must be 'auto', a count >= 1 (-1: all), or device indices such as [0, 1] or "
+                            f"'0,1', got {self.devices!r}")  # fmt: skip
         if isinstance(self.element_types, str) and self.element_types not in ("training", "all"):
             problems.append(f"element_types must be 'training', 'all' or a list of symbols, got {self.element_types!r}")
         if self.task_type not in ("regression", "classification"):
@@ -220,8 +260,10 @@ class TrainSpec:
             problems.append("batch_size must be >= 2 with descriptors: their BatchNorm cannot normalise a batch of one")
         if not 0 < self.val_fraction < 1:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (0 <= self.decay_alpha <= 1):
+            problems.append(f"decay_alpha must be in [0, 1] (last rate: lr × decay_alpha), got {self.decay_alpha!r}")
         if not isinstance(self.clip_descriptors, bool):
             problems.append(f"clip_descriptors must be true or false, got {self.clip_descriptors!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -230,7 +272,9 @@ class TrainSpec:
             problems.append(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
         if not 0 < self.layer_decay <= 1:
             problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay!r}")
-        if self.weight_decay < 0 or (self.gradient_clip is not None and not self.gradient_clip > 0):
+        if not self.weight_decay >= 0 or not math.isfinite(self.weight_decay) or (
+            self.gradient_clip is not None and not (self.gradient_clip > 0 and math.isfinite(self.gradient_clip))
+        ):
             problems.append(f"weight_decay must be >= 0 and gradient_clip > 0, got {self.weight_decay!r}, "
                             f"{self.gradient_clip!r}")  # fmt: skip
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -271,6 +315,8 @@ class TrainSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UnknownNameError(f"unknown keys in {source}: {unknown}; known: {sorted(known)}")
+        if wrong := wrong_types(values):
+            raise ValueError(f"values of the wrong type in {source}: {', '.join(wrong)}")
         return cls(**values)
 
     @classmethod
@@ -282,6 +328,36 @@ class TrainSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         return asdict(self)
+
+
+def _devices_ok(devices: Any) -> bool:
+    """Whether ``devices`` is a Lightning ``devices`` value that asks for at least one device."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, list | tuple):
+        return bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        return text == "auto" or text == "-1" or (re.fullmatch(r"\d+(\s*,\s*\d+)*,?", text) is not None and text != "0")
+    return False
+
+
+def wrong_types(values: Mapping[str, Any]) -> list[str]:
+    """``field=value (annotation)`` for each of ``values`` (TrainSpec fields, as JSON gives them) that its field's
+    type does not take (``{"lr": "1e-3"}`` would fail deep inside training, or compare a string with a number)."""
+    annotations = {f.name: str(f.type) for f in fields(TrainSpec)}
+    return [f"{k}={v!r} ({annotations[k]})" for k, v in values.items()
+            if k in annotations and not _json_kind_accepts(annotations[k], v)]  # fmt: skip
+
+
+def _json_kind_accepts(annotation: str, value: Any) -> bool:
+    """Whether a JSON ``value`` fits a TrainSpec field annotated ``annotation`` (a bool is no number)."""
+    parts = annotation.split(" | ")
+    if isinstance(value, bool):
+        return "bool" in parts
+    return any(isinstance(value, _JSON_KINDS.get(part, object)) for part in parts)
 
 
 def upgrade_fingerprint(fingerprint: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -17,6 +17,12 @@ from matgl_hybrid.training.spec import TrainSpec
 from matgl_hybrid.training.train import TrainedModel, train
 
 
+def smallest_cutoff(spec: TrainSpec, candidates: Mapping[str, Candidate] | None = None) -> float:
+    """The smallest graph cutoff (Å) of ``spec`` and the graph-network ``candidates``: a structure connected at it
+    is connected for every model a run trains."""
+    return min([spec.cutoff, *(c.cutoff for c in (candidates or {}).values() if isinstance(c, TrainSpec))])
+
+
 def load_training_data(
     source: str | Path, target: str, cutoff: float, skip_invalid: bool = False
 ) -> data.StructureData:
@@ -86,7 +92,9 @@ def train_file(
     check_model_dir(out, overwrite=overwrite, allow=allow, writes=TrainedModel.FILES, replace_model=overwrite)
     if checkpoint_dir is not None:
         check_output_dir(checkpoint_dir)
-    dataset = load_training_data(source, target, spec.cutoff, skip_invalid)
+    if log10_target and spec.task_type == "classification":
+        raise ValueError("log10_target takes the log10 of a regression target, not of a classifier's 0/1 labels")
+    dataset = load_training_data(source, target, smallest_cutoff(spec, candidates), skip_invalid)
     if log10_target:
         dataset = data.log10_targets(dataset)
     if on_data is not None:

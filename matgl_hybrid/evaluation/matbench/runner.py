@@ -113,6 +113,8 @@ class MatbenchRun:
         """Train and record every (task, fold); finished folds are reused. Writes the submission folder."""
         self.out = Path(self.out)
         specs = self.candidate_specs()
+        if self.inner_folds is not None:  # 0 or 1 refused now, not taken for "no inner K-fold" or after loading
+            InnerKFold(self.inner_folds, seed=self.spec.seed)
         if not self.tasks:  # an empty subset is every task to matbench
             raise ValueError("no Matbench task given")
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
@@ -128,6 +130,8 @@ class MatbenchRun:
                 raise ValueError(f"{task.dataset_name} is a composition task: matgl-hybrid models need structures")
         self.check_recorded_candidates()
         self.check_recorded_scheme()
+        if self.candidates:  # registered before any of them trains: a rerun with other candidates is refused
+            self.write_candidates()
         stores: dict[str, dict[str, FoldStore]] = {}
         for task in mb.tasks:  # recording scores against the targets needs the data, resumed folds too
             if task.df is None:
@@ -206,6 +210,12 @@ class MatbenchRun:
                 raise ValueError(f"{task_dir} holds folds chosen by {recorded}, this run chooses by {this}: it "
                                  "would choose again and rewrite the folder's results; give another --out")  # fmt: skip
 
+    def write_candidates(self) -> None:
+        """``candidates.json``, for ``matgl-hybrid matbench --candidates`` and :meth:`check_recorded_candidates`
+        (``run_matbench.py`` holds them too)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
+
     def candidate_folder(self, task: str, name: str) -> Path:
         """Where the fold records of candidate ``name`` on ``task`` are kept (without candidates: the task's)."""
         return self.out / "folds" / task / name if name else self.out / "folds" / task
@@ -217,8 +227,8 @@ class MatbenchRun:
         write_results(mb, self.out / "results.json.gz")
         atomic_write_text(self.out / "info.json", json.dumps(self.info(), indent=2) + "\n")
         atomic_write_text(self.out / "run_matbench.py", self.script())
-        if self.candidates:  # for `matgl-hybrid matbench --candidates` (the script holds them too)
-            atomic_write_text(self.out / "candidates.json", json.dumps(self.candidates, indent=2) + "\n")
+        if self.candidates:
+            self.write_candidates()
         seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
         write_matbench_report(mb, self.out / "report", notes=self._notes(), train_seconds=seconds)
 

@@ -1,0 +1,141 @@
+"""Settings that cannot train are refused in one line before any work: wrong JSON types in a config, names and
+combinations that failed only after featurization, devices this machine lacks, elements the model does not embed;
+``none`` turns an optional number off from the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import TINY
+
+from matgl_hybrid.cli import build_parser, main
+from matgl_hybrid.cli.spec import train_spec
+from matgl_hybrid.evaluation.matbench.runner import MatbenchRun
+from matgl_hybrid.training import TrainSpec, fit, smallest_cutoff, train_file
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lr": "1e-3"}, r"values of the wrong type in TrainSpec: lr='1e-3' \(float\)"),
+        ({"head_hidden": 64}, r"head_hidden=64"),
+        ({"weight_decay": None}, r"weight_decay=None \(float\)"),
+        ({"max_epochs": True}, r"max_epochs=True \(int\)"),
+    ],
+    ids=["lr-string", "head-int", "weight-decay-null", "epochs-bool"],
+)
+def test_a_config_value_of_the_wrong_type_is_a_one_line_value_error(values, message):
+    """They raised TypeError deep in validate (``"1e-3" > 0``), which the CLI shows as a traceback."""
+    with pytest.raises(ValueError, match=message):
+        TrainSpec.from_dict(values)
+
+
+def test_a_spec_round_trips_through_from_dict():
+    spec = TrainSpec(head_hidden=(8, 4), element_types=["Si", "O"], ema_decay=0.99, devices=[0])
+    assert TrainSpec.from_dict(spec.to_dict()) == spec
+    assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"readout": "native"}, "readout 'native' keeps the backbone's own head, which cannot fuse descriptors"),
+        ({"readout": "native", "descriptor_set": None, "freeze": "backbone"}, "leaves nothing to train"),
+        ({"readout": "pool"}, "unknown readout 'pool'"),
+        ({"fusion": "add"}, "unknown fusion 'add'"),
+        ({"activation": "tanhh"}, "unknown activation 'tanhh'"),
+        ({"descriptor_dim": 0}, "descriptor_dim and head_hidden must be integers >= 1"),
+        ({"head_hidden": (64, -1)}, "descriptor_dim and head_hidden must be integers >= 1"),
+        ({"cutoff": 0.0}, "cutoff must be a distance > 0"),
+        ({"decay_alpha": -0.5}, r"decay_alpha must be in \[0, 1\]"),
+        ({"lr": math.inf}, "lr must be a finite number > 0"),
+        ({"weight_decay": math.nan}, "weight_decay must be >= 0"),
+        ({"task_type": "classification", "loss": "mse_loss"}, "a classifier trains on binary cross-entropy"),
+        ({"devices": 0}, "devices must be 'auto', a count >= 1"),
+        ({"devices": "0"}, "devices must be 'auto', a count >= 1"),
+    ],
+)
+def test_settings_that_cannot_train_as_asked_are_refused_on_construction(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSpec(**changes)
+
+
+@pytest.mark.parametrize("devices", ["auto", 1, 4, -1, [0, 1], "0,1", "3"])
+def test_lightning_device_values_are_accepted(devices):
+    assert TrainSpec(devices=devices).devices == devices
+
+
+def test_none_turns_an_optional_number_off_over_the_config(tmp_path):
+    """``--ema-decay none`` was refused ("invalid float value"), so a config's average could not be turned off."""
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"ema_decay": 0.999, "gradient_clip": 1.0}))
+    parser = build_parser(["train"])
+    common = ["train", "--data", "d.json", "--target", "K", "--out", "m", "--config", str(config)]
+    assert train_spec(parser.parse_args(common)).ema_decay == 0.999
+    spec = train_spec(parser.parse_args([*common, "--ema-decay", "none", "--gradient-clip", "None"]))
+    assert spec.ema_decay is None
+    assert spec.gradient_clip is None
+    assert train_spec(parser.parse_args([*common, "--ema-decay", "0.99"])).ema_decay == 0.99
+
+
+def test_a_missing_gpu_is_refused_before_any_work(elastic, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="accelerator 'gpu': there is no CUDA GPU here"):
+        fit(elastic, spec=TrainSpec(**TINY, max_epochs=1, accelerator="gpu"))
+
+
+def test_training_data_with_an_element_the_model_does_not_embed_is_refused_naming_entries(elastic, monkeypatch):
+    """MatGL's graph converter failed with a bare KeyError ('Po') after the whole featurization."""
+    import matgl_hybrid.training.datamodule as datamodule
+
+    monkeypatch.setattr(datamodule, "featurize", lambda *a, **k: pytest.fail("featurized before the check"))
+    elements = sorted({e.symbol for s in elastic.structures[:2] for e in s.elements})
+    with pytest.raises(ValueError, match=rf"\(in \d+ entries: '.+'.*\) are not among the {len(elements)} elements"):
+        fit(elastic, spec=TrainSpec(**TINY, max_epochs=1, element_types=elements))
+
+
+def test_the_smallest_cutoff_of_the_candidates_decides_which_structures_are_connected():
+    """With --skip-invalid, structures were checked at the run's cutoff only: a candidate with a shorter one failed
+    on them mid-selection, after others had trained."""
+    from matgl_hybrid.training import DescriptorForest
+
+    spec = TrainSpec(cutoff=5.0)
+    candidates = {"short": TrainSpec(cutoff=4.0), "forest": DescriptorForest("gong28")}
+    assert smallest_cutoff(spec, candidates) == 4.0
+    assert smallest_cutoff(spec) == 5.0
+
+
+def test_log10_of_a_classifiers_labels_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="log10_target takes the log10 of a regression target"):
+        train_file("no such data.json", "is_metal", tmp_path / "m", TrainSpec(task_type="classification"),
+                   log10_target=True)  # fmt: skip
+
+
+def test_matbench_refuses_inner_folds_0_and_registers_candidates_before_training(tmp_path):
+    """``inner_folds=0`` was taken for "no inner K-fold"; candidates.json was written only when the run finished,
+    so a run killed midway accepted other candidates on its rerun."""
+    with pytest.raises(ValueError, match="inner K-fold needs an integer k >= 2, got 0"):
+        MatbenchRun(out=tmp_path / "a", tasks=["matbench_jdft2d"], inner_folds=0).run()
+    candidates = {"fast": {"max_epochs": 2}, "slow": {"max_epochs": 4}}
+    run = MatbenchRun(out=tmp_path / "b", tasks=["matbench_jdft2d"], candidates=candidates,
+                      data_dir=tmp_path / "no data", download=False)  # fmt: skip
+    with pytest.raises((ValueError, OSError)):  # no dataset here: stops before any training
+        run.run()
+    assert json.loads((tmp_path / "b" / "candidates.json").read_text()) == candidates
+    other = MatbenchRun(out=tmp_path / "b", tasks=["matbench_jdft2d"], candidates={"fast": {"max_epochs": 2}},
+                        data_dir=tmp_path / "no data", download=False)  # fmt: skip
+    with pytest.raises(ValueError, match="records candidates fast, slow, this run has candidates fast"):
+        other.run()
+
+
+def test_the_cli_says_a_wrong_config_type_in_one_line(tmp_path, capsys):
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({"lr": "1e-3"}))
+    code = main(["train", "--data", "d.json", "--target", "K", "--out", str(tmp_path / "m"), "--config", str(config)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "lr='1e-3' (float)" in err
+    assert "\n" not in err
