@@ -265,6 +265,21 @@ def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
     return {fold: run.choose({n: r[fold] for n, r in by_candidate.items()}) for fold in sorted(folds)}
 
 
+def check_nothing_reported_vanished(task: str, rows: dict[str, dict]) -> None:
+    """Refuse to rewrite ``task``'s report without a fold that its committed report scored (records moved, as when a
+    run's folder becomes the submission, or deleted): every configuration ever scored stays reported."""
+    committed = RESULTS / f"matbench_{task}.json"
+    if not committed.is_file():
+        return
+    before = {model: [fold for fold, mae in enumerate(row["fold_mae"]) if mae is not None]
+              for model, row in json.loads(committed.read_text()).items() if "fold_mae" in row}  # fmt: skip
+    lost = {model: sorted(set(folds) - set(rows.get(model, {}).get("fold_mae", {}))) for model, folds in before.items()}
+    if lost := {model: folds for model, folds in lost.items() if folds}:
+        shown = "; ".join(f"{model} folds {', '.join(map(str, folds))}" for model, folds in lost.items())
+        raise SystemExit(f"{committed} reports {shown}, whose fold records are not found now: restore them (or read "
+                         "them from where they moved) before the report is written again")
+
+
 def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
     """``matbench_<task>.{md,json,png}``: per-fold MAE of every model, the leaderboard beside them; returns
     ``{task: table}`` (see :func:`_write_task_report`)."""
@@ -295,6 +310,7 @@ def report(tasks: list[str], algorithm: str) -> dict[str, dict[str, dict]]:
                     "chosen_in": {f: p["candidate"] for f, p in params.items() if "inner_mae" in p},
                     "members": {f: p.get("members") for f, p in params.items() if "inner_mae" in p},
                 }
+        check_nothing_reported_vanished(task.dataset_name, rows)
         if not rows:
             continue
         best = min(leaderboard[task.dataset_name], key=lambda e: e["mae_mean"])
