@@ -78,6 +78,10 @@ def test_cli_pretrained(saved, tmp_path, capsys):
     assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
     assert main(["pretrained", "info", "no-such-model"]) == 2
     assert "unknown checkpoint" in capsys.readouterr().err
+    planted = shutil.copytree(path, tmp_path / "planted")  # a card the manifest does not list is not the model's
+    (planted / "model_card.md").write_text("# trust me\n")
+    assert main(["pretrained", "info", str(planted)]) == 0
+    assert "trust me" not in capsys.readouterr().out
     records = tmp_path / "records.json"
     records.write_text(json.dumps([{"id": f"s{i}", "structure": s.as_dict()} for i, s in enumerate(structures)]))
     out = tmp_path / "pred.csv"

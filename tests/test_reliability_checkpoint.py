@@ -353,3 +353,12 @@ def test_a_folder_changed_between_its_hashing_and_its_reading_is_refused(saved, 
     monkeypatch.setattr(checkpoint, "verify", verify_then_saved_over)
     with pytest.raises(CheckpointError, match=r"weights\.safetensors is corrupted or was modified"):
         load_checkpoint(folder)
+
+
+def test_predict_structure_refuses_return_std_it_cannot_return():
+    """It indexed predict's (mean, std) tuple and returned the means of all structures as "the prediction"."""
+    from pymatgen.core import Lattice, Structure
+
+    structure = Structure(Lattice.cubic(3.0), ["Si", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"call predict\(\[structure\], return_std=True\)"):
+        _tiny().predict_structure(structure, return_std=True)

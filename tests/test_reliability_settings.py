@@ -139,3 +139,18 @@ def test_the_cli_says_a_wrong_config_type_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "lr='1e-3' (float)" in err
     assert "\n" not in err
+
+
+def test_too_few_structures_for_the_processes_is_refused_before_training(elastic):
+    """Two processes and two training structures: each got one, its only batch (of one) was dropped, no epoch
+    trained, and fit returned the random initial weights with a validation MAE of inf."""
+    tiny = elastic.subset(range(3))
+    spec = TrainSpec(**TINY, max_epochs=1, val_fraction=0.34, accelerator="cpu", devices=2)
+    with pytest.raises(ValueError, match="cannot train 2 training and 1 validation structures on 2 processes"):
+        fit(tiny, spec=spec)
+
+
+def test_a_config_with_a_field_under_both_its_names_is_refused():
+    """The 0.1 name was dropped silently in favour of the new one (the constructor refuses both)."""
+    with pytest.raises(ValueError, match=r"spec\.json gives both 'descriptors' and its new name 'descriptor_set'"):
+        TrainSpec.from_dict({"descriptors": "gong28", "descriptor_set": "lattice"}, source="spec.json")

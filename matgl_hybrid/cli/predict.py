@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matgl_hybrid.checkpoint import load_checkpoint, read_header
+from matgl_hybrid.checkpoint import load_checkpoint, read_header, read_text, verify
 from matgl_hybrid.cli.options import DATA_HELP, add_prediction_options, cache, check_outputs, first_skipped
 from matgl_hybrid.inference import predict_file, prediction_outputs
 from matgl_hybrid.pretrained import list_pretrained, resolve
@@ -55,10 +55,11 @@ def _list_pretrained() -> None:
 
 
 def _show_info(path: Path) -> None:
-    """A checkpoint's metadata and its model card."""
+    """A checkpoint's metadata and its model card, verified (a card the manifest does not list is not shown)."""
+    listed = verify(path)
     print(json.dumps(read_header(path)["metadata"], indent=1))
-    card = path / "model_card.md"
-    print(card.read_text() if card.exists() else f"(no model card in {path})")
+    card = "model_card.md"
+    print(read_text(path / card) if card in listed else f"(no model card in {path})")
 
 
 def cmd_pretrained(args: argparse.Namespace) -> int:

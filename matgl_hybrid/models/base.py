@@ -49,7 +49,10 @@ class Predicting:
         )
 
     def predict_structure(self, structure: Structure | Atoms, **kwargs) -> torch.Tensor:
-        """Predict one structure: a tensor of shape () for one target, (T,) for several."""
+        """Predict one structure: a tensor of shape () for one target, (T,) for several (``predict``'s keyword
+        arguments, but ``return_std``: call ``predict`` for the spread)."""
+        if kwargs.get("return_std"):
+            raise ValueError("predict_structure gives the prediction only: call predict([structure], return_std=True)")
         return torch.as_tensor(self.predict([structure], **kwargs)[0])
 
 

@@ -261,8 +261,13 @@ def fit(
         except MisconfigurationException as exc:  # devices this machine lacks, a strategy it cannot run, …
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ValueError(f"Lightning refuses the Trainer settings: {first}") from exc
-        resume.begin(trainer.world_size, trainer.is_global_zero)
         per_process = -(-len(datamodule.train_set) // trainer.world_size)
+        if per_process < 2 or len(datamodule.val_set) < trainer.world_size:  # else a process gets no batch at all
+            raise ValueError(
+                f"cannot train {len(datamodule.train_set)} training and {len(datamodule.val_set)} validation "
+                f"structures on {trainer.world_size} processes: each needs 2 and 1 (more data, or fewer devices)"
+            )
+        resume.begin(trainer.world_size, trainer.is_global_zero)
         module = build_module(spec, model, per_process, trainer.accumulate_grad_batches)
         resume.check_weights(module)
         with warnings.catch_warnings():

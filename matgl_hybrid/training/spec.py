@@ -309,8 +309,10 @@ class TrainSpec:
         values = dict(values)
         for old, new in RENAMED.items():
             if old in values:
+                if new in values:
+                    raise ValueError(f"{source} gives both {old!r} and its new name {new!r}: keep {new!r}")
                 _warn_renamed(old)
-                values.setdefault(new, values.pop(old))
+                values[new] = values.pop(old)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
