@@ -20,10 +20,10 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import check_model_dir, load_checkpoint
+from matgl_hybrid.checkpoint import check_model_dir, is_saved_model, load_checkpoint
 from matgl_hybrid.descriptors import featurize
 from matgl_hybrid.figures import panels, parity, save
-from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.pretrained import resolve
 from matgl_hybrid.training import TrainedModel, TrainSpec, train
 
@@ -139,7 +139,7 @@ def run_demo(
 
     Args:
         out: folder to write :data:`TABLE`, :data:`PLOT` and the trained hybrid (:data:`MODEL`); anything else in it
-            is left alone, and a model saved there by an earlier demo is replaced.
+            is left alone, and what an earlier demo wrote there is replaced (:func:`check_demo_folder`).
         max_epochs: training budget of each model (early stopping may end it sooner).
         n_structures: use only the first ``n_structures`` of the set, for a quick try (None: all 1181).
         test_fraction, seed: the held-out test split (seeded), the same for both models.
@@ -148,7 +148,7 @@ def run_demo(
         log: where progress lines go.
     """
     out = check_output_dir(out)
-    check_model_dir(out / MODEL, writes=TrainedModel.FILES)
+    check_demo_folder(out)
     dataset = data.log10_targets(data.load_demo("K_VRH"))
     if n_structures is not None:
         dataset = dataset.subset(range(min(n_structures, len(dataset))))
@@ -165,7 +165,8 @@ def run_demo(
     rows, trained_hybrid = [], None
     for name, spec in specs.items():
         log(f"training {name}: at most {spec.max_epochs} epochs")
-        trained = train(dataset, spec, test_fraction=test_fraction, test_seed=seed, cache_dir=cache_dir)
+        trained = train(dataset, spec, test_fraction=test_fraction, test_seed=seed, cache_dir=cache_dir,
+                        target_units=data.target_units(dataset.target_name))  # fmt: skip
         test = trained.score_test()
         y = trained.test.targets
         member = trained.record["members"][0]
@@ -192,10 +193,31 @@ def run_demo(
     return result
 
 
+def check_demo_folder(out: Path) -> None:
+    """Before any work: the demo's files in ``out`` (:data:`TABLE`, :data:`PLOT`, :data:`MODEL`) are new, or an
+    earlier demo's, which it replaces; a file or model of the same name that no demo wrote is refused."""
+    table, model = out / TABLE, out / MODEL
+    ours = table.is_file() and table.read_text(encoding="utf-8", errors="replace").startswith(HEADER)
+    theirs = [name for name in (TABLE, PLOT) if (out / name).exists() and not ours]
+    if is_saved_model(model):
+        record = model / "training.json"
+        command = read_json(record).get("command") if record.is_file() else None
+        if not str(command).startswith("matgl-hybrid demo"):
+            theirs.append(MODEL)
+    if theirs:
+        raise FileExistsError(f"{out} holds {', '.join(theirs)}, which no earlier demo wrote: give the demo another "
+                              "--out (nothing was changed)")  # fmt: skip
+    check_model_dir(model, writes=TrainedModel.FILES)
+
+
+#: The first line of :data:`TABLE`, by which a later demo knows the folder's files as a demo's.
+HEADER = "# matgl-hybrid demo: plain MEGNet vs the recommended hybrid"
+
+
 def _write(result: DemoResult, n_structures: int, command: str) -> None:
     """The table (:data:`TABLE`) and the parity plot of both models (:data:`PLOT`)."""
     lines = [
-        "# matgl-hybrid demo: plain MEGNet vs the recommended hybrid",
+        HEADER,
         "",
         f"de Jong et al. 2015, {n_structures} structures, log10 K_VRH; held-out test split of "
         f"{len(result.y_test)} structures. Command: `{command}`.",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import log_loss, max_error, mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
 
 from matgl_hybrid import data
 from matgl_hybrid.data import StructureData
@@ -30,6 +30,17 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """ROC-AUC (NaN when ``y_true`` holds one class), log loss (nats) and accuracy at 0.5 of ``probabilities`` (n,)
+    of class 1 against 0/1 labels ``y_true`` (n,)."""
+    y, p = np.asarray(y_true, dtype=float), np.asarray(probabilities, dtype=float)
+    return {
+        "rocauc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan"),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
+    }
+
+
 def holdout_metrics(model: torch.nn.Module, test: StructureData, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Predict ``test`` with ``model`` on the CPU (the model is moved there) and score it.
 
@@ -39,8 +50,10 @@ def holdout_metrics(model: torch.nn.Module, test: StructureData, cache_dir: str 
     a reproduction can be checked entry by entry.
     """
     predicted = model.cpu().predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+    classifier = getattr(model, "task_type", "regression") == "classification"
     return {
-        **regression_metrics(test.targets, predicted),
+        **regression_metrics(test.targets, predicted),  # a classifier's: of its probabilities
+        **(classification_metrics(test.targets, predicted) if classifier else {}),
         "scored_with": f"torch {torch.__version__}, cpu",
         "ids": list(test.ids),
         "predictions": [float(p) for p in predicted],
@@ -168,7 +181,18 @@ def render_card(record: dict[str, Any], title: str, figure: str | None = None) -
         f"{', member 1' if len(record['members']) > 1 else ''}).",
         "",
     ]
-    if test:
+    if test and "rocauc" in test:  # a classifier's probabilities: the MAE would reward pushing them to 0 or 1
+        lines += [
+            "## Metrics on the held-out test split",
+            "",
+            "| ROC-AUC | log loss (nats) | accuracy at 0.5 | n |",
+            "|---:|---:|---:|---:|",
+            f"| {test['rocauc']:.4f} | {test['log_loss']:.4g} | {test['accuracy']:.4f} | {test['n']} |",
+            "",
+            f"Predicted: probabilities of class 1. Scored with {test.get('scored_with', 'unknown')}.",
+            "",
+        ]
+    elif test:
         lines += [
             "## Metrics on the held-out test split",
             "",
@@ -198,14 +222,15 @@ def render_card(record: dict[str, Any], title: str, figure: str | None = None) -
 def selection_lines(selection: dict[str, Any], units: str) -> list[str]:
     """The card's "Model selection" section from a training record's ``selection``
     (:meth:`~matgl_hybrid.training.Selection.record`)."""
+    by_log_loss = selection.get("metric", "MAE") != "MAE" and "inner_score" in selection  # a classifier's choice
     lines = [
         "## Model selection",
         "",
         f"Candidates scored on {selection['scheme_text']}, data each did not train on; the lowest inner "
         f"{selection.get('metric', 'MAE')} wins.",
         "",
-        f"| candidate | model | inner MAE ({units}) | seconds |",
-        "|---|---|---:|---:|",
+        f"| candidate | model | inner MAE ({units}) |{' inner log loss |' if by_log_loss else ''} seconds |",
+        f"|---|---|---:|{'---:|' if by_log_loss else ''}---:|",
     ]
     for name, candidate in selection["candidates"].items():
         what = (
@@ -214,8 +239,9 @@ def selection_lines(selection: dict[str, Any], units: str) -> list[str]:
             else f"{candidate['backbone']}, `{candidate['readout']}` readout, `{candidate['descriptor_set']}`"
         )
         mark = " (chosen)" if name == selection["chosen"] else ""
+        score = f" {selection['inner_score'][name]:.4g} |" if by_log_loss else ""
         lines.append(
-            f"| {name}{mark} | {what} | {selection['inner_mae'][name]:.4g} | {selection['seconds'][name]:.0f} |"
+            f"| {name}{mark} | {what} | {selection['inner_mae'][name]:.4g} |{score} {selection['seconds'][name]:.0f} |"
         )
     lines.append("")
     if selection["chosen"] != selection["model"]:

@@ -12,9 +12,10 @@ from conftest import DEMO_DATA, LATTICE_COLUMNS, TINY_MEGNET, write_small_record
 from pymatgen.core import Structure
 
 from matgl_hybrid import data
-from matgl_hybrid.checkpoint import load_checkpoint
+from matgl_hybrid.checkpoint import load_checkpoint, save_checkpoint
 from matgl_hybrid.cli import build_parser, main
 from matgl_hybrid.model_card import regression_metrics
+from matgl_hybrid.models import HybridModel
 from matgl_hybrid.training import TrainSpec
 from matgl_hybrid.version import __version__
 
@@ -87,9 +88,29 @@ def test_demo_trains_both_models_writes_its_files_and_ends_with_next_steps(tmp_p
     dataset = data.log10_targets(data.load_demo("K_VRH"))
     test = dataset.subset([dataset.ids.index(i) for i in record["test"]["ids"]])
     np.testing.assert_allclose(model.predict(test.structures, ids=test.ids), record["test"]["predictions"], rtol=1e-5)
+    assert record["units"] == "log10 GPa"  # the card's units (it said "target units")
     # a second run replaces the demo's own model and keeps the user's file
     assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_the_demo_refuses_files_and_models_no_demo_wrote_before_any_work(tmp_path, capsys, monkeypatch):
+    """It replaced any demo_results.md / demo_parity.png in --out, and any model saved in --out/hybrid_model (the
+    user's own, trained there with `train --out demo/hybrid_model`), after training."""
+    from matgl_hybrid import demo
+
+    monkeypatch.setattr(demo.data, "load_demo", lambda *a, **k: pytest.fail("worked before checking --out"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "demo_results.md").write_text("# my results\n")
+    assert main(["demo", "--out", str(mine)]) == 2
+    assert "holds demo_results.md, which no earlier demo wrote" in capsys.readouterr().err
+    assert (mine / "demo_results.md").read_text() == "# my results\n"
+    model = tmp_path / "with_model"
+    save_checkpoint(HybridModel(element_types=("Si", "O"), backbone_kwargs=TINY_MEGNET, descriptor_set=None),
+                    model / "hybrid_model", {"training": {"command": "matgl-hybrid train --out demo/hybrid_model"}})
+    assert main(["demo", "--out", str(model)]) == 2
+    assert "holds hybrid_model, which no earlier demo wrote" in capsys.readouterr().err
 
 
 def _option_helps(parser: argparse.ArgumentParser) -> dict[str, dict[str, str]]:

@@ -1,6 +1,7 @@
 """The selection engine (``matgl_hybrid.training.select``): the better candidate on inner data wins, a killed selection
 resumes from its finished inner folds, a changed candidate is refused, and ``train`` / ``cv`` use it."""
 
+import dataclasses
 import json
 import warnings
 
@@ -381,3 +382,24 @@ def test_cv_of_a_classifier_reports_roc_auc_not_the_mae_of_probabilities(elastic
     assert np.isnan(summary["fold_rocauc"][1:]).all()
     assert summary["rocauc_mean"] == pytest.approx(summary["fold_rocauc"][0])
     assert (tmp_path / "rare" / "cv.png").is_file()
+
+
+def test_a_classifiers_card_scores_its_test_split_and_shows_its_choice_by_log_loss(elastic):
+    """The card scored a classifier's held-out probabilities by MAE, RMSE and R² in "target units", and its
+    selection table showed only the inner MAE, by which the "(chosen)" row could look the worse one."""
+    from matgl_hybrid.model_card import render_card
+    from matgl_hybrid.training import train
+
+    labelled = elastic.subset(range(len(elastic)))
+    labelled.targets = (labelled.targets > np.median(labelled.targets)).astype(float)
+    spec = TrainSpec(max_epochs=1, task_type="classification", element_types="all", **TINY)
+    candidates = {"mean": dataclasses.replace(spec, readout="mean"), "sum": dataclasses.replace(spec, readout="sum")}
+    trained = train(labelled, spec, test_fraction=0.25, candidates=candidates, scheme=ValidationSplit())
+    test = trained.score_test()
+    assert test["rocauc"] == pytest.approx(roc_auc_score(trained.test.targets, test["predictions"]))
+    card = render_card(trained.training_record(), "classifier")
+    assert "| ROC-AUC | log loss (nats) | accuracy at 0.5 | n |" in card
+    assert "| MAE | RMSE |" not in card
+    selection = trained.record["selection"]
+    assert "inner log loss |" in card
+    assert f"{selection['inner_score'][selection['chosen']]:.4g} |" in card

@@ -38,7 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if chosen := trained.record.get("selection"):
             print(chosen["summary"])
         if trained.test is not None:
-            print(f"held-out test split ({len(trained.test)} structures): MAE {trained.record['test']['mae']:.4g}")
+            test = trained.record["test"]
+            score = f"ROC-AUC {test['rocauc']:.4g}" if "rocauc" in test else f"MAE {test['mae']:.4g}"
+            print(f"held-out test split ({len(trained.test)} structures): {score}")
         print(f"saved {type(trained.model).__name__} with its model card to {args.out}")
     return 0
 
