@@ -154,3 +154,20 @@ def test_a_config_with_a_field_under_both_its_names_is_refused():
     """The 0.1 name was dropped silently in favour of the new one (the constructor refuses both)."""
     with pytest.raises(ValueError, match=r"spec\.json gives both 'descriptors' and its new name 'descriptor_set'"):
         TrainSpec.from_dict({"descriptors": "gong28", "descriptor_set": "lattice"}, source="spec.json")
+
+
+def test_a_candidate_is_checked_as_it_changes_the_runs_spec_not_the_defaults(tmp_path):
+    """Checked alone against the defaults, MatGL's own MEGNet ({"readout": "native"}) in a run without descriptors
+    was refused for the default descriptors, and a warm-up above the default budget for a run of a larger one."""
+    from matgl_hybrid.training import candidate_specs, read_candidates
+
+    path = tmp_path / "candidates.json"
+    path.write_text(json.dumps({"megnet": {"readout": "native"}, "warm": {"warmup_epochs": 130}}))
+    found = candidate_specs(TrainSpec(descriptor_set=None, max_epochs=200), read_candidates(path))
+    assert found["megnet"].readout == "native"
+    assert found["warm"].warmup_epochs == 130
+    with pytest.raises(ValueError, match=r"candidate 'megnet'.*cannot fuse descriptors"):  # with the default ones
+        candidate_specs(TrainSpec(), read_candidates(path))
+    path.write_text(json.dumps({"a": {"max_epochs": 0}}))
+    with pytest.raises(ValueError, match=r"candidates\.json: candidate 'a': invalid training settings: max_epochs"):
+        read_candidates(path)  # a value no spec may hold: refused as the file is read

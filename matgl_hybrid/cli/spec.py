@@ -134,7 +134,12 @@ def selection(args: argparse.Namespace, spec: TrainSpec) -> tuple[dict[str, Cand
                              "several: drop one or the other")  # fmt: skip
         return None, None
     if args.candidates is not None:
-        candidates = candidate_specs(spec, read_candidates(args.candidates), forests=True)
+        try:  # each candidate as it changes this run's spec
+            candidates = candidate_specs(spec, read_candidates(args.candidates), forests=True)
+        except ValueError as exc:
+            message = str(exc)
+            named = message if message.startswith(str(args.candidates)) else f"{args.candidates}: {message}"
+            raise ValueError(named) from None
     elif args.select or args.inner_folds is not None:
         # a readout named in --config counts as chosen, the default's name too ({"readout": "extensive"})
         given = args.readout or (read_json(args.config).get("readout") if args.config else None)

@@ -222,7 +222,23 @@ class TrainSpec:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, before any work (MatGL would silently train on L1 for any loss name)."""
+        if problems := [*self._field_problems(), *self._combination_problems()]:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+
+    @classmethod
+    def field_problems(cls, changes: Mapping[str, Any]) -> list[str]:
+        """What :meth:`validate` refuses in the values of ``changes`` on their own, not in how they combine with the
+        fields of a spec they will change (a candidates file is checked so before the run's spec is known)."""
+        spec = cls()
+        for name, value in changes.items():  # unchecked here: the combination is checked when the spec is built
+            object.__setattr__(spec, name, value)
+        return spec._field_problems()
+
+    def _field_problems(self) -> list[str]:
+        """Values that no spec may hold, each field on its own."""
         problems = []
+        if self.backbone not in BACKBONES:
+            problems.append(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
         if self.readout not in (*READOUTS, "native"):
             problems.append(f"unknown readout {self.readout!r}; known: {', '.join((*READOUTS, 'native'))}")
         if self.fusion not in FUSIONS:
@@ -230,19 +246,12 @@ class TrainSpec:
         if self.activation not in ActivationFunction.__members__:
             known = ", ".join(ActivationFunction.__members__)
             problems.append(f"unknown activation {self.activation!r}; known: {known}")
-        if self.readout == "native" and self.descriptor_set:
-            problems.append(f"readout 'native' keeps the backbone's own head, which cannot fuse descriptors: "
-                            f"set descriptors to none (got {self.descriptor_set!r}), or a pooling readout")  # fmt: skip
-        if self.readout == "native" and self.freeze == "backbone":
-            problems.append("readout 'native' with freeze 'backbone' leaves nothing to train")
         widths = [self.descriptor_dim, *self.head_hidden]
         if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             problems.append(f"descriptor_dim and head_hidden must be integers >= 1, got {self.descriptor_dim!r}, "
                             f"{list(self.head_hidden)!r}")  # fmt: skip
         if not (isinstance(self.cutoff, int | float) and math.isfinite(self.cutoff) and self.cutoff > 0):
             problems.append(f"cutoff must be a distance > 0 (Å), got {self.cutoff!r}")
-        if self.task_type == "classification" and self.loss != "l1_loss":
-            problems.append(f"a classifier trains on binary cross-entropy: loss {self.loss!r} would be ignored")
         if not _devices_ok(self.devices):
             problems.append(f"devices must be 'auto', a count >= 1 (-1: all), or device indices such as [0, 1] or "
                             f"'0,1', got {self.devices!r}")  # fmt: skip
@@ -256,8 +265,6 @@ class TrainSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be an integer >= 1, got {value!r}")
-        if self.descriptor_set and self.batch_size == 1:
-            problems.append("batch_size must be >= 2 with descriptors: their BatchNorm cannot normalise a batch of one")
         if not 0 < self.val_fraction < 1:
             problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -281,15 +288,29 @@ class TrainSpec:
             problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
-        elif self.warmup_epochs and isinstance(self.max_epochs, int) and self.warmup_epochs >= self.max_epochs:
+        return problems
+
+    def _combination_problems(self) -> list[str]:
+        """Fields that are valid alone but cannot train together."""
+        problems = []
+        if self.readout == "native" and self.descriptor_set:
+            problems.append(f"readout 'native' keeps the backbone's own head, which cannot fuse descriptors: "
+                            f"set descriptors to none (got {self.descriptor_set!r}), or a pooling readout")  # fmt: skip
+        if self.readout == "native" and self.freeze == "backbone":
+            problems.append("readout 'native' with freeze 'backbone' leaves nothing to train")
+        if self.task_type == "classification" and self.loss != "l1_loss":
+            problems.append(f"a classifier trains on binary cross-entropy: loss {self.loss!r} would be ignored")
+        if self.descriptor_set and self.batch_size == 1:
+            problems.append("batch_size must be >= 2 with descriptors: their BatchNorm cannot normalise a batch of one")
+        warmup, epochs = self.warmup_epochs, self.max_epochs
+        if isinstance(warmup, int) and isinstance(epochs, int) and warmup > 0 and warmup >= epochs:
             problems.append(f"warmup_epochs ({self.warmup_epochs}) must be below max_epochs ({self.max_epochs}): the "
                             "rate would never reach lr nor decay")  # fmt: skip
         pretrained = BACKBONES[self.backbone].potential if self.backbone in BACKBONES else None
         if self.readout == "native" and pretrained:
             problems.append(f"readout 'native' keeps the backbone's own head, but {self.backbone} starts from "
                             f"{pretrained}, whose head predicts energies: choose a pooling readout")  # fmt: skip
-        if problems:
-            raise ValueError("invalid training settings: " + "; ".join(problems))
+        return problems
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainSpec:
