@@ -323,3 +323,49 @@ def test_the_weight_average_takes_the_dtype_the_trainer_gives_the_model():
     ema.on_fit_start(None, module)
     assert {p.dtype for p in ema._average_model.module.parameters()} == {torch.float64}
     ema._average_model.update_parameters(module)  # raised before
+
+
+def test_frozen_features_of_concurrent_threads_are_each_their_own_structures(elastic, monkeypatch):
+    """A forward pass leaves its per-atom features in the shared model's feature_dict: with two threads (Dask's
+    threaded workers) both passing before either read, one read the other structure's features."""
+    import contextlib
+    import threading
+
+    from matgl_hybrid.descriptors import uip
+
+    first, second = sorted(elastic.structures[:6], key=len)[::5][:2]  # two sizes: another's features differ
+    expected = [uip.matpes_atom_features(s) for s in (first, second)]
+    model = uip.matpes_potential().model
+    forward, meet = model.predict_structure, threading.Barrier(2)
+
+    def forward_then_meet(structure, *args, **kwargs):  # both threads pass before either reads, unless locked out
+        out = forward(structure, *args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):  # locked out: the other never comes
+            meet.wait(timeout=2)
+        return out
+
+    monkeypatch.setattr(model, "predict_structure", forward_then_meet)
+    found: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda k=k, s=s: found.update({k: uip.matpes_atom_features(s)}))
+               for k, s in enumerate((first, second))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k in range(2):
+        np.testing.assert_array_equal(found[k], expected[k])
+
+
+def test_importing_the_descriptors_hashes_no_weights(monkeypatch):
+    """The sim:tensornet_matpes tag verified the shipped folder on import: one changed file there broke every
+    import of the descriptors (and the CLI), MEGNet models included. It is the registry's pinned sha256."""
+    from matgl_hybrid.descriptors import simulation, uip
+
+    pinned = potentials.shipped_potentials()[TENSORNET].weights_sha256
+    assert potentials.weights_sha256(TENSORNET) == pinned  # the folder as shipped
+    monkeypatch.setattr(potentials, "verified_files", lambda *a, **k: pytest.fail("hashed the weights"))
+    uip.matpes_reference.cache_clear()
+    try:
+        assert simulation._matpes_tag() == f"{TENSORNET}-{pinned[:12]}"
+    finally:
+        uip.matpes_reference.cache_clear()

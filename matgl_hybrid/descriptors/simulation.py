@@ -45,7 +45,6 @@ import hashlib
 import io
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from matgl_hybrid.descriptors.sets import DescriptorSet
 from matgl_hybrid.descriptors.uip import (
     CHGNET_MODEL,
     MATPES_POTENTIAL,
+    POTENTIAL_LOCK,
     chgnet_model,
     chgnet_weights,
     matpes_potential,
@@ -70,6 +70,7 @@ from matgl_hybrid.descriptors.uip import (
     weights_reference,
 )
 from matgl_hybrid.errors import UnknownNameError
+from matgl_hybrid.potentials import shipped_potentials
 from matgl_hybrid.version import installed_version
 
 #: How each quantity is computed; stored in every group's version (and so with every model trained on them).
@@ -162,7 +163,8 @@ def _chgnet_tag() -> str:
 
 
 def _matpes_tag() -> str:
-    return f"{MATPES_POTENTIAL}-{matpes_reference()['sha256'][:12]}"
+    # the registry's pinned sha256 (load_potential refuses other weights): importing hashes nothing
+    return f"{MATPES_POTENTIAL}-{shipped_potentials()[MATPES_POTENTIAL].weights_sha256[:12]}"
 
 
 #: The simulators of ``sim:<name>``: CHGNet 0.3.0 (the chgnet wheel's weights) and MatGL's TensorNet-MatPES-PBE
@@ -421,8 +423,8 @@ def _settings_of(frozen: dict[str, Any]):
 
 
 #: One simulation at a time per process: the settings are module-wide, and so is each potential's calculator
-#: (Dask workers run tasks on several threads).
-_SIMULATING = threading.RLock()
+#: (Dask workers run tasks on several threads); the lock of every forward pass of a shared potential.
+_SIMULATING = POTENTIAL_LOCK
 
 
 def _computed_under(frozen: dict[str, Any], compute: Callable, ctx: StructureContext, sim: Simulator) -> list[float]:

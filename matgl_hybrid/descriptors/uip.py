@@ -27,6 +27,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -183,12 +184,18 @@ def matpes_potential() -> Any:
     return load_potential(MATPES_POTENTIAL)
 
 
+#: Held by whatever runs a forward pass of a potential loaded once per process (features, simulations): the pass
+#: leaves its per-atom features in the model's one ``feature_dict``, which another thread's pass (Dask workers run
+#: tasks on several threads) would replace before they are read.
+POTENTIAL_LOCK = threading.RLock()
+
+
 def matpes_atom_features(structure: Structure) -> np.ndarray:
     """(N, 128) per-atom features of the potential's last layer (its ``readout`` input) for one structure."""
     model = matpes_potential().model
-    with torch.no_grad():
+    with POTENTIAL_LOCK, torch.no_grad():
         model.predict_structure(structure)
-    return model.feature_dict["readout"].detach().cpu().numpy().astype(float)
+        return model.feature_dict["readout"].detach().cpu().numpy().astype(float)
 
 
 def _pooled(features: np.ndarray) -> list[float]:
