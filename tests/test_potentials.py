@@ -205,6 +205,24 @@ def test_freezing_the_embedding_freezes_it_behind_a_fixed_basis():
     assert all(p.requires_grad for p in model.backbone.blocks.parameters())
 
 
+def test_an_activation_shared_by_every_block_is_no_block_and_trains_in_one_group():
+    """TensorNet registers one activation module and shares it with its embedding and layers: a trainable one
+    (softexp) put its weight in several AdamW groups (refused by torch) and `freeze="embedding"` froze it alone."""
+    from matgl_hybrid.models import HybridModel
+    from matgl_hybrid.training.finetuning import freeze
+
+    model = HybridModel(backbone="tensornet", element_types=("Na", "Cl"),
+                        backbone_kwargs={"units": 8, "nblocks": 2, "activation_type": "softexp"})  # fmt: skip
+    shared = list(model.backbone.activation.parameters())
+    assert shared  # softexp's alpha
+    groups = parameter_groups(model, lr=1e-3, layer_decay=0.5)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(p.requires_grad for p in model.parameters())
+    torch.optim.AdamW(groups)  # refused when a weight is in two groups
+    freeze(model, "embedding")
+    assert not any(p.requires_grad for p in model.backbone.tensor_embedding.parameters())
+
+
 def test_the_fine_tuning_schedule_decays_over_the_batches_that_run(elastic):
     """10 structures in batches of 4 run 3 batches an epoch (4, 4, 2); sized for 2, the cosine reached its floor
     after two of three epochs and the last ran at lr × decay_alpha."""

@@ -171,3 +171,17 @@ def test_a_candidate_is_checked_as_it_changes_the_runs_spec_not_the_defaults(tmp
     path.write_text(json.dumps({"a": {"max_epochs": 0}}))
     with pytest.raises(ValueError, match=r"candidates\.json: candidate 'a': invalid training settings: max_epochs"):
         read_candidates(path)  # a value no spec may hold: refused as the file is read
+
+
+def test_a_pretrained_backbones_cutoff_and_missing_elements_are_refused_before_featurizing(elastic, monkeypatch):
+    """A cutoff other than the potential's was refused only when the model was built, after every descriptor was
+    computed; an element the potential lacks was refused without naming an entry."""
+    import matgl_hybrid.training.datamodule as datamodule
+
+    monkeypatch.setattr(datamodule, "featurize", lambda *a, **k: pytest.fail("featurized before the check"))
+    spec = TrainSpec(**TINY | {"backbone_kwargs": {}}, backbone="tensornet-matpes-pbe", max_epochs=1, cutoff=6.0)
+    with pytest.raises(ValueError, match=r"was pretrained with a 5\.0 Å cutoff, not 6\.0"):
+        fit(elastic, spec=spec)
+    monkeypatch.setattr(datamodule.potentials, "element_types", lambda name: ["O"])
+    with pytest.raises(ValueError, match=r"\(in \d+ entries: '.+'.*\) are not among the 1 elements the pretrained"):
+        fit(elastic, spec=TrainSpec(**TINY | {"backbone_kwargs": {}}, backbone="tensornet-matpes-pbe", max_epochs=1))

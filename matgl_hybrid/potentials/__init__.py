@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -180,10 +179,3 @@ def load_potential(name: str | Path) -> Potential:
 def backbone_weights(name: str | Path) -> dict[str, torch.Tensor]:
     """The potential's graph-network weights (``model.*`` of its state dict, prefix removed)."""
     return {k.removeprefix("model."): v for k, v in load_weights(name).items() if k.startswith("model.")}
-
-
-def check_elements(name: str | Path, needed: Sequence[str]) -> None:
-    """Raise ValueError naming the elements of ``needed`` the potential does not embed."""
-    missing = sorted(set(needed) - set(element_types(name)))
-    if missing:
-        raise ValueError(f"the pretrained potential {name} does not embed {', '.join(missing)}")

@@ -31,11 +31,10 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
 
 def model_elements(spec: TrainSpec, structures: Sequence) -> tuple[str, ...]:
     """The elements a model of ``spec`` trained on ``structures`` embeds, in its embedding's order: a pretrained
-    potential's own (``structures``' elements checked against them), MatGL's default ones (``"all"``), those of
-    ``structures`` (``"training"``), or the spec's list."""
+    potential's own, MatGL's default ones (``"all"``), those of ``structures`` (``"training"``), or the spec's
+    list (:func:`check_embedded` checks data against them)."""
     potential = get_backbone(spec.backbone).potential
-    if potential is not None:
-        potentials.check_elements(potential, get_element_list(structures))
+    if potential is not None:  # the data's elements are checked against them (check_embedded names the entries)
         return tuple(potentials.element_types(potential))
     if spec.element_types == "all":
         return tuple(DEFAULT_ELEMENTS)
@@ -44,15 +43,20 @@ def model_elements(spec: TrainSpec, structures: Sequence) -> tuple[str, ...]:
     return tuple(spec.element_types)
 
 
-def check_embedded(element_types: Sequence[str], data: StructureData) -> None:
-    """Raise ValueError naming the elements of ``data`` outside ``element_types`` and the first entries with them."""
+def check_embedded(element_types: Sequence[str], data: StructureData, potential: str | None = None) -> None:
+    """Raise ValueError naming the elements of ``data`` outside ``element_types`` (those of the pretrained
+    ``potential``, if given) and the first entries with them."""
     known = set(element_types)
     if missing := sorted(set(get_element_list(data.structures)) - known):
         having = [i for i, s in zip(data.ids, data.structures, strict=True) if {e.symbol for e in s.elements} - known]
         shown = ", ".join(repr(i) for i in having[:3]) + (" …" if len(having) > 3 else "")
+        where, remedy = (
+            (f"the pretrained potential {potential} embeds", "or a backbone that learns its element embeddings")
+            if potential else ("the model embeds", "or add them to element_types (--config)")
+        )  # fmt: skip
         raise ValueError(
-            f"{', '.join(missing)} (in {len(having)} entries: {shown}) are not among the {len(known)} elements the "
-            "model embeds: leave those entries out, or add them to element_types (--config)"
+            f"{', '.join(missing)} (in {len(having)} entries: {shown}) are not among the {len(known)} elements "
+            f"{where}: leave those entries out, {remedy}"
         )
 
 
@@ -96,7 +100,7 @@ class HybridDataModule(L.LightningDataModule):
             element_types = model_elements(spec, train.structures + val.structures)
         self.element_types: tuple[str, ...] = tuple(element_types)
         for part in (train, val):  # else MatGL's graph converter fails on the first one, a KeyError naming no entry
-            check_embedded(self.element_types, part)
+            check_embedded(self.element_types, part, get_backbone(spec.backbone).potential)
         self.descriptor_set: DescriptorSet | None = (
             get_descriptor_set(spec.descriptor_set) if spec.descriptor_set is not None else None
         )

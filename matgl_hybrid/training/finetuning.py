@@ -77,7 +77,8 @@ def load_pretrained_weights(model: HybridModel, spec: TrainSpec) -> dict[str, st
 def backbone_blocks(model: HybridModel) -> list[nn.Module]:
     """The backbone's modules from input to output, those with parameters: its children in order, a ``ModuleList``
     (the interaction blocks) expanded into its blocks; the first is the embedding, or a fixed basis
-    before it that holds a parameter (MatGL's Gaussian centres).
+    before it that holds a parameter (MatGL's Gaussian centres). A module shared by other blocks (TensorNet's one
+    activation, trainable as ``softexp``) is not a block of its own.
 
     ``ModuleList`` children of equal length are stacks run in alternation (M3GNet's three-body interactions and graph
     layers: ``three_body_interactions[i]`` then ``graph_layers[i]``): their ``i``-th modules form block ``i``,
@@ -93,7 +94,11 @@ def backbone_blocks(model: HybridModel) -> list[nn.Module]:
         parallel = [s for s in stacks if len(s) == len(child)]
         if parallel[0] is child:
             blocks.extend(nn.ModuleList(layers) for layers in zip(*parallel, strict=True))
-    return [b for b in blocks if any(True for _ in b.parameters())]
+    owners: dict[int, int] = {}
+    for block in blocks:
+        for p in block.parameters():
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    return [b for b in blocks if any(True for _ in b.parameters()) and any(owners[id(p)] == 1 for p in b.parameters())]
 
 
 def freeze(model: HybridModel, what: str) -> None:
@@ -112,8 +117,8 @@ def parameter_groups(model: HybridModel, lr: float, layer_decay: float) -> list[
     weights are left out."""
     blocks = backbone_blocks(model)
     groups, seen = [], set()
-    for i, block in enumerate(blocks):
-        params = [p for p in block.parameters() if p.requires_grad]
+    for i, block in enumerate(blocks):  # a weight shared by blocks (an activation's) goes with the first of them
+        params = [p for p in block.parameters() if p.requires_grad and id(p) not in seen]
         seen |= {id(p) for p in block.parameters()}
         if params:
             groups.append({"params": params, "lr": lr * layer_decay ** (len(blocks) - i)})

@@ -28,7 +28,7 @@ from matgl_hybrid.errors import TrainingInterrupted
 from matgl_hybrid.models import HybridModel
 from matgl_hybrid.quiet import quiet_lightning
 from matgl_hybrid.training.datamodule import HybridDataModule
-from matgl_hybrid.training.finetuning import WarmupEMA
+from matgl_hybrid.training.finetuning import WarmupEMA, pretrained_architecture, pretrained_name
 from matgl_hybrid.training.modules import (
     History,
     KeepBestWeights,
@@ -172,6 +172,8 @@ def fit(
     """
     spec = spec or TrainSpec()
     spec.validate()
+    if pretrained_name(spec) is not None:  # its cutoff and architecture are the potential's: refused before any work
+        pretrained_architecture(spec)
     if resolved_accelerator(spec.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"accelerator {spec.accelerator!r}: there is no CUDA GPU here (auto or cpu trains on the CPU)")
     trainer_kwargs = dict(trainer_kwargs or {})
