@@ -391,3 +391,106 @@ def test_a_transient_failure_on_the_reference_structures_is_raised_not_put_in_th
     with pytest.raises(MemoryError):
         _ = FeatureGroup("transient-digest-test", ("x",), out_of_memory).key
     assert FeatureGroup("final-digest-test", ("x",), undefined).key.startswith("final-digest-test@")
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["RuntimeError: CUDA error: all CUDA-capable devices are busy or unavailable",
+     "OSError: [Errno 28] No space left on device", "ConnectionError: worker lost",
+     "AcceleratorError: CUDA error: an illegal memory access was encountered"],
+)  # fmt: skip
+def test_failures_of_the_machine_are_transient_not_the_structures(error):
+    """A busy GPU, a full disk or a lost connection were cached as the structure's final failure: its NaNs stayed
+    until the cache files were deleted."""
+    from matgl_hybrid.descriptors.groups import is_transient
+
+    assert is_transient(error)
+    assert not is_transient("RuntimeError: relaxation did not converge to fmax 0.05 eV/Å in 500 steps")
+    assert not is_transient("ValueError: no neighbours within the cutoff")
+
+
+def test_a_pretrained_potentials_groups_are_computed_and_cached_one_structure_at_a_time(tmp_path):
+    """Chunks of up to 32 structures reached the cache (and the bar) only when the whole chunk ended: an interrupt
+    lost up to 31 simulations per worker. With a potential's groups the second structure's failure leaves the
+    first one's values cached."""
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+    from matgl_hybrid.descriptors.sets import DescriptorSet
+
+    calls = []
+
+    def simulated(ctx):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl+C during the second structure
+        return [float(len(calls))]
+
+    group = FeatureGroup("simulated", ("x",), simulated, check_values=False, weights=lambda: {"model": "m"})
+    descriptors = DescriptorSet("test", (group,), ("x",))
+    structures = [_cscl().scale_lattice(40.0 + k) for k in range(12)]  # chunks of 3 for one worker, were
+    with pytest.raises(KeyboardInterrupt):
+        featurize(structures, descriptors, cache_dir=tmp_path, n_jobs=1, progress=False)
+    again = featurize(structures[:1], descriptors, cache_dir=tmp_path, n_jobs=1, progress=False)
+    assert again.attrs["n_computed"] == 0  # the first structure's value was kept
+    assert again["x"].iloc[0] == 1.0
+
+
+def test_a_user_featurizer_fitted_otherwise_is_cached_under_another_key():
+    """The key hashed only the featurizer's parameters: refitted on other elements, it served the first fit's values
+    under the new fit's columns."""
+    from matminer.featurizers.structure import PartialRadialDistributionFunction
+
+    from matgl_hybrid.descriptors.groups import matminer_group
+
+    nacl = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kbr = Structure(Lattice.cubic(6.6), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    first = matminer_group(PartialRadialDistributionFunction(cutoff=4.0, bin_size=2.0).fit([nacl]))
+    second = matminer_group(PartialRadialDistributionFunction(cutoff=4.0, bin_size=2.0).fit([kbr]))
+    assert first.labels != second.labels
+    assert first.name != second.name
+
+
+def test_where_a_package_is_installed_is_not_part_of_a_key():
+    """ElementProperty holds MagpieData, whose data_dir is an absolute site-packages path: the key changed with the
+    environment, and an archive made in one was never read in another."""
+    from matminer.featurizers.composition import ElementProperty
+
+    from matgl_hybrid.descriptors.groups import matminer_group
+
+    featurizer = ElementProperty.from_preset("magpie")
+    name = matminer_group(featurizer, on="composition").name
+    featurizer.data_source.data_dir = "/elsewhere/site-packages/matminer/utils/data_files"
+    assert matminer_group(featurizer, on="composition").name == name
+
+
+def test_two_groups_computing_one_column_are_refused():
+    """The second group's column was silently dropped (the first one's values shown under it)."""
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+    from matgl_hybrid.descriptors.sets import DescriptorSet
+
+    one = DescriptorSet("one", (FeatureGroup("a", ("x",), lambda ctx: [1.0]),), ("x",))
+    other = DescriptorSet("other", (FeatureGroup("b", ("x", "y"), lambda ctx: [2.0, 3.0]),), ("x", "y"))
+    with pytest.raises(ValueError, match="column 'x' is computed by both a and b"):
+        _ = one + other
+
+
+def test_an_infinite_value_is_stored_as_missing_and_its_archive_imports(tmp_path):
+    """±inf was cached as it came; the archive export wrote it and the import refused the whole archive."""
+    from matgl_hybrid.descriptors.groups import FeatureGroup
+    from matgl_hybrid.descriptors.sets import DescriptorSet
+
+    group = FeatureGroup("infinite", ("x", "y"), lambda ctx: [float("inf"), 2.0], check_values=False)
+    descriptors = DescriptorSet("test", (group,), ("x", "y"))
+    frame = featurize([_cscl()], descriptors, cache_dir=tmp_path / "a", n_jobs=1, progress=False)
+    assert math.isnan(frame["x"].iloc[0])
+    assert frame["y"].iloc[0] == 2.0
+    cache = DescriptorCache(tmp_path / "a")
+    cache_module.export_archive(cache, [_cscl()], [group.key], tmp_path / "values.json.gz")
+    assert import_archive(DescriptorCache(tmp_path / "b"), tmp_path / "values.json.gz") == 1
+
+
+def test_a_failure_does_not_replace_values_another_writer_stored(tmp_path):
+    cache = DescriptorCache(tmp_path)
+    cache.put("k" * 64, {"g": {"values": [1.0], "error": None}})
+    cache.put("k" * 64, {"g": {"values": [float("nan")], "error": "RuntimeError: lost"}, "h": {"values": [2.0],
+                                                                                               "error": None}})
+    assert cache.get("k" * 64) == {"g": {"values": [1.0], "error": None}, "h": {"values": [2.0], "error": None}}

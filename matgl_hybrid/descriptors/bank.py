@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.data import as_structure, validate_structure
 from matgl_hybrid.descriptors.cache import DescriptorCache, Entry, export_archive, structure_key
-from matgl_hybrid.descriptors.groups import TRANSIENT_ERRORS, FeatureGroup, StructureContext
+from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext, is_transient
 from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 
 
@@ -33,7 +33,7 @@ def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> list
     out: list[Entry] = []
     for group in groups:
         try:
-            values = [float(v) for v in group.compute(ctx)]
+            values = [float(v) if np.isfinite(float(v)) else float("nan") for v in group.compute(ctx)]  # ±inf: missing
             if len(values) != len(group.labels):
                 raise ValueError(f"{group.name} returned {len(values)} values for {len(group.labels)} labels")
             out.append({"values": values, "error": None})
@@ -47,10 +47,12 @@ def compute_chunk(structures: Sequence[Structure], groups: Sequence[Sequence[Fea
     return [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
 
 
-def _chunks(todo: list[int], n_jobs: int) -> list[list[int]]:
-    """Split ``todo`` into about four chunks per worker, at most 32 structures each (for progress)."""
+def _chunks(todo: list[int], n_jobs: int, slow: bool = False) -> list[list[int]]:
+    """Split ``todo`` into about four chunks per worker, at most 32 structures each (for progress); one structure
+    each when ``slow`` (a pretrained potential's groups: seconds to minutes a structure, each cached as it ends, so
+    an interrupt loses one structure's work per worker and the bar moves with each)."""
     workers = effective_n_jobs(n_jobs)
-    size = max(1, min(32, -(-len(todo) // (4 * workers))))
+    size = 1 if slow else max(1, min(32, -(-len(todo) // (4 * workers))))
     return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
@@ -187,7 +189,7 @@ def featurize(
         cache.check_writable()  # before any work; a cache that holds every value is only read, and may be read-only
 
     if todo:
-        chunks = _chunks(todo, n_jobs)
+        chunks = _chunks(todo, n_jobs, slow=any(g.weights is not None for i in todo for g in missing[i]))
         bar = tqdm(total=len(todo), desc=f"featurize {dset.name}", unit="structure", disable=not progress)
         # closing: an exception or interrupt (KeyboardInterrupt) raised in this loop, outside joblib's own result
         # loop, closes the generator at once, so that joblib aborts the run and kills its workers instead of leaving
@@ -208,10 +210,10 @@ def featurize(
 
 def _usable(entry: Entry | None, group: FeatureGroup) -> bool:
     """Whether a cached ``entry`` holds ``group``'s values (one per label) or a final failure; anything else (a
-    transient failure, :data:`TRANSIENT_ERRORS`) is computed again."""
+    transient failure, :func:`~matgl_hybrid.descriptors.groups.is_transient`) is computed again."""
     values = entry.get("values") if isinstance(entry, dict) else None
     error = entry.get("error") if isinstance(entry, dict) else None
-    transient = isinstance(error, str) and (error.split(":")[0] in TRANSIENT_ERRORS or "out of memory" in error.lower())
+    transient = isinstance(error, str) and is_transient(error)
     return isinstance(values, list) and len(values) == len(group.labels) and not transient
 
 

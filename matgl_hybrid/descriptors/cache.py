@@ -116,7 +116,8 @@ class DescriptorCache:
 
     def put(self, key: str, entries: dict[str, Entry]) -> None:
         """Add ``entries`` to the structure's file, atomically, under a lock of its folder: what the file holds is
-        kept (another writer's groups too, and entries this version does not read); a corrupt file is replaced."""
+        kept (another writer's groups too, and entries this version does not read, and values where the entry to
+        add is a failure); a corrupt file is replaced."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.parent / LOCK_FILE):
@@ -124,8 +125,10 @@ class DescriptorCache:
                 stored = json.loads(path.read_text())
             except (ValueError, OSError, RecursionError):
                 stored = {}
-            merged = {**(stored if isinstance(stored, dict) else {}), **entries}
-            atomic_write_text(path, json.dumps(merged))
+            stored = stored if isinstance(stored, dict) else {}
+            # a failure does not replace values another writer stored meanwhile (DDP ranks, an archive's import)
+            kept = {k: e for k, e in entries.items() if not (_has_values(stored.get(k)) and not _has_values(e))}
+            atomic_write_text(path, json.dumps({**stored, **kept}))
 
     def check_writable(self) -> None:
         """Raise, before any work, a one-line OSError naming the folder unless entries can be written in it."""
@@ -136,6 +139,11 @@ class DescriptorCache:
                 f"cannot write the descriptor cache folder {self.directory}: {exc}; give another folder with "
                 "--cache-dir, or compute without a cache with --no-cache (cache_dir=None in Python)"
             ) from None
+
+
+def _has_values(entry: Any) -> bool:
+    """Whether a stored entry holds values (no recorded failure)."""
+    return isinstance(entry, dict) and entry.get("error") is None and isinstance(entry.get("values"), list)
 
 
 @contextlib.contextmanager

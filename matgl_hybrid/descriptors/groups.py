@@ -115,7 +115,18 @@ def reference_structures() -> tuple[Structure, ...]:
 #: missing where the group ran, e.g. on a Dask worker): computed again by the next call rather than served from the
 #: cache; any other recorded failure is final for its version.
 TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
-                    "FileNotFoundError", "PermissionError")  # fmt: skip
+                    "FileNotFoundError", "PermissionError", "OSError", "ConnectionError", "BrokenPipeError",
+                    "AcceleratorError")  # fmt: skip
+#: Words of a failure's message that mark it transient whatever its type (torch raises RuntimeError for a busy or
+#: lost GPU and for running out of its memory).
+TRANSIENT_WORDS = ("out of memory", "cuda", "no space left on device")
+
+
+def is_transient(error: str) -> bool:
+    """Whether a recorded failure (``"<Type>: <message>"``) says nothing of the structure (:data:`TRANSIENT_ERRORS`,
+    :data:`TRANSIENT_WORDS`): computed again by the next call rather than served from the cache."""
+    kind, _, message = error.partition(":")
+    return kind in TRANSIENT_ERRORS or any(word in message.lower() for word in TRANSIENT_WORDS)
 
 
 @cache
@@ -131,7 +142,7 @@ def value_digest(group: FeatureGroup) -> str:
         try:
             parts.append(",".join(f"{float(v):.8g}" for v in group.compute(StructureContext(structure))))
         except Exception as exc:  # a failure is part of the behaviour being fingerprinted
-            if type(exc).__name__ in TRANSIENT_ERRORS:
+            if is_transient(f"{type(exc).__name__}: {exc}"):
                 raise
             parts.append(f"raises {type(exc).__name__}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
@@ -216,7 +227,10 @@ def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str 
     """
     if on not in ("structure", "composition"):
         raise ValueError(f"on must be 'structure' or 'composition', got {on!r}")
-    params = json.dumps(_canonical(featurizer.get_params(deep=False)), sort_keys=True)
+    labels = tuple(featurizer.feature_labels())
+    # the labels too: a featurizer fitted on other data (PartialRadialDistributionFunction on other elements) has
+    # the same parameters, and values that mean other things
+    params = json.dumps({"params": _canonical(featurizer.get_params(deep=False)), "labels": labels}, sort_keys=True)
     digest = hashlib.sha256(params.encode()).hexdigest()[:10]
     if on == "structure":
 
@@ -229,14 +243,16 @@ def matminer_group(featurizer: BaseFeaturizer, name: str | None = None, on: str 
 
     return FeatureGroup(
         name=name or f"{type(featurizer).__name__}-{digest}",
-        labels=tuple(featurizer.feature_labels()),
+        labels=labels,
         compute=compute,
     )
 
 
 def _canonical(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON values, the same in every process: objects by class and state, recursively (not by
-    ``repr``, which can hold a memory address, as MagpieData's, or leave settings out, as ``VoronoiNN(tol=0.5)``'s)."""
+    ``repr``, which can hold a memory address, as MagpieData's, or leave settings out, as ``VoronoiNN(tol=0.5)``'s);
+    an object's ``*_dir`` and ``*_path`` attributes are left out (where a package's data was installed, as
+    MagpieData's ``data_dir``, is no setting: with it no other environment would find the values)."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, list | tuple | set | frozenset):
@@ -252,8 +268,9 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return name
     return {
         "@class": name,
-        **{str(k): _canonical(v, depth + 1) for k, v in sorted(state.items(), key=lambda kv: str(kv[0]))},
-    }
+        **{str(k): _canonical(v, depth + 1) for k, v in sorted(state.items(), key=lambda kv: str(kv[0]))
+           if not str(k).endswith(("_dir", "_path"))},
+    }  # fmt: skip
 
 
 def group_for_featurizer(featurizer: BaseFeaturizer) -> FeatureGroup:

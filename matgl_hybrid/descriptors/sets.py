@@ -121,7 +121,8 @@ class DescriptorSet:
         """Both sets' groups (each once) and columns, in order.
 
         Raises:
-            ValueError: a user column has the name of another column (it would silently take its place).
+            ValueError: a user column has the name of another column, or two groups compute a column of one name
+                (either would silently take the other's place).
         """
         added = [u for u in other.user if all(u is not mine for mine in self.user)]  # the same object: once
         mine, theirs = {c for u in self.user for c in u.labels}, {c for u in added for c in u.labels}
@@ -130,6 +131,12 @@ class DescriptorSet:
             raise ValueError(f"user descriptor column {clash[0]!r} has the name of another descriptor column: "
                              "rename it")  # fmt: skip
         groups = {g.name: g for g in (*self.groups, *other.groups)}
+        made_by: dict[str, str] = {}
+        for group in groups.values():
+            for label in group.labels:
+                if made_by.setdefault(label, group.name) != group.name:  # one column would silently drop the other
+                    raise ValueError(f"descriptor column {label!r} is computed by both {made_by[label]} and "
+                                     f"{group.name}: leave one of them out")  # fmt: skip
         columns = dict.fromkeys((*self.columns, *other.columns))
         name = f"{self.name}+{other.name}"
         description = "; ".join(d for d in (self.description, other.description) if d)
