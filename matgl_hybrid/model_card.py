@@ -52,6 +52,7 @@ def holdout_metrics(model: torch.nn.Module, test: StructureData, cache_dir: str 
     predicted = model.cpu().predict(test.structures, cache_dir=cache_dir, ids=test.ids)
     classifier = getattr(model, "task_type", "regression") == "classification"
     return {
+        "y_true": [float(y) for y in test.targets],  # what heldout_split checks a rebuilt split against
         **regression_metrics(test.targets, predicted),  # a classifier's: of its probabilities
         **(classification_metrics(test.targets, predicted) if classifier else {}),
         "scored_with": f"torch {torch.__version__}, cpu",
@@ -65,12 +66,27 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
 
     Args:
         record: the record of ``matgl-hybrid train --test-fraction``.
-        data_dir: folder holding the data file, directly or in a subfolder (default: the path in the record).
+        data_dir: folder holding the data file, directly or in a subfolder (default: the path in the record); the
+            first file of that name whose held-out entries and targets are the record's.
+
+    Raises:
+        ValueError: no such file holds the record's held-out ids with the targets it scored.
     """
     source = Path(record["data"])
-    if data_dir is not None:
-        found = [Path(data_dir) / source.name, *sorted(Path(data_dir).rglob(source.name))]
-        source = next((path for path in found if path.is_file()), found[0])
+    if data_dir is None:
+        return _split_of(source, record)
+    candidates = list(dict.fromkeys([Path(data_dir) / source.name, *sorted(Path(data_dir).rglob(source.name))]))
+    refusals = []
+    for path in (c for c in candidates if c.exists()):  # the first whose held-out entries are the record's
+        try:
+            return _split_of(path, record)
+        except ValueError as exc:
+            refusals.append(str(exc))
+    raise ValueError("; ".join(refusals) or f"no {source.name} in {data_dir}")
+
+
+def _split_of(source: Path, record: dict[str, Any]) -> StructureData:
+    """The record's held-out entries of the data at ``source``, checked against the targets the record scored."""
     # by id: entries the training left out (--skip-invalid) may not even load
     dataset = data.load(source, target=record["target"], skip_invalid=bool(record.get("skipped_entries")))
     if record.get("target_transform") == "log10":
@@ -79,7 +95,12 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
     missing = [i for i in record["test"]["ids"] if i not in position]
     if missing:
         raise ValueError(f"{source} lacks {len(missing)} held-out ids of the record, e.g. {missing[:3]}")
-    return dataset.subset([position[i] for i in record["test"]["ids"]])
+    split = dataset.subset([position[i] for i in record["test"]["ids"]])
+    scored = record["test"].get("y_true")  # records written before it was recorded cannot be checked
+    if scored is not None and not np.allclose(split.targets, scored, rtol=1e-9, atol=0.0):
+        raise ValueError(f"{source} holds other targets for the held-out ids than the record scored: another version "
+                         "of the data")  # fmt: skip
+    return split
 
 
 #: The leakage statement of models that use CHGNet descriptors (README, model cards).

@@ -535,3 +535,34 @@ def test_a_real_change_of_descriptor_values_is_refused(elastic, monkeypatch):
     finally:
         object.__setattr__(density, "compute", original)
         value_digest.cache_clear()
+
+
+def test_the_held_out_split_is_rebuilt_from_the_file_with_the_targets_the_record_scored(tmp_path):
+    """Two files of the data's name under data_dir, the first (sorted) an older version with the same ids: the split
+    was rebuilt from it, and its metrics were another data's, without a word."""
+    from pymatgen.core import Lattice, Structure
+
+    from matgl_hybrid.model_card import heldout_split
+
+    structures = [Structure(Lattice.cubic(4.0 + 0.1 * k), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for k in range(4)]
+    for folder, shift in (("a_old", 1.0), ("b_new", 0.0)):
+        rows = [{"id": f"s{k}", "structure": s.as_dict(), "K": 10.0 + k + shift} for k, s in enumerate(structures)]
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.json").write_text(json.dumps(rows))
+    record = {"data": "elsewhere/data.json", "target": "K", "test": {"ids": ["s1", "s3"], "y_true": [11.0, 13.0]}}
+    split = heldout_split(record, tmp_path)
+    assert list(split.targets) == [11.0, 13.0]
+    record["test"]["y_true"] = [99.0, 99.0]
+    with pytest.raises(ValueError, match="holds other targets for the held-out ids than the record scored"):
+        heldout_split(record, tmp_path)
+
+
+def test_a_folds_training_seconds_count_the_sessions_it_resumed_from(elastic, tmp_path):
+    """train_seconds counted only the last session of a fold resumed from its checkpoints (minutes of hours)."""
+
+    def resumed(train, test, fold):
+        return np.full(len(test), float(np.mean(train.targets))), {"train_seconds": 3600.0 + fold}
+
+    records = cross_validate(elastic, resumed, FoldStore(tmp_path / "folds"), progress=False)
+    assert [records[f]["train_seconds"] for f in range(5)] == [3600.0, 3601.0, 3602.0, 3603.0, 3604.0]
+    assert all("train_seconds" not in r["params"] for r in records.values())

@@ -83,7 +83,8 @@ def run_cv(
             result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir, checkpoint_dir=checkpoints(fold))
             predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
-                               "device": device_name(spec.accelerator), "history": result.history}  # fmt: skip
+                               "device": device_name(spec.accelerator), "history": result.history,
+                               "train_seconds": result.seconds}  # fmt: skip
         fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
@@ -91,8 +92,10 @@ def run_cv(
         if selection.model is None:
             raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
         predicted = selection.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+        seconds = sum(r["seconds"] for records in selection.folds.values() for r in records)  # earlier sessions too
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
-                           "inner_mae": selection.maes, "summary": selection.summary()}  # fmt: skip
+                           "inner_mae": selection.maes, "summary": selection.summary(),
+                           "device": device_name(spec.accelerator), "train_seconds": seconds}  # fmt: skip
 
     def forget_checkpoints(fold: int) -> None:
         """A finished fold's record is its result (its learning curve in ``params["history"]``): the checkpoints
@@ -113,7 +116,9 @@ def run_cv(
     if classifier and np.isfinite(summary["fold_rocauc"]).any():  # over the folds where it is defined
         summary |= {"rocauc_mean": float(np.nanmean(summary["fold_rocauc"])),
                     "rocauc_std": float(np.nanstd(summary["fold_rocauc"]))}  # fmt: skip
-    summary |= {"command": command, "device": device_name(spec.accelerator), "requirements": requirements()["python"]}
+    devices = sorted({str(r["params"]["device"]) for r in records.values() if "device" in r.get("params", {})})
+    summary |= {"command": command, "device": ", ".join(devices) or device_name(spec.accelerator),
+                "requirements": requirements()["python"]}  # fmt: skip
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")

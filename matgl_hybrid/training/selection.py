@@ -305,9 +305,9 @@ def select(
             start, earlier = time.perf_counter(), 0.0
             if isinstance(candidate, DescriptorForest):
                 if candidate.descriptor_set not in frames:
-                    frames[candidate.descriptor_set] = featurize(
-                        data.structures, candidate.descriptor_set, cache_dir=cache_dir, ids=data.ids, progress=False
-                    )
+                    frames[candidate.descriptor_set] = featurize(data.structures, candidate.descriptor_set,
+                                                                 n_jobs=candidate.n_jobs, cache_dir=cache_dir,
+                                                                 ids=data.ids, progress=progress)  # fmt: skip
                 frame = frames[candidate.descriptor_set]
                 predicted = candidate.fit_predict(frame.iloc[train_idx], train.targets, frame.iloc[score_idx])
                 extra: dict[str, Any] = {}
