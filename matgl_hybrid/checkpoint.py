@@ -24,6 +24,7 @@ JSON asks for (:func:`check_config`) before building anything.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -224,7 +225,7 @@ def save_checkpoint(
         except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, as os, torch and safetensors say it
             raise _not_saved(out_dir, exc, kept) from exc
         theirs = sorted(f for f in (*files, MANIFEST) if f not in ours and (out_dir / f).exists())
-        if theirs:  # same-named files no saved model wrote: the user's, not ours to replace
+        if theirs:  # created since check_model_dir looked (while the files were assembled): the user's, not ours
             raise FileExistsError(
                 f"{out_dir} holds {', '.join(theirs)}, which no saved model there wrote, and this model would write "
                 "files of those names: move them away or save elsewhere; nothing was changed"
@@ -240,9 +241,10 @@ def save_checkpoint(
             for f in sorted(previous - set(files)):  # files of the earlier checkpoint that this one does not have
                 (out_dir / f).unlink(missing_ok=True)
             atomic_write_text(out_dir / MANIFEST, manifest)
-            (out_dir / _REPLACING).unlink()
         except OSError as exc:
             raise _not_saved(out_dir, exc, "it now holds an incomplete model, which does not load: save again") from exc
+        with contextlib.suppress(OSError):  # saved: the list only lets a later save finish an interrupted one
+            (out_dir / _REPLACING).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
@@ -554,7 +556,7 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
                 raise CheckpointError(f"{path / file} holds {', '.join(unknown)}; it may hold only {', '.join(keys)}")
             kwargs.update(state)
     dtype = header.get("metadata", {}).get("dtype", "float32")
-    if dtype not in WEIGHT_DTYPES:
+    if not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"{path}/model.json: weights of type {dtype!r}; known: {', '.join(WEIGHT_DTYPES)}")
     try:
         model = cls(**kwargs).to(WEIGHT_DTYPES[dtype])  # the type it was saved in, before its weights are copied in

@@ -25,6 +25,7 @@ from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Element, Lattice, Structure
 from torch import nn
 
+from matgl_hybrid.checkpoint import weight_dtype
 from matgl_hybrid.data import (
     InvalidStructureError,
     SkippedEntry,
@@ -193,15 +194,25 @@ def run(
     """
     dataset = data.dataset if isinstance(data, PreparedData) else data
     runner = ModelLightningModule(model=model)  # MatGL's forward: positions from fractional coordinates × lattice
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, weight_dtype(model)
     modes = [(m, m.training) for m in model.modules()]  # restored as found (a wrapper is born training)
     model.eval()
     kept = []
     try:
         with torch.no_grad():
             for g, lattice, state_attr, _ in make_loader(dataset, batch_size):
-                g, lattice, state_attr = g.to(device), lattice.to(device), state_attr.to(device)
-                kept.append(read(runner(g=g, lat=lattice, state_attr=state_attr), g).cpu())
+                # MatGL's collate gives float32: a model of another precision takes its own (as Lightning's precision
+                # plugins cast a training batch), graph attributes too (float32 × bf16 would promote to float32);
+                # the raw descriptors stay float64, which the model standardizes in
+                g = g.to(device)
+                floating = [(k, v) for k, v in g if isinstance(v, torch.Tensor) and v.is_floating_point()]
+                for key, value in floating:
+                    if key != "descriptor":
+                        g[key] = value.to(dtype)
+                lattice = lattice.to(device, dtype)
+                state_attr = state_attr.to(device, dtype) if state_attr.is_floating_point() else state_attr.to(device)
+                out = read(runner(g=g, lat=lattice, state_attr=state_attr), g).cpu()
+                kept.append(out.float() if out.dtype in (torch.bfloat16, torch.float16) else out)  # numpy has no bf16
     finally:
         for module, training in modes:
             module.training = training

@@ -80,8 +80,8 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
     for path in (c for c in candidates if c.exists()):  # the first whose held-out entries are the record's
         try:
             return _split_of(path, record)
-        except ValueError as exc:
-            refusals.append(str(exc))
+        except (ValueError, OSError, KeyError) as exc:  # not the file (another version, unreadable): the next one
+            refusals.append(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
     raise ValueError("; ".join(refusals) or f"no {source.name} in {data_dir}")
 
 

@@ -33,7 +33,7 @@ from matgl_hybrid.figures import COLOURS, axis_label, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.inference import embed
 from matgl_hybrid.markdown import markdown_table
-from matgl_hybrid.models import HybridModel
+from matgl_hybrid.models import HybridEnsemble, HybridModel
 
 __all__ = [
     "CATEGORICAL",
@@ -360,8 +360,8 @@ def run_probe(
     descriptors = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     if model is not None:
         loaded = load_checkpoint(model)
-        if not isinstance(loaded, HybridModel):  # an ensemble has one embedding per member, none of its own
-            raise ValueError(f"{model}: probe takes one model, not a {type(loaded).__name__}")
+        if isinstance(loaded, HybridEnsemble):  # one embedding per member, none of its own
+            raise ValueError(f"{model}: probe takes one model, not an ensemble of {len(loaded.members)}")
         models = {Path(model).name: loaded}
     else:
         models = untrained_models(backbone, readouts, seed)

@@ -222,3 +222,21 @@ def test_descriptor_importance_refuses_targets_that_do_not_match_the_structures(
                         descriptor_transform=DescriptorTransform().fit(frame).to_dict(), head_hidden=(4,)).eval()
     with pytest.raises(ValueError, match="11 targets for 12 structures"):
         descriptor_importance(model, binaries.structures[:12], np.zeros(11))
+
+
+def test_a_native_model_is_probed_an_ensemble_refused(binaries, tmp_path):
+    """MatGL's own head (readout native) exposes its graph vector for probing; only ensembles have none of their own."""
+    from matgl_hybrid.models import HybridEnsemble
+
+    structures = binaries.structures[:12]
+    native = HybridModel(element_types=get_element_list(structures), cutoff=5.0, backbone_kwargs=SMALL,
+                         readout="native", target_names=("K",)).eval()  # fmt: skip
+    save_checkpoint(native, tmp_path / "native")
+    save_checkpoint(HybridEnsemble.from_models([native, native]), tmp_path / "ensemble")
+    rows = [{"id": str(i), "structure": s.as_dict()} for i, s in enumerate(structures)]
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    matrix = run_probe(tmp_path / "data.json", tmp_path / "probe", model=tmp_path / "native", descriptor_set="lattice",
+                       probes=("ridge",), n_jobs=1)  # fmt: skip
+    assert "native" in matrix.columns
+    with pytest.raises(ValueError, match="probe takes one model, not an ensemble of 2"):
+        run_probe(tmp_path / "data.json", tmp_path / "p2", model=tmp_path / "ensemble", probes=("ridge",))

@@ -31,7 +31,7 @@ from matgl_hybrid.checkpoint import (
     sha256_file,
 )
 from matgl_hybrid.descriptors import DescriptorTransform, get_descriptor_set
-from matgl_hybrid.models import HybridModel
+from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.pretrained import load_pretrained
 
 
@@ -316,6 +316,18 @@ def test_a_float64_model_reloads_in_float64_with_its_predictions(tmp_path):
     assert checkpoint.weight_dtype(reloaded) == torch.float64
     state = reloaded.state_dict()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    # and it predicts, in float64 (MatGL's collate gives float32 lattices and states, which it took as they came)
+    from pymatgen.core import Lattice, Structure
+
+    structures = [Structure(Lattice.cubic(3.0 + 0.1 * k), ["Si", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for k in range(3)]
+    in_memory = model.predict(structures)
+    np.testing.assert_array_equal(reloaded.predict(structures), in_memory)
+    np.testing.assert_allclose(in_memory, _tiny().predict(structures), rtol=1e-5)  # the float32 model's, nearly
+    ensemble = HybridEnsemble.from_models([model, model])
+    assert checkpoint.weight_dtype(ensemble) == torch.float64
+    np.testing.assert_array_equal(ensemble.predict(structures), in_memory)
+    bf16 = _tiny().to(torch.bfloat16)
+    assert np.isfinite(bf16.predict(structures)).all()
 
 
 def test_migrate_refuses_an_out_that_holds_another_model_unless_overwrite(saved, tmp_path):

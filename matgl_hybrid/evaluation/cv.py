@@ -95,7 +95,8 @@ def run_cv(
         seconds = sum(r["seconds"] for records in selection.folds.values() for r in records)  # earlier sessions too
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary(),
-                           "device": device_name(spec.accelerator), "train_seconds": seconds}  # fmt: skip
+                           "device": "; ".join(sorted({device_name(spec.accelerator), *selection.devices()})),
+                           "train_seconds": seconds}  # fmt: skip
 
     def forget_checkpoints(fold: int) -> None:
         """A finished fold's record is its result (its learning curve in ``params["history"]``): the checkpoints

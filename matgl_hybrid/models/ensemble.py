@@ -9,7 +9,7 @@ import torch
 from matgl.models._core import MatGLModel
 from torch import nn
 
-from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn
+from matgl_hybrid.checkpoint import VerifiedCheckpointMixIn, weight_dtype
 from matgl_hybrid.models.base import Predicting
 from matgl_hybrid.models.hybrid import HybridModel
 
@@ -58,7 +58,7 @@ class HybridEnsemble(Predicting, VerifiedCheckpointMixIn, MatGLModel):
     @classmethod
     def from_models(cls, models: Sequence[HybridModel]) -> HybridEnsemble:
         """An ensemble holding (copies of the weights of) trained models."""
-        ensemble = cls([m._init_args for m in models])
+        ensemble = cls([m._init_args for m in models]).to(weight_dtype(models[0]))  # float64 members stay float64
         for target, source in zip(ensemble.members, models, strict=True):
             target.load_state_dict(source.state_dict())
         return ensemble.eval()

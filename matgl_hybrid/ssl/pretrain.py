@@ -187,6 +187,10 @@ SETTINGS_RECORDED = {
 }
 
 
+#: The figure saved beside a pretrained encoder.
+PRETRAINING_FIGURE = "pretraining.png"
+
+
 @dataclass
 class PretrainingResult:
     """A pretrained encoder and the record of how it was made (data, exclusions, task, epochs, command)."""
@@ -195,7 +199,7 @@ class PretrainingResult:
     record: dict[str, Any] = field(default_factory=dict)
 
     #: The files :meth:`save` may write beside the checkpoint's own.
-    FILES = ("pretraining.json", "pretraining.png")
+    FILES = ("pretraining.json", PRETRAINING_FIGURE)
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write the encoder as a checkpoint folder with ``pretraining.json`` (the record) and, when the record has
@@ -208,8 +212,6 @@ class PretrainingResult:
         return save_checkpoint(self.encoder, out, {"pretraining": self.record}, figures=figures, overwrite=overwrite)
 
 
-#: The figure saved beside a pretrained encoder.
-PRETRAINING_FIGURE = "pretraining.png"
 
 
 def pretraining_figure(history: Sequence[dict[str, float]], task: str) -> Figure:
