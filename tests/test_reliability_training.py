@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,63 @@ def test_a_checkpoint_trained_on_other_processes_is_not_trained_further(elastic,
     grown = fit(train_part, spec=TrainSpec(**TINY, max_epochs=2), val_data=val, checkpoint_dir=tmp_path)
     assert len(grown.history) == 2
     assert json.loads(stamp.read_text())["world_size"] == 1
+
+
+def test_last_ckpt_is_replaced_whole_or_not_at_all(tmp_path):
+    """Lightning writes through the system's temporary folder; from another file system its move is a copy into
+    last.ckpt, and a kill during it left a torn file: the run could not resume and started over."""
+    from types import SimpleNamespace
+
+    from matgl_hybrid.training.modules import LastCheckpoint
+
+    class Trainer:
+        is_global_zero = True
+        strategy = SimpleNamespace(barrier=lambda: None)
+
+        def __init__(self, killed: bool):
+            self.killed = killed
+
+        def save_checkpoint(self, path):
+            Path(path).write_bytes(b"torn" if self.killed else b"epoch 2")
+            if self.killed:
+                raise KeyboardInterrupt  # the kill, mid-write
+
+    callback = LastCheckpoint(tmp_path)
+    (tmp_path / "last.ckpt").write_bytes(b"epoch 1")
+    with pytest.raises(KeyboardInterrupt):
+        callback.on_train_epoch_end(Trainer(killed=True), None)
+    assert (tmp_path / "last.ckpt").read_bytes() == b"epoch 1"
+    callback.on_train_epoch_end(Trainer(killed=False), None)
+    assert (tmp_path / "last.ckpt").read_bytes() == b"epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_a_training_loader_rebuilt_each_epoch_shuffles_on(elastic):
+    """Each loader reseeded its generator: with reload_dataloaders_every_n_epochs every epoch had the same order."""
+    from matgl_hybrid.training import HybridDataModule
+
+    module = HybridDataModule(elastic.subset(range(16)), elastic.subset(range(16, 20)), TrainSpec(**TINY))
+    module.setup("fit")
+    first, second = list(module.train_dataloader().sampler), list(module.train_dataloader().sampler)
+    assert sorted(first) == sorted(second)
+    assert first != second
+
+
+def test_time_and_step_limits_are_refused_they_would_mark_a_cut_run_finished(elastic):
+    for limit in ({"max_time": "00:01:00:00"}, {"max_steps": 10}):
+        with pytest.raises(ValueError, match=r"set TrainSpec\.max_epochs"):
+            fit(elastic, spec=TrainSpec(**TINY, max_epochs=1), trainer_kwargs=limit)
+
+
+@pytest.mark.parametrize(
+    ("devices", "accelerator", "gpus", "count"),
+    [("0,1", "gpu", 2, 2), ("auto", "gpu", 4, 4), (-1, "gpu", 3, 3), ("auto", "cpu", 0, 1), ([0, 1, 2], "gpu", 4, 3),
+     ("2", "cpu", 0, 2)],
+)  # fmt: skip
+def test_the_device_count_that_picks_the_ddp_strategy(devices, accelerator, gpus, count, monkeypatch):
+    """'0,1', 'auto' and -1 counted as one device: a native model on two GPUs got DDP without unused-parameter
+    detection."""
+    from matgl_hybrid.training.fit import _n_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert _n_devices(devices, accelerator) == count

@@ -52,8 +52,11 @@ def test_data_module_featurizes_once_fits_on_training_data_and_carries_raw_descr
         assert carried.dtype == np.float64
         np.testing.assert_array_equal(carried, frame.to_numpy(dtype=np.float64))  # raw, not standardized
 
-    # 17 % 4 == 1: the last training batch of one structure is dropped; the shuffle is seeded.
-    loaders = [module.train_dataloader(), module.train_dataloader()]
+    # 17 % 4 == 1: the last training batch of one structure is dropped; the shuffle is seeded (another module of the
+    # same seed draws the same order)
+    again = HybridDataModule(train_split, val_split, TrainSpec(**{**TINY, "batch_size": 4}))
+    again.setup("fit")
+    loaders = [module.train_dataloader(), again.train_dataloader()]
     orders = [np.concatenate([labels.numpy().ravel() for *_, labels in loader]) for loader in loaders]
     assert len(orders[0]) == 16
     np.testing.assert_array_equal(orders[0], orders[1])

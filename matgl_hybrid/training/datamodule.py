@@ -153,9 +153,11 @@ class HybridDataModule(L.LightningDataModule):
             return make_loader(
                 self.train_set, self.batch_size, sampler=sampler, drop_last=len(sampler) % self.batch_size == 1
             )
-        self._shuffle = torch.Generator().manual_seed(self.seed)
-        if self._shuffle_state is not None:
+        if self._shuffle is None:  # one generator for the run: a loader rebuilt each epoch shuffles on
+            self._shuffle = torch.Generator().manual_seed(self.seed)
+        if self._shuffle_state is not None:  # restored from a checkpoint, once
             self._shuffle.set_state(self._shuffle_state)
+            self._shuffle_state = None
         drop_last = len(self.train_set) % self.batch_size == 1
         return make_loader(self.train_set, self.batch_size, shuffle=True, generator=self._shuffle, drop_last=drop_last)
 

@@ -88,6 +88,8 @@ _OWN_TRAINER_ARGS = {
     "logger": "pass it as fit(logger=...)",
     "max_epochs": "set TrainSpec.max_epochs (it is part of the run's fingerprint and its learning-rate decay)",
     "gradient_clip_val": "set TrainSpec.gradient_clip (it is part of the run's fingerprint and its record)",
+    "max_time": "set TrainSpec.max_epochs (a run cut by time would be recorded as finished and never resumed)",
+    "max_steps": "set TrainSpec.max_epochs (a run cut by steps would be recorded as finished and never resumed)",
 }
 #: Trainer arguments that change where and how visibly a run computes, not its result: left out of the fingerprint
 #: of a checkpoint folder. Every other ``trainer_kwargs`` entry (``precision``, ``accumulate_grad_batches``, …) is in.
@@ -104,15 +106,20 @@ def result_changing(trainer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(changing, default=lambda o: type(o).__name__))
 
 
-def _n_devices(devices: Any) -> int:
-    """The number of devices a Trainer's ``devices`` asks for explicitly (1 for "auto" and the like)."""
+def _n_devices(devices: Any, accelerator: str) -> int:
+    """The number of devices a Trainer's ``devices`` asks for on the (resolved) ``accelerator``: a count, indices
+    (a list, or ``"0,1"``), or ``"auto"`` / ``-1``: every GPU, or one CPU process."""
+    gpu = accelerator in ("gpu", "cuda")
+    text = devices.strip() if isinstance(devices, str) else None
+    if devices == -1 or text in ("auto", "-1"):
+        return torch.cuda.device_count() if gpu else 1
     if isinstance(devices, int) and not isinstance(devices, bool):
         return devices
     if isinstance(devices, list | tuple):
         return len(devices)
-    if isinstance(devices, str) and devices.strip().isdigit():
-        return int(devices)
-    return 1
+    if text is not None and "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text is not None and text.isdigit() else 1
 
 
 def fit(
@@ -249,7 +256,7 @@ def fit(
     if "strategy" not in settings:
         # The backbone's own (native) head is MatGL's: let DDP find any parameter it leaves unused. Hybrid models
         # use every parameter (MatGL's readout and head are dropped from their backbones).
-        many = _n_devices(settings["devices"]) > 1
+        many = _n_devices(settings["devices"], settings["accelerator"]) > 1
         settings["strategy"] = ("ddp_find_unused_parameters_true" if model.native else "ddp") if many else "auto"
     # Lightning's root folder: the checkpoint folder, or a scratch folder of this call, never the working directory,
     # where on SLURM Lightning would resume from any ``hpc_ckpt_<n>.ckpt`` it finds (another run's, unchecked).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import random
 import time
 from pathlib import Path
@@ -275,7 +276,13 @@ class LastCheckpoint(Checkpoint):
         self.path = Path(directory) / "last.ckpt"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        # beside it, then renamed over it: Lightning's own write goes through the system's temporary folder, and from
+        # another file system it is a copy into last.ckpt, which a kill during it would leave torn
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        trainer.strategy.barrier()
 
 
 class RandomState(Callback):
