@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from ase import Atoms
 from matgl.graph.data import MGLDataset
 from matgl.utils.training import ModelLightningModule
 from pymatgen.core import Element, Lattice, Structure
@@ -175,7 +176,12 @@ def prepare(
     Raises:
         InvalidStructureError: an invalid structure, an element the model does not know, or no neighbour
             within the cutoff; the message names the entry.
+        ValueError: one structure rather than a sequence of them, or none.
     """
+    if isinstance(structures, Structure | Atoms):  # len() would count its atoms
+        raise ValueError("predict takes a list of structures: [structure], or predict_structure(structure)")
+    if not len(structures):
+        raise ValueError("no structure to predict")
     ids = entry_ids(len(structures), ids)
     structures = [check_structure(model, s, i) for s, i in zip(structures, ids, strict=True)]
     descriptors = model_descriptors(model, structures, ids, cache_dir, n_jobs)
@@ -257,8 +263,10 @@ def predict(
     Raises:
         InvalidStructureError: see :func:`prepare`.
         ValueError: a prediction (of any member) is not finite; the message names the model and the first ids. Or
-            the model has no targets (an encoder from ``pretrain``).
+            the model has no targets (an encoder from ``pretrain``), or ``batch_size`` is below 1.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:  # before featurizing
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     first = getattr(model, "members", [model])[0]
     if not getattr(first, "target_names", None):
         raise ValueError(

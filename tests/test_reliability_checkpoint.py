@@ -374,3 +374,27 @@ def test_predict_structure_refuses_return_std_it_cannot_return():
     structure = Structure(Lattice.cubic(3.0), ["Si", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     with pytest.raises(ValueError, match=r"call predict\(\[structure\], return_std=True\)"):
         _tiny().predict_structure(structure, return_std=True)
+
+
+def test_predict_refuses_one_structure_no_structure_and_a_batch_size_below_one():
+    """One Structure was taken as a sequence of its sites ("got PeriodicSite"); an empty list ended in torch.cat's
+    error; --batch-size 0 failed after every descriptor was computed."""
+    from pymatgen.core import Lattice, Structure
+
+    structure = Structure(Lattice.cubic(3.0), ["Si", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"predict takes a list of structures: \[structure\]"):
+        _tiny().predict(structure)
+    with pytest.raises(ValueError, match="predict takes a list of structures"):
+        _tiny().predict(structure.to_ase_atoms())
+    with pytest.raises(ValueError, match="no structure to predict"):
+        _tiny().predict([])
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        _tiny().predict([structure], batch_size=0)
+
+
+@pytest.mark.parametrize("backbone", ["m3gnet", "tensornet"])
+def test_matgls_extensive_head_of_several_targets_is_refused_on_construction(backbone):
+    """MatGL's extensive head flattens (N, T) per-atom outputs against N batch indices: the first forward failed."""
+    with pytest.raises(ValueError, match="MatGL's extensive head predicts one target"):
+        HybridModel(backbone=backbone, readout="native", element_types=("Si", "O"),
+                    backbone_kwargs={"is_intensive": False}, n_targets=2, target_names=("a", "b"))  # fmt: skip

@@ -51,9 +51,10 @@ class NativeModel(GraphModel):
             raise ValueError(f"a NativeModel has the backbone's own readout ('native'), not {readout!r}")
         if descriptor_set is not None:
             raise ValueError("readout 'native' is the backbone's own readout and head: it cannot fuse descriptors")
-        if backbone == "megnet" and n_targets != 1:
-            raise ValueError("MatGL's MEGNet head predicts one target: use another readout for several")
         own_kwargs = dict(backbone_kwargs or {})
+        if n_targets != 1 and (backbone == "megnet" or own_kwargs.get("is_intensive") is False):
+            raise ValueError(f"MatGL's {'MEGNet' if backbone == 'megnet' else 'extensive'} head predicts one target: "
+                             "use another readout for several")  # fmt: skip
         if own_kwargs.get("is_classification") or own_kwargs.get("task_type", "regression") != "regression":
             raise ValueError("give task_type='classification' to the model, not to the backbone: MatGL's head would "
                              "apply a sigmoid before the model's own (probabilities stuck in (0.5, 0.73))")  # fmt: skip
