@@ -196,7 +196,7 @@ def test_load_dispatch(tmp_path: Path) -> None:
     odd.write_text("")
     with pytest.raises(ValueError, match="expected a folder"):
         load(odd)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.json"):
         load(tmp_path / "missing.json")
 
 
@@ -254,7 +254,7 @@ def test_material_key_matches_cells_of_one_crystal_and_tells_polymorphs_apart() 
 
 
 def test_structure_data_checks_lengths() -> None:
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"targets must have shape \(1,\), got \(2,\)"):
         StructureData(structures=[nacl()], targets=np.array([1.0, 2.0]), ids=["a"])
 
 

@@ -173,7 +173,7 @@ def test_unofficial_files_only_by_opt_in_and_then_recorded_as_reconstructed(stan
     monkeypatch.setattr(MatbenchRun, "_train_and_predict", train_mean)
     monkeypatch.delenv("MATMINER_DATA", raising=False)
     out = tmp_path / "matbench_v0.1_Reconstr"
-    with pytest.raises(DatasetFileError):  # the default refuses it before any work
+    with pytest.raises(DatasetFileError, match="--allow-unofficial-data"):  # the default refuses it before any work
         MatbenchRun([TASK], TINY, out, algorithm="Reconstr", data_dir=stand_in_dir, progress=False).run()
     assert not (out / "info.json").exists()
     MatbenchRun(

@@ -92,7 +92,7 @@ def test_embeddings_of_a_trained_hybrid_and_descriptor_importance(binaries, tmp_
     plot_importance(importance, tmp_path / "importance.png", units="eV/atom")
     write_importance_report(importance, tmp_path / "report", "m", "d", 40, 3, units="log10 GPa")
     assert f"baseline MAE {baseline:.4g} log10 GPa" in (tmp_path / "report" / "importance.md").read_text()
-    with pytest.raises(ValueError, match="tap"):
+    with pytest.raises(ValueError, match="tap must be 'graph' or 'fused', got 'head'"):
         embed(model, data.structures[:2], tap="head")
 
 

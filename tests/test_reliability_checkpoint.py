@@ -288,7 +288,7 @@ def test_train_replaces_a_saved_model_only_with_overwrite(saved, tmp_path):
     folder = _copy(saved, tmp_path / "m")
     with pytest.raises(FileExistsError, match=rf"{re.escape(str(folder))} already holds a saved model.*--overwrite"):
         train_file("no such data.json", "K_VRH", folder)
-    with pytest.raises((ValueError, OSError), match=r"no such data\.json"):  # past the output checks, to the data
+    with pytest.raises(FileNotFoundError, match=r"no such data\.json"):  # past the output checks, to the data
         train_file("no such data.json", "K_VRH", folder, overwrite=True)
 
 

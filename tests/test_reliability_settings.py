@@ -13,6 +13,7 @@ from conftest import TINY
 
 from matgl_hybrid.cli import build_parser, main
 from matgl_hybrid.cli.spec import train_spec
+from matgl_hybrid.evaluation.matbench.datasets import DatasetFileError
 from matgl_hybrid.evaluation.matbench.runner import MatbenchRun
 from matgl_hybrid.training import TrainSpec, fit, smallest_cutoff, train_file
 
@@ -122,7 +123,7 @@ def test_matbench_refuses_inner_folds_0_and_registers_candidates_before_training
     candidates = {"fast": {"max_epochs": 2}, "slow": {"max_epochs": 4}}
     run = MatbenchRun(out=tmp_path / "b", tasks=["matbench_jdft2d"], candidates=candidates,
                       data_dir=tmp_path / "no data", download=False)  # fmt: skip
-    with pytest.raises((ValueError, OSError)):  # no dataset here: stops before any training
+    with pytest.raises(DatasetFileError, match=r"matbench_jdft2d"):  # no dataset here: stops before any training
         run.run()
     assert json.loads((tmp_path / "b" / "candidates.json").read_text()) == candidates
     other = MatbenchRun(out=tmp_path / "b", tasks=["matbench_jdft2d"], candidates={"fast": {"max_epochs": 2}},

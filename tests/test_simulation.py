@@ -57,6 +57,15 @@ def test_the_version_pins_potential_settings_and_libraries(monkeypatch):
     for bad in ("sim:mace", "sim:chgnet:huge", "sim:chgnet:full:x"):
         with pytest.raises(UnknownNameError, match="sim:<potential>"):
             get_descriptor_set(bad)
+    # the calculators' versions: another matcalc (or phonopy, ase) computes another version's values
+    sim = simulation.SIMULATORS["chgnet"]
+    versions, base = dict(simulation._package_versions(sim)), simulation._version(sim)
+    assert set(versions) == {"matcalc", "phonopy", "ase", "chgnet"}
+    assert all(v != "not-installed" for v in versions.values())
+    for package in versions:
+        changed = {**versions, package: "0.0.0-other"}
+        monkeypatch.setattr(simulation, "_package_versions", lambda s, changed=changed: changed)
+        assert simulation._version(sim) != base, package
 
 
 def test_settings_changed_at_run_time_give_other_keys_and_the_defaults_the_keys_values_were_cached_under(
