@@ -589,6 +589,11 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     with pytest.raises(FingerprintMismatch, match=r"selection/fold0/mean/fold1\.json.*descriptor_version"):
         MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
                     progress=False, **elsewhere).run()  # fmt: skip
+    # and a finished fold whose inner records are gone (a folder copied without them) cannot be checked: refused
+    inner_record.unlink()
+    with pytest.raises(ValueError, match=r"fold 0 is finished, but .* lacks 1 inner records \(mean/fold1\.json\)"):
+        MatbenchRun([TASK], TINY, out, algorithm="InnerKFold", data_dir=accept_stand_in, folds=(0,),
+                    progress=False, **elsewhere).run()  # fmt: skip
 
 
 def test_a_submission_script_written_before_a_spec_field_reruns_with_the_settings_it_ran(monkeypatch):

@@ -298,10 +298,18 @@ class MatbenchRun:
     def _check_selection(self, task: MatbenchTask, fold: int, specs: Mapping[str, TrainSpec]) -> None:
         """A finished fold is reused only if its inner records are those today's candidates would reuse (their
         fingerprints name each candidate's descriptor version, the fold record's only the base spec's): a revised
-        descriptor set refuses the fold, naming the inner record, instead of mixing versions in one submission."""
+        descriptor set refuses the fold, naming the inner record, instead of mixing versions in one submission. Every
+        inner record must be there: a folder copied without them could not be checked."""
         train, _ = fold_data(task, fold)
         scheme = InnerKFold(self.inner_folds, seed=self.spec.seed)
-        check_records(train, self._fold_candidates(task, specs), scheme, self._selection_dir(task, fold))
+        candidates, directory = self._fold_candidates(task, specs), self._selection_dir(task, fold)
+        missing = [f"{name}/fold{k}.json" for name in candidates for k in range(self.inner_folds)
+                   if not (directory / name / f"fold{k}.json").is_file()]  # fmt: skip
+        if missing:
+            raise ValueError(f"{self.out / 'folds' / task.dataset_name}: fold {fold} is finished, but {directory} "
+                             f"lacks {len(missing)} inner records ({', '.join(missing[:3])}): it cannot be checked "
+                             "against today's candidates; restore them, or give another --out")  # fmt: skip
+        check_records(train, candidates, scheme, directory)
 
     def _select_and_predict(self, task: MatbenchTask, fold: int, specs: Mapping[str, TrainSpec]) -> dict[str, Any]:
         """One fold with :attr:`inner_folds`: the engine chooses on the training fold, the chosen ensemble predicts
