@@ -61,6 +61,12 @@ COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
 #: How many units shared the machine (benchmarks/device/go.sh exports its WORKERS; one here, by the rule of one
 #: benchmark at a time): a fold's seconds depend on it, recorded beside the device and torch's version.
 SIDE_BY_SIDE = int(os.environ.get("GO_WORKERS", "1"))
+#: The code that trains a fold, recorded with it: the commit go.sh is given on a GPU machine (its copy of the tree
+#: has no git metadata), None elsewhere (the fold's own commit in git says it).
+CODE_COMMIT = os.environ.get("GO_COMMIT")
+#: The fine-tuning schedule's revision (2, 2026-12-05: sized for the batches that run, optimizer steps counted,
+#: the weight average by torch.lerp); folds without it in their settings ran revision 1.
+SCHEDULE_REVISION = 2
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
 TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid
@@ -120,7 +126,7 @@ def run(
 ) -> None:
     """Train and test ``models`` on ``folds``; ``train_fraction`` < 1 keeps a seeded part of each training fold."""
     cache = descriptor_cache_dir()
-    device = device_name()
+    device = device_name(overrides.get("accelerator", "auto"))
     for task, data in prefilled(dataset, models, tasks, data_dir):  # no fold's training time includes featurization
         for model in models:
 
@@ -133,8 +139,11 @@ def run(
                     gnn = not model.startswith("descriptors")
                     params = {"settings": gnn_settings(model, dataset, fold, overrides) if gnn else {}, **extra}
                     # n_trained: the rows it trained on (the record's n_train is the whole training fold)
-                    params["settings"] |= {"device": device, "train_fraction": train_fraction, "n_trained": len(train),
-                                           "torch": torch.__version__, "side_by_side": SIDE_BY_SIDE}  # fmt: skip
+                    params["settings"] |= {"device": device if gnn else device_name("cpu"),
+                                           "train_fraction": train_fraction, "n_trained": len(train),
+                                           "torch": torch.__version__, "side_by_side": SIDE_BY_SIDE,
+                                           "schedule_revision": SCHEDULE_REVISION,
+                                           **({"commit": CODE_COMMIT} if CODE_COMMIT else {})}  # fmt: skip
                     # which descriptor definitions the fold used: the model's own set (a GNN's from its spec)
                     own = (
                         params["settings"]["spec"].get("descriptor_set")

@@ -797,6 +797,33 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
     assert curve["scratch_tensornet_matpes_clipped"][0.25] is None  # lacks fold 0
     assert backbones._curve_runs(curve) == ["finetuned_tensornet_matpes", "finetuned_tensornet_matpes_clipped",
                                             "scratch_tensornet_matpes", "hybrid_megnet_chgnet_noenergy"]  # fmt: skip
+    assert curve["mixed"]["finetuned_tensornet_matpes"] == []
+
+
+def test_a_learning_curve_marks_a_mean_over_folds_of_both_schedule_revisions(monkeypatch):
+    """Folds of the 50 % point trained before the schedule fix (no revision recorded) and after it (revision 2): the
+    mean over them is marked, not passed off as one schedule's."""
+    backbones = _script("pretrained_backbones")
+    revisions = {("finetuned_tensornet_matpes@0.5", 1): 2, ("scratch_tensornet_matpes@0.5", 1): 2}
+
+    class Store:
+        def __init__(self, run):
+            self.run = run
+
+        def records(self):
+            if not self.run.endswith(("@0.25", "@0.5")) or "clipped" in self.run:
+                return {}
+            return {fold: {"mae": 0.1, "params": {"settings": self.settings(fold)}} for fold in (0, 1)}
+
+        def settings(self, fold):
+            revision = revisions.get((self.run, fold))
+            return {"schedule_revision": revision} if revision else {}
+
+    monkeypatch.setattr(backbones, "store", lambda dataset, task, run: Store(run))
+    curve = backbones._learning_curve("de_jong_2015_elasticity", "log10_K_VRH")
+    assert curve["folds"] == [0, 1]
+    assert curve["mixed"]["finetuned_tensornet_matpes"] == [0.5]
+    assert curve["mixed"]["hybrid_megnet_chgnet_noenergy"] == []  # one revision at every point
 
 
 def test_a_gnn_fold_records_its_inner_validation(accuracy, elastic, tmp_path, monkeypatch):

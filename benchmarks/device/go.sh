@@ -3,7 +3,10 @@
 # (benchmarks/README.md, "Preparing a GPU machine"). Through the device tool, with carry=[".devshared"] and a
 # timeout_s of at least DEADLINE + 60 (DEADLINE and START_BY count from this script's start, setup included):
 #
-#     WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
+#     COMMIT=<git rev-parse --short HEAD here> WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
+#
+# COMMIT (the tree's commit; the copy on the GPU machine has no git metadata) is recorded with every fold. The
+# script refuses a bundle whose unit list is not the tree's file it was built from (rebuild the bundle).
 #
 # Four units at once: the H200 moved no more structures per second with more (benchmarks/README.md). Every 30 s
 # the result files written so far are archived into $OUT/folds.tgz, so a call killed at its time limit still
@@ -34,6 +37,13 @@ t0=$SECONDS
 
 [[ -f $BUNDLE/site312.tar.xz ]] ||
     { echo "no $BUNDLE/site312.tar.xz: build it with benchmarks/device/make_bundle.sh, carry [\"$BUNDLE\"]" >&2; exit 2; }
+source_list=$(cat "$BUNDLE/units_source.txt" 2>/dev/null || true)
+if [[ $UNITS == "$BUNDLE/units.txt" ]] && { [[ -z $source_list || ! -f $source_list ]] || ! cmp -s "$UNITS" "$source_list"; }; then
+    echo "the bundle's unit list is not the tree's ${source_list:-(unrecorded source)}: an older bundle; rebuild it" \
+        "(benchmarks/device/make_bundle.sh ${source_list:-UNITS.txt})" >&2
+    exit 2
+fi
+export GO_COMMIT=${COMMIT:-unknown}  # recorded in each fold: which code trained it
 [[ $($PY -c 'import sys; print(*sys.version_info[:2], sep=".")') == 3.12 ]] ||
     echo "WARNING: $PY is not CPython 3.12; the bundle's compiled packages are built for 3.12" >&2
 
@@ -82,7 +92,8 @@ echo "== descriptor cache"
 export MATGL_HYBRID_CACHE=${MATGL_HYBRID_CACHE:-/tmp/matgl-hybrid-cache}
 mkdir -p "$MATGL_HYBRID_CACHE"
 if [[ -f $BUNDLE/cache.tar.xz ]]; then
-    untar_xz "$BUNDLE/cache.tar.xz" "$MATGL_HYBRID_CACHE"
+    mkdir -p "$MATGL_HYBRID_CACHE/descriptors"
+    untar_xz "$BUNDLE/cache.tar.xz" "$MATGL_HYBRID_CACHE/descriptors"
 fi
 echo "$(find "$MATGL_HYBRID_CACHE" -name '*.json' | wc -l) cached structures in $MATGL_HYBRID_CACHE"
 
@@ -142,7 +153,10 @@ for dataset, (data_dir, models, tasks) in wanted.items():
 EOF
 while read -r -a prefill; do
     echo "  ${prefill[*]}"
-    $PY "${prefill[@]}" </dev/null >>"$OUT/prefill.log" 2>&1 || { tail -n 20 "$OUT/prefill.log" >&2; exit 4; }
+    left=$((START_BY - 30 - (SECONDS - t0)))  # a slow prefill may not eat the time every unit needs
+    ((left > 0)) || { echo "no time left before START_BY to fill the cache: rebuild the bundle with it" >&2; exit 3; }
+    timeout "$left" $PY "${prefill[@]}" </dev/null >>"$OUT/prefill.log" 2>&1 ||
+        { tail -n 20 "$OUT/prefill.log" >&2; exit 4; }
 done </tmp/go_prefill.txt
 setup=$((SECONDS - t0))
 echo "setup took $setup s"
@@ -179,13 +193,15 @@ archive() {  # the result files this run wrote so far into $OUT/folds.tgz (repla
     { tar -C /tmp -czf "$OUT/.logs.tgz" go_logs && mv "$OUT/.logs.tgz" "$OUT/logs.tgz"; } 2>/dev/null || true
 }
 
-(while sleep 30; do archive 2>/dev/null || true; done) &
+stop=/tmp/go_stop_archiver
+rm -f "$stop"
+(while sleep 30 && [[ ! -e $stop ]]; do archive 2>/dev/null || true; done) &  # ends between two archives
 archiver=$!
 rc=0
 $PY benchmarks/run_units.py "$RUN_UNITS" --workers "$WORKERS" --deadline "$deadline" --start-by "$start_by" \
     --logs /tmp/go_logs 2>&1 | tee "$OUT/run_units.log" || rc=$?
-kill "$archiver" 2>/dev/null || true
-wait "$archiver" 2>/dev/null || true
+touch "$stop"
+wait "$archiver" 2>/dev/null || true  # at most 30 s: never killed mid-archive
 
 echo "== results"
 archive
@@ -196,5 +212,5 @@ size=$(du -k "$OUT/folds.tgz" 2>/dev/null | cut -f1) || size=0
 outcome=$(tail -n 1 "$OUT/run_units.log")
 gpu=$(nvidia-smi -L 2>/dev/null | head -n 1 || true)
 echo "SUMMARY: ${outcome:-run_units printed nothing} (run_units rc $rc) | $(wc -l <"$list") result files in folds.tgz" \
-    "| ${gpu:-no nvidia-smi} | $((SECONDS - t0)) s in all"
+    "| ${gpu:-no nvidia-smi} | commit $GO_COMMIT | $((SECONDS - t0)) s in all"
 exit "$rc"

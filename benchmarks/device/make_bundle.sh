@@ -12,9 +12,10 @@
 #   site312.tar.xz   this project's dependencies that the GPU image lacks, installed for CPython 3.12 x86-64 (the
 #                    image's python3) from the versions installed here, pruned of what nothing imports, xz-compressed
 #   data/            the dataset files of ../shared/data that the units name (DATA=all: every one), byte for byte
-#                    (Matbench files are checked by sha256)
-#   cache.tar.xz     the descriptor cache (descriptors/ under $MATGL_HYBRID_CACHE, default ~/.cache/matgl-hybrid)
-#   units.txt        the unit list, a copy of UNITS.txt
+#                    (the Matbench runner checks their sha256 where it reads them)
+#   cache.tar.xz     the descriptor cache's entries (CACHE_DIR's content; go.sh unpacks it into
+#                    $MATGL_HYBRID_CACHE/descriptors)
+#   units.txt        the unit list, a copy of UNITS.txt (units_source.txt: its path, which go.sh compares)
 #   MANIFEST.txt     what went in: commit, package pins, sizes
 #
 # Everything that travels (tracked + untracked-not-ignored files + .devshared) must stay under 64 MiB: the script
@@ -122,13 +123,14 @@ CACHE_DIR=${CACHE_DIR:-$($PY -c "from matgl_hybrid.paths import descriptor_cache
 echo "== descriptor cache $CACHE_DIR"
 if [[ -d $CACHE_DIR ]]; then
     # a cache being written meanwhile is safe to read: entries are written atomically (temporary files skipped)
-    tar -C "$(dirname "$CACHE_DIR")" --exclude='*.tmp' --warning=no-file-changed --warning=no-file-removed \
-        -cJf "$STAGE/cache.tar.xz" "$(basename "$CACHE_DIR")" || [[ $? == 1 ]]
+    tar -C "$CACHE_DIR" --exclude='*.tmp' --warning=no-file-changed --warning=no-file-removed \
+        -cJf "$STAGE/cache.tar.xz" . || [[ $? == 1 ]]
 else
     echo "no descriptor cache: the units will compute their descriptors on the GPU machine"
 fi
 
 cp "$UNITS" "$STAGE/units.txt"
+echo "$UNITS" >"$STAGE/units_source.txt"
 {
     echo "built $(date -u +%FT%TZ) at commit $(git rev-parse --short HEAD) from units $UNITS"
     echo "packages (CPython 3.12 manylinux wheels of the versions installed here):"
@@ -143,18 +145,18 @@ if [[ -e $BUNDLE && ! -f $BUNDLE/MANIFEST.txt ]]; then  # never delete a folder 
     exit 2
 fi
 [[ -d $BUNDLE/wheels ]] && cp -r "$BUNDLE/wheels" "$STAGE/wheels"  # extra wheels carried by hand are kept
-rm -rf "$BUNDLE"
-cp -r "$STAGE" "$BUNDLE"
-git check-ignore -q "$BUNDLE/units.txt" || echo "WARNING: $BUNDLE is not git-ignored (add it to .gitignore)" >&2
 
-echo "== sizes"
-du -sh "$BUNDLE"/* | sed 's/^/  /'
+echo "== sizes"  # checked before the earlier bundle is replaced: a bundle too large to send replaces nothing
+du -sh "$STAGE"/* | sed 's/^/  /'
 tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
-bundle=$(du -sb "$BUNDLE" | cut -f1)
+bundle=$(du -sb "$STAGE" | cut -f1)
 total=$((tree + bundle))
 awk -v t="$tree" -v b="$bundle" -v n="$BUNDLE" \
     'BEGIN { printf "travels: working tree %.1f MiB + %s %.1f MiB = %.1f MiB of 64 MiB\n", t/2^20, n, b/2^20, (t+b)/2^20 }'
 if ((total > LIMIT)); then
-    echo "TOO LARGE for the device tool: prune more or carry fewer data files" >&2
+    echo "TOO LARGE for the device tool: prune more or carry fewer data files ($BUNDLE left as it was)" >&2
     exit 1
 fi
+rm -rf "$BUNDLE"
+cp -r "$STAGE" "$BUNDLE"
+git check-ignore -q "$BUNDLE/units.txt" || echo "WARNING: $BUNDLE is not git-ignored (add it to .gitignore)" >&2
