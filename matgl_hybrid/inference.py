@@ -417,7 +417,7 @@ def layer_keys(encoder: nn.Module) -> list[str]:
 def layer_node_features(encoder: nn.Module, layers: Sequence[int]) -> torch.Tensor:
     """After a forward pass of ``encoder``: its node features of ``layers`` (0 = NE0), concatenated: (N, D)."""
     keys = layer_keys(encoder)
-    missing = [i for i in layers if i >= len(keys)]
+    missing = [i for i in layers if not 0 <= i < len(keys)]  # -1 would silently be the last
     if missing:
         raise ValueError(f"layers {missing} do not exist: the encoder has NE0 … NE{len(keys) - 1}")
     return torch.cat([encoder.feature_dict[keys[i]]["node_feat"] for i in layers], dim=-1)

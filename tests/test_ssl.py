@@ -382,3 +382,60 @@ def test_a_contrastive_validation_batch_of_one_crystal_is_not_scored(structures,
     assert logged == []
     module.validation_step(collate_pairs([views[1], views[2]]), 1)
     assert set(logged[0]) == {"val_nt_xent", "val_total"}
+
+
+def test_an_ssl_encoder_saved_again_or_of_another_kind_is_refused(tmp_path):
+    """The encoder was reloaded (by a worker, or after the cache evicted it) from whatever the folder held then, and
+    its values cached under the first encoder's key; a hybrid model or TensorNet failed deep inside a forward pass."""
+    from matgl.models import MEGNet
+
+    from matgl_hybrid.checkpoint import save_checkpoint
+    from matgl_hybrid.models import HybridModel
+    from matgl_hybrid.ssl.descriptors import _encoder, _manifest_digest
+
+    save_checkpoint(MEGNet(element_types=("Na", "Cl"), nblocks=1), tmp_path / "enc")
+    digest = _manifest_digest(tmp_path / "enc")
+    assert isinstance(_encoder(str(tmp_path / "enc"), digest), MEGNet)
+    with pytest.raises(ValueError, match="was saved again since its digest 0000000000000000 was read"):
+        _encoder(str(tmp_path / "enc"), "0" * 16)
+    save_checkpoint(HybridModel(element_types=("Na", "Cl"), descriptor_set=None), tmp_path / "hybrid")
+    with pytest.raises(ValueError, match="holds a HybridModel, not a pretrained MEGNet or M3GNet encoder"):
+        _encoder(str(tmp_path / "hybrid"), _manifest_digest(tmp_path / "hybrid"))
+
+
+def test_node_embeddings_are_checked_before_any_work():
+    """'enc:-1' silently meant the last layer, 'enc' and 'enc:a' failed after featurizing, and a non-MEGNet
+    backbone was refused only when the model was built."""
+    from matgl_hybrid.training import TrainSpec
+
+    for bad in ("enc", "enc:a", "enc:-1", ":0"):
+        with pytest.raises(ValueError, match="node_embeddings must be <encoder folder>:<layers>"):
+            TrainSpec(node_embeddings=bad)
+    with pytest.raises(ValueError, match="feeds MEGNet's node input, not m3gnet's"):
+        TrainSpec(node_embeddings="enc:0,1", backbone="m3gnet")
+    assert TrainSpec(node_embeddings="C:/runs/enc:0,1").node_embeddings == "C:/runs/enc:0,1"
+
+
+def test_a_corpus_with_an_element_no_encoder_embeds_is_refused_naming_the_entry(tmp_path):
+    """MatGL's converter failed with a bare KeyError ('Am') after the whole corpus was read."""
+    from pymatgen.core import Lattice, Structure
+
+    from matgl_hybrid.data import InvalidStructureError
+    from matgl_hybrid.ssl.corpus import pretraining_corpus
+
+    rows = [{"id": "nacl", "structure": Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]).as_dict()},
+            {"id": "amo", "structure": Structure(Lattice.cubic(5.0), ["Am", "O"], [[0, 0, 0], [0.5] * 3]).as_dict()}]
+    (tmp_path / "corpus.json").write_text(json.dumps(rows))
+    with pytest.raises(InvalidStructureError, match=r"'amo'.*Am"):
+        pretraining_corpus([tmp_path / "corpus.json"])
+
+
+def test_pretraining_refuses_no_epoch_and_a_cutoff_of_zero():
+    from matgl_hybrid.ssl import pretrain
+
+    with pytest.raises(ValueError, match="pretraining needs max_epochs >= 1 and a cutoff > 0"):
+        pretrain([], max_epochs=0)
+    with pytest.raises(ValueError, match="pretraining needs max_epochs >= 1 and a cutoff > 0"):
+        pretrain([], cutoff=0.0)
+    with pytest.raises(ValueError, match="give max_epochs as pretrain's own argument"):
+        pretrain([], trainer_kwargs={"max_epochs": 3})

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torch_geometric.utils import scatter
 
+from matgl_hybrid.data import structure_key
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.graphs import build_dataset, collate_fn_graph
 from matgl_hybrid.inference import entry_ids
@@ -125,7 +126,8 @@ def split_views(
     structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], val_fraction: float, seed: int
 ) -> tuple[PairedViews, PairedViews]:
     """Train and validation :class:`PairedViews`."""
-    train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
+    # copies of one structure on one side (in one batch they would also be each other's negatives less often)
+    train_idx, val_idx = split_indices(len(structures), val_fraction, seed, [structure_key(s) for s in structures])
     return (
         paired_views([structures[i] for i in train_idx], cutoff, element_types, seed),
         paired_views([structures[i] for i in val_idx], cutoff, element_types, seed + 1),

@@ -10,6 +10,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from matgl.models import M3GNet, MEGNet
 from matgl.models._core import MatGLModel
 
 from matgl_hybrid.checkpoint import load_checkpoint
@@ -21,8 +22,24 @@ from matgl_hybrid.inference import embedding_width, material_embeddings
 
 @lru_cache(maxsize=4)
 def _encoder(path: str, digest: str) -> MatGLModel:
-    """The encoder saved at ``path`` whose manifest hashes to ``digest`` (one saved again there is another)."""
-    return load_checkpoint(path)
+    """The encoder saved at ``path`` whose manifest hashes to ``digest`` (one saved again there is another: refused,
+    since its values would be cached under this one's key); a MEGNet or M3GNet, whose layers embed atoms."""
+    if _manifest_digest(Path(path)) != digest:
+        raise ValueError(f"ssl descriptors: the encoder at {path} was saved again since its digest {digest} was read "
+                         "(a pretraining into the same folder?): its values would be another encoder's")  # fmt: skip
+    encoder = load_checkpoint(path)
+    if not isinstance(encoder, MEGNet | M3GNet):
+        raise ValueError(f"ssl descriptors: {path} holds a {type(encoder).__name__}, not a pretrained MEGNet or M3GNet "
+                         "encoder (see `pretrain`)")  # fmt: skip
+    return encoder
+
+
+def _manifest_digest(folder: Path) -> str:
+    """sha256 (16 hex digits) of a saved encoder's manifest: it names every file's hash."""
+    manifest = folder / "SHA256SUMS"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"ssl descriptors: {folder} is not a saved encoder (no SHA256SUMS); see `pretrain`")
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
 
 
 def ssl_set(spec: str) -> DescriptorSet:
@@ -49,10 +66,7 @@ def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum"
     The group's version is the hash of the checkpoint's manifest, so a different encoder never reuses cached values.
     """
     path = str(Path(checkpoint).expanduser().resolve())
-    manifest = Path(path) / "SHA256SUMS"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"ssl descriptors: {path} is not a saved encoder (no SHA256SUMS); see `pretrain`")
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    digest = _manifest_digest(Path(path))
     width = embedding_width(_encoder(path, digest), layers)
     # "012" for layers 0, 1, 2 (as names always were); with a layer of two digits "1-2" and "12" would meet
     tag = ("" if all(layer < 10 for layer in layers) else "-").join(map(str, layers))

@@ -16,6 +16,7 @@ from matgl.models._core import MatGLModel
 from matplotlib.figure import Figure
 
 from matgl_hybrid.checkpoint import save_checkpoint
+from matgl_hybrid.data import structure_key
 from matgl_hybrid.data.splits import split_indices
 from matgl_hybrid.figures import learning_curves, panels, png
 from matgl_hybrid.graphs import bond_lengths, build_dataset, has_edges, make_loader, swapped_attributes
@@ -124,6 +125,10 @@ def pretrain(
         )
     if task == "contrastive" and batch_size < 2:
         raise ValueError("contrastive pretraining needs batch_size >= 2: a batch of one has no negative pair")
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1 or not cutoff > 0:
+        raise ValueError(f"pretraining needs max_epochs >= 1 and a cutoff > 0 Å, got {max_epochs!r}, {cutoff!r}")
+    if "max_epochs" in (trainer_kwargs or {}):
+        raise ValueError("trainer_kwargs: give max_epochs as pretrain's own argument (it is recorded)")
     usable = [s for s in structures if has_edges(s, cutoff)]
     if len(usable) < len(structures):
         warnings.warn(
@@ -138,7 +143,8 @@ def pretrain(
     if task == "masked":
         module: PretextModule = MaskedPretraining(encoder, backbone, lr=lr)
         ids = entry_ids(len(structures))
-        train_idx, val_idx = split_indices(len(structures), val_fraction, seed)
+        # copies of one structure (one crystal from two databases) on one side: the validation loss stays honest
+        train_idx, val_idx = split_indices(len(structures), val_fraction, seed, [structure_key(s) for s in structures])
         train = build_dataset([structures[i] for i in train_idx], elements, cutoff, [ids[i] for i in train_idx])
         val = build_dataset([structures[i] for i in val_idx], elements, cutoff, [ids[i] for i in val_idx])
         loaders = make_loader(train, batch_size, shuffle=True, generator=generator), make_loader(val, batch_size)

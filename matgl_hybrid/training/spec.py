@@ -288,6 +288,13 @@ class TrainSpec:
             problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        if self.node_embeddings is not None:
+            path, _, layers = str(self.node_embeddings).rpartition(":")
+            if not isinstance(self.node_embeddings, str) or not path or not all(
+                x.strip().isdigit() for x in layers.split(",")
+            ):
+                problems.append(f"node_embeddings must be <encoder folder>:<layers>, e.g. encoder:0,1,2, got "
+                                f"{self.node_embeddings!r}")  # fmt: skip
         return problems
 
     def _combination_problems(self) -> list[str]:
@@ -296,6 +303,8 @@ class TrainSpec:
         if self.readout == "native" and self.descriptor_set:
             problems.append(f"readout 'native' keeps the backbone's own head, which cannot fuse descriptors: "
                             f"set descriptors to none (got {self.descriptor_set!r}), or a pooling readout")  # fmt: skip
+        if self.node_embeddings is not None and self.backbone != "megnet":
+            problems.append(f"node_embeddings (NEGNN) feeds MEGNet's node input, not {self.backbone}'s")
         if self.readout == "native" and self.freeze == "backbone":
             problems.append("readout 'native' with freeze 'backbone' leaves nothing to train")
         if self.task_type == "classification" and self.loss != "l1_loss":
