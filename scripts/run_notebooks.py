@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -38,8 +38,11 @@ def execute(path: Path, out: Path) -> float:
     seconds = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    nbformat.write(notebook, tmp)
-    tmp.replace(out)  # atomic: an interrupted run leaves the earlier file as it was
+    try:
+        nbformat.write(notebook, tmp)
+        tmp.replace(out)  # atomic: an interrupted run leaves the earlier file as it was
+    finally:
+        tmp.unlink(missing_ok=True)
     return seconds
 
 
@@ -61,6 +64,10 @@ def main() -> int:
             seconds = execute(path, out)
         except CellExecutionError as exc:  # one line; the cell's traceback is the notebook's to show when run
             print(f"{path}: a cell failed with {exc.ename}: {exc.evalue}", file=sys.stderr)
+            return 1
+        except (CellTimeoutError, DeadKernelError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"{path}: {type(exc).__name__}: {first} (a cell may run {CELL_TIMEOUT_S} s)", file=sys.stderr)
             return 1
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: ran in {seconds:.0f} s -> {out}")
     return 0
