@@ -54,7 +54,8 @@ from matgl_hybrid.evaluation import FoldStore, cross_validate, pooled_parity, su
 from matgl_hybrid.figures import Entry, bars, panels, save
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.paths import descriptor_cache_dir
-from matgl_hybrid.training import device_name
+from matgl_hybrid.training import TrainSpec, device_name
+from matgl_hybrid.training.finetuning import uses_finetuning_schedule
 
 #: Models the hybrid is compared with in the target lines, and the headline table's columns (issue #4's models 1–4).
 COMPARED = ("megnet_readout", "descriptors_rf", "descriptors_mlp")
@@ -142,8 +143,10 @@ def run(
                     params["settings"] |= {"device": device if gnn else device_name("cpu"),
                                            "train_fraction": train_fraction, "n_trained": len(train),
                                            "torch": torch.__version__, "side_by_side": SIDE_BY_SIDE,
-                                           "schedule_revision": SCHEDULE_REVISION,
                                            **({"commit": CODE_COMMIT} if CODE_COMMIT else {})}  # fmt: skip
+                    spec = params["settings"].get("spec")
+                    if spec and uses_finetuning_schedule(TrainSpec.from_stored(spec)):  # what the fixes changed
+                        params["settings"]["schedule_revision"] = SCHEDULE_REVISION
                     # which descriptor definitions the fold used: the model's own set (a GNN's from its spec)
                     own = (
                         params["settings"]["spec"].get("descriptor_set")

@@ -247,7 +247,7 @@ def test_time_and_step_limits_are_refused_they_would_mark_a_cut_run_finished(ela
 @pytest.mark.parametrize(
     ("devices", "accelerator", "gpus", "count"),
     [("0,1", "gpu", 2, 2), ("auto", "gpu", 4, 4), (-1, "gpu", 3, 3), ("auto", "cpu", 0, 1), ([0, 1, 2], "gpu", 4, 3),
-     ("2", "cpu", 0, 2)],
+     ("2", "cpu", 0, 2), ("auto", "auto", 4, 4), ("auto", "auto", 0, 1)],
 )  # fmt: skip
 def test_the_device_count_that_picks_the_ddp_strategy(devices, accelerator, gpus, count, monkeypatch):
     """'0,1', 'auto' and -1 counted as one device: a native model on two GPUs got DDP without unused-parameter
@@ -255,4 +255,5 @@ def test_the_device_count_that_picks_the_ddp_strategy(devices, accelerator, gpus
     from matgl_hybrid.training.fit import _n_devices
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     assert _n_devices(devices, accelerator) == count

@@ -195,13 +195,18 @@ archive() {  # the result files this run wrote so far into $OUT/folds.tgz (repla
 
 stop=/tmp/go_stop_archiver
 rm -f "$stop"
-(while sleep 30 && [[ ! -e $stop ]]; do archive 2>/dev/null || true; done) &  # ends between two archives
+(  # every 30 s, and ends within a second of the stop file, between two archives (never mid-tar)
+    while true; do
+        for _ in {1..30}; do [[ -e $stop ]] && exit 0; sleep 1; done
+        archive 2>/dev/null || true
+    done
+) &
 archiver=$!
 rc=0
 $PY benchmarks/run_units.py "$RUN_UNITS" --workers "$WORKERS" --deadline "$deadline" --start-by "$start_by" \
     --logs /tmp/go_logs 2>&1 | tee "$OUT/run_units.log" || rc=$?
 touch "$stop"
-wait "$archiver" 2>/dev/null || true  # at most 30 s: never killed mid-archive
+wait "$archiver" 2>/dev/null || true  # a second, or the archive under way: never killed mid-archive
 
 echo "== results"
 archive

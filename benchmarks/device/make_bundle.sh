@@ -130,7 +130,7 @@ else
 fi
 
 cp "$UNITS" "$STAGE/units.txt"
-echo "$UNITS" >"$STAGE/units_source.txt"
+realpath --relative-to="$ROOT" "$UNITS" >"$STAGE/units_source.txt"  # the tree's path, the same on the GPU machine
 {
     echo "built $(date -u +%FT%TZ) at commit $(git rev-parse --short HEAD) from units $UNITS"
     echo "packages (CPython 3.12 manylinux wheels of the versions installed here):"
@@ -157,6 +157,6 @@ if ((total > LIMIT)); then
     echo "TOO LARGE for the device tool: prune more or carry fewer data files ($BUNDLE left as it was)" >&2
     exit 1
 fi
-rm -rf "$BUNDLE"
-cp -r "$STAGE" "$BUNDLE"
+rm -rf "$BUNDLE.new"
+cp -r "$STAGE" "$BUNDLE.new" && rm -rf "$BUNDLE" && mv "$BUNDLE.new" "$BUNDLE"  # a failed copy keeps the old one
 git check-ignore -q "$BUNDLE/units.txt" || echo "WARNING: $BUNDLE is not git-ignored (add it to .gitignore)" >&2

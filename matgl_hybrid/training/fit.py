@@ -106,10 +106,14 @@ def result_changing(trainer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(changing, default=lambda o: type(o).__name__))
 
 
-def _n_devices(devices: Any, accelerator: str) -> int:
-    """The number of devices a Trainer's ``devices`` asks for on the (resolved) ``accelerator``: a count, indices
-    (a list, or ``"0,1"``), or ``"auto"`` / ``-1``: every GPU, or one CPU process."""
-    gpu = accelerator in ("gpu", "cuda")
+def _n_devices(devices: Any, accelerator: Any) -> int:
+    """The number of devices a Trainer's ``devices`` asks for on ``accelerator`` (a name, ``"auto"`` included, or a
+    Lightning ``Accelerator``, as ``trainer_kwargs`` may give it): a count, indices (a list, or ``"0,1"``), or
+    ``"auto"`` / ``-1``: every GPU, or one CPU process."""
+    if isinstance(accelerator, str):
+        gpu = resolved_accelerator(accelerator) in ("gpu", "cuda")
+    else:
+        gpu = "CUDA" in type(accelerator).__name__
     text = devices.strip() if isinstance(devices, str) else None
     if devices == -1 or text in ("auto", "-1"):
         return torch.cuda.device_count() if gpu else 1
