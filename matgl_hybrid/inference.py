@@ -447,5 +447,6 @@ def material_embeddings(
 def embedding_width(encoder: nn.Module, layers: Sequence[int]) -> int:
     """Width D of the concatenated NE vectors of ``layers`` (measured on a one-atom crystal)."""
     element = next(e for e in encoder.element_types if Element.is_valid_symbol(e))
-    probe = Structure(Lattice.cubic(3.0), [element], [[0, 0, 0]])
+    edge = min(3.0, 0.9 * float(encoder.cutoff))  # its periodic images within the cutoff (2.5 Å pretraining too)
+    probe = Structure(Lattice.cubic(edge), [element], [[0, 0, 0]])
     return node_embeddings(encoder, [probe], layers)[0].shape[1]

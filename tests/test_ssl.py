@@ -439,3 +439,14 @@ def test_pretraining_refuses_no_epoch_and_a_cutoff_of_zero():
         pretrain([], cutoff=0.0)
     with pytest.raises(ValueError, match="give max_epochs as pretrain's own argument"):
         pretrain([], trainer_kwargs={"max_epochs": 3})
+
+
+def test_the_width_of_an_encoder_with_a_short_cutoff_is_measured():
+    """The one-atom probe crystal of 3 Å had no neighbour within an encoder's 2.5 Å cutoff ("no atom has a
+    neighbour"), so ssl: descriptors and NEGNN of such an encoder failed."""
+    from matgl.models import MEGNet
+
+    from matgl_hybrid.inference import embedding_width
+
+    encoder = MEGNet(element_types=("Na", "Cl"), cutoff=2.5, nblocks=1)
+    assert embedding_width(encoder, [0, 1]) > 0

@@ -38,7 +38,8 @@ def _manifest_digest(folder: Path) -> str:
     """sha256 (16 hex digits) of a saved encoder's manifest: it names every file's hash."""
     manifest = folder / "SHA256SUMS"
     if not manifest.is_file():
-        raise FileNotFoundError(f"ssl descriptors: {folder} is not a saved encoder (no SHA256SUMS); see `pretrain`")
+        raise FileNotFoundError(f"ssl descriptors: {folder} is not a saved encoder (no SHA256SUMS; a relative path "
+                                "is read from the working directory, as when the model was trained); see `pretrain`")
     return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
 
 
