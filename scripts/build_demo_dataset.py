@@ -21,6 +21,9 @@ CSV_MEMBER = f"matminer-{MATMINER_VERSION}/matminer/datasets/elastic_tensor.csv"
 TARGETS = ("K_VRH", "G_VRH", "poisson_ratio", "elastic_anisotropy")
 EXPECTED_RECORDS = 1181
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "matgl_hybrid" / "datasets" / "de_jong_2015_elasticity.json.gz"
+#: sha256 of the shipped file. A rebuild that differs (another pymatgen's ``as_dict``) would change every structure
+#: key and run fingerprint that reads the set: it replaces the shipped file only with ``--replace-shipped``.
+SHIPPED_SHA256 = "13915d7aad31f9afdfe9ef001658d95de55ede47b634ee964cc63a290ba44bd0"
 
 
 def download_sdist(dest: Path) -> Path:
@@ -74,8 +77,9 @@ def to_records(df: pd.DataFrame) -> list[dict]:
     return records
 
 
-def write_gzip_json(records: list[dict], output: Path) -> bytes:
-    """Write ``records`` as deterministic gzipped JSON (mtime 0, no file name) atomically; return the bytes."""
+def write_gzip_json(records: list[dict], output: Path, expected_sha256: str | None = None) -> bytes:
+    """Write ``records`` as deterministic gzipped JSON (mtime 0, no file name) atomically; return the bytes. With
+    ``expected_sha256``, bytes of another digest are not written (SystemExit naming both)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(records).encode()
     fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
@@ -83,6 +87,10 @@ def write_gzip_json(records: list[dict], output: Path) -> bytes:
         with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
             gz.write(payload)
         os.chmod(tmp_name, 0o644)
+        digest = hashlib.sha256(Path(tmp_name).read_bytes()).hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise SystemExit(f"the rebuilt dataset has sha256 {digest}, the shipped {output.name} {expected_sha256}: "
+                             "not written (--replace-shipped writes it, changing every key that reads it)")  # fmt: skip
         os.replace(tmp_name, output)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -95,12 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="output .json.gz path")
     parser.add_argument("--sdist", type=Path, help="use this matminer-0.4.0.tar.gz instead of downloading it")
+    parser.add_argument("--replace-shipped", action="store_true", help="write over the shipped file though it differs")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or download_sdist(Path(tmp))
         records = to_records(read_csv(sdist))
-    data = write_gzip_json(records, args.output)
+    shipped = args.output.resolve() == DEFAULT_OUTPUT and not args.replace_shipped
+    data = write_gzip_json(records, args.output, SHIPPED_SHA256 if shipped else None)
     print(f"wrote {len(records)} records to {args.output}")
     print(f"sha256 {hashlib.sha256(data).hexdigest()}")
 

@@ -544,3 +544,24 @@ def test_a_run_on_data_with_copies_says_so_in_its_fingerprint() -> None:
     copied = StructureData([*cells[:3], cells[0].copy()], np.arange(4.0), ["a", "b", "c", "d"], "t")
     assert "copies" not in run_fingerprint([plain], {}, None)
     assert run_fingerprint([copied], {}, None)["copies"] == "together"
+
+
+def test_a_rebuilt_demo_dataset_that_differs_from_the_shipped_one_is_not_written(tmp_path):
+    """The build script printed the rebuilt file's sha256 and replaced the shipped one whatever it was: another
+    pymatgen's as_dict would have changed every structure key and fingerprint reading the demo set."""
+    import hashlib
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_demo_dataset.py"
+    spec = importlib.util.spec_from_file_location("build_demo_dataset", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "demo.json.gz"
+    out.write_bytes(b"the shipped bytes")
+    with pytest.raises(SystemExit, match="not written"):
+        script.write_gzip_json([{"id": "a"}], out, expected_sha256="0" * 64)
+    assert out.read_bytes() == b"the shipped bytes"
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.json.gz"]
+    data = script.write_gzip_json([{"id": "a"}], out)
+    assert script.write_gzip_json([{"id": "a"}], out, hashlib.sha256(data).hexdigest()) == data
+    assert hashlib.sha256(script.DEFAULT_OUTPUT.read_bytes()).hexdigest() == script.SHIPPED_SHA256
