@@ -1,7 +1,8 @@
 """Ship MatGL's pretrained universal potentials in the package, in a format that loads without unpickling.
 
-Reads the offline copies in ``../shared/weights/<folder>/`` (MatGL's ``model.json``, ``state.pt``, ``README.md``;
-checked against that folder's ``SHA256SUMS`` first) and writes ``matgl_hybrid/potentials/<folder>/``:
+Reads the offline copies in ``../shared/weights/<folder>/`` (MatGL's ``model.pt``, ``state.pt``, ``README.md``;
+checked against that folder's ``SHA256SUMS`` first, the licence notice against its pinned sha256) and writes
+``matgl_hybrid/potentials/<folder>/`` (assembled beside it, then swapped in whole):
 ``weights.safetensors`` (the ``Potential``'s state dict), ``config.json`` (its constructor arguments as JSON),
 MatGL's model card and licence notice, and ``SHA256SUMS``; then ``matgl_hybrid/potentials/registry.json``.
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from matgl_hybrid.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "matgl_hybrid" / "potentials"
@@ -49,7 +52,13 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: sha256 of MatGL's licence notice as copied into ``../shared/weights`` (its SHA256SUMS does not list it).
+LICENCE_SHA256 = "a1f95e08d7efe8e911aed04b891d51b90ba46291585f43939134806670ee2a38"
+
+
 def check_source(source: Path) -> None:
+    if sha256(source / "LICENSE.matgl") != LICENCE_SHA256:
+        raise SystemExit(f"{source / 'LICENSE.matgl'} is not MatGL's licence notice as pinned here")
     for line in (source / "SHA256SUMS").read_text().splitlines():
         digest, _, name = line.partition("  ")
         name = name.lstrip("*").removeprefix("./")
@@ -66,8 +75,11 @@ def json_value(value):
 
 
 def ship(source: Path, folder: str) -> dict:
-    src, out = source / folder, OUT / folder
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the package's folder of potential ``folder`` (assembled in a hidden folder, then swapped in: an
+    interrupted run leaves the shipped folder as it was); returns its registry entry."""
+    src, out = source / folder, OUT / f".shipping.{folder}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     header = torch.load(src / "model.pt", map_location="cpu", weights_only=True)
     state = torch.load(src / "state.pt", map_location="cpu", weights_only=True)
     model = header["model"]
@@ -86,7 +98,7 @@ def ship(source: Path, folder: str) -> dict:
     files = ["config.json", "weights.safetensors", "README.md", "LICENSE.matgl"]
     (out / "SHA256SUMS").write_text("".join(f"{sha256(out / f)}  {f}\n" for f in files))
     (out / "weights.safetensors").chmod(0o644)
-    return {
+    entry = {
         "folder": folder,
         "architecture": config["architecture"],
         **ABOUT[folder],
@@ -96,6 +108,13 @@ def ship(source: Path, folder: str) -> dict:
         "source": SOURCE + folder,
         "leakage": LEAKAGE,
     }
+    old = OUT / f".replaced.{folder}"
+    shutil.rmtree(old, ignore_errors=True)
+    if (OUT / folder).exists():
+        (OUT / folder).rename(old)
+    out.rename(OUT / folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return entry
 
 
 def main() -> None:
@@ -104,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     check_source(args.source)
     registry = {"potentials": {folder: ship(args.source, folder) for folder in ABOUT}}
-    (OUT / "registry.json").write_text(json.dumps(registry, indent=1) + "\n")
+    atomic_write_text(OUT / "registry.json", json.dumps(registry, indent=1) + "\n")
     print(f"wrote {', '.join(ABOUT)} and registry.json in {OUT}")
 
 
