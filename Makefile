@@ -1,6 +1,7 @@
 # The two set-up commands of the README: `make demo` (install + main job) and `make test` (install, lint, the docs
 # site built strictly, the wheel built and run from a fresh environment, the example notebooks executed, tests).
 PYTHON ?= python
+# tools run through $(PYTHON) where they can (lint-imports has no module entry): those of the environment installed
 
 .PHONY: install demo test lint docs wheel examples
 
@@ -10,14 +11,14 @@ install:
 	$(PYTHON) -m pip install --no-deps matbench==0.6
 
 demo: install
-	matgl-hybrid demo
+	$(PYTHON) -m matgl_hybrid.cli demo
 
 lint:
-	ruff check .
+	$(PYTHON) -m ruff check .
 	lint-imports
 
 docs: install
-	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --quiet
 
 wheel: install
 	$(PYTHON) scripts/check_wheel.py
