@@ -132,6 +132,10 @@ V2_INNER_FOLDS = 5
 V2_REGISTERED = "d23f789"
 #: sha256 of candidates.json as registered in that commit: a run refuses any other file (no git history needed).
 V2_CANDIDATES_SHA256 = "a153ae80aa7833b1a6e6d179eb2ce14950784a8059f0c2b4be39584de36b5efd"
+#: Whether v2 is the submission (its folder in matbench_submissions/, v1's archived under matbench_runs/submission/):
+#: set when all ten of v2's folds are finished, in the commit that moves both folders (``git mv``), so that every
+#: record stays where the report reads it (it refuses to drop a fold it reported).
+V2_PROMOTED = False
 V2_PROTOCOL = (
     f"benchmarks/matbench_v2/protocol.md and candidates.json of matgl-hybrid, commit {V2_REGISTERED} (candidates, "
     "selection rule and budget unchanged since)"
@@ -182,10 +186,11 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
     """The runner of a GNN model on ``folds``: the submission (with its candidates) writes the submission folder,
     the baselines their own folders."""
     spec, candidates, inner_folds, protocol = recipe_spec(), CANDIDATES, None, ""
-    out = SUBMISSIONS / f"matbench_v0.1_{algorithm}"
+    submitted, archived = SUBMISSIONS / f"matbench_v0.1_{algorithm}", RUNS / model / f"matbench_v0.1_{algorithm}"
+    out = archived if V2_PROMOTED else submitted  # v1's folder
     if model == SUBMISSION_V2:
         candidates = v2_registered_candidates()
-        inner_folds, out, protocol = V2_INNER_FOLDS, RUNS / model / f"matbench_v0.1_{algorithm}", V2_PROTOCOL
+        inner_folds, out, protocol = V2_INNER_FOLDS, submitted if V2_PROMOTED else archived, V2_PROTOCOL
     elif model != SUBMISSION:
         spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"

@@ -702,6 +702,17 @@ def test_matbench_v2_candidates_are_those_of_the_commit_its_submission_names():
     assert matbench_study.V2_REGISTERED in run.protocol
 
 
+def test_both_submissions_are_read_where_their_records_are():
+    """v1's folder (its candidates' fold records) and v2's (its fold records and inner fits) are where the study
+    reads them, before v2 is promoted and after (V2_PROMOTED flips in the commit that moves both)."""
+    matbench_study = _script("matbench_study")
+    for model, records in ((matbench_study.SUBMISSION, "folds/matbench_phonons/*/fold0.json"),
+                           (matbench_study.SUBMISSION_V2, "folds/matbench_phonons/fold0.json")):  # fmt: skip
+        out = matbench_study.gnn_run(model, ["matbench_phonons"], "MatGLHybrid").out
+        assert (out / "results.json.gz").is_file(), out
+        assert list(out.glob(records)), (out, records)
+
+
 def test_sim_study_compares_the_simulators_on_the_same_structures(sim_study, monkeypatch):
     """Each simulator is scored only where every simulator gave a value; a failure counts against its own column."""
     cells = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in np.linspace(4, 6, 12)]
