@@ -147,6 +147,8 @@ def run_demo(
         cache_dir: descriptor cache (None: none; the second run of a cached demo skips featurization).
         log: where progress lines go.
     """
+    if n_structures is not None and n_structures < 10:  # a test split of 2 (the MAD of one value is 0), training
+        raise ValueError(f"the demo needs at least 10 structures, got {n_structures}")
     out = check_output_dir(out)
     check_demo_folder(out)
     dataset = data.log10_targets(data.load_demo("K_VRH"))
@@ -174,7 +176,7 @@ def run_demo(
             DemoRow(
                 name,
                 test["mae"],
-                test["mae"] / float(np.mean(np.abs(y - y.mean()))),
+                test["mae"] / mad if (mad := float(np.mean(np.abs(y - y.mean())))) > 0 else float("nan"),
                 member["seconds"],
                 member["epochs_run"],
                 np.asarray(test["predictions"]),

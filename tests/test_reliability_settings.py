@@ -186,3 +186,43 @@ def test_a_pretrained_backbones_cutoff_and_missing_elements_are_refused_before_f
     monkeypatch.setattr(datamodule.potentials, "element_types", lambda name: ["O"])
     with pytest.raises(ValueError, match=r"\(in \d+ entries: '.+'.*\) are not among the 1 elements the pretrained"):
         fit(elastic, spec=TrainSpec(**TINY | {"backbone_kwargs": {}}, backbone="tensornet-matpes-pbe", max_epochs=1))
+
+
+def test_more_inputs_that_were_tracebacks_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    """demo --n-structures 5 divided by a MAD of 0; pretrain --accelerator gpu without one and a Trainer Lightning
+    refuses; backbone_kwargs that MatGL's class does not take (after featurizing); a bad info.json in validate."""
+    from matgl_hybrid.models import HybridModel
+
+    assert main(["demo", "--n-structures", "5", "--out", str(tmp_path / "demo")]) == 2
+    assert "the demo needs at least 10 structures, got 5" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (tmp_path / "d.json").write_text("[]")
+    pretrain = ["pretrain", "--data", str(tmp_path / "d.json"), "--out", str(tmp_path / "enc")]
+    assert main([*pretrain, "--accelerator", "gpu"]) == 2
+    assert "there is no CUDA GPU here" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="backbone_kwargs may not set cutoff"):
+        TrainSpec(backbone_kwargs={"cutoff": 4.0})
+    with pytest.raises(ValueError, match="element_types must list distinct element symbols"):
+        TrainSpec(element_types=["Fe", "O", "Fe"])
+    with pytest.raises(ValueError, match="element_types must list distinct element symbols"):
+        TrainSpec(element_types=["Fe", "Xx"])
+    with pytest.raises(ValueError, match=r"backbone_kwargs \{'hidden_layer_sizes_input': 64\} do not build MatGL's"):
+        HybridModel(element_types=("Na", "Cl"), descriptor_set=None, backbone_kwargs={"hidden_layer_sizes_input": 64})
+    root = tmp_path / "submissions"
+    (root / "matbench_v0.1_A").mkdir(parents=True)
+    (root / "matbench_v0.1_A" / "info.json").write_text("[]")  # not an object: the folder's own finding
+    assert main(["validate", str(root)]) in (0, 1, 2)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    """torch.OutOfMemoryError (a RuntimeError) and joblib's TerminatedWorkerError were tracebacks."""
+    import matgl_hybrid.cli.train as cli_train
+
+    def out_of_memory(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli_train, "cmd_train", out_of_memory)
+    parser_main = main(["train", "--data", "d.json", "--target", "K", "--out", "m"])
+    assert parser_main == 2
+    assert "out of memory (OutOfMemoryError: CUDA out of memory" in capsys.readouterr().err

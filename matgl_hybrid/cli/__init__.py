@@ -77,6 +77,11 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return first if first in COMMANDS else None
 
 
+#: Exceptions of running out of memory, by name (torch's on a GPU, joblib's when the OOM killer ends a worker): the
+#: command line imports neither to catch them.
+OUT_OF_MEMORY = ("OutOfMemoryError", "TerminatedWorkerError")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``matgl-hybrid``; errors in the user's input print one line and exit 2.
 
@@ -101,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, OSError) as exc:  # bad input (InvalidStructureError, CheckpointError, …), files; bugs propagate
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # out of memory: what the machine lacks, not a bug (torch's, joblib's worker killed)
+        if not isinstance(exc, MemoryError) and type(exc).__name__ not in OUT_OF_MEMORY:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"matgl-hybrid {args.command}: error: out of memory ({type(exc).__name__}: {first}): a smaller "
+              "--batch-size or fewer --n-jobs", file=sys.stderr)  # fmt: skip
         return 2
     finally:
         warnings.formatwarning = formatted

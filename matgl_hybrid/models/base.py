@@ -101,7 +101,11 @@ class GraphModel(Predicting, VerifiedCheckpointMixIn, MatGLModel):
         self.task_type = task_type
         self.output = make_output(task_type, n_targets, target_mean, target_std)
         self.backbone_name = backbone
-        self.backbone = get_backbone(backbone).cls(element_types=self.element_types, cutoff=cutoff, **backbone_kwargs)
+        try:
+            self.backbone = get_backbone(backbone).cls(element_types=self.element_types, cutoff=cutoff,
+                                                       **backbone_kwargs)  # fmt: skip
+        except TypeError as exc:  # a keyword MatGL's class does not take, or a value of the wrong kind
+            raise ValueError(f"backbone_kwargs {backbone_kwargs} do not build MatGL's {backbone}: {exc}") from None
         #: The node input (named ``ne_encoder``, its weights' name in checkpoints since NEGNN models had one).
         self.ne_encoder = node_input(node_embeddings, backbone, self.backbone, cutoff)
 

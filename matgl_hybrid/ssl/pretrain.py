@@ -26,7 +26,12 @@ from matgl_hybrid.models.encoders import build_encoder
 from matgl_hybrid.ssl.contrastive import ContrastivePretraining, collate_pairs, split_views
 from matgl_hybrid.ssl.corpus import pretraining_corpus
 from matgl_hybrid.ssl.pretext import PRETEXT_VERSION, PretextHeads, PretextModule, choose_atoms, periodic_labels
-from matgl_hybrid.training.fit import fit_or_raise_interrupted, resolved_accelerator
+from matgl_hybrid.training.fit import (
+    check_accelerator,
+    fit_or_raise_interrupted,
+    lightning_trainer,
+    resolved_accelerator,
+)
 from matgl_hybrid.training.modules import History
 
 
@@ -129,6 +134,7 @@ def pretrain(
         raise ValueError(f"pretraining needs max_epochs >= 1 and a cutoff > 0 Å, got {max_epochs!r}, {cutoff!r}")
     if "max_epochs" in (trainer_kwargs or {}):
         raise ValueError("trainer_kwargs: give max_epochs as pretrain's own argument (it is recorded)")
+    check_accelerator(accelerator)
     usable = [s for s in structures if has_edges(s, cutoff)]
     if len(usable) < len(structures):
         warnings.warn(
@@ -170,7 +176,7 @@ def pretrain(
     trainer_kwargs = dict(trainer_kwargs or {})
     extra = trainer_kwargs.pop("callbacks", None) or []
     callbacks = [history, *([extra] if isinstance(extra, L.Callback) else extra)]
-    trainer = L.Trainer(**{**settings, **quiet, **trainer_kwargs}, callbacks=callbacks)
+    trainer = lightning_trainer(**{**settings, **quiet, **trainer_kwargs}, callbacks=callbacks)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         fit_or_raise_interrupted(
@@ -251,6 +257,7 @@ def pretrain_datasets(
         command: the command line that ran it, kept in the record.
         log: where the size of the corpus is reported.
     """
+    check_accelerator(options.get("accelerator", "auto"))  # before the corpus is read
     corpus = pretraining_corpus(sources, exclude)
     log(f"pretraining on {len(corpus.structures)} structures from {len(sources)} file(s), {corpus.n_excluded} excluded")
     module = pretrain(corpus.structures, **options)

@@ -82,6 +82,23 @@ def resolved_accelerator(accelerator: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def check_accelerator(accelerator: str) -> None:
+    """Refuse, before any work, a CUDA accelerator on a machine without a CUDA GPU (Lightning would refuse it only
+    when the Trainer is built, after the data are featurized)."""
+    if resolved_accelerator(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"accelerator {accelerator!r}: there is no CUDA GPU here (auto or cpu trains on the CPU)")
+
+
+def lightning_trainer(**settings: Any) -> L.Trainer:
+    """``L.Trainer(**settings)``; Lightning's refusal of them (devices this machine lacks, a strategy it cannot run)
+    as one ValueError line."""
+    try:
+        return L.Trainer(**settings)
+    except MisconfigurationException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"Lightning refuses the Trainer settings: {first}") from exc
+
+
 #: Trainer arguments that ``fit`` takes as its own arguments or from the spec, refused in ``trainer_kwargs``.
 _OWN_TRAINER_ARGS = {
     "callbacks": "pass them as fit(callbacks=...)",
@@ -185,8 +202,7 @@ def fit(
     spec.validate()
     if pretrained_name(spec) is not None:  # its cutoff and architecture are the potential's: refused before any work
         pretrained_architecture(spec)
-    if resolved_accelerator(spec.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(f"accelerator {spec.accelerator!r}: there is no CUDA GPU here (auto or cpu trains on the CPU)")
+    check_accelerator(spec.accelerator)
     trainer_kwargs = dict(trainer_kwargs or {})
     refused = sorted(trainer_kwargs.keys() & _OWN_TRAINER_ARGS.keys())
     if refused:
@@ -268,12 +284,8 @@ def fit(
         prefix="matgl-hybrid-fit-")  # fmt: skip
     with root as root_dir:
         settings.setdefault("default_root_dir", str(root_dir))
-        try:
-            with quiet_lightning():
-                trainer = L.Trainer(callbacks=all_callbacks, logger=logger, **settings)
-        except MisconfigurationException as exc:  # devices this machine lacks, a strategy it cannot run, …
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ValueError(f"Lightning refuses the Trainer settings: {first}") from exc
+        with quiet_lightning():
+            trainer = lightning_trainer(callbacks=all_callbacks, logger=logger, **settings)
         per_process = -(-len(datamodule.train_set) // trainer.world_size)
         if per_process < 2 or len(datamodule.val_set) < trainer.world_size:  # else a process gets no batch at all
             raise ValueError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from matgl.layers import ActivationFunction
+from pymatgen.core import Element
 
 from matgl_hybrid.descriptors import NAMED_SETS
 from matgl_hybrid.errors import UnknownNameError
@@ -288,6 +289,14 @@ class TrainSpec:
             problems.append(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             problems.append(f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
+        if isinstance(self.backbone_kwargs, dict) and (own := sorted({"cutoff", "element_types"} & set(
+                self.backbone_kwargs))):  # fmt: skip
+            problems.append(f"backbone_kwargs may not set {', '.join(own)}: TrainSpec's own fields set them")
+        if isinstance(self.element_types, list) and (
+            len(set(self.element_types)) != len(self.element_types)
+            or not all(isinstance(e, str) and Element.is_valid_symbol(e) for e in self.element_types)
+        ):
+            problems.append(f"element_types must list distinct element symbols, got {self.element_types!r}")
         if self.node_embeddings is not None:
             path, _, layers = str(self.node_embeddings).rpartition(":")
             if not isinstance(self.node_embeddings, str) or not path or not all(

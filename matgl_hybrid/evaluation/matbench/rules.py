@@ -59,12 +59,21 @@ def validate_submissions(root: str | Path) -> dict[str, list[str]]:
     found = {p.name: validate_submission(p) for p in sorted(root.iterdir()) if p.is_dir()}
     names: dict[str, str] = {}
     for name in found:
-        info = root / name / "info.json"
-        algorithm = json.loads(info.read_text()).get("algorithm") if info.is_file() else None
+        algorithm = _algorithm(root / name / "info.json")
         if algorithm in names:
             found[name].append(f"algorithm {algorithm!r} is already used by {names[algorithm]}")
         names.setdefault(algorithm, name)
     return found
+
+
+def _algorithm(info: Path) -> str | None:
+    """The ``algorithm`` of a folder's ``info.json``; None where it has none readable (its problems are the
+    folder's own findings)."""
+    try:
+        algorithm = json.loads(info.read_text(encoding="utf-8")).get("algorithm") if info.is_file() else None
+    except (ValueError, OSError, AttributeError):
+        return None
+    return algorithm if isinstance(algorithm, str) else None
 
 
 def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: str) -> list[str]:
