@@ -141,7 +141,7 @@ def run_demo(
         out: folder to write :data:`TABLE`, :data:`PLOT` and the trained hybrid (:data:`MODEL`); anything else in it
             is left alone, and what an earlier demo wrote there is replaced (:func:`check_demo_folder`).
         max_epochs: training budget of each model (early stopping may end it sooner).
-        n_structures: use only the first ``n_structures`` of the set, for a quick try (None: all 1181).
+        n_structures: use only the first ``n_structures`` of the set (at least 10), for a quick try (None: all 1181).
         test_fraction, seed: the held-out test split (seeded), the same for both models.
         n_jobs: descriptor workers (-1: all cores).
         cache_dir: descriptor cache (None: none; the second run of a cached demo skips featurization).

@@ -47,7 +47,7 @@ def demo_options(p: argparse.ArgumentParser) -> None:
         "--n-structures",
         type=int,
         default=None,
-        help="only the first N structures, for a quick try (default: all 1181)",
+        help="only the first N structures (at least 10), for a quick try (default: all 1181)",
     )
     p.add_argument("--n-jobs", type=int, default=-1, help="descriptor workers (-1: all cores)")
     add_cache_options(p)
