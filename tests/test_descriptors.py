@@ -542,15 +542,15 @@ def test_cache_dir_default_honours_environment(monkeypatch, tmp_path):
     assert descriptor_cache_dir() == tmp_path / "descriptors"
 
 
-def test_describe_descriptors_ranks_by_rank_correlation_with_the_log_target():
+def test_describe_descriptors_ranks_by_rank_correlation_with_a_target_of_any_sign():
     frame = pd.DataFrame({"up": [1.0, 2.0, 3.0, 4.0, 5.0], "down": [9.0, np.nan, 5.0, 1.0, 0.0], "flat": [1.0] * 5})
-    target = np.array([10.0, 20.0, 30.0, 40.0, -1.0])  # the last is left out of the statistics
-    table = describe_descriptors(frame, target, "log10 y")
-    assert table.index[:2].tolist() == ["up", "down"]  # |rho| = 1, 1, then the constant column (NaN)
-    assert table.loc["up", "spearman log10 y"] == pytest.approx(1.0)
-    assert table.loc["down", "spearman log10 y"] == pytest.approx(-1.0)
+    target = np.array([-3.0, -2.0, -1.0, 0.0, 1.0])  # formation energies: negative and zero targets count too
+    table = describe_descriptors(frame, target, "y")
+    assert sorted(table.index[:2]) == ["down", "up"]  # |rho| = 1, 1, then the constant column (NaN)
+    assert table.loc["up", "spearman y"] == pytest.approx(1.0)
+    assert table.loc["down", "spearman y"] == pytest.approx(-1.0)
     assert table.loc["down", "NaN"] == 1
-    assert table.loc["up", "max"] == 4.0
+    assert table.loc["up", "max"] == 5.0  # the range is over every structure
 
 
 def test_a_shared_analysis_that_fails_is_not_computed_again_for_the_next_group(elastic):

@@ -68,7 +68,9 @@ def featurize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, help="target column to carry into the CSV")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     p.add_argument(
-        "--summary", action="store_true", help="print each descriptor's range and rank correlation with the target"
+        "--summary",
+        action="store_true",
+        help="print each descriptor's range, NaN count and Spearman rank correlation with the target",
     )
     p.add_argument(
         "--archive",

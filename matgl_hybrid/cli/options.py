@@ -9,7 +9,10 @@ from pathlib import Path
 from matgl_hybrid.files import check_output_file, check_paths_distinct
 from matgl_hybrid.paths import descriptor_cache_dir
 
-CACHE_DIR_HELP = "descriptor cache folder (default: descriptors/ under $MATGL_HYBRID_CACHE, else ~/.cache/matgl-hybrid)"
+CACHE_DIR_HELP = (
+    "descriptor cache folder (default: descriptors/ under $MATGL_HYBRID_CACHE, else $XDG_CACHE_HOME/matgl-hybrid, "
+    "else ~/.cache/matgl-hybrid)"
+)
 DATA_HELP = "record file (.json.gz), folder of CIF/POSCAR, or CSV"
 
 

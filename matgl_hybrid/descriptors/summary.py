@@ -6,17 +6,16 @@ import numpy as np
 import pandas as pd
 
 
-def describe_descriptors(frame: pd.DataFrame, target: np.ndarray, label: str = "log10 target") -> pd.DataFrame:
-    """Per descriptor: mean, std, min, max over the structures with a positive target, the NaN count over all, and the
-    Spearman correlation with log10 of the target (``label``), strongest first.
+def describe_descriptors(frame: pd.DataFrame, target: np.ndarray, label: str = "target") -> pd.DataFrame:
+    """Per descriptor: mean, std, min, max and NaN count over all structures, and the Spearman rank correlation with
+    the target (``label``; rank-based, so the same as with log10 of a positive target), strongest first.
 
     Args:
         frame: (n, D) descriptors as :func:`~matgl_hybrid.descriptors.featurize` returns them.
-        target: (n,) target values; non-positive ones are left out of the statistics.
+        target: (n,) target values, any sign.
     """
-    positive = np.asarray(target) > 0
-    kept = frame[positive].reset_index(drop=True)
-    summary = kept.describe().T[["mean", "std", "min", "max"]]
+    summary = frame.describe().T[["mean", "std", "min", "max"]]
     summary["NaN"] = frame.isna().sum()
-    summary[f"spearman {label}"] = kept.corrwith(pd.Series(np.log10(np.asarray(target)[positive])), method="spearman")
+    summary[f"spearman {label}"] = frame.corrwith(pd.Series(np.asarray(target, dtype=float), index=frame.index),
+                                                  method="spearman")
     return summary.sort_values(f"spearman {label}", key=np.abs, ascending=False)
