@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ase.filters
 import matgl
 import numpy as np
 import pytest
@@ -95,6 +96,30 @@ def test_a_group_computes_under_the_settings_of_its_key_in_a_process_that_holds_
     with pytest.raises(ValueError, match="8 sites: over the limit of 4"):
         relax.compute(StructureContext(crystals[0]))  # NaCl's conventional cell
     assert simulation.SETTINGS["max_sites"] == 64  # the process's own settings are restored
+
+
+def test_the_relaxation_uses_the_cell_filter_its_settings_name(crystals, monkeypatch):
+    """SETTINGS["relax"]["cell_filter"] is in every group's key: the relaxation must use it, and a wrong name is
+    refused naming the setting."""
+    used = []
+
+    class Spy:
+        def __init__(self, calculator, cell_filter, **kwargs):
+            used.append(cell_filter)
+
+        def calc(self, structure):
+            raise RuntimeError("spy")
+
+    monkeypatch.setattr(simulation._matcalc(), "RelaxCalc", Spy)
+    monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "cell_filter": "UnitCellFilter"})
+    relax = next(g for g in get_descriptor_set("sim:chgnet").groups if g.name == "sim_chgnet_relax")
+    with pytest.raises(RuntimeError, match="spy"):
+        relax.compute(StructureContext(crystals[0]))
+    assert used == [ase.filters.UnitCellFilter]
+    monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "cell_filter": "Frechet"})
+    relax = next(g for g in get_descriptor_set("sim:chgnet").groups if g.name == "sim_chgnet_relax")
+    with pytest.raises(ValueError, match=r"SETTINGS\['relax'\]\['cell_filter'\] 'Frechet' is not a cell filter"):
+        relax.compute(StructureContext(crystals[0]))
 
 
 def test_a_failed_relaxation_is_nan_with_its_reason_for_every_group_that_needs_it(crystals, monkeypatch):

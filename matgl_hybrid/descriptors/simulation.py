@@ -198,6 +198,15 @@ def vacuum_gap(structure: Structure) -> tuple[float, str]:
     return widths[i], "abc"[i]
 
 
+def _cell_filter(name: str) -> type:
+    """ASE's cell filter class ``name`` (``SETTINGS["relax"]["cell_filter"]``): it relaxes the cell with the atoms."""
+    import ase.filters
+
+    if not isinstance(getattr(ase.filters, name, None), type):
+        raise ValueError(f"SETTINGS['relax']['cell_filter'] {name!r} is not a cell filter of ase.filters")
+    return getattr(ase.filters, name)
+
+
 def _budgeted(optimizer: str) -> type:
     """ASE's ``optimizer`` class, unchanged but for a TimeoutError at a step once a run is :data:`RELAX_WALL_S` old."""
     import ase.optimize
@@ -227,7 +236,11 @@ def _relaxed(ctx: StructureContext, sim: Simulator) -> dict[str, Any]:
             raise ValueError(f"{len(structure)} sites: over the limit of {limit} (SETTINGS['max_sites'])")
         s = SETTINGS["relax"]
         result = _matcalc().RelaxCalc(
-            sim.calculator(), optimizer=_budgeted(s["optimizer"]), max_steps=s["max_steps"], fmax=s["fmax"]
+            sim.calculator(),
+            optimizer=_budgeted(s["optimizer"]),
+            max_steps=s["max_steps"],
+            fmax=s["fmax"],
+            cell_filter=_cell_filter(s["cell_filter"]),
         )
         out = result.calc(structure)
         # matcalc's is_converged looks at the atoms' forces only; the cell's generalized forces of ASE's
