@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -494,3 +496,55 @@ def test_a_failure_does_not_replace_values_another_writer_stored(tmp_path):
     cache.put("k" * 64, {"g": {"values": [float("nan")], "error": "RuntimeError: lost"}, "h": {"values": [2.0],
                                                                                                "error": None}})
     assert cache.get("k" * 64) == {"g": {"values": [1.0], "error": None}, "h": {"values": [2.0], "error": None}}
+
+
+#: A featurizer whose worker dies (as under the OOM killer) on the structure of lattice constant 3 Å, after the
+#: others have finished; run as a script, so that loky's workers receive the class by value.
+_DYING_WORKER = """
+import os, sys, time
+from matminer.featurizers.base import BaseFeaturizer
+from pymatgen.core import Lattice, Structure
+from matgl_hybrid.descriptors import featurize
+
+class Volume(BaseFeaturizer):
+    def featurize(self, s):
+        if os.environ.get("COMPUTED"):
+            raise AssertionError("computed again")
+        if abs(s.lattice.a - 3.0) < 1e-9:
+            time.sleep(4)
+            os._exit(1)
+        return [s.volume]
+
+    def feature_labels(self):
+        return ["volume"]
+
+    def citations(self):
+        return []
+
+    def implementors(self):
+        return []
+
+structures = [Structure(Lattice.cubic(3.0 + 0.1 * k), ["Cu"], [[0, 0, 0]]) for k in range(6)]
+try:
+    featurize(structures, [Volume()], n_jobs=2, cache_dir=sys.argv[1], ids=list("abcdef"), progress=False)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+os.environ["COMPUTED"] = "1"
+again = featurize(structures[1:], [Volume()], cache_dir=sys.argv[1], progress=False)
+print("recomputed", again.attrs["n_computed"], "errors", len(again.attrs["errors"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_names_its_structures_and_loses_none_of_the_finished(tmp_path):
+    """A worker killed on the first structure (out of memory) held back, in order, every finished structure after
+    it: none reached the cache, and joblib's error named none of them."""
+    script = tmp_path / "dying.py"
+    script.write_text(_DYING_WORKER)
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    died, recomputed = run.stdout.strip().splitlines()[-2:]
+    assert died == ("TerminatedWorkerError a worker process died computing one of the structures a (out of memory?); "
+                    "the 5 finished structures' values are cached")
+    assert recomputed == "recomputed 0 errors 0"

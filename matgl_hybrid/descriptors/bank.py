@@ -42,9 +42,12 @@ def compute_groups(structure: Structure, groups: Sequence[FeatureGroup]) -> list
     return out
 
 
-def compute_chunk(structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]) -> list[list[Entry]]:
-    """:func:`compute_groups` over a chunk of structures (one parallel task: amortizes dispatch)."""
-    return [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
+def compute_chunk(
+    position: int, structures: Sequence[Structure], groups: Sequence[Sequence[FeatureGroup]]
+) -> tuple[int, list[list[Entry]]]:
+    """:func:`compute_groups` over chunk ``position`` of structures (one parallel task: amortizes dispatch), returned
+    with its position: chunks come back as they finish, not in order."""
+    return position, [compute_groups(s, g) for s, g in zip(structures, groups, strict=True)]
 
 
 def _chunks(todo: list[int], n_jobs: int, slow: bool = False) -> list[list[int]]:
@@ -112,7 +115,8 @@ _exit_with_parent = _make_exit_with_parent()
 
 
 def _run(structures, missing, chunks, n_jobs):
-    """Compute the missing groups of the structures in ``chunks``, one task per chunk, results in order.
+    """Compute the missing groups of the structures in ``chunks``, one task per chunk; yields ``(position, values)``
+    as chunks finish (a chunk that takes long holds back none of the others, which are cached at once).
 
     On joblib's default backend, loky (local worker processes), every worker gets :data:`_exit_with_parent` as its
     initializer, so that no worker outlives this process by more than a second or so.
@@ -135,10 +139,13 @@ def _run(structures, missing, chunks, n_jobs):
     options = {}
     if isinstance(backend, LokyBackend) and "initializer" not in backend.backend_kwargs:
         options = {"initializer": _exit_with_parent, "initargs": (os.getpid(), PARENT_CHECK_INTERVAL)}
-    tasks = (delayed(compute_chunk)([structures[i] for i in chunk], [missing[i] for i in chunk]) for chunk in chunks)
+    tasks = (
+        delayed(compute_chunk)(k, [structures[i] for i in chunk], [missing[i] for i in chunk])
+        for k, chunk in enumerate(chunks)
+    )
     # results as they come (progress, cache writes per chunk) where the backend can; multiprocessing and ray cannot
     streamed = getattr(backend, "supports_return_generator", True)
-    results = Parallel(n_jobs=n_jobs, return_as="generator" if streamed else "list", **options)(tasks)
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered" if streamed else "list", **options)(tasks)
     return results if streamed else (chunk for chunk in results)  # a generator either way (the caller closes it)
 
 
@@ -194,14 +201,27 @@ def featurize(
         # closing: an exception or interrupt (KeyboardInterrupt) raised in this loop, outside joblib's own result
         # loop, closes the generator at once, so that joblib aborts the run and kills its workers instead of leaving
         # them busy with the queued tasks until the generator happens to be garbage collected.
+        pending = dict(enumerate(chunks))
         with bar, contextlib.closing(_run(structures, missing, chunks, n_jobs)) as results:
-            for chunk, computed in zip(chunks, results, strict=True):
-                for i, values in zip(chunk, computed, strict=True):
-                    new = {g.key: entry for g, entry in zip(missing[i], values, strict=True)}
-                    entries[i].update(new)
-                    if cache:
-                        cache.put(keys[i], new)
-                bar.update(len(chunk))
+            try:
+                for position, computed in results:
+                    chunk = pending.pop(position)
+                    for i, values in zip(chunk, computed, strict=True):
+                        new = {g.key: entry for g, entry in zip(missing[i], values, strict=True)}
+                        entries[i].update(new)
+                        if cache:
+                            cache.put(keys[i], new)
+                    bar.update(len(chunk))
+            except Exception as exc:
+                if type(exc).__name__ != "TerminatedWorkerError":  # joblib's: the OOM killer, a segfault
+                    raise
+                started = [ids[i] for k in sorted(pending)[: 2 * effective_n_jobs(n_jobs)] for i in pending[k]]
+                finished = len(todo) - sum(map(len, pending.values()))
+                raise type(exc)(
+                    f"a worker process died computing one of the structures {', '.join(started[:8])}"
+                    f"{', …' if len(started) > 8 else ''} (out of memory?); the {finished} finished structures' "
+                    f"values are {'cached' if cache else 'lost (no cache_dir)'}"
+                ) from exc
 
     frame = _assemble(dset, entries, ids)
     frame.attrs["n_computed"] = len(todo)
