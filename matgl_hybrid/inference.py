@@ -32,6 +32,7 @@ from matgl_hybrid.data import (
     SkippedEntry,
     StructureData,
     as_structure,
+    input_paths,
     load,
     validate_structure,
 )
@@ -340,7 +341,7 @@ def predict_file(
     """
     outputs = prediction_outputs(out, skip_invalid)
     if isinstance(source, str | Path):  # writing the predictions over the input would destroy it
-        check_paths_distinct(outputs, {"source": source})
+        check_paths_distinct(outputs, input_paths("source", source))
     dataset = load(source, skip_invalid=skip_invalid)
     skipped = list(dataset.skipped)
     if skip_invalid:
@@ -348,15 +349,20 @@ def predict_file(
             dataset, skipped = split_predictable(model, dataset)
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
-    mean, std = predict(
-        model,
-        dataset.structures,
-        dataset.ids,
-        batch_size=batch_size,
-        cache_dir=cache_dir,
-        n_jobs=n_jobs,
-        return_std=True,
-    )
+    try:
+        mean, std = predict(
+            model,
+            dataset.structures,
+            dataset.ids,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            n_jobs=n_jobs,
+            return_std=True,
+        )
+    except InvalidStructureError as exc:  # only here can the user leave the entry out
+        raise InvalidStructureError(
+            exc.id, f"{exc.reason}; --skip-invalid / skip_invalid=True predicts the other entries and lists this one"
+        ) from None
     frame = pd.DataFrame({"id": dataset.ids})
     names, units = model.target_names, getattr(model, "target_units", None)  # an ensemble's are its members'
     quantity = ", ".join(names) + (f" ({units})" if units else "")

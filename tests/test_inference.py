@@ -212,3 +212,18 @@ def test_a_file_of_several_targets_gets_a_column_per_target_and_an_encoder_is_re
     encoder = MEGNet(element_types=two.element_types, cutoff=5.0, **TINY_MEGNET)  # what `pretrain` saves
     with pytest.raises(ValueError, match=r"without targets \(a `pretrain` encoder\?\) predicts no property"):
         inference.predict(encoder, [Structure.from_dict(structures[0].as_dict())])
+
+
+def test_an_unknown_element_suggests_skip_invalid_only_where_an_entry_can_be_skipped(structures, tmp_path):
+    """``embed`` (probe, explain) and ``pretrain`` have no --skip-invalid: their error must not send users to it."""
+    from pymatgen.core import Lattice, Structure
+
+    model = _model(structures)
+    alien = Structure(Lattice.cubic(3.0), ["Po"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match=r"element\(s\) Po unknown to the model") as raised:
+        inference.embed(model, [alien])
+    assert "skip" not in str(raised.value)
+    source = tmp_path / "s.json"
+    source.write_text(json.dumps([{"id": "alien", "structure": alien.as_dict()}]))
+    with pytest.raises(ValueError, match=r"'alien': element\(s\) Po unknown .*; --skip-invalid / skip_invalid=True"):
+        inference.predict_file(model, source, tmp_path / "p.csv")

@@ -9,6 +9,7 @@ import textwrap
 import warnings
 
 import pytest
+from pymatgen.core import Lattice, Structure
 
 import matgl_hybrid.cli.featurize
 from matgl_hybrid.cli import EXIT_INTERRUPTED, main
@@ -183,3 +184,13 @@ def test_a_command_prints_warnings_on_one_line_and_restores_the_format(monkeypat
     assert main(["cache-import", str(tmp_path / "x.json.gz")]) == 0
     assert shown == ["matgl-hybrid cache-import: warning: 3 entries (a, b): rounded\n"]
     assert warnings.formatwarning is before
+
+
+def test_pretrain_refuses_to_write_its_encoder_into_a_data_folder(tmp_path, capsys):
+    """The encoder's files among the structure files: no command could load that folder again."""
+    folder = tmp_path / "structures"
+    folder.mkdir()
+    Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(folder / "a.cif"))
+    assert main(["pretrain", "--data", str(folder), "--out", str(folder), "--overwrite"]) == 2
+    assert f"--out {folder} is the input --data {folder}" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.cif"]

@@ -14,6 +14,7 @@ from monty.serialization import loadfn
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid.data import InvalidStructureError, load, load_folder
+from matgl_hybrid.descriptors import featurize_file
 from matgl_hybrid.evaluation.matbench import (
     MatbenchRun,
     load_task,
@@ -22,6 +23,7 @@ from matgl_hybrid.evaluation.matbench import (
     validate_submission,
     write_results,
 )
+from matgl_hybrid.inference import predict_file
 from matgl_hybrid.training import TrainSpec
 
 TASK = "matbench_jdft2d"
@@ -215,3 +217,39 @@ def test_a_rerun_with_other_candidates_is_refused_before_any_work(tmp_path: Path
     with pytest.raises(ValueError, match=r"records no candidates, this run has candidates a"):
         run({"a": {}})
     MatbenchRun([TASK], TINY, out).check_recorded_candidates()
+
+
+def test_a_folder_finds_its_targets_csv_in_any_case_or_gzipped_and_says_when_there_is_none(tmp_path: Path) -> None:
+    for k in range(2):
+        Structure(Lattice.cubic(4.0 + 0.1 * k), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+            filename=str(tmp_path / f"s{k}.cif")
+        )
+    with pytest.raises(ValueError, match=r"has no CSV file of targets \(columns id,y\) beside its structure files"):
+        load(tmp_path, "y")
+    pd.DataFrame({"id": ["s1", "s0"], "y": [1.0, 2.0]}).to_csv(tmp_path / "TARGETS.csv.gz", index=False)
+    assert load(tmp_path, "y").ids == ["s1", "s0"]
+
+
+def test_structure_files_of_one_id_are_named_in_the_error(tmp_path: Path) -> None:
+    """pymatgen's own POSCAR.<name> convention gives every file the id POSCAR."""
+    for name, a in [("POSCAR.Li2O", 4.0), ("POSCAR.NaCl", 5.0)]:
+        Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / name),
+                                                                                    fmt="poscar")  # fmt: skip
+    with pytest.raises(ValueError, match=r"POSCAR\.Li2O, POSCAR\.NaCl have the same id 'POSCAR' \(ids are file names"):
+        load(tmp_path)
+
+
+def test_an_output_cannot_replace_a_file_its_input_folder_is_read_from(tmp_path: Path) -> None:
+    """``--out d/targets.csv --overwrite`` replaced the targets CSV it read (only the folder was compared)."""
+    for k in range(2):
+        Structure(Lattice.cubic(4.0 + 0.1 * k), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+            filename=str(tmp_path / f"s{k}.cif")
+        )
+    targets = tmp_path / "targets.csv"
+    pd.DataFrame({"id": ["s0", "s1"], "y": [1.0, 2.0], "note": ["kept", "kept"]}).to_csv(targets, index=False)
+    before = targets.read_bytes()
+    with pytest.raises(ValueError, match=r"out .*targets\.csv is the input source's targets CSV"):
+        featurize_file(tmp_path, "lattice", target="y", out=targets, cache_dir=None)
+    with pytest.raises(ValueError, match=r"out .*s0\.cif is the input source's structure file s0\.cif"):
+        predict_file(object(), tmp_path, tmp_path / "s0.cif")
+    assert targets.read_bytes() == before

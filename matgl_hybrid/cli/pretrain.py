@@ -8,12 +8,15 @@ from pathlib import Path
 
 from matgl_hybrid.checkpoint import check_model_dir
 from matgl_hybrid.cli.options import add_overwrite_option
+from matgl_hybrid.files import check_paths_distinct
 from matgl_hybrid.ssl import pretrain_datasets
 from matgl_hybrid.ssl.pretrain import PRETRAINABLE, PretrainingResult
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Label-free pretraining of an encoder on the union of the given datasets, minus the ``--exclude`` ones."""
+    inputs = {f"--data {path}": path for path in args.data} | {f"--exclude {path}": path for path in args.exclude or ()}
+    check_paths_distinct({"--out": args.out}, inputs)  # the encoder's files among the structure files: not loadable
     check_model_dir(args.out, args.overwrite, writes=PretrainingResult.FILES, replace_model=args.overwrite)
     options = ("backbone", "cutoff", "max_epochs", "batch_size", "lr", "seed", "accelerator", "task")
     command = shlex.join(["matgl-hybrid", *args.argv])

@@ -7,6 +7,7 @@ means the same everywhere. :func:`load` picks the loader from the source.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import math
@@ -286,9 +287,17 @@ def load_folder(
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a directory")
     files = _structure_files(folder)
+    by_id: dict[str, list[Path]] = {}
+    for path in files:
+        by_id.setdefault(_uncompressed_name(path).stem, []).append(path)
     if targets_csv is None:
         if target is not None:
             raise ValueError(f"target {target!r} asked but no targets_csv given for {folder}")
+        if shared := next(((i, paths) for i, paths in by_id.items() if len(paths) > 1), None):
+            raise ValueError(
+                f"{folder}: {', '.join(p.name for p in shared[1])} have the same id {shared[0]!r} (ids are file "
+                "names without their extension): rename them, e.g. Li2O.POSCAR for POSCAR.Li2O"
+            )
         entries: Iterable[tuple[str, Any, Any]] = ((_uncompressed_name(p).stem, p, None) for p in files)
         return _collect(entries, None, skip_invalid=skip_invalid, allowed_elements=allowed_elements, source=folder)
 
@@ -299,16 +308,14 @@ def load_folder(
         raise ValueError(
             f"targets CSV {targets_csv} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)})"
         )
-    by_id: dict[str, list[Path]] = {}
-    for path in files:
-        by_id.setdefault(_uncompressed_name(path).stem, []).append(path)
 
     def structure_for(entry_id: str) -> Path | _Missing:
         paths = by_id.get(entry_id, [])
         if len(paths) == 1:
             return paths[0]
         if not paths:
-            return _Missing(f"id is in {Path(targets_csv).name} but {folder} has no structure file named {entry_id}.*")
+            return _Missing(f"id is in {Path(targets_csv).name} but {folder} has no structure file named {entry_id}.* "
+                            "(ids are file names without their extension)")
         return _Missing(f"several structure files for this id: {', '.join(p.name for p in paths)}")
 
     values = _csv_numbers(table[column], targets_csv)
@@ -414,6 +421,38 @@ def from_structures(
     return _collect(entries, target_name, skip_invalid=skip_invalid, allowed_elements=allowed_elements)
 
 
+def _targets_csv(folder: Path, target: str) -> Path:
+    """The targets CSV of ``folder`` (its only ``.csv``, or ``.csv.gz``, file, any case) for ``target``."""
+    csvs = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and _uncompressed_name(p).suffix.lower() == ".csv"
+    )  # not macOS's ._ files
+    if not csvs:
+        raise ValueError(f"{folder} has no CSV file of targets (columns id,{target}) beside its structure files")
+    if len(csvs) > 1:
+        names = ", ".join(p.name for p in csvs[:4]) + (" …" if len(csvs) > 4 else "")
+        raise ValueError(f"{folder} holds {len(csvs)} CSV files ({names}): leave only the targets' there, or "
+                         "say which with load(..., targets_csv=) in Python")  # fmt: skip
+    return csvs[0]
+
+
+def input_paths(flag: str, source: Any, target: str | None = None) -> dict[str, Path]:
+    """``{flag: source}`` and the files :func:`load` reads in a folder ``source`` (its structure files and, with a
+    ``target``, its targets CSV), each named for an error message: what an output must not replace. Empty for data
+    in memory."""
+    if not isinstance(source, str | os.PathLike):
+        return {}
+    path = Path(source)
+    paths = {flag: path}
+    if path.is_dir():
+        paths |= {f"{flag}'s structure file {p.name}": p for p in _structure_files(path)}
+        if target is not None:
+            with contextlib.suppress(ValueError):  # no single CSV: load says so
+                paths[f"{flag}'s targets CSV"] = _targets_csv(path, target)
+    return paths
+
+
 def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData:
     """Load ``source`` with the matching loader: StructureData, DataFrame, folder, .json(.gz), .csv or list.
 
@@ -440,13 +479,7 @@ def load(source: Any, target: str | None = None, **kwargs: Any) -> StructureData
     path = Path(source)
     if path.is_dir():
         if kwargs.get("targets_csv") is None and target is not None:  # without a target, every structure file
-            csvs = sorted(p for p in path.glob("*.csv") if not p.name.startswith("."))  # not macOS's ._ files
-            if len(csvs) == 1:
-                kwargs["targets_csv"] = csvs[0]
-            elif len(csvs) > 1 and target is not None:
-                names = ", ".join(p.name for p in csvs[:4]) + (" …" if len(csvs) > 4 else "")
-                raise ValueError(f"{path} holds {len(csvs)} CSV files ({names}): leave only the targets' there, or "
-                                 "say which with load(..., targets_csv=) in Python")  # fmt: skip
+            kwargs["targets_csv"] = _targets_csv(path, target)
         return load_folder(path, target=target, **kwargs)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")

@@ -80,8 +80,7 @@ def validate_structure(
             raise InvalidStructureError(
                 id,
                 f"element(s) {', '.join(unknown)} unknown to the model (it accepts the elements it was built for: "
-                "those of its training data unless trained with --elements all, MatGL's 89; --skip-invalid / "
-                "skip_invalid=True predicts the other entries and lists this one)",
+                "those of its training data unless trained with --elements all, MatGL's 89)",
             )
 
     if min_distance > 0:

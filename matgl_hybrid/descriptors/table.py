@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from matgl_hybrid import data
+from matgl_hybrid.data import input_paths
 from matgl_hybrid.descriptors.bank import archive_values, featurize
 from matgl_hybrid.descriptors.sets import DescriptorSpec, get_descriptor_set
 from matgl_hybrid.descriptors.summary import describe_descriptors
@@ -57,7 +58,7 @@ def featurize_file(
     if summary and target is None:
         raise ValueError("the summary ranks descriptors by their correlation with the target: give a target")
     if isinstance(source, str | Path):  # writing an output over the input would destroy it
-        check_paths_distinct({"out": out, "archive": archive}, {"source": source})
+        check_paths_distinct({"out": out, "archive": archive}, input_paths("source", source, target))
     dataset = data.load(source, target=target)
     if dataset.target_name in get_descriptor_set(descriptor_set).columns:  # it would take the descriptor's place
         raise ValueError(f"target {dataset.target_name!r} has the name of a descriptor column of the table")
