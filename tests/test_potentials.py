@@ -12,13 +12,19 @@ import matgl
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO_DATA, SHARED_DATA
+from conftest import DEMO_DATA, SHARED_DATA, TINY_MEGNET
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid import data, potentials
 from matgl_hybrid.checkpoint import CheckpointError, load_checkpoint, sha256_file
 from matgl_hybrid.training import TrainSpec, train
-from matgl_hybrid.training.finetuning import WarmupEMA, backbone_blocks, parameter_groups, warmup_ema_update
+from matgl_hybrid.training.finetuning import (
+    WarmupEMA,
+    backbone_blocks,
+    freeze,
+    parameter_groups,
+    warmup_ema_update,
+)
 
 SHARED_WEIGHTS = SHARED_DATA.parent / "weights"
 TENSORNET = "TensorNet-MatPES-PBE-v2025.1-PES"
@@ -175,6 +181,21 @@ def test_layer_wise_rates_fall_towards_the_embedding_and_frozen_weights_are_left
     assert len(parameter_groups(model, 1e-3, 0.5)) == len(groups) - 1
 
 
+def test_matgls_own_head_of_a_native_model_learns_at_the_heads_rate_and_is_not_frozen_with_the_backbone():
+    """A ``readout="native"`` model keeps MatGL's readout and head inside its backbone: they were counted as its
+    last blocks (MEGNet's head at lr × decay, its convolutions one power lower each) and frozen with it."""
+    from matgl_hybrid.models import NativeModel
+
+    model = NativeModel(element_types=("Na", "Cl"), backbone_kwargs=TINY_MEGNET)
+    head = [p for name in ("node_s2s", "edge_s2s", "output_proj") for p in getattr(model.backbone, name).parameters()]
+    groups = parameter_groups(model, lr=1e-3, layer_decay=0.5)
+    at_lr = {id(p) for g in groups if g["lr"] == 1e-3 for p in g["params"]}
+    assert {id(p) for p in head} <= at_lr
+    freeze(model, "backbone")
+    assert all(p.requires_grad for p in head)
+    assert not any(p.requires_grad for b in backbone_blocks(model) for p in b.parameters())
+
+
 def test_m3gnets_three_body_and_graph_layers_of_one_block_share_its_rate():
     """M3GNet registers all three-body interactions before all graph layers but runs them in alternation: block i
     is ``three_body_interactions[i]`` with ``graph_layers[i]``, one rate, rising with i."""
@@ -197,10 +218,7 @@ def test_m3gnets_three_body_and_graph_layers_of_one_block_share_its_rate():
 
 def test_freezing_the_embedding_freezes_it_behind_a_fixed_basis():
     """MEGNet's first child is its Gaussian bond expansion, whose centres are a parameter that never trains."""
-    from conftest import TINY_MEGNET
-
     from matgl_hybrid.models import HybridModel
-    from matgl_hybrid.training.finetuning import freeze
 
     model = HybridModel(backbone="megnet", element_types=("Na", "Cl"), backbone_kwargs=TINY_MEGNET)
     freeze(model, "embedding")

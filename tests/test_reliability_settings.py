@@ -44,7 +44,6 @@ def test_a_spec_round_trips_through_from_dict():
     ("changes", "message"),
     [
         ({"readout": "native"}, "readout 'native' keeps the backbone's own head, which cannot fuse descriptors"),
-        ({"readout": "native", "descriptor_set": None, "freeze": "backbone"}, "leaves nothing to train"),
         ({"readout": "pool"}, "unknown readout 'pool'"),
         ({"fusion": "add"}, "unknown fusion 'add'"),
         ({"activation": "tanhh"}, "unknown activation 'tanhh'"),

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,17 @@ def test_a_run_resumed_with_a_grown_budget_stops_where_an_uninterrupted_one_woul
     assert len(resumed.history) == epochs
     # checkpoints written with Lightning's own EarlyStopping resume with their wait count
     assert SpecEarlyStopping(3).state_key == EarlyStopping(monitor="val_MAE", mode="min").state_key
+
+
+@pytest.mark.parametrize("epochs", [4, 10], ids=["shrunk", "grown"])
+def test_a_cosine_run_is_not_resumed_with_another_max_epochs(elastic, tmp_path, epochs):
+    """The fine-tuning cosine spans max_epochs: resumed with another, its learning rate jumped mid-run (and a run
+    that stopped early was handed back under a budget it never trained with)."""
+    spec = TrainSpec(**TINY, max_epochs=6, lr_schedule="cosine")
+    with pytest.raises(TrainingInterrupted):
+        fit(elastic, spec=spec, checkpoint_dir=tmp_path, callbacks=[Interrupt(epoch=2)])
+    with pytest.raises(CheckpointError, match=r"cosine schedule over max_epochs 6, this run asks for \d+: its learn"):
+        fit(elastic, spec=replace(spec, max_epochs=epochs), checkpoint_dir=tmp_path)
 
 
 def test_data_built_in_python_with_a_nan_target_is_refused_naming_it(elastic):

@@ -82,9 +82,11 @@ def backbone_blocks(model: HybridModel) -> list[nn.Module]:
 
     ``ModuleList`` children of equal length are stacks run in alternation (M3GNet's three-body interactions and graph
     layers: ``three_body_interactions[i]`` then ``graph_layers[i]``): their ``i``-th modules form block ``i``,
-    placed where the first of them is.
+    placed where the first of them is. MatGL's own readout and head (kept by a ``readout="native"`` model) are not
+    blocks: they train at the head's learning rate.
     """
-    children = list(model.backbone.children())
+    head = get_backbone(model.backbone_name).head
+    children = [child for name, child in model.backbone.named_children() if name not in head]
     stacks = [c for c in children if isinstance(c, nn.ModuleList)]
     blocks: list[nn.Module] = []
     for child in children:

@@ -14,6 +14,7 @@ from matgl_hybrid.checkpoint import CheckpointError
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import check_fingerprint, run_fingerprint
+from matgl_hybrid.training.finetuning import uses_finetuning_schedule
 from matgl_hybrid.training.spec import TrainSpec, upgrade_fingerprint
 
 
@@ -26,6 +27,8 @@ class ResumableRun:
     that finished with the same budget is restored, not trained further; a larger budget continues it; a budget it
     has gone past (fewer epochs than it ran, a smaller patience) is refused, and so is training further on another
     number of processes (DDP shards each epoch's data: the steps per epoch, hence the schedule, change with it).
+    Under the fine-tuning schedule (warm-up then a cosine over ``max_epochs``) another ``max_epochs`` is refused:
+    the learning rate of every later step would change mid-run.
     """
 
     HINT = "resume with the same data and settings, or choose another checkpoint folder (or delete it) to start over"
@@ -52,6 +55,7 @@ class ResumableRun:
         settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
         self.fingerprint = run_fingerprint(datasets, settings, version, **({"trainer": trainer} if trainer else {}))
         self.budget = {k: getattr(spec, k) for k in self.BUDGET}
+        self.schedule_spans_budget = uses_finetuning_schedule(spec)
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"
         if last.exists():
             stored = read_json(stamp) if stamp.is_file() else {}
@@ -74,6 +78,11 @@ class ResumableRun:
         """Refuse a budget the checkpoint has gone past: fewer epochs than it ran, or a smaller patience (it would
         hand back the longer run's best epoch as this one's)."""
         epochs, patience = self.budget["max_epochs"], self.budget["patience"]
+        if self.schedule_spans_budget and epochs != stored.get("max_epochs", epochs):
+            raise CheckpointError(
+                f"{last} was trained on a cosine schedule over max_epochs {stored['max_epochs']}, this run asks for "
+                f"{epochs}: its learning rate would jump mid-run; {self.HINT}"
+            )
         if epochs < epochs_run:
             raise CheckpointError(
                 f"{last} has run {epochs_run} epochs, more than max_epochs {epochs}: a smaller budget cannot be "

@@ -314,8 +314,6 @@ class TrainSpec:
                             f"set descriptors to none (got {self.descriptor_set!r}), or a pooling readout")  # fmt: skip
         if self.node_embeddings is not None and self.backbone != "megnet":
             problems.append(f"node_embeddings (NEGNN) feeds MEGNet's node input, not {self.backbone}'s")
-        if self.readout == "native" and self.freeze == "backbone":
-            problems.append("readout 'native' with freeze 'backbone' leaves nothing to train")
         if self.task_type == "classification" and self.loss != "l1_loss":
             problems.append(f"a classifier trains on binary cross-entropy: loss {self.loss!r} would be ignored")
         if self.descriptor_set and self.batch_size == 1:
