@@ -356,15 +356,20 @@ def run_probe(
     if (model is None) == (backbone is None):
         raise ValueError("give a trained model (--model DIR) or a fresh backbone (--backbone NAME), one of the two")
     check_probes(probes)
-    dataset = data.load(source)
-    descriptors = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
-    if model is not None:
+    if model is not None:  # before any featurizing: a wrong folder is refused at once
         loaded = load_checkpoint(model)
         if isinstance(loaded, HybridEnsemble):  # one embedding per member, none of its own
             raise ValueError(f"{model}: probe takes one model, not an ensemble of {len(loaded.members)}")
+        if not isinstance(loaded, HybridModel):
+            raise ValueError(
+                f"{model}: a {type(loaded).__name__} without targets (a `pretrain` encoder?) has no graph vector to "
+                f"probe; its embeddings are descriptors: ssl:{model}:<layers>"
+            )
         models = {Path(model).name: loaded}
     else:
         models = untrained_models(backbone, readouts, seed)
+    dataset = data.load(source)
+    descriptors = featurize(dataset.structures, descriptor_set, n_jobs=n_jobs, cache_dir=cache_dir, ids=dataset.ids)
     embeddings = {
         name: embed(m, dataset.structures, dataset.ids, tap, cache_dir=cache_dir, n_jobs=n_jobs)
         for name, m in models.items()

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import TINY_MEGNET
 from matgl.ext.pymatgen import get_element_list
+from matgl.models import MEGNet
 
 from matgl_hybrid.checkpoint import save_checkpoint
 from matgl_hybrid.data import load_records
@@ -240,3 +241,7 @@ def test_a_native_model_is_probed_an_ensemble_refused(binaries, tmp_path):
     assert "native" in matrix.columns
     with pytest.raises(ValueError, match="probe takes one model, not an ensemble of 2"):
         run_probe(tmp_path / "data.json", tmp_path / "p2", model=tmp_path / "ensemble", probes=("ridge",))
+    # a pretrain encoder (a bare MatGL model) is refused with what to do, before the data is read or featurized
+    save_checkpoint(MEGNet(element_types=native.element_types, cutoff=5.0, **SMALL), tmp_path / "encoder")
+    with pytest.raises(ValueError, match=r"encoder: a MEGNet without targets .* descriptors: ssl:.*encoder:<layers>"):
+        run_probe(tmp_path / "no such data.json", tmp_path / "p3", model=tmp_path / "encoder", probes=("ridge",))
