@@ -31,6 +31,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import math
 import os
 import re
 import shutil
@@ -46,7 +47,7 @@ import torch
 from matgl.models._core import MatGLModel
 from matgl.utils.io import IOMixIn
 from pymatgen.core.periodic_table import Element
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from matgl_hybrid.files import atomic_write_text, check_output_dir, current_umask, make_temp_dir, read_json
@@ -558,6 +559,7 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
     dtype = header.get("metadata", {}).get("dtype", "float32")
     if not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES:
         raise CheckpointError(f"{path}/model.json: weights of type {dtype!r}; known: {', '.join(WEIGHT_DTYPES)}")
+    _check_size(cls, kwargs, path)
     try:
         model = cls(**kwargs).to(WEIGHT_DTYPES[dtype])  # the type it was saved in, before its weights are copied in
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing a size
@@ -580,6 +582,26 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
     if verify(path) != listed:
         raise CheckpointError(f"{path} changed while it was loaded (a model saved into it meanwhile?): load it again")
     return model.eval(), header
+
+
+def _check_size(cls: type, kwargs: dict[str, Any], path: Path) -> None:
+    """Refuse a ``model.json`` that asks for more weights than ``weights.safetensors`` holds, before they are
+    allocated: each number of an untrusted configuration is bounded (:func:`check_config`), not their product (16
+    layers of 65536 units: 15 × 17 GB). The model is built on the meta device (no memory) and its weights counted
+    against the file's header; a near miss is left to the loading below, which names the weights that differ."""
+    try:
+        with torch.device("meta"):
+            asked = sum(t.numel() for t in cls(**kwargs).state_dict().values())
+    except Exception:  # a constructor that needs real values: the build below checks it as before
+        return
+    try:
+        with safe_open(str(path / "weights.safetensors"), "pt") as weights:
+            held = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path}/weights.safetensors cannot be read: {exc}") from None
+    if asked > 2 * held + 1_000_000:
+        raise CheckpointError(f"{path}/model.json asks for {asked:,} weights, {path}/weights.safetensors holds "
+                              f"{held:,}: they do not belong together")  # fmt: skip
 
 
 def _dropped(model: torch.nn.Module, key: str) -> bool:

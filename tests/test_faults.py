@@ -104,6 +104,18 @@ def test_model_classes_are_matched_by_exact_module_and_name(trained, tmp_path, m
         load_checkpoint(folder)
 
 
+def test_a_config_asking_for_more_weights_than_its_file_holds_is_refused_before_they_are_allocated(trained, tmp_path):
+    """Each number of an untrusted model.json is bounded, not their product: 16 layers of 60000 units would
+    allocate 15 × 14 GB before the weights file was read."""
+    folder = _copy(trained, tmp_path)
+    header = json.loads((folder / "model.json").read_text())
+    header["kwargs"]["head_hidden"] = [60000] * 16
+    (folder / "model.json").write_text(json.dumps(header))
+    _rewrite_manifest(folder)
+    with pytest.raises(CheckpointError, match=r"model\.json asks for [\d,]+ weights, .*holds [\d,]+: they do not"):
+        load_checkpoint(folder)
+
+
 def test_matgl_load_model_verifies_hashes_and_format_too(trained, tmp_path):
     folder = _copy(trained, tmp_path)
     assert isinstance(matgl.load_model(folder), type(load_checkpoint(folder)))
