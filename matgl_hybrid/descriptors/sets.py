@@ -163,7 +163,9 @@ class DescriptorSet:
         """The version matgl-hybrid 0.x gave this set before value digests (in format-1 checkpoints).
 
         It named the installed matminer version in every group key, and the packing fraction shared the density
-        group; with the same matminer installed, the values are those of :attr:`version`.
+        group; with the same matminer installed, the values are those of :attr:`version`, but for the density
+        group of a structure whose packing fraction fails (0.x: NaN for density and volume per atom, imputed;
+        now their values). Being without value digests, it cannot tell a later change of values.
         """
         keys = [
             f"{g.name}@2-matminer{matminer.__version__}" if g.check_values else g.key
