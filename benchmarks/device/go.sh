@@ -3,10 +3,12 @@
 # (benchmarks/README.md, "Preparing a GPU machine"). Through the device tool, with carry=[".devshared"] and a
 # timeout_s of at least DEADLINE + 60 (DEADLINE and START_BY count from this script's start, setup included):
 #
-#     COMMIT=<git rev-parse --short HEAD here> WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
+#     COMMIT=<commit> WORKERS=4 DEADLINE=480 START_BY=200 bash benchmarks/device/go.sh
 #
-# COMMIT (the tree's commit; the copy on the GPU machine has no git metadata) is recorded with every fold. The
-# script refuses a bundle whose unit list is not the tree's file it was built from (rebuild the bundle).
+# COMMIT, required, is the tree's commit as `git rev-parse --short HEAD` gives it, with `-dirty` appended when
+# `git diff --quiet HEAD` fails (the copy on the GPU machine has no git metadata); it is recorded with every fold.
+# The script refuses a bundle whose unit list is not the tree's file it was built from (rebuild the bundle):
+# `bash benchmarks/device/go.sh --check` checks that here, before a machine is started for nothing.
 #
 # Four units at once: the H200 moved no more structures per second with more (benchmarks/README.md). Every 30 s
 # the result files written so far are archived into $OUT/folds.tgz, so a call killed at its time limit still
@@ -19,7 +21,10 @@
 # `--data-dir .devshared/data` to the units of scripts that take it; import the committed simulated values once;
 # run the units (benchmarks/run_units.py); archive every result file the run wrote (new or changed for git,
 # Lightning checkpoints and git-ignored fit folders left out) into $OUT/folds.tgz, the unit logs into
-# $OUT/logs.tgz; print one summary line. UNITS (default .devshared/units.txt) runs another list.
+# $OUT/logs.tgz, the descriptor values computed on the machine into $OUT/cache_new.json.gz (after the cache fill,
+# even one cut short, and at the end: `matgl-hybrid cache-import cache_new.json.gz` here, then rebuild the bundle,
+# and no later call computes them again); print one summary line. UNITS (default .devshared/units.txt) runs another
+# list.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -27,7 +32,7 @@ ROOT=$PWD
 BUNDLE=.devshared
 WORKERS=${WORKERS:-4}
 DEADLINE=${DEADLINE:-480}
-START_BY=${START_BY:-240}  # a unit started later has too little of DEADLINE left to finish
+START_BY=${START_BY:-200}  # a unit started later has too little of DEADLINE left to finish (a 50 % fold: 221 s)
 UNITS=${UNITS:-$BUNDLE/units.txt}
 OUT=${OUT:-/tmp/go_out}
 SITE=${SITE:-/tmp/site}
@@ -43,7 +48,13 @@ if [[ $UNITS == "$BUNDLE/units.txt" ]] && { [[ -z $source_list || ! -f $source_l
         "(benchmarks/device/make_bundle.sh ${source_list:-UNITS.txt})" >&2
     exit 2
 fi
-export GO_COMMIT=${COMMIT:-unknown}  # recorded in each fold: which code trained it
+if [[ ${1:-} == --check ]]; then
+    echo "the bundle's unit list is the tree's $UNITS"
+    exit 0
+fi
+[[ -n ${COMMIT:-} ]] ||
+    { echo 'COMMIT is required: COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo -dirty) here' >&2; exit 2; }
+export GO_COMMIT=$COMMIT  # recorded in each fold: which code trained it
 [[ $($PY -c 'import sys; print(*sys.version_info[:2], sep=".")') == 3.12 ]] ||
     echo "WARNING: $PY is not CPython 3.12; the bundle's compiled packages are built for 3.12" >&2
 
@@ -96,6 +107,28 @@ if [[ -f $BUNDLE/cache.tar.xz ]]; then
     untar_xz "$BUNDLE/cache.tar.xz" "$MATGL_HYBRID_CACHE/descriptors"
 fi
 echo "$(find "$MATGL_HYBRID_CACHE" -name '*.json' | wc -l) cached structures in $MATGL_HYBRID_CACHE"
+cache_marker=$(mktemp /tmp/go_cache_marker.XXXXXX)
+sleep 1  # cache files written from now on are newer than the marker
+
+archive_cache() {  # the structures' files written since the bundle's cache was unpacked, as a cache-import archive
+    $PY - "$MATGL_HYBRID_CACHE/descriptors" "$cache_marker" "$OUT/cache_new.json.gz" <<'EOF' || true
+import gzip, json, os, sys
+from pathlib import Path
+
+root, since, out = Path(sys.argv[1]), os.path.getmtime(sys.argv[2]), Path(sys.argv[3])
+entries = {}
+for path in root.glob("??/*.json"):
+    if path.stat().st_mtime > since:
+        try:
+            entries[path.stem] = json.loads(path.read_text())
+        except ValueError:  # being replaced: the next archive has it
+            pass
+temporary = out.with_name(f".{out.name}")
+temporary.write_bytes(gzip.compress(json.dumps({"format": 1, "entries": entries}).encode(), mtime=0))
+temporary.replace(out)
+print(f"{len(entries)} structures with new descriptor values in {out.name} (here: matgl-hybrid cache-import)")
+EOF
+}
 
 echo "== data"
 # tasks.py reads ../shared/data (MATBENCH_DATA, used by matbench_study.py, has no flag or variable): link it where
@@ -154,10 +187,12 @@ EOF
 while read -r -a prefill; do
     echo "  ${prefill[*]}"
     left=$((START_BY - 30 - (SECONDS - t0)))  # a slow prefill may not eat the time every unit needs
-    ((left > 0)) || { echo "no time left before START_BY to fill the cache: rebuild the bundle with it" >&2; exit 3; }
+    ((left > 0)) || { echo "no time left before START_BY to fill the cache: import cache_new.json.gz here and" \
+        "rebuild the bundle with it" >&2; archive_cache; exit 3; }
     timeout "$left" $PY "${prefill[@]}" </dev/null >>"$OUT/prefill.log" 2>&1 ||
-        { tail -n 20 "$OUT/prefill.log" >&2; exit 4; }
+        { tail -n 20 "$OUT/prefill.log" >&2; archive_cache; exit 4; }
 done </tmp/go_prefill.txt
+archive_cache
 setup=$((SECONDS - t0))
 echo "setup took $setup s"
 
@@ -210,6 +245,7 @@ wait "$archiver" 2>/dev/null || true  # a second, or the archive under way: neve
 
 echo "== results"
 archive
+archive_cache
 sed 's/^/  /' "$list"
 size=$(du -k "$OUT/folds.tgz" 2>/dev/null | cut -f1) || size=0
 ((size < 16000)) || echo "WARNING: folds.tgz is ${size} KiB; the device tool returns files up to 16 MiB" >&2

@@ -6,7 +6,7 @@
 #
 # then, on the GPU machine (device tool, carry=[".devshared"]):
 #
-#     WORKERS=4 DEADLINE=480 START_BY=240 bash benchmarks/device/go.sh
+#     COMMIT=<commit> WORKERS=4 DEADLINE=480 START_BY=200 bash benchmarks/device/go.sh
 #
 # .devshared/ holds
 #   site312.tar.xz   this project's dependencies that the GPU image lacks, installed for CPython 3.12 x86-64 (the
@@ -158,5 +158,7 @@ if ((total > LIMIT)); then
     exit 1
 fi
 rm -rf "$BUNDLE.new"
-cp -r "$STAGE" "$BUNDLE.new" && rm -rf "$BUNDLE" && mv "$BUNDLE.new" "$BUNDLE"  # a failed copy keeps the old one
+# a failed copy (a full disk) keeps the old bundle, removes its own half, and fails
+cp -r "$STAGE" "$BUNDLE.new" || { rm -rf "$BUNDLE.new"; echo "copying the bundle failed ($BUNDLE left as it was)" >&2; exit 1; }
+rm -rf "$BUNDLE" && mv "$BUNDLE.new" "$BUNDLE"
 git check-ignore -q "$BUNDLE/units.txt" || echo "WARNING: $BUNDLE is not git-ignored (add it to .gitignore)" >&2
