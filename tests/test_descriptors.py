@@ -256,6 +256,14 @@ def test_user_featurizers_and_user_descriptors():
     with pytest.raises(ValueError, match="user descriptor column 'a' has the name of another"):
         featurize(structures, ["lattice", UserDescriptors.from_array(np.zeros((3, 1)), names=["a"])], progress=False)
     assert list(featurize(structures, [by_position, by_position], progress=False).columns) == ["x"]
+    # keyed by id without ids=: refused, not aligned by the row numbers featurize would otherwise make up
+    numbered = pd.DataFrame({"id": ["2", "0", "1"], "gap": [3.0, 1.0, 2.0]})
+    by_number = UserDescriptors.from_frame(numbered, id_column="id")
+    with pytest.raises(ValueError, match="these user descriptors are keyed by id: pass ids= to featurize"):
+        featurize(structures, [by_number], progress=False)
+    # a DataFrame of an array (column labels 0, 1): its columns by their names as text
+    unnamed = UserDescriptors.from_frame(pd.DataFrame(np.arange(6.0).reshape(3, 2)))
+    assert featurize(structures, [unnamed], progress=False).columns.tolist() == ["0", "1"]
 
 
 def test_user_descriptors_from_a_csv_keep_leading_zeros_and_name_the_file(tmp_path):

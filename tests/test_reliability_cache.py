@@ -6,8 +6,10 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -399,7 +401,10 @@ def test_a_transient_failure_on_the_reference_structures_is_raised_not_put_in_th
     "error",
     ["RuntimeError: CUDA error: all CUDA-capable devices are busy or unavailable",
      "OSError: [Errno 28] No space left on device", "ConnectionError: worker lost",
-     "AcceleratorError: CUDA error: an illegal memory access was encountered"],
+     "AcceleratorError: CUDA error: an illegal memory access was encountered",
+     "RuntimeError: [enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+     "allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)",
+     "ConnectionResetError: [Errno 104] Connection reset by peer"],
 )  # fmt: skip
 def test_failures_of_the_machine_are_transient_not_the_structures(error):
     """A busy GPU, a full disk or a lost connection were cached as the structure's final failure: its NaNs stayed
@@ -548,3 +553,20 @@ def test_a_worker_that_dies_names_its_structures_and_loses_none_of_the_finished(
     assert died == ("TerminatedWorkerError a worker process died computing one of the structures a (out of memory?); "
                     "the 5 finished structures' values are cached")
     assert recomputed == "recomputed 0 errors 0"
+
+
+def test_an_archive_of_other_group_versions_says_they_will_never_be_read(tmp_path):
+    """Values simulated with other package versions were imported under keys this installation never looks up,
+    and the command said it imported them: the next featurize silently computed everything again."""
+    s = _cscl()
+    current = _lattice_keys()["lattice"]
+    name = current.split(":")[0]
+    older = f"{name.split('@')[0]}@0-elsewhere"
+    archive = _archive(tmp_path / "a.json.gz", {structure_key(s): {older: {"values": [4.0] * 6, "error": None}}})
+    expected = rf"1 archived group versions are not the ones .* \(first: {re.escape(older)}, here {re.escape(name)}"
+    with pytest.warns(UserWarning, match=expected):
+        assert import_archive(DescriptorCache(tmp_path / "cache"), archive) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the current version imports without a word
+        import_archive(DescriptorCache(tmp_path / "again"), _archive(tmp_path / "b.json.gz",
+                                                                    {structure_key(s): _good_lattice_entries()}))

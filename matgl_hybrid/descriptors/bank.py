@@ -180,6 +180,7 @@ def featurize(
         values (some or all) were computed rather than read from the cache.
     """
     dset = get_descriptor_set(descriptor_set)
+    given_ids = ids is not None  # user descriptors keyed by id need the structures' own, not row numbers
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(structures))]
     if len(ids) != len(structures):
         raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
@@ -223,7 +224,7 @@ def featurize(
                     f"values are {'cached' if cache else 'lost (no cache_dir)'}"
                 ) from exc
 
-    frame = _assemble(dset, entries, ids)
+    frame = _assemble(dset, entries, ids, given_ids)
     frame.attrs["n_computed"] = len(todo)
     return frame
 
@@ -246,8 +247,9 @@ def archive_values(
     return export_archive(DescriptorCache(cache_dir), structures, keys, path)
 
 
-def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str]) -> pd.DataFrame:
-    """Lay group entries out as the set's columns and collect the recorded errors."""
+def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str], given_ids: bool) -> pd.DataFrame:
+    """Lay group entries out as the set's columns and collect the recorded errors; user descriptors keyed by id are
+    aligned by ``ids`` only when the caller gave them (``given_ids``)."""
     n = len(entries)
     blocks, errors = [], []
     for group in dset.groups:
@@ -264,7 +266,7 @@ def _assemble(dset, entries: list[dict[str, Entry]], ids: list[str]) -> pd.DataF
                         "error": e[group.key]["error"],
                     }
                 )
-    blocks += [user.align(n, ids) for user in dset.user]
+    blocks += [user.align(n, ids if given_ids else None) for user in dset.user]
     frame = pd.concat(blocks, axis=1) if blocks else pd.DataFrame(index=range(n))
     frame = frame.loc[:, ~frame.columns.duplicated()][list(dset.columns)]
     frame.attrs["errors"] = errors

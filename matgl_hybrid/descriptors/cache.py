@@ -227,7 +227,23 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
             f"kept (first: structure {key}, group {group}); delete those cache files to take the archive's",
             stacklevel=2,
         )
+    versions = {g.name: key for key, g in _known_groups().items()}
+    unread = sorted({g for groups in entries.values() for g in groups if _another_version(g, versions)})
+    if unread:
+        name = GROUP_KEY.fullmatch(unread[0])[1].partition("@")[0]
+        warnings.warn(
+            f"{path}: {len(unread)} archived group versions are not the ones this installation computes (first: "
+            f"{unread[0]}, here {versions[name]}; other package versions where they were computed?): stored, but "
+            "never read here",
+            stacklevel=2,
+        )
     return len(entries)
+
+
+def _another_version(group_key: str, versions: dict[str, str]) -> bool:
+    """Whether ``group_key`` is of a group this package defines (by name), at another version than ``versions``'."""
+    name, _, _ = GROUP_KEY.fullmatch(group_key)[1].partition("@")
+    return name in versions and GROUP_KEY.fullmatch(group_key)[1] != versions[name]
 
 
 def _same_values(local: Entry, archived: Entry) -> bool:

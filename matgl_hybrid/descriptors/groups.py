@@ -116,10 +116,11 @@ def reference_structures() -> tuple[Structure, ...]:
 #: cache; any other recorded failure is final for its version.
 TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
                     "FileNotFoundError", "PermissionError", "OSError", "ConnectionError", "BrokenPipeError",
-                    "AcceleratorError")  # fmt: skip
+                    "AcceleratorError", "ConnectionResetError", "ConnectionAbortedError", "ConnectionRefusedError",
+                    "BlockingIOError", "InterruptedError")  # fmt: skip
 #: Words of a failure's message that mark it transient whatever its type (torch raises RuntimeError for a busy or
-#: lost GPU and for running out of its memory).
-TRANSIENT_WORDS = ("out of memory", "cuda", "no space left on device")
+#: lost GPU and for running out of its memory, on the CPU "DefaultCPUAllocator: can't allocate memory").
+TRANSIENT_WORDS = ("out of memory", "cuda", "no space left on device", "allocate memory")
 
 
 def is_transient(error: str) -> bool:

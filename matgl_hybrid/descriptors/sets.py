@@ -50,7 +50,9 @@ class UserDescriptors:
     def from_frame(
         cls, frame: pd.DataFrame, columns: Sequence[str] | None = None, id_column: str | None = None
     ) -> UserDescriptors:
-        """Take ``columns`` (default: all but ``id_column``) of a DataFrame."""
+        """Take ``columns`` (default: all but ``id_column``) of a DataFrame; column labels are taken as text
+        (``pd.DataFrame(array)``'s 0, 1, … become "0", "1", …)."""
+        frame = frame.rename(columns=str)
         if id_column is not None:
             if id_column not in frame.columns:
                 raise UnknownNameError(f"id column {id_column!r} not in {list(frame.columns)}")
