@@ -112,6 +112,10 @@ def test_native_readout_is_a_native_model_and_checkpoints_saved_as_hybrid_model_
     header = json.loads((tmp_path / "native" / "model.json").read_text())
     assert (header["@class"], header["@module"]) == ("NativeModel", "matgl_hybrid.models.native")
     np.testing.assert_array_equal(load_checkpoint(tmp_path / "native").predict(_structures()), expected)
+    # readout given by position (HybridModel's fifth argument, NativeModel's is n_targets): the same model
+    positional = HybridModel("megnet", ELEMENTS, 4.0, MEGNET, "native", target_names=("K",))
+    assert type(positional) is NativeModel
+    assert (positional.cutoff, positional.target_names) == (4.0, ("K",))
 
     old = tmp_path / "saved_as_hybrid"  # how HybridModel(readout="native") was saved before NativeModel
     (tmp_path / "native").rename(old)

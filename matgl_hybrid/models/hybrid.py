@@ -62,8 +62,9 @@ class HybridModel(GraphModel):
     def __new__(cls, *args: Any, **kwargs: Any):
         """A :class:`NativeModel` for ``readout="native"`` (see the class docstring); else a HybridModel."""
         arguments = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs).arguments
-        if cls is HybridModel and arguments.get("readout") == "native":
-            return NativeModel(*args, **kwargs)
+        if cls is HybridModel and arguments.get("readout") == "native":  # by name: the two orders differ
+            named = {k: v for k, v in arguments.items() if k not in ("self", "kwargs")}
+            return NativeModel(**named, **arguments.get("kwargs", {}))
         return super().__new__(cls)
 
     def __init__(

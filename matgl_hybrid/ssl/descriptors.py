@@ -16,6 +16,7 @@ from matgl.models._core import MatGLModel
 from matgl_hybrid.checkpoint import load_checkpoint
 from matgl_hybrid.descriptors.groups import FeatureGroup, StructureContext
 from matgl_hybrid.descriptors.sets import DescriptorSet
+from matgl_hybrid.descriptors.uip import POTENTIAL_LOCK
 from matgl_hybrid.errors import UnknownNameError
 from matgl_hybrid.inference import embedding_width, material_embeddings
 
@@ -81,4 +82,7 @@ def ssl_group(checkpoint: str | Path, layers: tuple[int, ...], pool: str = "sum"
 
 
 def _values(path: str, digest: str, layers: tuple[int, ...], pool: str, ctx: StructureContext) -> list[float]:
-    return material_embeddings(_encoder(path, digest), [ctx.structure], layers, pool)[0].tolist()
+    """The pooled NE vectors of ``ctx.structure``; one thread at a time: the shared encoder leaves a pass's per-atom
+    features in its ``feature_dict``, where another thread's pass would replace them before they are read."""
+    with POTENTIAL_LOCK:
+        return material_embeddings(_encoder(path, digest), [ctx.structure], layers, pool)[0].tolist()
