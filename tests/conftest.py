@@ -1,9 +1,12 @@
 """Shared pytest fixtures."""
 
+import contextlib
 import gzip
 import json
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,25 @@ def elastic() -> data.StructureData:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return data.load(DEMO_DATA / "de_jong_2015_elasticity.json.gz", target="K_VRH", limit=24)
+
+
+def in_two_threads_meeting_after(monkeypatch, owner: object, method: str, calls: list[Callable[[], object]]) -> list:
+    """The results of the two ``calls``, each in its own thread, with ``owner.method`` patched to wait for the other
+    thread after it returns: both pass before either reads what the pass left behind, unless a lock keeps the
+    second out (then the wait times out and each runs alone)."""
+    original, meet = getattr(owner, method), threading.Barrier(2)
+
+    def then_meet(*args, **kwargs):
+        out = original(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):  # locked out: the other never comes
+            meet.wait(timeout=2)
+        return out
+
+    monkeypatch.setattr(owner, method, then_meet)
+    found: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda k=k, c=c: found.update({k: c()})) for k, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [found[k] for k in range(len(calls))]

@@ -12,7 +12,7 @@ import matgl
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO_DATA, SHARED_DATA, TINY_MEGNET
+from conftest import DEMO_DATA, SHARED_DATA, TINY_MEGNET, in_two_threads_meeting_after
 from pymatgen.core import Lattice, Structure
 
 from matgl_hybrid import data, potentials
@@ -371,30 +371,12 @@ def test_the_weight_average_takes_the_dtype_the_trainer_gives_the_model():
 def test_frozen_features_of_concurrent_threads_are_each_their_own_structures(elastic, monkeypatch):
     """A forward pass leaves its per-atom features in the shared model's feature_dict: with two threads (Dask's
     threaded workers) both passing before either read, one read the other structure's features."""
-    import contextlib
-    import threading
-
     from matgl_hybrid.descriptors import uip
 
     first, second = sorted(elastic.structures[:6], key=len)[::5][:2]  # two sizes: another's features differ
     expected = [uip.matpes_atom_features(s) for s in (first, second)]
-    model = uip.matpes_potential().model
-    forward, meet = model.predict_structure, threading.Barrier(2)
-
-    def forward_then_meet(structure, *args, **kwargs):  # both threads pass before either reads, unless locked out
-        out = forward(structure, *args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):  # locked out: the other never comes
-            meet.wait(timeout=2)
-        return out
-
-    monkeypatch.setattr(model, "predict_structure", forward_then_meet)
-    found: dict[int, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda k=k, s=s: found.update({k: uip.matpes_atom_features(s)}))
-               for k, s in enumerate((first, second))]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    calls = [lambda s=s: uip.matpes_atom_features(s) for s in (first, second)]
+    found = in_two_threads_meeting_after(monkeypatch, uip.matpes_potential().model, "predict_structure", calls)
     for k in range(2):
         np.testing.assert_array_equal(found[k], expected[k])
 

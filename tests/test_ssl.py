@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO_DATA
+from conftest import DEMO_DATA, in_two_threads_meeting_after
 from matgl.config import DEFAULT_ELEMENTS
 
 from matgl_hybrid.data import load_records
@@ -198,9 +198,6 @@ def test_pretraining_that_could_learn_nothing_is_refused_before_it_runs(structur
 def test_ssl_values_of_concurrent_threads_are_each_their_own_structures(structures, tmp_path, monkeypatch):
     """The shared encoder leaves a pass's per-atom features in its feature_dict: with two threads (Dask's threaded
     workers) both passing before either read, one pooled the other structure's atoms, and cached it for good."""
-    import contextlib
-    import threading
-
     from matgl_hybrid.checkpoint import save_checkpoint
     from matgl_hybrid.descriptors import get_descriptor_set
     from matgl_hybrid.descriptors.groups import StructureContext
@@ -213,22 +210,8 @@ def test_ssl_values_of_concurrent_threads_are_each_their_own_structures(structur
     expected = [group.compute(StructureContext(s)) for s in (first, second)]
     folder = tmp_path / "enc"
     encoder = ssl_descriptors._encoder(str(folder.resolve()), ssl_descriptors._manifest_digest(folder))
-    forward, meet = encoder.forward, threading.Barrier(2)
-
-    def forward_then_meet(*args, **kwargs):  # both threads pass before either reads, unless locked out
-        out = forward(*args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):  # locked out: the other never comes
-            meet.wait(timeout=2)
-        return out
-
-    monkeypatch.setattr(encoder, "forward", forward_then_meet)
-    found: dict[int, list[float]] = {}
-    threads = [threading.Thread(target=lambda k=k, s=s: found.update({k: group.compute(StructureContext(s))}))
-               for k, s in enumerate((first, second))]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    calls = [lambda s=s: group.compute(StructureContext(s)) for s in (first, second)]
+    found = in_two_threads_meeting_after(monkeypatch, encoder, "forward", calls)
     for k in range(2):
         np.testing.assert_allclose(found[k], expected[k], rtol=1e-6)
 
