@@ -36,6 +36,7 @@ from tasks import (
     COLUMN_NAMES,
     DATASETS,
     DESCRIPTORS_ONLY,
+    FINETUNE,
     MODELS,
     RESULTS,
     SHARED,
@@ -167,9 +168,32 @@ def run(
             )
 
 
+#: What a fold record's ``params.settings`` (and its ``spec``) hold that says where it ran, not what was trained
+#: (the seed is the fold's number by design).
+RUNTIME_SETTINGS = frozenset({"device", "commit", "workers", "n_trained"})
+RUNTIME_SPEC = frozenset({"accelerator", "devices", "progress", "n_jobs", "seed"})
+
+
+def setting_differences(records: dict[int, dict]) -> list[str]:
+    """The settings in which the folds of one row differ (``settings.<key>``, ``spec.<key>``, the descriptor
+    version): such a row's mean is not one model's (a fold rerun with other epochs, another descriptor version)."""
+
+    def trained(record: dict) -> dict[str, str]:
+        params = record.get("params", {})
+        settings = params.get("settings", {})
+        out = {"train_fraction": 1.0} | {k: v for k, v in settings.items() if k not in RUNTIME_SETTINGS | {"spec"}}
+        spec = TrainSpec.from_stored(settings["spec"]).to_dict() if "spec" in settings else {}  # fields added later
+        out |= {f"spec.{k}": v for k, v in spec.items() if k not in RUNTIME_SPEC}
+        out["descriptor_version"] = params.get("descriptor_version")
+        return {k: json.dumps(v, sort_keys=True) for k, v in out.items()}
+
+    folds = [trained(r) for r in records.values()]
+    return sorted(k for k in set().union(*folds) if len({f.get(k) for f in folds}) > 1)
+
+
 def report(dataset: str) -> None:
     """Rebuild ``<dataset>.{json,md,png}`` from the finished folds."""
-    tables, parity, devices, sizes = {}, {}, set(), {}
+    tables, parity, devices, sizes, mixed = {}, {}, set(), {}, {}
     for task in DATASETS[dataset][1]:
         base = RESULTS / "folds" / dataset / task.name
         rows, best = {}, None
@@ -182,7 +206,9 @@ def report(dataset: str) -> None:
             first = next(iter(records.values()))
             sizes[task.name] = first["n_train"] + first["n_test"]
             rows[model_dir.name] = {**summarize(records), "mad": float(np.mean(np.abs(y - y.mean())))}
-            if len(records) < 5:  # the parity plot is the table's best: a model of all five folds
+            if differing := setting_differences(records):
+                mixed[f"{task.name} / {model_dir.name}"] = differing
+            if len(records) < 5 or not np.isfinite(rows[model_dir.name]["mae_mean"]):  # parity: the best of 5 folds
                 continue
             if best is None or rows[model_dir.name]["mae_mean"] < rows[best]["mae_mean"]:
                 best = model_dir.name
@@ -206,12 +232,18 @@ def report(dataset: str) -> None:
         f"Command: `python benchmarks/accuracy.py --dataset {dataset}`. GNN budget (MEGNet; TensorNet for model 5; "
         f"MatGL's default sizes): batch "
         f"{budget.batch_size}, lr {budget.lr:g}, at most {budget.max_epochs} epochs, early stopping (patience "
-        f"{budget.patience}) on 10 % of the training folds. MAD: mean absolute deviation of the targets. "
+        f"{budget.patience}) on 10 % of the training folds; the `finetuned_*` and `scratch_*` rows (issue "
+        f"\"Pretrained foundation backbones\") train with their own: batch {FINETUNE['batch_size']}, lr "
+        f"{FINETUNE['lr']:g}, at most {FINETUNE['max_epochs']} epochs, patience {FINETUNE['patience']}, AdamW with "
+        f"warm-up and cosine (`tasks.FINETUNE`). MAD: mean absolute deviation of the targets. "
         "Moduli ≤ 0 (no log10) and structures with no neighbour pair within the 5 Å graph cutoff (which no graph "
         "network can read) are dropped for every model: "
         + ", ".join(f"{task} n = {n}" for task, n in sizes.items())
         + ".",
     ]
+    if mixed:
+        notes += ["", "**Folds trained with different settings** (a row's mean is then not one model's; rerun the "
+                  "odd folds): " + "; ".join(f"{row}: {', '.join(keys)}" for row, keys in mixed.items())]
     devices.discard(None)
     if devices:
         notes += ["", f"Folds ran on: {'; '.join(sorted(devices))} (train s / fold compares only on one device)."]
@@ -446,7 +478,7 @@ def _mean_std(mean: float, std: float) -> str:
 
 def _complete_means(rows: dict[str, dict]) -> dict[str, float]:
     """``{model: mean MAE}`` of the models of one task that have all 5 folds."""
-    return {m: r["mae_mean"] for m, r in rows.items() if len(r["fold_mae"]) == 5}
+    return {m: r["mae_mean"] for m, r in rows.items() if len(r["fold_mae"]) == 5 and np.isfinite(r["mae_mean"])}
 
 
 def _load_tables(results: Path) -> dict[tuple[str, Task], dict]:

@@ -216,6 +216,22 @@ def _check_summary(accuracy, results: Path, inputs: dict, verdict: str | None) -
     return text
 
 
+def test_a_row_of_folds_trained_with_different_settings_is_named(accuracy):
+    """A fold rerun with other settings (a 2-epoch smoke test reused as finished, a fold redone on today's descriptor
+    version) was averaged with the others as one model's; runtime fields, the fold's seed and fields added since
+    (read with the value they had) are no difference."""
+    spec = {"max_epochs": 120, "seed": 0, "accelerator": "cpu"}
+    fold = {"params": {"settings": {"device": "cpu", "spec": spec}, "descriptor_version": "v1"}}
+    same = {k: json.loads(json.dumps(fold)) for k in range(3)}
+    same[1]["params"]["settings"] |= {"device": "NVIDIA H200", "train_fraction": 1.0}
+    same[2]["params"]["settings"]["spec"] |= {"seed": 2, "clip_descriptors": False}
+    assert accuracy.setting_differences(same) == []
+    smoke = json.loads(json.dumps(fold))
+    smoke["params"]["settings"]["spec"]["max_epochs"] = 2
+    smoke["params"]["descriptor_version"] = "v2"
+    assert accuracy.setting_differences({**same, 3: smoke}) == ["descriptor_version", "spec.max_epochs"]
+
+
 def test_summary_cross_dataset_target(accuracy, tmp_path):
     inputs = {
         "de_jong_2015_elasticity": {

@@ -435,6 +435,12 @@ def test_report_flags_best_only_when_it_beats_every_row_leaderboard_included(tmp
     partial = {"t": {"ours": {**row, "fold_mae": [1.25, float("nan"), 0.5], "mae_mean": 0.875, "folds_done": 3}}}
     write_report(tmp_path / "partial", "r", partial, {"t": "eV"})
     assert "| 3/5 | 1 | 1.25, –, 0.5 |" in (tmp_path / "partial.md").read_text()
+    # a diverged model (a NaN fold, hence a NaN mean) is never the best and is listed last, whatever its name
+    diverged = {"t": {"a_diverged": {**row, "mae_mean": float("nan")}, **tables["t"]}}
+    write_report(tmp_path / "nan", "r", diverged, {"t": "eV"})
+    table = [line for line in (tmp_path / "nan.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| ours **(best)** |")
+    assert table[3].startswith("| a_diverged | nan")
 
 
 def test_classifier_candidates_are_chosen_by_validation_log_loss_not_mae_of_probabilities(monkeypatch):

@@ -50,7 +50,8 @@ def write_report(
     for target, rows in tables.items():
         metric = metrics.get(target, "mae")
         label, sign = METRIC_LABELS[metric], -1.0 if metric in HIGHER_IS_BETTER else 1.0
-        complete = {m: sign * r[f"{metric}_mean"] for m, r in rows.items() if r["folds_done"] == 5}
+        scores = {m: sign * r[f"{metric}_mean"] for m, r in rows.items()}
+        complete = {m: s for m, s in scores.items() if rows[m]["folds_done"] == 5 and np.isfinite(s)}  # NaN: diverged
         others = [sign * r[f"{metric}_mean"] for r in (reference or {}).get(target, [])]
         best = min(complete, key=complete.get) if complete else None
         if best is not None and (len(complete) + len(others) < 2 or min(others, default=np.inf) < complete[best]):
@@ -63,7 +64,7 @@ def write_report(
             + " folds | train s / fold | per fold |",
             "|---|---:|" + ("---:|" if ratio_column else "") + "---:|---:|---|",
         ]
-        for model, r in sorted(rows.items(), key=lambda kv: sign * kv[1][f"{metric}_mean"]):
+        for model, r in sorted(rows.items(), key=lambda kv: (not np.isfinite(scores[kv[0]]), scores[kv[0]])):
             ratio = (f" {r['mae_mean'] / r['mad']:.3f} |" if r.get("mad") else " – |") if ratio_column else ""
             flag = " **(best)**" if model == best else ""
             per_fold = ", ".join("–" if v is None or not np.isfinite(v) else f"{v:.4g}" for v in r[f"fold_{metric}"])
