@@ -165,6 +165,25 @@ def test_select_refuses_what_it_cannot_choose_among(atoms_per_cell):
         InnerKFold(1)
 
 
+@pytest.mark.parametrize(
+    ("candidate", "reason"),
+    [
+        (DescriptorForest("gong28+compositon"), "unknown descriptor set 'compositon'|compositon"),
+        (TrainSpec(**{**TINY, "descriptor_set": "gong28+compositon"}), "compositon"),
+        (TrainSpec(backbone="tensornet-matpes-pbe", cutoff=4.0), r"pretrained with a 5\.0 Å cutoff, not 4\.0"),
+        (TrainSpec(**{**TINY, "node_embeddings": "no/such/encoder:0,1"}), "no saved encoder"),
+    ],
+    ids=["forest", "network", "pretrained-cutoff", "encoder"],
+)
+def test_a_candidate_that_cannot_train_is_refused_before_any_trains(atoms_per_cell, monkeypatch, candidate, reason):
+    """A bad last candidate failed only when its turn came: the candidates before it trained for nothing."""
+    trained = []
+    monkeypatch.setattr(selection_module, "_fit_unit", lambda *a, **k: trained.append(a) or pytest.fail("trained"))
+    with pytest.raises(ValueError, match=rf"candidate 'last': .*({reason})"):
+        select(atoms_per_cell, {"first": TrainSpec(**TINY), "last": candidate}, progress=False)
+    assert trained == []
+
+
 def test_classifiers_are_chosen_by_log_loss_not_by_the_mae_of_their_probabilities():
     """MAE rewards probabilities pushed to 0 or 1: B (one confident miss) has the lower MAE, A the proper score."""
     y = [0.0, 1.0, 1.0, 0.0]

@@ -30,11 +30,12 @@ from tqdm.auto import tqdm
 from matgl_hybrid.data import StructureData
 from matgl_hybrid.data.splits import kfold_splits, split_indices
 from matgl_hybrid.descriptors import featurize, get_descriptor_set
-from matgl_hybrid.errors import NonFinitePredictions
+from matgl_hybrid.errors import NonFinitePredictions, UnknownNameError
 from matgl_hybrid.fingerprint import run_fingerprint
 from matgl_hybrid.models import HybridEnsemble, HybridModel
 from matgl_hybrid.training.baselines import DescriptorForest
 from matgl_hybrid.training.candidates import Candidate, check_candidate_name, describe_candidate
+from matgl_hybrid.training.finetuning import pretrained_architecture, pretrained_name
 from matgl_hybrid.training.fit import FitResult, device_name, fit, result_changing
 from matgl_hybrid.training.fold_store import FoldStore
 from matgl_hybrid.training.spec import TrainSpec
@@ -239,6 +240,29 @@ def best_candidate(scores: Mapping[str, float | None]) -> str:
     return min(scores, key=lambda n: (scores[n] is None or not np.isfinite(scores[n]), scores[n] or 0.0))
 
 
+def check_candidates_resolve(candidates: Mapping[str, Candidate]) -> None:
+    """Refuse, naming it, a candidate whose descriptor set is unknown (or needs what is not installed), whose
+    pretrained backbone cannot take its cutoff or sizes, or whose NEGNN encoder is not a saved model: else it
+    would fail only when its turn came, after the candidates before it had trained.
+
+    Raises:
+        ValueError: ``candidate '<name>': <reason>`` (a KeyError too for an unknown name).
+    """
+    for name, candidate in candidates.items():
+        try:
+            if candidate.descriptor_set:
+                get_descriptor_set(candidate.descriptor_set)
+            if isinstance(candidate, TrainSpec) and pretrained_name(candidate) is not None:
+                pretrained_architecture(candidate)
+            encoder = getattr(candidate, "node_embeddings", None)
+            if encoder and not (Path(encoder.rpartition(":")[0]) / "model.json").is_file():
+                raise FileNotFoundError(f"node_embeddings {encoder!r}: no saved encoder (model.json) at that path")
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"candidate {name!r}: {exc}") from None
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"candidate {name!r}: {exc}") from None
+
+
 def select(
     data: StructureData,
     candidates: Mapping[str, Candidate],
@@ -283,6 +307,7 @@ def select(
         raise ValueError("select needs at least one candidate")
     for name in candidates:
         check_candidate_name(name)
+    check_candidates_resolve(candidates)  # all of them, before the first trains (minutes to hours each)
     if data.targets is None:
         raise ValueError("select needs targets: load the data with target=...")
     splits = scheme.splits(data)
