@@ -22,6 +22,7 @@ import pytest
 from conftest import DEMO_DATA, TINY, write_small_records
 from pymatgen.core import Lattice, Structure
 
+import matgl_hybrid.evaluation.cv
 import matgl_hybrid.files
 from matgl_hybrid import data
 from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, load_checkpoint, save_checkpoint, sha256_file
@@ -213,6 +214,20 @@ def test_run_cv_refuses_folds_of_another_run_before_training(elastic, tmp_path):
     with pytest.raises(FingerprintMismatch, match="carries no fingerprint"):
         run_cv(elastic, TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
     assert not (folds / "fold0.json").exists()  # nothing was trained
+
+
+def test_run_cv_never_replaces_a_users_file_of_a_report_name(elastic, tmp_path, monkeypatch):
+    """cv.md, cv.png, cv.json and cv_predictions.csv were replaced after the five folds had trained, whatever wrote
+    them; an earlier cv's own report is replaced by a rerun."""
+    (tmp_path / "cv.md").write_text("# my notes\n")
+    with pytest.raises(FileExistsError, match=r"cv\.md is not a report of an earlier `cv`"):
+        run_cv(elastic, TrainSpec(**TINY), tmp_path, cache_dir=None)
+    assert (tmp_path / "cv.md").read_text() == "# my notes\n"
+    assert not (tmp_path / "folds").exists()  # refused before any work
+    (tmp_path / "cv.json").write_text(json.dumps({"spec": {}, "folds_done": 5, "fold_mae": [1.0] * 5}))
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: pytest.fail("got past"))
+    with pytest.raises(pytest.fail.Exception, match="got past"):  # a rerun over an earlier cv's report goes on
+        run_cv(elastic, TrainSpec(**TINY), tmp_path, cache_dir=None)
 
 
 # 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------

@@ -20,11 +20,33 @@ from matgl_hybrid.descriptors import get_descriptor_set
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
 from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
-from matgl_hybrid.files import atomic_write_text, check_output_dir
+from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import encoder_digest, run_fingerprint, without_runtime_fields
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, device_name, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
 from matgl_hybrid.training.selection import Scheme, is_classifier
+
+#: The report files ``run_cv`` writes into its folder (replaced by a rerun).
+REPORT_FILES = ("cv.json", "cv.md", "cv.png", "cv_predictions.csv")
+
+
+def check_own_reports(out: Path) -> None:
+    """Refuse, before any work, a folder where a report file of ``cv`` would replace one that no ``cv`` wrote: a
+    rerun replaces its own report (its ``cv.json`` is a summary of folds), never a user's file of the same name.
+
+    Raises:
+        FileExistsError: naming the file.
+    """
+    present = [out / name for name in REPORT_FILES if (out / name).exists()]
+    if not present:
+        return
+    try:
+        summary = read_json(out / "cv.json") if (out / "cv.json").is_file() else None
+    except (OSError, ValueError):
+        summary = None
+    if not (isinstance(summary, dict) and "spec" in summary and "folds_done" in summary):
+        raise FileExistsError(f"{present[0]} is not a report of an earlier `cv` in {out}, which cv would replace: "
+                              "give another --out (or move the file)")  # fmt: skip
 
 
 def run_cv(
@@ -54,6 +76,7 @@ def run_cv(
     y_pred``) and ``<out>/cv.{md,png}``.
     """
     out = check_output_dir(out)
+    check_own_reports(out)
     spec.validate()
     version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
     chosen_among = (
