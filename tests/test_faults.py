@@ -230,6 +230,22 @@ def test_run_cv_never_replaces_a_users_file_of_a_report_name(elastic, tmp_path, 
         run_cv(elastic, TrainSpec(**TINY), tmp_path, cache_dir=None)
 
 
+def test_run_cv_refuses_elements_a_pretrained_potential_lacks_before_training(elastic, tmp_path, monkeypatch):
+    """Every fold embeds MatGL's 89 elements, but a pretrained potential only its own (a user's may hold fewer): an
+    element outside them failed only when its test fold predicted, after that fold had trained."""
+    from matgl.config import DEFAULT_ELEMENTS
+
+    from matgl_hybrid import potentials
+
+    part = elastic.subset(range(20))
+    absent = sorted({e.symbol for s in part.structures for e in s.elements})[0]
+    monkeypatch.setattr(potentials, "element_types", lambda name: tuple(e for e in DEFAULT_ELEMENTS if e != absent))
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: pytest.fail("a fold trained"))
+    spec = TrainSpec(backbone="tensornet-matpes-pbe", batch_size=4, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match=rf"{absent} \(in \d+ entries: .*\) are not among the 88 elements the pre"):
+        run_cv(part, spec, tmp_path / "cv", cache_dir=None)
+
+
 # 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------
 
 

@@ -22,8 +22,10 @@ from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
 from matgl_hybrid.fingerprint import encoder_digest, run_fingerprint, without_runtime_fields
+from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, device_name, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
+from matgl_hybrid.training.datamodule import check_embedded, model_elements
 from matgl_hybrid.training.selection import Scheme, is_classifier
 
 #: The report files ``run_cv`` writes into its folder (replaced by a rerun).
@@ -96,6 +98,14 @@ def run_cv(
         if isinstance(candidate, TrainSpec):
             return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
         return candidate
+
+    for name, candidate in {"": spec, **(candidates or {})}.items():  # before fold 0 trains, not when it predicts
+        if isinstance(candidate, TrainSpec):
+            try:
+                check_embedded(model_elements(for_fold(candidate, 0), data.structures), data,
+                               get_backbone(candidate.backbone).potential)  # fmt: skip
+            except ValueError as exc:
+                raise ValueError(f"candidate {name!r}: {exc}" if name else str(exc)) from None
 
     def checkpoints(fold: int) -> Path:
         """Where fold ``fold`` keeps its Lightning checkpoints until its record is written."""
