@@ -227,12 +227,17 @@ def render_card(record: dict[str, Any], title: str, figure: str | None = None) -
         ]
     if figure:
         lines += [f"![training curves{' and test parity' if test else ''}]({figure})", ""]
+    members = record["members"]
+    seeds = [m["seed"] for m in members if "seed" in m] if len(members) > 1 else []
+    seeds_text = f"seeds {', '.join(map(str, seeds))}" if len(seeds) == len(members) > 1 else f"seed {spec['seed']}"
+    seconds = sum(m["seconds"] for m in members)
     lines += [
         "## Training",
         f"- batch {spec['batch_size']}, {record.get('schedule') or 'lr {:g}'.format(spec['lr'])}, at most "
         f"{spec['max_epochs']} epochs, "
-        f"patience {spec['patience']}, loss {spec['loss']}, seed {spec['seed']}; {member['seconds']:.0f} s on "
-        f"{record.get('device', 'unknown device')}.",
+        f"patience {spec['patience']}, loss {spec['loss']}, {seeds_text}; {seconds:.0f} s on "
+        f"{record.get('device', 'unknown device')}" + (f" ({len(members)} members together)." if len(members) > 1
+                                                       else "."),
         "",
     ]
     if record.get("command"):

@@ -88,6 +88,10 @@ def test_model_cards_of_chgnet_models_state_the_leakage():
     del record["referenced_weights"]
     record["spec"]["descriptor_set"] = "gong28"
     assert "Leakage" not in render_card(record, "t")
+    assert "seed 0; 1 s on unknown device." in render_card(record, "t")
+    # an ensemble: the time of every member and each one's seed, not the first member's alone
+    record["members"] = [{**record["members"][0], "seed": k, "seconds": 10.0} for k in range(3)]
+    assert "seeds 0, 1, 2; 30 s on unknown device (3 members together)." in render_card(record, "t")
 
 
 def test_potential_groups_are_refused_on_threads_which_would_share_one_calculator(elastic):
