@@ -246,6 +246,21 @@ def test_run_cv_refuses_elements_a_pretrained_potential_lacks_before_training(el
         run_cv(part, spec, tmp_path / "cv", cache_dir=None)
 
 
+def test_a_cv_resumed_across_package_upgrades_says_which_folds_ran_under_which(elastic, tmp_path, monkeypatch):
+    """cv.json named the last session's versions alone, as if every fold had run under them."""
+    from matgl_hybrid.evaluation.matbench.submission import requirements
+
+    now = requirements()["python"]
+    records = {f: {"mae": 1.0, "train_seconds": 1.0, "ids": [f"{f}"], "y_true": [1.0], "y_pred": [2.0],
+                   "params": {"device": "cpu", "requirements": ["matgl==4.0.0"] if f < 2 else now}}
+               for f in range(5)}  # fmt: skip
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: records)
+    with pytest.warns(UserWarning, match=r"cv: folds 0, 1 ran under other package versions"):
+        summary = run_cv(elastic.subset(range(10)), TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
+    assert summary["requirements_per_fold"][0] == ["matgl==4.0.0"]
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["requirements_per_fold"]["4"] == now
+
+
 # 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,15 @@ def run_cv(
         """Where fold ``fold`` keeps its Lightning checkpoints until its record is written."""
         return out / "checkpoints" / f"fold{fold}"
 
+    installed = requirements()["python"]  # recorded with each fold: a resumed run may span package upgrades
+
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         if not candidates:
             result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir, checkpoint_dir=checkpoints(fold))
             predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                                "device": device_name(spec.accelerator), "history": result.history,
-                               "train_seconds": result.seconds}  # fmt: skip
+                               "train_seconds": result.seconds, "requirements": installed}  # fmt: skip
         fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
@@ -129,7 +132,7 @@ def run_cv(
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary(),
                            "device": "; ".join(sorted({device_name(spec.accelerator), *selection.devices()})),
-                           "train_seconds": seconds}  # fmt: skip
+                           "train_seconds": seconds, "requirements": installed}  # fmt: skip
 
     def forget_checkpoints(fold: int) -> None:
         """A finished fold's record is its result (its learning curve in ``params["history"]``): the checkpoints
@@ -152,7 +155,13 @@ def run_cv(
                     "rocauc_std": float(np.nanstd(summary["fold_rocauc"]))}  # fmt: skip
     devices = sorted({str(r["params"]["device"]) for r in records.values() if "device" in r.get("params", {})})
     summary |= {"command": command, "device": ", ".join(devices) or device_name(spec.accelerator),
-                "requirements": requirements()["python"]}  # fmt: skip
+                "requirements": installed}  # fmt: skip
+    per_fold = {f: r["params"].get("requirements") for f, r in sorted(records.items())}
+    if any(versions not in (None, installed) for versions in per_fold.values()):  # folds of earlier sessions
+        summary["requirements_per_fold"] = per_fold
+        older = ", ".join(str(f) for f, versions in per_fold.items() if versions not in (None, installed))
+        warnings.warn(f"cv: folds {older} ran under other package versions than these (cv.json's "
+                      "requirements_per_fold lists each fold's)", stacklevel=2)  # fmt: skip
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")
