@@ -193,6 +193,12 @@ def plot_probe(table: pd.DataFrame, path: str | Path, title: str = "Descriptor p
     save(fig, path)
 
 
+def check_repeats(n_repeats: int) -> None:
+    """Refuse fewer than one permutation per descriptor (every importance would be the NaN mean of none)."""
+    if not isinstance(n_repeats, int) or n_repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1 (permutations per descriptor), got {n_repeats!r}")
+
+
 def descriptor_importance(
     model: HybridModel,
     structures: Sequence,
@@ -216,6 +222,7 @@ def descriptor_importance(
         One row per descriptor: ``descriptor``, ``mae_increase`` (mean over repeats, target units) and
         ``mae_increase_std``, sorted by importance; ``baseline_mae`` in ``df.attrs``.
     """
+    check_repeats(n_repeats)
     if model.descriptor_set is None:
         raise ValueError("descriptor importance needs a hybrid model (one with descriptors)")
     names = list(model.target_names)
@@ -391,6 +398,7 @@ def run_explain(
     ``source`` (with its ``target``; a model that learnt ``log10_<target>`` is scored on the log10 of the data's
     values, as ``train --log10-target`` made it); writes ``importance.{csv,md,png}`` into ``out`` and returns the
     table."""
+    check_repeats(repeats)  # before the model and the data are read
     hybrid = load_checkpoint(model)
     if not isinstance(hybrid, HybridModel):  # an ensemble runs no fusion of its own to permute into
         raise ValueError(f"{model}: explain takes one hybrid model, not a {type(hybrid).__name__}")

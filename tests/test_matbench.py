@@ -627,9 +627,36 @@ def test_a_submission_script_written_before_a_spec_field_reruns_with_the_setting
 
 def test_a_misspelt_task_is_refused_with_the_nearest_name(tmp_path, capsys):
     """A typo raised matbench's KeyError as a traceback."""
-    assert main(["matbench", "--tasks", "matbench_jdft2d, matbench_phonon", "--out", str(tmp_path / "m")]) == 2
+    out = tmp_path / "matbench_v0.1_Typos"
+    assert main(["matbench", "--tasks", "matbench_jdft2d, matbench_phonon", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "not Matbench v0.1 tasks: 'matbench_phonon' (did you mean matbench_phonons?)" in error
-    assert not (tmp_path / "m").exists()
-    assert main(["matbench", "--tasks", " , ", "--out", str(tmp_path / "m")]) == 2  # matbench would run all 13
+    assert not out.exists()
+    assert main(["matbench", "--tasks", " , ", "--out", str(out)]) == 2  # matbench would run all 13
     assert "no Matbench task given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--algorithm", "MGH"], "--algorithm 'MGH' must have 5 to 15 characters"),
+        (["--algorithm", "a/b/MatGL"], "no path separator"),
+        (["--out", "results"], "the folder name 'results' must start with 'matbench_v0.1_'"),
+        (["--authors", " "], "--authors is empty"),
+    ],
+)
+def test_submission_names_that_could_never_be_valid_are_refused_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                                 options, message):  # fmt: skip
+    """They were found by validate_submission after every fold had trained, and the command still exited 0."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(MatbenchRun, "run", lambda self: pytest.fail("the run started"))
+    assert main(["matbench", "--tasks", TASK, *options]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_matbench_refuses_a_forest_candidate_saying_why(tmp_path, capsys, monkeypatch):
+    (tmp_path / "c.json").write_text(json.dumps({"a": {}, "rf": {"model": "random_forest"}}))
+    monkeypatch.setattr(MatbenchRun, "run", lambda self: pytest.fail("the run started"))
+    out = tmp_path / "matbench_v0.1_Forest"
+    assert main(["matbench", "--tasks", TASK, "--candidates", str(tmp_path / "c.json"), "--out", str(out)]) == 2
+    assert "matbench takes graph-network candidates only; rf is a random forest" in capsys.readouterr().err

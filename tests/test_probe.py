@@ -122,6 +122,8 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
              "--max-epochs", "1"]
     assert main([*train, "--out", str(tmp_path / "model"), *cache]) == 0
     explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]
+    assert main([*explain, "--repeats", "0", "--out", str(tmp_path / "none"), *cache]) == 2  # NaN for every one
+    assert not (tmp_path / "none").exists()
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 0
     assert "MAE increase" in (tmp_path / "explain" / "importance.md").read_text()
     assert main([*explain, "--repeats", "1", "--out", str(tmp_path / "explain"), *cache]) == 2

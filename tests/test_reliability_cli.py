@@ -194,3 +194,29 @@ def test_pretrain_refuses_to_write_its_encoder_into_a_data_folder(tmp_path, caps
     assert main(["pretrain", "--data", str(folder), "--out", str(folder), "--overwrite"]) == 2
     assert f"--out {folder} is the input --data {folder}" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["a.cif"]
+
+
+def test_train_refuses_a_checkpoint_folder_that_is_its_out_folder_before_any_work(tmp_path, capsys):
+    """Training wrote member_0/ and selection/ into --out, whose save then refused the folder as not empty."""
+    out = tmp_path / "m"
+    code = main(["train", "--data", str(DE_JONG_2015_PATH), "--target", "K_VRH", "--out", str(out),
+                 "--checkpoint-dir", str(out)])  # fmt: skip
+    assert code == 2
+    assert f"--checkpoint-dir {out} is --out: give a folder of its own" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_missing_matbench_package_is_one_line_saying_how_to_install_it(tmp_path, capsys, monkeypatch):
+    """matbench is no dependency (its pins are older): a wheel install met a ModuleNotFoundError traceback, and
+    validate called a valid submission invalid."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matbench" else real(name, *a))
+    out = tmp_path / "matbench_v0.1_Missing"
+    assert main(["matbench", "--tasks", "matbench_jdft2d", "--out", str(out)]) == 2
+    assert "pip install --no-deps matbench==0.6" in capsys.readouterr().err
+    out.mkdir()
+    (out / "results.json.gz").write_bytes(b"\x1f\x8b")
+    assert main(["validate", str(out)]) == 2
+    assert "pip install --no-deps matbench==0.6" in capsys.readouterr().err

@@ -107,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # bad input (InvalidStructureError, CheckpointError, …), files; bugs propagate
         print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # an optional package a command needs, named with how to install it
+        if "pip install" not in str(exc):
+            raise
+        print(f"matgl-hybrid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # out of memory: what the machine lacks, not a bug (torch's, joblib's worker killed)
         if not isinstance(exc, MemoryError) and type(exc).__name__ not in OUT_OF_MEMORY:
             raise

@@ -31,7 +31,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "\nnext:\n"
         "  matgl-hybrid train --data my_structures.json.gz --target my_property --out my_model   # your own data\n"
-        "  matgl-hybrid matbench --tasks matbench_jdft2d --data-dir DIR                       # a Matbench task\n"
+        "  matgl-hybrid matbench --tasks matbench_jdft2d --algorithm MyHybrid --data-dir DIR  # a Matbench task\n"
         f"  matgl-hybrid probe --model {shlex.quote(str(result.out / MODEL))} --data DATA --out probe       "
         "# what the embeddings encode"
     )

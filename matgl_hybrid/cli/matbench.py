@@ -9,6 +9,7 @@ from matgl_hybrid.cli.options import cache
 from matgl_hybrid.cli.spec import add_spec_options, train_spec
 from matgl_hybrid.evaluation.matbench import (
     MatbenchRun,
+    check_submission_names,
     read_candidates,
     score_lines,
     validate_folder,
@@ -19,10 +20,15 @@ from matgl_hybrid.evaluation.matbench import (
 def cmd_matbench(args: argparse.Namespace) -> int:
     """Run Matbench v0.1 tasks on the published folds and write a submission folder."""
     out = args.out or Path("matbench_submissions") / f"matbench_v0.1_{args.algorithm}"
+    check_submission_names(out, args.algorithm, args.authors)
+    candidates = read_candidates(args.candidates) if args.candidates else {}
+    if forests := [name for name, c in candidates.items() if c.get("model") == "random_forest"]:
+        raise ValueError(f"{args.candidates}: matbench takes graph-network candidates only; {', '.join(forests)} "
+                         "is a random forest (train and cv take it)")  # fmt: skip
     run = MatbenchRun(
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()],
         spec=train_spec(args),
-        candidates=read_candidates(args.candidates) if args.candidates else {},
+        candidates=candidates,
         inner_folds=args.inner_folds,
         out=out,
         algorithm=args.algorithm,
@@ -40,7 +46,7 @@ def cmd_matbench(args: argparse.Namespace) -> int:
     problems = validate_submission(out)
     print(f"wrote {out} (report: {out / 'report.md'}); "
           + ("valid submission" if not problems else "not yet valid: " + "; ".join(problems)))  # fmt: skip
-    return 0
+    return 0 if not problems else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -77,7 +77,10 @@ def train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="directory of the saved model")
     p.add_argument("--ensemble", type=int, default=1, help="train K members with seeds seed..seed+K-1")
     p.add_argument("--log10-target", action="store_true", help="learn log10 of the target (non-positive dropped)")
-    p.add_argument("--units", default=None, help="units of the (transformed) target, stored with the model")
+    p.add_argument(
+        "--units", default=None, help="units of the (transformed) target, stored with the model (default: a known "
+        "target's own, e.g. GPa for K_VRH, log10 GPa with --log10-target)"
+    )
     p.add_argument(
         "--test-fraction", type=float, default=0.0, help="hold out this fraction as a test split, scored in the card"
     )

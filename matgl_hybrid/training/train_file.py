@@ -8,7 +8,7 @@ from typing import Any
 
 from matgl_hybrid import data
 from matgl_hybrid.checkpoint import check_model_dir
-from matgl_hybrid.files import check_output_dir, check_paths_distinct
+from matgl_hybrid.files import check_output_dir, check_paths_distinct, same_path
 from matgl_hybrid.graphs import drop_unconnected
 from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.fit import FitResult
@@ -87,6 +87,9 @@ def train_file(
         scheme: the selection's scheme (see :func:`train`).
     """
     spec = spec or TrainSpec()
+    if checkpoint_dir is not None and same_path(checkpoint_dir, out):  # its member_*/ and selection/ are no model's
+        raise ValueError(f"--checkpoint-dir {checkpoint_dir} is --out: give a folder of its own "
+                         f"(e.g. {Path(out) / 'checkpoints'})")
     allow = [checkpoint_dir] if checkpoint_dir else []
     check_paths_distinct({"--out": out}, {"--data": source})
     check_model_dir(out, overwrite=overwrite, allow=allow, writes=TrainedModel.FILES, replace_model=overwrite)

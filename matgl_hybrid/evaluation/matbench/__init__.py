@@ -21,7 +21,12 @@ from matgl_hybrid.evaluation.matbench.report import (
     score_lines,
     write_matbench_report,
 )
-from matgl_hybrid.evaluation.matbench.rules import validate_folder, validate_submission, validate_submissions
+from matgl_hybrid.evaluation.matbench.rules import (
+    check_submission_names,
+    validate_folder,
+    validate_submission,
+    validate_submissions,
+)
 from matgl_hybrid.evaluation.matbench.runner import MatbenchRun, fold_data, rerun_submission
 from matgl_hybrid.evaluation.matbench.submission import (
     CITATIONS,
@@ -41,6 +46,7 @@ __all__ = [
     "DatasetFileError",
     "MatbenchRun",
     "check_candidate_name",
+    "check_submission_names",
     "dataset_file",
     "describe_descriptor_set",
     "fold_data",

@@ -22,6 +22,24 @@ from matgl_hybrid.evaluation.matbench.submission import read_results
 _KIND: dict[str, str] = {"data": "a prediction", "uncertainty": "an uncertainty"}
 
 
+def check_submission_names(out: str | Path, algorithm: str, authors: str) -> None:
+    """Refuse, before a run, names its submission folder could never be valid with: they would be found only by
+    :func:`validate_submission` after every fold had trained, and a corrected ``algorithm`` names another folder.
+
+    Raises:
+        ValueError: the folder name, the algorithm (5 to 15 characters, no path separator) or empty authors.
+    """
+    problems = []
+    if not Path(out).name.startswith("matbench_v0.1_"):
+        problems.append(f"the folder name {Path(out).name!r} must start with 'matbench_v0.1_'")
+    if not 5 <= len(algorithm) <= 15 or any(c in algorithm for c in "/\\"):
+        problems.append(f"--algorithm {algorithm!r} must have 5 to 15 characters and no path separator")
+    if not authors.strip():
+        problems.append("--authors is empty")
+    if problems:
+        raise ValueError("the submission could never be valid: " + "; ".join(problems))
+
+
 def validate_submission(folder: str | Path) -> list[str]:
     """Problems that would fail the leaderboard's submission test (empty list: valid)."""
     folder = Path(folder)
@@ -82,6 +100,10 @@ def _file_problems(path: Path, check: Callable[[Path], list[str]], unreadable: s
         return [f"{path.name} is missing"]
     try:
         return check(path)
+    except ModuleNotFoundError as exc:  # this installation lacks matbench: nothing is known of the file
+        if "pip install" in str(exc):
+            raise
+        return [f"{path.name} {unreadable}: {exc}"]
     except Exception as exc:  # any failure to read is a problem to report, not to raise
         return [f"{path.name} {unreadable}: {exc}"]
 

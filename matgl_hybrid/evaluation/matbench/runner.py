@@ -29,6 +29,7 @@ from matgl_hybrid.evaluation.matbench.submission import (
     compute_note,
     describe_model,
     info_json,
+    require_matbench,
     run_script,
     write_results,
 )
@@ -117,6 +118,7 @@ class MatbenchRun:
             InnerKFold(self.inner_folds, seed=self.spec.seed)
         if not self.tasks:  # an empty subset is every task to matbench
             raise ValueError("no Matbench task given")
+        require_matbench()
         from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a benchmark runs
         from matbench.metadata import mbv01_metadata
 

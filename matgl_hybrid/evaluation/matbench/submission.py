@@ -4,6 +4,7 @@ words, citations, requirements, where it ran) and ``run_matbench.py``."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import platform
 import pprint
@@ -80,6 +81,20 @@ def write_results(mb: MatbenchBenchmark, path: str | Path) -> None:
     atomic_write_bytes(path, gzip.compress(json.dumps(mb.as_dict()).encode(), mtime=0))
 
 
+def require_matbench() -> None:
+    """Raise, with how to install it, where the ``matbench`` package (not a dependency: its pins are older than this
+    project's) is missing.
+
+    Raises:
+        ModuleNotFoundError: ``pip install --no-deps matbench==0.6``.
+    """
+    if importlib.util.find_spec("matbench") is None:
+        raise ModuleNotFoundError(
+            "Matbench runs and checks need the matbench package: pip install --no-deps matbench==0.6 (with its "
+            "dependencies it would downgrade this project's)"
+        )
+
+
 def read_results(path: str | Path) -> MatbenchBenchmark:
     """A ``results.json.gz`` read as the leaderboard reads it (gzip-compressed JSON of a MatbenchBenchmark).
 
@@ -87,6 +102,7 @@ def read_results(path: str | Path) -> MatbenchBenchmark:
         ValueError: the file is not gzip-compressed (e.g. plain JSON, as earlier versions wrote it), or its
             content is not JSON.
     """
+    require_matbench()
     from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is read
 
     raw = Path(path).read_bytes()
