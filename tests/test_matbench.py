@@ -36,6 +36,7 @@ from matgl_hybrid.evaluation import matbench as runner
 from matgl_hybrid.evaluation.matbench import (
     DatasetFileError,
     MatbenchRun,
+    load_task,
     read_candidates,
     rerun_submission,
     score_lines,
@@ -94,6 +95,25 @@ def test_dataset_file_is_verified_against_matminers_sha256(stand_in_dir, tmp_pat
     message = str(error.value)
     assert str(tmp_path / f"{TASK}.json.gz") in message  # which file, and where to put it
     assert _load_dataset_dict()[TASK]["url"] in message  # where to get it
+
+
+def test_an_unofficial_file_of_another_length_is_refused_naming_the_counts(shared_data, tmp_path, monkeypatch):
+    """matbench names rows by position: a reconstruction with rows missing failed in pandas ("not in index") while
+    the submission's note claimed the official rows."""
+    from matbench.bench import MatbenchBenchmark
+
+    records = read_records(shared_data / "alexandria_heat_capacity.json.gz", 600)
+    frame = pd.DataFrame({"structure": [Structure.from_dict(r["structure"]) for r in records],
+                          "exfoliation_en": [1.0] * len(records)})  # fmt: skip
+    store_dataframe_as_json(frame, str(tmp_path / f"{TASK}.json.gz"), compression="gz", pbar=False)
+    metadata = {**_load_dataset_dict()}
+    metadata[TASK] = {**metadata[TASK], "hash": sha256_file(tmp_path / f"{TASK}.json.gz")}
+    monkeypatch.setattr(matbench_datasets, "_load_dataset_dict", lambda: metadata)
+    monkeypatch.setattr(dataset_retrieval, "_dataset_dict", metadata)
+    monkeypatch.delenv("MATMINER_DATA", raising=False)
+    task = MatbenchBenchmark(autoload=False, subset=[TASK]).tasks_map[TASK]
+    with pytest.raises(DatasetFileError, match=r"has 600 rows, Matbench's matbench_jdft2d 636"):
+        load_task(task, tmp_path)
 
 
 @pytest.mark.slow
@@ -660,3 +680,24 @@ def test_matbench_refuses_a_forest_candidate_saying_why(tmp_path, capsys, monkey
     out = tmp_path / "matbench_v0.1_Forest"
     assert main(["matbench", "--tasks", TASK, "--candidates", str(tmp_path / "c.json"), "--out", str(out)]) == 2
     assert "matbench takes graph-network candidates only; rf is a random forest" in capsys.readouterr().err
+
+
+def test_a_classification_task_trains_whatever_regression_loss_the_spec_names(tmp_path):
+    """``--loss huber_loss`` with matbench_mp_is_metal failed TrainSpec's validation only when that task's first fold
+    started, after every fold of the tasks before it had trained."""
+    classification = SimpleNamespace(metadata=SimpleNamespace(task_type="classification"))
+    huber = replace(TINY, loss="huber_loss")
+    spec = MatbenchRun([TASK], huber, tmp_path)._fold_spec(classification, huber)
+    spec.validate()
+    assert (spec.task_type, spec.loss) == ("classification", "l1_loss")
+
+
+def test_info_json_describes_the_inner_ensemble_and_folds_of_other_package_versions(tmp_path):
+    run = MatbenchRun([TASK], TINY, tmp_path / "matbench_v0.1_Described", inner_folds=5)
+    assert "5 models are trained on an inner 5-fold split of the training fold" in run.describe()
+    now = matbench_runner.requirements()["python"]
+    fold = {"train_seconds": 1.0, "params": {"device": "cpu", "requirements": now}}
+    run.fold_records_ = {TASK: {0: fold, 1: {**fold, "params": {**fold["params"], "requirements": ["x==1"]}}}}
+    notes = run.info()["notes"]
+    assert f"other package versions than those listed: {TASK} fold 1 (each record's params.requirements)" in notes
+    assert "chgnet==" in " ".join(run.info()["requirements"]["python"])  # what the chgnet and sim: values need

@@ -113,4 +113,11 @@ def load_task(
             f"{task.dataset_name}: could not download {meta['url']} ({exc}). Without internet, download it "
             f"elsewhere and put it at {dataset_file(task.dataset_name, data_dir)} (or pass --data-dir)"
         ) from exc
+    # matbench names rows by position (mb-jdft2d-001, …): a file of another length has other ids than its folds
+    expected, rows = task.metadata.n_samples, len(task.df)
+    if rows != expected or not set(task.validation.fold_0.test).issubset(task.df.index):
+        raise DatasetFileError(
+            f"{dataset_file(task.dataset_name, data_dir)} has {rows} rows, Matbench's {task.dataset_name} "
+            f"{expected}: its rows are not those of the official folds"
+        )
     return checked or verify_dataset_file(task.dataset_name, data_dir, download=False)  # the downloaded file

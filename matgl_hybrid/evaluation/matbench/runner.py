@@ -30,6 +30,7 @@ from matgl_hybrid.evaluation.matbench.submission import (
     describe_model,
     info_json,
     require_matbench,
+    requirements,
     run_script,
     write_results,
 )
@@ -238,7 +239,12 @@ class MatbenchRun:
         """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
         records = [r for task in self.fold_records_.values() for r in task.values()]
         specs = self.candidate_specs().values()
-        notes = [compute_note(records), *self._notes()]
+        installed = requirements()["python"]
+        older = sorted({f"{t} fold {f}" for t, folds in self.fold_records_.items() for f, r in folds.items()
+                        if r["params"].get("requirements") not in (None, installed)})  # fmt: skip
+        versions = (f"Folds trained under other package versions than those listed: {', '.join(older)} (each "
+                    "record's params.requirements)." if older else "")  # fmt: skip
+        notes = [compute_note(records), versions, *self._notes()]
         return info_json(self.authors, self.algorithm, self.algorithm_long or self.describe(), specs, notes)
 
     def describe(self) -> str:
@@ -285,9 +291,11 @@ class MatbenchRun:
         return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name, **(extra or {}))
 
     def _fold_spec(self, task: MatbenchTask, spec: TrainSpec) -> TrainSpec:
-        """``spec`` for the task's type, embedding all of MatGL's elements (a test fold may hold others)."""
-        task_type = "classification" if task.metadata.task_type == "classification" else "regression"
-        return TrainSpec(**{**spec.to_dict(), "task_type": task_type, "element_types": "all"})
+        """``spec`` for the task's type, embedding all of MatGL's elements (a test fold may hold others); a
+        classifier trains on binary cross-entropy whatever the spec's regression ``loss``."""
+        classifier = task.metadata.task_type == "classification"
+        types = {"task_type": "classification", "loss": "l1_loss"} if classifier else {"task_type": "regression"}
+        return TrainSpec(**{**spec.to_dict(), **types, "element_types": "all"})
 
     def _fold_candidates(self, task: MatbenchTask, specs: Mapping[str, TrainSpec]) -> dict[str, TrainSpec]:
         """The candidates as the selection engine trains them on a fold of ``task`` (:meth:`_fold_spec`)."""
@@ -345,6 +353,7 @@ class MatbenchRun:
             # the ensemble's members beside the fits that were scored (a member retrained after a lost checkpoint
             # may differ: the record says so)
             "members": chosen.members(),
+            "requirements": requirements()["python"],  # a run resumed across sessions may span upgrades
         }
         # every inner fit once (however many sessions it took; a retrained member is not counted again) and the
         # test prediction
@@ -389,6 +398,7 @@ class MatbenchRun:
                 **classifier_score,
                 "best_epoch": result.best_epoch,
                 "device": device_name(spec.accelerator),
+                "requirements": requirements()["python"],
             },
             "ids": list(test.ids),
             "y_true": None,

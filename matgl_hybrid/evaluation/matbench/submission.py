@@ -36,6 +36,11 @@ REQUIREMENTS = (
     "scikit-learn",
     "numpy",
     "pandas",
+    "scipy",
+    "chgnet",  # the CHGNet weights and features of chgnet* and sim:chgnet descriptors
+    "matcalc",  # the simulations of sim: descriptors
+    "phonopy",
+    "ase",
 )
 
 CITATIONS = {
@@ -153,7 +158,8 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
     text = (
         f"matgl-hybrid: {lead}MatGL {spec.backbone} with the '{spec.readout}' readout{fused}; each model trained "
         f"with early stopping on {spec.val_fraction:.0%} of its training data (at most {spec.max_epochs} epochs, "
-        f"batch {spec.batch_size}, {schedule_description(spec)}, {spec.loss})."
+        f"batch {spec.batch_size}, {schedule_description(spec)}, {spec.loss}; binary cross-entropy for a "
+        "classification task)."
     )
     if candidates:
         base = (spec.descriptor_set or "").split("+")
@@ -175,7 +181,7 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
                 "of the training fold (the test fold plays no part in the choice); the one with the lowest "
                 f"out-of-fold MAE (log loss for a classifier) is chosen and its {inner_folds} inner models, averaged, "
                 "predict the test fold "
-                "(their standard deviation is the uncertainty)"
+                "(their standard deviation is the uncertainty of a regression task)"
             )
         else:
             choice = (
@@ -184,6 +190,12 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
                 "part in the choice) predicts the test fold"
             )
         text += f"{choice}: {', '.join(described)}. params of each record name the choice."
+    elif inner_folds:
+        text += (
+            f" Per fold, {inner_folds} models are trained on an inner {inner_folds}-fold split of the training fold "
+            f"(seeds seed..seed+{inner_folds - 1}, each stopping early on its held-out part) and their average "
+            "predicts the test fold (their standard deviation is the uncertainty of a regression task)."
+        )
     return text + " Produced by run_matbench.py in this folder."
 
 
