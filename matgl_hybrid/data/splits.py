@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 #: Matbench's ``KFold(n_splits=5, shuffle=True, random_state=18012019)`` seed.
 MATBENCH_SEED = 18012019
@@ -35,14 +35,21 @@ def split_indices(
 
 
 def kfold_splits(
-    n: int, n_splits: int = 5, seed: int = MATBENCH_SEED, copies: Sequence[Hashable] | None = None
+    n: int,
+    n_splits: int = 5,
+    seed: int = MATBENCH_SEED,
+    copies: Sequence[Hashable] | None = None,
+    classes: Sequence[Hashable] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Matbench's folds over ``n`` items in dataset order: ``[(train_indices, test_indices), …]``.
+    """Matbench's folds over ``n`` items in dataset order: ``[(train_indices, test_indices), …]``; with the
+    ``classes`` of a classification task, stratified by them, as Matbench made its classification folds
+    (``StratifiedKFold`` with the same seed).
 
     With ``copies``, the copies of an item are in the test fold of the first of them drawn (see the module
     docstring).
     """
-    splits = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n)))
+    folds = KFold if classes is None else StratifiedKFold
+    splits = list(folds(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n), classes))
     if not _has_copies(copies, n):
         return splits
     tests = [test for _, test in splits]  # KFold's test folds: consecutive slices of one seeded permutation

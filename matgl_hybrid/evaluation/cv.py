@@ -92,7 +92,9 @@ def run_cv(
         if candidates
         else {}
     )  # fmt: skip
-    store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version, **chosen_among))
+    classifier = is_classifier([spec, *(candidates or {}).values()])
+    folds = {"folds": "stratified"} if classifier else {}  # a classifier's folds keep its class balance
+    store = FoldStore(out / "folds", run_fingerprint([data], spec.to_dict(), version, **chosen_among, **folds))
 
     def for_fold(candidate: Candidate, fold: int) -> Candidate:
         # Test folds may hold elements the training folds lack: embed all of MatGL's default elements.
@@ -143,9 +145,8 @@ def run_cv(
             (out / "checkpoints").rmdir()  # when empty
 
     records = cross_validate(data, train_and_predict, store, desc=f"cv {data.target_name}",
-                             saved=None if candidates else forget_checkpoints)  # fmt: skip
+                             saved=None if candidates else forget_checkpoints, stratified=classifier)  # fmt: skip
     y, p = pooled_parity(records)
-    classifier = is_classifier([spec, *(candidates or {}).values()])
     metric = "rocauc" if classifier else "mae"  # the MAE of probabilities would reward pushing them to 0 or 1
     if classifier:
         records = {f: {**r, "rocauc": _rocauc(r)} for f, r in records.items()}
@@ -188,7 +189,8 @@ def run_cv(
         None if classifier else {name: (label, y, p)},
         notes=[
             model_note,
-            f"5-fold KFold(shuffle=True, random_state={MATBENCH_SEED}) over the dataset order (copies of one "
+            f"5-fold {'StratifiedKFold' if classifier else 'KFold'}(shuffle=True, random_state={MATBENCH_SEED}) over "
+            "the dataset order (copies of one "
             f"structure under several ids in one fold), {len(data)} entries."
             + (f" {len(data.skipped)} entries left out (ids and reasons in cv.json)." if data.skipped else "")
             + " Each fold trains with seed + fold and all of MatGL's default elements (a pretrained potential's own);"

@@ -27,8 +27,10 @@ def cross_validate(
     desc: str = "cross-validation",
     progress: bool = True,
     saved: Callable[[int], None] | None = None,
+    stratified: bool = False,
 ) -> dict[int, dict[str, Any]]:
-    """Run the Matbench protocol on ``data``; finished folds found in ``store`` are not redone; ``saved(fold)`` is
+    """Run the Matbench protocol on ``data`` (``stratified``: folds stratified by its class labels, as Matbench's
+    classification tasks); finished folds found in ``store`` are not redone; ``saved(fold)`` is
     called once a fold's record is written (e.g. to remove what its training kept for a resume).
     ``train_and_predict(train, test, fold)`` returns the test predictions and the fold's ``params``; a
     ``train_seconds`` there (the training's, with the sessions it resumed from) is the record's ``train_seconds``
@@ -39,7 +41,7 @@ def cross_validate(
     """
     if data.targets is None:
         raise ValueError("cross-validation needs targets")
-    splits = kfold_splits(len(data), copies=data.structure_keys())
+    splits = kfold_splits(len(data), copies=data.structure_keys(), classes=data.targets if stratified else None)
     folds = list(folds)
     finished = {fold for fold in folds if store.has(fold)}  # a fold of another run is refused before any training
     if finished and progress:
