@@ -170,7 +170,7 @@ def run(
 
 #: What a fold record's ``params.settings`` (and its ``spec``) hold that says where it ran, not what was trained
 #: (the seed is the fold's number by design).
-RUNTIME_SETTINGS = frozenset({"device", "commit", "workers", "n_trained"})
+RUNTIME_SETTINGS = frozenset({"device", "commit", "workers", "side_by_side", "torch", "n_trained"})
 RUNTIME_SPEC = frozenset({"accelerator", "devices", "progress", "n_jobs", "seed"})
 
 

@@ -223,7 +223,7 @@ def test_a_row_of_folds_trained_with_different_settings_is_named(accuracy):
     spec = {"max_epochs": 120, "seed": 0, "accelerator": "cpu"}
     fold = {"params": {"settings": {"device": "cpu", "spec": spec}, "descriptor_version": "v1"}}
     same = {k: json.loads(json.dumps(fold)) for k in range(3)}
-    same[1]["params"]["settings"] |= {"device": "NVIDIA H200", "train_fraction": 1.0}
+    same[1]["params"]["settings"] |= {"device": "NVIDIA H200", "train_fraction": 1.0, "torch": "2.9", "side_by_side": 4}
     same[2]["params"]["settings"]["spec"] |= {"seed": 2, "clip_descriptors": False}
     assert accuracy.setting_differences(same) == []
     smoke = json.loads(json.dumps(fold))

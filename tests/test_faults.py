@@ -261,6 +261,21 @@ def test_a_cv_resumed_across_package_upgrades_says_which_folds_ran_under_which(e
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["requirements_per_fold"]["4"] == now
 
 
+def test_run_cv_checks_the_elements_of_the_candidates_that_train_not_of_the_base_spec(elastic, tmp_path, monkeypatch):
+    """With candidates, only they train: a base spec on a potential lacking an element refused data they embed."""
+    from matgl.config import DEFAULT_ELEMENTS
+
+    from matgl_hybrid import potentials
+
+    part = elastic.subset(range(20))
+    absent = sorted({e.symbol for s in part.structures for e in s.elements})[0]
+    monkeypatch.setattr(potentials, "element_types", lambda name: tuple(e for e in DEFAULT_ELEMENTS if e != absent))
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: pytest.fail("got past"))
+    base = TrainSpec(backbone="tensornet-matpes-pbe", batch_size=4, max_epochs=1, progress=False)
+    with pytest.raises(pytest.fail.Exception, match="got past"):
+        run_cv(part, base, tmp_path / "cv", cache_dir=None, candidates={"megnet": TrainSpec(**TINY)})
+
+
 # 4. Resuming Lightning checkpoints -------------------------------------------------------------------------------
 
 

@@ -694,7 +694,8 @@ def test_a_classification_task_trains_whatever_regression_loss_the_spec_names(tm
 
 def test_info_json_describes_the_inner_ensemble_and_folds_of_other_package_versions(tmp_path):
     run = MatbenchRun([TASK], TINY, tmp_path / "matbench_v0.1_Described", inner_folds=5)
-    assert "5 models are trained on an inner 5-fold split of the training fold" in run.describe()
+    assert "5 models are trained on an inner 5-fold split of the training fold (seeds 0..4; each stops early on 10%" \
+        in run.describe()
     now = matbench_runner.requirements()["python"]
     fold = {"train_seconds": 1.0, "params": {"device": "cpu", "requirements": now}}
     run.fold_records_ = {TASK: {0: fold, 1: {**fold, "params": {**fold["params"], "requirements": ["x==1"]}}}}

@@ -228,6 +228,8 @@ def test_a_folder_finds_its_targets_csv_in_any_case_or_gzipped_and_says_when_the
         load(tmp_path, "y")
     pd.DataFrame({"id": ["s1", "s0"], "y": [1.0, 2.0]}).to_csv(tmp_path / "TARGETS.csv.gz", index=False)
     assert load(tmp_path, "y").ids == ["s1", "s0"]
+    pd.DataFrame({"id": ["s0"], "y": [3.0]}).to_csv(tmp_path / "targets.csv", index=False)  # the only .csv wins
+    assert load(tmp_path, "y").ids == ["s0"]
 
 
 def test_structure_files_of_one_id_are_named_in_the_error(tmp_path: Path) -> None:

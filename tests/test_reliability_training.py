@@ -147,6 +147,16 @@ def test_a_run_resumed_with_a_grown_budget_stops_where_an_uninterrupted_one_woul
     assert SpecEarlyStopping(3).state_key == EarlyStopping(monitor="val_MAE", mode="min").state_key
 
 
+def test_a_native_fine_tuning_checkpoint_of_the_old_optimizer_groups_is_refused_by_its_fingerprint(elastic, tmp_path):
+    """MatGL's own head left the layer-decay blocks (2026-12-05): a checkpoint of the old parameter groups would fail
+    in torch's optimizer restore ("different number of parameter groups"), past the fingerprint."""
+    spec = TrainSpec(**{**TINY, "descriptor_set": None}, readout="native", max_epochs=1, layer_decay=0.8)
+    fit(elastic, spec=spec, checkpoint_dir=tmp_path / "native")
+    assert "native_head" in (tmp_path / "native" / "fingerprint.json").read_text()
+    fit(elastic, spec=TrainSpec(**TINY, max_epochs=1, layer_decay=0.8), checkpoint_dir=tmp_path / "hybrid")
+    assert "native_head" not in (tmp_path / "hybrid" / "fingerprint.json").read_text()
+
+
 @pytest.mark.parametrize("epochs", [4, 10], ids=["shrunk", "grown"])
 def test_a_cosine_run_is_not_resumed_with_another_max_epochs(elastic, tmp_path, epochs):
     """The fine-tuning cosine spans max_epochs: resumed with another, its learning rate jumped mid-run (and a run

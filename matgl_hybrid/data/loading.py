@@ -422,7 +422,8 @@ def from_structures(
 
 
 def _targets_csv(folder: Path, target: str) -> Path:
-    """The targets CSV of ``folder`` (its only ``.csv``, or ``.csv.gz``, file, any case) for ``target``."""
+    """The targets CSV of ``folder`` for ``target``: its only ``.csv`` file, else its only CSV of another case or
+    gzipped (``.CSV``, ``.csv.gz``)."""
     csvs = sorted(
         p
         for p in folder.iterdir()
@@ -430,6 +431,8 @@ def _targets_csv(folder: Path, target: str) -> Path:
     )  # not macOS's ._ files
     if not csvs:
         raise ValueError(f"{folder} has no CSV file of targets (columns id,{target}) beside its structure files")
+    if len(plain := [p for p in csvs if p.suffix == ".csv"]) == 1:
+        return plain[0]  # as before other cases and .csv.gz were taken: beside a NOTES.CSV or raw.csv.gz
     if len(csvs) > 1:
         names = ", ".join(p.name for p in csvs[:4]) + (" …" if len(csvs) > 4 else "")
         raise ValueError(f"{folder} holds {len(csvs)} CSV files ({names}): leave only the targets' there, or "

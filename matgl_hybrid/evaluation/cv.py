@@ -102,7 +102,7 @@ def run_cv(
             return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
         return candidate
 
-    for name, candidate in {"": spec, **(candidates or {})}.items():  # before fold 0 trains, not when it predicts
+    for name, candidate in (candidates or {"": spec}).items():  # before fold 0 trains, not when it predicts
         if isinstance(candidate, TrainSpec):
             try:
                 check_embedded(model_elements(for_fold(candidate, 0), data.structures), data,

@@ -53,7 +53,11 @@ class ResumableRun:
         if self.directory is None:
             return
         settings = {k: v for k, v in spec.to_dict().items() if k not in self.BUDGET}
-        self.fingerprint = run_fingerprint(datasets, settings, version, **({"trainer": trainer} if trainer else {}))
+        # MatGL's own head (a native readout) at the head's rate since 2026-12-05: its optimizer groups differ
+        head = {"native_head": "lr"} if spec.readout == "native" and uses_finetuning_schedule(spec) else {}
+        self.fingerprint = run_fingerprint(
+            datasets, settings, version, **({"trainer": trainer} if trainer else {}), **head
+        )
         self.budget = {k: getattr(spec, k) for k in self.BUDGET}
         self.schedule_spans_budget = uses_finetuning_schedule(spec)
         stamp, last = self.directory / "fingerprint.json", self.directory / "last.ckpt"

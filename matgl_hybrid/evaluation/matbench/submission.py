@@ -193,8 +193,9 @@ def describe_model(spec: TrainSpec, candidates: Mapping[str, Mapping[str, Any]],
     elif inner_folds:
         text += (
             f" Per fold, {inner_folds} models are trained on an inner {inner_folds}-fold split of the training fold "
-            f"(seeds seed..seed+{inner_folds - 1}, each stopping early on its held-out part) and their average "
-            "predicts the test fold (their standard deviation is the uncertainty of a regression task)."
+            f"(seeds {spec.seed}..{spec.seed + inner_folds - 1}; each stops early on {spec.val_fraction:.0%} of its "
+            "inner training part, its held-out part only scored) and their average predicts the test fold (their "
+            "standard deviation is the uncertainty of a regression task)."
         )
     return text + " Produced by run_matbench.py in this folder."
 
