@@ -51,7 +51,7 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     folder = cache(args)
     for archive in args.archives:
         n = import_archive(DescriptorCache(folder), archive)
-        print(f"imported the values of {n} structures from {archive} into {folder}")
+        print(f"read the values of {n} structures from {archive} into {folder} (values cached there before are kept)")
     return 0
 
 
