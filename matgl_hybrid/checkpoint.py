@@ -316,12 +316,16 @@ SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._ -]*")
 
 
 def parse_manifest(text: str, source: str | Path) -> dict[str, str]:
-    """``{file: sha256}`` of a ``SHA256SUMS`` text (read from ``source``, named in errors)."""
+    """``{file: sha256}`` of a ``SHA256SUMS`` text (read from ``source``, named in errors), as ``sha256sum`` writes
+    it: ``<hash>  <name>`` per line (``<hash> *<name>`` in binary mode; hashes in either case; blank lines skipped)."""
     expected = {}
     for line in text.splitlines():
-        digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not SAFE_FILE_NAME.fullmatch(name):  # no path, drive or stream on any OS
-            raise CheckpointError(f"{source} is malformed: {line!r}")
+        if not line.strip():
+            continue
+        digest, name = line[:64].lower(), line[64:].removeprefix("  ").removeprefix(" *")
+        if not re.fullmatch("[0-9a-f]{64}", digest) or not SAFE_FILE_NAME.fullmatch(name):  # no path, drive, stream
+            raise CheckpointError(f"{source} is malformed: {line!r} (expected '<sha256>  <file name>', as sha256sum "
+                                  "writes it)")  # fmt: skip
         expected[name] = digest
     return expected
 

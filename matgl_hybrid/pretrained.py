@@ -68,7 +68,10 @@ def resolve(source: str | Path) -> Path:
     if text in registry:
         location = registry[text]["source"]
         package = location.startswith("package:")
-        folder = resolve(REGISTRY_FILE.parent / location.removeprefix("package:") if package else location)
+        shipped = REGISTRY_FILE.parent / location.removeprefix("package:")
+        if package and not shipped.is_dir():
+            raise CheckpointError(f"{text}: its shipped folder {shipped} is missing: reinstall matgl-hybrid")
+        folder = resolve(shipped if package else location)
         if (pinned := registry[text].get("manifest_sha256")) is not None:
             check_pinned(folder / MANIFEST, pinned, f"the registered {text}'s")
         return folder
@@ -103,11 +106,14 @@ def download(url: str, cache: Path | None = None) -> Path:
         manifest = raw.decode()
     except UnicodeDecodeError:
         raise CheckpointError(f"{base}/{MANIFEST} is not a UTF-8 text file") from None
+    listed = parse_manifest(manifest, f"{base}/{MANIFEST}")
+    if "model.json" not in listed:  # a folder that could never load: refused before its files are fetched
+        raise CheckpointError(f"{base}/{MANIFEST} lists no model.json: not a matgl-hybrid checkpoint folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(target.parent, ".download.")
     try:
         (tmp / MANIFEST).write_bytes(raw)  # the bytes a pinned sha256 was taken of
-        for name, digest in parse_manifest(manifest, f"{base}/{MANIFEST}").items():
+        for name, digest in listed.items():
             (tmp / name).write_bytes(_fetch(f"{base}/{urllib.parse.quote(name)}", MAX_DOWNLOAD_BYTES))
             actual = sha256_file(tmp / name)
             if actual != digest:

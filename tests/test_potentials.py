@@ -394,3 +394,33 @@ def test_importing_the_descriptors_hashes_no_weights(monkeypatch):
         assert simulation._matpes_tag() == f"{TENSORNET}-{pinned[:12]}"
     finally:
         uip.matpes_reference.cache_clear()
+
+
+def _own_potential(tmp_path, edit) -> Path:
+    """A copy of the shipped TensorNet-MatPES folder with ``edit(config)`` applied and a consistent manifest."""
+    import shutil
+
+    from matgl_hybrid.checkpoint import sha256_file
+
+    folder = Path(shutil.copytree(potentials.potential_folder(TENSORNET), tmp_path / "mine"))
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    names = [line.partition("  ")[2] for line in (folder / "SHA256SUMS").read_text().splitlines()]
+    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(folder / n).upper()} *{n}\n" for n in names))
+    return folder
+
+
+def test_a_potential_folder_of_ones_own_is_bounded_and_named_in_its_errors(tmp_path):
+    """A user's folder got none of a checkpoint's checks: n_element_refs 1e10 allocated first, a missing key was a
+    bare KeyError; a manifest in sha256sum's binary form with PowerShell's uppercase hashes was 'malformed'."""
+    from matgl_hybrid.checkpoint import CheckpointError
+
+    big = _own_potential(tmp_path / "big", lambda c: c.update(n_element_refs=10**10))
+    with pytest.raises(CheckpointError, match=r"config\.json: kwargs\.n_element_refs = 10000000000 is out of range"):
+        potentials.load_potential(big)
+    missing = _own_potential(tmp_path / "missing", lambda c: c.pop("potential_args"))
+    with pytest.raises(CheckpointError, match=r"config\.json must be an object with .*; wrong or missing: potential_a"):
+        potentials.load_potential(missing)
+    same = _own_potential(tmp_path / "same", lambda c: None)  # uppercase hashes, ' *name' lines: read as sha256sum
+    assert potentials.load_potential(same) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import warnings
@@ -58,6 +59,19 @@ def test_tampered_download_is_refused_and_leaves_nothing(saved):
     with pytest.raises(CheckpointError, match=r"weights\.safetensors"):
         load_pretrained(path.as_uri())
     assert not [p for p in pretrained_cache_dir().iterdir() if not p.name.startswith(".")]
+
+
+def test_a_download_of_a_folder_without_a_model_is_refused_before_fetching_it(saved, tmp_path):
+    """A folder whose SHA256SUMS lists no model.json (a potential's, say) was fetched whole, reported downloaded,
+    and fetched again by every later use before failing."""
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    (folder / "SHA256SUMS").write_text(f"{hashlib.sha256(b'x').hexdigest()}  notes.txt\n")
+    with pytest.raises(CheckpointError, match=r"SHA256SUMS lists no model\.json: not a matgl-hybrid checkpoint"):
+        load_pretrained(folder.as_uri())
+    cache = pretrained_cache_dir()
+    assert not cache.exists() or not [p for p in cache.iterdir() if not p.name.startswith(".")]
 
 
 def test_unknown_names_and_missing_sources_say_what_to_do(saved, tmp_path):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, check_pinned, verify
+from matgl_hybrid.checkpoint import MANIFEST, CheckpointError, check_config, check_pinned, verify
 
 if TYPE_CHECKING:
     from matgl.apps.pes import Potential
@@ -97,8 +97,23 @@ def potential_config(name: str | Path) -> dict[str, Any]:
 
 
 def _config(folder: Path, digests: dict[str, str]) -> dict[str, Any]:
-    """``config.json`` of a potential folder whose files were verified as ``digests``."""
-    return json.loads(_verified_bytes(folder, digests, "config.json"))
+    """``config.json`` of a potential folder whose files were verified as ``digests``, its sizes bounded as a
+    checkpoint's are (:func:`~matgl_hybrid.checkpoint.check_config`): a user's folder may be anyone's.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong.
+    """
+    file = folder / "config.json"
+    try:
+        config = json.loads(_verified_bytes(folder, digests, "config.json"))
+    except ValueError as exc:
+        raise CheckpointError(f"{file} is not JSON: {exc}") from None
+    fields = {"architecture": str, "model_args": dict, "potential_args": dict, "n_element_refs": int}
+    if not isinstance(config, dict) or (wrong := [k for k, t in fields.items() if not isinstance(config.get(k), t)]):
+        raise CheckpointError(f"{file} must be an object with {', '.join(fields)}; wrong or missing: "
+                              f"{', '.join(wrong) if isinstance(config, dict) else 'all'}")  # fmt: skip
+    check_config({k: v for k, v in config.items() if k != "architecture"}, file)
+    return config
 
 
 def _weights(folder: Path, digests: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -169,10 +184,15 @@ def load_potential(name: str | Path) -> Potential:
     classes = {"TensorNet": TensorNet, "M3GNet": M3GNet}
     if config["architecture"] not in classes:
         raise CheckpointError(f"{name}: architecture {config['architecture']!r} is not one of {sorted(classes)}")
-    model = classes[config["architecture"]](**architecture_args(config))
-    refs = torch.zeros(config["n_element_refs"], dtype=torch.float64)
-    potential = Potential(model=model, element_refs=refs, **config["potential_args"])
-    potential.load_state_dict(_weights(folder, digests), strict=True)
+    try:
+        model = classes[config["architecture"]](**architecture_args(config))
+        refs = torch.zeros(config["n_element_refs"], dtype=torch.float64)
+        potential = Potential(model=model, element_refs=refs, **config["potential_args"])
+        potential.load_state_dict(_weights(folder, digests), strict=True)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: weights of other shapes
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(f"{folder}: config.json and weights.safetensors do not build a potential: {first}") \
+            from None
     return potential.eval()
 
 
