@@ -153,10 +153,15 @@ def parity(
     units: str | None = None,
     title: str | None = None,
 ) -> None:
-    """Predicted against reference on a square panel with the diagonal; the title ends with the MAE."""
+    """Predicted against reference on a square panel with the diagonal; the title ends with the MAE of the finite
+    pairs, and says how many pairs were not finite (a diverged fold: they are not drawn, and the MAE is not the
+    whole run's)."""
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    lo = float(np.nanmin([y_true.min(), y_pred.min()]))
-    hi = float(np.nanmax([y_true.max(), y_pred.max()]))
+    finite = np.isfinite(y_true) & np.isfinite(y_pred)
+    dropped = int((~finite).sum())
+    y_true, y_pred = y_true[finite], y_pred[finite]
+    lo = float(min(y_true.min(), y_pred.min())) if finite.any() else 0.0
+    hi = float(max(y_true.max(), y_pred.max())) if finite.any() else 1.0
     pad = 0.04 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=0.8)
     ax.scatter(y_true, y_pred, s=7, alpha=0.55, color=COLOURS["ours"], edgecolors="none")
@@ -165,9 +170,10 @@ def parity(
     ax.set_aspect("equal")
     ax.set_xlabel(axis_label(f"reference {quantity}", units))
     ax.set_ylabel(axis_label(f"predicted {quantity}", units))
-    mae = float(np.nanmean(np.abs(y_true - y_pred)))
+    mae = float(np.mean(np.abs(y_true - y_pred))) if finite.any() else float("nan")
     unit = f" {units}" if units else ""
-    ax.set_title(f"{title + chr(10) if title else ''}MAE {mae:.4g}{unit}", fontsize=10)
+    missing = f" of the finite; {dropped} of {finite.size} not finite" if dropped else ""
+    ax.set_title(f"{title + chr(10) if title else ''}MAE {mae:.4g}{unit}{missing}", fontsize=10)
 
 
 def learning_curves(

@@ -183,3 +183,16 @@ def test_bars_name_an_entry_without_a_score_instead_of_failing():
          higher_is_better=True)  # fmt: skip
     assert [t.get_text() for t in ax.get_yticklabels()] == ["scored"]
     assert "no score: unscored" in ax.get_xlabel()
+
+
+def test_a_parity_panel_of_a_diverged_fold_says_what_it_leaves_out():
+    """A NaN or infinite prediction: the panel drew the finite pairs under an MAE that looked like the run's (the
+    table said NaN), its limits ignored the predictions, and an infinite one failed set_xlim."""
+    from matgl_hybrid.figures import parity
+
+    fig, ax = plt.subplots()
+    y_true = np.array([1.0, 2.0, 3.0, 4.0])
+    parity(ax, y_true, np.array([1.5, np.nan, 9.0, np.inf]), quantity="K", units="GPa")
+    assert ax.get_title() == "MAE 3.25 GPa of the finite; 2 of 4 not finite"
+    assert ax.get_ylim()[1] > 9.0  # the finite predictions are inside the axes
+    plt.close(fig)
