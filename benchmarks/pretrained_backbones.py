@@ -324,14 +324,14 @@ def report() -> dict:
             for model, runs in rows.items():
                 both = [f for f in range(5) if all(runs[r][f] is not None for r in runs)]
                 for run, maes in runs.items():
-                    label = MODELS[model] + (", clipped" if run != model else "")
+                    label = _run_label(run)  # the curves figure's labels, hence its colours
                     cells = " | ".join("—" if m is None else f"{m:.4g}" for m in maes)
                     mean = f"{np.mean([maes[f] for f in both]):.4g} ({len(both)})" if both else "—"
                     lines.append(f"| {key} | {label} | {cells} | {mean} |")
                     done = [f for f in range(5) if maes[f] is not None]
                     lines_of[label] = (done, [maes[f] for f in done])
             learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key), title=key, xlabel="test fold",
-                            xticks=list(range(5)))  # fmt: skip
+                            xticks=list(range(5)), styles=_curve_styles())  # fmt: skip
             ax.set_yscale("log")
         save(fig, OUT.parent / "pretrained_backbones_clipped.png")
         lines += ["", "![clipped vs unclipped per fold](pretrained_backbones_clipped.png)", ""]
