@@ -321,7 +321,7 @@ def report() -> dict:
         fig, axes = panels(len(clipped))
         for ax, (key, rows) in zip(axes, clipped.items(), strict=False):
             lines_of = {}
-            for model, runs in rows.items():
+            for runs in rows.values():
                 both = [f for f in range(5) if all(runs[r][f] is not None for r in runs)]
                 for run, maes in runs.items():
                     label = _run_label(run)  # the curves figure's labels, hence its colours

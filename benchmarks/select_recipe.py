@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tasks import COLUMN_NAMES, DATASETS, MODELS, RESULTS, SHARED, load_task
+from tasks import COLUMN_NAMES, DATASETS, MODELS, RESULTS, SHARED, load_task, units_of
 
 from matgl_hybrid.data.splits import kfold_splits
 from matgl_hybrid.descriptors import featurize
@@ -188,7 +188,7 @@ def report(outer: int) -> str:
         lines.append("No task has every candidate and the baseline yet: no winner.")
     text = "\n".join(lines) + "\n"
     atomic_write_text(RESULTS / "recipe_selection.json", json.dumps(chosen, indent=1) + "\n")
-    atomic_write_text(RESULTS / "recipe_selection.md", text + "\n![relative MAE](recipe_selection.png)\n")
+    atomic_write_text(RESULTS / "recipe_selection.md", text + "\n![validation MAE per task](recipe_selection.png)\n")
     _plot(table, models, RESULTS / "recipe_selection.png")
     return text
 
@@ -200,7 +200,8 @@ def _plot(table: dict[str, dict[str, dict]], models: list[str], path: Path) -> N
     for ax, task in zip(axes, tasks, strict=False):
         rows = table[task]
         kinds = {m: "baseline" if m in REFERENCES else "ours" for m in models if m in rows}
-        bars(ax, [Entry(m, rows[m]["mae"], kind=k) for m, k in kinds.items()], quantity="validation MAE", title=task)
+        bars(ax, [Entry(m, rows[m]["mae"], kind=k) for m, k in kinds.items()], quantity="validation MAE",
+             units=units_of(task), title=task)
     save(fig, path)
 
 
