@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import get_descriptor_set
-from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, pooled_parity, summarize
+from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, other_versions, pooled_parity, summarize
 from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.files import atomic_write_text, check_output_dir, read_json
@@ -157,11 +157,9 @@ def run_cv(
     devices = sorted({str(r["params"]["device"]) for r in records.values() if "device" in r.get("params", {})})
     summary |= {"command": command, "device": ", ".join(devices) or device_name(spec.accelerator),
                 "requirements": installed}  # fmt: skip
-    per_fold = {f: r["params"].get("requirements") for f, r in sorted(records.items())}
-    if any(versions not in (None, installed) for versions in per_fold.values()):  # folds of earlier sessions
-        summary["requirements_per_fold"] = per_fold
-        older = ", ".join(str(f) for f, versions in per_fold.items() if versions not in (None, installed))
-        warnings.warn(f"cv: folds {older} ran under other package versions than these (cv.json's "
+    if older := other_versions(dict(sorted(records.items())), installed):  # folds of earlier sessions
+        summary["requirements_per_fold"] = {f: r["params"].get("requirements") for f, r in sorted(records.items())}
+        warnings.warn(f"cv: folds {', '.join(map(str, older))} ran under other package versions than these (cv.json's "
                       "requirements_per_fold lists each fold's)", stacklevel=2)  # fmt: skip
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]

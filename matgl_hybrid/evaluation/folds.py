@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -96,3 +96,9 @@ def pooled_parity(records: dict[int, dict[str, Any]]) -> tuple[np.ndarray, np.nd
     y = np.concatenate([r["y_true"] for r in records.values()])
     p = np.concatenate([r["y_pred"] for r in records.values()])
     return y, p
+
+
+def other_versions(records: Mapping[Hashable, Mapping[str, Any]], installed: list[str]) -> list[Hashable]:
+    """The keys of the fold ``records`` trained under other package versions than ``installed`` (their
+    ``params.requirements``; a record without any, written before they were kept, is not counted)."""
+    return [key for key, record in records.items() if record["params"].get("requirements") not in (None, installed)]

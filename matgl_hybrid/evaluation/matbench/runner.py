@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from matgl_hybrid.data import StructureData, from_dataframe
 from matgl_hybrid.descriptors import get_descriptor_set
+from matgl_hybrid.evaluation.folds import other_versions
 from matgl_hybrid.evaluation.matbench.candidates import check_recorded_candidates, choose
 from matgl_hybrid.evaluation.matbench.datasets import DatasetFile, is_dataset, load_task
 from matgl_hybrid.evaluation.matbench.report import write_matbench_report
@@ -240,8 +241,8 @@ class MatbenchRun:
         records = [r for task in self.fold_records_.values() for r in task.values()]
         specs = self.candidate_specs().values()
         installed = requirements()["python"]
-        older = sorted({f"{t} fold {f}" for t, folds in self.fold_records_.items() for f, r in folds.items()
-                        if r["params"].get("requirements") not in (None, installed)})  # fmt: skip
+        every = {f"{t} fold {f}": r for t, folds in self.fold_records_.items() for f, r in folds.items()}
+        older = sorted(other_versions(every, installed))
         versions = (f"Folds trained under other package versions than those listed: {', '.join(older)} (each "
                     "record's params.requirements)." if older else "")  # fmt: skip
         notes = [compute_note(records), versions, *self._notes()]
