@@ -3,8 +3,10 @@
 ``load_pretrained(source)`` accepts a registered name (``list_pretrained()``), a local checkpoint directory, a
 ``file://`` or ``https://`` URL of a checkpoint directory (its ``SHA256SUMS`` lists the files to fetch), or
 ``hf://owner/repo[/subfolder]``. Downloads land in ``$MATGL_HYBRID_CACHE/pretrained/`` through a temporary
-folder and an atomic rename, each file checked against the manifest; loading verifies the manifest again and
-never unpickles anything (see :mod:`matgl_hybrid.checkpoint`).
+folder and an atomic rename, each file checked against the manifest; a cached copy is reused while the remote
+``SHA256SUMS`` is unchanged (or cannot be reached: then with a warning), and replaced when it changed. Loading
+verifies the manifest again and never unpickles anything (see :mod:`matgl_hybrid.checkpoint`). Plain ``http://``
+is refused: a manifest that travels unencrypted can be altered with the files it lists.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import hashlib
 import http.client
 import json
 import shutil
+import time
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,8 @@ def list_pretrained() -> dict[str, dict[str, Any]]:
 #: Size limits of what a download reads: a checkpoint's SHA256SUMS, and any one of its files (bytes).
 MAX_MANIFEST_BYTES = 1 << 16
 MAX_DOWNLOAD_BYTES = 1 << 31
+#: Age (s) after which a download's temporary folder, left by a killed process, is removed from the cache.
+STALE_DOWNLOAD_SECONDS = 24 * 3600
 
 
 def pretrained_cache_dir() -> Path:
@@ -71,16 +77,24 @@ def resolve(source: str | Path) -> Path:
         shipped = REGISTRY_FILE.parent / location.removeprefix("package:")
         if package and not shipped.is_dir():
             raise CheckpointError(f"{text}: its shipped folder {shipped} is missing: reinstall matgl-hybrid")
-        folder = resolve(shipped if package else location)
-        if (pinned := registry[text].get("manifest_sha256")) is not None:
+        pinned = registry[text].get("manifest_sha256")
+        folder = resolve(shipped) if package else _resolve_source(location, pinned)
+        if pinned is not None:
             check_pinned(folder / MANIFEST, pinned, f"the registered {text}'s")
         return folder
-    if text.startswith(("file://", "https://", "http://")):
-        return download(text)
-    if text.startswith("hf://"):
-        return _from_hugging_face(text.removeprefix("hf://"))
+    if text.startswith(("file://", "https://", "http://", "hf://")):
+        return _resolve_source(text)
     known = ", ".join(sorted(registry)) or "none registered"
     raise UnknownNameError(f"unknown checkpoint {text!r}: not a directory, URL or registered name (known: {known})")
+
+
+def _resolve_source(text: str, pinned: str | None = None) -> Path:
+    """The verified local copy of a folder, ``file://``, ``https://`` or ``hf://`` checkpoint source."""
+    if text.startswith(("file://", "https://", "http://")):
+        return download(text, pinned=pinned)
+    if text.startswith("hf://"):
+        return _from_hugging_face(text.removeprefix("hf://"))
+    return resolve(text)
 
 
 def load_pretrained(source: str | Path) -> MatGLModel:
@@ -88,20 +102,33 @@ def load_pretrained(source: str | Path) -> MatGLModel:
     return load_checkpoint(resolve(source))
 
 
-def download(url: str, cache: Path | None = None) -> Path:
-    """Fetch the checkpoint directory at ``url`` into the cache (reusing a verified copy), checking every file."""
+def download(url: str, cache: Path | None = None, pinned: str | None = None) -> Path:
+    """Fetch the checkpoint directory at ``url`` into the cache, checking every file against its ``SHA256SUMS``.
+
+    A verified cached copy is reused while the remote ``SHA256SUMS`` has the same bytes, and also (with a warning)
+    when it cannot be fetched, offline say; a changed manifest downloads the new files and replaces the copy. A
+    cached copy whose ``SHA256SUMS`` has the ``pinned`` sha256 (a registry's) is used without asking the remote.
+    """
     base = url.rstrip("/")
+    if base.startswith("http://"):
+        raise CheckpointError(
+            f"{base}: plain http:// is refused (its {MANIFEST} could be altered in transit): use https://"
+        )
     target = (cache or pretrained_cache_dir()) / hashlib.sha256(base.encode()).hexdigest()[:16]
-    if target.is_dir():
-        try:
-            verify(target)
-            return target
-        except CheckpointError:  # set aside under a name of its own, then removed: another process may race here
-            aside = make_temp_dir(target.parent, ".stale.")
-            with contextlib.suppress(OSError):
-                target.rename(aside / "entry")
-            shutil.rmtree(aside, ignore_errors=True)
-    raw = _fetch(f"{base}/{MANIFEST}", MAX_MANIFEST_BYTES)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_downloads(target.parent)
+    cached = _verified_or_none(target)
+    if cached is not None and pinned is not None and hashlib.sha256(cached).hexdigest() == pinned:
+        return target
+    try:
+        raw = _fetch(f"{base}/{MANIFEST}", MAX_MANIFEST_BYTES)
+    except CheckpointError as exc:
+        if cached is None or "cannot download" not in str(exc):
+            raise
+        warnings.warn(f"using the cached copy of {base} ({target}): {exc}", stacklevel=2)
+        return target
+    if cached is not None and cached == raw:
+        return target
     try:
         manifest = raw.decode()
     except UnicodeDecodeError:
@@ -109,7 +136,6 @@ def download(url: str, cache: Path | None = None) -> Path:
     listed = parse_manifest(manifest, f"{base}/{MANIFEST}")
     if "model.json" not in listed:  # a folder that could never load: refused before its files are fetched
         raise CheckpointError(f"{base}/{MANIFEST} lists no model.json: not a matgl-hybrid checkpoint folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(target.parent, ".download.")
     try:
         (tmp / MANIFEST).write_bytes(raw)  # the bytes a pinned sha256 was taken of
@@ -120,6 +146,8 @@ def download(url: str, cache: Path | None = None) -> Path:
                 raise CheckpointError(
                     f"{base}/{name} is corrupted or was modified: sha256 {actual}, {MANIFEST} says {digest}"
                 )
+        if target.exists():  # an outdated or broken copy of ours: set aside, then removed (another process may race)
+            _set_aside(target)
         try:
             tmp.rename(target)
         except OSError:  # another process put its copy there first: keep it if it verifies
@@ -127,6 +155,36 @@ def download(url: str, cache: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _verified_or_none(folder: Path) -> bytes | None:
+    """The ``SHA256SUMS`` bytes of a cached copy whose files all verify; ``None`` when absent or broken."""
+    if not folder.is_dir():
+        return None
+    try:
+        verify(folder)
+    except CheckpointError:
+        return None
+    return (folder / MANIFEST).read_bytes()
+
+
+def _set_aside(folder: Path) -> None:
+    """Move a cache entry out of the way under a temporary name, then remove it."""
+    aside = make_temp_dir(folder.parent, ".stale.")
+    with contextlib.suppress(OSError):
+        folder.rename(aside / "entry")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_stale_downloads(cache: Path) -> None:
+    """Remove temporary ``.download.``/``.stale.`` folders older than :data:`STALE_DOWNLOAD_SECONDS` (a killed
+    process's); younger ones may belong to a download still running."""
+    cutoff = time.time() - STALE_DOWNLOAD_SECONDS
+    for entry in cache.iterdir():
+        if entry.name.startswith((".download.", ".stale.")) and entry.is_dir():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _fetch(url: str, limit: int) -> bytes:

@@ -138,3 +138,35 @@ def test_a_registered_name_is_the_registered_checkpoint_even_beside_a_folder_of_
     shutil.copytree(path, tmp_path / name)  # the user's own model, saved under that name
     assert resolve(name).resolve() != (tmp_path / name).resolve()
     assert resolve(f"./{name}") == Path(f"./{name}")
+
+
+def test_a_cached_download_follows_the_remote_and_survives_going_offline(saved, monkeypatch, tmp_path):
+    """A URL's cached copy was reused forever: a checkpoint republished at the same URL was never fetched again."""
+    import os
+
+    from matgl_hybrid import pretrained
+
+    path, structures, expected = saved
+    remote = shutil.copytree(path, tmp_path / "remote")
+    first = pretrained.download(remote.as_uri())
+    assert pretrained.download(remote.as_uri()) == first  # unchanged remote: the copy is reused
+    card = remote / "model_card.md"  # republished: a new file listed in a new manifest
+    card.write_text("# version 2\n")
+    manifest = remote / "SHA256SUMS"
+    manifest.write_text(manifest.read_text() + f"{hashlib.sha256(card.read_bytes()).hexdigest()}  model_card.md\n")
+    assert (pretrained.download(remote.as_uri()) / "model_card.md").read_text() == "# version 2\n"
+    pinned = hashlib.sha256((first / "SHA256SUMS").read_bytes()).hexdigest()
+    shutil.rmtree(remote)  # offline, or the remote gone: the verified copy is used, with a warning
+    with pytest.warns(UserWarning, match="using the cached copy"):
+        assert pretrained.download(remote.as_uri()) == first
+    with warnings.catch_warnings():  # a pinned copy is used without asking the remote
+        warnings.simplefilter("error")
+        assert pretrained.download(remote.as_uri(), pinned=pinned) == first
+    with pytest.raises(CheckpointError, match="plain http:// is refused"):
+        pretrained.download("http://example.org/model")
+    old, young = (pretrained_cache_dir() / name for name in (".download.killed", ".download.running"))
+    old.mkdir(), young.mkdir()
+    os.utime(old, (0, 0))  # a killed process's leftover is removed; one that may still be running is kept
+    pretrained.download(path.as_uri())
+    assert not old.exists() and young.exists()
+    np.testing.assert_array_equal(load_pretrained(first).predict(structures, cache_dir=None), expected)
