@@ -1,7 +1,8 @@
 """Execute the notebooks of ``examples/`` from top to bottom; any error fails (``make test`` runs this).
 
 Each notebook runs in its own fresh working folder (its ``features/`` cache and figures land there, never in the
-repository) on the kernel of this Python. By default the executed copies go to ``build/notebooks/``;
+repository) on a kernel of this very Python (``sys.executable``; a ``python3`` kernel that Jupyter has registered
+for another environment is not used). By default the executed copies go to ``build/notebooks/``;
 ``--in-place`` writes the outputs (tables, figures) back into ``examples/`` to be committed.
 
     python scripts/run_notebooks.py              # check: execute, keep the executed copies in build/notebooks/
@@ -11,12 +12,15 @@ repository) on the kernel of this Python. By default the executed copies go to `
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -24,15 +28,29 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 #: Seconds one cell may run before the notebook fails (the slowest cell trains two small models).
 CELL_TIMEOUT_S = 900
+#: The kernel the notebooks run on: this Python, registered in a temporary folder for the run.
+KERNEL_NAME = "this-python"
+
+
+def this_python_kernel(folder: Path) -> KernelManager:
+    """A kernel manager for ``sys.executable``, its kernel spec written under ``folder``."""
+    spec = folder / KERNEL_NAME
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL_NAME, "language": "python"}))
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(folder)]))
 
 
 def execute(path: Path, out: Path) -> float:
     """Run the notebook ``path`` in a fresh folder and write the executed notebook to ``out``; returns seconds."""
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="notebook-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="notebook-") as workdir, tempfile.TemporaryDirectory() as kernels:
         client = NotebookClient(
-            notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": workdir}}
+            notebook,
+            km=this_python_kernel(Path(kernels)),
+            timeout=CELL_TIMEOUT_S,
+            resources={"metadata": {"path": workdir}},
         )
         client.execute()
     seconds = time.perf_counter() - start

@@ -288,11 +288,19 @@ def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path
     runner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runner)
     good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell("from pathlib import Path\nprint(Path.cwd().name)")]), good)
+    cell = "import sys\nfrom pathlib import Path\nprint(Path.cwd().name, sys.executable)"
+    nbformat.write(new_notebook(cells=[new_code_cell(cell)]), good)
     nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('broken example')")]), bad)
+    other = tmp_path / "jupyter" / "kernels" / "python3"  # a python3 kernel registered for another environment
+    other.mkdir(parents=True)
+    (other / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-f", "{connection_file}"],
+                                                   "display_name": "other", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     runner.execute(good, tmp_path / "out" / "good.ipynb")
     (output,) = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4).cells[0].outputs
-    assert output.text.startswith("notebook-")  # ran in its own fresh folder, not in the repository
+    folder, python = output.text.split()
+    assert folder.startswith("notebook-")  # ran in its own fresh folder, not in the repository
+    assert python == sys.executable  # on this Python, not the kernel registered as python3
     with pytest.raises(CellExecutionError, match="broken example"):
         runner.execute(bad, tmp_path / "out" / "bad.ipynb")
     assert not (tmp_path / "out" / "bad.ipynb").exists()
