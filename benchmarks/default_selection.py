@@ -51,7 +51,7 @@ from tasks import (
     PRETRAINED_READOUTS,
     RECIPE_DESCRIPTORS,
     RESULTS,
-    ROOT,
+    V1_SUBMISSION,
     gnn_spec,
     load_task,
     store,
@@ -81,7 +81,7 @@ from matgl_hybrid.training.fold_store import FoldStore
 from matgl_hybrid.training.selection import best_candidate
 
 OUT = RESULTS / "default_selection"
-SUBMISSION_FOLDS = ROOT / "matbench_submissions" / "matbench_v0.1_MatGLHybrid" / "folds"
+SUBMISSION_FOLDS = V1_SUBMISSION / "folds"
 RUNS = RESULTS / "matbench_runs"
 #: The property kind of each task (the issue's list): what the readout has to suit.
 KINDS = {

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from tasks import FINETUNE, MATPES_ARCHITECTURE, PRETRAINED_READOUTS, restore_sim_archives
+from tasks import FINETUNE, MATPES_ARCHITECTURE, PRETRAINED_READOUTS, V2_PROMOTED, restore_sim_archives
 from tasks import MATBENCH_DATA as DATA
 from tasks import MATBENCH_PROVENANCE as PROVENANCE
 from tasks import MATBENCH_TASKS as TASKS
@@ -132,10 +132,6 @@ V2_INNER_FOLDS = 5
 V2_REGISTERED = "d23f789"
 #: sha256 of candidates.json as registered in that commit: a run refuses any other file (no git history needed).
 V2_CANDIDATES_SHA256 = "a153ae80aa7833b1a6e6d179eb2ce14950784a8059f0c2b4be39584de36b5efd"
-#: Whether v2 is the submission (its folder in matbench_submissions/, v1's archived under matbench_runs/submission/):
-#: set when all ten of v2's folds are finished, in the commit that moves both folders (``git mv``), so that every
-#: record stays where the report reads it (it refuses to drop a fold it reported).
-V2_PROMOTED = False
 V2_PROTOCOL = (
     f"benchmarks/matbench_v2/protocol.md and candidates.json of matgl-hybrid, commit {V2_REGISTERED} (candidates, "
     "selection rule and budget unchanged since)"

@@ -24,6 +24,14 @@ from matgl_hybrid.training.baselines import descriptor_forest, descriptor_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: Whether Matbench v2 is the submission (its folder in matbench_submissions/, v1's archived under
+#: matbench_runs/submission/): set when all ten of v2's folds are finished, in the commit that moves both folders
+#: (``git mv``), so that every record stays where the report reads it (it refuses to drop a fold it reported).
+V2_PROMOTED = False
+#: v1's Matbench submission folder (its candidates' fold records, its report), wherever the promotion left it.
+V1_SUBMISSION = (
+    RESULTS / "matbench_runs" / "submission" if V2_PROMOTED else ROOT / "matbench_submissions"
+) / "matbench_v0.1_MatGLHybrid"
 SHARED = ROOT.parent / "shared" / "data"
 #: The two Matbench tasks with structures here: reconstructed files in ``../shared/data/matbench`` (see its README).
 MATBENCH_DATA = SHARED / "matbench"
