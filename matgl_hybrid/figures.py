@@ -32,6 +32,10 @@ COLOURS = {
 FAR = 2.5
 #: Resolution of saved figures (dots per inch).
 DPI = 150
+#: Height of one bar's row (inches): a panel of many bars grows so that their labels never touch.
+BAR_HEIGHT_IN = 0.24
+#: Room to the right of the longest bar or fold dot for its value label, as a fraction of the axis.
+LABEL_ROOM = 0.35
 
 
 @dataclass
@@ -107,22 +111,22 @@ def bars(
     near = [r for r in references if r.value <= FAR * largest]
     beyond = [(e.label, e.mean) for e in entries if e.mean > FAR * largest]
     beyond += [(r.label, r.value) for r in references if r.value > FAR * largest]
-    limit = 1.15 * max([largest, *(e.mean for e in shown), *(r.value for r in near)])
+    limit = (1 + LABEL_ROOM) * max([largest, *(e.mean for e in shown), *(r.value for r in near)])
     rows = np.arange(len(shown))
     for row, entry in zip(rows, shown, strict=True):
         colour = COLOURS["published"] if entry.kind == "reference" else COLOURS[entry.kind]
         ax.barh(row, entry.mean, color=colour, height=0.62, hatch="//" if entry.kind == "reference" else None)
         if len(entry.folds):
             ax.plot(entry.folds, [row] * len(entry.folds), "o", ms=3.5, color="black", alpha=0.75, zorder=3)
-        right = float(np.nanmax([entry.mean, *entry.folds]))
-        ax.annotate(
-            f"{entry.mean:.4g}", (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
-        )
+        right = float(np.nanmax([entry.mean, *entry.folds]))  # right of the dots: "mean" says it is not a dot's
+        text = f"mean {entry.mean:.4g}" if right > entry.mean else f"{entry.mean:.4g}"
+        ax.annotate(text, (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(rows, [e.label for e in shown])
     pad = max(0.0, (3 - len(shown)) / 2)  # a lone bar is as thick as one of three, not the whole panel
     ax.set_ylim(len(shown) - 0.5 + pad, -0.5 - pad)  # best at the top
     for colour, ref in zip(COLOURS["reference"], near, strict=False):
-        ax.axvline(ref.value, color=colour, ls="--", lw=1.2, label=f"{ref.label}: {ref.value:.4g}")
+        unit = f" {units}" if units else ""
+        ax.axvline(ref.value, color=colour, ls="--", lw=1.2, label=f"{ref.label}: {ref.value:.4g}{unit}")
     ax.set_xlim(0, limit)
     off_axis = "; ".join(f"{label} {value:.4g} →" for label, value in beyond)
     ax.set_xlabel(
@@ -208,8 +212,8 @@ def learning_curves(
     ax.set_ylabel(axis_label(quantity, units))
     if title:
         ax.set_title(title, fontsize=10)
-    if curves or references:
-        ax.legend(fontsize=8)
+    if curves or references:  # beside the panel, never over a curve
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def png(fig: Figure) -> bytes:

@@ -37,12 +37,18 @@ def check_readable(fig: Figure, units: str | None) -> None:
             x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
             if line.get_linestyle() != "None" and len(x) == 2 and (x[0] == x[1] or y[0] == y[1]):
                 assert line.get_label() in named, f"unnamed reference line in {ax.get_title()!r}"
-        if legend:  # a legend hides nothing drawn in the panel: no bar, fold dot or value label
+        if legend:  # a legend hides nothing drawn in the panel: no bar, line, fold dot or value label
             box = legend.get_window_extent(renderer)
-            drawn = [*ax.patches, *ax.texts, *(line for line in ax.get_lines() if line.get_linestyle() == "None")]
+            drawn = [*ax.patches, *ax.texts, *ax.get_lines()]
             for artist in drawn:
                 hidden = box.overlaps(artist.get_window_extent(renderer))
                 assert not hidden, f"legend over {artist} in {ax.get_title()!r}"
+        frame = ax.get_window_extent(renderer)
+        for text in ax.texts:  # a value label stays inside its panel, not across the spine into the legend
+            assert text.get_window_extent(renderer).x1 <= frame.x1 + 1, f"{text.get_text()!r} past the axis"
+        ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text()]
+        for box_a, box_b in itertools.pairwise(sorted(ticks, key=lambda b: b.y0)):
+            assert box_a.y1 <= box_b.y0 + 0.5, f"tick labels touch in {ax.get_title()!r}"
     boxes = [(ax, ax.title.get_window_extent(renderer)) for ax in visible if ax.get_title()]
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         assert not box_a.overlaps(box_b), (a.get_title(), b.get_title())
@@ -89,6 +95,18 @@ def test_the_cv_and_matbench_report_figure_is_readable(units):
     ax = fig.axes[0]
     if units:
         assert ax.get_xlabel() == f"MAE ({units})"
+    plt.close(fig)
+
+
+def test_a_report_of_thirty_models_keeps_its_labels_apart():
+    """A study of thirty models (a whole accuracy benchmark): the panel grows with its rows, tick labels never
+    touch, and a value label right of an outlying fold says it is the mean, not that fold's score."""
+    rng = np.random.default_rng(1)
+    rows = {f"model number {i}": _summary(list(5 + i + rng.uniform(0, 3, 5))) for i in range(30)}
+    rows["outlier folds"] = _summary([1.0, 1.0, 1.0, 1.0, 40.0])
+    fig = report_figure({"heat_capacity": rows}, {"heat_capacity": "J/K/mol"})
+    check_readable(fig, None)
+    assert "mean 8.8" in {t.get_text() for t in fig.axes[0].texts}
     plt.close(fig)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from matgl_hybrid.figures import Entry, axis_label, bars, panels, save
+from matgl_hybrid.figures import BAR_HEIGHT_IN, Entry, axis_label, bars, panels, save
 from matgl_hybrid.figures import parity as parity_plot
 from matgl_hybrid.files import atomic_write_text
 
@@ -98,7 +98,8 @@ def report_figure(
     """Per target, the score per model (bars, fold dots, reference entries; ``baselines`` in grey) and the parity
     of ``parity``'s model; ``metrics`` as in :func:`write_report`."""
     ncols = 2 if parity else 1
-    fig, axes = panels(ncols * len(tables), ncols=ncols)
+    most = max((len(rows) + len((reference or {}).get(t, [])) for t, rows in tables.items()), default=1)
+    fig, axes = panels(ncols * len(tables), ncols=ncols, size=(5.6, max(4.2, 1.4 + BAR_HEIGHT_IN * most)))
     for row, (target, rows) in enumerate(tables.items()):
         metric = (metrics or {}).get(target, "mae")
         entries = [  # a run of fewer than five folds says so on its bar, as in the table
