@@ -66,6 +66,7 @@ import psutil
 import torch
 from lightning.pytorch.callbacks import Callback
 from matgl.ext.pymatgen import get_element_list
+from matplotlib.axes import Axes
 
 import matgl_hybrid
 from matgl_hybrid.data import StructureData, load
@@ -95,7 +96,8 @@ STAGES = {
     "epoch": "training epoch alone",
     "predict": "predict (warm cache)",
 }
-LABEL_OFFSET = {"fit": 5, "epoch": -5}  # points: keeps the close projections of fit and its epoch apart
+#: Least vertical distance (points) between two projection labels: close projections are spread apart.
+LABEL_GAP_PT = 9.0
 COLORS = {"featurize": "#1f77b4", "graphs": "#2ca02c", "fit": "#d62728", "epoch": "#ff7f0e", "predict": "#9467bd"}
 
 
@@ -504,12 +506,15 @@ def _b(f: dict[str, Any] | None) -> str:
     return "n/a" if f is None else f"{f['b']:.2f}"
 
 
-def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold: float) -> dict[str, Any]:
-    """Write ``scale.{json,md,png}`` into ``out`` from the per-size records; returns the summary."""
+def write_report(
+    runs: list[dict[str, Any]], out: Path, command: str, threshold: float, measured_on: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``scale.{json,md,png}`` into ``out`` from the per-size records; returns the summary. ``measured_on``:
+    the machine the records were measured on (a rebuilt report's, from the earlier ``scale.json``), else this one."""
     runs = sorted(runs, key=lambda r: r["n"])
     fits = analyse(runs, threshold)
     largest = runs[-1]
-    info = machine()
+    info = dict(measured_on) if measured_on else machine()
     info["torch_threads"] = largest["torch_threads"]
     info["device"] = largest["device"]
     flagged = [k for k, f in fits.items() if f["superlinear_time"] or f["superlinear_memory"]]
@@ -689,6 +694,9 @@ def write_report(runs: list[dict[str, Any]], out: Path, command: str, threshold:
 def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
     """Time and memory per stage against N (log-log): measured, fitted a·N^b, and the projection to ``TARGET_N``."""
     fig, axes = panels(2, size=(6.4, 4.8))
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     for ax, value, fit_key, projected, unit in (
         (axes[0], "seconds", "time_fit", "projected_seconds", axis_label("wall time", "s")),
         (
@@ -699,6 +707,7 @@ def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
             axis_label("peak memory above stage start", "MiB"),
         ),
     ):
+        labels = []
         for key, f in fits.items():
             ns, ys = np.asarray(f["n"], dtype=float), np.asarray(f[value], dtype=float)
             positive = ys > 0
@@ -715,35 +724,42 @@ def plot(fits: dict[str, dict[str, Any]], path: Path, threshold: float) -> None:
             ax.plot(measured, fitted["a"] * measured ** fitted["b"], style, color=COLORS[key], lw=1.2, label=label)
             ax.plot(beyond, fitted["a"] * beyond ** fitted["b"], ":", color=COLORS[key], lw=1.2)
             ax.plot([TARGET_N], [f[projected]], "*", color=COLORS[key], ms=12)
-            ax.annotate(
-                _duration(f[projected]) if value == "seconds" else _memory(f[projected]),
-                (TARGET_N, f[projected]),
-                textcoords="offset points",
-                xytext=(6, LABEL_OFFSET.get(key, 0)),
-                fontsize=7,
-                va="center",
-            )
+            labels.append((f[projected], _duration(f[projected]) if value == "seconds" else _memory(f[projected])))
+        ax.set_xlim(right=TARGET_N * 3)
+        _spread_labels(ax, TARGET_N, labels)
         ax.axvline(TARGET_N, color="#999999", ls=":", lw=1)
         ax.text(
             TARGET_N,
             0.02,
-            f" {TARGET_TASK}\n N = {TARGET_N:,}",
+            f"{TARGET_TASK} \nN = {TARGET_N:,} ",
             fontsize=7,
             color="#666666",
             ha="right",
             va="bottom",
             transform=ax.get_xaxis_transform(),
         )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel(axis_label("N", "structures"))
         ax.set_ylabel(unit)
-        ax.set_xlim(right=TARGET_N * 3)
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_title("time: measured (dots), a·N^b fit (dotted beyond the data), ★ projection", fontsize=10)
     axes[1].set_title("memory: measured (dots), a·N^b fit (dotted beyond the data), ★ projection", fontsize=10)
     save(fig, path)
+
+
+def _spread_labels(ax: Axes, x: float, labels: list[tuple[float, str]]) -> None:
+    """Write each ``(y, text)`` right of ``(x, y)``, moved up where needed so that no two are closer than
+    :data:`LABEL_GAP_PT` (projections of similar size would print on top of each other)."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi
+    heights = [ax.transData.transform((x, y))[1] * to_points for y, _ in labels]
+    last = -np.inf
+    for i in np.argsort(heights):
+        placed = max(heights[i], last + LABEL_GAP_PT)
+        y, text = labels[i]
+        offset = (6, placed - heights[i])
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7, va="center")
+        last = placed
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -808,7 +824,11 @@ def main() -> None:
         print(f"N={runs[-1]['n']}: done in {runs[-1]['total_seconds']:.0f} s", flush=True)
     if not args.report_only:
         print(f"all sizes in {time.perf_counter() - start:.0f} s")
-    summary = write_report(runs, out, _command(), args.superlinear)
+    command, measured_on = _command(), None
+    if args.report_only and (earlier := out / "scale.json").is_file():  # the measurement's command and machine
+        recorded = json.loads(earlier.read_text())
+        command, measured_on = recorded["command"], recorded["machine"]
+    summary = write_report(runs, out, command, args.superlinear, measured_on)
     for key, f in summary["fits"].items():
         print(
             f"{key}: b(time) = {_b(f['time_fit'])}, b(memory) = {_b(f['memory_fit'])}; at N = {TARGET_N:,}: "

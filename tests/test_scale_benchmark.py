@@ -81,3 +81,19 @@ def test_report_flags_superlinear_and_disturbed(scale, tmp_path):
     assert "**Disturbed**" in text
     assert json.loads((tmp_path / "scale.json").read_text())["target_n"] == 132_752
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_a_rebuilt_report_keeps_the_measurement_s_command_and_machine(scale, tmp_path, monkeypatch):
+    """``--report-only`` wrote its own command and this machine's CPU over those of the measurement it reports."""
+    runs = [_record(n, quadratic="graphs") for n in (1000, 4000, 11000)]
+    for run in runs:
+        (tmp_path / f"scale.n{run['label']}.json").write_text(json.dumps(run))
+    measured = {**scale.machine(), "cpu": "AMD EPYC"}
+    scale.write_report(runs, tmp_path, "python benchmarks/scale.py --sizes 1000,4000,11000", 1.15, measured)
+    sizes = "--sizes=1000,4000,11000"
+    monkeypatch.setattr(sys, "argv", ["scale.py", "--report-only", "--out", str(tmp_path), sizes])
+    scale.main()
+    rebuilt = json.loads((tmp_path / "scale.json").read_text())
+    assert rebuilt["command"] == "python benchmarks/scale.py --sizes 1000,4000,11000"
+    assert rebuilt["machine"]["cpu"] == "AMD EPYC"
+    assert "Machine: AMD EPYC" in (tmp_path / "scale.md").read_text()
