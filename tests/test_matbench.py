@@ -370,6 +370,21 @@ def test_validation_catches_broken_submissions(accept_stand_in, tmp_path):
     assert "no .py or .ipynb" in problems
 
 
+def test_one_folder_is_checked_for_an_algorithm_name_its_neighbours_use(tmp_path):
+    """``validate benchmarks/matbench_v0.1_X`` in a matbench fork said "valid" for a name another submission
+    beside it already used, which the leaderboard's CI rejects."""
+    from matgl_hybrid.evaluation.matbench.rules import validate_folder
+
+    for name, algorithm in (("matbench_v0.1_Mine", "MatGLHybrid"), ("matbench_v0.1_Theirs", "MatGLHybrid")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "info.json").write_text(json.dumps({"algorithm": algorithm}))
+    (problems,) = validate_folder(tmp_path / "matbench_v0.1_Mine").values()
+    assert "algorithm 'MatGLHybrid' is already used by matbench_v0.1_Theirs" in problems
+    (tmp_path / "matbench_v0.1_Theirs" / "info.json").write_text(json.dumps({"algorithm": "Other"}))
+    (problems,) = validate_folder(tmp_path / "matbench_v0.1_Mine").values()
+    assert not [p for p in problems if "already used" in p]
+
+
 def test_info_names_the_descriptor_sets_and_the_universal_potential_it_used():
     recipe = MatbenchRun([TASK], TrainSpec(), Path("unused")).info()
     assert "Magpie" in recipe["algorithm_long"]

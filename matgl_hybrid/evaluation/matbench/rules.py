@@ -62,11 +62,24 @@ def validate_submission(folder: str | Path) -> list[str]:
 
 def validate_folder(folder: str | Path) -> dict[str, list[str]]:
     """Problems of a submission folder (``matbench_v0.1_<algorithm>`` or one with ``info.json``), or of every
-    submission folder inside ``folder``: ``{folder name: [problem, …]}`` (an empty list: valid)."""
+    submission folder inside ``folder``: ``{folder name: [problem, …]}`` (an empty list: valid). A single folder is
+    also checked against the submission folders beside it for the leaderboard's unique algorithm name (a fork's
+    ``benchmarks/``)."""
     folder = Path(folder)
-    if folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists():
-        return {str(folder): validate_submission(folder)}
+    if _is_submission(folder):
+        problems = validate_submission(folder)
+        algorithm = _algorithm(folder / "info.json")
+        siblings = [p for p in sorted(folder.absolute().parent.iterdir()) if p.name != folder.absolute().name]
+        for other in siblings:
+            if algorithm is not None and _is_submission(other) and _algorithm(other / "info.json") == algorithm:
+                problems.append(f"algorithm {algorithm!r} is already used by {other.name}")
+        return {str(folder): problems}
     return validate_submissions(folder)
+
+
+def _is_submission(folder: Path) -> bool:
+    """Whether ``folder`` is a submission folder: named ``matbench_v0.1_<algorithm>`` or holding an ``info.json``."""
+    return folder.is_dir() and (folder.name.startswith("matbench_v0.1_") or (folder / "info.json").exists())
 
 
 def validate_submissions(root: str | Path) -> dict[str, list[str]]:
