@@ -34,8 +34,8 @@ FAR = 2.5
 DPI = 150
 #: Height of one bar's row (inches): a panel of many bars grows so that their labels never touch.
 BAR_HEIGHT_IN = 0.24
-#: Room to the right of the longest bar or fold dot for its value label, as a fraction of the axis.
-LABEL_ROOM = 0.35
+#: The gid of a bar's value label: :func:`fit_value_labels` widens the score axis until each ends inside it.
+VALUE_LABEL = "value-label"
 
 
 @dataclass
@@ -111,7 +111,7 @@ def bars(
     near = [r for r in references if r.value <= FAR * largest]
     beyond = [(e.label, e.mean) for e in entries if e.mean > FAR * largest]
     beyond += [(r.label, r.value) for r in references if r.value > FAR * largest]
-    limit = (1 + LABEL_ROOM) * max([largest, *(e.mean for e in shown), *(r.value for r in near)])
+    limit = 1.15 * max([largest, *(e.mean for e in shown), *(r.value for r in near)])
     rows = np.arange(len(shown))
     for row, entry in zip(rows, shown, strict=True):
         colour = COLOURS["published"] if entry.kind == "reference" else COLOURS[entry.kind]
@@ -120,7 +120,9 @@ def bars(
             ax.plot(entry.folds, [row] * len(entry.folds), "o", ms=3.5, color="black", alpha=0.75, zorder=3)
         right = float(np.nanmax([entry.mean, *entry.folds]))  # right of the dots: "mean" says it is not a dot's
         text = f"mean {entry.mean:.4g}" if right > entry.mean else f"{entry.mean:.4g}"
-        ax.annotate(text, (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(
+            text, (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, gid=VALUE_LABEL
+        )
     ax.set_yticks(rows, [e.label for e in shown])
     pad = max(0.0, (3 - len(shown)) / 2)  # a lone bar is as thick as one of three, not the whole panel
     ax.set_ylim(len(shown) - 0.5 + pad, -0.5 - pad)  # best at the top
@@ -216,8 +218,31 @@ def learning_curves(
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
+def fit_value_labels(fig: Figure, attempts: int = 6) -> None:
+    """Widen the score axis of each bar panel of ``fig`` until its value labels end inside the panel (their width
+    in points does not shrink with the axis, and the layout settles only once every panel is drawn); a no-op for
+    figures without them. Called by :func:`png` before saving."""
+    for _ in range(attempts):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        widened = False
+        for ax in fig.axes:
+            labels = [t for t in ax.texts if t.get_gid() == VALUE_LABEL and t.get_visible()]
+            if not labels or not ax.get_visible():
+                continue
+            frame = ax.get_window_extent(renderer)
+            right = max(t.get_window_extent(renderer).x1 for t in labels)
+            if right > frame.x1 - 2 and frame.width > 0:
+                low, high = ax.get_xlim()
+                ax.set_xlim(low, low + (high - low) * (right - frame.x0 + 6) / frame.width)
+                widened = True
+        if not widened:
+            return
+
+
 def png(fig: Figure) -> bytes:
     """``fig`` as PNG bytes (:data:`DPI`); the figure is closed."""
+    fit_value_labels(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)

@@ -12,7 +12,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from matgl_hybrid.evaluation.report import report_figure
-from matgl_hybrid.figures import Entry, Reference, axis_label, bars, learning_curves, panels, save
+from matgl_hybrid.figures import (
+    Entry,
+    Reference,
+    axis_label,
+    bars,
+    fit_value_labels,
+    learning_curves,
+    panels,
+    save,
+)
 
 
 def _summary(folds):
@@ -21,7 +30,9 @@ def _summary(folds):
 
 def check_readable(fig: Figure, units: str | None) -> None:
     """Every visible panel has labelled axes (with ``units`` on the score axis), every dashed reference line a
-    legend entry, and no two titles or tick labels of different panels overlap."""
+    legend entry, and no two titles or tick labels of different panels overlap (checked as saved: after
+    :func:`fit_value_labels`)."""
+    fit_value_labels(fig)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -107,6 +118,17 @@ def test_a_report_of_thirty_models_keeps_its_labels_apart():
     fig = report_figure({"heat_capacity": rows}, {"heat_capacity": "J/K/mol"})
     check_readable(fig, None)
     assert "mean 8.8" in {t.get_text() for t in fig.axes[0].texts}
+    plt.close(fig)
+
+
+def test_value_labels_end_inside_narrow_panels():
+    """Three narrow panels with long model names and a legend each (recipe_selection.png): the values 0.09534 and
+    0.09696 ran across the spine under the legend."""
+    fig, axes = panels(3, size=(5.2, 3.4))
+    for ax in axes:
+        entries = [Entry(f"hybrid_megnet_chgnet_noenergy_e{i}", 0.095 + 0.002 * i) for i in range(3)]
+        bars(ax, [*entries, Entry("descriptors_rf", 0.1027, kind="baseline")], units="log10 GPa")
+    check_readable(fig, "log10 GPa")
     plt.close(fig)
 
 
