@@ -44,7 +44,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from scipy.stats import pearsonr, spearmanr
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_val_predict
@@ -562,10 +563,7 @@ def _plot(direct: list[dict], versus: list[dict], cost: dict | None) -> bool:
         low, high = min(t.min(), s.min()), max(t.max(), s.max())
         ax.plot([low, high], [low, high], "k--", lw=0.8)
         if "mae_log10" in r:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):  # decades only: minor labels (2×10¹ 3×10¹ …) run into each other
-                axis.set_minor_formatter(NullFormatter())
+            _log_parity_axes(ax, np.r_[t, s])
         ax.set_xlabel(axis_label(f"DFT {r['label']}", r["units"]))
         ax.set_ylabel(axis_label(f"CHGNet {r['quantity']}", r["units"]))
         ax.set_title(f"{r['dataset']} ({r['tier']}): r = {r['pearson']:.2f}, n = {r['n']}", fontsize=9)
@@ -580,10 +578,7 @@ def _plot(direct: list[dict], versus: list[dict], cost: dict | None) -> bool:
         every = np.concatenate([np.r_[m["truth"], m["simulated"]] for m in r["simulators"].values()])
         ax.plot([every.min(), every.max()], [every.min(), every.max()], "k--", lw=0.8)
         if log:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_minor_formatter(NullFormatter())
+            _log_parity_axes(ax, every)
         ax.legend(fontsize=7, loc="upper left", markerscale=2)
         ax.set_xlabel(axis_label(f"DFT {r['label']}", r["units"]))
         ax.set_ylabel(axis_label(f"simulated {r['quantity']}", r["units"]))
@@ -591,14 +586,38 @@ def _plot(direct: list[dict], versus: list[dict], cost: dict | None) -> bool:
     if cost:
         ax = axes[len(direct) + len(versus)]
         runs = {**cost["cheap"]["ms_per_structure"], **cost["full"]["ms_per_structure"]}
-        ax.barh(list(runs), list(runs.values()), color=COLOURS["ours"])
+        drawn = ax.barh(list(runs), list(runs.values()), color=COLOURS["ours"])
+        ax.bar_label(drawn, labels=[f" {v:,.0f}" if v >= 10 else f" {v:.2g}" for v in runs.values()], fontsize=7)
         ax.set_xscale("log")
+        ax.set_xlim(right=max(runs.values()) * 8)  # room for the values
         ax.set_xlabel(axis_label("time per structure (log scale)", "ms"))
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)
         ax.set_title("cost per structure", fontsize=9)
     save(fig, RESULTS / "sim_descriptors.png")
     return True
+
+
+def _log_parity_axes(ax: Axes, values: np.ndarray) -> None:
+    """Log axes on a parity panel, the same range on both (that of the positive ``values``: others are not drawn on
+    log axes); numbers at 1, 2 and 5 × 10ⁿ when the values span less
+    than two decades (decades alone would leave one label, e.g. "10²"), at the decades otherwise (minor labels
+    2×10¹ 3×10¹ … would run into each other)."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return
+    low, high = float(positive.min()), float(positive.max())
+    pad = (high / low) ** 0.04
+    ax.set_xlim(low / pad, high * pad)
+    ax.set_ylim(low / pad, high * pad)
+    few = np.log10(high / low) < 2
+    for axis in (ax.xaxis, ax.yaxis):
+        if few:
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
 
 
 def main() -> None:
