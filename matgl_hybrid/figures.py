@@ -222,16 +222,18 @@ def fit_value_labels(fig: Figure, attempts: int = 6) -> None:
     """Widen the score axis of each bar panel of ``fig`` until its value labels end inside the panel (their width
     in points does not shrink with the axis, and the layout settles only once every panel is drawn); a no-op for
     figures without them. Called by :func:`png` before saving."""
-    for _ in range(attempts):
-        fig.draw_without_rendering()
-        renderer = fig.canvas.get_renderer()
+    labelled = [
+        (ax, [t for t in ax.texts if t.get_gid() == VALUE_LABEL and t.get_visible()])
+        for ax in fig.axes
+        if ax.get_visible()
+    ]
+    labelled = [(ax, labels) for ax, labels in labelled if labels]
+    for _ in range(attempts if labelled else 0):
+        fig.draw_without_rendering()  # extents below are measured with the figure's own renderer (any backend)
         widened = False
-        for ax in fig.axes:
-            labels = [t for t in ax.texts if t.get_gid() == VALUE_LABEL and t.get_visible()]
-            if not labels or not ax.get_visible():
-                continue
-            frame = ax.get_window_extent(renderer)
-            right = max(t.get_window_extent(renderer).x1 for t in labels)
+        for ax, labels in labelled:
+            frame = ax.get_window_extent()
+            right = max(t.get_window_extent().x1 for t in labels)
             if right > frame.x1 - 2 and frame.width > 0:
                 low, high = ax.get_xlim()
                 ax.set_xlim(low, low + (high - low) * (right - frame.x0 + 6) / frame.width)

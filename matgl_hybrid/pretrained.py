@@ -110,7 +110,7 @@ def download(url: str, cache: Path | None = None, pinned: str | None = None) -> 
     cached copy whose ``SHA256SUMS`` has the ``pinned`` sha256 (a registry's) is used without asking the remote.
     """
     base = url.rstrip("/")
-    if base.startswith("http://"):
+    if urllib.parse.urlsplit(base).scheme.lower() == "http":
         raise CheckpointError(
             f"{base}: plain http:// is refused (its {MANIFEST} could be altered in transit): use https://"
         )
@@ -136,7 +136,13 @@ def download(url: str, cache: Path | None = None, pinned: str | None = None) -> 
     listed = parse_manifest(manifest, f"{base}/{MANIFEST}")
     if "model.json" not in listed:  # a folder that could never load: refused before its files are fetched
         raise CheckpointError(f"{base}/{MANIFEST} lists no model.json: not a matgl-hybrid checkpoint folder")
-    tmp = make_temp_dir(target.parent, ".download.")
+    try:
+        tmp = make_temp_dir(target.parent, ".download.")
+    except OSError as exc:  # a read-only cache (site-wide, in a container image)
+        if cached is None:
+            raise CheckpointError(f"cannot download {base} into the cache {target.parent}: {exc}") from exc
+        warnings.warn(f"{base} changed, but the cache {target.parent} is not writable: using its copy", stacklevel=2)
+        return target
     try:
         (tmp / MANIFEST).write_bytes(raw)  # the bytes a pinned sha256 was taken of
         for name, digest in listed.items():
@@ -146,12 +152,15 @@ def download(url: str, cache: Path | None = None, pinned: str | None = None) -> 
                 raise CheckpointError(
                     f"{base}/{name} is corrupted or was modified: sha256 {actual}, {MANIFEST} says {digest}"
                 )
-        if target.exists():  # an outdated or broken copy of ours: set aside, then removed (another process may race)
+        if _verified_or_none(target) == raw:  # another process put this version there meanwhile: keep its copy
+            return target
+        if target.exists():  # an outdated or broken copy: set aside, then removed
             _set_aside(target)
         try:
             tmp.rename(target)
-        except OSError:  # another process put its copy there first: keep it if it verifies
-            verify(target)
+        except OSError as exc:  # another process put its copy there first: keep it if it is this version
+            if _verified_or_none(target) != raw:
+                raise CheckpointError(f"cannot replace the cached copy {target} of {base}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -191,7 +200,7 @@ def _fetch(url: str, limit: int) -> bytes:
     """The content at ``url``, read in chunks up to ``limit`` bytes (more is refused as not a checkpoint file)."""
     content = bytearray()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # file:// and https:// by design
+        with _OPENER.open(url, timeout=60) as response:  # file:// and https:// (redirects to https only)
             while chunk := response.read(min(1 << 20, limit + 1 - len(content))):
                 content += chunk
                 if len(content) > limit:
@@ -201,6 +210,21 @@ def _fetch(url: str, limit: int) -> bytes:
             raise
         raise CheckpointError(f"cannot download {url}: {exc}") from exc
     return bytes(content)
+
+
+class _HttpsRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows an ``https://`` download's redirects only to ``https://`` (urllib's own also follows to ``http://``,
+    where the manifest could be altered in transit)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(newurl).scheme.lower() != "https":
+            raise CheckpointError(f"{req.full_url} redirects to {newurl}: only https:// is followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpsRedirectsOnly)
 
 
 def _from_hugging_face(spec: str) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -32,13 +32,14 @@ CELL_TIMEOUT_S = 900
 KERNEL_NAME = "this-python"
 
 
-def this_python_kernel(folder: Path) -> KernelManager:
+def this_python_kernel(folder: Path) -> AsyncKernelManager:
     """A kernel manager for ``sys.executable``, its kernel spec written under ``folder``."""
     spec = folder / KERNEL_NAME
     spec.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL_NAME, "language": "python"}))
-    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(folder)]))
+    specs = KernelSpecManager(kernel_dirs=[str(folder)])
+    return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
 def execute(path: Path, out: Path) -> float:
@@ -52,7 +53,7 @@ def execute(path: Path, out: Path) -> float:
             timeout=CELL_TIMEOUT_S,
             resources={"metadata": {"path": workdir}},
         )
-        client.execute()
+        client.execute(cleanup_kc=True)  # a kernel manager given in is not shut down unless asked
     seconds = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

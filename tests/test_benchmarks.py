@@ -728,7 +728,7 @@ def test_both_submissions_are_read_where_their_records_are():
         assert (out / "results.json.gz").is_file(), out
         assert list(out.glob(records)), (out, records)
     tasks = _script("tasks")  # v1's records and report, read by default_selection.py and figures_before_after.py
-    assert tasks.V1_SUBMISSION == matbench_study.gnn_run(matbench_study.SUBMISSION, [], "MatGLHybrid").out
+    assert matbench_study.gnn_run(matbench_study.SUBMISSION, [], "MatGLHybrid").out == tasks.V1_SUBMISSION
     assert list(tasks.V1_SUBMISSION.glob("folds/matbench_jdft2d/recipe/fold0.json"))
     assert (tasks.V1_SUBMISSION / "report.png").is_file()
 

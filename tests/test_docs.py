@@ -296,7 +296,16 @@ def test_the_notebook_runner_fails_on_a_failing_cell_and_stores_outputs(tmp_path
     (other / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-f", "{connection_file}"],
                                                    "display_name": "other", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    stopped = []  # each notebook's kernel is shut down when it ends (with its trained models in memory)
+
+    class Recorded(runner.AsyncKernelManager):
+        async def shutdown_kernel(self, *args, **kwargs):
+            stopped.append(self.kernel_name)
+            return await super().shutdown_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "AsyncKernelManager", Recorded)
     runner.execute(good, tmp_path / "out" / "good.ipynb")
+    assert stopped == [runner.KERNEL_NAME]
     (output,) = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4).cells[0].outputs
     folder, python = output.text.split()
     assert folder.startswith("notebook-")  # ran in its own fresh folder, not in the repository

@@ -370,7 +370,7 @@ def test_validation_catches_broken_submissions(accept_stand_in, tmp_path):
     assert "no .py or .ipynb" in problems
 
 
-def test_one_folder_is_checked_for_an_algorithm_name_its_neighbours_use(tmp_path):
+def test_one_folder_is_checked_for_an_algorithm_name_its_neighbours_use(tmp_path, monkeypatch):
     """``validate benchmarks/matbench_v0.1_X`` in a matbench fork said "valid" for a name another submission
     beside it already used, which the leaderboard's CI rejects."""
     from matgl_hybrid.evaluation.matbench.rules import validate_folder
@@ -379,6 +379,10 @@ def test_one_folder_is_checked_for_an_algorithm_name_its_neighbours_use(tmp_path
         (tmp_path / name).mkdir()
         (tmp_path / name / "info.json").write_text(json.dumps({"algorithm": algorithm}))
     (problems,) = validate_folder(tmp_path / "matbench_v0.1_Mine").values()
+    assert "algorithm 'MatGLHybrid' is already used by matbench_v0.1_Theirs" in problems
+    (tmp_path / "matbench_v0.1_Mine" / "folds").mkdir()
+    monkeypatch.chdir(tmp_path / "matbench_v0.1_Mine" / "folds")  # `validate ..` from inside the folder
+    (problems,) = validate_folder(Path("..")).values()
     assert "algorithm 'MatGLHybrid' is already used by matbench_v0.1_Theirs" in problems
     (tmp_path / "matbench_v0.1_Theirs" / "info.json").write_text(json.dumps({"algorithm": "Other"}))
     (problems,) = validate_folder(tmp_path / "matbench_v0.1_Mine").values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def test_a_cached_download_follows_the_remote_and_survives_going_offline(saved, 
     path, structures, expected = saved
     remote = shutil.copytree(path, tmp_path / "remote")
     first = pretrained.download(remote.as_uri())
-    assert pretrained.download(remote.as_uri()) == first  # unchanged remote: the copy is reused
+    stamp = (first / "weights.safetensors").stat().st_mtime_ns
+    assert pretrained.download(remote.as_uri()) == first  # unchanged remote: the copy is reused, not fetched again
+    assert (first / "weights.safetensors").stat().st_mtime_ns == stamp
     card = remote / "model_card.md"  # republished: a new file listed in a new manifest
     card.write_text("# version 2\n")
     manifest = remote / "SHA256SUMS"
@@ -162,11 +165,56 @@ def test_a_cached_download_follows_the_remote_and_survives_going_offline(saved, 
     with warnings.catch_warnings():  # a pinned copy is used without asking the remote
         warnings.simplefilter("error")
         assert pretrained.download(remote.as_uri(), pinned=pinned) == first
-    with pytest.raises(CheckpointError, match="plain http:// is refused"):
-        pretrained.download("http://example.org/model")
+    for url in ("http://example.org/model", "HTTP://example.org/model"):
+        with pytest.raises(CheckpointError, match="plain http:// is refused"):
+            pretrained.download(url)
+    request = urllib.request.Request("https://example.org/model/SHA256SUMS")
+    with pytest.raises(CheckpointError, match=r"redirects to http://example\.org/x: only https:// is followed"):
+        pretrained._HttpsRedirectsOnly().redirect_request(request, None, 302, "Found", {}, "http://example.org/x")
     old, young = (pretrained_cache_dir() / name for name in (".download.killed", ".download.running"))
     old.mkdir(), young.mkdir()
     os.utime(old, (0, 0))  # a killed process's leftover is removed; one that may still be running is kept
     pretrained.download(path.as_uri())
-    assert not old.exists() and young.exists()
+    assert not old.exists()
+    assert young.exists()
     np.testing.assert_array_equal(load_pretrained(first).predict(structures, cache_dir=None), expected)
+
+
+def test_a_download_keeps_a_copy_another_process_put_there_and_a_read_only_cache_is_used(saved, monkeypatch, tmp_path):
+    """Two processes downloading the same new version: the second set the first's finished copy aside (deleting
+    it under the first's load); a cache that cannot be written turned a remote update into a PermissionError."""
+    from matgl_hybrid import pretrained
+
+    path, _, _ = saved
+    cache = tmp_path / "shared-cache"
+    target = cache / hashlib.sha256(path.as_uri().encode()).hexdigest()[:16]
+    fetch = pretrained._fetch
+
+    def racing(url, limit):  # the other process finishes its download while this one fetches the weights
+        if url.endswith("weights.safetensors") and not target.exists():
+            shutil.copytree(path, target)
+        return fetch(url, limit)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pretrained, "_fetch", racing)
+        assert pretrained.download(path.as_uri(), cache=cache) == target
+    other = (target / "weights.safetensors").stat().st_ino
+    assert pretrained.download(path.as_uri(), cache=cache) == target
+    assert (target / "weights.safetensors").stat().st_ino == other  # the other process's copy, never replaced
+    assert [p.name for p in cache.iterdir()] == [target.name]
+
+    remote = shutil.copytree(path, tmp_path / "remote")
+    copy = pretrained.download(remote.as_uri(), cache=cache)
+    manifest = remote / "SHA256SUMS"  # republished, while the cache became read-only
+    manifest.write_text(manifest.read_text() + f"{hashlib.sha256(b'x').hexdigest()}  notes.txt\n")
+    (remote / "notes.txt").write_text("x")
+
+    def read_only(parent, prefix):
+        raise PermissionError(13, "Permission denied", str(parent))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pretrained, "make_temp_dir", read_only)
+        with pytest.warns(UserWarning, match="is not writable: using its copy"):
+            assert pretrained.download(remote.as_uri(), cache=cache) == copy
+        with pytest.raises(CheckpointError, match=r"cannot download .* into the cache"):
+            pretrained.download(remote.as_uri(), cache=tmp_path / "empty-cache")

@@ -10,6 +10,7 @@ each algorithm name once. Also the documented recommendation this project follow
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ def validate_folder(folder: str | Path) -> dict[str, list[str]]:
     if _is_submission(folder):
         problems = validate_submission(folder)
         algorithm = _algorithm(folder / "info.json")
-        siblings = [p for p in sorted(folder.absolute().parent.iterdir()) if p.name != folder.absolute().name]
+        absolute = Path(os.path.abspath(folder))  # ".." normalised; a symlinked folder keeps its own neighbours
+        siblings = [p for p in sorted(absolute.parent.iterdir()) if p.name != absolute.name]
         for other in siblings:
             if algorithm is not None and _is_submission(other) and _algorithm(other / "info.json") == algorithm:
                 problems.append(f"algorithm {algorithm!r} is already used by {other.name}")
