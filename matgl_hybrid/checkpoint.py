@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -267,7 +267,7 @@ def _assemble(
     for name, keys in SEPARATE_STATE.items():
         if all(k in kwargs for k in keys) and any(kwargs[k] is not None for k in keys):
             _write_json(tmp / name, {k: kwargs.pop(k) for k in keys})
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
+    save_file(portable_state(model.state_dict()), str(tmp / "weights.safetensors"))
     for name, value in records.items():
         _write_json(tmp / f"{name}.json", value)
     for name, content in texts.items():
@@ -586,6 +586,34 @@ def _read_checkpoint(path: Path, migrating: bool) -> tuple[MatGLModel, dict[str,
     if verify(path) != listed:
         raise CheckpointError(f"{path} changed while it was loaded (a model saved into it meanwhile?): load it again")
     return model.eval(), header
+
+
+#: The fused name of TensorNet's three distance projections in MatGL's GPU (Warp) embedding, and its plain layout.
+FUSED_DISTANCE_PROJ = "tensor_embedding.distance_proj."
+
+
+def portable_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights as saved: contiguous, one tensor of its own per name, TensorNet's embedding in MatGL's plain
+    layout. A module used in several places (one trainable ``softexp`` activation repeated through MatGL's
+    ``MLP``) lists one tensor under several names, which safetensors refuses; MatGL's GPU (Warp) embedding fuses
+    ``distance_proj1/2/3`` into one ``distance_proj`` (converting the plain names back when it loads), so a model
+    saved where it is installed would not load where it is not.
+
+    Args:
+        state: a ``state_dict``: name -> tensor.
+    """
+    portable, storages = {}, set()
+    for name, tensor in state.items():
+        tensor = tensor.detach()
+        if FUSED_DISTANCE_PROJ in name and name.rsplit(".", 1)[-1] in ("weight", "bias"):
+            stem, kind = name.rsplit(".", 1)
+            for i, part in enumerate(tensor.chunk(3, dim=0), start=1):
+                portable[f"{stem}{i}.{kind}"] = part.clone().contiguous()
+            continue
+        storage = tensor.untyped_storage().data_ptr()
+        portable[name] = tensor.clone().contiguous() if storage in storages else tensor.contiguous()
+        storages.add(storage)
+    return portable
 
 
 def _check_size(cls: type, kwargs: dict[str, Any], path: Path) -> None:

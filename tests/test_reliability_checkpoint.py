@@ -398,3 +398,33 @@ def test_matgls_extensive_head_of_several_targets_is_refused_on_construction(bac
     with pytest.raises(ValueError, match="MatGL's extensive head predicts one target"):
         HybridModel(backbone=backbone, readout="native", element_types=("Si", "O"),
                     backbone_kwargs={"is_intensive": False}, n_targets=2, target_names=("a", "b"))  # fmt: skip
+
+
+def test_a_model_with_a_repeated_trainable_activation_saves_and_reloads(tmp_path):
+    """``activation="softexp"``: MatGL's MLP repeats one trainable activation after every hidden layer, so the
+    state lists one tensor under several names; safetensors refused it after the whole training had run."""
+    model = HybridModel(element_types=("Na", "Cl"), activation="softexp", head_hidden=(8, 8),
+                        backbone_kwargs=TINY_MEGNET).eval()  # fmt: skip
+    with torch.no_grad():
+        model.head.layers[1].alpha.fill_(0.3)  # trained away from its initial value, shared by both hidden layers
+    save_checkpoint(model, tmp_path / "softexp")
+    loaded = load_checkpoint(tmp_path / "softexp")
+    assert loaded.head.layers[1].alpha is loaded.head.layers[3].alpha
+    assert float(loaded.head.layers[3].alpha) == pytest.approx(0.3)
+
+
+def test_tensornet_weights_are_saved_in_the_layout_every_machine_loads(tmp_path):
+    """MatGL's GPU (Warp) TensorNet embedding keeps its three distance projections as one fused ``distance_proj``;
+    saved that way, the model did not load where the Warp kernels are not installed."""
+    from matgl_hybrid.checkpoint import portable_state
+
+    model = HybridModel(backbone="tensornet", element_types=("Na", "Cl"), backbone_kwargs={"units": 8, "nblocks": 1})
+    plain = model.state_dict()
+    prefix = "backbone.tensor_embedding.distance_proj"
+    fused = {k: v for k, v in plain.items() if not k.startswith(prefix)}  # the Warp embedding's state
+    for kind in ("weight", "bias"):
+        fused[f"{prefix}.{kind}"] = torch.cat([plain[f"{prefix}{i}.{kind}"] for i in (1, 2, 3)])
+    portable = portable_state(fused)
+    assert portable.keys() == plain.keys()
+    for name, tensor in plain.items():
+        torch.testing.assert_close(portable[name], tensor, rtol=0, atol=0)

@@ -122,6 +122,23 @@ def test_the_relaxation_uses_the_cell_filter_its_settings_name(crystals, monkeyp
         relax.compute(StructureContext(crystals[0]))
 
 
+def test_a_relaxation_with_non_finite_forces_fails_with_its_reason(crystals, monkeypatch):
+    """FIRE carries NaN forces through every step, and ``max(nan, x) > fmax`` is false: the relaxation passed as
+    converged, its NaN values cached as a success with no reason."""
+
+    class NaNForces:
+        def __init__(self, calculator, **kwargs):
+            pass
+
+        def calc(self, structure):
+            return {"final_structure": structure, "max_force": float("nan"), "stress": np.zeros((3, 3))}
+
+    monkeypatch.setattr(simulation._matcalc(), "RelaxCalc", NaNForces)
+    relax = next(g for g in get_descriptor_set("sim:chgnet").groups if g.name == "sim_chgnet_relax")
+    with pytest.raises(RuntimeError, match="non-finite forces or stress"):
+        relax.compute(StructureContext(crystals[0]))
+
+
 def test_a_failed_relaxation_is_nan_with_its_reason_for_every_group_that_needs_it(crystals, monkeypatch):
     monkeypatch.setitem(simulation.SETTINGS, "relax", {**simulation.SETTINGS["relax"], "max_steps": 1})
     with pytest.warns(UserWarning, match="featurizer failure"):

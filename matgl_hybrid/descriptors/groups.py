@@ -112,9 +112,10 @@ def reference_structures() -> tuple[Structure, ...]:
 
 
 #: Failures that say nothing about the structure (a time budget hit on a busy machine, memory, a package or file
-#: missing where the group ran, e.g. on a Dask worker): computed again by the next call rather than served from the
-#: cache; any other recorded failure is final for its version.
+#: missing where the group ran, e.g. on a Dask worker, a shipped potential that does not verify there): computed
+#: again by the next call rather than served from the cache; any other recorded failure is final for its version.
 TRANSIENT_ERRORS = ("TimeoutError", "MemoryError", "OutOfMemoryError", "ImportError", "ModuleNotFoundError",
+                    "CheckpointError",
                     "FileNotFoundError", "PermissionError", "OSError", "ConnectionError", "BrokenPipeError",
                     "AcceleratorError", "ConnectionResetError", "ConnectionAbortedError", "ConnectionRefusedError",
                     "BlockingIOError", "InterruptedError")  # fmt: skip

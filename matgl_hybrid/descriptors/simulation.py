@@ -247,6 +247,8 @@ def _relaxed(ctx: StructureContext, sim: Simulator) -> dict[str, Any]:
         # FrechetCellFilter are volume × stress / n_atoms (eV/Å): a symmetric cell under stress is not relaxed.
         final = out["final_structure"]
         cell_force = final.volume * float(np.abs(np.asarray(out["stress"])).max()) / len(final)
+        if not np.isfinite([out["max_force"], cell_force]).all():  # FIRE carries NaN through every step
+            raise RuntimeError("the potential gave non-finite forces or stress during the relaxation")
         if max(out["max_force"], cell_force) > s["fmax"]:
             raise RuntimeError(f"relaxation did not converge to fmax {s['fmax']} eV/Å in {s['max_steps']} steps")
         return out

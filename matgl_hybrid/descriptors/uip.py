@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from matgl.ext.pymatgen import Structure2Graph
 
 from matgl_hybrid.descriptors.groups import GROUP_VERSION, FeatureGroup, StructureContext, reference_structures
 from matgl_hybrid.potentials import load_potential, shipped_potentials, weights_sha256
@@ -191,10 +192,20 @@ POTENTIAL_LOCK = threading.RLock()
 
 
 def matpes_atom_features(structure: Structure) -> np.ndarray:
-    """(N, 128) per-atom features of the potential's last layer (its ``readout`` input) for one structure."""
+    """(N, 128) per-atom features of the potential's last layer (its ``readout`` input) for one structure.
+
+    The graph is built as MatGL's ``predict_structure`` builds it, then moved to the model's device (with MatGL's
+    GPU kernels installed its graph builder works on CUDA, while the potential loads on the CPU)."""
     model = matpes_potential().model
+    device = next(model.parameters()).device
+    graph, lattice, state = Structure2Graph(element_types=model.element_types, cutoff=model.cutoff).get_graph(
+        structure
+    )
+    graph, lattice = graph.to(device), lattice.to(device)
+    graph.pbc_offshift = torch.matmul(graph.pbc_offset, lattice[0])
+    graph.pos = graph.frac_coords @ lattice[0]
     with POTENTIAL_LOCK, torch.no_grad():
-        model.predict_structure(structure)
+        model(g=graph, state_attr=torch.as_tensor(state, device=device))
         return model.feature_dict["readout"].detach().cpu().numpy().astype(float)
 
 
