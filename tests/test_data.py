@@ -315,7 +315,6 @@ def test_validate_structure_allowed_elements() -> None:
         (-np.inf, "is infinite"),
         (None, "is missing"),
         ("abc", "is not a number: 'abc'"),
-        (True, "is not a number: True"),
     ],
 )
 def test_validate_target_rejects(value: object, reason: str) -> None:
@@ -326,6 +325,8 @@ def test_validate_target_rejects(value: object, reason: str) -> None:
 def test_validate_target_accepts_numbers() -> None:
     assert validate_target(np.float32(2.5), "a", "y") == 2.5
     assert isinstance(validate_target(np.int64(3), "a", "y"), float)
+    assert validate_target(True, "a", "is_metal") == 1.0  # a class label
+    assert validate_target(np.bool_(False), "a", "is_metal") == 0.0
 
 
 def test_invalid_structure_error_pickles() -> None:

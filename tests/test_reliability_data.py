@@ -255,3 +255,51 @@ def test_an_output_cannot_replace_a_file_its_input_folder_is_read_from(tmp_path:
     with pytest.raises(ValueError, match=r"out .*s0\.cif is the input source's structure file s0\.cif"):
         predict_file(object(), tmp_path, tmp_path / "s0.cif")
     assert targets.read_bytes() == before
+
+
+# --- inputs a materials scientist has that were mis-read or refused -----------------------------------------
+
+NO_SPECIES_POSCAR = """Li8 O4 (old VASP 4 file: no species line)
+1.0
+4.6 0 0
+0 4.6 0
+0 0 4.6
+2 1
+direct
+0 0 0
+0.5 0.5 0.5
+0.25 0.25 0.25
+"""
+
+
+def test_a_poscar_without_species_and_a_cif_of_several_structures_are_refused(tmp_path: Path) -> None:
+    """pymatgen named a species-less POSCAR's atoms H, He, … and kept a multi-block CIF's first structure alone,
+    each with a warning at most: the model trained on the wrong chemistry or the wrong structure."""
+    (tmp_path / "li2o.vasp").write_text(NO_SPECIES_POSCAR)
+    with pytest.raises(InvalidStructureError, match=r"entry 'li2o': the POSCAR names no elements"):
+        load(tmp_path)
+    (tmp_path / "li2o.vasp").unlink()
+    blocks = cubic(4.0).to(fmt="cif") + cubic(4.4).to(fmt="cif").replace("data_NaCl", "data_NaCl_600K")
+    (tmp_path / "two.cif").write_text(blocks)
+    with pytest.raises(InvalidStructureError, match=r"entry 'two': the CIF holds 2 structures \(data blocks\)"):
+        load(tmp_path)
+
+
+def test_boolean_labels_json_lines_paths_and_spreadsheet_encodings_load(tmp_path: Path) -> None:
+    """``"is_metal": true`` was "not a number"; a JSON Lines file "not valid JSON"; a path given as a string was
+    read as POSCAR text; a UTF-16 CSV (a spreadsheet's Unicode export) "not readable"."""
+    records = [{"id": f"s{i}", "structure": cubic(4.0 + i / 10).as_dict(), "is_metal": bool(i % 2)} for i in range(3)]
+    lines = tmp_path / "records.json"
+    lines.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    data = load(lines, "is_metal")
+    assert data.ids == ["s0", "s1", "s2"]
+    np.testing.assert_array_equal(data.targets, [0.0, 1.0, 0.0])
+    cif = tmp_path / "folder" / "a.cif"
+    cif.parent.mkdir()
+    cubic(4.2).to(filename=str(cif))
+    assert load([str(cif)]).structures[0] == cubic(4.2)
+    (tmp_path / "folder" / "targets.csv").write_bytes("id,K (GPa)\na,1.5\n".encode("utf-16"))
+    assert load(tmp_path / "folder", "K (GPa)").targets.tolist() == [1.5]
+    (tmp_path / "folder" / "targets.csv").write_bytes("id,K (µPa)\na,1.5\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"targets\.csv is not UTF-8 text: save it as CSV UTF-8"):
+        load(tmp_path / "folder", "K (µPa)")

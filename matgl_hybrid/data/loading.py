@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from ase import Atoms
+from monty.io import zopen
 from pymatgen.core import Structure
 
 from matgl_hybrid.data.identity import structure_key
@@ -159,15 +160,16 @@ def load_records(
     allowed_elements: Collection[str] | None = None,
     limit: int | None = None,
 ) -> StructureData:
-    """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records, or a matminer
-    DataFrame file (``store_dataframe_as_json``, e.g. a Matbench dataset; see :func:`_from_matminer_json`)."""
+    """Load a (gzipped) JSON list of ``{"id", "formula", "structure", <targets>}`` records (or JSON Lines: one
+    record per line), or a matminer DataFrame file (``store_dataframe_as_json``, e.g. a Matbench dataset; see
+    :func:`_from_matminer_json`)."""
     raw = Path(path).read_bytes()
     if not raw.strip():
         raise ValueError(f"{path} is empty: expected a JSON list of records")
     try:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        records = json.loads(raw)
+        records = _json_or_lines(raw)
     except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged gzip file
         raise ValueError(f"{path} is not a readable gzip file (truncated or damaged?): {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -223,11 +225,39 @@ def _from_matminer_json(
         raise ValueError(f"{path}: {exc}") from None
 
 
+def _json_or_lines(raw: bytes) -> Any:
+    """The JSON document in ``raw``, or the list of records of a JSON Lines file (one object per line)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        lines = [line for line in raw.splitlines() if line.strip()]
+        if not exc.msg.startswith("Extra data") or len(lines) < 2:
+            raise
+        try:
+            records = [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            raise exc from None
+        if not all(isinstance(r, dict) for r in records):
+            raise
+        return records
+
+
+#: Byte-order marks of UTF-16 text (a spreadsheet's "Unicode text" export).
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def read_csv(path: StrPath, **kwargs: Any) -> pd.DataFrame:
-    """``pandas.read_csv`` whose errors (empty, truncated or malformed file) name the file."""
+    """``pandas.read_csv`` whose errors (empty, truncated or malformed file, not UTF-8) name the file; UTF-16 text
+    with its byte-order mark is read as such."""
     try:
         return pd.read_csv(path, **kwargs)
-    except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:  # zlib: a damaged .csv.gz
+    except UnicodeDecodeError:
+        with zopen(path, "rb") as handle:
+            utf16 = handle.read(2) in UTF16_BOMS
+        if utf16 and "encoding" not in kwargs:
+            return read_csv(path, encoding="utf-16", **kwargs)
+        raise ValueError(f"{path} is not UTF-8 text: save it as CSV UTF-8") from None
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # zlib: a damaged .csv.gz
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"{path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None

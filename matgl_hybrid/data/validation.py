@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from ase import Atoms
+from monty.io import zopen
 from pymatgen.core import DummySpecies, Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -96,10 +99,13 @@ def validate_structure(
 
 
 def validate_target(value: Any, id: str, target_name: str) -> float:
-    """Return ``value`` as a finite float or raise InvalidStructureError (None, NaN, inf, non-numeric)."""
+    """Return ``value`` as a finite float or raise InvalidStructureError (None, NaN, inf, non-numeric); a boolean (a
+    class label such as ``"is_metal": true``) is 1.0 or 0.0."""
     if value is None or value is pd.NA:
         raise InvalidStructureError(id, f"target {target_name!r} is missing")
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if not isinstance(value, numbers.Real):
         raise InvalidStructureError(id, f"target {target_name!r} is not a number: {value!r}")
     number = float(value)
     if math.isnan(number):
@@ -107,6 +113,25 @@ def validate_target(value: Any, id: str, target_name: str) -> float:
     if math.isinf(number):
         raise InvalidStructureError(id, f"target {target_name!r} is infinite ({number})")
     return number
+
+
+def _existing_file(text: str) -> Path | None:
+    """The file a one-line string names, when it names one (not JSON, CIF or POSCAR text)."""
+    text = text.strip()
+    if "\n" in text or text.startswith("{") or len(text) > 4096:
+        return None
+    try:
+        path = Path(text).expanduser()
+        return path if path.is_file() else None
+    except OSError:  # a name too long for the file system, say
+        return None
+
+
+def _require_one_block(cif: str, id: str) -> None:
+    """Refuse a CIF of several data blocks (structures): pymatgen would keep the first (or the first it parses)."""
+    blocks = len(re.findall(r"(?im)^[ \t]*data_", cif))
+    if blocks > 1:
+        raise InvalidStructureError(id, f"the CIF holds {blocks} structures (data blocks): give one per file")
 
 
 def _require_periodic(pbc: Sequence[bool], id: str, source: str) -> None:
@@ -119,25 +144,47 @@ def _require_periodic(pbc: Sequence[bool], id: str, source: str) -> None:
         )
 
 
+#: pymatgen's warning for a POSCAR without a species line: it names the atoms H, He, Li… by their order.
+UNNAMED_POSCAR = "Elements in POSCAR cannot be determined"
+
+
 def as_structure(obj: Any, id: str = "?") -> Structure:
-    """Convert a Structure, ase Atoms, as_dict() dict, JSON/CIF/POSCAR string or file path to a Structure."""
+    """Convert a Structure, ase Atoms, as_dict() dict, JSON/CIF/POSCAR string or file path (a ``Path``, or a string
+    naming an existing file) to a Structure. A POSCAR without its species line and a CIF of several structures (data
+    blocks) are refused: pymatgen would name the atoms H, He, … or keep the first block alone."""
     if isinstance(obj, _Missing):
         raise InvalidStructureError(id, obj.reason)
     if isinstance(obj, Structure):
         return obj
     if isinstance(obj, Atoms):
         _require_periodic(obj.pbc, id, "ase")
+    if isinstance(obj, str) and (path := _existing_file(obj)) is not None:
+        obj = path
     try:
-        if isinstance(obj, Atoms):
-            return AseAtomsAdaptor.get_structure(obj)
-        if isinstance(obj, dict):
-            return Structure.from_dict(obj)
-        if isinstance(obj, str):
-            text = obj.lstrip()
-            fmt = "json" if text.startswith("{") else "cif" if "_cell_length_a" in text else "poscar"
-            return Structure.from_str(obj, fmt=fmt)
-        if isinstance(obj, Path):
-            return Structure.from_file(obj)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=UNNAMED_POSCAR)
+            if isinstance(obj, Atoms):
+                return AseAtomsAdaptor.get_structure(obj)
+            if isinstance(obj, dict):
+                return Structure.from_dict(obj)
+            if isinstance(obj, str):
+                text = obj.lstrip()
+                fmt = "json" if text.startswith("{") else "cif" if "_cell_length_a" in text else "poscar"
+                if fmt == "cif":
+                    _require_one_block(text, id)
+                return Structure.from_str(obj, fmt=fmt)
+            if isinstance(obj, Path):
+                if ".cif" in obj.name.lower():
+                    _require_one_block(zopen(obj, "rt").read(), id)
+                return Structure.from_file(obj)
+    except InvalidStructureError:
+        raise
+    except Warning as exc:
+        if UNNAMED_POSCAR in str(exc):
+            raise InvalidStructureError(
+                id, "the POSCAR names no elements (no species line above the counts): add it"
+            ) from None
+        raise
     except Exception as exc:
         detail = " ".join(str(exc).split())  # a reader's message can span lines: one line, cut at 300 characters
         raise InvalidStructureError(id, f"cannot read structure: {type(exc).__name__}: {detail[:300]}") from exc
