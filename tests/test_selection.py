@@ -165,6 +165,32 @@ def test_select_refuses_what_it_cannot_choose_among(atoms_per_cell):
         InnerKFold(1)
 
 
+def test_a_classifier_is_chosen_on_splits_that_hold_every_class(atoms_per_cell, monkeypatch):
+    """60 structures, 5 of one class: most 10 % validation splits held none of them, and the selection then kept
+    whichever candidate best predicted "always the other class"; a candidate list without a graph network was
+    refused only after the forest had featurized and trained."""
+    from matgl_hybrid.data.splits import split_indices
+    from matgl_hybrid.training import train
+
+    labels = np.r_[np.ones(5), np.zeros(55)]
+    keys = [f"s{i}" for i in range(60)]
+    for seed in range(30):
+        kept, held = split_indices(60, 0.1, seed, keys, classes=labels)
+        assert labels[held].sum() >= 1
+        assert labels[kept].sum() >= 1
+        assert len(held) == 6
+    n = len(atoms_per_cell)
+    classes = (np.arange(n) % 2).astype(float)
+    for scheme in (ValidationSplit(0.2), InnerKFold(3)):
+        for _, scored in scheme.splits(atoms_per_cell, classes):
+            assert set(classes[scored]) == {0.0, 1.0}
+    plain = np.sort(np.random.default_rng(0).permutation(60)[:6])  # without classes: the split as it always was
+    np.testing.assert_array_equal(split_indices(60, 0.1, 0, keys)[1], plain)
+    monkeypatch.setattr(selection_module, "select", lambda *a, **k: pytest.fail("selection ran"))
+    with pytest.raises(ValueError, match="no candidate is a graph network"):
+        train(atoms_per_cell, TrainSpec(**TINY), candidates={"forest": DescriptorForest("gong28")})
+
+
 @pytest.mark.parametrize(
     ("candidate", "reason"),
     [

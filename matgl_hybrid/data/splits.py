@@ -18,20 +18,45 @@ MATBENCH_SEED = 18012019
 
 
 def split_indices(
-    n: int, val_fraction: float, seed: int, copies: Sequence[Hashable] | None = None
+    n: int,
+    val_fraction: float,
+    seed: int,
+    copies: Sequence[Hashable] | None = None,
+    classes: Sequence[Hashable] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``n`` items: (kept indices, held-out indices), each sorted; at least one held out.
 
-    With ``copies``, the copies of an item go where the first of them drawn does (see the module docstring).
+    With ``copies``, the copies of an item go where the first of them drawn does (see the module docstring). With
+    the ``classes`` of a classification task, stratified: each class is held out in its share (at least one of a
+    class of two or more items), so a small split is never of one class alone.
     """
     if n < 2:
         raise ValueError(f"need at least 2 structures to train with a validation split, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(n - 1, max(1, round(val_fraction * n)))
+    if classes is not None:  # the first drawn of each class, its share of the split; held-out side first
+        labels = np.asarray(classes)
+        drawn = [order[labels[order] == c] for c in np.unique(labels)]
+        first = np.concatenate([m[:k] for m, k in zip(drawn, _shares(n_val, [len(m) for m in drawn]), strict=True)])
+        order = np.concatenate([order[np.isin(order, first)], order[~np.isin(order, first)]])
+        n_val = len(first)
     kept, held = np.sort(order[n_val:]), np.sort(order[:n_val])
     if _has_copies(copies, n):
         held, kept = _copies_together([held, kept], copies, order)
     return kept, held
+
+
+def _shares(total: int, counts: list[int]) -> list[int]:
+    """``total`` split over classes of ``counts`` items in proportion (largest remainders), each class of two or more
+    items at least 1 and at most all but one (taken from the largest shares while the total is exceeded)."""
+    share = np.array([total * c / sum(counts) for c in counts])
+    taken = np.floor(share).astype(int)
+    taken[np.argsort(taken - share)[: total - taken.sum()]] += 1
+    limits = [(1, c - 1) if c > 1 else (0, 0) for c in counts]
+    taken = np.array([min(max(t, low), high) for t, (low, high) in zip(taken, limits, strict=True)])
+    while taken.sum() > max(total, sum(low for low, _ in limits)):
+        taken[int(np.argmax([t - low for t, (low, _) in zip(taken, limits, strict=True)]))] -= 1
+    return [int(t) for t in taken]
 
 
 def kfold_splits(

@@ -102,6 +102,8 @@ def run_cv(
             return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
         return candidate
 
+    if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):  # before any featurizing
+        raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
     for name, candidate in (candidates or {"": spec}).items():  # before fold 0 trains, not when it predicts
         if isinstance(candidate, TrainSpec):
             try:
@@ -127,8 +129,6 @@ def run_cv(
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
                            cache_dir=cache_dir, progress=spec.progress)  # fmt: skip
-        if selection.model is None:
-            raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
         predicted = selection.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
         seconds = sum(r["seconds"] for records in selection.folds.values() for r in records)  # earlier sessions too
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,

@@ -215,7 +215,8 @@ def fit(
     if data.targets is None or (val_data is not None and val_data.targets is None):
         raise ValueError("fit needs targets: load the data with target=...")
     if val_data is None:
-        train_idx, val_idx = split_indices(len(data), spec.val_fraction, spec.seed, data.structure_keys())
+        classes = data.targets if spec.task_type == "classification" else None  # no split of one class alone
+        train_idx, val_idx = split_indices(len(data), spec.val_fraction, spec.seed, data.structure_keys(), classes)
         train, val = data.subset(train_idx), data.subset(val_idx)
     else:
         train, val = data, val_data

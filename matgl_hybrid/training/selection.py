@@ -51,9 +51,10 @@ class ValidationSplit:
 
     n_splits = 1  # how many (training, scoring) splits :meth:`splits` gives
 
-    def splits(self, data: StructureData) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``[(training indices, scoring indices)]`` over the structures of ``data``."""
-        return [split_indices(len(data), self.fraction, self.seed, data.structure_keys())]
+    def splits(self, data: StructureData, classes: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(training indices, scoring indices)]`` over the structures of ``data``; stratified by ``classes``
+        (a classification task's labels) when given."""
+        return [split_indices(len(data), self.fraction, self.seed, data.structure_keys(), classes)]
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme as records keep it."""
@@ -81,12 +82,12 @@ class InnerKFold:
         """How many (training, scoring) splits :meth:`splits` gives."""
         return self.k
 
-    def splits(self, data: StructureData) -> list[tuple[np.ndarray, np.ndarray]]:
+    def splits(self, data: StructureData, classes: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(training indices, scoring indices)]`` of the K folds over the structures of ``data`` (copies of a
-        structure in one fold)."""
+        structure in one fold); stratified by ``classes`` (a classification task's labels) when given."""
         if len(data) < self.k:
             raise ValueError(f"inner {self.k}-fold needs at least {self.k} structures, got {len(data)}")
-        return kfold_splits(len(data), self.k, self.seed, data.structure_keys())
+        return kfold_splits(len(data), self.k, self.seed, data.structure_keys(), classes)
 
     def to_dict(self) -> dict[str, Any]:
         """The scheme as records keep it."""
@@ -310,7 +311,7 @@ def select(
     check_candidates_resolve(candidates)  # all of them, before the first trains (minutes to hours each)
     if data.targets is None:
         raise ValueError("select needs targets: load the data with target=...")
-    splits = scheme.splits(data)
+    splits = scheme.splits(data, data.targets if is_classifier(candidates.values()) else None)
     candidates = _with_data_elements(candidates, data)
     trainer = result_changing(fit_options.get("trainer_kwargs"))
     stores = _checked_stores(data, candidates, scheme, directory, trainer)  # another run's records refused first
@@ -435,6 +436,8 @@ def _fingerprint(
     descriptor_set = candidate.descriptor_set
     version = get_descriptor_set(descriptor_set).version if descriptor_set else None
     given = {"trainer": dict(trainer)} if trainer and isinstance(candidate, TrainSpec) else {}
+    if is_classifier([candidate]):  # its splits are stratified by class (records of unstratified ones refused)
+        given["splits"] = "stratified"
     return run_fingerprint([data], describe_candidate(candidate), version, scheme=scheme.to_dict(), **given)
 
 

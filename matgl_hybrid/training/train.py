@@ -22,7 +22,7 @@ from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.datamodule import model_elements
 from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
 from matgl_hybrid.training.fit import FitResult, device_name, fit
-from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, select
+from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, is_classifier, select
 from matgl_hybrid.training.spec import TrainSpec
 
 
@@ -205,10 +205,14 @@ def train(
         raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
     if data.targets is None:
         raise ValueError("train needs targets: load the data with target=...")
+    if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):  # before hours of selection
+        raise ValueError("no candidate is a graph network: train needs at least one TrainSpec candidate")
+    classifier = is_classifier([spec, *(candidates or {}).values()])
     test = None
     if test_fraction:
         # The held-out test split is drawn first and never reaches training or early stopping.
-        keep, held = split_indices(len(data), test_fraction, test_seed, data.structure_keys())
+        classes = data.targets if classifier else None
+        keep, held = split_indices(len(data), test_fraction, test_seed, data.structure_keys(), classes)
         data, test = data.subset(keep), data.subset(held)
         trained = {n: c for n, c in candidates.items() if isinstance(c, TrainSpec)} if candidates else {"": spec}
         _check_test_elements(trained, data, test)
@@ -223,18 +227,17 @@ def train(
     if candidates:
         directory = Path(checkpoint_dir) / "selection" if checkpoint_dir is not None else None
         selection = select(data, candidates, scheme, directory=directory, progress=spec.progress, **fit_options)
-        if selection.model_name is None:
-            raise ValueError("no candidate is a graph network: train needs at least one TrainSpec candidate")
         spec = candidates[selection.model_name]
         results = list(selection.fits)
         for k, result in enumerate(results):
             if on_member is not None:
                 on_member(k, result)
     # Members share the train/validation split (split seed = spec.seed) and differ in initialisation.
+    classes = data.targets if classifier else None
     split = (
-        scheme.splits(data)[0]
+        scheme.splits(data, classes)[0]
         if isinstance(scheme, ValidationSplit)
-        else split_indices(len(data), spec.val_fraction, spec.seed, data.structure_keys())
+        else split_indices(len(data), spec.val_fraction, spec.seed, data.structure_keys(), classes)
     )
     train_split, val_split = data.subset(split[0]), data.subset(split[1])
     for k in range(len(results), max(ensemble, len(results))):

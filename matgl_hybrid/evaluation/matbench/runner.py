@@ -346,7 +346,8 @@ class MatbenchRun:
             "candidate": chosen.model_name,
             "chosen": chosen.chosen,
             "inner_mae": chosen.maes,
-            "best_val_mae": chosen.scores[chosen.model_name],
+            "best_val_mae": chosen.maes[chosen.model_name],  # an MAE, as without inner folds (the choice's score:
+            **({"inner_log_loss": chosen.scores} if chosen.metric == "log loss" else {}),  # a classifier's)
             "scheme": chosen.scheme.to_dict(),
             "spec": candidates[chosen.model_name].to_dict(),
             # where the inner fits trained (as their records say) and where the ensemble predicted
