@@ -234,8 +234,9 @@ def descriptor_importance(
         raise ValueError(f"{len(targets)} targets for {len(structures)} structures: give one target per structure")
     data = inference.prepare(model, structures, ids, cache_dir)
     raw = data.descriptors
-    device = next(model.parameters()).device
-    graph = inference.run(model, data, lambda out, g: inference.graph_features(model, g)).to(device)
+    device = next(model.parameters()).device  # graph vectors come back float32: in the model's dtype (bf16, say)
+    graph = inference.run(model, data, lambda out, g: inference.graph_features(model, g))
+    graph = graph.to(device, next(model.parameters()).dtype)
 
     def mae_with(values: np.ndarray) -> float:
         was_training = model.training
@@ -243,7 +244,7 @@ def descriptor_importance(
         try:
             with torch.no_grad():
                 descriptors = torch.as_tensor(values, dtype=torch.float64, device=device)
-                predicted = model.predict_from_graph(graph, descriptors).cpu()
+                predicted = model.predict_from_graph(graph, descriptors).float().cpu()
         finally:
             model.train(was_training)
         return float(mean_absolute_error(targets, predicted.reshape(len(targets), -1)[:, output].numpy()))

@@ -166,6 +166,20 @@ def test_descriptor_importance_of_a_model_of_several_targets_scores_the_named_on
         descriptor_importance(two, structures, predicted[:, 0], n_repeats=1)
 
 
+def test_descriptor_importance_of_a_bf16_model(binaries):
+    """A model trained with ``precision="bf16-true"``: its graph vectors came back float32 and met bf16 descriptors
+    and head, a dtype error."""
+    structures = binaries.structures[:8]
+    frame = featurize(structures, "lattice", progress=False)
+    model = HybridModel(element_types=get_element_list(structures), cutoff=5.0, backbone_kwargs=SMALL,
+                        descriptor_set="lattice", descriptor_version=get_descriptor_set("lattice").version,
+                        descriptor_transform=DescriptorTransform().fit(frame).to_dict(),
+                        head_hidden=(4,)).eval().to(torch.bfloat16)  # fmt: skip
+    predicted = model.predict(structures)
+    table = descriptor_importance(model, structures, predicted, n_repeats=1)
+    assert np.isfinite(table.attrs["baseline_mae"])
+
+
 def test_explain_scores_a_log10_model_on_the_log10_of_the_data(binaries, tmp_path):
     """`train --log10-target` learns log10_<target>; `explain --target <target>` compared its log10 predictions with
     the raw values (a baseline MAE in GPa, labelled log10 GPa): the data's values are taken to log10 as in training."""
