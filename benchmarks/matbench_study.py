@@ -330,7 +330,9 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         "",
         data_note,
         "",
-        "Command: `python benchmarks/matbench_study.py`. MAE per official test fold, each scored once; every "
+        "Command: `python benchmarks/matbench_study.py --models M` for each model below (its docstring), then "
+        "`python benchmarks/matbench_study.py --report-only` (this report). MAE per official test fold, each scored "
+        "once; every "
         "configuration scored on these test folds is listed. `submission` (v1: "
         f"{'archived in `benchmarks/results/matbench_runs/submission/`' if V2_PROMOTED else 'the submission folder'}"
         "): per fold, "

@@ -119,6 +119,7 @@ def train_and_embed(key: str, data, work: Path, args: argparse.Namespace) -> Non
         accelerator=args.accelerator,
         progress=False,
         n_jobs=-1,
+        clip_descriptors=False,  # as the committed probe trained (before clipping became the default)
     )
     result = fit(train, spec=spec, cache_dir=args.cache_dir)
     model = result.model

@@ -66,14 +66,17 @@ def pretrain_encoder(dataset: str) -> None:
     """Pretrain the encoder that never sees ``dataset`` (skipped when it exists; refused when the package's pretext
     task has changed since it was made, as must be the folds made with it)."""
     out = encoder_dir(dataset)
-    if (out / "model.json").exists():
-        version = pretext_version(json.loads((out / "pretraining.json").read_text()))
+    committed = json.loads(ENCODERS.read_text()).get(dataset) if ENCODERS.exists() else None
+    if (out / "model.json").exists() or committed is not None:  # a clean clone has the record, not the encoder
+        record = json.loads((out / "pretraining.json").read_text()) if (out / "model.json").exists() else committed
+        version = pretext_version(record)
         if version != PRETEXT_VERSION:
             raise SystemExit(
                 f"{out} was pretrained with pretext version {version}, this package's is {PRETEXT_VERSION}: move it, "
                 f"results/ssl_folds and results/folds/*/*/negnn_megnet* away to rerun the study with the new one"
             )
-        return
+        if (out / "model.json").exists():
+            return
     corpus = [str(SHARED / name) for name, _ in DATASETS.values()]
     command = [sys.executable, "-m", "matgl_hybrid.cli", "pretrain", "--data", *corpus, "--exclude"]
     command += [str(SHARED / DATASETS[dataset][0]), "--task", "masked", "--out", str(out)]

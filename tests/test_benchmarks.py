@@ -894,3 +894,18 @@ def test_the_small_data_selection_adds_the_fine_tuned_candidate_last_with_the_st
     assert (finetuned.seed, finetuned.val_fraction, finetuned.clip_descriptors) == (3, spec.val_fraction, True)
     assert selection.variant("log10_K_VRH", 0.25, True) == "log10_K_VRH@0.25+pretrained"
     assert selection.variant("log10_K_VRH") == "log10_K_VRH"
+
+
+def test_the_ssl_study_refuses_to_pretrain_anew_beside_results_of_an_older_pretext_task(tmp_path, monkeypatch):
+    """In a clean clone (no encoders, which are not committed) ``ssl_study.py`` pretrained version-2 encoders
+    beside the committed version-1 folds it reuses, and relabelled those results as version 2."""
+    ssl_study = _script("ssl_study")
+    monkeypatch.setattr(ssl_study, "encoder_dir", lambda dataset: tmp_path / "encoders" / dataset)
+    encoders = tmp_path / "ssl_encoders.json"
+    monkeypatch.setattr(ssl_study, "ENCODERS", encoders)
+    monkeypatch.setattr(ssl_study.subprocess, "run", lambda *a, **k: pytest.fail("pretraining started"))
+    dataset = ssl_study.EVALUATED[0]
+    old = ssl_study.PRETEXT_VERSION - 1
+    encoders.write_text(json.dumps({dataset: {"n_structures": 10, "n_excluded": 1, "pretext_version": old}}))
+    with pytest.raises(SystemExit, match=f"pretext version {old}, this package's is"):
+        ssl_study.pretrain_encoder(dataset)
