@@ -141,7 +141,8 @@ def check_model_dir(
         path: the checkpoint folder to be.
         overwrite: also accept a non-empty folder that holds no saved model (the model's files are written beside
             what is there; nothing is deleted), and a saved model even when ``replace_model`` is False.
-        allow: entries of ``path`` that may be there (e.g. a ``--checkpoint-dir`` inside it).
+        allow: paths inside ``path`` that may be there, with the entries holding them (e.g. a
+            ``--checkpoint-dir`` anywhere inside it).
         writes: names of the files the save adds to the checkpoint's own (records, texts, figures).
         replace_model: accept a folder holding a saved model (replaced by the save) without ``overwrite``.
 
@@ -158,11 +159,12 @@ def check_model_dir(
     if is_saved_model(path) and not (replace_model or overwrite):
         raise FileExistsError(f"{path} already holds a saved model: choose another folder, or replace it (--overwrite)")
     if not ours and not overwrite:
-        allowed = {Path(a).absolute() for a in allow}
+        allowed = {Path(a).resolve() for a in allow}  # an entry holding one (m/ckpt of m/ckpt/run1) is allowed too
         foreign = sorted(
             p.name
             for p in path.iterdir()
-            if p.absolute() not in allowed and not p.name.startswith((_SAVING_PREFIX, ".matgl-hybrid-write-check."))
+            if not any(p.resolve() == a or p.resolve() in a.parents for a in allowed)
+            and not p.name.startswith((_SAVING_PREFIX, ".matgl-hybrid-write-check."))
         )
         if foreign:
             shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")

@@ -428,3 +428,16 @@ def test_tensornet_weights_are_saved_in_the_layout_every_machine_loads(tmp_path)
     assert portable.keys() == plain.keys()
     for name, tensor in plain.items():
         torch.testing.assert_close(portable[name], tensor, rtol=0, atol=0)
+
+
+def test_a_checkpoint_folder_nested_in_the_output_folder_is_allowed_at_any_depth(tmp_path):
+    """``train --out m --checkpoint-dir m/ckpt/run1``: the save found ``m/ckpt`` "not the allowed folder" and threw
+    the trained model away; so did ``m/../m/ckpt``."""
+    out = tmp_path / "m"
+    nested = out / "ckpt" / "run1" / "member_0"
+    nested.mkdir(parents=True)
+    for allowed in (out / "ckpt" / "run1", tmp_path / "m" / ".." / "m" / "ckpt"):
+        assert checkpoint.check_model_dir(out, allow=[allowed]) == out
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(FileExistsError, match=r"is not empty \(notes\.txt\)"):
+        checkpoint.check_model_dir(out, allow=[out / "ckpt" / "run1"])
