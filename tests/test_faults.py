@@ -639,3 +639,21 @@ def test_a_folds_training_seconds_count_the_sessions_it_resumed_from(elastic, tm
     records = cross_validate(elastic, resumed, FoldStore(tmp_path / "folds"), progress=False)
     assert [records[f]["train_seconds"] for f in range(5)] == [3600.0, 3601.0, 3602.0, 3603.0, 3604.0]
     assert all("train_seconds" not in r["params"] for r in records.values())
+
+
+def test_a_fold_whose_model_diverged_is_recorded_with_a_nan_score_and_cv_finishes(elastic, tmp_path, monkeypatch):
+    """A fold whose model predicted inf stopped `cv` with NonFinitePredictions, and every rerun (its finished fit
+    restored from the checkpoints) stopped there again: cv.json and the report were never written."""
+    from types import SimpleNamespace
+
+    from matgl_hybrid.errors import NonFinitePredictions
+
+    class Diverged:
+        def predict(self, *args, **kwargs):
+            raise NonFinitePredictions("gave non-finite predictions")
+
+    fitted = SimpleNamespace(model=Diverged(), best_val_mae=1.0, best_epoch=0, history={}, seconds=0.0)
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "fit", lambda *a, **k: fitted)
+    with pytest.warns(UserWarning, match="not finite"):
+        run_cv(elastic.subset(range(10)), TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
+    assert (tmp_path / "cv" / "cv.json").is_file()

@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import get_descriptor_set
+from matgl_hybrid.errors import NonFinitePredictions
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, other_versions, pooled_parity, summarize
 from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
@@ -118,10 +119,18 @@ def run_cv(
 
     installed = requirements()["python"]  # recorded with each fold: a resumed run may span package upgrades
 
+    def predict(model: Any, test: StructureData) -> np.ndarray:
+        """The fold's predictions; NaN for a model whose predictions are not finite (a diverged fold is recorded
+        with a NaN score, named in a warning, rather than stopping the run at every rerun)."""
+        try:
+            return model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+        except NonFinitePredictions:
+            return np.full(len(test), np.nan)
+
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         if not candidates:
             result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir, checkpoint_dir=checkpoints(fold))
-            predicted = result.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+            predicted = predict(result.model, test)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                                "device": device_name(spec.accelerator), "history": result.history,
                                "train_seconds": result.seconds, "requirements": installed}  # fmt: skip
@@ -129,7 +138,7 @@ def run_cv(
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
                            cache_dir=cache_dir, progress=spec.progress)  # fmt: skip
-        predicted = selection.model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
+        predicted = predict(selection.model, test)
         seconds = sum(r["seconds"] for records in selection.folds.values() for r in records)  # earlier sessions too
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary(),
