@@ -354,3 +354,17 @@ def test_an_archive_of_featurized_values_fills_another_cache_and_a_bad_one_is_re
         assert main(["cache-import", str(bad), "--cache-dir", str(tmp_path / "third")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "third").exists()
+
+
+def test_a_config_file_and_the_flags_are_checked_together(tmp_path):
+    """``--config`` holding ``readout: native`` with ``--descriptors none`` on the command line: the file was
+    checked alone first and refused ("set descriptors to none"), though the flag does exactly that."""
+    from matgl_hybrid.cli import build_parser
+    from matgl_hybrid.cli.spec import train_spec
+
+    config = tmp_path / "native.json"
+    config.write_text(json.dumps({"readout": "native", "max_epochs": 7}))
+    args = build_parser().parse_args(["train", "--data", "d.json", "--target", "y", "--out", str(tmp_path / "m"),
+                                      "--config", str(config), "--descriptors", "none"])  # fmt: skip
+    spec = train_spec(args)
+    assert (spec.readout, spec.descriptor_set, spec.max_epochs) == ("native", None, 7)

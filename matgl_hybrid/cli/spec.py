@@ -71,14 +71,16 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_spec(args: argparse.Namespace) -> TrainSpec:
-    """Defaults, then the ``--config`` JSON file, then the flags given on the command line."""
-    values = TrainSpec.from_json(args.config).to_dict() if args.config else {}
+    """Defaults, then the ``--config`` JSON file, then the flags given on the command line, checked together (a
+    file asking ``readout: native`` with ``--descriptors none`` given here is a valid spec)."""
+    values = TrainSpec.json_values(args.config) if args.config else {}
     for name, _, _ in spec_flags():
         if (value := getattr(args, name)) is not None:
             values[name] = None if value is _NONE else value
     if args.devices is not None:
         values["devices"] = int(args.devices) if args.devices.isdigit() else args.devices
-    return TrainSpec.from_dict(values)
+    source = f"{args.config} and the command line" if args.config else "the command line"
+    return TrainSpec.from_dict(values, source=source)
 
 
 def print_skipped(dataset: data.StructureData) -> None:

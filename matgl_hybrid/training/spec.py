@@ -331,10 +331,15 @@ class TrainSpec:
     @classmethod
     def from_json(cls, path: str | Path) -> TrainSpec:
         """Read a spec from a JSON file; unknown keys are an error (they would be silently ignored otherwise)."""
+        return cls.from_dict(cls.json_values(path), source=str(path))
+
+    @staticmethod
+    def json_values(path: str | Path) -> dict[str, Any]:
+        """The fields a JSON spec file gives, not yet checked as a whole (flags may still change them)."""
         values = read_json(path)
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of TrainSpec fields, got {type(values).__name__}")
-        return cls.from_dict(values, source=str(path))
+        return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "TrainSpec") -> TrainSpec:
