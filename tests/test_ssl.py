@@ -471,3 +471,22 @@ def test_the_width_of_an_encoder_with_a_short_cutoff_is_measured():
 
     encoder = MEGNet(element_types=("Na", "Cl"), cutoff=2.5, nblocks=1)
     assert embedding_width(encoder, [0, 1]) > 0
+
+
+def test_pretraining_runs_on_one_device_unless_asked(structures, monkeypatch):
+    """Lightning's default takes every GPU of a node with DDP, whose gradient reduction fails on the encoder's head
+    (never used by the pretext task), and every rank would save the encoder."""
+    import importlib
+
+    module = importlib.import_module("matgl_hybrid.ssl.pretrain")  # the package exports the function by this name
+    asked = []
+
+    def trainer(**kwargs):
+        asked.append(kwargs.get("devices"))
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(module, "lightning_trainer", trainer)
+    for extra, devices in (({}, 1), ({"trainer_kwargs": {"devices": 2}}, 2)):
+        with pytest.raises(RuntimeError, match="stop before training"):
+            module.pretrain(structures[:40], max_epochs=1, progress=False, **extra)
+    assert asked == [1, 2]

@@ -169,6 +169,9 @@ def pretrain(
     settings = {
         "max_epochs": max_epochs,
         "accelerator": resolved_accelerator(accelerator),
+        # one device: Lightning's "auto" takes every GPU with DDP, whose reduction fails on the encoder's unused
+        # head, and every rank would save the encoder (``trainer_kwargs`` may still ask for more)
+        "devices": 1,
         "enable_progress_bar": progress,
     }
     quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
