@@ -486,7 +486,7 @@ def test_pretraining_runs_on_one_device_unless_asked(structures, monkeypatch):
         raise RuntimeError("stop before training")
 
     monkeypatch.setattr(module, "lightning_trainer", trainer)
-    for extra, devices in (({}, 1), ({"trainer_kwargs": {"devices": 2}}, 2)):
+    for extra in ({}, {"trainer_kwargs": {"devices": 2}}):
         with pytest.raises(RuntimeError, match="stop before training"):
             module.pretrain(structures[:40], max_epochs=1, progress=False, **extra)
     assert asked == [1, 2]
