@@ -29,7 +29,7 @@ COMMANDS: dict[str, str] = {
     "probe": "how well frozen embeddings encode each descriptor (R²)",
     "explain": "permutation importance of a hybrid's descriptor inputs",
     "pretrained": "registered checkpoints: list, info, download, predict",
-    "pretrain": "self-supervised masked-atom pretraining of an encoder (no labels)",
+    "pretrain": "self-supervised pretraining of an encoder, masked-atom or contrastive (no labels)",
     "validate": "check a submission folder (or a folder of them) like the leaderboard does",
     "migrate": "convert a checkpoint of an older matgl-hybrid into this version's format",
     "predict": "predict a dataset with a saved model",

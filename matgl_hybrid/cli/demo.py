@@ -40,7 +40,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def demo_options(p: argparse.ArgumentParser) -> None:
     """The options of ``demo``."""
-    p.add_argument("--out", type=Path, default=Path("demo"), help="folder of the table, parity plot and trained model")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo"),
+        help="folder of the table, parity plot and trained model (an earlier demo's files there are replaced)",
+    )
     p.add_argument("--max-epochs", type=int, default=10, help="training budget of each model")
     p.add_argument("--seed", type=int, default=0, help="seed of the 80/20 test split")
     p.add_argument(

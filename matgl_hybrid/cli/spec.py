@@ -119,7 +119,7 @@ def add_selection_options(p: argparse.ArgumentParser, by_default: bool) -> None:
         default=None,
         metavar="K",
         help="score candidates by inner K-fold cross-validation (out-of-fold MAE; log loss for classifiers); the "
-        "chosen one's K models form an ensemble (default: one validation split, cheaper)",
+        "chosen one's K models form an ensemble (without it, candidates are scored on one validation split, cheaper)",
     )
 
 
