@@ -490,3 +490,17 @@ def test_pretraining_runs_on_one_device_unless_asked(structures, monkeypatch):
         with pytest.raises(RuntimeError, match="stop before training"):
             module.pretrain(structures[:40], max_epochs=1, progress=False, **extra)
     assert asked == [1, 2]
+
+
+def test_a_displaced_view_that_loses_every_edge_is_drawn_again():
+    """Contrastive views of structures whose only pair lies just inside the cutoff: a displacement pushed it past,
+    and the displaced view's empty graph stopped the whole pretraining before it started."""
+    from pymatgen.core import Lattice, Structure
+
+    from matgl_hybrid.graphs import has_edges
+    from matgl_hybrid.ssl.contrastive import paired_views
+
+    dimer = Structure(Lattice.cubic(12.0), ["Na", "Cl"], [[0, 0, 0], [2.99 / 12.0, 0, 0]])
+    views = paired_views([dimer] * 10, cutoff=3.0, element_types=("Na", "Cl"), seed=0)
+    assert len(views) == 10
+    assert has_edges(dimer, 3.0)

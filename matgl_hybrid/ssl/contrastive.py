@@ -16,7 +16,7 @@ from torch_geometric.utils import scatter
 
 from matgl_hybrid.data import structure_key
 from matgl_hybrid.data.splits import split_indices
-from matgl_hybrid.graphs import build_dataset, collate_fn_graph
+from matgl_hybrid.graphs import build_dataset, collate_fn_graph, has_edges
 from matgl_hybrid.inference import entry_ids
 from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.ssl.pretext import PretextModule
@@ -114,12 +114,23 @@ class ContrastivePretraining(PretextModule):
 def paired_views(
     structures: Sequence[Structure], cutoff: float, element_types: Sequence[str], seed: int = 0
 ) -> PairedViews:
-    """Dataset of (original, displaced) graph pairs for contrastive training (:func:`displaced`, seeded)."""
+    """Dataset of (original, displaced) graph pairs for contrastive training (:func:`displaced`, seeded). A
+    displacement that pushes every neighbour pair of a structure past the cutoff (possible when its only pairs lie
+    just inside it) is drawn again, and after a few tries the structure is its own second view."""
     rng = np.random.default_rng(seed)
     ids = entry_ids(len(structures))
     first = build_dataset(list(structures), element_types, cutoff, ids)
-    second = build_dataset([displaced(s, rng) for s in structures], element_types, cutoff, ids)
+    second = build_dataset([_displaced_with_edges(s, rng, cutoff) for s in structures], element_types, cutoff, ids)
     return PairedViews(first, second)
+
+
+def _displaced_with_edges(structure: Structure, rng: np.random.Generator, cutoff: float, tries: int = 5) -> Structure:
+    """:func:`displaced` ``structure`` whose graph keeps an edge within ``cutoff``; ``structure`` itself when none of
+    ``tries`` draws does."""
+    for _ in range(tries):
+        if has_edges(candidate := displaced(structure, rng), cutoff):
+            return candidate
+    return structure
 
 
 def split_views(
