@@ -12,6 +12,7 @@ A model is used through what MatGL models and matgl-hybrid's models have: ``elem
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +186,30 @@ def prepare(
         raise ValueError("no structure to predict")
     ids = entry_ids(len(structures), ids)
     structures = [check_structure(model, s, i) for s, i in zip(structures, ids, strict=True)]
+    warn_untrained_elements(model, structures, ids)
     descriptors = model_descriptors(model, structures, ids, cache_dir, n_jobs)
     dataset = build_dataset(structures, model.element_types, model.cutoff, ids, descriptors)
     return PreparedData(ids, structures, descriptors, dataset)
+
+
+def warn_untrained_elements(model: nn.Module, structures: Sequence[Structure], ids: Sequence[str]) -> None:
+    """Warn, naming them, about structures with elements the model embeds but none of its training structures
+    held (a model built with ``element_types="all"``): their embeddings kept their random initial values, so such a
+    prediction is an extrapolation. Silent for a model that did not record its training elements."""
+    recorded = [getattr(m, "trained_elements", None) for m in getattr(model, "members", [model])]
+    if any(r is None for r in recorded):
+        return
+    trained = set().union(*recorded)  # an ensemble's members may each have trained on part of the data
+    unseen = [(i, sorted({e.symbol for e in s.elements} - trained)) for s, i in zip(structures, ids, strict=True)]
+    unseen = [(i, elements) for i, elements in unseen if elements]
+    if unseen:
+        elements = sorted({e for _, found in unseen for e in found})
+        first = ", ".join(repr(i) for i, _ in unseen[:3]) + (" …" if len(unseen) > 3 else "")
+        warnings.warn(
+            f"{len(unseen)} of {len(ids)} structures ({first}) hold {', '.join(elements)}, in none of the model's "
+            "training structures: their embeddings never trained, the predictions are extrapolations",
+            stacklevel=3,
+        )
 
 
 def run(

@@ -227,3 +227,27 @@ def test_an_unknown_element_suggests_skip_invalid_only_where_an_entry_can_be_ski
     source.write_text(json.dumps([{"id": "alien", "structure": alien.as_dict()}]))
     with pytest.raises(ValueError, match=r"'alien': element\(s\) Po unknown .*; --skip-invalid / skip_invalid=True"):
         inference.predict_file(model, source, tmp_path / "p.csv")
+
+
+def test_predictions_for_elements_no_training_structure_held_are_warned_about():
+    """A model built with every element embedded (``--elements all``: the shipped models, Matbench runs) predicted
+    a Gd compound from an embedding that never trained, silently; the docs said such elements were refused."""
+    from pymatgen.core import Lattice, Structure
+
+    from matgl_hybrid.models import HybridEnsemble, HybridModel
+
+    model = HybridModel(backbone_kwargs={"dim_node_embedding": 8, "dim_edge_embedding": 8, "dim_state_embedding": 2,
+                                         "nblocks": 1, "hidden_layer_sizes_input": (8, 8),
+                                         "hidden_layer_sizes_conv": (8, 8), "hidden_layer_sizes_output": (8, 4)},
+                        head_hidden=(4,), trained_elements=("Na", "Cl")).eval()  # fmt: skip
+    nacl = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    gdn = Structure(Lattice.cubic(4.8), ["Gd", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([nacl])
+    with pytest.warns(UserWarning, match=r"1 of 2 structures \('gdn'\) hold Gd, N, in none of the model's training"):
+        model.predict([nacl, gdn], ids=["nacl", "gdn"])
+    other = HybridModel(**{**model._init_args, "trained_elements": ("Gd", "N")})  # members trained on other parts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HybridEnsemble.from_models([model, other]).predict([nacl, gdn])

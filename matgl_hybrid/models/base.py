@@ -87,10 +87,16 @@ class GraphModel(Predicting, VerifiedCheckpointMixIn, MatGLModel):
         target_std: Sequence[float] | None,
         descriptor_set: str | None = None,
         descriptor_version: str | None = None,
+        trained_elements: Sequence[str] | None = None,
     ):
-        """Build the backbone (``get_backbone(backbone).cls`` with ``backbone_kwargs``) and its node input."""
+        """Build the backbone (``get_backbone(backbone).cls`` with ``backbone_kwargs``) and its node input.
+
+        ``trained_elements``: the elements of the structures the model trained on (None: not recorded, as in models
+        saved before 0.2); an embedded element outside them never trained, and predictions for it are warned about.
+        """
         super().__init__()
         self.element_types = tuple(element_types)
+        self.trained_elements = None if trained_elements is None else tuple(trained_elements)
         self.cutoff = cutoff
         self.descriptor_set = descriptor_set
         self.descriptor_version = descriptor_version

@@ -89,6 +89,7 @@ class HybridModel(GraphModel):
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
         pretrained_weights: dict[str, str] | None = None,
+        trained_elements: Sequence[str] | None = None,
         **kwargs,
     ):
         """Build the model; see the class docstring. ``descriptor_transform`` is required with ``descriptor_set``.
@@ -106,7 +107,7 @@ class HybridModel(GraphModel):
             potentials.check_reference(pretrained_weights)
         super().__init__(
             backbone, element_types, cutoff, dict(backbone_kwargs or {}), n_targets, task_type, node_embeddings,
-            target_names, target_units, target_mean, target_std, descriptor_set, descriptor_version,
+            target_names, target_units, target_mean, target_std, descriptor_set, descriptor_version, trained_elements,
         )  # fmt: skip
         self.save_args(locals(), kwargs)
         adapter = get_backbone(backbone)

@@ -43,6 +43,7 @@ class NativeModel(GraphModel):
         target_std: Sequence[float] | None = None,
         readout: str = "native",
         descriptor_set: str | None = None,
+        trained_elements: Sequence[str] | None = None,
         **kwargs,
     ):
         """Build the model; see the class docstring. ``readout`` can only be ``"native"``; HybridModel's other
@@ -62,7 +63,7 @@ class NativeModel(GraphModel):
             own_kwargs.setdefault("ntargets", n_targets)  # MatGL's head of M3GNet and TensorNet predicts them all
         super().__init__(
             backbone, element_types, cutoff, own_kwargs, n_targets, task_type, node_embeddings, target_names,
-            target_units, target_mean, target_std,
+            target_units, target_mean, target_std, trained_elements=trained_elements,
         )  # fmt: skip
         self.save_args(locals(), kwargs)
 

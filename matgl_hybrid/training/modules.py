@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torchmetrics
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
+from matgl.ext.pymatgen import get_element_list
 from matgl.utils.training import ModelLightningModule
 
 from matgl_hybrid import potentials
@@ -109,6 +110,7 @@ def build_model(
         task_type=spec.task_type,
         target_mean=[float(np.mean(y_train))] if regression else None,
         target_std=[float(np.std(y_train)) or 1.0] if regression else None,
+        trained_elements=tuple(get_element_list(datamodule.train.structures)),
         **model_args,
     )
     if encoder is not None:
