@@ -52,8 +52,11 @@ if [[ ${1:-} == --check ]]; then
     echo "the bundle's unit list is the tree's $UNITS"
     exit 0
 fi
-[[ -n ${COMMIT:-} ]] ||
-    { echo 'COMMIT is required: COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo -dirty) here' >&2; exit 2; }
+# worked out here, before the call, and given as text: the copy on the GPU machine has no git metadata, where
+# $(git rev-parse …) gives nothing and COMMIT would be "-dirty"
+[[ ${COMMIT:-} =~ ^[0-9a-f]{7,40}(-dirty)?$ ]] ||
+    { echo "COMMIT must be a commit, given as text: COMMIT=<the output of \$(git rev-parse --short HEAD)\$(git diff" \
+        "--quiet HEAD || echo -dirty) run here> (got '${COMMIT:-}')" >&2; exit 2; }
 export GO_COMMIT=$COMMIT  # recorded in each fold: which code trained it
 [[ $($PY -c 'import sys; print(*sys.version_info[:2], sep=".")') == 3.12 ]] ||
     echo "WARNING: $PY is not CPython 3.12; the bundle's compiled packages are built for 3.12" >&2
