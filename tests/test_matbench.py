@@ -657,10 +657,14 @@ def test_a_submission_script_written_before_a_spec_field_reruns_with_the_setting
     """v1's run_matbench.py predates ``clip_descriptors``: read with today's default (clipping) it would train another
     model than the one it records; its SPEC reads as the version that wrote it trained."""
     ran = []
-    monkeypatch.setattr(MatbenchRun, "run", lambda self: ran.append(self.spec))
+    monkeypatch.setattr(MatbenchRun, "run", lambda self: ran.append(self))
+    monkeypatch.setenv("MATGL_HYBRID_CACHE", str(tmp_path / "cache"))
     rerun_submission(tmp_path, V1_SCRIPT_SPEC, {"recipe": {}}, ["matbench_jdft2d"], "MatGLHybrid", "me")
-    assert ran[0].clip_descriptors is False
-    assert ran[0].lr_schedule == "matgl"
+    assert ran[0].spec.clip_descriptors is False
+    assert ran[0].spec.lr_schedule == "matgl"
+    # through the descriptor cache, as `matgl-hybrid matbench` runs (without one, every fit of a sim: candidate
+    # simulated every structure again)
+    assert Path(ran[0].cache_dir) == tmp_path / "cache" / "descriptors"
     assert TrainSpec.from_stored(TrainSpec().to_dict()) == TrainSpec()  # a whole spec of today stays as it is
 
 

@@ -37,6 +37,7 @@ from matgl_hybrid.evaluation.matbench.submission import (
 )
 from matgl_hybrid.files import atomic_write_text
 from matgl_hybrid.fingerprint import run_fingerprint, without_runtime_fields
+from matgl_hybrid.paths import descriptor_cache_dir
 from matgl_hybrid.training import InnerKFold, TrainSpec, check_records, device_name, fit, select
 from matgl_hybrid.training.candidates import candidate_specs
 from matgl_hybrid.training.fold_store import FoldStore
@@ -418,8 +419,11 @@ def rerun_submission(
     **options: Any,
 ) -> MatbenchBenchmark:
     """What a submission's ``run_matbench.py`` runs: :class:`MatbenchRun` with its settings into ``folder``;
-    ``options`` are other :class:`MatbenchRun` fields (``data_dir``, ``allow_unofficial_data``, …). A ``spec``
-    written before a field existed reads as that version trained (:meth:`TrainSpec.from_stored`)."""
+    ``options`` are other :class:`MatbenchRun` fields (``data_dir``, ``allow_unofficial_data``, …); the descriptor
+    cache is the default one (:func:`~matgl_hybrid.paths.descriptor_cache_dir`, as ``matgl-hybrid matbench`` uses)
+    unless ``cache_dir`` is given (without a cache every fit of a ``sim:`` candidate simulated every structure
+    again). A ``spec`` written before a field existed reads as that version trained (:meth:`TrainSpec.from_stored`)."""
+    options.setdefault("cache_dir", descriptor_cache_dir())
     run = MatbenchRun(
         tasks=tasks,
         spec=TrainSpec.from_stored(spec, "run_matbench.py's SPEC"),
