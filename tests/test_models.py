@@ -322,3 +322,13 @@ def test_checkpoint_has_safe_files_and_refuses_any_flipped_byte(heat_capacity, t
         (copy / name).write_bytes(bytes(data))
         with pytest.raises(CheckpointError, match=name.replace(".", "\\.")):
             load_checkpoint(copy)
+
+
+def test_an_m3gnet_hybrid_with_a_state_is_refused():
+    """The hybrid reads M3GNet's node features only: with include_state the last block's state network never got a
+    gradient (and DDP on two devices stopped at its second step on the unused weights)."""
+    from matgl_hybrid.models import HybridModel
+
+    with pytest.raises(ValueError, match="include_state=True would leave the last block's state network untrained"):
+        HybridModel(backbone="m3gnet", element_types=("Na", "Cl"), backbone_kwargs={"include_state": True})
+    HybridModel(backbone="m3gnet", element_types=("Na", "Cl"), backbone_kwargs={"include_state": False})

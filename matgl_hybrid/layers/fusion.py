@@ -8,7 +8,8 @@ from torch import nn
 
 
 def make_activation(name: str) -> nn.Module:
-    """MatGL's activation called ``name`` (``softplus2``, ``swish``, ``silu``, ``relu``, …)."""
+    """MatGL's activation called ``name`` (``softplus2``, ``swish``, ``softplus``, ``sigmoid``, ``tanh``,
+    ``softexp``)."""
     try:
         return ActivationFunction[name].value()
     except KeyError:

@@ -100,6 +100,11 @@ class HybridModel(GraphModel):
         """
         if descriptor_set is not None and descriptor_transform is None:
             raise ValueError("a model with descriptors needs the fitted descriptor_transform")
+        if backbone == "m3gnet" and (backbone_kwargs or {}).get("include_state"):
+            raise ValueError(  # its last block's state update would never train (and DDP refuses unused weights)
+                "the hybrid reads M3GNet's node features, not its state: include_state=True would leave the last "
+                "block's state network untrained; leave it False, or use readout='native'"
+            )
         if pretrained_weights is not None:
             if not (isinstance(pretrained_weights, dict)
                     and all(isinstance(pretrained_weights.get(k), str) for k in ("name", "sha256"))):  # fmt: skip
