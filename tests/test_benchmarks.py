@@ -909,3 +909,13 @@ def test_the_ssl_study_refuses_to_pretrain_anew_beside_results_of_an_older_prete
     encoders.write_text(json.dumps({dataset: {"n_structures": 10, "n_excluded": 1, "pretext_version": old}}))
     with pytest.raises(SystemExit, match=f"pretext version {old}, this package's is"):
         ssl_study.pretrain_encoder(dataset)
+
+
+def test_the_shipped_models_training_command_says_what_they_are_to_today_s_train():
+    """The shipped models are one spec, unclipped; today's ``train`` chooses among candidates and clips by default,
+    so the command that rebuilds them says so, and the records of the older command are still those models."""
+    train_pretrained = _script("train_pretrained")
+    for name in train_pretrained.SHIPPED:
+        arguments = train_pretrained.train_arguments(name)
+        assert {"--no-select", "--no-clip-descriptors"} <= set(arguments)
+        assert train_pretrained.is_trained(name), name  # its record's command, before the two flags, accepted
