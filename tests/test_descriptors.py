@@ -574,3 +574,17 @@ def test_a_shared_analysis_that_fails_is_not_computed_again_for_the_next_group(e
             ctx.shared("relax", relax)
     assert len(calls) == 1
     assert ctx.shared("volume", lambda s: s.volume) == elastic.structures[0].volume
+
+
+def test_a_user_column_named_like_a_hidden_computed_column_is_refused():
+    """``lattice`` computes ``spacegroup_num`` (its symmetry group) without showing it: a user column of that name
+    passed the clash check and was replaced, silently, by the computed space group."""
+    from matgl_hybrid.descriptors import UserDescriptors, get_descriptor_set
+
+    mine = UserDescriptors.from_frame(pd.DataFrame({"spacegroup_num": [1.0, 2.0]}))
+    lattice = get_descriptor_set("lattice")
+    assert "spacegroup_num" not in lattice.columns
+    assert any("spacegroup_num" in g.labels for g in lattice.groups)
+    for combined in (lambda: lattice + get_descriptor_set(mine), lambda: get_descriptor_set(mine) + lattice):
+        with pytest.raises(ValueError, match="user descriptor column 'spacegroup_num' has the name of another"):
+            combined()

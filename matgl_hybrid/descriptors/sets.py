@@ -129,7 +129,11 @@ class DescriptorSet:
         added = [u for u in other.user if all(u is not mine for mine in self.user)]  # the same object: once
         mine, theirs = {c for u in self.user for c in u.labels}, {c for u in added for c in u.labels}
         shared = {c for u in other.user if all(u is not a for a in added) for c in u.labels}
-        if clash := sorted((theirs & set(self.columns)) | (mine & (set(other.columns) - shared))):
+        # every label a group computes, shown or not (lattice's symmetry group computes spacegroup_num and shows
+        # crystal_system_int): a user column of such a name would be replaced by the computed one
+        computed = {c for g in self.groups for c in g.labels} | set(self.columns)
+        other_computed = {c for g in other.groups for c in g.labels} | set(other.columns)
+        if clash := sorted((theirs & computed) | (mine & (other_computed - shared))):
             raise ValueError(f"user descriptor column {clash[0]!r} has the name of another descriptor column: "
                              "rename it")  # fmt: skip
         groups = {g.name: g for g in (*self.groups, *other.groups)}
