@@ -135,6 +135,21 @@ def test_null_values_import_as_nan(tmp_path):
     assert frame[["a", "alpha"]].isna().all(axis=None)
 
 
+def test_an_archived_failure_beside_local_values_is_not_offered_in_their_place(tmp_path):
+    """The import warned that such entries "differ" and said to delete the cache files to take the archive's: the
+    good local values would have been replaced by a failure that is never computed again."""
+    s = _cscl()
+    featurize([s], "lattice", cache_dir=tmp_path / "cache", progress=False)  # local values
+    entries = _good_lattice_entries()
+    entries[_lattice_keys()["lattice"]] = {"values": [None] * 6, "error": "ValueError: failed elsewhere"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        archive = _archive(tmp_path / "a.json.gz", {structure_key(s): entries})
+        import_archive(DescriptorCache(tmp_path / "cache"), archive)
+    frame = featurize([s], "lattice", cache_dir=tmp_path / "cache", progress=False)
+    assert not frame[["a", "alpha"]].isna().any(axis=None)  # the local values kept
+
+
 # Bug 7: a cache file holding JSON that is not an object.
 
 

@@ -219,7 +219,11 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
         local = cache.get(key)
         if new := {g: entry for g, entry in groups.items() if g not in local or local[g]["error"] is not None}:
             cache.put(key, new)  # local values stay; an archived value replaces only a local failure
-        differing += [(key, g) for g, entry in groups.items() if g not in new and not _same_values(local[g], entry)]
+        differing += [  # an archived failure beside local values is no rival value (taking it would lose them)
+            (key, g)
+            for g, entry in groups.items()
+            if g not in new and entry["error"] is None and not _same_values(local[g], entry)
+        ]
     if differing:
         key, group = differing[0]
         warnings.warn(
