@@ -586,3 +586,21 @@ def test_an_archive_of_other_group_versions_says_they_will_never_be_read(tmp_pat
         warnings.simplefilter("error")  # the current version imports without a word
         import_archive(DescriptorCache(tmp_path / "again"), _archive(tmp_path / "b.json.gz",
                                                                     {structure_key(s): _good_lattice_entries()}))
+
+
+def test_a_cache_on_a_file_system_without_locks_is_written_with_a_warning(tmp_path, monkeypatch):
+    """Lustre mounted ``noflock`` (or some network mounts): ``flock`` raised ENOSYS after the first chunk was
+    computed, a bare OSError naming neither the folder nor a way out, and the run's work was lost."""
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    s = _cscl()
+    with pytest.warns(UserWarning, match="cannot be locked \\(Function not implemented\\): written without locks"):
+        first = featurize([s], "lattice", cache_dir=tmp_path / "cache", progress=False)
+    again = featurize([s], "lattice", cache_dir=tmp_path / "cache", progress=False)
+    assert again.attrs["n_computed"] == 0
+    pd.testing.assert_frame_equal(first, again)

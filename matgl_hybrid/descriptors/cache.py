@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import math
@@ -149,18 +150,33 @@ def _has_values(entry: Any) -> bool:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (created if missing) while the block runs; none where the platform has
-    no ``fcntl`` (Windows)."""
+    no ``fcntl`` (Windows) or the file system no ``flock`` (Lustre mounted ``noflock``, some network mounts: then
+    with a warning, once; the writes stay atomic, only concurrent merges of one structure's entry may lose one)."""
     try:
         import fcntl
     except ImportError:
         yield
         return
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                raise
+            _warn_no_locks(path.parent, exc.strerror)
+            yield
+            return
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@cache
+def _warn_no_locks(folder: Path, reason: str) -> None:
+    """Once per folder: say that its cache files are written without locks, and why."""
+    warnings.warn(f"the descriptor cache {folder} cannot be locked ({reason}): written without locks",
+                  stacklevel=4)  # fmt: skip
 
 
 def export_archive(
