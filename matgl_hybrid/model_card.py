@@ -117,20 +117,26 @@ CARD_FIGURE = "training.png"
 
 def training_figure(record: dict[str, Any], test_targets: Sequence[float] | None = None) -> Figure:
     """The card's figure: MAE per epoch (training and validation of one model, validation of each ensemble member)
-    and, with a scored held-out test split and its ``test_targets`` (n,), the test parity plot (target units)."""
+    and, with a scored held-out test split and its ``test_targets`` (n,), the test parity plot (target units). A
+    classifier's: its log loss per epoch (what chose the kept epoch), without a parity plot of probabilities."""
     quantity, units = record.get("target_name") or "target", record.get("units")
-    test = record.get("test") if test_targets is not None else None
+    classifier = record.get("spec", {}).get("task_type") == "classification"
+    metric, label_of = ("Total_Loss", "log loss") if classifier else ("MAE", "MAE")
+    test = record.get("test") if test_targets is not None and not classifier else None
     fig, axes = panels(2 if test else 1, size=(4.8, 4.2))
     members, curves = record["members"], {}
     for k, member in enumerate(members):
         for split in ("train", "val") if len(members) == 1 else ("val",):
-            rows = [r for r in member["history"] if f"{split}_MAE" in r]
+            rows = [r for r in member["history"] if f"{split}_{metric}" in r]
             label = {"train": "training", "val": "validation"}[split] if len(members) == 1 else f"member {k + 1}"
-            curves[label] = ([r["epoch"] + 1 for r in rows], [r[f"{split}_MAE"] for r in rows])
-    title = "MAE per epoch" + (" (validation)" if len(members) > 1 else "")
+            curves[label] = ([r["epoch"] + 1 for r in rows], [r[f"{split}_{metric}"] for r in rows])
+    title = f"{label_of} per epoch" + (" (validation)" if len(members) > 1 else "")
     if len(members) == 1 and members[0]["best_epoch"] >= 0:  # the epoch whose weights the model keeps
         axes[0].axvline(members[0]["best_epoch"] + 1, color="black", ls=":", lw=1.0, label="kept (best validation)")
-    learning_curves(axes[0], curves, quantity=f"MAE of {quantity}", units=units, title=title)
+    if classifier:
+        learning_curves(axes[0], curves, quantity=f"log loss of {quantity}", title=title)
+    else:
+        learning_curves(axes[0], curves, quantity=f"MAE of {quantity}", units=units, title=title)
     if test:
         parity(axes[1], np.asarray(test_targets), np.asarray(test["predictions"]), quantity=quantity, units=units,
                title=f"held-out test split ({test['n']})")  # fmt: skip
@@ -226,7 +232,8 @@ def render_card(record: dict[str, Any], title: str, figure: str | None = None) -
             "",
         ]
     if figure:
-        lines += [f"![training curves{' and test parity' if test else ''}]({figure})", ""]
+        parity = test and spec.get("task_type") != "classification"  # a classifier's figure has no parity plot
+        lines += [f"![training curves{' and test parity' if parity else ''}]({figure})", ""]
     members = record["members"]
     seeds = [m["seed"] for m in members if "seed" in m] if len(members) > 1 else []
     seeds_text = f"seeds {', '.join(map(str, seeds))}" if len(seeds) == len(members) > 1 else f"seed {spec['seed']}"

@@ -368,3 +368,19 @@ def test_a_config_file_and_the_flags_are_checked_together(tmp_path):
                                       "--config", str(config), "--descriptors", "none"])  # fmt: skip
     spec = train_spec(args)
     assert (spec.readout, spec.descriptor_set, spec.max_epochs) == ("native", None, 7)
+
+
+def test_a_classifier_s_card_figure_shows_the_log_loss_that_chose_its_epoch():
+    """A classifier's ``training.png`` plotted the MAE of its probabilities (its epoch was chosen by log loss) and
+    a parity plot of probabilities against 0/1 labels."""
+    from matgl_hybrid.model_card import training_figure
+
+    history = [{"epoch": e, "train_Total_Loss": 0.7 - 0.1 * e, "val_Total_Loss": 0.69 - 0.05 * e,
+                "train_MAE": 0.5, "val_MAE": 0.5} for e in range(3)]  # fmt: skip
+    record = {"target_name": "is_metal", "units": None, "spec": {"task_type": "classification"},
+              "members": [{"history": history, "best_epoch": 2}],
+              "test": {"n": 2, "predictions": [0.2, 0.9]}}  # fmt: skip
+    (ax,) = training_figure(record, [0.0, 1.0]).axes  # no parity panel
+    assert ax.get_ylabel() == "log loss of is_metal"
+    validation = next(line for line in ax.get_lines() if line.get_label() == "validation")
+    assert validation.get_ydata().tolist() == [r["val_Total_Loss"] for r in history]
