@@ -657,3 +657,14 @@ def test_a_fold_whose_model_diverged_is_recorded_with_a_nan_score_and_cv_finishe
     with pytest.warns(UserWarning, match="not finite"):
         run_cv(elastic.subset(range(10)), TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
     assert (tmp_path / "cv" / "cv.json").is_file()
+
+
+def test_cv_says_when_it_does_not_use_a_list_of_elements_given(elastic, tmp_path, monkeypatch):
+    """cv embeds every element in each fold (a test fold may hold elements its training part lacks): a spec's own
+    list of elements was replaced without a word."""
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: pytest.fail("got past"))
+    part = elastic.subset(range(10))
+    listed = sorted({e.symbol for s in part.structures for e in s.elements})
+    warned = pytest.warns(UserWarning, match="cv embeds all of MatGL's elements in every fold")
+    with warned, pytest.raises(pytest.fail.Exception, match="got past"):
+        run_cv(part, TrainSpec(**{**TINY, "element_types": listed}), tmp_path / "cv", cache_dir=None)

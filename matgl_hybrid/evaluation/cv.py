@@ -103,6 +103,10 @@ def run_cv(
             return dataclasses.replace(candidate, seed=candidate.seed + fold, element_types="all")
         return candidate
 
+    if given := sorted({str(c.element_types) for c in [spec, *(candidates or {}).values()]  # a list of elements
+                        if isinstance(c, TrainSpec) and c.element_types not in ("all", "training")}):  # fmt: skip
+        warnings.warn(f"cv embeds all of MatGL's elements in every fold (a test fold may hold elements its training "
+                      f"part lacks): element_types {', '.join(given)} is not used", stacklevel=2)  # fmt: skip
     if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):  # before any featurizing
         raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
     for name, candidate in (candidates or {"": spec}).items():  # before fold 0 trains, not when it predicts
