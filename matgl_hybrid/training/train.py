@@ -1,4 +1,6 @@
-"""``train``: what ``matgl-hybrid train`` does (held-out test split, ensembles) and saving the result."""
+"""``train``: what ``matgl-hybrid train`` does (held-out test split, selection, ensembles) and saving the result;
+the command chooses among ``default_candidates(spec)`` unless ``--no-select``, ``train`` among ``candidates`` when
+given (none by default: the one spec)."""
 
 from __future__ import annotations
 
@@ -163,8 +165,9 @@ def train(
     scheme: Scheme | None = None,
     **fit_options: Any,
 ) -> TrainedModel:
-    """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, a selection among candidates,
-    one model or an ensemble.
+    """Train a model as ``matgl-hybrid train`` does: an optional held-out test split, a selection among candidates
+    (the command passes ``default_candidates(spec)`` unless ``--no-select``; here none unless given), one model or an
+    ensemble.
 
     The held-out test split (``test_fraction`` of ``data``, seeded with ``test_seed``) is drawn first and never
     reaches training or early stopping. The members train on the same train/validation split of the rest

@@ -1,4 +1,5 @@
-"""Training from a data file to a saved model with its card: what ``matgl-hybrid train`` does."""
+"""Training from a data file to a saved model with its card: what ``matgl-hybrid train`` does (the command passes
+``candidates=default_candidates(spec)`` unless ``--no-select``; without ``candidates`` one spec trains)."""
 
 from __future__ import annotations
 
