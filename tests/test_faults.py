@@ -652,7 +652,7 @@ def test_a_fold_whose_model_diverged_is_recorded_with_a_nan_score_and_cv_finishe
         def predict(self, *args, **kwargs):
             raise NonFinitePredictions("gave non-finite predictions")
 
-    fitted = SimpleNamespace(model=Diverged(), best_val_mae=1.0, best_epoch=0, history={}, seconds=0.0)
+    fitted = SimpleNamespace(model=Diverged(), best_val_mae=1.0, best_epoch=0, history={}, seconds=0.0, processes=1)
     monkeypatch.setattr(matgl_hybrid.evaluation.cv, "fit", lambda *a, **k: fitted)
     with pytest.warns(UserWarning, match="not finite"):
         run_cv(elastic.subset(range(10)), TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
@@ -668,3 +668,14 @@ def test_cv_says_when_it_does_not_use_a_list_of_elements_given(elastic, tmp_path
     warned = pytest.warns(UserWarning, match="cv embeds all of MatGL's elements in every fold")
     with warned, pytest.raises(pytest.fail.Exception, match="got past"):
         run_cv(part, TrainSpec(**{**TINY, "element_types": listed}), tmp_path / "cv", cache_dir=None)
+
+
+def test_cv_says_when_its_folds_trained_on_different_numbers_of_processes(elastic, tmp_path, monkeypatch):
+    """A run stopped on a one-GPU machine and resumed on four trained its last folds with four times the global
+    batch (the batch size is per process); cv.json averaged both setups and nothing said so."""
+    records = {f: {"mae": 1.0, "train_seconds": 1.0, "ids": [f"{f}"], "y_true": [1.0], "y_pred": [2.0],
+                   "params": {"device": "cpu", "processes": 1 if f < 3 else 4}} for f in range(5)}  # fmt: skip
+    monkeypatch.setattr(matgl_hybrid.evaluation.cv, "cross_validate", lambda *a, **k: records)
+    with pytest.warns(UserWarning, match=r"cv: the folds trained on different numbers of processes"):
+        summary = run_cv(elastic.subset(range(10)), TrainSpec(**TINY), tmp_path / "cv", cache_dir=None)
+    assert summary["processes_per_fold"] == {0: 1, 1: 1, 2: 1, 3: 4, 4: 4}

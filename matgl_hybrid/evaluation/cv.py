@@ -137,6 +137,7 @@ def run_cv(
             predicted = predict(result.model, test)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                                "device": device_name(spec.accelerator), "history": result.history,
+                               "processes": result.processes,
                                "train_seconds": result.seconds, "requirements": installed}  # fmt: skip
         fold_scheme = scheme or ValidationSplit(spec.val_fraction, spec.seed + fold)
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
@@ -147,6 +148,7 @@ def run_cv(
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary(),
                            "device": "; ".join(sorted({device_name(spec.accelerator), *selection.devices()})),
+                           "processes": max((f.processes for f in selection.fits), default=1),
                            "train_seconds": seconds, "requirements": installed}  # fmt: skip
 
     def forget_checkpoints(fold: int) -> None:
@@ -174,6 +176,11 @@ def run_cv(
         summary["requirements_per_fold"] = {f: r["params"].get("requirements") for f, r in sorted(records.items())}
         warnings.warn(f"cv: folds {', '.join(map(str, older))} ran under other package versions than these (cv.json's "
                       "requirements_per_fold lists each fold's)", stacklevel=2)  # fmt: skip
+    processes = {f: r["params"]["processes"] for f, r in sorted(records.items()) if "processes" in r["params"]}
+    if len(set(processes.values())) > 1:  # a resumed run on another machine: the global batch differed
+        summary["processes_per_fold"] = processes
+        warnings.warn(f"cv: the folds trained on different numbers of processes ({processes}; the batch size is per "
+                      "process): their scores are not of one training setup", stacklevel=2)  # fmt: skip
     if data.skipped:  # entries left out on loading (--skip-invalid): named, so that nobody wonders
         summary["skipped_entries"] = [vars(e) for e in data.skipped]
     atomic_write_text(out / "cv.json", json.dumps(summary, indent=1) + "\n")

@@ -50,7 +50,8 @@ class FitResult:
     its lowest validation log loss, the weights it keeps).
 
     ``seconds``: wall time of the training (s), including ``resumed_seconds``, the epochs that the processes it
-    resumed from (its checkpoint) had run.
+    resumed from (its checkpoint) had run. ``processes``: how many trained it (DDP; ``batch_size`` is per process,
+    so the global batch and the steps per epoch differ with it).
     """
 
     model: HybridModel
@@ -63,6 +64,7 @@ class FitResult:
     resumed_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     global_rank: int = 0
+    processes: int = 1
 
 
 def device_name(accelerator: str = "auto") -> str:
@@ -320,6 +322,7 @@ def fit(
         resumed_seconds=history.resumed_seconds,
         history=history.rows,
         global_rank=trainer.global_rank,
+        processes=trainer.world_size,
     )
 
 
