@@ -121,6 +121,10 @@ def test_cli_probe_and_explain(shared_data, tmp_path, capsys):
     train = ["train", "--no-select", "--data", str(path), "--target", "bulk_modulus_vrh", "--config", str(config),
              "--max-epochs", "1"]
     assert main([*train, "--out", str(tmp_path / "model"), *cache]) == 0
+    capsys.readouterr()
+    saved = ["probe", "--model", str(tmp_path / "model"), "--data", str(path), "--out", str(tmp_path / "p2")]
+    assert main([*saved, "--seed", "1"]) == 2  # a fresh backbone's settings, meaningless for a saved model: refused
+    assert "--readouts and --seed set up a fresh --backbone" in capsys.readouterr().err
     explain = ["explain", "--model", str(tmp_path / "model"), "--data", str(path), "--target", "bulk_modulus_vrh"]
     assert main([*explain, "--repeats", "0", "--out", str(tmp_path / "none"), *cache]) == 2  # NaN for every one
     assert not (tmp_path / "none").exists()

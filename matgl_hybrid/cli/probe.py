@@ -10,6 +10,9 @@ from matgl_hybrid.cli.options import DATA_HELP, add_cache_options, add_overwrite
 from matgl_hybrid.files import check_output_dir
 from matgl_hybrid.probe import IMPORTANCE_REPORT, PROBE_REPORT, run_explain, run_probe
 
+#: The readouts a fresh backbone is probed through unless ``--readouts`` names others.
+FRESH_READOUTS = "mean,sum,extensive"
+
 
 def check_report(args: argparse.Namespace, files: tuple[str, ...]) -> None:
     """Before any work: the report's files in ``--out`` can be written, replace an earlier report only with
@@ -21,14 +24,16 @@ def check_report(args: argparse.Namespace, files: tuple[str, ...]) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe frozen embeddings for every descriptor of a set; table (CSV, markdown) and heat map."""
+    if args.model is not None and (args.readouts is not None or args.seed is not None):
+        raise ValueError("--readouts and --seed set up a fresh --backbone: a saved --model has its own readout")
     check_report(args, PROBE_REPORT)
     matrix = run_probe(
         args.data,
         args.out,
         model=args.model,
         backbone=args.backbone,
-        readouts=args.readouts.split(","),
-        seed=args.seed,
+        readouts=(args.readouts or FRESH_READOUTS).split(","),
+        seed=args.seed or 0,
         tap=args.tap,
         probes=args.probes.split(","),
         descriptor_set=args.descriptors,
@@ -63,8 +68,8 @@ def probe_options(p: argparse.ArgumentParser) -> None:
     """The options of ``probe``."""
     p.add_argument("--model", type=Path, default=None, help="a saved model directory")
     p.add_argument("--backbone", default=None, help="or a freshly initialised backbone (megnet, m3gnet, tensornet)")
-    p.add_argument("--readouts", default="mean,sum,extensive", help="readouts of the fresh backbone")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the fresh backbone")
+    p.add_argument("--readouts", default=None, help=f"readouts of the fresh backbone (default {FRESH_READOUTS})")
+    p.add_argument("--seed", type=int, default=None, help="initialisation seed of the fresh backbone (default 0)")
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--tap", default="graph", choices=["graph", "fused"], help="embedding after readout or fusion")
     p.add_argument("--probes", default="ridge,mlp", help="probe models: ridge and/or mlp")
