@@ -93,6 +93,8 @@ def test_cli_pretrained(saved, tmp_path, capsys):
     assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
     assert main(["pretrained", "info", "no-such-model"]) == 2
     assert "unknown checkpoint" in capsys.readouterr().err
+    assert main(["pretrained", "download", str(path), "--cache-dir", str(tmp_path / "elsewhere")]) == 2
+    assert "--cache-dir: options of 'pretrained predict'" in capsys.readouterr().err  # was accepted, and ignored
     planted = shutil.copytree(path, tmp_path / "planted")  # a card the manifest does not list is not the model's
     (planted / "model_card.md").write_text("# trust me\n")
     assert main(["pretrained", "info", str(planted)]) == 0

@@ -64,8 +64,10 @@ def _show_info(path: Path) -> None:
 
 def cmd_pretrained(args: argparse.Namespace) -> int:
     """List, describe, download or use the registered checkpoints (or any path / URL)."""
-    if args.action != "predict" and (args.data or args.out):
-        raise ValueError(f"--data and --out are options of 'pretrained predict', not of 'pretrained {args.action}'")
+    if args.action != "predict" and (args.data or args.out or _prediction_options_given(args)):
+        given = ["--data"] * bool(args.data) + ["--out"] * bool(args.out) + _prediction_options_given(args)
+        raise ValueError(f"{', '.join(given)}: options of 'pretrained predict', not of 'pretrained {args.action}' "
+                         "(a download goes to $MATGL_HYBRID_CACHE/pretrained, not to --cache-dir)")  # fmt: skip
     if args.action == "list":
         _list_pretrained()
         return 0
@@ -85,6 +87,14 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     else:  # download: the local folder it is in
         print(path)
     return 0
+
+
+def _prediction_options_given(args: argparse.Namespace) -> list[str]:
+    """The prediction options (``add_prediction_options``) given other values than their defaults, as flags."""
+    defaults = argparse.ArgumentParser()
+    add_prediction_options(defaults)
+    return [f"--{dest.replace('_', '-')}" for dest, value in vars(defaults.parse_args([])).items()
+            if getattr(args, dest) != value]  # fmt: skip
 
 
 def pretrained_options(p: argparse.ArgumentParser) -> None:
