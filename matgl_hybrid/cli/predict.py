@@ -64,8 +64,8 @@ def _show_info(path: Path) -> None:
 
 def cmd_pretrained(args: argparse.Namespace) -> int:
     """List, describe, download or use the registered checkpoints (or any path / URL)."""
-    if args.action != "predict" and (args.data or args.out or _prediction_options_given(args)):
-        given = ["--data"] * bool(args.data) + ["--out"] * bool(args.out) + _prediction_options_given(args)
+    given = ["--data"] * bool(args.data) + ["--out"] * bool(args.out) + _prediction_options_given(args)
+    if args.action != "predict" and given:
         raise ValueError(f"{', '.join(given)}: options of 'pretrained predict', not of 'pretrained {args.action}' "
                          "(a download goes to $MATGL_HYBRID_CACHE/pretrained, not to --cache-dir)")  # fmt: skip
     if args.action == "list":

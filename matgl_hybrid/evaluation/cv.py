@@ -18,7 +18,6 @@ from sklearn.metrics import roc_auc_score
 from matgl_hybrid.data import StructureData, target_units
 from matgl_hybrid.data.splits import MATBENCH_SEED
 from matgl_hybrid.descriptors import get_descriptor_set
-from matgl_hybrid.errors import NonFinitePredictions
 from matgl_hybrid.evaluation.folds import FoldStore, cross_validate, other_versions, pooled_parity, summarize
 from matgl_hybrid.evaluation.matbench.submission import requirements
 from matgl_hybrid.evaluation.report import write_report
@@ -28,7 +27,7 @@ from matgl_hybrid.models.backbones import get_backbone
 from matgl_hybrid.training import Candidate, TrainSpec, ValidationSplit, device_name, fit, select
 from matgl_hybrid.training.candidates import describe_candidate
 from matgl_hybrid.training.datamodule import check_embedded, model_elements
-from matgl_hybrid.training.selection import Scheme, is_classifier
+from matgl_hybrid.training.selection import Scheme, check_has_network, is_classifier, predictions_or_nan
 
 #: The report files ``run_cv`` writes into its folder (replaced by a rerun).
 REPORT_FILES = ("cv.json", "cv.md", "cv.png", "cv_predictions.csv")
@@ -107,8 +106,7 @@ def run_cv(
                         if isinstance(c, TrainSpec) and c.element_types not in ("all", "training")}):  # fmt: skip
         warnings.warn(f"cv embeds all of MatGL's elements in every fold (a test fold may hold elements its training "
                       f"part lacks): element_types {', '.join(given)} is not used", stacklevel=2)  # fmt: skip
-    if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):  # before any featurizing
-        raise ValueError("no candidate is a graph network: cv needs at least one TrainSpec candidate")
+    check_has_network(candidates, "cv")  # before any featurizing
     for name, candidate in (candidates or {"": spec}).items():  # before fold 0 trains, not when it predicts
         if isinstance(candidate, TrainSpec):
             try:
@@ -123,18 +121,10 @@ def run_cv(
 
     installed = requirements()["python"]  # recorded with each fold: a resumed run may span package upgrades
 
-    def predict(model: Any, test: StructureData) -> np.ndarray:
-        """The fold's predictions; NaN for a model whose predictions are not finite (a diverged fold is recorded
-        with a NaN score, named in a warning, rather than stopping the run at every rerun)."""
-        try:
-            return model.predict(test.structures, cache_dir=cache_dir, ids=test.ids)
-        except NonFinitePredictions:
-            return np.full(len(test), np.nan)
-
     def train_and_predict(train: StructureData, test: StructureData, fold: int):
         if not candidates:
             result = fit(train, spec=for_fold(spec, fold), cache_dir=cache_dir, checkpoint_dir=checkpoints(fold))
-            predicted = predict(result.model, test)
+            predicted = predictions_or_nan(result.model, test, cache_dir)
             return predicted, {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                                "device": device_name(spec.accelerator), "history": result.history,
                                "processes": result.processes,
@@ -143,7 +133,7 @@ def run_cv(
         fold_candidates = {name: for_fold(c, fold) for name, c in candidates.items()}
         selection = select(train, fold_candidates, fold_scheme, directory=out / "selection" / f"fold{fold}",
                            cache_dir=cache_dir, progress=spec.progress)  # fmt: skip
-        predicted = predict(selection.model, test)
+        predicted = predictions_or_nan(selection.model, test, cache_dir)
         seconds = sum(r["seconds"] for records in selection.folds.values() for r in records)  # earlier sessions too
         return predicted, {"candidate": selection.model_name, "chosen": selection.chosen,
                            "inner_mae": selection.maes, "summary": selection.summary(),

@@ -231,6 +231,21 @@ def pooled_log_loss(records: list[dict[str, Any]]) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def predictions_or_nan(model: Any, data: StructureData, cache_dir: str | Path | None) -> np.ndarray:
+    """``model``'s predictions of ``data`` (n,); NaN for a model whose predictions are not finite (a diverged fit
+    is scored NaN and named, rather than stopping a selection or a cross-validation at every rerun)."""
+    try:
+        return model.predict(data.structures, cache_dir=cache_dir, ids=data.ids)
+    except NonFinitePredictions:
+        return np.full(len(data), np.nan)
+
+
+def check_has_network(candidates: Mapping[str, Candidate] | None, command: str) -> None:
+    """Refuse, before any work, candidates none of which is a graph network (a forest alone chooses no model)."""
+    if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):
+        raise ValueError(f"no candidate is a graph network: {command} needs at least one TrainSpec candidate")
+
+
 def is_classifier(candidates: Iterable[Candidate]) -> bool:
     """Whether any graph-network candidate (a :class:`TrainSpec`) is a classifier."""
     return any(isinstance(c, TrainSpec) and c.task_type == "classification" for c in candidates)
@@ -341,10 +356,7 @@ def select(
                 result = _fit_unit(train, scored, candidate, scheme, k, directory, name, cache_dir, target_units,
                                    fit_options)  # fmt: skip
                 fits[name].append(result)
-                try:
-                    predicted = result.model.predict(scored.structures, cache_dir=cache_dir, ids=scored.ids)
-                except NonFinitePredictions:  # a diverged candidate loses: it scores NaN, ranked last
-                    predicted = np.full(len(scored), np.nan)
+                predicted = predictions_or_nan(result.model, scored, cache_dir)  # a diverged one loses: ranked last
                 extra = {"best_val_mae": result.best_val_mae, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run, "device": device_name(candidate.accelerator)}  # fmt: skip
                 earlier = result.resumed_seconds  # the epochs run by the processes this fit resumed from

@@ -24,7 +24,14 @@ from matgl_hybrid.training.candidates import Candidate
 from matgl_hybrid.training.datamodule import model_elements
 from matgl_hybrid.training.finetuning import pretrained_name, pretrained_reference, schedule_description
 from matgl_hybrid.training.fit import FitResult, device_name, fit
-from matgl_hybrid.training.selection import InnerKFold, Scheme, ValidationSplit, is_classifier, select
+from matgl_hybrid.training.selection import (
+    InnerKFold,
+    Scheme,
+    ValidationSplit,
+    check_has_network,
+    is_classifier,
+    select,
+)
 from matgl_hybrid.training.spec import TrainSpec
 
 
@@ -208,8 +215,7 @@ def train(
         raise ValueError(f"ensemble must be an integer >= 1, got {ensemble!r}")
     if data.targets is None:
         raise ValueError("train needs targets: load the data with target=...")
-    if candidates and not any(isinstance(c, TrainSpec) for c in candidates.values()):  # before hours of selection
-        raise ValueError("no candidate is a graph network: train needs at least one TrainSpec candidate")
+    check_has_network(candidates, "train")  # before hours of selection
     classifier = is_classifier([spec, *(candidates or {}).values()])
     test = None
     if test_fraction:
