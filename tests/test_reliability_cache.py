@@ -588,6 +588,18 @@ def test_an_archive_of_other_group_versions_says_they_will_never_be_read(tmp_pat
                                                                     {structure_key(s): _good_lattice_entries()}))
 
 
+def test_an_archive_of_the_same_version_with_other_values_says_they_will_never_be_read(tmp_path):
+    """Values of the same group version but another value digest (other matminer or weights where they were
+    computed) were imported with "read the values of 1 structures": the next featurize computed them all again."""
+    s = _cscl()
+    current = _lattice_keys()["lattice"]
+    elsewhere = f"{current.split(':')[0]}:000000000000"
+    archive = _archive(tmp_path / "a.json.gz", {structure_key(s): {elsewhere: {"values": [4.0] * 6, "error": None}}})
+    expected = rf"1 archived group versions are not .* \(first: {re.escape(elsewhere)}, here {re.escape(current)};"
+    with pytest.warns(UserWarning, match=expected):
+        assert import_archive(DescriptorCache(tmp_path / "cache"), archive) == 1
+
+
 def test_a_cache_on_a_file_system_without_locks_is_written_with_a_warning(tmp_path, monkeypatch):
     """Lustre mounted ``noflock`` (or some network mounts): ``flock`` raised ENOSYS after the first chunk was
     computed, a bare OSError naming neither the folder nor a way out, and the run's work was lost."""

@@ -247,23 +247,29 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
             f"kept (first: structure {key}, group {group}); delete those cache files to take the archive's",
             stacklevel=2,
         )
-    versions = {g.name: key for key, g in _known_groups().items()}
-    unread = sorted({g for groups in entries.values() for g in groups if _another_version(g, versions)})
+    known = {g.name: g for g in _known_groups().values()}
+    archived = {g for groups in entries.values() for g in groups}
+    unread = sorted(g for g in archived if (here := _key_here(g, known)) is not None and here != g)
     if unread:
-        name = GROUP_KEY.fullmatch(unread[0])[1].partition("@")[0]
         warnings.warn(
             f"{path}: {len(unread)} archived group versions are not the ones this installation computes (first: "
-            f"{unread[0]}, here {versions[name]}; other package versions where they were computed?): stored, but "
-            "never read here",
+            f"{unread[0]}, here {_key_here(unread[0], known)}; other package or weights versions where they were "
+            "computed?): stored, but never read here",
             stacklevel=2,
         )
     return len(entries)
 
 
-def _another_version(group_key: str, versions: dict[str, str]) -> bool:
-    """Whether ``group_key`` is of a group this package defines (by name), at another version than ``versions``'."""
-    name, _, _ = GROUP_KEY.fullmatch(group_key)[1].partition("@")
-    return name in versions and GROUP_KEY.fullmatch(group_key)[1] != versions[name]
+def _key_here(group_key: str, known: dict[str, FeatureGroup]) -> str | None:
+    """The cache key this installation gives the group ``group_key`` names (None: not a group this package defines).
+
+    Where the version matches, the key is computed, value digest included (the reference structures' values: once per
+    process, only for groups an archive holds)."""
+    name = GROUP_KEY.fullmatch(group_key)[1].partition("@")[0]
+    if (group := known.get(name)) is None:
+        return None
+    version = f"{group.name}@{group.version}"
+    return group.key if group_key.partition(":")[0] == version else version
 
 
 def _same_values(local: Entry, archived: Entry) -> bool:
