@@ -51,6 +51,7 @@ from matgl_hybrid.evaluation.matbench.candidates import choose
 from matgl_hybrid.evaluation.report import write_report
 from matgl_hybrid.fingerprint import FingerprintMismatch
 from matgl_hybrid.training import FitResult, TrainSpec
+from matgl_hybrid.training.selection import InnerKFold, Selection
 
 TASK = "matbench_jdft2d"
 TINY = TrainSpec(
@@ -508,6 +509,40 @@ def test_classifier_candidates_are_chosen_by_validation_log_loss_not_mae_of_prob
     chosen = choose({"confident": fold(0.10, 2.3), "calibrated": fold(0.30, 0.4)})
     assert chosen["params"]["candidate"] == "calibrated"
     assert chosen["params"]["inner_val_log_loss"] == {"confident": 2.3, "calibrated": 0.4}
+
+
+def test_with_inner_folds_a_classifier_fold_records_the_log_losses_that_chose(monkeypatch):
+    """With inner folds, a classification task's fold record names the inner log losses, the score its choice was
+    made by, beside the MAEs of probabilities (which would have chosen the other candidate here)."""
+    atom = Structure([[3, 0, 0], [0, 3, 0], [0, 0, 3]], ["Na"], [[0, 0, 0]])
+    train = StructureData([atom] * 4, np.array([1.0, 0.0, 1.0, 0.0]), ["p1", "n1", "p2", "n2"])
+    test = StructureData([atom], None, ["t"])
+    y = [1.0, 0.0]
+
+    def fold(probabilities: list[float]) -> dict:
+        return {"mae": 0.0, "seconds": 1.0, "ids": ["p", "n"], "y_true": y, "y_pred": probabilities,
+                "best_val_mae": 0.1, "best_epoch": 0}  # fmt: skip
+
+    class Ensemble:
+        def predict(self, structures, ids, cache_dir=None, return_std=False):
+            return np.array([0.7]), np.array([0.1])
+
+    classifier = replace(TINY, task_type="classification", loss="l1_loss", element_types="all")
+    folds = {"confident": [fold([0.999, 0.001]), fold([0.001, 0.001])], "calibrated": [fold([0.6, 0.4])] * 2}
+    fits = [FitResult(Ensemble(), best_val_mae=0.1, best_epoch=0, epochs_run=1, train_ids=[], val_ids=[])] * 2
+    selection = Selection(InnerKFold(2, seed=0), dict.fromkeys(folds, classifier), folds, "calibrated", Ensemble(),
+                          fits)  # fmt: skip
+    assert selection.maes["confident"] < selection.maes["calibrated"]  # MAE would have chosen the other one
+    monkeypatch.setattr(matbench_runner, "fold_data", lambda task, fold: (train, test))
+    monkeypatch.setattr(matbench_runner, "select", lambda *args, **kwargs: selection)
+    task = SimpleNamespace(dataset_name="matbench_mp_is_metal", metadata=SimpleNamespace(task_type="classification"))
+    run = MatbenchRun(["matbench_mp_is_metal"], TINY, Path("unused"), progress=False, inner_folds=2)
+    params = run._select_and_predict(task, 0, {"confident": TINY, "calibrated": TINY})["params"]
+    assert params["candidate"] == params["chosen"] == "calibrated"
+    assert params["inner_log_loss"] == pytest.approx(
+        {"confident": -(3 * np.log(0.999) + np.log(0.001)) / 4, "calibrated": -np.log(0.6)}
+    )
+    assert params["inner_mae"] == pytest.approx({"confident": 0.2505, "calibrated": 0.4})
 
 
 def test_report_ranks_a_classifier_s_roc_auc_higher_is_better(tmp_path):
