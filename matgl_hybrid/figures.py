@@ -121,7 +121,7 @@ def bars(
         right = float(np.nanmax([entry.mean, *entry.folds]))  # right of the dots: "mean" says it is not a dot's
         text = f"mean {entry.mean:.4g}" if right > entry.mean else f"{entry.mean:.4g}"
         ax.annotate(
-            text, (right, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, gid=VALUE_LABEL
+            text, (right, row), xytext=(7, 0), textcoords="offset points", va="center", fontsize=8, gid=VALUE_LABEL
         )
     ax.set_yticks(rows, [e.label for e in shown])
     pad = max(0.0, (3 - len(shown)) / 2)  # a lone bar is as thick as one of three, not the whole panel
@@ -150,6 +150,10 @@ def bars(
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
+#: The ratio of the largest to the smallest value above which a parity panel of positive values uses log axes.
+LOG_SPAN = 100.0
+
+
 def parity(
     ax: Axes,
     y_true: np.ndarray,
@@ -161,18 +165,23 @@ def parity(
 ) -> None:
     """Predicted against reference on a square panel with the diagonal; the title ends with the MAE of the finite
     pairs, and says how many pairs were not finite (a diverged fold: they are not drawn, and the MAE is not the
-    whole run's)."""
+    whole run's). Positive values spanning more than :data:`LOG_SPAN` (exfoliation energies from 1 to 1600
+    meV/atom) are drawn on log axes, so that the bulk is not squeezed into a corner by a few large ones."""
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
     finite = np.isfinite(y_true) & np.isfinite(y_pred)
     dropped = int((~finite).sum())
     y_true, y_pred = y_true[finite], y_pred[finite]
     lo = float(min(y_true.min(), y_pred.min())) if finite.any() else 0.0
     hi = float(max(y_true.max(), y_pred.max())) if finite.any() else 1.0
-    pad = 0.04 * (hi - lo or 1.0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", ls="--", lw=0.8)
+    log = lo > 0 and hi / lo > LOG_SPAN
+    low, high = (lo / 1.3, hi * 1.3) if log else (lo - 0.04 * (hi - lo or 1.0), hi + 0.04 * (hi - lo or 1.0))
+    ax.plot([low, high], [low, high], color="black", ls="--", lw=0.8)
     ax.scatter(y_true, y_pred, s=7, alpha=0.55, color=COLOURS["ours"], edgecolors="none")
-    ax.set_xlim(lo - pad, hi + pad)
-    ax.set_ylim(lo - pad, hi + pad)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
     ax.set_aspect("equal")
     ax.set_xlabel(axis_label(f"reference {quantity}", units))
     ax.set_ylabel(axis_label(f"predicted {quantity}", units))

@@ -236,3 +236,20 @@ def test_a_parity_panel_of_a_diverged_fold_says_what_it_leaves_out():
     assert ax.get_title() == "MAE 3.25 GPa of the finite; 2 of 4 not finite"
     assert ax.get_ylim()[1] > 9.0  # the finite predictions are inside the axes
     plt.close(fig)
+
+
+def test_a_parity_panel_of_values_over_decades_uses_log_axes():
+    """jdft2d's exfoliation energies run from 1 to 1600 meV/atom: on linear axes the bulk below 200 sat in a corner
+    behind a few outliers. Values with a sign, or within two decades, keep linear axes."""
+    from matgl_hybrid.figures import parity
+
+    fig, (wide, narrow, signed) = plt.subplots(1, 3)
+    y = np.array([2.0, 30.0, 80.0, 1600.0])
+    parity(wide, y, y * 1.1, quantity="E", units="meV/atom")
+    parity(narrow, np.array([20.0, 80.0, 1600.0]), np.array([25.0, 70.0, 1500.0]), quantity="E")
+    parity(signed, np.array([-2.0, 30.0, 1600.0]), np.array([1.0, 35.0, 1500.0]), quantity="E")
+    assert (wide.get_xscale(), wide.get_yscale()) == ("log", "log")
+    low, high = wide.get_xlim()
+    assert 0 < low < 2.0 and high > 1760.0  # every point inside
+    assert narrow.get_xscale() == signed.get_xscale() == "linear"
+    plt.close(fig)

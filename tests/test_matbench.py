@@ -570,9 +570,10 @@ def test_the_matbench_report_of_a_classification_task_reads_the_stored_roc_auc_l
     task = SimpleNamespace(dataset_name="matbench_mp_is_metal", metadata=Metadata(), folds=list(folds),
                            folds_map={f: f"fold_{f}" for f in folds}, is_recorded=dict.fromkeys(folds, True),
                            results={f"fold_{f}": {"scores": {"rocauc": 0.96 + 0.001 * f}} for f in folds})  # fmt: skip
-    write_matbench_report(SimpleNamespace(tasks=[task]), tmp_path / "r")
+    write_matbench_report(SimpleNamespace(tasks=[task]), tmp_path / "r", name="MyHybrid")
     text = (tmp_path / "r.md").read_text()
     assert "| model | ROC-AUC (mean ± std) | folds |" in text
+    assert "| MyHybrid **(best)** | 0.962 ± 0.0014 | 5/5 | – |" in text  # its algorithm's name; no time recorded
     assert "| CGCNN v2019 (leaderboard) | 0.952" in text
 
 

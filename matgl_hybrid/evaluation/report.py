@@ -68,9 +68,10 @@ def write_report(
             ratio = (f" {r['mae_mean'] / r['mad']:.3f} |" if r.get("mad") else " – |") if ratio_column else ""
             flag = " **(best)**" if model == best else ""
             per_fold = ", ".join("–" if v is None or not np.isfinite(v) else f"{v:.4g}" for v in r[f"fold_{metric}"])
+            seconds = f"{r['train_seconds']:.0f}" if np.isfinite(r["train_seconds"]) else "–"  # not recorded
             lines.append(
                 f"| {model}{flag} | {r[f'{metric}_mean']:.4g} ± {r[f'{metric}_std']:.2g} |{ratio} "
-                f"{r['folds_done']}/5 | {r['train_seconds']:.0f} | {per_fold} |"
+                f"{r['folds_done']}/5 | {seconds} | {per_fold} |"
             )
         for ref in (reference or {}).get(target, []):
             std = f" ± {ref[f'{metric}_std']:.2g}" if ref.get(f"{metric}_std") is not None else ""
@@ -126,9 +127,8 @@ def report_figure(
         )
         if parity and target in parity:
             name, y, p = parity[target]
-            parity_plot(
-                axes[ncols * row + 1], y, p, quantity=target, units=units.get(target), title=f"{name}, held-out folds"
-            )
+            parity_plot(axes[ncols * row + 1], y, p, quantity=target, units=units.get(target),
+                        title=f"{name}, held-out folds pooled")  # fmt: skip
         elif parity:
             axes[ncols * row + 1].set_visible(False)
     return fig

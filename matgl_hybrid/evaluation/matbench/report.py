@@ -30,10 +30,12 @@ def write_matbench_report(
     stem: Path,
     notes: Sequence[str] = (),
     train_seconds: Mapping[str, Mapping[int, float]] | None = None,
+    name: str = "matgl-hybrid",
 ) -> None:
     """Per-fold scores, mean ± std and the stored leaderboard entries side by side (markdown + PNG); ``notes``
     (e.g. which dataset files were read) go under the title; ``train_seconds`` (task -> fold -> s, training and
-    prediction) gives the time column (NaN where a fold's time is not known)."""
+    prediction) gives the time column (NaN where a fold's time is not known); ``name``: the run's row (its
+    algorithm)."""
     leaderboard, published = load_leaderboard(), load_leaderboard(published=True)
     tables, units, reference, metrics, parity = {}, {}, {}, {}, {}
     for task in mb.tasks:
@@ -45,10 +47,10 @@ def write_matbench_report(
         if metric == "mae" and task.df is not None:  # the test folds' predictions against their targets, pooled
             predicted = {i: p for f in scores for i, p in task.results[task.folds_map[f]]["data"].items()}
             targets = task.df.loc[list(predicted), task.metadata.target].to_numpy(dtype=float)
-            parity[task.dataset_name] = ("matgl-hybrid", targets, np.fromiter(predicted.values(), dtype=float))
-        tables[task.dataset_name] = {"matgl-hybrid": {**summarize(folds, metric), "mad": task.metadata.get("mad")}}
+            parity[task.dataset_name] = (name, targets, np.fromiter(predicted.values(), dtype=float))
+        tables[task.dataset_name] = {name: {**summarize(folds, metric), "mad": task.metadata.get("mad")}}
         metrics[task.dataset_name] = metric
-        units[task.dataset_name] = task.metadata.get("unit") or None
+        units[task.dataset_name] = task_unit(task)
         reference[task.dataset_name] = [  # stored as mae_mean / mae_std whatever their metric: under its name here
             *(_under_metric(entry, metric) for entry in leaderboard.get(task.dataset_name, [])),
             *({**_under_metric(entry, metric), "where": "published"} for entry in published.get(task.dataset_name, [])),
@@ -75,7 +77,7 @@ def score_lines(mb: MatbenchBenchmark) -> list[str]:
         if not scores:
             continue
         values = list(scores.values())
-        unit = f" {task.metadata.get('unit')}" if metric == "mae" and task.metadata.get("unit") else ""
+        unit = f" {task_unit(task)}" if metric == "mae" and task_unit(task) else ""
         line = (f"{task.dataset_name}: {METRIC_LABELS[metric]} {np.mean(values):.4g} ± {np.std(values):.2g}{unit} "
                 f"over {len(values)} of {len(task.folds)} folds")  # fmt: skip
         if metric == "mae" and (entries := leaderboard.get(task.dataset_name)):  # lowest is best (an MAE)
@@ -83,6 +85,12 @@ def score_lines(mb: MatbenchBenchmark) -> list[str]:
             line += f" (leaderboard best: {leader['algorithm']} {leader['mae_mean']:.4g})"
         lines.append(line)
     return lines
+
+
+def task_unit(task: Any) -> str | None:
+    """A Matbench task's unit as matbench's metadata writes it, ``^-1`` as a superscript (``cm^-1`` → cm⁻¹)."""
+    unit = task.metadata.get("unit") or None
+    return unit.replace("^-1", "⁻¹") if unit else None
 
 
 def _under_metric(entry: Mapping[str, Any], metric: str) -> dict[str, Any]:

@@ -235,7 +235,7 @@ class MatbenchRun:
         if self.candidates:
             self.write_candidates()
         seconds = {t: {f: r["train_seconds"] for f, r in folds.items()} for t, folds in self.fold_records_.items()}
-        write_matbench_report(mb, self.out / "report", notes=self._notes(), train_seconds=seconds)
+        write_matbench_report(mb, self.out / "report", notes=self._notes(), train_seconds=seconds, name=self.algorithm)
 
     def info(self) -> dict[str, Any]:
         """The leaderboard's ``info.json``: what the model is, what it cites, and how and where it ran."""
