@@ -9,7 +9,7 @@ from pathlib import Path
 
 from matgl_hybrid.evaluation.matbench import rerun_submission
 
-TASKS = ['matbench_jdft2d']
+TASKS = ['matbench_phonons', 'matbench_jdft2d']
 ALGORITHM, AUTHORS = 'MatGLHybrid', 'matgl-hybrid developers'
 SPEC = {'backbone': 'megnet',
  'backbone_kwargs': {},
@@ -34,6 +34,7 @@ SPEC = {'backbone': 'megnet',
  'batch_size': 32,
  'lr': 0.002,
  'decay_alpha': 0.01,
+ 'lr_schedule': 'matgl',
  'loss': 'l1_loss',
  'val_fraction': 0.1,
  'patience': 25,
@@ -42,8 +43,8 @@ SPEC = {'backbone': 'megnet',
  'devices': 'auto',
  'n_jobs': 1,
  'progress': False}
-#: Per fold, the candidate (changes to SPEC) with the lowest inner MAE (on the inner validation split, or out of
-#: fold with OPTIONS' inner_folds) predicts the test fold.
+#: Per fold, the candidate (changes to SPEC) with the lowest inner MAE, or log loss for a classifier (on the inner
+#: validation split, or out of fold with OPTIONS' inner_folds) predicts the test fold.
 CANDIDATES = {'recipe_sim_long': {'descriptor_set': 'gong28+composition+chgnet_noenergy+sim:chgnet',
                      'max_epochs': 300,
                      'patience': 300},
@@ -60,13 +61,16 @@ CANDIDATES = {'recipe_sim_long': {'descriptor_set': 'gong28+composition+chgnet_n
                  'lr': 0.0005,
                  'max_epochs': 300,
                  'patience': 300}}
-#: The run's dataset settings: whether it accepts files whose sha256 differs from matminer's, and their provenance.
+#: The run's other MatbenchRun settings: whether it accepts dataset files whose sha256 differs from matminer's
+#: (and their provenance), the inner K-fold choice, where its protocol was registered.
 OPTIONS = {'allow_unofficial_data': True,
  'data_provenance': 'reconstructed from a public CSV export of the Matbench data (GitHub '
                     'dhw059/LLM-predictor, data/allmatbench_*/matbench_*.csv), official row order, '
                     'oxidation states removed; checked against the official fold ids and an '
                     'independent copy (see ../shared/data/matbench/README.md of matgl-hybrid)',
- 'inner_folds': 5}
+ 'inner_folds': 5,
+ 'protocol': 'benchmarks/matbench_v2/protocol.md and candidates.json of matgl-hybrid, commit '
+             'd23f789 (candidates, selection rule and budget unchanged since)'}
 
 if __name__ == "__main__":
     rerun_submission(Path(__file__).resolve().parent, SPEC, CANDIDATES, TASKS, ALGORITHM, AUTHORS, **OPTIONS)
