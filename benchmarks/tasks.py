@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: Whether Matbench v2 is the submission (its folder in matbench_submissions/, v1's archived under
 #: matbench_runs/submission/): set when all ten of v2's folds are finished, in the commit that moves both folders
 #: (``git mv``), so that every record stays where the report reads it (it refuses to drop a fold it reported).
-V2_PROMOTED = False
+V2_PROMOTED = True
 #: v1's Matbench submission folder (its candidates' fold records, its report), wherever the promotion left it.
 V1_SUBMISSION = (
     RESULTS / "matbench_runs" / "submission" if V2_PROMOTED else ROOT / "matbench_submissions"
