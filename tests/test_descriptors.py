@@ -470,7 +470,9 @@ def test_transform_is_a_scikit_learn_transformer():
 
 def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_range():
     """A column constant in training always gives 0 and values beyond the training range give its edge (with clip,
-    the default); without clip, or from a state saved before clipping existed, the standardized value is kept."""
+    the default); without clip, or from a state saved before clipping existed, the standardized value is kept but
+    for a constant column's, still 0 (shipped models' BatchNorm had seen that one value: a new one came out hundreds
+    of standard deviations away)."""
     train = pd.DataFrame({"constant": [0.0, 0.0, 0.0, 0.0], "varied": [1.0, 2.0, 3.0, 4.0]})
     unseen = pd.DataFrame({"constant": [14.0, -3.0], "varied": [40.0, -5.0]})
     clipped = DescriptorTransform().fit(train)
@@ -480,12 +482,15 @@ def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_ra
     np.testing.assert_array_equal(out[:, 1], edges)
     np.testing.assert_array_equal(clipped.transform(train), DescriptorTransform(clip=False).fit_transform(train))
     kept = DescriptorTransform(clip=False).fit(train)
-    assert kept.transform(unseen)[0, 0] == 14.0
+    np.testing.assert_array_equal(kept.transform(unseen)[:, 0], [0.0, 0.0])
+    assert kept.transform(unseen)[0, 1] == (40.0 - 2.5) / np.std([1.0, 2.0, 3.0, 4.0])  # beyond the range: kept
     assert set(kept.to_dict()) == {"feature_names", "median", "mean", "scale"}
     old_state = {k: v for k, v in clipped.to_dict().items() if k not in ("lower", "upper")}
     restored = DescriptorTransform.from_dict(old_state)
     assert restored.clip is False
     np.testing.assert_array_equal(restored.transform(unseen), kept.transform(unseen))
+    layer = DescriptorScaler(old_state).double()  # the model's layer: the same values
+    np.testing.assert_array_equal(layer(torch.tensor(unseen.to_numpy())).numpy(), kept.transform(unseen))
     reloaded = DescriptorTransform.from_dict(json.loads(json.dumps(clipped.to_dict())))
     np.testing.assert_array_equal(reloaded.transform(unseen), out)
     with pytest.raises(ValueError, match="different lengths"):

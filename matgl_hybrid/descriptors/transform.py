@@ -39,7 +39,9 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
     non-finite value (NaN, ±inf) counts as missing, in ``fit`` as in ``transform``. A column with no finite training
     value is imputed with 0 (with a warning); a constant column gets scale 1; the scale is the population standard
     deviation. A state saved without bounds (matgl-hybrid before 0.5) loads with ``clip=False``: its predictions
-    stay what they were.
+    stay what they were, but for the columns constant in training (:func:`constant_in_training`), which standardize
+    to 0 (their training value) whatever they hold, as clipping would: a new value there reached a BatchNorm that
+    had seen one value and came out hundreds of standard deviations away.
 
     Unlike scikit-learn's estimators, a transform fitted on an array without column names (numpy) still sets
     ``feature_names_in_``: to ``x0 … x{D-1}``, the names :meth:`get_feature_names_out` then returns and
@@ -90,7 +92,9 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected {self.n_features_in_} descriptor columns, got {values.shape[1]}")
         values = np.where(np.isfinite(values), values, self.median_)
         standardized = (values - self.mean_) / self.scale_
-        return np.clip(standardized, self.lower_, self.upper_) if self.clip else standardized
+        if self.clip:
+            return np.clip(standardized, self.lower_, self.upper_)
+        return np.where(constant_in_training(self.median_, self.mean_, self.scale_), 0.0, standardized)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The output columns: ``feature_names_in_`` (a transform keeps its columns), an object array of str."""
@@ -154,6 +158,12 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
             raise TransformNotFittedError(
                 "DescriptorTransform is not fitted: call fit() on training descriptors first"
             ) from error
+
+
+def constant_in_training(median: Any, mean: Any, scale: Any) -> Any:
+    """Which columns were constant on the training rows, from a transform's state (D,) -> bool (D,): scale 1 (the
+    scale of a constant column) and a mean equal to the median. numpy arrays or torch tensors."""
+    return (scale == 1.0) & (abs(mean - median) <= 1e-9 * abs(median) + 1e-12)
 
 
 def _as_array(X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -35,6 +35,9 @@ class DescriptorScaler(nn.Module):
                     f"descriptor transform: {name} has {values.numel()} values for {self.n_features} names"
                 )
             self.register_buffer(name, values, persistent=False)
+        if not self.clip:  # the columns DescriptorTransform.transform holds at 0 (``constant_in_training``)
+            held = (self.scale == 1.0) & ((self.mean - self.median).abs() <= 1e-9 * self.median.abs() + 1e-12)
+            self.register_buffer("constant", held, persistent=False)
         self.statistics = names
         self.register_buffer("dtype_probe", torch.empty(0), persistent=False)  # takes the dtype the model is given
 
@@ -66,5 +69,8 @@ class DescriptorScaler(nn.Module):
         raw = descriptors.to(self.median.dtype)
         filled = torch.where(torch.isfinite(raw), raw, self.median)
         standardized = (filled - self.mean) / self.scale
-        scaled = torch.clamp(standardized, self.lower, self.upper) if self.clip else standardized
+        if self.clip:
+            scaled = torch.clamp(standardized, self.lower, self.upper)
+        else:  # a state without bounds: columns constant in training still give 0 (see DescriptorTransform)
+            scaled = torch.where(self.constant, 0.0, standardized)
         return scaled.to(self.dtype_probe.dtype)
