@@ -22,10 +22,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from matgl.ext.pymatgen import get_element_list
+
 from matgl_hybrid.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from matgl_hybrid.figures import png
 from matgl_hybrid.files import atomic_write_text
-from matgl_hybrid.model_card import CARD_FIGURE, heldout_split, holdout_metrics, render_card, training_figure
+from matgl_hybrid.model_card import (
+    CARD_FIGURE,
+    heldout_split,
+    holdout_metrics,
+    render_card,
+    training_figure,
+    training_split,
+)
 from matgl_hybrid.pretrained import REGISTRY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,10 +133,13 @@ def is_trained(name: str) -> bool:
 
 
 def rescore(name: str) -> None:
-    """Score the held-out split of checkpoint ``name`` on this machine; rewrite its record, card and manifest."""
+    """Score the held-out split of checkpoint ``name`` on this machine; rewrite its record, card and manifest (and
+    record the elements it trained on, if it was saved before models recorded them)."""
     path = checkpoint_dir(name)
     record = trained_record(name)
     model = load_checkpoint(path)
+    if model.trained_elements is None:  # saved before models recorded them: the training part's, from the data
+        model.record_trained_elements(get_element_list(training_split(record, ROOT / SHARED).structures))
     split = heldout_split(record, ROOT / SHARED)
     test = holdout_metrics(model, split)
     record["test"] = {"fraction": record["test"]["fraction"], "seed": record["test"]["seed"], **test}

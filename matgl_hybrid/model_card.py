@@ -72,21 +72,33 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
     Raises:
         ValueError: no such file holds the record's held-out ids with the targets it scored.
     """
+    return _rebuilt(record, data_dir, "test")
+
+
+def training_split(record: dict[str, Any], data_dir: str | Path | None = None) -> StructureData:
+    """The structures a training record's model trained on: its data file less the held-out and validation ids
+    (``val_ids``), found as :func:`heldout_split` finds the file (same arguments, same errors)."""
+    return _rebuilt(record, data_dir, "train")
+
+
+def _rebuilt(record: dict[str, Any], data_dir: str | Path | None, part: str) -> StructureData:
+    """The record's ``part`` (``test`` or ``train``) of the first data file that holds its held-out entries."""
     source = Path(record["data"])
     if data_dir is None:
-        return _split_of(source, record)
+        return _split_of(source, record, part)
     candidates = list(dict.fromkeys([Path(data_dir) / source.name, *sorted(Path(data_dir).rglob(source.name))]))
     refusals = []
     for path in (c for c in candidates if c.exists()):  # the first whose held-out entries are the record's
         try:
-            return _split_of(path, record)
+            return _split_of(path, record, part)
         except (ValueError, OSError, KeyError) as exc:  # not the file (another version, unreadable): the next one
             refusals.append(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
     raise ValueError("; ".join(refusals) or f"no {source.name} in {data_dir}")
 
 
-def _split_of(source: Path, record: dict[str, Any]) -> StructureData:
-    """The record's held-out entries of the data at ``source``, checked against the targets the record scored."""
+def _split_of(source: Path, record: dict[str, Any], part: str = "test") -> StructureData:
+    """The record's held-out entries (``part="test"``) or training entries (``"train"``: the others less
+    ``val_ids``) of the data at ``source``, checked against the targets the record scored."""
     # by id: entries the training left out (--skip-invalid) may not even load
     dataset = data.load(source, target=record["target"], skip_invalid=bool(record.get("skipped_entries")))
     if record.get("target_transform") == "log10":
@@ -100,7 +112,10 @@ def _split_of(source: Path, record: dict[str, Any]) -> StructureData:
     if scored is not None and not np.allclose(split.targets, scored, rtol=1e-9, atol=0.0):
         raise ValueError(f"{source} holds other targets for the held-out ids than the record scored: another version "
                          "of the data")  # fmt: skip
-    return split
+    if part == "test":
+        return split
+    left_out = {*record["test"]["ids"], *record.get("val_ids", [])}
+    return dataset.subset([i for i, entry_id in enumerate(dataset.ids) if entry_id not in left_out])
 
 
 #: The leakage statement of models that use CHGNet descriptors (README, model cards).

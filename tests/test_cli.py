@@ -240,8 +240,10 @@ def test_train_then_predict_end_to_end(shared_data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, tmp_path):
+    from matgl.ext.pymatgen import get_element_list
+
     from matgl_hybrid.checkpoint import load_checkpoint
-    from matgl_hybrid.model_card import heldout_split, holdout_metrics, training_figure
+    from matgl_hybrid.model_card import heldout_split, holdout_metrics, training_figure, training_split
     from matgl_hybrid.training import device_name
 
     path, records = write_small_records(shared_data, "mp_binary_elasticity.json.gz", 40, tmp_path)
@@ -261,8 +263,14 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     held_out = heldout_split(record)
     expected = np.log10([r["bulk_modulus_vrh"] for r in records if r["id"] in set(test["ids"])])
     assert np.allclose(np.sort(held_out.targets), np.sort(expected))
-    rescored = holdout_metrics(load_checkpoint(out), held_out, cache_dir=None)
+    model = load_checkpoint(out)
+    rescored = holdout_metrics(model, held_out, cache_dir=None)
     assert rescored["mae"] == pytest.approx(test["mae"], abs=1e-9)
+    # the training part, rebuilt from the record (for models saved before they recorded their elements)
+    trained = training_split(record)
+    assert len(trained) == 30 - len(record["val_ids"])
+    assert set(trained.ids) == {r["id"] for r in records} - set(test["ids"]) - set(record["val_ids"])
+    assert model.trained_elements == tuple(get_element_list(trained.structures))
     card = (out / "model_card.md").read_text()
     assert f"| {test['mae']:.6g} |" in card
     assert "matgl-hybrid train --data" in card

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matgl.ext.pymatgen import get_element_list
 
 from matgl_hybrid.checkpoint import verify
 from matgl_hybrid.descriptors import featurize
-from matgl_hybrid.model_card import heldout_split, holdout_metrics
+from matgl_hybrid.model_card import heldout_split, holdout_metrics, training_split
 from matgl_hybrid.pretrained import REGISTRY_FILE, list_pretrained, load_pretrained, resolve
 
 SHIPPED = {name: entry for name, entry in list_pretrained().items() if entry["source"].startswith("package:")}
@@ -61,6 +62,9 @@ def test_shipped_checkpoint_reproduces_its_model_card(name, shared_data, monkeyp
         assert SHIPPED[name]["metrics"][metric] == test[metric]
     assert f"{test['mae']:.6g}" in (path / "model_card.md").read_text()
     assert np.allclose(scored["predictions"], test["predictions"], atol=1e-5)
+    # embedding all 89 elements, it records those it trained on, so a prediction for another one is warned about
+    assert model.trained_elements == tuple(get_element_list(training_split(record, shared_data).structures))
+    assert len(model.trained_elements) < len(model.element_types)
 
 
 def test_a_registered_model_whose_files_were_replaced_with_a_consistent_manifest_is_refused(tmp_path, monkeypatch):

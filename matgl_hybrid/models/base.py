@@ -125,6 +125,12 @@ class GraphModel(Predicting, VerifiedCheckpointMixIn, MatGLModel):
         """Names of the D descriptors the model takes, in order (empty without descriptors)."""
         return ()
 
+    def record_trained_elements(self, elements: Sequence[str]) -> None:
+        """Record the elements of the structures the model trained on, as the constructor does (saved with the
+        model): for a model saved before they were recorded, from its training data."""
+        self.trained_elements = tuple(elements)
+        self._init_args["trained_elements"] = list(self.trained_elements)
+
 
 def per_target(out: torch.Tensor) -> torch.Tensor:
     """Predictions (B, T) as a model returns them: (B,) for one target, (B, T) for several."""
