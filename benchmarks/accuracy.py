@@ -69,6 +69,10 @@ CODE_COMMIT = os.environ.get("GO_COMMIT")
 #: The fine-tuning schedule's revision (2, 2026-12-05: sized for the batches that run, optimizer steps counted,
 #: the weight average by torch.lerp); folds without it in their settings ran revision 1.
 SCHEDULE_REVISION = 2
+#: How unclipped descriptor transforms treat a column constant in training (2, 2026-12-06: it gives 0, as with
+#: clipping; before, a test value there kept its standardized value, hundreds of σ away after the BatchNorm); folds
+#: of a model with unclipped descriptors and without it in their settings ran revision 1.
+TRANSFORM_REVISION = 2
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
 TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid
@@ -148,6 +152,8 @@ def run(
                     spec = params["settings"].get("spec")
                     if spec and uses_finetuning_schedule(TrainSpec.from_stored(spec)):  # what the fixes changed
                         params["settings"]["schedule_revision"] = SCHEDULE_REVISION
+                    if spec and spec.get("descriptor_set") and not TrainSpec.from_stored(spec).clip_descriptors:
+                        params["settings"]["transform_revision"] = TRANSFORM_REVISION
                     # which descriptor definitions the fold used: the model's own set (a GNN's from its spec)
                     own = (
                         params["settings"]["spec"].get("descriptor_set")

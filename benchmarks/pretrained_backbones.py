@@ -136,15 +136,24 @@ def _learning_curve(dataset: str, task: str) -> dict:
         curve[run] = {f: float(np.mean([maes[run][f][k]["mae"] for k in used]))
                       if folds and used and all(k in maes[run][f] for k in used) else None
                       for f, folds in zip(FRACTIONS, ran, strict=True)}  # fmt: skip
-        # a mean over folds trained under both schedule revisions (SCHEDULE_NOTE) is marked: the networks' (the
-        # recipe trains with MatGL's schedule, which the fixes did not touch)
+        # a mean over folds trained under two schedule revisions (SCHEDULE_NOTE: the fine-tuned networks'; the
+        # recipe trains with MatGL's schedule, which the fixes did not touch) or transform revisions is marked
         fine_tuned = run in (*PRETRAINED_MODELS, *(CLIPPED[m] for m in PRETRAINED_MODELS))
-        curve["mixed"][run] = [f for f in FRACTIONS if fine_tuned and curve[run][f] is not None and len(
-            {maes[run][f][k].get("params", {}).get("settings", {}).get("schedule_revision", 1) for k in used}) > 1]
+        curve["mixed"][run] = [f for f in FRACTIONS if curve[run][f] is not None and len(
+            {revisions(maes[run][f][k], fine_tuned) for k in used}) > 1]
     whole = maes[RECIPE][1.0]
     curve["recipe_whole_fold"] = (float(np.mean([whole[k]["mae"] for k in used]))
                                   if used and all(k in whole for k in used) else None)  # fmt: skip
     return curve
+
+
+def revisions(record: dict, fine_tuned: bool) -> tuple[int, int]:
+    """The fine-tuning schedule's revision (SCHEDULE_NOTE; 1 for a model MatGL's schedule trains) and the unclipped
+    transform's (TRANSFORM_NOTE; 2 for clipped descriptors, which always gave constant columns 0) of a fold record."""
+    settings = record.get("params", {}).get("settings", {})
+    clipped = TrainSpec.from_stored(settings["spec"]).clip_descriptors if "spec" in settings else True
+    return (settings.get("schedule_revision", 1) if fine_tuned else 1,
+            2 if clipped else settings.get("transform_revision", 1))  # fmt: skip
 
 
 #: Each learning-curve model and its rerun with descriptors clipped to their training range.
@@ -161,6 +170,13 @@ SCHEDULE_NOTE = (
     "weights drift by float32 rounding. Both are fixed since (`datamodule.batches_per_epoch`, `torch.lerp`); folds "
     "recorded with `schedule_revision` 2 use the fixed schedule, the same for the fine-tuned and the from-scratch "
     "network, so a mean over folds of both revisions is marked where it is one."
+)
+TRANSFORM_NOTE = (
+    "Descriptors unclipped (the registered models): folds whose record has no `transform_revision` (every one "
+    "trained before 2026-12-06) kept a test value of a column constant in their training part standardized by scale "
+    "1, so the BatchNorm that had seen one value put it hundreds of standard deviations away (the failures of "
+    "heat-capacity folds 2 and 3 at 25 %, below). Since, such a column gives 0, as clipping does "
+    "(`transform_revision` 2); a mean over folds of both revisions is marked."
 )
 CLIPPED_WHY = (
     "At 25 %, heat-capacity folds 2 and 3 failed for every model, on test structures with descriptor values the "
@@ -256,6 +272,8 @@ def report() -> dict:
         "",
         SCHEDULE_NOTE,
         "",
+        TRANSFORM_NOTE,
+        "",
     ]
     summary: dict = {"settings": FINETUNE, "readouts": PRETRAINED_READOUTS, "tasks": {}, "cost": cost}
     figure = {}
@@ -294,7 +312,7 @@ def report() -> dict:
             lines.append(f"| {key} | {folds} | recipe on the whole training fold | " + " | ".join(cells) + " |")
     if any(c["mixed"][run] for c in curves.values() for run in c["mixed"]):
         lines.append("")
-        lines.append("† a mean over folds of both schedule revisions (see the schedule note above).")
+        lines.append("† a mean over folds of two schedule or transform revisions (see the notes above).")
     lines.append("")
     plotted = {k: c for k, c in curves.items() if c["folds"]}
     if plotted:

@@ -857,6 +857,35 @@ def test_a_learning_curve_marks_a_mean_over_folds_of_both_schedule_revisions(mon
     assert curve["mixed"]["hybrid_megnet_chgnet_noenergy"] == []  # one revision at every point
 
 
+def test_a_learning_curve_marks_a_mean_over_folds_of_both_transform_revisions(monkeypatch):
+    """Unclipped descriptors: a fold trained before constant training columns gave 0 (no transform_revision) and
+    one after (2) are not one model's; clipped folds never differed, whatever they record."""
+    backbones = _script("pretrained_backbones")
+    unclipped = {"descriptor_set": "gong28", "clip_descriptors": False}
+
+    class Store:
+        def __init__(self, run):
+            self.run = run
+
+        def records(self):
+            if not self.run.endswith(("@0.25", "@0.5")):
+                return {}
+            clipped = "clipped" in self.run
+            spec = {**unclipped, "clip_descriptors": clipped}
+            revision = {} if fold_of_old(self.run) else {"transform_revision": 2}
+            return {0: {"mae": 0.1, "params": {"settings": {"spec": spec}}},
+                    1: {"mae": 0.1, "params": {"settings": {"spec": spec, **revision}}}}  # fmt: skip
+
+    def fold_of_old(run):  # fold 1 of the 25 % runs trained before the fix too
+        return run.endswith("@0.25")
+
+    monkeypatch.setattr(backbones, "store", lambda dataset, task, run: Store(run))
+    curve = backbones._learning_curve("de_jong_2015_elasticity", "log10_K_VRH")
+    assert curve["mixed"]["finetuned_tensornet_matpes"] == [0.5]
+    assert curve["mixed"]["hybrid_megnet_chgnet_noenergy"] == [0.5]
+    assert curve["mixed"]["finetuned_tensornet_matpes_clipped"] == []
+
+
 def test_a_gnn_fold_records_its_inner_validation(accuracy, elastic, tmp_path, monkeypatch):
     """A GNN fold record carries its fit's validation on the training part (best MAE, epoch, split size), so that
     models can be compared on inner validation from the study's own runs, without looking at the test fold."""
