@@ -502,6 +502,7 @@ def test_classifier_candidates_are_chosen_by_validation_log_loss_not_mae_of_prob
     run = MatbenchRun([TASK], replace(TINY, task_type="classification"), Path("unused"), progress=False)
     record = run._train_and_predict(task, 0, run.spec)
     assert record["params"]["val_log_loss"] == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+    assert record["params"]["processes"] == 1
 
     def fold(mae: float, log_loss: float) -> dict:
         return {"train_seconds": 1.0, "params": {"best_val_mae": mae, "val_log_loss": log_loss}}
@@ -625,6 +626,7 @@ def test_with_inner_folds_each_fold_chooses_by_inner_kfold_and_its_ensemble_pred
     assert set(params["inner_mae"]) == {"extensive", "mean"}
     assert params["candidate"] == min(params["inner_mae"], key=params["inner_mae"].get)
     assert params["scheme"] == {"scheme": "inner_kfold", "k": 2, "seed": TINY.seed}
+    assert params["processes"] == 1  # how many trained each member (DDP: the batch size is per process)
     assert np.isfinite(record["y_pred"]).all()
     spread = np.asarray(record["y_std"])  # the two inner models disagree somewhere: the ensemble's uncertainty
     assert spread.shape == (len(record["ids"]),)

@@ -356,6 +356,7 @@ class MatbenchRun:
             # the ensemble's members beside the fits that were scored (a member retrained after a lost checkpoint
             # may differ: the record says so)
             "members": chosen.members(),
+            "processes": max((f.processes for f in chosen.fits), default=1),  # DDP: the batch size is per process
             "requirements": requirements()["python"],  # a run resumed across sessions may span upgrades
         }
         # every inner fit once (however many sessions it took; a retrained member is not counted again) and the
@@ -401,6 +402,7 @@ class MatbenchRun:
                 **classifier_score,
                 "best_epoch": result.best_epoch,
                 "device": device_name(spec.accelerator),
+                "processes": result.processes,  # DDP: the batch size is per process
                 "requirements": requirements()["python"],
             },
             "ids": list(test.ids),
