@@ -69,10 +69,11 @@ CODE_COMMIT = os.environ.get("GO_COMMIT")
 #: The fine-tuning schedule's revision (2, 2026-12-05: sized for the batches that run, optimizer steps counted,
 #: the weight average by torch.lerp); folds without it in their settings ran revision 1.
 SCHEDULE_REVISION = 2
-#: How unclipped descriptor transforms treat a column constant in training (2, 2026-12-06: it gives 0, as with
-#: clipping; before, a test value there kept its standardized value, hundreds of σ away after the BatchNorm); folds
-#: of a model with unclipped descriptors and without it in their settings ran revision 1.
-TRANSFORM_REVISION = 2
+#: How unclipped descriptor transforms treat a column constant in training: 1 (folds without it in their
+#: settings), a test value there kept its standardized value, hundreds of σ away after the BatchNorm; 2 (2026-12-06,
+#: one session), a column whose std was exactly 0 gave 0; 3 (since), every constant column gives its training value
+#: (a constant whose mean rounds off it, std ~1e-17, included), as with clipping.
+TRANSFORM_REVISION = 3
 HEADLINE = ("megnet", "megnet_readout", "descriptors_rf", "descriptors_mlp", "hybrid_megnet")
 FUSIONS = ("hybrid_megnet_gate", "hybrid_megnet_film")
 TENSORNET = ("tensornet", "tensornet_readout", "hybrid_tensornet")  # model 5: plain, extensive readout, hybrid

@@ -175,8 +175,10 @@ TRANSFORM_NOTE = (
     "Descriptors unclipped (the registered models): folds whose record has no `transform_revision` (every one "
     "trained before 2026-12-06) kept a test value of a column constant in their training part standardized by scale "
     "1, so the BatchNorm that had seen one value put it hundreds of standard deviations away (the failures of "
-    "heat-capacity folds 2 and 3 at 25 %, below). Since, such a column gives 0, as clipping does "
-    "(`transform_revision` 2); a mean over folds of both revisions is marked."
+    "heat-capacity folds 2 and 3 at 25 %, below). Folds with `transform_revision` 2 (2026-12-06) gave 0 for a column "
+    "whose standard deviation was exactly 0; with 3 (since), every constant column gives its training value, as "
+    "clipping does (a constant whose mean rounds off it, standard deviation ~1e-17, included); a mean over folds "
+    "of different revisions is marked."
 )
 CLIPPED_WHY = (
     "At 25 %, heat-capacity folds 2 and 3 failed for every model, on test structures with descriptor values the "

@@ -468,6 +468,28 @@ def test_transform_is_a_scikit_learn_transformer():
     assert DescriptorTransform.from_dict(shipped).n_features_in_ == len(shipped["feature_names"])
 
 
+def test_a_nonzero_constant_column_without_bounds_gives_its_training_value():
+    """A column of 0.3s: its mean rounds off 0.3 and its std off 0 (5.6e-17), so a state fitted that way (before
+    0.2) had scale 5.6e-17 and a test value of 0.4 standardized to ~1.8e15; the rule read only scale 1. Such a
+    column now gives, unclipped, what its training rows gave; a new fit stores it with scale 1."""
+    train = pd.DataFrame({"constant": [0.3] * 234, "varied": np.linspace(1.0, 4.0, 234)})
+    unseen = pd.DataFrame({"constant": [0.4, 0.1], "varied": [40.0, -5.0]})
+    values = train["constant"].to_numpy()
+    assert values.std() > 0  # the float rounding this is about
+    varied = train["varied"].to_numpy()
+    old_state = {"feature_names": ["constant", "varied"], "median": [0.3, float(np.median(varied))],
+                 "mean": [values.mean(), varied.mean()], "scale": [values.std(), varied.std()]}  # fmt: skip
+    old = DescriptorTransform.from_dict(old_state)
+    trained = old.transform(train)[0, 0]
+    np.testing.assert_array_equal(old.transform(unseen)[:, 0], [trained, trained])
+    layer = DescriptorScaler(old_state).double()
+    np.testing.assert_array_equal(layer(torch.tensor(unseen.to_numpy())).numpy(), old.transform(unseen))
+    fitted = DescriptorTransform(clip=False).fit(train)
+    assert (fitted.mean_[0], fitted.scale_[0]) == (0.3, 1.0)
+    np.testing.assert_array_equal(fitted.transform(unseen)[:, 0], [0.0, 0.0])
+    assert abs(fitted.transform(unseen)[0, 1]) > 1  # a varying column keeps its standardized value
+
+
 def test_a_descriptor_value_never_seen_in_training_is_clipped_to_the_training_range():
     """A column constant in training always gives 0 and values beyond the training range give its edge (with clip,
     the default); without clip, or from a state saved before clipping existed, the standardized value is kept but

@@ -39,8 +39,8 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
     non-finite value (NaN, ±inf) counts as missing, in ``fit`` as in ``transform``. A column with no finite training
     value is imputed with 0 (with a warning); a constant column gets scale 1; the scale is the population standard
     deviation. A state saved without bounds (matgl-hybrid before 0.5) loads with ``clip=False``: its predictions
-    stay what they were, but for the columns constant in training (:func:`constant_in_training`), which standardize
-    to 0 (their training value) whatever they hold, as clipping would: a new value there reached a BatchNorm that
+    stay what they were, but for the columns constant in training (:func:`constant_in_training`), which give the
+    value every training row gave whatever they hold, as clipping would: a new value there reached a BatchNorm that
     had seen one value and came out hundreds of standard deviations away.
 
     Unlike scikit-learn's estimators, a transform fitted on an array without column names (numpy) still sets
@@ -68,9 +68,10 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
             )
         self.median_ = np.where(empty, 0.0, median)
         filled = np.where(np.isnan(values), self.median_, values)
-        self.mean_ = filled.mean(axis=0)
+        constant = np.ptp(filled, axis=0) == 0  # its mean can round off its value, its std off 0 (0.3: 5.6e-17)
+        self.mean_ = np.where(constant, self.median_, filled.mean(axis=0))
         std = filled.std(axis=0)
-        self.scale_ = np.where(std > 0, std, 1.0)
+        self.scale_ = np.where(constant | (std == 0), 1.0, std)
         if self.clip:
             standardized = (filled - self.mean_) / self.scale_
             self.lower_, self.upper_ = standardized.min(axis=0), standardized.max(axis=0)
@@ -94,7 +95,8 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
         standardized = (values - self.mean_) / self.scale_
         if self.clip:
             return np.clip(standardized, self.lower_, self.upper_)
-        return np.where(constant_in_training(self.median_, self.mean_, self.scale_), 0.0, standardized)
+        trained = (self.median_ - self.mean_) / self.scale_  # what every training row of a constant column gave
+        return np.where(constant_in_training(self.median_, self.mean_, self.scale_), trained, standardized)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """The output columns: ``feature_names_in_`` (a transform keeps its columns), an object array of str."""
@@ -162,8 +164,12 @@ class DescriptorTransform(TransformerMixin, BaseEstimator):
 
 def constant_in_training(median: Any, mean: Any, scale: Any) -> Any:
     """Which columns were constant on the training rows, from a transform's state (D,) -> bool (D,): scale 1 (the
-    scale of a constant column) and a mean equal to the median. numpy arrays or torch tensors."""
-    return (scale == 1.0) & (abs(mean - median) <= 1e-9 * abs(median) + 1e-12)
+    scale of a constant column) with the mean at the median, or, in states fitted before 0.2, a scale that is the
+    float rounding of a constant's mean (a column of 0.3s: std 5.6e-17). numpy arrays or torch tensors.
+
+    A varying column whose population standard deviation is exactly 1 and whose mean is exactly its median reads
+    as constant too: only a state with bounds (``clip``) tells them apart."""
+    return ((scale == 1.0) & (abs(mean - median) <= 1e-9 * abs(median) + 1e-12)) | (scale <= 1e-12 * abs(mean))
 
 
 def _as_array(X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, list[str]]:

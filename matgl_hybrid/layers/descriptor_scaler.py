@@ -9,7 +9,8 @@ from torch import nn
 
 
 class DescriptorScaler(nn.Module):
-    """Median imputation, standardization and clipping to the training range of raw descriptors: (B, D) -> (B, D).
+    """Median imputation, standardization and clipping to the training range of raw descriptors: (B, D) -> (B, D);
+    a state without bounds (before 0.5) holds only the columns constant in training at their training value.
 
     The medians, means, scales and (when the transform clips) bounds (D,) of a fitted
     :class:`~matgl_hybrid.descriptors.DescriptorTransform` are buffers (not saved with the weights: the transform's
@@ -35,9 +36,10 @@ class DescriptorScaler(nn.Module):
                     f"descriptor transform: {name} has {values.numel()} values for {self.n_features} names"
                 )
             self.register_buffer(name, values, persistent=False)
-        if not self.clip:  # the columns DescriptorTransform.transform holds at 0 (``constant_in_training``)
+        if not self.clip:  # the columns DescriptorTransform.transform holds at their training value: its rule,
+            # ``constant_in_training`` (layers import no descriptors), on the same float64 values
             held = (self.scale == 1.0) & ((self.mean - self.median).abs() <= 1e-9 * self.median.abs() + 1e-12)
-            self.register_buffer("constant", held, persistent=False)
+            self.register_buffer("constant", held | (self.scale <= 1e-12 * self.mean.abs()), persistent=False)
         self.statistics = names
         self.register_buffer("dtype_probe", torch.empty(0), persistent=False)  # takes the dtype the model is given
 
@@ -71,6 +73,6 @@ class DescriptorScaler(nn.Module):
         standardized = (filled - self.mean) / self.scale
         if self.clip:
             scaled = torch.clamp(standardized, self.lower, self.upper)
-        else:  # a state without bounds: columns constant in training still give 0 (see DescriptorTransform)
-            scaled = torch.where(self.constant, 0.0, standardized)
+        else:  # a state without bounds: columns constant in training give their training value (DescriptorTransform)
+            scaled = torch.where(self.constant, (self.median - self.mean) / self.scale, standardized)
         return scaled.to(self.dtype_probe.dtype)
