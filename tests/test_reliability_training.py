@@ -209,6 +209,7 @@ def test_a_checkpoint_trained_on_other_processes_is_not_trained_further(elastic,
     stamp.write_text(json.dumps({**record, "world_size": 2}))  # as a two-process DDP run writes it
     restored = fit(train_part, spec=spec, val_data=val, checkpoint_dir=tmp_path)
     assert len(restored.history) == 1
+    assert restored.processes == 2  # what trained it (the batch size was per process), not this session's 1
     with pytest.raises(CheckpointError, match=r"was trained on 2 process\(es\), this run has 1: .*same devices"):
         fit(train_part, spec=TrainSpec(**TINY, max_epochs=2), val_data=val, checkpoint_dir=tmp_path)
     assert json.loads(stamp.read_text())["budget"]["max_epochs"] == 1  # the refused run left the record as it was

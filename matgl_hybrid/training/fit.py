@@ -322,7 +322,7 @@ def fit(
         resumed_seconds=history.resumed_seconds,
         history=history.rows,
         global_rank=trainer.global_rank,
-        processes=trainer.world_size,
+        processes=resume.world_size or trainer.world_size,  # a restored run: the processes that trained it
     )
 
 
