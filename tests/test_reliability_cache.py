@@ -599,6 +599,21 @@ def test_an_archive_of_the_same_version_with_other_values_says_they_will_never_b
     with pytest.warns(UserWarning, match=expected):
         assert import_archive(DescriptorCache(tmp_path / "cache"), archive) == 1
 
+    real = cache_module._known_groups()[current.split(":")[0]]
+
+    class Unloadable:  # a universal potential's group whose digest fails here (a CUDA or package error)
+        name, version, labels = real.name, real.version, real.labels
+
+        @property
+        def key(self):
+            raise RuntimeError("CUDA error: no kernel image")
+
+    known = {**cache_module._known_groups(), current.split(":")[0]: Unloadable()}
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        patch.setattr(cache_module, "_known_groups", lambda: known)
+        warnings.simplefilter("error")  # imported, without the warning it cannot make
+        assert import_archive(DescriptorCache(tmp_path / "again"), archive) == 1
+
 
 def test_a_cache_on_a_file_system_without_locks_is_written_with_a_warning(tmp_path, monkeypatch):
     """Lustre mounted ``noflock`` (or some network mounts): ``flock`` raised ENOSYS after the first chunk was

@@ -261,15 +261,22 @@ def import_archive(cache: DescriptorCache, path: str | Path) -> int:
 
 
 def _key_here(group_key: str, known: dict[str, FeatureGroup]) -> str | None:
-    """The cache key this installation gives the group ``group_key`` names (None: not a group this package defines).
+    """The cache key this installation gives the group ``group_key`` names (None: not a group this package defines,
+    or its digest cannot be computed here).
 
-    Where the version matches, the key is computed, value digest included (the reference structures' values: once per
-    process, only for groups an archive holds)."""
+    Where the version matches, the key is computed, value digest included: the reference structures' values, once
+    per process and only for groups an archive holds (a universal potential's group loads and runs it). A failure
+    there only leaves the warning out: the import has been written by then."""
     name = GROUP_KEY.fullmatch(group_key)[1].partition("@")[0]
     if (group := known.get(name)) is None:
         return None
     version = f"{group.name}@{group.version}"
-    return group.key if group_key.partition(":")[0] == version else version
+    if group_key.partition(":")[0] != version:
+        return version
+    try:
+        return group.key
+    except Exception:  # a potential that fails to load here: no warning rather than a failed import
+        return None
 
 
 def _same_values(local: Entry, archived: Entry) -> bool:
