@@ -114,8 +114,14 @@ def _split_of(source: Path, record: dict[str, Any], part: str = "test") -> Struc
                          "of the data")  # fmt: skip
     if part == "test":
         return split
-    left_out = {*record["test"]["ids"], *record.get("val_ids", [])}
-    return dataset.subset([i for i, entry_id in enumerate(dataset.ids) if entry_id not in left_out])
+    if "val_ids" not in record:
+        raise ValueError(f"{source}: the record names no validation ids (val_ids): its training part is not known")
+    left_out = {*record["test"]["ids"], *record["val_ids"]}
+    train = dataset.subset([i for i, entry_id in enumerate(dataset.ids) if entry_id not in left_out])
+    if "n_structures" in record and len(train) + len(record["val_ids"]) != record["n_structures"]:
+        raise ValueError(f"{source} holds {len(train) + len(record['val_ids'])} training and validation entries, the "
+                         f"record {record['n_structures']}: another version of the data")  # fmt: skip
+    return train
 
 
 #: The leakage statement of models that use CHGNet descriptors (README, model cards).

@@ -271,6 +271,11 @@ def test_train_with_a_held_out_test_split_writes_a_true_model_card(shared_data, 
     assert len(trained) == 30 - len(record["val_ids"])
     assert set(trained.ids) == {r["id"] for r in records} - set(test["ids"]) - set(record["val_ids"])
     assert model.trained_elements == tuple(get_element_list(trained.structures))
+    without = {k: v for k, v in record.items() if k != "val_ids"}  # would count the validation rows as trained
+    with pytest.raises(ValueError, match="names no validation ids"):
+        training_split(without)
+    with pytest.raises(ValueError, match="another version of the data"):
+        training_split({**record, "n_structures": 31})
     card = (out / "model_card.md").read_text()
     assert f"| {test['mae']:.6g} |" in card
     assert "matgl-hybrid train --data" in card
