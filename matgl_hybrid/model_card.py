@@ -76,8 +76,8 @@ def heldout_split(record: dict[str, Any], data_dir: str | Path | None = None) ->
 
 
 def training_split(record: dict[str, Any], data_dir: str | Path | None = None) -> StructureData:
-    """The structures a training record's model trained on: its data file less the held-out and validation ids
-    (``val_ids``), found as :func:`heldout_split` finds the file (same arguments, same errors)."""
+    """The structures a training record's model trained on: its data file less the held-out, validation
+    (``val_ids``) and skipped entries, found as :func:`heldout_split` finds the file (same arguments, same errors)."""
     return _rebuilt(record, data_dir, "train")
 
 
@@ -116,7 +116,8 @@ def _split_of(source: Path, record: dict[str, Any], part: str = "test") -> Struc
         return split
     if "val_ids" not in record:
         raise ValueError(f"{source}: the record names no validation ids (val_ids): its training part is not known")
-    left_out = {*record["test"]["ids"], *record["val_ids"]}
+    skipped = [entry["id"] for entry in record.get("skipped_entries") or []]  # e.g. a graph without edges
+    left_out = {*record["test"]["ids"], *record["val_ids"], *skipped}
     train = dataset.subset([i for i, entry_id in enumerate(dataset.ids) if entry_id not in left_out])
     if "n_structures" in record and len(train) + len(record["val_ids"]) != record["n_structures"]:
         raise ValueError(f"{source} holds {len(train) + len(record['val_ids'])} training and validation entries, the "
