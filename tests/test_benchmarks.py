@@ -831,6 +831,28 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
     assert curve["mixed"]["finetuned_tensornet_matpes"] == []
 
 
+def test_matbench_inner_validation_reads_each_network_s_own_fold_records(monkeypatch, tmp_path):
+    """The Matbench inner-validation table: the two networks' runs and the recipe among v1's candidates, each
+    fold's best_val_mae in its fold's column, a fold not run None (not another fold's score shifted into it)."""
+    backbones = _script("pretrained_backbones")
+
+    def write(folder, fold, mae):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"fold{fold}.json").write_text(json.dumps({"params": {"best_val_mae": mae}}))
+
+    runs = tmp_path / "matbench_runs"
+    for task in backbones.MATBENCH_TASKS:
+        write(runs / "finetuned_tensornet_matpes" / task / "matbench_v0.1_x" / "folds" / task, 2, 20.0)
+        write(runs / "submission" / "matbench_v0.1_y" / "folds" / task / "recipe", 0, 30.0)
+        write(runs / "submission" / "matbench_v0.1_y" / "folds" / task / "recipe_long", 1, 99.0)  # not the recipe
+    monkeypatch.setattr(backbones, "RESULTS", tmp_path)
+    inner = backbones._inner_validation()
+    for task in backbones.MATBENCH_TASKS:
+        assert inner[task]["finetuned_tensornet_matpes"] == [None, None, 20.0, None, None]
+        assert inner[task]["scratch_tensornet_matpes"] == [None] * 5
+        assert inner[task]["hybrid_megnet_chgnet_noenergy"] == [30.0, None, None, None, None]
+
+
 def test_a_learning_curve_marks_a_mean_over_folds_of_both_schedule_revisions(monkeypatch):
     """Folds of the 50 % point trained before the schedule fix (no revision recorded) and after it (revision 2): the
     mean over them is marked, not passed off as one schedule's."""
