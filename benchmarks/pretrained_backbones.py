@@ -52,6 +52,9 @@ MODELS = {
 PRETRAINED_MODELS = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
 #: The Matbench tasks' extra row: our best submission there, its choices made by inner cross-validation.
 MATBENCH_MODELS = {"submission_v2": "our Matbench v2 submission (inner 5-fold selection, 5-model ensembles)"}
+#: The inner-validation table's extra row: MatGL's MEGNet, which Matbench v2's inner cross-validation chose on every
+#: phonons fold.
+INNER_MODELS = {"megnet": "MatGL's MEGNet (no descriptors)"}
 #: The bar chart's labels: short, so that eight panels of them fit.
 SHORT = {
     "finetuned_tensornet_matpes": "fine-tuned",
@@ -139,11 +142,12 @@ def _task_rows() -> dict[str, dict[str, list[float | None]]]:
 
 
 def _matbench_records(model: str, task: str) -> dict[int, dict]:
-    """The fold records of a Matbench run: the two networks' own runs, the recipe's among v1's candidates."""
-    if model in PRETRAINED_MODELS:
-        paths = (RESULTS / "matbench_runs" / model / task).glob(f"*/folds/{task}/fold*.json")
-    else:
+    """The fold records of a Matbench run: a model's own run (the two networks', MEGNet's), the recipe's among v1's
+    candidates."""
+    if model == RECIPE:
         paths = (RESULTS / "matbench_runs" / "submission").glob(f"*/folds/{task}/recipe/fold*.json")
+    else:
+        paths = (RESULTS / "matbench_runs" / model).glob(f"**/folds/{task}/fold*.json")
     return {int(p.stem.removeprefix("fold")): json.loads(p.read_text()) for p in paths}
 
 
@@ -153,7 +157,7 @@ def _inner_validation() -> dict[str, dict[str, list[float | None]]]:
     found = {}
     for task in MATBENCH_TASKS:
         found[task] = {}
-        for model in (*PRETRAINED_MODELS, RECIPE):
+        for model in (*PRETRAINED_MODELS, RECIPE, "megnet"):
             records = _matbench_records(model, task)
             found[task][model] = [records[f]["params"]["best_val_mae"] if f in records else None for f in range(5)]
     return found
@@ -354,7 +358,7 @@ def report() -> dict:
     for task, models in inner.items():
         for model, maes in models.items():
             cells = " | ".join("—" if m is None else f"{m:.4g}" for m in maes)
-            lines.append(f"| {task} | {MODELS[model]} | {cells} |")
+            lines.append(f"| {task} | {INNER_MODELS.get(model, MODELS.get(model))} | {cells} |")
     lines.append("")
     curves = {f"{dataset}/{task}": _learning_curve(dataset, task) for dataset, task in CURVES.items()}
     summary["learning_curves"] = curves

@@ -851,6 +851,7 @@ def test_matbench_inner_validation_reads_each_network_s_own_fold_records(monkeyp
         assert inner[task]["finetuned_tensornet_matpes"] == [None, None, 20.0, None, None]
         assert inner[task]["scratch_tensornet_matpes"] == [None] * 5
         assert inner[task]["hybrid_megnet_chgnet_noenergy"] == [30.0, None, None, None, None]
+        assert inner[task]["megnet"] == [None] * 5
 
 
 def test_a_learning_curve_marks_a_mean_over_folds_of_both_schedule_revisions(monkeypatch):
