@@ -125,6 +125,28 @@ def test_the_submission_writer_writes_gzip_that_gzip_and_monty_read(tmp_path: Pa
     assert json.loads(gzip.decompress(plain.read_bytes()))["tasks"].keys() == written["tasks"].keys()
 
 
+def test_rewriting_the_same_results_keeps_the_file_and_new_results_replace_it(tmp_path: Path) -> None:
+    """``as_dict`` stamps the time of each call: a rerun that only resumed finished folds changed every committed
+    ``results.json.gz`` by its datestamp and hash."""
+    from matbench.bench import MatbenchBenchmark
+
+    mb = MatbenchBenchmark(autoload=False, subset=[TASK])
+    path = tmp_path / "results.json.gz"
+    write_results(mb, path)
+    earlier = json.loads(gzip.decompress(path.read_bytes()))
+    earlier.update(datestamp="2020.01.01 00:00.00", hash="0" * 64)  # as written by a run long ago
+    path.write_bytes(gzip.compress(json.dumps(earlier).encode(), mtime=0))
+    kept = path.read_bytes()
+    write_results(mb, path)
+    assert path.read_bytes() == kept
+
+    mb.add_metadata({"note": "a change"})
+    write_results(mb, path)
+    rewritten = json.loads(gzip.decompress(path.read_bytes()))
+    assert rewritten["user_metadata"] == {"note": "a change"}
+    assert rewritten["datestamp"] != earlier["datestamp"]
+
+
 def test_a_submission_with_ensemble_uncertainties_validates_and_a_nan_std_is_named(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,8 +82,29 @@ CITATIONS = {
 def write_results(mb: MatbenchBenchmark, path: str | Path) -> None:
     """Write ``mb`` as the leaderboard's ``results.json.gz``: the JSON of ``mb.as_dict()``, gzip-compressed (as
     matbench's own ``to_file`` writes and its ``from_file`` reads a ``.gz`` name upstream; matbench 0.6's writes
-    plain JSON whatever the name), atomically."""
-    atomic_write_bytes(path, gzip.compress(json.dumps(mb.as_dict()).encode(), mtime=0))
+    plain JSON whatever the name), atomically. A file that already records the same results is kept as it is:
+    ``as_dict`` stamps the time of the call (and a hash over it), which would otherwise change a committed file on
+    every rerun that only resumed finished folds."""
+    values = mb.as_dict()
+    path = Path(path)
+    if path.is_file() and _unstamped(_read_json_gz(path)) == _unstamped(json.loads(json.dumps(values))):
+        return
+    atomic_write_bytes(path, gzip.compress(json.dumps(values).encode(), mtime=0))
+
+
+def _unstamped(values: Any) -> Any:
+    """A results dict without the datestamp and hash that ``MatbenchBenchmark.as_dict`` adds to every call."""
+    if not isinstance(values, dict):
+        return None
+    return {k: v for k, v in values.items() if k not in ("datestamp", "hash")}
+
+
+def _read_json_gz(path: Path) -> Any:
+    """The JSON of gzip-compressed ``path``, or None where it is not (plain JSON, truncated, damaged)."""
+    try:
+        return json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, zlib.error, ValueError):
+        return None
 
 
 def require_matbench() -> None:
