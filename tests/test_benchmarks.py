@@ -971,3 +971,38 @@ def test_the_shipped_models_training_command_says_what_they_are_to_today_s_train
         arguments = train_pretrained.train_arguments(name)
         assert {"--no-select", "--no-clip-descriptors"} <= set(arguments)
         assert train_pretrained.is_trained(name), name  # its record's command, before the two flags, accepted
+
+
+def test_the_engine_with_a_pretrained_candidate_on_whole_matbench_folds(monkeypatch, tmp_path):
+    """The choice among the default candidates' inner scores and the fine-tuned run's: the graph network with the
+    lowest inner MAE is kept (the forest is only reported), its test MAE is the fine-tuned run's where it is kept and
+    the default candidate's otherwise, and the rule has a verdict only once all five folds ran."""
+    from matgl_hybrid.training.fold_store import FoldStore
+
+    selection = _script("default_selection")
+    phonons, jdft2d = "matbench_phonons", "matbench_jdft2d"
+    finetuned_inner = {phonons: [5.0, 5.0, 5.0, 50.0, 5.0], jdft2d: [5.0, 5.0, 5.0]}  # jdft2d: folds 3, 4 not run
+    for task in (phonons, jdft2d):
+        outer = FoldStore(tmp_path / "default_selection" / "matbench" / task / "outer")
+        for fold in range(5):
+            inner = {"extensive": 10.0, "intensive": 20.0, "forest": 1.0}  # the forest lowest: never kept
+            outer.save(fold, {"mae": 100.0 + fold, "params": {"inner_mae": inner, "test_mae_of_each": {
+                "extensive": 100.0 + fold, "intensive": 200.0}}})  # fmt: skip
+        fixed = [40.0 + fold for fold in range(len(finetuned_inner[task]))]
+        table = {"finetuned_tensornet_matpes": {"fold_mae": fixed + [None] * (5 - len(fixed))}}
+        (tmp_path / f"matbench_{task}.json").write_text(json.dumps(table))
+        folds = tmp_path / "matbench_runs" / "finetuned_tensornet_matpes" / task / "matbench_v0.1_x" / "folds" / task
+        folds.mkdir(parents=True)
+        for fold, mae in enumerate(finetuned_inner[task]):
+            (folds / f"fold{fold}.json").write_text(json.dumps({"params": {"best_val_mae": mae}}))
+    monkeypatch.setattr(selection, "OUT", tmp_path / "default_selection")
+    monkeypatch.setattr(selection, "RUNS", tmp_path / "matbench_runs")
+    monkeypatch.setattr(selection, "RESULTS", tmp_path)
+    lines, summary = selection.whole_folds_pretrained()
+    assert summary["matbench/matbench_phonons"] == {
+        "folds_run": 5, "finetuned_kept": 4, "test_mae": {0: 40.0, 1: 41.0, 2: 42.0, 3: 103.0, 4: 44.0},
+        "rule_holds": True}  # fmt: skip
+    assert summary["matbench/matbench_jdft2d"] == {
+        "folds_run": 3, "finetuned_kept": 3, "test_mae": {0: 40.0, 1: 41.0, 2: 42.0}}  # fmt: skip
+    assert "| 3 | **forest** (extensive 10, intensive 20, forest 1, finetuned 50) | extensive | 103 | 103 | 43 |" in lines
+    assert sum("not run yet" in line for line in lines) == 2
