@@ -87,8 +87,12 @@ def write_results(mb: MatbenchBenchmark, path: str | Path) -> None:
     every rerun that only resumed finished folds."""
     values = mb.as_dict()
     path = Path(path)
-    if path.is_file() and _unstamped(_read_json_gz(path)) == _unstamped(json.loads(json.dumps(values))):
-        return
+    if path.is_file():
+        try:
+            if _unstamped(_results_json(path)) == _unstamped(json.loads(json.dumps(values))):
+                return
+        except ValueError:  # plain JSON, truncated or damaged: written anew
+            pass
     atomic_write_bytes(path, gzip.compress(json.dumps(values).encode(), mtime=0))
 
 
@@ -99,12 +103,20 @@ def _unstamped(values: Any) -> Any:
     return {k: v for k, v in values.items() if k not in ("datestamp", "hash")}
 
 
-def _read_json_gz(path: Path) -> Any:
-    """The JSON of gzip-compressed ``path``, or None where it is not (plain JSON, truncated, damaged)."""
+def _results_json(path: str | Path) -> Any:
+    """The JSON of a ``results.json.gz``.
+
+    Raises:
+        ValueError: the file is not gzip-compressed (e.g. plain JSON, as earlier versions wrote it), or its
+            content is not JSON.
+    """
+    raw = Path(path).read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        raise ValueError(f"{path} is not gzip-compressed (plain JSON?): the leaderboard reads it with gzip")
     try:
-        return json.loads(gzip.decompress(path.read_bytes()))
-    except (OSError, EOFError, zlib.error, ValueError):
-        return None
+        return json.loads(gzip.decompress(raw))
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise ValueError(f"{path} is not gzip-compressed JSON (truncated or damaged?): {exc}") from None
 
 
 def require_matbench() -> None:
@@ -131,14 +143,7 @@ def read_results(path: str | Path) -> MatbenchBenchmark:
     require_matbench()
     from matbench.bench import MatbenchBenchmark  # 4-5 s to import: only when a results file is read
 
-    raw = Path(path).read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        raise ValueError(f"{path} is not gzip-compressed (plain JSON?): the leaderboard reads it with gzip")
-    try:
-        values = json.loads(gzip.decompress(raw))
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise ValueError(f"{path} is not gzip-compressed JSON (truncated or damaged?): {exc}") from None
-    return MatbenchBenchmark.from_dict(values)
+    return MatbenchBenchmark.from_dict(_results_json(path))
 
 
 def requirements() -> dict[str, list[str]]:
