@@ -30,7 +30,12 @@ Models (all on the same folds):
 - ``hybrid_gong28``: the hybrid as it was before the recipe (extensive readout, gong28, concat), the same budget;
 - ``descriptors_rf``: a random forest (500 trees) on ``gong28+composition``;
 - ``descriptors_rf_recipe``: the same forest on the recipe's descriptors (``gong28+composition+chgnet_noenergy``);
-- ``descriptors_rf_sim``: the same forest on those and ``sim:chgnet``.
+- ``descriptors_rf_sim``: the same forest on those and ``sim:chgnet``;
+- ``finetuned_tensornet_matpes`` and ``scratch_tensornet_matpes`` (issue "Pretrained foundation backbones"): the
+  hybrid on MatGL's pretrained TensorNet-MatPES, fine-tuned, and the same network from random initialisation;
+- learning curves, ``M@0.25`` and ``M@0.5`` for ``M`` in ``finetuned_tensornet_matpes``, ``scratch_tensornet_matpes``
+  and ``recipe``: the model trained on a seeded quarter or half of each training fold, scored on the official test
+  folds, reported apart from the models above (points of a curve, not submissions).
 
 Before the candidates' choice existed (2026-12-01), the submission was the recipe alone, and ``recipe_sim``,
 ``recipe_sim_long`` and ``recipe_long`` (jdft2d) were scored on the test folds as separate runs; their fold
@@ -41,6 +46,7 @@ come from ``sim_descriptors.py --stages datasets`` (archived in ``benchmarks/res
     python benchmarks/matbench_study.py --models submission # the four candidates and the choice
     python benchmarks/matbench_study.py --models submission_v2   # Matbench v2 (benchmarks/matbench_v2/protocol.md)
     python benchmarks/matbench_study.py --models descriptors_rf --tasks matbench_jdft2d
+    python benchmarks/matbench_study.py --models finetuned_tensornet_matpes@0.25 --tasks matbench_jdft2d --folds 0
     python benchmarks/matbench_study.py --models submission_v2 --tasks matbench_phonons --folds 3   # one fold
     python benchmarks/matbench_study.py --report-only
 
@@ -140,10 +146,16 @@ V2_PROTOCOL = (
 FOLDS = (0, 1, 2, 3, 4)
 #: Drawn grey in the figures: the models that are not the hybrid.
 BASELINES = ("megnet", *FORESTS)
-RUNNABLE = (SUBMISSION, SUBMISSION_V2, *GNN_CHANGES, *FORESTS)
+#: Learning curves on the official test folds (issue "Pretrained foundation backbones"; registered in
+#: units/cpu_matbench_learning_curves.txt before any ran): these models trained on a seeded part of each training
+#: fold (``MatbenchRun.train_fraction``), run and reported as ``model@F``, one folder per task; not submissions.
+CURVE_MODELS = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes", "recipe")
+CURVE_FRACTIONS = (0.25, 0.5)
+CURVE_RUNS = tuple(f"{model}@{fraction:g}" for model in CURVE_MODELS for fraction in CURVE_FRACTIONS)
+RUNNABLE = (SUBMISSION, SUBMISSION_V2, *GNN_CHANGES, *FORESTS, *CURVE_RUNS)
 #: The GNNs whose readout depends on the task (tasks.PRETRAINED_READOUTS): run one task at a time.
 PER_TASK_READOUT = ("finetuned_tensornet_matpes", "scratch_tensornet_matpes")
-MODELS = (SUBMISSION, SUBMISSION_V2, *CANDIDATES, *GNN_CHANGES, *FORESTS)  # the report's rows
+MODELS = (SUBMISSION, SUBMISSION_V2, *CANDIDATES, *GNN_CHANGES, *FORESTS, *CURVE_RUNS)  # the report's rows
 
 
 def recipe_spec() -> TrainSpec:
@@ -178,9 +190,10 @@ def _v2_target_line(row: dict, best: dict, published: list[dict], units: str) ->
     return f'Targets (issue "Matbench v2"): submission_v2 {ours:.2f}{partial}; below ' + "; below ".join(verdicts) + "."
 
 
-def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...] = FOLDS) -> MatbenchRun:
+def gnn_run(run: str, tasks: list[str], algorithm: str, folds: tuple[int, ...] = FOLDS) -> MatbenchRun:
     """The runner of a GNN model on ``folds``: the submission (with its candidates) writes the submission folder,
-    the baselines their own folders."""
+    the baselines their own folders, a learning curve's point (``model@F``, :data:`CURVE_RUNS`) its own per task."""
+    model, _, part = run.partition("@")
     spec, candidates, inner_folds, protocol = recipe_spec(), CANDIDATES, None, ""
     submitted, archived = SUBMISSIONS / f"matbench_v0.1_{algorithm}", RUNS / model / f"matbench_v0.1_{algorithm}"
     out = archived if V2_PROMOTED else submitted  # v1's folder
@@ -188,11 +201,12 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
         candidates = v2_registered_candidates()
         inner_folds, out, protocol = V2_INNER_FOLDS, submitted if V2_PROMOTED else archived, V2_PROTOCOL
     elif model != SUBMISSION:
-        spec, candidates = replace(spec, **GNN_CHANGES[model]), {}
+        spec, candidates = replace(spec, **{**CANDIDATES, **GNN_CHANGES}[model]), {}
         out = RUNS / model / f"matbench_v0.1_{model.replace('_', '')[:15]}"
-    if model in PER_TASK_READOUT:  # one readout per task: one folder per task, so that each records its own spec
+    if model in PER_TASK_READOUT or part:  # one folder per task, so that each records its own spec
         (task,) = tasks
-        spec, out = replace(spec, readout=PRETRAINED_READOUTS[task]), RUNS / model / task / out.name
+        readout = PRETRAINED_READOUTS[task] if model in PER_TASK_READOUT else spec.readout
+        spec, out = replace(spec, readout=readout), RUNS / run / task / out.name
     return MatbenchRun(
         tasks=tasks,
         spec=spec,
@@ -202,6 +216,7 @@ def gnn_run(model: str, tasks: list[str], algorithm: str, folds: tuple[int, ...]
         inner_folds=inner_folds,
         protocol=protocol,
         folds=folds,
+        train_fraction=float(part or 1),
         data_dir=DATA,
         download=False,
         cache_dir=descriptor_cache_dir(),
@@ -256,7 +271,7 @@ def fold_predictions(model: str, task: str, algorithm: str) -> dict[int, dict]:
     the fold is finished)."""
     if model in FORESTS:
         return FoldStore(RUNS / model / task).records()
-    if model in (*GNN_CHANGES, SUBMISSION_V2):  # v2: one record per fold, the choice and its ensemble's predictions
+    if model in (*GNN_CHANGES, SUBMISSION_V2, *CURVE_RUNS):  # v2: one record per fold, its ensemble's predictions
         return FoldStore(gnn_run(model, [task], algorithm).out / "folds" / task).records()
     run = gnn_run(SUBMISSION, [task], algorithm)
     by_candidate = {name: FoldStore(run.candidate_folder(task, name)).records() for name in CANDIDATES}
@@ -349,7 +364,7 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         f"mean ± std ({units}) | folds below {best['algorithm']} ({best['mae_mean']:.2f}) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    summary = {}
+    summary, curve_lines = {}, []
     for model, r in rows.items():
         maes = [r["fold_mae"].get(f) for f in range(5)]
         done = [m for m in maes if m is not None]
@@ -358,8 +373,11 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         if r["chosen"]:
             summary[model]["chosen"] = r["chosen"]
         cells = " | ".join("—" if m is None else f"{m:.2f}" for m in maes)
-        below = sum(m < best["mae_mean"] for m in done)
         suffix = "" if len(done) == 5 else f" *{len(done)}/5*"
+        if model in CURVE_RUNS:  # trained on a part of each training fold: not comparable with the leaderboard
+            curve_lines.append(f"| {model} | {cells} | {mean:.2f} ± {std:.2f}{suffix} |")
+            continue
+        below = sum(m < best["mae_mean"] for m in done)
         lines.append(f"| {model} | {cells} | {mean:.2f} ± {std:.2f}{suffix} | {below}/{len(done)} |")
     for entry in sorted(entries, key=lambda e: e["mae_mean"]):
         lines.append(
@@ -380,6 +398,12 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
         targets.append(_v2_target_line(summary[SUBMISSION_V2], best, published, units))
     for line in targets:
         lines += ["", line]
+    if curve_lines:
+        lines += ["", "Learning curve (`model@F`: trained on a seeded part F of each training fold, the same rows for "
+                  "every model, scored on the official test folds; points of a curve, not submissions; "
+                  "`benchmarks/results/pretrained_backbones.md` draws them):", "",
+                  f"| run | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | mean ± std ({units}) |",
+                  "|---|---:|---:|---:|---:|---:|---:|", *curve_lines]  # fmt: skip
     lines += [
         "",
         "Devices: " + "; ".join(f"{m}: {', '.join(s['devices'])}" for m, s in summary.items()) + ".",
@@ -403,7 +427,8 @@ def _write_task_report(task: str, rows: dict, entries: list[dict], best: dict, d
     atomic_write_text(
         RESULTS / f"matbench_{task}.json", json.dumps({**summary, REFERENCES: references}, indent=1) + "\n"
     )
-    save(task_figure(task, summary, entries), RESULTS / f"matbench_{task}.png")
+    whole_folds = {model: row for model, row in summary.items() if model not in CURVE_RUNS}
+    save(task_figure(task, whole_folds, entries), RESULTS / f"matbench_{task}.png")
     return summary
 
 
@@ -498,7 +523,7 @@ def main() -> None:
         for model in args.models.split(","):
             if model in FORESTS:
                 run_forest(model, tasks, folds)
-            elif model in PER_TASK_READOUT:
+            elif model in (*PER_TASK_READOUT, *CURVE_RUNS):
                 for task in tasks:
                     gnn_run(model, [task], args.algorithm, folds).run()
             else:

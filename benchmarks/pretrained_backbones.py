@@ -80,6 +80,11 @@ SUPERSEDED_WHY = (
 )
 #: The learning-curve tasks and fractions of each training fold.
 CURVES = {"de_jong_2015_elasticity": "log10_K_VRH", "alexandria_heat_capacity": "heat_capacity"}
+#: The Matbench learning curves (``matbench_study.py``'s ``M@F`` runs, registered in
+#: units/cpu_matbench_learning_curves.txt before any ran): the whole folds are the official Matbench runs.
+MATBENCH_CURVES = MATBENCH_TASKS
+#: A Matbench run's name in ``matbench_study.py`` (the recipe is v1's candidate ``recipe``).
+MATBENCH_NAMES = {RECIPE: "recipe"}
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
@@ -163,14 +168,26 @@ def _inner_validation() -> dict[str, dict[str, list[float | None]]]:
     return found
 
 
+def _curve_records(dataset: str, task: str, run: str, fraction: float) -> dict[int, dict]:
+    """The fold records (with ``mae``) of ``run`` trained on ``fraction`` of each training fold: an
+    ``accuracy.py`` store, or on Matbench (``dataset`` "matbench") the test MAE per official fold that
+    ``matbench_study.py``'s report scored."""
+    if dataset != "matbench":
+        return store(dataset, task, run if fraction == 1 else f"{run}@{fraction:g}").records()
+    path = RESULTS / f"matbench_{task}.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    name = MATBENCH_NAMES.get(run, run) + ("" if fraction == 1 else f"@{fraction:g}")
+    maes = table.get(name, {}).get("fold_mae", [])
+    return {fold: {"mae": mae} for fold, mae in enumerate(maes) if mae is not None}
+
+
 def _learning_curve(dataset: str, task: str) -> dict:
     """Per run (each curve model and its clipped rerun) and fraction of the training fold, the mean test MAE over
     the same folds at every fraction: those both pretrained networks have run at every fraction run so far, so that
     a line joins like with like (None: the run lacks one of them); ``folds``: those folds; ``recipe_whole_fold``:
     the recipe trained on the whole training folds, mean over them (None: not all of them run)."""
     runs = (*CURVE_MODELS, *(CLIPPED[m] for m in CURVE_MODELS))
-    maes = {m: {f: store(dataset, task, m if f == 1 else f"{m}@{f:g}").records() for f in FRACTIONS}
-            for m in runs}  # fmt: skip
+    maes = {m: {f: _curve_records(dataset, task, m, f) for f in FRACTIONS} for m in runs}
     ran = [set.intersection(*(set(maes[m][f]) for m in PRETRAINED_MODELS)) for f in FRACTIONS]
     used = sorted(set.intersection(*[folds for folds in ran if folds])) if any(ran) else []
     curve: dict = {"folds": used, "mixed": {}}
@@ -276,7 +293,8 @@ def _fold_times() -> dict[str, dict[str, list[float]]]:
     """Per learning-curve run (``dataset/task/run``) and Matbench run of the two networks (``matbench/task/run``),
     per device, the training seconds of each fold run there."""
     found: dict = {}
-    for model in PRETRAINED_MODELS:
+    parts = [f"{MATBENCH_NAMES.get(m, m)}@{f:g}" for m in CURVE_MODELS for f in FRACTIONS if f < 1]
+    for model in (*PRETRAINED_MODELS, *parts):
         for task in MATBENCH_TASKS:
             for path in sorted((RESULTS / "matbench_runs" / model / task).glob(f"*/folds/{task}/fold*.json")):
                 record = json.loads(path.read_text())
@@ -360,7 +378,8 @@ def report() -> dict:
             cells = " | ".join("—" if m is None else f"{m:.4g}" for m in maes)
             lines.append(f"| {task} | {INNER_MODELS.get(model, MODELS.get(model))} | {cells} |")
     lines.append("")
-    curves = {f"{dataset}/{task}": _learning_curve(dataset, task) for dataset, task in CURVES.items()}
+    curves = {f"{dataset}/{task}": _learning_curve(dataset, task)
+              for dataset, task in (*CURVES.items(), *(("matbench", t) for t in MATBENCH_CURVES))}  # fmt: skip
     summary["learning_curves"] = curves
     lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the same folds "
               "at every size: those both networks have run at every size run so far (listed; — a run lacks one of "
@@ -374,7 +393,7 @@ def report() -> dict:
             mark = {f: "†" if f in curve["mixed"][run] else "" for f in FRACTIONS}
             cells = ["—" if curve[run][f] is None else f"{curve[run][f]:.4g}{mark[f]}" for f in FRACTIONS]
             lines.append(f"| {key} | {folds} | {_run_label(run)} | " + " | ".join(cells) + " |")
-        if curve["recipe_whole_fold"] is not None:
+        if curve["recipe_whole_fold"] is not None and curve[RECIPE][1.0] is None:  # not drawn on its curve
             cells = ["—"] * (len(FRACTIONS) - 1) + [f"{curve['recipe_whole_fold']:.4g}"]
             lines.append(f"| {key} | {folds} | recipe on the whole training fold | " + " | ".join(cells) + " |")
     if any(c["mixed"][run] for c in curves.values() for run in c["mixed"]):
@@ -389,7 +408,7 @@ def report() -> dict:
             shown = {run: [f for f in FRACTIONS if curve[run][f] is not None] for run in _curve_runs(curve)}
             lines_of = {_run_label(run): ([100 * f for f in fs], [curve[run][f] for f in fs])
                         for run, fs in shown.items()}  # fmt: skip
-            whole = curve["recipe_whole_fold"]
+            whole = curve["recipe_whole_fold"] if curve[RECIPE][1.0] is None else None
             references = {"recipe, whole training fold": whole} if whole else {}
             n = len(curve["folds"])
             learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key),

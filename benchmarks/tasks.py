@@ -151,10 +151,7 @@ def load_task(dataset: str, task: Task, data_dir: Path = SHARED) -> StructureDat
 def training_part(train: StructureData, fraction: float, fold: int) -> StructureData:
     """A seeded part (``fraction``) of outer fold ``fold``'s training data, in file order: the learning curves' and
     the small-data selection's training sets (the same rows for every model)."""
-    if fraction >= 1:
-        return train
-    keep = np.random.default_rng(fold).permutation(len(train))[: round(fraction * len(train))]
-    return train.subset(np.sort(keep))
+    return train.seeded_part(fraction, seed=fold)
 
 
 def _descriptor_model(make: Callable[[], object], descriptors: str = DESCRIPTORS_ONLY) -> Callable:

@@ -733,6 +733,43 @@ def test_both_submissions_are_read_where_their_records_are():
     assert (tasks.V1_SUBMISSION / "report.png").is_file()
 
 
+def test_a_matbench_learning_curve_point_is_its_model_on_a_part_of_each_fold_in_a_folder_of_its_own():
+    """``model@F`` runs the model's own spec (the task's readout for the pretrained networks, the recipe's defaults)
+    on a part F of each training fold, into a folder apart from the model's whole-fold records (committed, read by
+    default_selection.py and pretrained_backbones.py, so they must stay where they are)."""
+    matbench_study = _script("matbench_study")
+    task = ["matbench_jdft2d"]
+    for model in ("finetuned_tensornet_matpes", "recipe"):
+        whole = matbench_study.gnn_run(model if model != "recipe" else "submission", task, "MatGLHybrid")
+        for fraction in matbench_study.CURVE_FRACTIONS:
+            part = matbench_study.gnn_run(f"{model}@{fraction:g}", task, "MatGLHybrid")
+            assert part.train_fraction == fraction and whole.train_fraction == 1
+            assert part.spec == (whole.spec if model != "recipe" else matbench_study.recipe_spec())
+            assert part.candidates == {}
+            assert part.out.relative_to(matbench_study.RUNS).parts[:2] == (f"{model}@{fraction:g}", task[0])
+    finetuned = matbench_study.gnn_run("finetuned_tensornet_matpes@0.5", task, "MatGLHybrid")
+    assert (finetuned.spec.backbone, finetuned.spec.readout) == ("tensornet-matpes-pbe", "set2set")
+    assert list(matbench_study.gnn_run("finetuned_tensornet_matpes", task, "MatGLHybrid").out.glob("folds/*/fold0.json"))
+
+
+def test_every_matbench_unit_registered_names_models_and_folds_the_study_runs():
+    """A units file is committed before its runs: a misspelt model there would fail only hours into a session."""
+    matbench_study = _script("matbench_study")
+    run_units = _script("run_units")
+    checked = 0
+    for path in sorted((BENCHMARKS / "units").glob("*.txt")):
+        for unit in run_units.read_units(path):
+            words = unit.split()
+            if "benchmarks/matbench_study.py" not in words or "--models" not in words:
+                continue
+            models = words[words.index("--models") + 1].split(",")
+            assert set(models) <= set(matbench_study.RUNNABLE), (path.name, unit)
+            if "--folds" in words:
+                assert {int(f) for f in words[words.index("--folds") + 1].split(",")} <= set(matbench_study.FOLDS)
+            checked += 1
+    assert checked >= 60  # the learning curves' 60 units at least
+
+
 def test_sim_study_compares_the_simulators_on_the_same_structures(sim_study, monkeypatch):
     """Each simulator is scored only where every simulator gave a value; a failure counts against its own column."""
     cells = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in np.linspace(4, 6, 12)]

@@ -247,6 +247,36 @@ def test_a_run_of_some_folds_records_every_finished_fold(accept_stand_in, tmp_pa
     assert validate_submission(out) == []
 
 
+def test_a_learning_curve_run_trains_on_a_seeded_part_of_each_fold_and_says_so(accept_stand_in, tmp_path, monkeypatch):
+    """``train_fraction`` < 1 trains each fold on its seeded part (the same rows every run, other rows per fold), is
+    fingerprinted apart from a whole-fold run, and info.json says it is no submission; 0 or above 1 is refused."""
+    trained: dict[int, list[str]] = {}
+
+    def fit_mean(train, spec, cache_dir=None):  # no training: which rows a fold trains on is what is tested
+        trained[len(trained)] = list(train.ids)
+        value = float(np.mean(train.targets))
+        model = SimpleNamespace(predict=lambda structures, **_: np.full(len(structures), value))
+        return SimpleNamespace(model=model, best_val_mae=0.0, best_epoch=1, processes=1)
+
+    monkeypatch.setattr(matbench_runner, "fit", fit_mean)
+    out = tmp_path / "matbench_v0.1_Half"
+    half = dict(algorithm="Half", data_dir=accept_stand_in, folds=(0, 1), progress=False, train_fraction=0.5)
+    mb = MatbenchRun([TASK], TINY, out, **half).run()
+    task = mb.tasks_map[TASK]
+    for fold in (0, 1):
+        whole = list(task.get_train_and_val_data(fold)[0].index.astype(str))
+        drawn = np.sort(np.random.default_rng(fold).permutation(len(whole))[: round(len(whole) / 2)])
+        assert trained[fold] == [whole[i] for i in drawn]  # seeded by the fold, in the fold's order
+    assert "50% of each training fold" in (out / "info.json").read_text()
+    assert "not a Matbench submission" in (out / "report.md").read_text()
+    assert "train_fraction" in (out / "run_matbench.py").read_text()
+    with pytest.raises(FingerprintMismatch):  # the whole folds are another run: never mixed into this folder
+        MatbenchRun([TASK], TINY, out, **{**half, "train_fraction": 1.0}).run()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="train_fraction"):
+            MatbenchRun([TASK], TINY, tmp_path / "bad", **{**half, "train_fraction": bad}).run()
+
+
 def test_candidates_are_chosen_per_fold_on_the_inner_validation_split_only(accept_stand_in, tmp_path, monkeypatch):
     """With candidates, every fold trains each one and records the one with the lowest inner-validation MAE, never
     looking at the test fold; the choice, each MAE and the summed cost are in the record; reruns train nothing."""

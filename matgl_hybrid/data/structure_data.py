@@ -51,3 +51,14 @@ class StructureData:
             target_name=self.target_name,
             skipped=list(self.skipped),
         )
+
+    def seeded_part(self, fraction: float, seed: int) -> StructureData:
+        """A random part of ``round(fraction * len(self))`` entries drawn with ``seed``, in their order here (a
+        learning curve's training set: the same entries for every model given the same seed); ``fraction`` >= 1:
+        every entry."""
+        if not fraction > 0:
+            raise ValueError(f"fraction must be above 0, got {fraction}")
+        if fraction >= 1:
+            return self
+        keep = np.random.default_rng(seed).permutation(len(self))[: round(fraction * len(self))]
+        return self.subset(np.sort(keep))

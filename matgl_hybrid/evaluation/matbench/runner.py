@@ -78,6 +78,9 @@ class MatbenchRun:
         protocol: where the candidates and the selection rule were registered before any test fold was scored
             (e.g. a protocol note and the commit that holds it); info.json and the report say so, the run script
             keeps it.
+        train_fraction: train on a seeded part of each training fold (:meth:`.StructureData.seeded_part`, seeded
+            by the fold): a learning curve's point on the official test folds, not a leaderboard submission
+            (info.json and the report say so). 1: the whole training fold, as Matbench requires.
 
     Learned state: ``dataset_files_`` (the files read, by task) and ``fold_records_`` (the recorded fold per task
     and fold; with candidates, the chosen one's, its ``train_seconds`` summed over all candidates).
@@ -99,6 +102,7 @@ class MatbenchRun:
     candidates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     inner_folds: int | None = None
     protocol: str = ""
+    train_fraction: float = 1.0
     dataset_files_: dict[str, DatasetFile] = field(default_factory=dict, init=False, repr=False)
     fold_records_: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
@@ -119,6 +123,8 @@ class MatbenchRun:
         specs = self.candidate_specs()
         if self.inner_folds is not None:  # 0 or 1 refused now, not taken for "no inner K-fold" or after loading
             InnerKFold(self.inner_folds, seed=self.spec.seed)
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if not self.tasks:  # an empty subset is every task to matbench
             raise ValueError("no Matbench task given")
         require_matbench()
@@ -262,6 +268,8 @@ class MatbenchRun:
             options = {**options, "inner_folds": self.inner_folds}
         if self.protocol:
             options = {**options, "protocol": self.protocol}
+        if self.train_fraction < 1:
+            options = {**options, "train_fraction": self.train_fraction}
         tasks = list(self.fold_records_) or list(self.tasks)
         return run_script(tasks, self.algorithm, self.authors, self.spec, self.candidates, options)
 
@@ -269,7 +277,9 @@ class MatbenchRun:
         """What info.json and the report say of the run: where its protocol was registered (with
         :attr:`protocol`), then which dataset files it read."""
         registered = [f"Protocol registered before any test fold was scored: {self.protocol}."] if self.protocol else []
-        return [*registered, *(checked.note() for checked in self.dataset_files_.values())]
+        part = [f"Trained on {self.train_fraction:.0%} of each training fold (a seeded part per fold): a learning "
+                "curve's point, not a Matbench submission."] if self.train_fraction < 1 else []  # fmt: skip
+        return [*registered, *part, *(checked.note() for checked in self.dataset_files_.values())]
 
     def _stores(self, task: MatbenchTask, specs: Mapping[str, TrainSpec]) -> dict[str, FoldStore]:
         """The fold records of a task: one store per candidate (``{"": …}`` without), or, with :attr:`inner_folds`,
@@ -290,7 +300,13 @@ class MatbenchRun:
         df, target = task.df, task.metadata.target
         data = StructureData(list(df["structure"]), df[target].to_numpy(float), [str(i) for i in df.index], target)
         version = get_descriptor_set(spec.descriptor_set).version if spec.descriptor_set else None
-        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name, **(extra or {}))
+        part = {"train_fraction": self.train_fraction} if self.train_fraction < 1 else {}  # whole folds: as before
+        return run_fingerprint([data], spec.to_dict(), version, task=task.dataset_name, **part, **(extra or {}))
+
+    def _fold_data(self, task: MatbenchTask, fold: int) -> tuple[StructureData, StructureData]:
+        """:func:`fold_data`, the training data cut to :attr:`train_fraction` of it."""
+        train, test = fold_data(task, fold)
+        return train.seeded_part(self.train_fraction, seed=fold), test
 
     def _fold_spec(self, task: MatbenchTask, spec: TrainSpec) -> TrainSpec:
         """``spec`` for the task's type, embedding all of MatGL's elements (a test fold may hold others); a
@@ -312,7 +328,7 @@ class MatbenchRun:
         fingerprints name each candidate's descriptor version, the fold record's only the base spec's): a revised
         descriptor set refuses the fold, naming the inner record, instead of mixing versions in one submission. Every
         inner record must be there: a folder copied without them could not be checked."""
-        train, _ = fold_data(task, fold)
+        train, _ = self._fold_data(task, fold)
         scheme = InnerKFold(self.inner_folds, seed=self.spec.seed)
         candidates, directory = self._fold_candidates(task, specs), self._selection_dir(task, fold)
         missing = [f"{name}/fold{k}.json" for name in candidates for k in range(self.inner_folds)
@@ -326,7 +342,7 @@ class MatbenchRun:
     def _select_and_predict(self, task: MatbenchTask, fold: int, specs: Mapping[str, TrainSpec]) -> dict[str, Any]:
         """One fold with :attr:`inner_folds`: the engine chooses on the training fold, the chosen ensemble predicts
         the test fold; the fold record :class:`FoldStore` keeps."""
-        train, test = fold_data(task, fold)
+        train, test = self._fold_data(task, fold)
         candidates = self._fold_candidates(task, specs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -378,7 +394,7 @@ class MatbenchRun:
         """One fold: train on its training data (the inner validation split carved from it), predict its test
         data; the fold record :class:`FoldStore` keeps."""
         spec = self._fold_spec(task, spec)
-        train, test = fold_data(task, fold)
+        train, test = self._fold_data(task, fold)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
