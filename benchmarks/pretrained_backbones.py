@@ -7,9 +7,11 @@ the same network from random initialisation with the same settings and budget (`
 recipe (``hybrid_megnet_chgnet_noenergy`` of ``accuracy.py``, the submission's ``recipe`` on Matbench) and a
 random forest on the frozen TensorNet-MatPES features (``descriptors_rf_tensornet_matpes``); learning curves (25 /
 50 / 100 % of each training fold) on de Jong log10 K and heat capacity, the recipe trained on the same parts
-(added later, before any of its parts ran). The runs are ``accuracy.py`` and ``matbench_study.py`` units (GPU
-work: ``units/pretrained_backbones.txt``); this script measures the CPU cost and writes the report from the fold
-records found:
+(added later, before any of its parts ran), and on Matbench jdft2d and phonons (added 2026-12-06, before any of
+their parts ran: their 100 % points are the official whole folds, so they cost a fraction of the others'; the
+``M@F`` runs of ``matbench_study.py``, ``units/cpu_matbench_learning_curves.txt``). The runs are ``accuracy.py``
+and ``matbench_study.py`` units (GPU work: ``units/pretrained_backbones.txt``); this script measures the CPU cost
+and writes the report from the fold records found:
 
     python benchmarks/pretrained_backbones.py --cost      # seconds per epoch per 1000 structures, 2 CPU cores
     python benchmarks/pretrained_backbones.py             # pretrained_backbones.{md,json,png}
