@@ -8,6 +8,7 @@ to ``matgl_hybrid/pretrained_models/<name>/`` with its model card (held-out metr
     python benchmarks/train_pretrained.py                      # train (those not yet trained) and register all
     python benchmarks/train_pretrained.py --only hybrid-megnet-heat-capacity
     python benchmarks/train_pretrained.py --rescore            # after training elsewhere (e.g. a GPU machine)
+    python benchmarks/train_pretrained.py --compare hybrid-megnet-heat-capacity,OTHER   # two models, one split
 
 ``--rescore`` scores the held-out split again on this machine and rewrites the records and cards: float32
 predictions differ by ~1e-6 relative between torch versions, and the tests compare the card with the CI machine.
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from matgl.ext.pymatgen import get_element_list
 from tasks import FINETUNE
 
@@ -186,12 +188,39 @@ def register(names: list[str]) -> None:
     atomic_write_text(REGISTRY_FILE, json.dumps(registry, indent=1) + "\n")
 
 
+def compare(first: str, second: str) -> list[str]:
+    """Two shipped models of one target on their common held-out split: MAE, median and RMSE of the absolute errors,
+    on how many structures each is the closer, and the structure of ``second``'s largest error (and both without it)."""
+    records = [trained_record(name)["test"] for name in (first, second)]
+    if records[0]["ids"] != records[1]["ids"]:
+        raise SystemExit(f"{first} and {second} were not scored on the same held-out structures")
+    truth = np.asarray(records[0]["y_true"])
+    errors = [np.abs(np.asarray(r["predictions"]) - truth) for r in records]
+    worst = int(np.argmax(errors[1]))
+    rest = np.arange(len(truth)) != worst
+    lines = [f"held-out split: {len(truth)} structures; {first} | {second}"]
+    for label, keep in (("all", slice(None)), (f"without {records[0]['ids'][worst]}", rest)):
+        stats = [(e[keep].mean(), np.median(e[keep]), np.sqrt((e[keep] ** 2).mean())) for e in errors]
+        lines.append(f"{label}: MAE {stats[0][0]:.4g} | {stats[1][0]:.4g}; median {stats[0][1]:.4g} | "
+                     f"{stats[1][1]:.4g}; RMSE {stats[0][2]:.4g} | {stats[1][2]:.4g}")  # fmt: skip
+    predicted = [r["predictions"][worst] for r in records]
+    structure = heldout_split(trained_record(first), ROOT / SHARED).structures[worst]
+    lines.append(f"{second} closer on {int((errors[1] < errors[0]).sum())} of {len(truth)}; its largest error: "
+                 f"{records[0]['ids'][worst]} ({structure.composition.reduced_formula}, {len(structure)} sites), true "
+                 f"{truth[worst]:.4g}, predicted {predicted[1]:.4g} ({first}: {predicted[0]:.4g})")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SHIPPED), help="comma-separated names")
     parser.add_argument("--rescore", action="store_true", help="only rescore on this machine and register")
     parser.add_argument("--retrain", action="store_true", help="train again models already trained with their command")
+    parser.add_argument("--compare", metavar="A,B", help="only compare two trained models on their held-out split")
     args = parser.parse_args()
+    if args.compare:
+        print("\n".join(compare(*args.compare.split(","))))
+        return
     names = args.only.split(",")
     unknown = sorted(set(names) - set(SHIPPED))
     if unknown:
