@@ -743,13 +743,15 @@ def test_a_matbench_learning_curve_point_is_its_model_on_a_part_of_each_fold_in_
         whole = matbench_study.gnn_run(model if model != "recipe" else "submission", task, "MatGLHybrid")
         for fraction in matbench_study.CURVE_FRACTIONS:
             part = matbench_study.gnn_run(f"{model}@{fraction:g}", task, "MatGLHybrid")
-            assert part.train_fraction == fraction and whole.train_fraction == 1
+            assert part.train_fraction == fraction
+            assert whole.train_fraction == 1
             assert part.spec == (whole.spec if model != "recipe" else matbench_study.recipe_spec())
             assert part.candidates == {}
             assert part.out.relative_to(matbench_study.RUNS).parts[:2] == (f"{model}@{fraction:g}", task[0])
     finetuned = matbench_study.gnn_run("finetuned_tensornet_matpes@0.5", task, "MatGLHybrid")
     assert (finetuned.spec.backbone, finetuned.spec.readout) == ("tensornet-matpes-pbe", "set2set")
-    assert list(matbench_study.gnn_run("finetuned_tensornet_matpes", task, "MatGLHybrid").out.glob("folds/*/fold0.json"))
+    official = matbench_study.gnn_run("finetuned_tensornet_matpes", task, "MatGLHybrid").out
+    assert list(official.glob("folds/*/fold0.json"))
 
 
 def test_every_matbench_unit_registered_names_models_and_folds_the_study_runs():
@@ -866,6 +868,31 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
     assert backbones._curve_runs(curve) == ["finetuned_tensornet_matpes", "finetuned_tensornet_matpes_clipped",
                                             "scratch_tensornet_matpes", "hybrid_megnet_chgnet_noenergy"]  # fmt: skip
     assert curve["mixed"]["finetuned_tensornet_matpes"] == []
+
+
+def test_a_matbench_learning_curve_reads_the_scored_report_its_whole_folds_being_the_official_runs(
+    monkeypatch, tmp_path
+):
+    """On Matbench the curve's points are matbench_study.py's scored folds (``M@F`` rows; 100 %: the model's
+    official whole-fold row, the recipe's being v1's candidate ``recipe``), a fold without a score left out."""
+    backbones = _script("pretrained_backbones")
+    table = {"finetuned_tensornet_matpes@0.25": [40.0, 50.0, None, None, None],
+             "scratch_tensornet_matpes@0.25": [45.0, 55.0, 60.0, None, None],
+             "recipe@0.25": [44.0, 56.0, None, None, None],
+             "finetuned_tensornet_matpes": [30.0, 31.0, 32.0, 33.0, 34.0],
+             "scratch_tensornet_matpes": [35.0, 36.0, 37.0, 38.0, 39.0],
+             "recipe": [36.0, 40.0, 1.0, 1.0, 1.0],
+             "hybrid_megnet_chgnet_noenergy": [0.0] * 5}  # fmt: skip  # no Matbench row: must not be read
+    (tmp_path / "matbench_matbench_jdft2d.json").write_text(
+        json.dumps({run: {"fold_mae": maes} for run, maes in table.items()})
+    )
+    monkeypatch.setattr(backbones, "RESULTS", tmp_path)
+    curve = backbones._learning_curve("matbench", "matbench_jdft2d")
+    assert curve["folds"] == [0, 1]
+    assert curve["finetuned_tensornet_matpes"] == {0.25: pytest.approx(45.0), 0.5: None, 1.0: pytest.approx(30.5)}
+    assert curve["scratch_tensornet_matpes"][0.25] == pytest.approx(50.0)  # fold 2 left out
+    assert curve["hybrid_megnet_chgnet_noenergy"] == {0.25: pytest.approx(50.0), 0.5: None, 1.0: pytest.approx(38.0)}
+    assert curve["recipe_whole_fold"] == pytest.approx(38.0)
 
 
 def test_matbench_inner_validation_reads_each_network_s_own_fold_records(monkeypatch, tmp_path):
