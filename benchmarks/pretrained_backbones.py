@@ -405,7 +405,7 @@ def report() -> dict:
     plotted = {k: c for k, c in curves.items() if c["folds"]}
     if plotted:
         lines += ["![learning curves](pretrained_backbones_curves.png)", ""]
-        fig, axes = panels(len(plotted))
+        fig, axes = panels(len(plotted), ncols=2, size=(7.6, 4.2))  # room for each legend beside its panel
         for ax, (key, curve) in zip(axes, plotted.items(), strict=False):
             shown = {run: [f for f in FRACTIONS if curve[run][f] is not None] for run in _curve_runs(curve)}
             lines_of = {_run_label(run): ([100 * f for f in fs], [curve[run][f] for f in fs])
