@@ -219,7 +219,10 @@ def main() -> None:
     parser.add_argument("--compare", metavar="A,B", help="only compare two trained models on their held-out split")
     args = parser.parse_args()
     if args.compare:
-        print("\n".join(compare(*args.compare.split(","))))
+        pair = [name.strip() for name in args.compare.split(",")]
+        if len(pair) != 2 or not set(pair) <= set(SHIPPED):
+            parser.error(f"--compare takes two of {sorted(SHIPPED)}, comma-separated; got {args.compare!r}")
+        print("\n".join(compare(*pair)))
         return
     names = args.only.split(",")
     unknown = sorted(set(names) - set(SHIPPED))
