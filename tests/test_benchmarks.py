@@ -1040,14 +1040,15 @@ def test_the_shipped_models_training_command_says_what_they_are_to_today_s_train
 
 @pytest.mark.parametrize("value", ["hybrid-megnet-last-phdos-peak", "hybrid-megnet-last-phdos-peak,no-such-model"])
 def test_compare_refuses_anything_but_two_shipped_models_in_one_line(value, monkeypatch, capsys):
-    """``--compare`` with one name or an unknown one: argparse's one-line error naming the shipped models, no traceback."""
+    """``--compare`` with one name or an unknown one: argparse's one-line error naming the shipped models."""
     train_pretrained = _script("train_pretrained")
     monkeypatch.setattr(sys, "argv", ["train_pretrained.py", "--compare", value])
     with pytest.raises(SystemExit) as exit_info:
         train_pretrained.main()
     assert exit_info.value.code == 2
     (message,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert repr(value) in message and "hybrid-tensornet-matpes-last-phdos-peak" in message
+    assert repr(value) in message
+    assert "hybrid-tensornet-matpes-last-phdos-peak" in message
 
 def test_the_engine_with_a_pretrained_candidate_on_whole_matbench_folds(monkeypatch, tmp_path):
     """The choice among the default candidates' inner scores and the fine-tuned run's: the graph network with the
