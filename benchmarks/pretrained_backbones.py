@@ -342,6 +342,9 @@ def report() -> dict:
         "count, so the forest on them alone cannot follow a per-cell quantity (heat capacity); the recipe's inputs "
         "can (gong28 has the number of sites).",
         "",
+        "Mean ± std is over the five folds; std is the population standard deviation (numpy's default, ddof 0), as "
+        "Matbench's leaderboard reports it.",
+        "",
         SCHEDULE_NOTE,
         "",
         TRANSFORM_NOTE,
