@@ -870,6 +870,22 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
     assert curve["mixed"]["finetuned_tensornet_matpes"] == []
 
 
+def test_the_learning_curve_figure_draws_a_model_s_clipped_rerun_where_one_ran():
+    """The figure's line of a model takes its clipped rerun (the default) at a size where one ran and its registered
+    run elsewhere, so an unclipped failure does not stand for that size; the clipped points are drawn again."""
+    backbones = _script("pretrained_backbones")
+    runs = [run for m in backbones.CURVE_MODELS for run in (m, backbones.CLIPPED[m])]
+    curve = {run: {0.25: None, 0.5: None, 1.0: None} for run in runs}
+    curve["finetuned_tensornet_matpes"] |= {0.25: 80.0, 0.5: 6.8}
+    curve["finetuned_tensornet_matpes_clipped"] |= {0.25: 11.2}
+    curve["scratch_tensornet_matpes"] |= {0.25: 24.0}
+    drawn = backbones._drawn(curve)
+    assert drawn["finetuned_tensornet_matpes"] == {0.25: 11.2, 0.5: 6.8}
+    assert drawn["finetuned_tensornet_matpes_clipped"] == {0.25: 11.2}
+    assert drawn["scratch_tensornet_matpes"] == {0.25: 24.0}
+    assert drawn["hybrid_megnet_chgnet_noenergy"] == {}
+
+
 def test_a_matbench_learning_curve_reads_the_scored_report_its_whole_folds_being_the_official_runs(
     monkeypatch, tmp_path
 ):
