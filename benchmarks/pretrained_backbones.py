@@ -185,17 +185,25 @@ def _curve_records(dataset: str, task: str, run: str, fraction: float) -> dict[i
 
 def _learning_curve(dataset: str, task: str) -> dict:
     """Per run (each curve model and its clipped rerun) and fraction of the training fold, the mean test MAE over
-    the same folds at every fraction: those both pretrained networks have run at every fraction run so far, so that
-    a line joins like with like (None: the run lacks one of them); ``folds``: those folds; ``recipe_whole_fold``:
-    the recipe trained on the whole training folds, mean over them (None: not all of them run)."""
+    the same folds at every fraction: those both pretrained networks have run at each fraction run on the most
+    folds, so that a line joins like with like (None: the run lacks one of them); ``folds``: those folds;
+    ``partial``: a fraction both networks have run on other folds only (a size still running), ``{fraction:
+    {"folds": [...], run: mean over them}}``, reported beside the line rather than on it; ``recipe_whole_fold``: the
+    recipe trained on the whole training folds, mean over ``folds`` (None: not all of them run)."""
     runs = (*CURVE_MODELS, *(CLIPPED[m] for m in CURVE_MODELS))
     maes = {m: {f: _curve_records(dataset, task, m, f) for f in FRACTIONS} for m in runs}
     ran = [set.intersection(*(set(maes[m][f]) for m in PRETRAINED_MODELS)) for f in FRACTIONS]
-    used = sorted(set.intersection(*[folds for folds in ran if folds])) if any(ran) else []
-    curve: dict = {"folds": used, "mixed": {}}
+    most = max(map(len, ran))
+    used = sorted(set.intersection(*[folds for folds in ran if len(folds) == most])) if most else []
+    curve: dict = {"folds": used, "mixed": {}, "partial": {}}
+    for f, folds in zip(FRACTIONS, ran, strict=True):
+        if folds and not set(used) <= folds:
+            curve["partial"][f] = {"folds": sorted(folds)} | {
+                run: float(np.mean([maes[run][f][k]["mae"] for k in folds]))
+                for run in runs if all(k in maes[run][f] for k in folds)}  # fmt: skip
     for run in runs:
         curve[run] = {f: float(np.mean([maes[run][f][k]["mae"] for k in used]))
-                      if folds and used and all(k in maes[run][f] for k in used) else None
+                      if used and set(used) <= folds and all(k in maes[run][f] for k in used) else None
                       for f, folds in zip(FRACTIONS, ran, strict=True)}  # fmt: skip
         # a mean over folds trained under two schedule revisions (SCHEDULE_NOTE: the fine-tuned networks'; the
         # recipe trains with MatGL's schedule, which the fixes did not touch) or transform revisions is marked
@@ -400,9 +408,10 @@ def report() -> dict:
               for dataset, task in (*CURVES.items(), *(("matbench", t) for t in MATBENCH_CURVES))}  # fmt: skip
     summary["learning_curves"] = curves
     lines += ["## Learning curves", "", "Test MAE with a seeded part of each training fold, mean over the same folds "
-              "at every size: those both networks have run at every size run so far (listed; — a run lacks one of "
-              "them). The registered runs kept their descriptors unclipped; the clipped reruns are the package's "
-              "default since (see below).", "",
+              "at every size: those both networks have run at each size run on the most folds (listed; — a run lacks "
+              "one of them); a size both have run on fewer folds so far has rows of its own over those folds, and "
+              "open diamonds off the line in the figure. The registered runs kept their descriptors unclipped; the "
+              "clipped reruns are the package's default since (see below).", "",
               "| task | folds | model | " + " | ".join(f"{f:.0%}" for f in FRACTIONS) + " |",
               "|---|---|---|" + "---:|" * len(FRACTIONS)]  # fmt: skip
     for key, curve in curves.items():
@@ -414,6 +423,11 @@ def report() -> dict:
         if curve["recipe_whole_fold"] is not None and curve[RECIPE][1.0] is None:  # not drawn on its curve
             cells = ["—"] * (len(FRACTIONS) - 1) + [f"{curve['recipe_whole_fold']:.4g}"]
             lines.append(f"| {key} | {folds} | recipe on the whole training fold | " + " | ".join(cells) + " |")
+        for f, point in curve["partial"].items():
+            where = ", ".join(map(str, point["folds"])) + f" ({f:.0%} so far)"
+            for run in (r for m in CURVE_MODELS for r in (m, CLIPPED[m]) if r in point):
+                cells = [f"{point[run]:.4g}" if g == f else "—" for g in FRACTIONS]
+                lines.append(f"| {key} | {where} | {_run_label(run)} | " + " | ".join(cells) + " |")
     if any(c["mixed"][run] for c in curves.values() for run in c["mixed"]):
         lines.append("")
         lines.append("† a mean over folds of two schedule or transform revisions (see the notes above).")
@@ -428,13 +442,20 @@ def report() -> dict:
         for ax, (key, curve) in zip(axes, plotted.items(), strict=False):
             lines_of = {_run_label(run): ([100 * f for f in points], list(points.values()))
                         for run, points in _drawn(curve).items() if points}  # fmt: skip
+            styles = _curve_styles()
+            for f, point in curve["partial"].items():
+                for run in (m for m in PRETRAINED_MODELS if m in point):
+                    label = f"{_run_label(run)}, {f:.0%}, fold{'s' * (len(point['folds']) > 1)} " + ", ".join(
+                        map(str, point["folds"]))
+                    lines_of[label] = ([100 * f], [point[run]])
+                    styles[label] = {**styles[_run_label(run)], "marker": "D", "mfc": "white", "ls": "none"}
             whole = curve["recipe_whole_fold"] if curve[RECIPE][1.0] is None else None
             references = {"recipe, whole training fold": whole} if whole else {}
             n = len(curve["folds"])
             learning_curves(ax, lines_of, quantity="test MAE", units=units_of(key),
                             title=f"{key} ({n} fold{'s' * (n > 1)})", xlabel="% of each training fold",
                             xticks=[100 * f for f in FRACTIONS], references=references,
-                            styles=_curve_styles())  # fmt: skip
+                            styles=styles)  # fmt: skip
         save(fig, OUT.parent / "pretrained_backbones_curves.png")
     clipped = _clipped()
     summary["clipped"] = clipped

@@ -838,8 +838,10 @@ def test_a_gnn_fold_records_the_settings_it_trained_with(accuracy):
 
 
 def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
-    """Every point of a curve is a mean over the same folds: those both networks ran at every size run so far (here
-    fold 0, the only one at 50 %); a run missing one of them has no point rather than a mean over other folds."""
+    """Every point of a curve is a mean over the same folds: those both networks ran at the sizes run on the most
+    folds (here folds 0 and 1, at 25 %); a run missing one of them has no point rather than a mean over other folds,
+    and a size both networks have run on fewer folds so far (50 %: fold 0) is a partial point over those folds,
+    not a shrinking of the whole curve to them."""
     backbones = _script("pretrained_backbones")
     runs = {"finetuned_tensornet_matpes@0.25": {0: 0.05, 1: 0.04}, "scratch_tensornet_matpes@0.25": {0: 0.07, 1: 0.06},
             "finetuned_tensornet_matpes@0.5": {0: 0.035}, "scratch_tensornet_matpes@0.5": {0: 0.045, 1: 0.03},
@@ -857,13 +859,15 @@ def test_a_learning_curve_compares_models_on_the_same_folds_only(monkeypatch):
 
     monkeypatch.setattr(backbones, "store", lambda dataset, task, run: Store(run))
     curve = backbones._learning_curve("de_jong_2015_elasticity", "log10_K_VRH")
-    assert curve["folds"] == [0]
-    assert curve["finetuned_tensornet_matpes"] == {0.25: pytest.approx(0.05), 0.5: pytest.approx(0.035), 1.0: None}
-    assert curve["scratch_tensornet_matpes"][0.5] == pytest.approx(0.045)  # fold 1 left out
-    assert curve["hybrid_megnet_chgnet_noenergy"][0.25] == pytest.approx(0.06)
+    assert curve["folds"] == [0, 1]
+    assert curve["finetuned_tensornet_matpes"] == {0.25: pytest.approx(0.045), 0.5: None, 1.0: None}
+    assert curve["scratch_tensornet_matpes"][0.5] is None  # 50 % is partial: off the line
+    assert curve["partial"] == {0.5: {"folds": [0], "finetuned_tensornet_matpes": pytest.approx(0.035),
+                                      "scratch_tensornet_matpes": pytest.approx(0.045)}}  # fmt: skip  # fold 1 left out
+    assert curve["hybrid_megnet_chgnet_noenergy"][0.25] == pytest.approx(0.055)  # fold 2 left out
     assert curve["hybrid_megnet_chgnet_noenergy"][0.5] is None  # not run at 50 %
-    assert curve["recipe_whole_fold"] == pytest.approx(0.04)
-    assert curve["finetuned_tensornet_matpes_clipped"][0.25] == pytest.approx(0.049)
+    assert curve["recipe_whole_fold"] == pytest.approx(0.025)
+    assert curve["finetuned_tensornet_matpes_clipped"][0.25] == pytest.approx(0.025)
     assert curve["scratch_tensornet_matpes_clipped"][0.25] is None  # lacks fold 0
     assert backbones._curve_runs(curve) == ["finetuned_tensornet_matpes", "finetuned_tensornet_matpes_clipped",
                                             "scratch_tensornet_matpes", "hybrid_megnet_chgnet_noenergy"]  # fmt: skip
@@ -904,11 +908,13 @@ def test_a_matbench_learning_curve_reads_the_scored_report_its_whole_folds_being
     )
     monkeypatch.setattr(backbones, "RESULTS", tmp_path)
     curve = backbones._learning_curve("matbench", "matbench_jdft2d")
-    assert curve["folds"] == [0, 1]
-    assert curve["finetuned_tensornet_matpes"] == {0.25: pytest.approx(45.0), 0.5: None, 1.0: pytest.approx(30.5)}
-    assert curve["scratch_tensornet_matpes"][0.25] == pytest.approx(50.0)  # fold 2 left out
-    assert curve["hybrid_megnet_chgnet_noenergy"] == {0.25: pytest.approx(50.0), 0.5: None, 1.0: pytest.approx(38.0)}
-    assert curve["recipe_whole_fold"] == pytest.approx(38.0)
+    assert curve["folds"] == [0, 1, 2, 3, 4]  # the whole folds' line; 25 % so far on folds 0 and 1 only
+    assert curve["finetuned_tensornet_matpes"] == {0.25: None, 0.5: None, 1.0: pytest.approx(32.0)}
+    assert curve["partial"] == {0.25: {"folds": [0, 1], "finetuned_tensornet_matpes": pytest.approx(45.0),
+                                       "scratch_tensornet_matpes": pytest.approx(50.0),  # fold 2 left out
+                                       "hybrid_megnet_chgnet_noenergy": pytest.approx(50.0)}}  # fmt: skip
+    assert curve["hybrid_megnet_chgnet_noenergy"] == {0.25: None, 0.5: None, 1.0: pytest.approx(15.8)}
+    assert curve["recipe_whole_fold"] == pytest.approx(15.8)
 
 
 def test_matbench_inner_validation_reads_each_network_s_own_fold_records(monkeypatch, tmp_path):
