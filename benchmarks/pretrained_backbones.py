@@ -297,6 +297,18 @@ def _drawn(curve: dict) -> dict[str, dict[float, float]]:
     return drawn
 
 
+def _partial_drawn(curve: dict) -> dict[str, tuple[str, float, float]]:
+    """The points the learning-curve figure draws off the lines, ``{label: (run, fraction, MAE)}``: each curve model
+    at a size both networks have run on fewer folds so far (``partial``), over those folds, unless its line has a
+    point there (the recipe's whole folds, all run)."""
+    drawn = {}
+    for f, point in curve["partial"].items():
+        folds = f"fold{'s' * (len(point['folds']) > 1)} " + ", ".join(map(str, point["folds"]))
+        for run in (m for m in CURVE_MODELS if m in point and curve[m][f] is None):
+            drawn[f"{_run_label(run)}, {f:.0%}, {folds}"] = (run, f, point[run])
+    return drawn
+
+
 def _run_label(run: str) -> str:
     """A curve run's legend label."""
     clipped = {c: m for m, c in CLIPPED.items()}
@@ -443,12 +455,9 @@ def report() -> dict:
             lines_of = {_run_label(run): ([100 * f for f in points], list(points.values()))
                         for run, points in _drawn(curve).items() if points}  # fmt: skip
             styles = _curve_styles()
-            for f, point in curve["partial"].items():
-                for run in (m for m in PRETRAINED_MODELS if m in point):
-                    label = f"{_run_label(run)}, {f:.0%}, fold{'s' * (len(point['folds']) > 1)} " + ", ".join(
-                        map(str, point["folds"]))
-                    lines_of[label] = ([100 * f], [point[run]])
-                    styles[label] = {**styles[_run_label(run)], "marker": "D", "mfc": "white", "ls": "none"}
+            for label, (run, f, mae) in _partial_drawn(curve).items():
+                lines_of[label] = ([100 * f], [mae])
+                styles[label] = {**styles[_run_label(run)], "marker": "D", "mfc": "white", "ls": "none"}
             whole = curve["recipe_whole_fold"] if curve[RECIPE][1.0] is None else None
             references = {"recipe, whole training fold": whole} if whole else {}
             n = len(curve["folds"])

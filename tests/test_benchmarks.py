@@ -890,6 +890,25 @@ def test_the_learning_curve_figure_draws_a_model_s_clipped_rerun_where_one_ran()
     assert drawn["hybrid_megnet_chgnet_noenergy"] == {}
 
 
+def test_the_learning_curve_figure_draws_a_size_run_on_fewer_folds_off_the_lines():
+    """A size both networks have run on fewer folds so far is drawn point by point over those folds, the recipe's
+    too where its line has no point there, and never joined to the lines (a mean over other folds)."""
+    backbones = _script("pretrained_backbones")
+    runs = [run for m in backbones.CURVE_MODELS for run in (m, backbones.CLIPPED[m])]
+    curve = {run: {0.25: 0.05, 0.5: 0.04, 1.0: None} for run in runs}
+    curve["partial"] = {1.0: {"folds": [0], "finetuned_tensornet_matpes": 0.0326,
+                              "scratch_tensornet_matpes": 0.043, "hybrid_megnet_chgnet_noenergy": 0.0419}}  # fmt: skip
+    drawn = backbones._partial_drawn(curve)
+    assert drawn == {
+        "fine-tuned TensorNet-MatPES hybrid, 100%, fold 0": ("finetuned_tensornet_matpes", 1.0, 0.0326),
+        "same network from scratch, 100%, fold 0": ("scratch_tensornet_matpes", 1.0, 0.043),
+        "recipe (hybrid MEGNet), 100%, fold 0": ("hybrid_megnet_chgnet_noenergy", 1.0, 0.0419),
+    }
+    assert backbones._drawn(curve)["finetuned_tensornet_matpes"] == {0.25: 0.05, 0.5: 0.04}  # not joined to them
+    curve["hybrid_megnet_chgnet_noenergy"][1.0] = 0.0367  # its line reaches 100 %: no point off it
+    assert "recipe (hybrid MEGNet), 100%, fold 0" not in backbones._partial_drawn(curve)
+
+
 def test_a_matbench_learning_curve_reads_the_scored_report_its_whole_folds_being_the_official_runs(
     monkeypatch, tmp_path
 ):
