@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tasks import (
-    BASELINES,
     COLUMN_NAMES,
     DATASETS,
     DESCRIPTORS_ONLY,
@@ -43,6 +42,7 @@ from tasks import (
     SHORT_NAMES,
     Task,
     gnn_spec,
+    is_baseline,
     load_task,
     store,
     training_part,
@@ -265,7 +265,7 @@ def report(dataset: str) -> None:
         units,
         parity,
         notes=notes,
-        baselines=BASELINES,
+        baselines={m for rows in tables.values() for m in rows if is_baseline(m)},
     )
     print((RESULTS / f"{dataset}.md").read_text())
 
@@ -468,7 +468,7 @@ def plot_summary(tables: dict[tuple[str, Task], dict], columns: list[str], path:
                 m if len(rows[m]["fold_mae"]) == 5 else f"{m} ({len(rows[m]['fold_mae'])}/5)",
                 rows[m]["mae_mean"],
                 rows[m]["fold_mae"],
-                "baseline" if m in BASELINES else "ours",
+                "baseline" if is_baseline(m) else "ours",
             )
             for m in columns
             if m in rows

@@ -331,5 +331,8 @@ def store(dataset: str, task: str, model: str) -> FoldStore:
     return FoldStore(RESULTS / "folds" / dataset / task / model)
 
 
-#: The models drawn as baselines (grey) in the figures: every model that is not a hybrid.
-BASELINES = tuple(m for m in MODELS if "hybrid" not in m)
+def is_baseline(model: str) -> bool:
+    """Whether ``model`` is drawn as a baseline (grey) in the figures: the plain GNNs, their readouts alone and the
+    descriptor-only models; the hybrids, the recipe's variants, the pretrained-backbone hybrids and NEGNN are
+    ours. ``model@F`` (on a part ``F`` of each training fold) is drawn like ``model``."""
+    return model.split("@")[0].startswith(("megnet", "tensornet", "descriptors_"))

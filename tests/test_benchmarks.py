@@ -1125,3 +1125,16 @@ def test_the_engine_with_a_pretrained_candidate_on_whole_matbench_folds(monkeypa
     row = "| 3 | **forest** (extensive 10, intensive 20, forest 1, finetuned 50) | extensive | 103 | 103 | 43 |"
     assert row in lines
     assert sum("not run yet" in line for line in lines) == 2
+
+
+def test_the_figures_draw_every_hybrid_as_ours_and_a_part_of_each_fold_like_its_model():
+    """Grey is for the baselines (plain GNNs, their readouts alone, descriptor-only models): the fine-tuned and
+    from-scratch TensorNet-MatPES hybrids, the recipe's variants and NEGNN are ours, whatever their names say, and a
+    learning-curve point ``model@F`` takes its model's colour."""
+    tasks = _script("tasks")
+    for model in ("finetuned_tensornet_matpes", "scratch_tensornet_matpes@0.5", "recipe_clipped@0.25",
+                  "hybrid_megnet_chgnet_noenergy@0.25", "negnn_megnet", "finetuned_tensornet_matpes_fixedema@0.25"):
+        assert not tasks.is_baseline(model), model
+    for model in ("megnet", "megnet_readout@0.25", "tensornet", "descriptors_rf_tensornet_matpes", "descriptors_mlp"):
+        assert tasks.is_baseline(model), model
+    assert {m for m in tasks.MODELS if not tasks.is_baseline(m)} >= {m for m in tasks.MODELS if "hybrid" in m}
