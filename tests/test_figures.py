@@ -61,6 +61,10 @@ def check_readable(fig: Figure, units: str | None) -> None:
         for box_a, box_b in itertools.pairwise(sorted(ticks, key=lambda b: b.y0)):
             assert box_a.y1 <= box_b.y0 + 0.5, f"tick labels touch in {ax.get_title()!r}"
     boxes = [(ax, ax.title.get_window_extent(renderer)) for ax in visible if ax.get_title()]
+    page = fig.bbox
+    for ax, box in boxes:  # a title is read whole: not cut at the edge of the saved figure
+        assert page.x0 - 1 <= box.x0, f"title {ax.get_title()!r} past the figure's left edge"
+        assert box.x1 <= page.x1 + 1, f"title {ax.get_title()!r} past the figure's right edge"
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         assert not box_a.overlaps(box_b), (a.get_title(), b.get_title())
     panels_ = [ax.get_tightbbox(renderer) for ax in visible]
@@ -106,6 +110,17 @@ def test_the_cv_and_matbench_report_figure_is_readable(units):
     ax = fig.axes[0]
     if units:
         assert ax.get_xlabel() == f"MAE ({units})"
+    plt.close(fig)
+
+
+def test_a_parity_panel_of_a_long_model_name_keeps_its_title_inside_the_figure():
+    """The parity panel names the model drawn: a learning-curve run's long name must not run off the figure."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(1.5, 0.3, size=50)
+    name = "finetuned_tensornet_matpes_clipped@0.25"
+    tables = {"heat_capacity": {name: _summary([9.6, 9.1, 10.2, 9.9, 9.3])}}
+    fig = report_figure(tables, {"heat_capacity": "J/K/mol"}, {"heat_capacity": (name, y, y + rng.normal(0, 0.1, 50))})
+    check_readable(fig, "J/K/mol")
     plt.close(fig)
 
 

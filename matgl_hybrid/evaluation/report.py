@@ -128,7 +128,7 @@ def report_figure(
         if parity and target in parity:
             name, y, p = parity[target]
             parity_plot(axes[ncols * row + 1], y, p, quantity=target, units=units.get(target),
-                        title=f"{name}, held-out folds pooled")  # fmt: skip
+                        title=f"{name}\nheld-out folds pooled")  # fmt: skip
         elif parity:
             axes[ncols * row + 1].set_visible(False)
     return fig
