@@ -24,10 +24,11 @@ fold and scores the chosen graph network once on the outer test fold:
   rule, registered before any fold ran, that decides whether that candidate joins the defaults for small data;
   and the same scored by inner 5-fold cross-validation (``--inner-folds 5``, :data:`SMALL_INNER_FOLDS`, registered
   after the first rule failed, before any of its folds ran; about 5× the cost: GPU work).
-- whole training folds with a pretrained candidate (:data:`WHOLE_FOLD_RULE_FOLDS`): on the Matbench tasks the
-  fine-tuned TensorNet-MatPES hybrid ran on every official fold with the same inner split as the default candidates
-  (``matbench_study.py``, ``finetuned_tensornet_matpes``), so the engine's choice among the default candidates and it
-  is read from the committed inner scores, in the report; nothing is trained.
+- whole training folds with a pretrained candidate (:data:`WHOLE_FOLD_RULE_FOLDS`): the fine-tuned
+  TensorNet-MatPES hybrid ran on whole folds with the same inner split as the default candidates
+  (``finetuned_tensornet_matpes`` of ``matbench_study.py`` on the official folds, of ``accuracy.py`` on the others),
+  so the engine's choice among the default candidates and it is read from the committed inner scores, in the
+  report; nothing is trained.
 
     python benchmarks/default_selection.py --matbench               # the Matbench part (forest inner scores only)
     python benchmarks/default_selection.py --tasks de_jong_2015_elasticity/log10_K_VRH --folds 0,1
@@ -119,7 +120,8 @@ SMALL_INNER_FOLDS = 5
 #: 2026-12-04): per Matbench task, if the engine keeps the fine-tuned candidate (``finetuned_tensornet_matpes``) on at
 #: least this many of the 5 official folds, it becomes the recommended model for that property and the shipped
 #: checkpoint for it is retrained on the backbone. Written 2026-12-06, after jdft2d's five folds (kept on 2) and
-#: phonons folds 0-3 (kept on 4) had run.
+#: phonons folds 0-3 (kept on 4) had run; applied unchanged on 2026-12-07 to the other tasks' whole folds
+#: (``accuracy.py``'s fine-tuned folds, seed = fold: the default candidates' split), when de Jong's had run.
 WHOLE_FOLD_RULE_FOLDS = SMALL_RULE_FOLDS
 PRETRAINED_RUN = "finetuned_tensornet_matpes"
 #: The fixed models of the learning curves at the same size, for reference (accuracy.py runs, test folds).
@@ -368,43 +370,58 @@ def small_data(inner_folds: int | None = None) -> tuple[list[str], dict]:
     return lines, summary
 
 
+def finetuned_whole_folds(key: str) -> dict[int, tuple[float, float]]:
+    """``{fold: (inner validation MAE, test MAE)}`` of the fine-tuned hybrid on task ``key``'s whole training
+    folds, where it ran: ``matbench_study.py``'s fold records on a Matbench task, ``accuracy.py``'s (``--models
+    finetuned_tensornet_matpes``, seed = fold: the default candidates' validation split) on the others."""
+    dataset, task = key.split("/")
+    if dataset == "matbench":
+        table = json.loads((RESULTS / f"matbench_{task}.json").read_text())[PRETRAINED_RUN]["fold_mae"]
+        paths = (RUNS / PRETRAINED_RUN).glob(f"*/matbench_v0.1_*/folds/{task}/fold*.json")  # a folder per task
+        inner = {int(p.stem.removeprefix("fold")): json.loads(p.read_text())["params"]["best_val_mae"] for p in paths}
+        return {fold: (mae, table[fold]) for fold, mae in inner.items() if table[fold] is not None}
+    records = store(dataset, task, PRETRAINED_RUN).records()
+    return {fold: (r["params"]["validation"]["best_val_mae"], r["mae"]) for fold, r in records.items()}
+
+
 def whole_folds_pretrained() -> tuple[list[str], dict]:
-    """The report's section and summary of the engine on whole Matbench training folds among the default candidates
-    (the outer records of ``--matbench``) and the fine-tuned hybrid (its fold records' inner validation MAE, the same
-    split): the choice per fold, the graph network kept, its test MAE, and the rule's verdict per task."""
-    lines = ["## Whole training folds: the default candidates and a fine-tuned pretrained backbone (Matbench)", "",
-             "Official folds, the same inner validation split (10 %, seed 0) for every candidate: the engine's choice "
-             "among the default candidates (`--matbench` records) and the hybrid on the fine-tuned TensorNet-MatPES "
-             f"backbone (`{PRETRAINED_RUN}` of `matbench_study.py`, `FINETUNE` settings), read from the committed "
-             "inner scores; the test MAE is that of the graph network kept. Rule (written 2026-12-06, after "
-             "jdft2d's five folds and phonons folds 0-3 had run, with the small-data threshold registered "
-             "2026-12-04): the "
+    """The report's section and summary of the engine on whole training folds among the default candidates (the
+    outer records of ``--matbench`` and of ``--tasks``) and the fine-tuned hybrid (:func:`finetuned_whole_folds`,
+    the same split): the choice per fold, the graph network kept, its test MAE, and the rule's verdict per task."""
+    lines = ["## Whole training folds: the default candidates and a fine-tuned pretrained backbone", "",
+             "The same inner validation split (10 %; seed 0 on Matbench's official folds, the fold's number on the "
+             "others) for every candidate: the engine's choice among the default candidates (its outer records) "
+             f"and the hybrid on the fine-tuned TensorNet-MatPES backbone (`{PRETRAINED_RUN}` of "
+             "`matbench_study.py` and `accuracy.py`, `FINETUNE` settings), read from the committed inner scores; "
+             "the test MAE is that of the graph network kept. Rule (written 2026-12-06, after jdft2d's five folds "
+             "and phonons folds 0-3 had run, with the small-data threshold registered 2026-12-04; applied to the "
+             "other tasks' whole folds on 2026-12-07, when de Jong's had run, unchanged): the "
              f"fine-tuned backbone becomes the recommended model for a task's property if kept on at least "
-             f"{WHOLE_FOLD_RULE_FOLDS} of 5 folds. Command: `python benchmarks/default_selection.py --report-only`.",
+             f"{WHOLE_FOLD_RULE_FOLDS} of 5 folds. Tasks where it has not run on any whole fold are left out. "
+             "Command: `python benchmarks/default_selection.py --report-only`.",
              ""]  # fmt: skip
     summary: dict = {}
-    for task in MATBENCH_TASKS:
-        defaults = FoldStore(OUT / "matbench" / task / "outer").records()
-        table = json.loads((RESULTS / f"matbench_{task}.json").read_text())
-        finetuned = {}
-        for path in (RUNS / PRETRAINED_RUN).glob(f"*/matbench_v0.1_*/folds/{task}/fold*.json"):  # a folder per task
-            fold = int(path.stem.removeprefix("fold"))
-            if fold in defaults and table[PRETRAINED_RUN]["fold_mae"][fold] is not None:
-                finetuned[fold] = json.loads(path.read_text())["params"]["best_val_mae"]
-        lines += [f"### matbench/{task} ({units_of(f'matbench/{task}')})", "",
+    for key in KINDS:
+        finetuned = finetuned_whole_folds(key)
+        defaults = FoldStore(OUT / key / "outer").records()
+        if not finetuned:
+            continue
+        lines += [f"### {key} ({units_of(key)})", "",
                   "| fold | chosen (inner MAE of each) | graph network kept | test MAE | test MAE, default engine | "
                   "test MAE, fine-tuned (fixed) |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
         kept, test = 0, {}
         for fold in FOLDS:
-            if fold not in finetuned:
+            if fold not in finetuned or fold not in defaults:
                 lines.append(f"| {fold} | not run yet | | | | |")
                 continue
             params = defaults[fold]["params"]
-            inner = {**params["inner_mae"], "finetuned": finetuned[fold]}  # last: a tie keeps a default
+            inner = {**params["inner_mae"], "finetuned": finetuned[fold][0]}  # last: a tie keeps a default
             graph = {n: v for n, v in inner.items() if n != "forest"}
             model = best_candidate(graph)
-            fixed = table[PRETRAINED_RUN]["fold_mae"][fold]
-            test[fold] = fixed if model == "finetuned" else params["test_mae_of_each"][model]
+            fixed = finetuned[fold][1]
+            # Matbench's records score every graph candidate; the others only the one the engine kept.
+            each = params.get("test_mae_of_each") or {params["model"]: defaults[fold]["mae"]}
+            test[fold] = fixed if model == "finetuned" else each[model]
             kept += model == "finetuned"
             scores = ", ".join(f"{n} {v:.4g}" for n, v in inner.items())
             lines.append(f"| {fold} | **{best_candidate(inner)}** ({scores}) | {model} | {test[fold]:.4g} | "
@@ -418,12 +435,12 @@ def whole_folds_pretrained() -> tuple[list[str], dict]:
                        f"{'becomes' if holds else 'does not become'} the recommended model here.")  # fmt: skip
         if test:
             means = (np.mean(list(test.values())), np.mean([defaults[f]["mae"] for f in test]),
-                     np.mean([table[PRETRAINED_RUN]["fold_mae"][f] for f in test]))  # fmt: skip
+                     np.mean([finetuned[f][1] for f in test]))  # fmt: skip
             verdict = (f"Fine-tuned candidate kept on {kept} of {len(test)} folds run; mean test MAE over them: the "
                        f"engine with it {means[0]:.4g}, without it {means[1]:.4g}, the fine-tuned hybrid alone "
                        f"{means[2]:.4g}. {verdict}")  # fmt: skip
         lines += ["", verdict, ""]
-        summary[f"matbench/{task}"] = row
+        summary[key] = row
     return lines, summary
 
 
