@@ -380,7 +380,13 @@ def finetuned_whole_folds(key: str) -> dict[int, tuple[float, float]]:
         paths = (RUNS / PRETRAINED_RUN).glob(f"*/matbench_v0.1_*/folds/{task}/fold*.json")  # a folder per task
         inner = {int(p.stem.removeprefix("fold")): json.loads(p.read_text())["params"]["best_val_mae"] for p in paths}
         return {fold: (mae, table[fold]) for fold, mae in inner.items() if table[fold] is not None}
-    records = store(dataset, task, PRETRAINED_RUN).records()
+    folds = store(dataset, task, PRETRAINED_RUN)
+    records = folds.records()
+    for fold, record in records.items():  # the engine's split: ValidationSplit(val_fraction, seed=fold), whole fold
+        settings = record["params"]["settings"]
+        if (settings["spec"]["seed"], settings["spec"]["val_fraction"], settings["train_fraction"]) != (fold, 0.1, 1):
+            raise SystemExit(f"{folds.path(fold)}: not scored on the default candidates' validation split (seed "
+                             f"{fold}, 10 %, whole training fold): its inner MAE cannot be compared")  # fmt: skip
     return {fold: (r["params"]["validation"]["best_val_mae"], r["mae"]) for fold, r in records.items()}
 
 
@@ -421,6 +427,9 @@ def whole_folds_pretrained() -> tuple[list[str], dict]:
             fixed = finetuned[fold][1]
             # Matbench's records score every graph candidate; the others only the one the engine kept.
             each = params.get("test_mae_of_each") or {params["model"]: defaults[fold]["mae"]}
+            if model != "finetuned" and model not in each:
+                raise SystemExit(f"{OUT / key / 'outer'} fold {fold}: the engine kept {params['model']!r}, but the "
+                                 f"lowest inner MAE is {model!r}'s, whose test MAE is not recorded")  # fmt: skip
             test[fold] = fixed if model == "finetuned" else each[model]
             kept += model == "finetuned"
             scores = ", ".join(f"{n} {v:.4g}" for n, v in inner.items())

@@ -1118,8 +1118,9 @@ def test_the_engine_with_a_pretrained_candidate_on_whole_folds(monkeypatch, tmp_
     for fold in range(5):
         FoldStore(tmp_path / "default_selection" / key / "outer").save(fold, {"mae": 0.9, "params": {
             "model": "intensive", "inner_mae": {"extensive": 0.3, "intensive": 0.2, "forest": 0.5}}})  # fmt: skip
+        settings = {"spec": {"seed": fold, "val_fraction": 0.1}, "train_fraction": 1.0}
         FoldStore(tmp_path / "folds" / key / "finetuned_tensornet_matpes").save(fold, {"mae": 0.7, "params": {
-            "validation": {"best_val_mae": 0.1 if fold < 3 else 0.25}}})  # fmt: skip
+            "settings": settings, "validation": {"best_val_mae": 0.1 if fold < 3 else 0.25}}})  # fmt: skip
     monkeypatch.setattr(selection, "OUT", tmp_path / "default_selection")
     monkeypatch.setattr(selection, "RUNS", tmp_path / "matbench_runs")
     monkeypatch.setattr(selection, "RESULTS", tmp_path)
@@ -1136,6 +1137,18 @@ def test_the_engine_with_a_pretrained_candidate_on_whole_folds(monkeypatch, tmp_
     row = "| 3 | **forest** (extensive 10, intensive 20, forest 1, finetuned 50) | extensive | 103 | 103 | 43 |"
     assert row in lines
     assert sum("not run yet" in line for line in lines) == 2
+    finetuned = FoldStore(tmp_path / "folds" / key / "finetuned_tensornet_matpes")
+    record = finetuned.load(4)
+    record["params"]["settings"]["spec"]["seed"] = 0  # another split than the engine's on fold 4
+    finetuned.save(4, record)
+    with pytest.raises(SystemExit, match=r"fold4\.json: not scored on the default candidates' validation split"):
+        selection.whole_folds_pretrained()
+    record["params"]["settings"]["spec"]["seed"] = 4
+    finetuned.save(4, record)
+    FoldStore(tmp_path / "default_selection" / key / "outer").save(4, {"mae": 0.9, "params": {
+        "model": "intensive", "inner_mae": {"extensive": 0.1, "intensive": 0.2, "forest": 0.5}}})  # fmt: skip
+    with pytest.raises(SystemExit, match="fold 4: the engine kept 'intensive', but the lowest inner MAE is 'exten"):
+        selection.whole_folds_pretrained()
 
 
 def test_the_figures_draw_every_hybrid_as_ours_and_a_part_of_each_fold_like_its_model():
