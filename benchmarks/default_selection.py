@@ -382,11 +382,14 @@ def finetuned_whole_folds(key: str) -> dict[int, tuple[float, float]]:
         return {fold: (mae, table[fold]) for fold, mae in inner.items() if table[fold] is not None}
     folds = store(dataset, task, PRETRAINED_RUN)
     records = folds.records()
-    for fold, record in records.items():  # the engine's split: ValidationSplit(val_fraction, seed=fold), whole fold
+    val_fraction = TrainSpec().val_fraction  # the engine's split: ValidationSplit(val_fraction, seed=fold)
+    for fold, record in records.items():
         settings = record["params"]["settings"]
-        if (settings["spec"]["seed"], settings["spec"]["val_fraction"], settings["train_fraction"]) != (fold, 0.1, 1):
+        split = (settings["spec"]["seed"], settings["spec"]["val_fraction"], settings["train_fraction"])
+        if split != (fold, val_fraction, 1):
             raise SystemExit(f"{folds.path(fold)}: not scored on the default candidates' validation split (seed "
-                             f"{fold}, 10 %, whole training fold): its inner MAE cannot be compared")  # fmt: skip
+                             f"{fold}, {val_fraction:.0%}, whole training fold): its inner MAE cannot be "
+                             "compared")  # fmt: skip
     return {fold: (r["params"]["validation"]["best_val_mae"], r["mae"]) for fold, r in records.items()}
 
 
@@ -409,9 +412,9 @@ def whole_folds_pretrained() -> tuple[list[str], dict]:
     summary: dict = {}
     for key in KINDS:
         finetuned = finetuned_whole_folds(key)
-        defaults = FoldStore(OUT / key / "outer").records()
         if not finetuned:
             continue
+        defaults = FoldStore(OUT / key / "outer").records()
         lines += [f"### {key} ({units_of(key)})", "",
                   "| fold | chosen (inner MAE of each) | graph network kept | test MAE | test MAE, default engine | "
                   "test MAE, fine-tuned (fixed) |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
