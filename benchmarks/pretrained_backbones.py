@@ -325,8 +325,9 @@ def _curve_styles() -> dict[str, dict[str, object]]:
 
 
 def _fold_times() -> dict[str, dict[str, list[float]]]:
-    """Per learning-curve run (``dataset/task/run``) and Matbench run of the two networks (``matbench/task/run``),
-    per device, the training seconds of each fold run there."""
+    """Per learning-curve run (``dataset/task/run``), whole-fold run of the two networks on every property task and
+    Matbench run of the two networks (``matbench/task/run``), per device, the training seconds of each fold run
+    there."""
     found: dict = {}
     parts = [f"{MATBENCH_NAMES.get(m, m)}@{f:g}" for m in CURVE_MODELS for f in FRACTIONS if f < 1]
     for model in (*PRETRAINED_MODELS, *parts):
@@ -336,15 +337,19 @@ def _fold_times() -> dict[str, dict[str, list[float]]]:
                 found.setdefault(f"matbench/{task}/{model}", {}).setdefault(record["params"]["device"], []).append(
                     record["train_seconds"]
                 )
-    for dataset, task in CURVES.items():
-        for folder in sorted((RESULTS / "folds" / dataset / task).iterdir()):
-            if folder.name.split("@")[0] not in (*CURVE_MODELS, *CLIPPED.values()):
-                continue
-            for record in store(dataset, task, folder.name).records().values():
-                device = record["params"]["settings"]["device"]
-                found.setdefault(f"{dataset}/{task}/{folder.name}", {}).setdefault(device, []).append(
-                    record["train_seconds"]
-                )
+    for dataset, (_, tasks) in DATASETS.items():
+        for task in (t.name for t in tasks):
+            if CURVES.get(dataset) == task:
+                runs = [f.name for f in sorted((RESULTS / "folds" / dataset / task).iterdir())
+                        if f.name.split("@")[0] in (*CURVE_MODELS, *CLIPPED.values())]  # fmt: skip
+            else:
+                runs = list(PRETRAINED_MODELS)
+            for run in runs:
+                for record in store(dataset, task, run).records().values():
+                    device = record["params"]["settings"]["device"]
+                    found.setdefault(f"{dataset}/{task}/{run}", {}).setdefault(device, []).append(
+                        record["train_seconds"]
+                    )
     return found
 
 
@@ -513,10 +518,10 @@ def report() -> dict:
         lines.append("Not measured yet (`--cost`).")
     times = _fold_times()
     summary["fold_seconds"] = times
-    lines += ["", "Training seconds per fold of the Matbench and learning-curve runs, by the device each ran on (a GPU "
-              "machine ran 4 to 12 folds at once, sharing the GPU and 16 CPU cores, as records written since "
-              "2026-12-05 say in `side_by_side`; the CPU runs had the 2 cores alone). The cost follows the atoms (and "
-              "bonds) of a cell more than the structures: Matbench's small cells train fastest per structure:", "",
+    lines += ["", "Training seconds per fold of the Matbench, learning-curve and whole-fold runs, by the device each "
+              "ran on (a GPU machine ran 4 to 12 folds at once, sharing the GPU and 16 CPU cores, as records written "
+              "since 2026-12-05 say in `side_by_side`; the CPU runs had the 2 cores alone). The cost follows the atoms "
+              "(and bonds) of a cell more than the structures: Matbench's small cells train fastest per structure:", "",
               "| run | device | folds | mean s | range s |", "|---|---|---:|---:|---|"]  # fmt: skip
     for run, devices in times.items():
         for device, seconds in devices.items():
