@@ -325,9 +325,9 @@ def _curve_styles() -> dict[str, dict[str, object]]:
 
 
 def _fold_times() -> dict[str, dict[str, list[float]]]:
-    """Per learning-curve run (``dataset/task/run``), whole-fold run of the two networks on every property task and
-    Matbench run of the two networks (``matbench/task/run``), per device, the training seconds of each fold run
-    there."""
+    """Per run of the two networks and the recipe on every property task (``dataset/task/run``, any part of the
+    training folds) and Matbench run of them (``matbench/task/run``), per device, the training seconds of each fold
+    run there."""
     found: dict = {}
     parts = [f"{MATBENCH_NAMES.get(m, m)}@{f:g}" for m in CURVE_MODELS for f in FRACTIONS if f < 1]
     for model in (*PRETRAINED_MODELS, *parts):
@@ -339,12 +339,9 @@ def _fold_times() -> dict[str, dict[str, list[float]]]:
                 )
     for dataset, (_, tasks) in DATASETS.items():
         for task in (t.name for t in tasks):
-            if CURVES.get(dataset) == task:
-                runs = [f.name for f in sorted((RESULTS / "folds" / dataset / task).iterdir())
-                        if f.name.split("@")[0] in (*CURVE_MODELS, *CLIPPED.values())]  # fmt: skip
-            else:
-                runs = list(PRETRAINED_MODELS)
-            for run in runs:
+            folder = RESULTS / "folds" / dataset / task
+            runs = sorted(f.name for f in folder.iterdir()) if folder.is_dir() else []
+            for run in (r for r in runs if r.split("@")[0] in (*CURVE_MODELS, *CLIPPED.values())):
                 for record in store(dataset, task, run).records().values():
                     device = record["params"]["settings"]["device"]
                     found.setdefault(f"{dataset}/{task}/{run}", {}).setdefault(device, []).append(
