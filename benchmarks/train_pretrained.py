@@ -55,9 +55,6 @@ LARGE_SET_BUDGET = ["--batch-size", "128", "--max-epochs", "100", "--patience", 
 MATBENCH = SHARED / "matbench"
 #: A hybrid on MatGL's pretrained TensorNet-MatPES-PBE, fine-tuned with the study's settings (tasks.FINETUNE, as
 #: ``train``'s flags so that the card's command says them).
-FINETUNED = (
-    "Hybrid on MatGL's TensorNet-MatPES-PBE, fine-tuned (max readout + gong28+composition+chgnet_noenergy, concat)"
-)
 FINETUNE_ARGUMENTS = [f"--{key.replace('_', '-')}={value}" for key, value in FINETUNE.items()]
 
 
@@ -65,6 +62,16 @@ def _recipe(what: str, data: Path, target: str, units: str, *extra: str) -> tupl
     """The description and ``matgl-hybrid train`` arguments (without --out) of a shipped recipe model."""
     arguments = ["--data", str(data), "--target", target, "--units", units, *HELD_OUT, *AS_SHIPPED, *extra]
     return f"{RECIPE} for {what}", arguments
+
+
+def _finetuned(what: str, readout: str, data: Path, target: str, units: str) -> tuple[str, list[str]]:
+    """The description and ``matgl-hybrid train`` arguments (without --out) of a shipped model on the fine-tuned
+    backbone, with the study's readout for the property (tasks.PRETRAINED_READOUTS)."""
+    description = (f"Hybrid on MatGL's TensorNet-MatPES-PBE, fine-tuned ({readout} readout + "
+                   f"gong28+composition+chgnet_noenergy, concat) for {what}")  # fmt: skip
+    arguments = ["--data", str(data), "--target", target, "--units", units, *HELD_OUT, *AS_SHIPPED,
+                 "--backbone", "tensornet-matpes-pbe", "--readout", readout, *FINETUNE_ARGUMENTS]  # fmt: skip
+    return description, arguments
 
 
 #: name -> (description, ``matgl-hybrid train`` arguments without --out)
@@ -98,10 +105,14 @@ SHIPPED: dict[str, tuple[str, list[str]]] = {
     ),
     # issue "Pretrained foundation backbones": the default selection keeps the fine-tuned backbone on 5 of 5
     # Matbench phonons folds (benchmarks/results/default_selection.md), so phonons also ships it.
-    "hybrid-tensornet-matpes-last-phdos-peak": (
-        f"{FINETUNED} for the frequency of the last phonon DOS peak (Matbench phonons, Materials Project DFPT)",
-        ["--data", str(MATBENCH / "matbench_phonons.json.gz"), "--target", "last phdos peak", "--units", "cm⁻¹",
-         *HELD_OUT, *AS_SHIPPED, "--backbone", "tensornet-matpes-pbe", "--readout", "max", *FINETUNE_ARGUMENTS],
+    "hybrid-tensornet-matpes-last-phdos-peak": _finetuned(
+        "the frequency of the last phonon DOS peak (Matbench phonons, Materials Project DFPT)", "max",
+        MATBENCH / "matbench_phonons.json.gz", "last phdos peak", "cm⁻¹",
+    ),
+    # ... and on 5 of 5 whole heat-capacity folds (accuracy.py's fine-tuned folds), so heat capacity ships it too.
+    "hybrid-tensornet-matpes-heat-capacity": _finetuned(
+        "the phonon heat capacity per cell at 300 K of binaries (Alexandria PBE)", "extensive",
+        SHARED / "alexandria_heat_capacity.json.gz", "heat_capacity", "J/K/mol of cells",
     ),
 }  # fmt: skip
 

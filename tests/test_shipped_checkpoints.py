@@ -25,9 +25,12 @@ def test_the_recipe_checkpoints_are_shipped_and_registered():
         "hybrid-megnet-last-phdos-peak",
     }
     assert recipe <= set(SHIPPED)
-    # issue "Pretrained foundation backbones": the default selection keeps the fine-tuned backbone on phonons
-    model = json.loads((REGISTRY_FILE.parent / "hybrid-tensornet-matpes-last-phdos-peak" / "model.json").read_text())
-    assert (model["kwargs"]["backbone"], model["kwargs"]["readout"]) == ("tensornet-matpes-pbe", "max")
+    # issue "Pretrained foundation backbones": the default selection keeps the fine-tuned backbone on phonons and on
+    # heat capacity, each with the study's readout for its property
+    for name, readout in (("hybrid-tensornet-matpes-last-phdos-peak", "max"),
+                          ("hybrid-tensornet-matpes-heat-capacity", "extensive")):  # fmt: skip
+        model = json.loads((REGISTRY_FILE.parent / name / "model.json").read_text())
+        assert (model["kwargs"]["backbone"], model["kwargs"]["readout"]) == ("tensornet-matpes-pbe", readout), name
     for name in SHIPPED:
         folder = REGISTRY_FILE.parent / name
         assert sum(p.stat().st_size for p in folder.iterdir()) <= 5 * 2**20, f"{name} is over 5 MB"
