@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from matgl.ext.pymatgen import get_element_list
-from tasks import FINETUNE
+from tasks import FINETUNE, PRETRAINED_READOUTS
 
 from matgl_hybrid.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from matgl_hybrid.figures import png
@@ -64,9 +64,10 @@ def _recipe(what: str, data: Path, target: str, units: str, *extra: str) -> tupl
     return f"{RECIPE} for {what}", arguments
 
 
-def _finetuned(what: str, readout: str, data: Path, target: str, units: str) -> tuple[str, list[str]]:
+def _finetuned(what: str, data: Path, target: str, units: str) -> tuple[str, list[str]]:
     """The description and ``matgl-hybrid train`` arguments (without --out) of a shipped model on the fine-tuned
-    backbone, with the study's readout for the property (tasks.PRETRAINED_READOUTS)."""
+    backbone, with the study's readout for the data set (tasks.PRETRAINED_READOUTS)."""
+    readout = PRETRAINED_READOUTS[data.name.removesuffix(".json.gz")]
     description = (f"Hybrid on MatGL's TensorNet-MatPES-PBE, fine-tuned ({readout} readout + "
                    f"gong28+composition+chgnet_noenergy, concat) for {what}")  # fmt: skip
     arguments = ["--data", str(data), "--target", target, "--units", units, *HELD_OUT, *AS_SHIPPED,
@@ -106,12 +107,12 @@ SHIPPED: dict[str, tuple[str, list[str]]] = {
     # issue "Pretrained foundation backbones": the default selection keeps the fine-tuned backbone on 5 of 5
     # Matbench phonons folds (benchmarks/results/default_selection.md), so phonons also ships it.
     "hybrid-tensornet-matpes-last-phdos-peak": _finetuned(
-        "the frequency of the last phonon DOS peak (Matbench phonons, Materials Project DFPT)", "max",
+        "the frequency of the last phonon DOS peak (Matbench phonons, Materials Project DFPT)",
         MATBENCH / "matbench_phonons.json.gz", "last phdos peak", "cm⁻¹",
     ),
     # ... and on 5 of 5 whole heat-capacity folds (accuracy.py's fine-tuned folds), so heat capacity ships it too.
     "hybrid-tensornet-matpes-heat-capacity": _finetuned(
-        "the phonon heat capacity per cell at 300 K of binaries (Alexandria PBE)", "extensive",
+        "the phonon heat capacity per cell at 300 K of binaries (Alexandria PBE)",
         SHARED / "alexandria_heat_capacity.json.gz", "heat_capacity", "J/K/mol of cells",
     ),
 }  # fmt: skip
